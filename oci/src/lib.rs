@@ -1,0 +1,24 @@
+//! hoist-oci: the content-addressing vocabulary every other hoist crate speaks.
+//!
+//! - [`Digest`]: a validated `algorithm:hex` content address (sha256, sha512).
+//! - [`Digester`]: hashes bytes as they stream through; its state can be saved and restored.
+//! - [`VerifyingReader`]: wraps a reader and fails at EOF on a digest or size mismatch.
+//! - [`RepoName`], [`Tag`], [`Reference`]: the distribution grammar, with docker normalisation.
+//! - [`media_type`]: the media types hoist knows.
+//!
+//! Manifest, index, config and descriptor types are `oci-spec`'s, re-exported as [`spec`].
+//!
+//! **Architecture Invariant:** this crate is a leaf: no async runtime, no HTTP, no I/O beyond
+//! `std::io::Read`.
+
+mod digest;
+pub mod media_type;
+mod name;
+mod reference;
+
+pub use digest::{Algorithm, Digest, DigestError, Digester, DigesterState, VerifyingReader};
+pub use name::{NameError, RepoName, Tag};
+pub use reference::{DEFAULT_REGISTRY, DEFAULT_TAG, Reference, ReferenceError};
+
+/// The OCI image and distribution spec types, from `oci-spec`.
+pub use oci_spec as spec;
