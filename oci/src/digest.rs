@@ -69,9 +69,11 @@ impl Digest {
             .ok_or_else(|| DigestError::Format(s.to_owned()))?;
         // The OCI grammar: algorithm-component ([a-z0-9]+) separated by [+._-].
         let alg_ok = !alg.is_empty()
-            && alg
-                .split(['+', '.', '_', '-'])
-                .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+            && alg.split(['+', '.', '_', '-']).all(|c| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
         let enc_ok = !hex.is_empty()
             && hex
                 .bytes()
@@ -254,11 +256,19 @@ impl Digester {
     pub fn resume(saved: &DigesterState) -> Result<Self, DigestError> {
         let hasher = match saved.algorithm {
             Algorithm::Sha256 => {
-                let arr = saved.state.as_slice().try_into().map_err(|_| DigestError::State)?;
+                let arr = saved
+                    .state
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| DigestError::State)?;
                 Hasher::Sha256(Sha256::deserialize(arr).map_err(|_| DigestError::State)?)
             }
             Algorithm::Sha512 => {
-                let arr = saved.state.as_slice().try_into().map_err(|_| DigestError::State)?;
+                let arr = saved
+                    .state
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| DigestError::State)?;
                 Hasher::Sha512(Sha512::deserialize(arr).map_err(|_| DigestError::State)?)
             }
         };
@@ -338,7 +348,10 @@ impl<R: Read> Read for VerifyingReader<R> {
             }
             let got = self.digester.current();
             if got != self.expected {
-                return Err(invalid(format!("digest mismatch: expected {}, got {got}", self.expected)));
+                return Err(invalid(format!(
+                    "digest mismatch: expected {}, got {got}",
+                    self.expected
+                )));
             }
         }
         Ok(n)
@@ -374,7 +387,10 @@ mod tests {
             ("sha256:abc", "encoded"),
             (&EMPTY.to_uppercase().replace("SHA256", "sha256"), "encoded"),
             (&format!("{EMPTY}0"), "encoded"),
-            ("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85g", "encoded"),
+            (
+                "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85g",
+                "encoded",
+            ),
         ];
         for (s, kind) in cases {
             let err = Digest::parse(s).unwrap_err();

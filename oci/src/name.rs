@@ -6,11 +6,15 @@ use std::str::FromStr;
 /// Why a string is not a repository name or a tag.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
-    #[error("invalid repository name {0:?}: components are lowercase letters and digits separated by '.', '_', '__' or '-', joined by '/'")]
+    #[error(
+        "invalid repository name {0:?}: components are lowercase letters and digits separated by '.', '_', '__' or '-', joined by '/'"
+    )]
     Repo(String),
     #[error("invalid repository name {0:?}: longer than 255 characters")]
     RepoTooLong(String),
-    #[error("invalid tag {0:?}: up to 128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'")]
+    #[error(
+        "invalid tag {0:?}: up to 128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'"
+    )]
     Tag(String),
 }
 
@@ -105,7 +109,8 @@ impl Tag {
         let ok = !b.is_empty()
             && b.len() <= 128
             && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-            && b.iter().all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'));
+            && b.iter()
+                .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'));
         if ok {
             Ok(Tag(s.to_owned()))
         } else {
@@ -155,8 +160,21 @@ mod tests {
             assert!(RepoName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a_", ".a", "a b", "a:b",
-            "Library/alpine", "a/-b",
+            "",
+            "A",
+            "a/",
+            "/a",
+            "a//b",
+            "a..b",
+            "a___b",
+            "-a",
+            "a-",
+            "a_",
+            ".a",
+            "a b",
+            "a:b",
+            "Library/alpine",
+            "a/-b",
         ] {
             assert!(RepoName::parse(bad).is_err(), "{bad}");
         }

@@ -44,7 +44,10 @@ pub struct Reference {
 }
 
 fn looks_like_host(s: &str) -> bool {
-    s.contains('.') || s.contains(':') || s == "localhost" || s.bytes().any(|b| b.is_ascii_uppercase())
+    s.contains('.')
+        || s.contains(':')
+        || s == "localhost"
+        || s.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 fn valid_host(host: &str) -> bool {
@@ -66,11 +69,14 @@ fn valid_host(host: &str) -> bool {
     let name_ok = !name.is_empty()
         && name.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     name_ok && port_ok
 }
 
@@ -245,7 +251,10 @@ mod tests {
             ("alpine", "docker.io/library/alpine:latest"),
             ("ubuntu:16.04", "docker.io/library/ubuntu:16.04"),
             ("acme/web-api:12.0", "docker.io/acme/web-api:12.0"),
-            ("gcr.io/gnschenker/sample-app:1.1", "gcr.io/gnschenker/sample-app:1.1"),
+            (
+                "gcr.io/gnschenker/sample-app:1.1",
+                "gcr.io/gnschenker/sample-app:1.1",
+            ),
             (
                 "registry.acme.com/engineering/web-app:1.0",
                 "registry.acme.com/engineering/web-app:1.0",
@@ -277,9 +286,15 @@ mod tests {
         assert_eq!(r.tag().unwrap().as_str(), "1");
         assert_eq!(r.target(), D);
         assert_eq!(r.familiar(), format!("app:1@{D}"));
-        assert_eq!(Reference::parse("alpine").unwrap().familiar(), "alpine:latest");
         assert_eq!(
-            Reference::parse("acme/x:2").unwrap().with_tag(Tag::parse("3").unwrap()).familiar(),
+            Reference::parse("alpine").unwrap().familiar(),
+            "alpine:latest"
+        );
+        assert_eq!(
+            Reference::parse("acme/x:2")
+                .unwrap()
+                .with_tag(Tag::parse("3").unwrap())
+                .familiar(),
             "acme/x:3"
         );
     }
@@ -289,11 +304,29 @@ mod tests {
         let e = Reference::parse("https://registry.acme.com/a").unwrap_err();
         assert!(matches!(e, ReferenceError::Scheme(..)));
         assert!(e.to_string().contains("scheme"), "{e}");
-        assert!(matches!(Reference::parse("").unwrap_err(), ReferenceError::Empty));
-        assert!(matches!(Reference::parse("Alpine").unwrap_err(), ReferenceError::Name { .. }));
-        assert!(matches!(Reference::parse("a:b:c").unwrap_err(), ReferenceError::Name { .. }));
-        assert!(matches!(Reference::parse("a@sha256:xyz").unwrap_err(), ReferenceError::Digest { .. }));
-        assert!(matches!(Reference::parse("bad_host.com:x/a").unwrap_err(), ReferenceError::Registry(_)));
-        assert!(matches!(Reference::parse("a:b/c").unwrap_err(), ReferenceError::Registry(_)));
+        assert!(matches!(
+            Reference::parse("").unwrap_err(),
+            ReferenceError::Empty
+        ));
+        assert!(matches!(
+            Reference::parse("Alpine").unwrap_err(),
+            ReferenceError::Name { .. }
+        ));
+        assert!(matches!(
+            Reference::parse("a:b:c").unwrap_err(),
+            ReferenceError::Name { .. }
+        ));
+        assert!(matches!(
+            Reference::parse("a@sha256:xyz").unwrap_err(),
+            ReferenceError::Digest { .. }
+        ));
+        assert!(matches!(
+            Reference::parse("bad_host.com:x/a").unwrap_err(),
+            ReferenceError::Registry(_)
+        ));
+        assert!(matches!(
+            Reference::parse("a:b/c").unwrap_err(),
+            ReferenceError::Registry(_)
+        ));
     }
 }

@@ -1,1 +1,17 @@
-//! stub
+//! hoist-storage: where blobs, manifests and tags live.
+//!
+//! Three tiers, as in the CNCF registry:
+//! - [`driver`]: a dumb key/blob interface ([`StorageDriver`]) with `fs` and `memory` drivers and
+//!   one shared test suite.
+//! - [`metadata`]: everything that needs transactions (repositories, blob links, manifests, tags
+//!   and their history, referrers, upload sessions) behind [`MetadataStore`], on bundled SQLite.
+//! - [`content`]: the content layer the registry and the local store use: verified blob commits,
+//!   per-repository links, uploads, manifests, tags and referrers.
+
+pub mod content;
+pub mod driver;
+pub mod metadata;
+
+pub use content::{ContentError, Store};
+pub use driver::{DriverError, FsDriver, MemoryDriver, StorageDriver};
+pub use metadata::{MetadataStore, SqliteMetadata};

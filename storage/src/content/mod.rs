@@ -1,0 +1,494 @@
+//! The content layer: what a registry or a local store means by blobs, uploads, manifests, tags
+//! and referrers, built on a [`StorageDriver`] for bytes and a [`MetadataStore`] for the rest.
+//!
+//! **Architecture Invariant:** a blob becomes visible only after its digest was verified and its
+//! bytes are durable: upload bytes are hashed as they arrive, fsynced, renamed into
+//! `blobs/` (then the directory is fsynced), and only then linked in one metadata transaction.
+//! A crash at any point leaves either no visible blob or a complete one.
+
+mod manifest;
+pub mod paths;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use hoist_oci::{Algorithm, Digest, Digester, RepoName};
+use parking_lot::Mutex;
+use tokio::io::AsyncReadExt;
+
+use crate::driver::{BoxReader, DriverError, StorageDriver};
+use crate::metadata::{MetaError, MetadataStore, Page, UploadSession, now};
+
+pub use manifest::{PutManifest, Reference, StoredManifest, analyse};
+
+/// The largest manifest the store accepts.
+pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
+
+/// What went wrong, in terms a registry maps to its error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("blob unknown to repository: {0}")]
+    BlobUnknown(Digest),
+    #[error("manifest unknown: {0}")]
+    ManifestUnknown(String),
+    #[error("repository name not known to registry: {0}")]
+    NameUnknown(String),
+    #[error("blob upload unknown: {0}")]
+    UploadUnknown(String),
+    #[error("digest mismatch: expected {expected}, content is {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("invalid digest: {0}")]
+    DigestInvalid(String),
+    #[error("upload is at offset {current}, the chunk starts at {requested}")]
+    RangeInvalid { current: u64, requested: u64 },
+    #[error("size mismatch: expected {expected} bytes, got {actual}")]
+    SizeInvalid { expected: u64, actual: u64 },
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(String),
+    #[error("manifest is {0} bytes, over the {MAX_MANIFEST_SIZE} byte limit")]
+    ManifestTooLarge(usize),
+    #[error("manifest references unknown content: {}", .0.iter().map(Digest::as_str).collect::<Vec<_>>().join(", "))]
+    ManifestBlobUnknown(Vec<Digest>),
+    #[error("invalid tag: {0}")]
+    TagInvalid(String),
+    #[error("stored content is corrupt: {0}")]
+    Corrupt(String),
+    #[error("request body: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error(transparent)]
+    Meta(MetaError),
+}
+
+impl From<MetaError> for ContentError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::MissingReferences(ds) => ContentError::ManifestBlobUnknown(ds),
+            other => ContentError::Meta(other),
+        }
+    }
+}
+
+pub type Result<T, E = ContentError> = std::result::Result<T, E>;
+
+/// Where an upload stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadStatus {
+    pub id: String,
+    /// Bytes received so far.
+    pub offset: u64,
+}
+
+/// A blob opened for reading.
+pub struct BlobReader {
+    /// The whole blob's size.
+    pub size: u64,
+    pub reader: BoxReader,
+}
+
+/// The content store. Cheap to share behind an `Arc`.
+pub struct Store {
+    driver: Arc<dyn StorageDriver>,
+    meta: Arc<dyn MetadataStore>,
+    /// One lock per upload session, so two requests never append to one upload at once.
+    upload_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Manifest bytes by digest. Content-addressed, so never stale; visibility is checked in
+    /// metadata before the cache is consulted.
+    manifests: Mutex<lru::LruCache<Digest, Bytes>>,
+}
+
+impl Store {
+    /// Opens a store and cleans up what a crash may have left: upload directories without a
+    /// session, and sessions whose bytes are gone.
+    pub async fn open(
+        driver: Arc<dyn StorageDriver>,
+        meta: Arc<dyn MetadataStore>,
+    ) -> Result<Self> {
+        let store = Store {
+            driver,
+            meta,
+            upload_locks: Mutex::new(HashMap::new()),
+            manifests: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).expect("nonzero"),
+            )),
+        };
+        store.recover().await?;
+        Ok(store)
+    }
+
+    /// Opens the filesystem store under `dir`: `metadata.db` plus the key tree of
+    /// [`paths`].
+    pub async fn open_fs(dir: &std::path::Path) -> Result<Self> {
+        let driver = crate::FsDriver::new(dir)
+            .map_err(|e| DriverError::io(&dir.display().to_string(), e))?;
+        let meta = crate::SqliteMetadata::open(dir.join("metadata.db"))?;
+        Store::open(Arc::new(driver), Arc::new(meta)).await
+    }
+
+    pub fn driver(&self) -> &Arc<dyn StorageDriver> {
+        &self.driver
+    }
+
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.meta
+    }
+
+    async fn recover(&self) -> Result<()> {
+        let sessions = self.meta.upload_ids().await?;
+        let mut removed = 0usize;
+        for key in self.driver.list(paths::UPLOADS).await? {
+            if let Some(id) = paths::upload_id_of(&key)
+                && sessions.binary_search_by(|s| s.as_str().cmp(id)).is_err()
+            {
+                ignore_missing(self.driver.delete(&key).await)?;
+                removed += 1;
+            }
+        }
+        for id in &sessions {
+            if let Err(e) = self.driver.stat(&paths::upload_data(id)).await {
+                if !e.is_not_found() {
+                    return Err(e.into());
+                }
+                self.meta.upload_delete(id).await?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed leftovers of interrupted uploads");
+        }
+        Ok(())
+    }
+
+    // ----- blobs -----
+
+    /// The size of a blob if `repo` may see it.
+    pub async fn blob_stat(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.meta.repo_blob_size(repo.as_str(), digest).await?)
+    }
+
+    /// Opens a blob of `repo` from `offset`.
+    pub async fn blob_open(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<BlobReader> {
+        let size = self
+            .blob_stat(repo, digest)
+            .await?
+            .ok_or_else(|| ContentError::BlobUnknown(digest.clone()))?;
+        let reader = self
+            .driver
+            .reader(&paths::blob_data(digest), offset)
+            .await
+            .map_err(|e| {
+                if e.is_not_found() {
+                    ContentError::Corrupt(format!(
+                        "blob {digest} is linked but its bytes are missing"
+                    ))
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(BlobReader { size, reader })
+    }
+
+    /// Removes a blob's link from `repo`. The bytes stay for other repositories (and GC).
+    pub async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        if self.meta.unlink_blob(repo.as_str(), digest).await? {
+            Ok(())
+        } else {
+            Err(ContentError::BlobUnknown(digest.clone()))
+        }
+    }
+
+    /// Links a blob `from` one repository into another. `None` when `from` does not have it.
+    pub async fn blob_mount(
+        &self,
+        repo: &RepoName,
+        from: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        let Some(size) = self.meta.repo_blob_size(from.as_str(), digest).await? else {
+            return Ok(None);
+        };
+        self.meta.link_blob(repo.as_str(), digest, size).await?;
+        Ok(Some(size))
+    }
+
+    // ----- uploads -----
+
+    /// Opens an upload session in `repo`.
+    pub async fn upload_start(&self, repo: &RepoName) -> Result<UploadStatus> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.driver
+            .put_content(&paths::upload_data(&id), Bytes::new())
+            .await?;
+        let t = now();
+        self.meta
+            .upload_create(&UploadSession {
+                id: id.clone(),
+                repo: repo.to_string(),
+                offset: 0,
+                hash: Digester::sha256().state(),
+                created_at: t,
+                updated_at: t,
+            })
+            .await?;
+        Ok(UploadStatus { id, offset: 0 })
+    }
+
+    async fn session(&self, repo: &RepoName, id: &str) -> Result<UploadSession> {
+        match self.meta.upload_get(id).await? {
+            Some(s) if s.repo == repo.as_str() => Ok(s),
+            _ => Err(ContentError::UploadUnknown(id.to_owned())),
+        }
+    }
+
+    fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.upload_locks.lock();
+        if locks.len() > 1024 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Where an upload stands.
+    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
+        let s = self.session(repo, id).await?;
+        Ok(UploadStatus {
+            id: s.id,
+            offset: s.offset,
+        })
+    }
+
+    /// Appends a body to an upload. With `start`, the chunk must begin exactly at the upload's
+    /// offset. Bytes are hashed as they stream and made durable before the offset moves. If the
+    /// body breaks off, what arrived is kept (a client resumes from the offset) and the error is
+    /// returned.
+    pub async fn upload_append<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        start: Option<u64>,
+        body: S,
+    ) -> Result<UploadStatus>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let lock = self.upload_lock(id);
+        let _guard = lock.lock().await;
+        let session = self.session(repo, id).await?;
+        if let Some(start) = start
+            && start != session.offset
+        {
+            return Err(ContentError::RangeInvalid {
+                current: session.offset,
+                requested: start,
+            });
+        }
+        self.append_locked(&session, body).await
+    }
+
+    async fn append_locked<S, E>(&self, session: &UploadSession, body: S) -> Result<UploadStatus>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let mut digester =
+            Digester::resume(&session.hash).map_err(|e| ContentError::Corrupt(e.to_string()))?;
+        let mut writer = self
+            .driver
+            .writer(&paths::upload_data(&session.id), session.offset)
+            .await?;
+        let mut body = std::pin::pin!(body);
+        let mut broken = None;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    digester.update(&chunk);
+                    if let Err(e) = writer.write(chunk).await {
+                        let _ = writer.commit().await;
+                        return Err(e.into());
+                    }
+                }
+                Err(e) => {
+                    broken = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let offset = writer.size();
+        writer.commit().await?;
+        if offset != session.offset {
+            let moved = self
+                .meta
+                .upload_advance(&session.id, session.offset, offset, &digester.state())
+                .await?;
+            if !moved {
+                return Err(ContentError::UploadUnknown(session.id.clone()));
+            }
+        }
+        if let Some(e) = broken {
+            return Err(ContentError::Body(e));
+        }
+        Ok(UploadStatus {
+            id: session.id.clone(),
+            offset,
+        })
+    }
+
+    /// Finishes an upload: appends an optional last body, checks the digest, and commits the blob
+    /// into the repository. On a digest mismatch the upload is discarded.
+    pub async fn upload_complete<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        expected: &Digest,
+        last: Option<S>,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let lock = self.upload_lock(id);
+        let _guard = lock.lock().await;
+        let mut session = self.session(repo, id).await?;
+        if let Some(body) = last {
+            let st = self.append_locked(&session, body).await?;
+            session = self.session(repo, &st.id).await?;
+        }
+        let data_key = paths::upload_data(id);
+        let actual = if expected.algorithm() == session.hash.algorithm {
+            Digester::resume(&session.hash)
+                .map_err(|e| ContentError::Corrupt(e.to_string()))?
+                .finish()
+        } else {
+            self.rehash(&data_key, expected.algorithm()).await?
+        };
+        if actual != *expected {
+            self.upload_cancel_locked(id).await?;
+            return Err(ContentError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let size = session.offset;
+        self.commit_blob(&data_key, expected, size).await?;
+        self.meta.upload_finish(id, expected, size).await?;
+        ignore_missing(self.driver.delete(&paths::upload_dir(id)).await)?;
+        Ok(size)
+    }
+
+    /// Moves verified bytes into `blobs/`, unless the same content is already there.
+    async fn commit_blob(&self, from_key: &str, digest: &Digest, size: u64) -> Result<()> {
+        let blob_key = paths::blob_data(digest);
+        let present = match self.driver.stat(&blob_key).await {
+            Ok(info) => info.size == size,
+            Err(e) if e.is_not_found() => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !present {
+            self.driver.rename(from_key, &blob_key).await?;
+        }
+        Ok(())
+    }
+
+    async fn rehash(&self, key: &str, algorithm: Algorithm) -> Result<Digest> {
+        let mut r = self.driver.reader(key, 0).await?;
+        let mut d = Digester::new(algorithm);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = r
+                .read(&mut buf)
+                .await
+                .map_err(|e| DriverError::io(key, e))?;
+            if n == 0 {
+                break;
+            }
+            d.update(&buf[..n]);
+        }
+        Ok(d.finish())
+    }
+
+    /// Cancels an upload and removes its bytes.
+    pub async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
+        let lock = self.upload_lock(id);
+        let _guard = lock.lock().await;
+        self.session(repo, id).await?;
+        self.upload_cancel_locked(id).await
+    }
+
+    async fn upload_cancel_locked(&self, id: &str) -> Result<()> {
+        self.meta.upload_delete(id).await?;
+        ignore_missing(self.driver.delete(&paths::upload_dir(id)).await)?;
+        Ok(())
+    }
+
+    /// Pushes a whole blob in one call (a monolithic upload).
+    pub async fn blob_put<S, E>(&self, repo: &RepoName, expected: &Digest, body: S) -> Result<u64>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let st = self.upload_start(repo).await?;
+        match self
+            .upload_complete(repo, &st.id, expected, Some(body))
+            .await
+        {
+            Ok(size) => Ok(size),
+            Err(e) => {
+                // A failed monolithic upload leaves nothing behind.
+                if self.meta.upload_get(&st.id).await?.is_some() {
+                    self.upload_cancel_locked(&st.id).await?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    // ----- listings -----
+
+    /// A page of `repo`'s tags.
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Page> {
+        self.meta
+            .tags(repo.as_str(), n, last)
+            .await?
+            .ok_or_else(|| ContentError::NameUnknown(repo.to_string()))
+    }
+
+    /// A page of repository names.
+    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<Page> {
+        Ok(self.meta.repositories(n, last).await?)
+    }
+}
+
+fn ignore_missing(r: std::result::Result<(), DriverError>) -> std::result::Result<(), DriverError> {
+    match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// Records a manifest's bytes in the cache after checking them against their digest.
+fn verified(digest: &Digest, bytes: Bytes) -> Result<Bytes> {
+    if digest.matches(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(ContentError::Corrupt(format!(
+            "stored manifest {digest} does not match its digest"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests;

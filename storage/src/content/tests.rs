@@ -1,0 +1,520 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream;
+use hoist_oci::{Algorithm, Digest, RepoName, media_type};
+
+use super::*;
+use crate::{FsDriver, MemoryDriver, SqliteMetadata};
+
+type Chunk = std::result::Result<Bytes, std::io::Error>;
+
+fn body(parts: &[&[u8]]) -> impl Stream<Item = Chunk> + Send + use<> {
+    let v: Vec<Chunk> = parts
+        .iter()
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
+    stream::iter(v)
+}
+
+fn repo(s: &str) -> RepoName {
+    RepoName::parse(s).unwrap()
+}
+
+async fn memory_store() -> (Store, MemoryDriver) {
+    let driver = MemoryDriver::new();
+    let store = Store::open(
+        Arc::new(driver.clone()),
+        Arc::new(SqliteMetadata::in_memory().unwrap()),
+    )
+    .await
+    .unwrap();
+    (store, driver)
+}
+
+async fn read_blob(store: &Store, r: &RepoName, d: &Digest, offset: u64) -> Vec<u8> {
+    let mut b = store.blob_open(r, d, offset).await.unwrap();
+    let mut out = Vec::new();
+    b.reader.read_to_end(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn chunked_upload_commits_verified_blob_visible_only_where_linked() {
+    let (store, driver) = memory_store().await;
+    let (a, b) = (repo("team/a"), repo("team/b"));
+    let data = b"hello, chunked world".to_vec();
+    let digest = Digest::sha256_of(&data);
+
+    let up = store.upload_start(&a).await.unwrap();
+    let st = store
+        .upload_append(&a, &up.id, Some(0), body(&[&data[..5], &data[5..9]]))
+        .await
+        .unwrap();
+    assert_eq!(st.offset, 9);
+    // A chunk that does not start at the offset is refused and changes nothing.
+    let err = store
+        .upload_append(&a, &up.id, Some(5), body(&[b"xx"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ContentError::RangeInvalid {
+                current: 9,
+                requested: 5
+            }
+        ),
+        "{err}"
+    );
+    // The session belongs to its repository.
+    assert!(matches!(
+        store.upload_status(&b, &up.id).await.unwrap_err(),
+        ContentError::UploadUnknown(_)
+    ));
+    // Not visible before commit.
+    assert_eq!(store.blob_stat(&a, &digest).await.unwrap(), None);
+
+    let size = store
+        .upload_complete(&a, &up.id, &digest, Some(body(&[&data[9..]])))
+        .await
+        .unwrap();
+    assert_eq!(size, data.len() as u64);
+    assert_eq!(
+        store.blob_stat(&a, &digest).await.unwrap(),
+        Some(data.len() as u64)
+    );
+    assert_eq!(read_blob(&store, &a, &digest, 7).await, &data[7..]);
+    assert_eq!(store.blob_stat(&b, &digest).await.unwrap(), None);
+    assert!(matches!(
+        store.blob_open(&b, &digest, 0).await.err().unwrap(),
+        ContentError::BlobUnknown(_)
+    ));
+
+    // Mount is a new link; the bytes are stored once.
+    assert_eq!(
+        store.blob_mount(&b, &a, &digest).await.unwrap(),
+        Some(data.len() as u64)
+    );
+    assert_eq!(read_blob(&store, &b, &digest, 0).await, data);
+    assert_eq!(
+        store.blob_mount(&b, &repo("none"), &digest).await.unwrap(),
+        None
+    );
+    assert_eq!(driver.keys(), vec![paths::blob_data(&digest)]);
+
+    // Deleting from one repository leaves the other's link.
+    store.blob_delete(&a, &digest).await.unwrap();
+    assert_eq!(store.blob_stat(&a, &digest).await.unwrap(), None);
+    assert_eq!(
+        store.blob_stat(&b, &digest).await.unwrap(),
+        Some(data.len() as u64)
+    );
+    assert!(matches!(
+        store.blob_delete(&a, &digest).await.unwrap_err(),
+        ContentError::BlobUnknown(_)
+    ));
+}
+
+#[tokio::test]
+async fn digest_mismatch_discards_the_upload_and_stores_nothing() {
+    let (store, driver) = memory_store().await;
+    let r = repo("x");
+    let wrong = Digest::sha256_of(b"something else");
+    let err = store
+        .blob_put(&r, &wrong, body(&[b"actual bytes"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ContentError::DigestMismatch { .. }), "{err}");
+    assert_eq!(store.blob_stat(&r, &wrong).await.unwrap(), None);
+    assert!(driver.keys().is_empty(), "left behind: {:?}", driver.keys());
+    assert!(store.metadata().upload_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sha512_blobs_are_verified_too() {
+    let (store, _) = memory_store().await;
+    let r = repo("x");
+    let d = Digest::of(Algorithm::Sha512, b"five twelve");
+    assert_eq!(
+        store
+            .blob_put(&r, &d, body(&[b"five ", b"twelve"]))
+            .await
+            .unwrap(),
+        11
+    );
+    assert_eq!(read_blob(&store, &r, &d, 0).await, b"five twelve");
+    let bad = Digest::of(Algorithm::Sha512, b"other");
+    assert!(
+        store
+            .blob_put(&r, &bad, body(&[b"five twelve"]))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn broken_body_keeps_what_arrived_for_resume() {
+    let (store, _) = memory_store().await;
+    let r = repo("x");
+    let up = store.upload_start(&r).await.unwrap();
+    let parts: Vec<Chunk> = vec![
+        Ok(Bytes::from_static(b"abc")),
+        Err(std::io::Error::other("connection reset")),
+    ];
+    let err = store
+        .upload_append(&r, &up.id, None, stream::iter(parts))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ContentError::Body(_)), "{err}");
+    assert_eq!(store.upload_status(&r, &up.id).await.unwrap().offset, 3);
+    store
+        .upload_append(&r, &up.id, Some(3), body(&[b"def"]))
+        .await
+        .unwrap();
+    let d = Digest::sha256_of(b"abcdef");
+    store
+        .upload_complete(&r, &up.id, &d, None::<stream::Empty<Chunk>>)
+        .await
+        .unwrap();
+    assert_eq!(read_blob(&store, &r, &d, 0).await, b"abcdef");
+}
+
+#[tokio::test]
+async fn cancelled_upload_is_gone() {
+    let (store, driver) = memory_store().await;
+    let r = repo("x");
+    let up = store.upload_start(&r).await.unwrap();
+    store
+        .upload_append(&r, &up.id, None, body(&[b"data"]))
+        .await
+        .unwrap();
+    store.upload_cancel(&r, &up.id).await.unwrap();
+    assert!(matches!(
+        store.upload_status(&r, &up.id).await.unwrap_err(),
+        ContentError::UploadUnknown(_)
+    ));
+    assert!(matches!(
+        store.upload_cancel(&r, &up.id).await.unwrap_err(),
+        ContentError::UploadUnknown(_)
+    ));
+    assert!(driver.keys().is_empty());
+}
+
+#[tokio::test]
+async fn uploads_resume_after_restart_and_leftovers_are_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = repo("persist/me");
+    let id = {
+        let store = Store::open_fs(dir.path()).await.unwrap();
+        let up = store.upload_start(&r).await.unwrap();
+        store
+            .upload_append(&r, &up.id, Some(0), body(&[b"first half|"]))
+            .await
+            .unwrap();
+        up.id
+    };
+    // Leftovers a crash could leave: an upload directory with no session, and a session whose
+    // bytes are gone; plus bytes past the durable offset (a chunk cut off mid-write).
+    let stray = dir.path().join("uploads/stray-session");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("data"), b"junk").unwrap();
+    {
+        let meta = SqliteMetadata::open(dir.path().join("metadata.db")).unwrap();
+        let hash = hoist_oci::Digester::sha256().state();
+        crate::MetadataStore::upload_create(
+            &meta,
+            &UploadSession {
+                id: "ghost".into(),
+                repo: r.to_string(),
+                offset: 0,
+                hash,
+                created_at: 0,
+                updated_at: 0,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(paths::upload_data(&id)))
+            .unwrap();
+        f.write_all(b"torn").unwrap();
+    }
+
+    let store = Store::open_fs(dir.path()).await.unwrap();
+    assert!(!stray.exists(), "stray upload directory survived");
+    assert!(
+        store
+            .metadata()
+            .upload_get("ghost")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.upload_status(&r, &id).await.unwrap().offset, 11);
+    store
+        .upload_append(&r, &id, Some(11), body(&[b"second half"]))
+        .await
+        .unwrap();
+    let d = Digest::sha256_of(b"first half|second half");
+    store
+        .upload_complete(&r, &id, &d, None::<stream::Empty<Chunk>>)
+        .await
+        .unwrap();
+    assert_eq!(
+        read_blob(&store, &r, &d, 0).await,
+        b"first half|second half"
+    );
+    assert!(!dir.path().join(paths::upload_dir(&id)).exists());
+}
+
+#[tokio::test]
+async fn a_blob_committed_but_not_linked_stays_invisible() {
+    // The crash window between the rename into blobs/ and the metadata transaction.
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FsDriver::new(dir.path()).unwrap();
+    let d = Digest::sha256_of(b"orphan");
+    crate::StorageDriver::put_content(
+        &driver,
+        &paths::blob_data(&d),
+        Bytes::from_static(b"orphan"),
+    )
+    .await
+    .unwrap();
+    let store = Store::open_fs(dir.path()).await.unwrap();
+    let r = repo("x");
+    assert_eq!(store.blob_stat(&r, &d).await.unwrap(), None);
+    // Pushing the same content again makes it visible, reusing the bytes.
+    store.blob_put(&r, &d, body(&[b"orphan"])).await.unwrap();
+    assert_eq!(read_blob(&store, &r, &d, 0).await, b"orphan");
+}
+
+fn image_manifest(config: &Digest, layers: &[(&Digest, usize)], extra: &str) -> Vec<u8> {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|(d, s)| {
+            format!(
+                r#"{{"mediaType":"{}","digest":"{d}","size":{s}}}"#,
+                media_type::OCI_LAYER_GZIP
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":2}},"layers":[{}]{extra}}}"#,
+        media_type::OCI_MANIFEST,
+        media_type::OCI_CONFIG,
+        layers.join(",")
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn manifests_tags_and_referrers() {
+    let (store, _) = memory_store().await;
+    let r = repo("app");
+    let config = Digest::sha256_of(b"{}");
+    let layer = Digest::sha256_of(b"layer");
+    let manifest = image_manifest(&config, &[(&layer, 5)], "");
+
+    let v1 = Reference::parse("v1").unwrap();
+    let err = store
+        .manifest_put(
+            &r,
+            &v1,
+            Some(media_type::OCI_MANIFEST),
+            Bytes::from(manifest.clone()),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        ContentError::ManifestBlobUnknown(missing) => {
+            assert_eq!(missing, vec![config.clone(), layer.clone()])
+        }
+        other => panic!("{other}"),
+    }
+    store.blob_put(&r, &config, body(&[b"{}"])).await.unwrap();
+    store.blob_put(&r, &layer, body(&[b"layer"])).await.unwrap();
+    let put = store
+        .manifest_put(
+            &r,
+            &v1,
+            Some(media_type::OCI_MANIFEST),
+            Bytes::from(manifest.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.digest, Digest::sha256_of(&manifest));
+    let got = store.manifest_get(&r, &v1).await.unwrap();
+    assert_eq!(&got.bytes[..], &manifest[..]);
+    assert_eq!(got.media_type, media_type::OCI_MANIFEST);
+    let by_digest = store
+        .manifest_get(&r, &Reference::Digest(put.digest.clone()))
+        .await
+        .unwrap();
+    assert_eq!(by_digest.digest, put.digest);
+
+    // A referrer with a subject that need not exist, and an artifactType.
+    let sig = image_manifest(
+        &config,
+        &[],
+        &format!(
+            r#","artifactType":"application/vnd.example.sig","subject":{{"mediaType":"{}","digest":"{}","size":{}}}"#,
+            media_type::OCI_MANIFEST,
+            put.digest,
+            manifest.len()
+        ),
+    );
+    let sig_digest = Digest::sha256_of(&sig);
+    let sp = store
+        .manifest_put(
+            &r,
+            &Reference::Digest(sig_digest.clone()),
+            None,
+            Bytes::from(sig),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sp.subject.as_ref(), Some(&put.digest));
+    let refs = store.referrers(&r, &put.digest, None).await.unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(
+        refs[0].artifact_type.as_deref(),
+        Some("application/vnd.example.sig")
+    );
+    assert!(
+        store
+            .referrers(&r, &put.digest, Some("other/type"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Tags page; deleting a tag leaves the manifest, deleting the manifest removes its tags.
+    for t in ["v2", "latest"] {
+        store
+            .manifest_put(
+                &r,
+                &Reference::parse(t).unwrap(),
+                Some(media_type::OCI_MANIFEST),
+                Bytes::from(manifest.clone()),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.tags(&r, None, None).await.unwrap().items,
+        ["latest", "v1", "v2"]
+    );
+    store
+        .manifest_delete(&r, &Reference::parse("latest").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .manifest_get(&r, &Reference::Digest(put.digest.clone()))
+            .await
+            .is_ok()
+    );
+    store
+        .manifest_delete(&r, &Reference::Digest(put.digest.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.manifest_get(&r, &v1).await.unwrap_err(),
+        ContentError::ManifestUnknown(_)
+    ));
+    assert!(store.tags(&r, None, None).await.unwrap().items.is_empty());
+    assert!(matches!(
+        store.manifest_get(&repo("nope"), &v1).await.unwrap_err(),
+        ContentError::NameUnknown(_)
+    ));
+    assert!(matches!(
+        store.tags(&repo("nope"), None, None).await.unwrap_err(),
+        ContentError::NameUnknown(_)
+    ));
+}
+
+#[tokio::test]
+async fn manifest_validation() {
+    let (store, _) = memory_store().await;
+    let r = repo("app");
+    let tag = Reference::parse("t").unwrap();
+    let put = |ct: Option<&'static str>, b: &[u8]| {
+        let b = Bytes::copy_from_slice(b);
+        let store = &store;
+        let r = &r;
+        let tag = &tag;
+        async move { store.manifest_put(r, tag, ct, b).await }
+    };
+    assert!(matches!(
+        put(Some(media_type::OCI_MANIFEST), b"not json")
+            .await
+            .unwrap_err(),
+        ContentError::ManifestInvalid(_)
+    ));
+    assert!(matches!(
+        put(Some("application/json"), br#"{"schemaVersion":2}"#)
+            .await
+            .unwrap_err(),
+        ContentError::ManifestInvalid(_)
+    ));
+    let mismatch = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
+        media_type::OCI_INDEX
+    );
+    assert!(matches!(
+        put(Some(media_type::OCI_MANIFEST), mismatch.as_bytes())
+            .await
+            .unwrap_err(),
+        ContentError::ManifestInvalid(_)
+    ));
+    let v1 = format!(
+        r#"{{"schemaVersion":1,"mediaType":"{}","manifests":[]}}"#,
+        media_type::OCI_INDEX
+    );
+    assert!(matches!(
+        put(None, v1.as_bytes()).await.unwrap_err(),
+        ContentError::ManifestInvalid(_)
+    ));
+    // An empty index is valid; an index naming an unknown manifest is not.
+    assert!(
+        put(Some(media_type::OCI_INDEX), mismatch.as_bytes())
+            .await
+            .is_ok()
+    );
+    let idx = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{}","size":1}}]}}"#,
+        media_type::DOCKER_MANIFEST_LIST,
+        media_type::DOCKER_MANIFEST,
+        Digest::sha256_of(b"x")
+    );
+    assert!(matches!(
+        put(None, idx.as_bytes()).await.unwrap_err(),
+        ContentError::ManifestBlobUnknown(_)
+    ));
+    let big = vec![b' '; MAX_MANIFEST_SIZE + 1];
+    assert!(matches!(
+        put(None, &big).await.unwrap_err(),
+        ContentError::ManifestTooLarge(_)
+    ));
+    let wrong = Reference::Digest(Digest::sha256_of(b"other"));
+    assert!(matches!(
+        store
+            .manifest_put(&r, &wrong, None, Bytes::from(mismatch))
+            .await
+            .unwrap_err(),
+        ContentError::DigestMismatch { .. }
+    ));
+    assert!(matches!(
+        Reference::parse("sha256:zz").unwrap_err(),
+        ContentError::DigestInvalid(_)
+    ));
+    assert!(matches!(
+        Reference::parse("-bad").unwrap_err(),
+        ContentError::TagInvalid(_)
+    ));
+}

@@ -1,0 +1,348 @@
+//! The filesystem driver: a key is a file under the root.
+//!
+//! Small keys are written to `.tmp/` beside the tree, fsynced, and renamed into place, then the
+//! directory is fsynced. Writers buffer up to [`WRITE_BUF`] and write from the blocking pool, so a
+//! multi-gigabyte stream costs one buffer of memory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncSeekExt;
+
+use super::{BoxReader, DriverError, DriverWriter, FileInfo, StorageDriver, validate_key};
+
+/// How much a writer gathers before one write to the file.
+const WRITE_BUF: usize = 1 << 20;
+/// Where temporary files live, beside the key tree. Not a valid content key prefix.
+const TMP_DIR: &str = ".tmp";
+
+#[derive(Debug, Clone)]
+pub struct FsDriver {
+    root: PathBuf,
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and its missing parents, fsyncing each parent whose entries changed.
+fn create_dirs_durable(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs_durable(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    key: &str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, DriverError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DriverError::io(key, std::io::Error::other(e)))?
+        .map_err(|e| DriverError::io(key, e))
+}
+
+impl FsDriver {
+    /// Opens (creating) a driver rooted at `root`, removing temporary files a crash left behind.
+    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        let tmp = root.join(TMP_DIR);
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        Ok(FsDriver { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, DriverError> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.root
+            .join(TMP_DIR)
+            .join(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// Removes now-empty directories from `dir` up to (not including) the root.
+    fn prune_empty(&self, mut dir: &Path) {
+        while dir != self.root && dir.starts_with(&self.root) {
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
+            match dir.parent() {
+                Some(p) => dir = p,
+                None => break,
+            }
+        }
+    }
+}
+
+struct FsWriter {
+    key: String,
+    path: PathBuf,
+    file: Option<File>,
+    buf: BytesMut,
+    size: u64,
+}
+
+impl FsWriter {
+    async fn flush_buf(&mut self) -> Result<(), DriverError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = self.buf.split().freeze();
+        let mut file = self.file.take().expect("writer used after commit");
+        let file = blocking(&self.key, move || {
+            file.write_all(&data)?;
+            Ok(file)
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DriverWriter for FsWriter {
+    async fn write(&mut self, data: Bytes) -> Result<(), DriverError> {
+        self.size += data.len() as u64;
+        if self.buf.is_empty() && data.len() >= WRITE_BUF {
+            let mut file = self.file.take().expect("writer used after commit");
+            let file = blocking(&self.key, move || {
+                file.write_all(&data)?;
+                Ok(file)
+            })
+            .await?;
+            self.file = Some(file);
+            return Ok(());
+        }
+        self.buf.extend_from_slice(&data);
+        if self.buf.len() >= WRITE_BUF {
+            self.flush_buf().await?;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), DriverError> {
+        self.flush_buf().await?;
+        let file = self.file.take().expect("writer used after commit");
+        blocking(&self.key, move || file.sync_data()).await
+    }
+
+    async fn cancel(mut self: Box<Self>) -> Result<(), DriverError> {
+        self.file = None;
+        let path = self.path.clone();
+        blocking(&self.key, move || fs::remove_file(path)).await
+    }
+}
+
+#[async_trait]
+impl StorageDriver for FsDriver {
+    fn name(&self) -> &'static str {
+        "fs"
+    }
+
+    async fn get_content(&self, key: &str) -> Result<Bytes, DriverError> {
+        let path = self.path(key)?;
+        tokio::fs::read(&path)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| DriverError::io(key, e))
+    }
+
+    async fn put_content(&self, key: &str, data: Bytes) -> Result<(), DriverError> {
+        let path = self.path(key)?;
+        let tmp = self.tmp_path();
+        blocking(key, move || {
+            create_dirs_durable(tmp.parent().expect("tmp has a parent"))?;
+            let mut f = File::create(&tmp)?;
+            f.write_all(&data)?;
+            f.sync_data()?;
+            let parent = path.parent().expect("key has a parent");
+            create_dirs_durable(parent)?;
+            fs::rename(&tmp, &path)?;
+            sync_dir(parent)
+        })
+        .await
+    }
+
+    async fn reader(&self, key: &str, offset: u64) -> Result<BoxReader, DriverError> {
+        let path = self.path(key)?;
+        let mut f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| DriverError::io(key, e))?;
+        let size = f
+            .metadata()
+            .await
+            .map_err(|e| DriverError::io(key, e))?
+            .len();
+        if offset > size {
+            return Err(DriverError::InvalidOffset {
+                key: key.to_owned(),
+                offset,
+                size,
+            });
+        }
+        if offset > 0 {
+            f.seek(SeekFrom::Start(offset))
+                .await
+                .map_err(|e| DriverError::io(key, e))?;
+        }
+        Ok(Box::pin(f))
+    }
+
+    async fn writer(&self, key: &str, offset: u64) -> Result<Box<dyn DriverWriter>, DriverError> {
+        let path = self.path(key)?;
+        let p = path.clone();
+        let owned_key = key.to_owned();
+        let file = blocking(key, move || {
+            create_dirs_durable(p.parent().expect("key has a parent"))?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&p)?;
+            let size = f.metadata()?.len();
+            if offset > size {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("offset {offset} past the end of {owned_key} ({size} bytes)"),
+                ));
+            }
+            f.set_len(offset)?;
+            f.seek(SeekFrom::Start(offset))?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| match e {
+            DriverError::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+                DriverError::InvalidOffset {
+                    key: key.to_owned(),
+                    offset,
+                    size: 0,
+                }
+            }
+            other => other,
+        })?;
+        Ok(Box::new(FsWriter {
+            key: key.to_owned(),
+            path,
+            file: Some(file),
+            buf: BytesMut::new(),
+            size: offset,
+        }))
+    }
+
+    async fn stat(&self, key: &str) -> Result<FileInfo, DriverError> {
+        let path = self.path(key)?;
+        let md = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| DriverError::io(key, e))?;
+        Ok(FileInfo {
+            size: if md.is_dir() { 0 } else { md.len() },
+            is_dir: md.is_dir(),
+        })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, DriverError> {
+        let path = self.path(prefix)?;
+        let owned = prefix.to_owned();
+        blocking(prefix, move || {
+            let entries = match fs::read_dir(&path) {
+                Ok(e) => e,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(e),
+            };
+            let mut out = Vec::new();
+            for entry in entries {
+                let name = entry?.file_name();
+                if let Some(name) = name.to_str() {
+                    out.push(format!("{owned}/{name}"));
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), DriverError> {
+        let src = self.path(from)?;
+        let dst = self.path(to)?;
+        let root = self.root.clone();
+        let driver = self.clone();
+        blocking(from, move || {
+            if !src.exists() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "rename source",
+                ));
+            }
+            let dst_parent = dst.parent().expect("key has a parent").to_owned();
+            create_dirs_durable(&dst_parent)?;
+            if dst.is_dir() {
+                fs::remove_dir_all(&dst)?;
+            }
+            fs::rename(&src, &dst)?;
+            sync_dir(&dst_parent)?;
+            let src_parent = src.parent().expect("key has a parent");
+            if src_parent != dst_parent && src_parent.exists() {
+                sync_dir(src_parent)?;
+                driver.prune_empty(src_parent);
+            }
+            debug_assert!(dst.starts_with(&root));
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), DriverError> {
+        let path = self.path(key)?;
+        let driver = self.clone();
+        blocking(key, move || {
+            let md = fs::symlink_metadata(&path)?;
+            if md.is_dir() {
+                fs::remove_dir_all(&path)?;
+            } else {
+                fs::remove_file(&path)?;
+            }
+            if let Some(parent) = path.parent() {
+                driver.prune_empty(parent);
+            }
+            Ok(())
+        })
+        .await
+    }
+}

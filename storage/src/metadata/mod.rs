@@ -1,0 +1,173 @@
+//! Transactional metadata: repositories, blob links, manifests, tags with history, referrers and
+//! upload sessions.
+//!
+//! The content layer talks to a [`MetadataStore`]; [`SqliteMetadata`] is the embedded
+//! implementation. The schema is plain SQL (text keys, integer times, no SQLite-only types) so a
+//! PostgreSQL store can implement the same trait for multi-replica deployments.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use hoist_oci::{Digest, DigesterState};
+
+pub use sqlite::SqliteMetadata;
+
+/// What went wrong in the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("metadata database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("manifest references content the repository does not have: {}", list(.0))]
+    MissingReferences(Vec<Digest>),
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+    #[error("metadata task failed: {0}")]
+    Task(String),
+}
+
+fn list(ds: &[Digest]) -> String {
+    ds.iter().map(Digest::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// A resumable upload: where it is, and the hash of what it holds so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSession {
+    pub id: String,
+    pub repo: String,
+    /// Bytes received and durable.
+    pub offset: u64,
+    /// The hash state after `offset` bytes.
+    pub hash: DigesterState,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A manifest stored in a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    /// `artifactType`, or for an image manifest without one, its config's media type.
+    pub artifact_type: Option<String>,
+    pub subject: Option<Digest>,
+    /// The manifest's `annotations`, as JSON text.
+    pub annotations: Option<String>,
+    pub created_at: i64,
+}
+
+/// What a manifest points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefKind {
+    /// A config or layer blob.
+    Blob,
+    /// A child manifest of an index.
+    Manifest,
+}
+
+impl RefKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RefKind::Blob => "blob",
+            RefKind::Manifest => "manifest",
+        }
+    }
+}
+
+/// A tag's move: to a manifest, or removed (`None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagEvent {
+    pub digest: Option<Digest>,
+    pub at: i64,
+}
+
+/// One page of a sorted listing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    pub items: Vec<String>,
+    /// Whether more items follow the last one.
+    pub more: bool,
+}
+
+/// The transactional half of storage. Every method is one transaction.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Size of a committed blob, in any repository.
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetaError>;
+    /// Size of a blob if it is linked into `repo`.
+    async fn repo_blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, MetaError>;
+    /// Records a committed blob and links it into `repo` (creating the repository).
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), MetaError>;
+    /// Removes a blob's link from `repo`; false when it was not linked.
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, MetaError>;
+
+    async fn upload_create(&self, session: &UploadSession) -> Result<(), MetaError>;
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadSession>, MetaError>;
+    /// Moves an upload from `from_offset` to the new offset and hash state. Fails (false) when the
+    /// session is gone or another request moved it first.
+    async fn upload_advance(
+        &self,
+        id: &str,
+        from_offset: u64,
+        offset: u64,
+        hash: &DigesterState,
+    ) -> Result<bool, MetaError>;
+    /// Removes a session; false when it did not exist.
+    async fn upload_delete(&self, id: &str) -> Result<bool, MetaError>;
+    /// Every session id, for startup clean-up.
+    async fn upload_ids(&self) -> Result<Vec<String>, MetaError>;
+    /// Ends an upload: the session goes, the blob is recorded and linked into the session's repo.
+    async fn upload_finish(&self, id: &str, digest: &Digest, size: u64) -> Result<(), MetaError>;
+
+    /// Stores a manifest in `repo` and optionally points `tag` at it, after checking inside the
+    /// transaction that every reference exists in the repository.
+    async fn manifest_put(
+        &self,
+        repo: &str,
+        record: &ManifestRecord,
+        refs: &[(Digest, RefKind)],
+        tag: Option<&str>,
+    ) -> Result<(), MetaError>;
+    async fn manifest_by_digest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, MetaError>;
+    async fn manifest_by_tag(
+        &self,
+        repo: &str,
+        tag: &str,
+    ) -> Result<Option<ManifestRecord>, MetaError>;
+    /// Removes a manifest and the tags that point at it; false when it was not there.
+    async fn manifest_delete(&self, repo: &str, digest: &Digest) -> Result<bool, MetaError>;
+    /// Removes a tag; false when it was not there.
+    async fn tag_delete(&self, repo: &str, tag: &str) -> Result<bool, MetaError>;
+    /// A page of `repo`'s tags in lexical order after `last`; `None` when the repository is unknown.
+    async fn tags(
+        &self,
+        repo: &str,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Option<Page>, MetaError>;
+    /// Where a tag pointed over time, oldest first.
+    async fn tag_history(&self, repo: &str, tag: &str) -> Result<Vec<TagEvent>, MetaError>;
+    /// A page of repository names in lexical order after `last`.
+    async fn repositories(&self, n: Option<usize>, last: Option<&str>) -> Result<Page, MetaError>;
+    async fn repo_exists(&self, repo: &str) -> Result<bool, MetaError>;
+    /// Manifests in `repo` whose subject is `subject`, ordered by digest.
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Vec<ManifestRecord>, MetaError>;
+    /// Every blob digest that is recorded, for garbage collection and consistency checks.
+    async fn all_blobs(&self) -> Result<Vec<Digest>, MetaError>;
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,837 @@
+//! The embedded metadata store: bundled SQLite in WAL mode with `synchronous=FULL`, so a commit
+//! that returned survives a crash. One writer connection, a pool of readers; every call runs on
+//! the blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hoist_oci::{Algorithm, Digest, DigesterState};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    ManifestRecord, MetaError, MetadataStore, Page, RefKind, TagEvent, UploadSession, now,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE repositories (
+    name        TEXT PRIMARY KEY,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE blobs (
+    digest      TEXT PRIMARY KEY,
+    size        INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE repo_blobs (
+    repo        TEXT NOT NULL REFERENCES repositories(name),
+    digest      TEXT NOT NULL REFERENCES blobs(digest),
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE INDEX repo_blobs_digest ON repo_blobs(digest);
+CREATE TABLE manifests (
+    repo          TEXT NOT NULL REFERENCES repositories(name),
+    digest        TEXT NOT NULL REFERENCES blobs(digest),
+    media_type    TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    artifact_type TEXT,
+    subject       TEXT,
+    annotations   TEXT,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE INDEX manifests_subject ON manifests(repo, subject);
+CREATE TABLE manifest_refs (
+    repo        TEXT NOT NULL,
+    manifest    TEXT NOT NULL,
+    child       TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    PRIMARY KEY (repo, manifest, child, kind),
+    FOREIGN KEY (repo, manifest) REFERENCES manifests(repo, digest) ON DELETE CASCADE
+);
+CREATE TABLE tags (
+    repo        TEXT NOT NULL REFERENCES repositories(name),
+    name        TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (repo, name),
+    FOREIGN KEY (repo, digest) REFERENCES manifests(repo, digest)
+);
+CREATE INDEX tags_digest ON tags(repo, digest);
+CREATE TABLE tag_history (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    repo        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    digest      TEXT,
+    at          INTEGER NOT NULL
+);
+CREATE INDEX tag_history_tag ON tag_history(repo, name);
+CREATE TABLE uploads (
+    id          TEXT PRIMARY KEY,
+    repo        TEXT NOT NULL,
+    byte_offset INTEGER NOT NULL,
+    hash_alg    TEXT NOT NULL,
+    hash_state  BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+"#];
+
+struct Inner {
+    path: Option<PathBuf>,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// SQLite behind [`MetadataStore`].
+#[derive(Clone)]
+pub struct SqliteMetadata {
+    inner: Arc<Inner>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), MetaError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn digest(s: &str) -> Result<Digest, rusqlite::Error> {
+    Digest::parse(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn opt_digest(s: Option<String>) -> Result<Option<Digest>, rusqlite::Error> {
+    s.as_deref().map(digest).transpose()
+}
+
+const MANIFEST_COLS: &str =
+    "m.digest, m.media_type, m.size, m.artifact_type, m.subject, m.annotations, m.created_at";
+
+fn manifest_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ManifestRecord> {
+    Ok(ManifestRecord {
+        digest: digest(&r.get::<_, String>(0)?)?,
+        media_type: r.get(1)?,
+        size: r.get::<_, i64>(2)? as u64,
+        artifact_type: r.get(3)?,
+        subject: opt_digest(r.get(4)?)?,
+        annotations: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
+fn alg_from(s: &str) -> Result<Algorithm, rusqlite::Error> {
+    match s {
+        "sha256" => Ok(Algorithm::Sha256),
+        "sha512" => Ok(Algorithm::Sha512),
+        other => Err(rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown hash algorithm {other}").into(),
+        )),
+    }
+}
+
+fn ensure_repo(tx: &rusqlite::Transaction<'_>, repo: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO repositories (name, created_at) VALUES (?1, ?2)",
+        params![repo, now()],
+    )?;
+    Ok(())
+}
+
+fn record_tag(
+    tx: &rusqlite::Transaction<'_>,
+    repo: &str,
+    tag: &str,
+    digest: Option<&str>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO tag_history (repo, name, digest, at) VALUES (?1, ?2, ?3, ?4)",
+        params![repo, tag, digest, now()],
+    )?;
+    Ok(())
+}
+
+/// Runs a paged, sorted listing: `sql` selects one text column, has `?1` for the lower bound
+/// (exclusive, "" for none) and `?2` for the limit; `extra` binds more parameters from `?3`.
+fn page(
+    conn: &Connection,
+    sql: &str,
+    last: Option<&str>,
+    n: Option<usize>,
+    extra: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Page> {
+    let limit: i64 = n.map_or(-1, |n| n as i64 + 1);
+    let mut stmt = conn.prepare_cached(sql)?;
+    let last = last.unwrap_or("");
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&last, &limit];
+    args.extend_from_slice(extra);
+    let mut items = stmt
+        .query_map(args.as_slice(), |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = n.is_some_and(|n| items.len() > n);
+    if let Some(n) = n {
+        items.truncate(n);
+    }
+    Ok(Page { items, more })
+}
+
+impl SqliteMetadata {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, MetaError> {
+        let path = path.as_ref().to_owned();
+        let mut conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+        Ok(SqliteMetadata {
+            inner: Arc::new(Inner {
+                path: Some(path),
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> Result<Self, MetaError> {
+        let mut conn = Connection::open_in_memory()?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+        Ok(SqliteMetadata {
+            inner: Arc::new(Inner {
+                path: None,
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, MetaError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(path) = &inner.path else {
+                return f(&inner.writer.lock());
+            };
+            let pooled = inner.readers.lock().pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        path,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    configure(&c)?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            let mut readers = inner.readers.lock();
+            if readers.len() < 16 {
+                readers.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| MetaError::Task(e.to_string()))?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, MetaError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| MetaError::Task(e.to_string()))?
+    }
+}
+
+#[async_trait]
+impl MetadataStore for SqliteMetadata {
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        let d = digest.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT size FROM blobs WHERE digest = ?1")?
+                    .query_row([d], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .map(|s| s as u64),
+            )
+        })
+        .await
+    }
+
+    async fn repo_blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        let (repo, d) = (repo.to_owned(), digest.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT b.size FROM repo_blobs l JOIN blobs b ON b.digest = l.digest
+                 WHERE l.repo = ?1 AND l.digest = ?2",
+            )?
+            .query_row([repo, d], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|s| s as u64))
+        })
+        .await
+    }
+
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), MetaError> {
+        let (repo, d) = (repo.to_owned(), digest.to_string());
+        self.write(move |tx| {
+            ensure_repo(tx, &repo)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)",
+                params![d, size as i64, now()],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO repo_blobs (repo, digest, created_at) VALUES (?1, ?2, ?3)",
+                params![repo, d, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, MetaError> {
+        let (repo, d) = (repo.to_owned(), digest.to_string());
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM repo_blobs WHERE repo = ?1 AND digest = ?2",
+                [repo, d],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn upload_create(&self, s: &UploadSession) -> Result<(), MetaError> {
+        let s = s.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO uploads (id, repo, byte_offset, hash_alg, hash_state, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    s.id,
+                    s.repo,
+                    s.offset as i64,
+                    s.hash.algorithm.as_str(),
+                    s.hash.state,
+                    s.created_at,
+                    s.updated_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadSession>, MetaError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT id, repo, byte_offset, hash_alg, hash_state, created_at, updated_at
+                 FROM uploads WHERE id = ?1",
+            )?
+            .query_row([id], |r| {
+                let offset = r.get::<_, i64>(2)? as u64;
+                Ok(UploadSession {
+                    id: r.get(0)?,
+                    repo: r.get(1)?,
+                    offset,
+                    hash: DigesterState {
+                        algorithm: alg_from(&r.get::<_, String>(3)?)?,
+                        len: offset,
+                        state: r.get(4)?,
+                    },
+                    created_at: r.get(5)?,
+                    updated_at: r.get(6)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn upload_advance(
+        &self,
+        id: &str,
+        from_offset: u64,
+        offset: u64,
+        hash: &DigesterState,
+    ) -> Result<bool, MetaError> {
+        let (id, hash) = (id.to_owned(), hash.clone());
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "UPDATE uploads SET byte_offset = ?1, hash_state = ?2, updated_at = ?3
+                 WHERE id = ?4 AND byte_offset = ?5",
+                params![offset as i64, hash.state, now(), id, from_offset as i64],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<bool, MetaError> {
+        let id = id.to_owned();
+        self.write(move |tx| Ok(tx.execute("DELETE FROM uploads WHERE id = ?1", [id])? > 0))
+            .await
+    }
+
+    async fn upload_ids(&self) -> Result<Vec<String>, MetaError> {
+        self.read(|c| {
+            Ok(c.prepare("SELECT id FROM uploads ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
+    async fn upload_finish(&self, id: &str, digest: &Digest, size: u64) -> Result<(), MetaError> {
+        let (id, d) = (id.to_owned(), digest.to_string());
+        self.write(move |tx| {
+            let repo: String = tx
+                .query_row("SELECT repo FROM uploads WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .ok_or_else(|| {
+                    MetaError::Corrupt(format!("upload {id} vanished before it finished"))
+                })?;
+            tx.execute("DELETE FROM uploads WHERE id = ?1", [&id])?;
+            ensure_repo(tx, &repo)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)",
+                params![d, size as i64, now()],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO repo_blobs (repo, digest, created_at) VALUES (?1, ?2, ?3)",
+                params![repo, d, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn manifest_put(
+        &self,
+        repo: &str,
+        record: &ManifestRecord,
+        refs: &[(Digest, RefKind)],
+        tag: Option<&str>,
+    ) -> Result<(), MetaError> {
+        let (repo, rec, refs, tag) = (
+            repo.to_owned(),
+            record.clone(),
+            refs.to_vec(),
+            tag.map(str::to_owned),
+        );
+        self.write(move |tx| {
+            let mut missing = Vec::new();
+            {
+                let mut blob_q = tx.prepare_cached("SELECT 1 FROM repo_blobs WHERE repo = ?1 AND digest = ?2")?;
+                let mut man_q = tx.prepare_cached("SELECT 1 FROM manifests WHERE repo = ?1 AND digest = ?2")?;
+                for (d, kind) in &refs {
+                    let q = match kind {
+                        RefKind::Blob => &mut blob_q,
+                        RefKind::Manifest => &mut man_q,
+                    };
+                    if !q.exists(params![repo, d.as_str()])? {
+                        missing.push(d.clone());
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                return Err(MetaError::MissingReferences(missing));
+            }
+            ensure_repo(tx, &repo)?;
+            let d = rec.digest.as_str();
+            tx.execute(
+                "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)",
+                params![d, rec.size as i64, rec.created_at],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO manifests
+                 (repo, digest, media_type, size, artifact_type, subject, annotations, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    repo,
+                    d,
+                    rec.media_type,
+                    rec.size as i64,
+                    rec.artifact_type,
+                    rec.subject.as_ref().map(Digest::as_str),
+                    rec.annotations,
+                    rec.created_at
+                ],
+            )?;
+            for (child, kind) in &refs {
+                tx.execute(
+                    "INSERT OR IGNORE INTO manifest_refs (repo, manifest, child, kind) VALUES (?1, ?2, ?3, ?4)",
+                    params![repo, d, child.as_str(), kind.as_str()],
+                )?;
+            }
+            if let Some(tag) = tag {
+                let old: Option<String> = tx
+                    .query_row("SELECT digest FROM tags WHERE repo = ?1 AND name = ?2", [&repo, &tag], |r| r.get(0))
+                    .optional()?;
+                if old.as_deref() != Some(d) {
+                    tx.execute(
+                        "INSERT INTO tags (repo, name, digest, updated_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+                        params![repo, tag, d, now()],
+                    )?;
+                    record_tag(tx, &repo, &tag, Some(d))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let (repo, d) = (repo.to_owned(), digest.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {MANIFEST_COLS} FROM manifests m WHERE m.repo = ?1 AND m.digest = ?2"
+            ))?
+            .query_row([repo, d], manifest_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        repo: &str,
+        tag: &str,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let (repo, tag) = (repo.to_owned(), tag.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {MANIFEST_COLS} FROM tags t JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
+                 WHERE t.repo = ?1 AND t.name = ?2"
+            ))?
+            .query_row([repo, tag], manifest_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn manifest_delete(&self, repo: &str, digest: &Digest) -> Result<bool, MetaError> {
+        let (repo, d) = (repo.to_owned(), digest.to_string());
+        self.write(move |tx| {
+            let tags = tx
+                .prepare("SELECT name FROM tags WHERE repo = ?1 AND digest = ?2")?
+                .query_map([&repo, &d], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for t in &tags {
+                record_tag(tx, &repo, t, None)?;
+            }
+            tx.execute(
+                "DELETE FROM tags WHERE repo = ?1 AND digest = ?2",
+                [&repo, &d],
+            )?;
+            Ok(tx.execute(
+                "DELETE FROM manifests WHERE repo = ?1 AND digest = ?2",
+                [&repo, &d],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn tag_delete(&self, repo: &str, tag: &str) -> Result<bool, MetaError> {
+        let (repo, tag) = (repo.to_owned(), tag.to_owned());
+        self.write(move |tx| {
+            let gone = tx.execute(
+                "DELETE FROM tags WHERE repo = ?1 AND name = ?2",
+                [&repo, &tag],
+            )? > 0;
+            if gone {
+                record_tag(tx, &repo, &tag, None)?;
+            }
+            Ok(gone)
+        })
+        .await
+    }
+
+    async fn tags(
+        &self,
+        repo: &str,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Option<Page>, MetaError> {
+        let (repo, last) = (repo.to_owned(), last.map(str::to_owned));
+        self.read(move |c| {
+            let exists = c
+                .prepare_cached("SELECT 1 FROM repositories WHERE name = ?1")?
+                .exists([&repo])?;
+            if !exists {
+                return Ok(None);
+            }
+            Ok(Some(page(
+                c,
+                "SELECT name FROM tags WHERE name > ?1 AND repo = ?3 ORDER BY name LIMIT ?2",
+                last.as_deref(),
+                n,
+                &[&repo],
+            )?))
+        })
+        .await
+    }
+
+    async fn tag_history(&self, repo: &str, tag: &str) -> Result<Vec<TagEvent>, MetaError> {
+        let (repo, tag) = (repo.to_owned(), tag.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare(
+                "SELECT digest, at FROM tag_history WHERE repo = ?1 AND name = ?2 ORDER BY id",
+            )?
+            .query_map([repo, tag], |r| {
+                Ok(TagEvent {
+                    digest: opt_digest(r.get(0)?)?,
+                    at: r.get(1)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn repositories(&self, n: Option<usize>, last: Option<&str>) -> Result<Page, MetaError> {
+        let last = last.map(str::to_owned);
+        self.read(move |c| {
+            Ok(page(
+                c,
+                "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2",
+                last.as_deref(),
+                n,
+                &[],
+            )?)
+        })
+        .await
+    }
+
+    async fn repo_exists(&self, repo: &str) -> Result<bool, MetaError> {
+        let repo = repo.to_owned();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT 1 FROM repositories WHERE name = ?1")?
+                    .exists([repo])?,
+            )
+        })
+        .await
+    }
+
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Vec<ManifestRecord>, MetaError> {
+        let (repo, d) = (repo.to_owned(), subject.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {MANIFEST_COLS} FROM manifests m WHERE m.repo = ?1 AND m.subject = ?2 ORDER BY m.digest"
+            ))?
+            .query_map([repo, d], manifest_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn all_blobs(&self) -> Result<Vec<Digest>, MetaError> {
+        self.read(|c| {
+            Ok(c.prepare("SELECT digest FROM blobs ORDER BY digest")?
+                .query_map([], |r| digest(&r.get::<_, String>(0)?))?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hoist_oci::Digester;
+
+    fn d(s: &str) -> Digest {
+        Digest::sha256_of(s.as_bytes())
+    }
+
+    fn rec(name: &str, subject: Option<Digest>) -> ManifestRecord {
+        ManifestRecord {
+            digest: d(name),
+            media_type: hoist_oci::media_type::OCI_MANIFEST.into(),
+            size: 10,
+            artifact_type: Some("application/x-test".into()),
+            subject,
+            annotations: None,
+            created_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn blobs_links_and_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMetadata::open(dir.path().join("meta.db")).unwrap();
+        assert_eq!(m.blob_size(&d("a")).await.unwrap(), None);
+        m.link_blob("r1", &d("a"), 5).await.unwrap();
+        assert_eq!(m.blob_size(&d("a")).await.unwrap(), Some(5));
+        assert_eq!(m.repo_blob_size("r1", &d("a")).await.unwrap(), Some(5));
+        assert_eq!(m.repo_blob_size("r2", &d("a")).await.unwrap(), None);
+
+        let err = m
+            .manifest_put(
+                "r1",
+                &rec("m", None),
+                &[(d("a"), RefKind::Blob), (d("b"), RefKind::Blob)],
+                Some("v1"),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, MetaError::MissingReferences(v) if v == &vec![d("b")]),
+            "{err}"
+        );
+        assert!(m.manifest_by_tag("r1", "v1").await.unwrap().is_none());
+
+        m.manifest_put(
+            "r1",
+            &rec("m", None),
+            &[(d("a"), RefKind::Blob)],
+            Some("v1"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            m.manifest_by_tag("r1", "v1").await.unwrap().unwrap().digest,
+            d("m")
+        );
+        // An index that names a manifest of another repository is refused.
+        let err = m
+            .manifest_put("r2", &rec("i", None), &[(d("m"), RefKind::Manifest)], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MetaError::MissingReferences(_)));
+
+        m.manifest_put("r1", &rec("ref", Some(d("m"))), &[], None)
+            .await
+            .unwrap();
+        let refs = m.referrers("r1", &d("m")).await.unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].digest, d("ref"));
+        assert!(m.referrers("r2", &d("m")).await.unwrap().is_empty());
+
+        assert!(m.manifest_delete("r1", &d("m")).await.unwrap());
+        assert!(m.manifest_by_tag("r1", "v1").await.unwrap().is_none());
+        assert!(!m.manifest_delete("r1", &d("m")).await.unwrap());
+        let h = m.tag_history("r1", "v1").await.unwrap();
+        assert_eq!(
+            h.iter().map(|e| e.digest.clone()).collect::<Vec<_>>(),
+            vec![Some(d("m")), None]
+        );
+    }
+
+    #[tokio::test]
+    async fn tag_pages_and_catalog() {
+        let m = SqliteMetadata::in_memory().unwrap();
+        assert_eq!(m.tags("nope", None, None).await.unwrap(), None);
+        for t in ["c", "a", "b", "d"] {
+            m.manifest_put("r", &rec("x", None), &[], Some(t))
+                .await
+                .unwrap();
+        }
+        let all = m.tags("r", None, None).await.unwrap().unwrap();
+        assert_eq!(all.items, ["a", "b", "c", "d"]);
+        assert!(!all.more);
+        let p1 = m.tags("r", Some(2), None).await.unwrap().unwrap();
+        assert_eq!(
+            (p1.items.as_slice(), p1.more),
+            (&["a".to_string(), "b".into()][..], true)
+        );
+        let p2 = m.tags("r", Some(2), Some("b")).await.unwrap().unwrap();
+        assert_eq!(
+            (p2.items.as_slice(), p2.more),
+            (&["c".to_string(), "d".into()][..], false)
+        );
+        assert!(
+            m.tags("r", Some(0), None)
+                .await
+                .unwrap()
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        assert!(m.tag_delete("r", "a").await.unwrap());
+        assert!(!m.tag_delete("r", "a").await.unwrap());
+        m.link_blob("q", &d("z"), 1).await.unwrap();
+        assert_eq!(m.repositories(None, None).await.unwrap().items, ["q", "r"]);
+        assert_eq!(
+            m.repositories(Some(1), Some("q")).await.unwrap().items,
+            ["r"]
+        );
+    }
+
+    #[tokio::test]
+    async fn uploads_survive_reopen_and_advance_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let mut h = Digester::sha256();
+        h.update(b"hello");
+        {
+            let m = SqliteMetadata::open(&path).unwrap();
+            let mut s = UploadSession {
+                id: "u1".into(),
+                repo: "r".into(),
+                offset: 0,
+                hash: Digester::sha256().state(),
+                created_at: 1,
+                updated_at: 1,
+            };
+            m.upload_create(&s).await.unwrap();
+            assert!(m.upload_advance("u1", 0, 5, &h.state()).await.unwrap());
+            // A second request that saw offset 0 loses.
+            assert!(!m.upload_advance("u1", 0, 3, &h.state()).await.unwrap());
+            s.offset = 5;
+            s.hash = h.state();
+            let got = m.upload_get("u1").await.unwrap().unwrap();
+            assert_eq!((got.offset, &got.hash), (5, &s.hash));
+        }
+        let m = SqliteMetadata::open(&path).unwrap();
+        let got = m.upload_get("u1").await.unwrap().unwrap();
+        let mut resumed = Digester::resume(&got.hash).unwrap();
+        resumed.update(b" world");
+        assert_eq!(resumed.finish(), Digest::sha256_of(b"hello world"));
+        m.upload_finish("u1", &d("blob"), 11).await.unwrap();
+        assert!(m.upload_get("u1").await.unwrap().is_none());
+        assert_eq!(m.repo_blob_size("r", &d("blob")).await.unwrap(), Some(11));
+        assert!(m.upload_ids().await.unwrap().is_empty());
+    }
+}
