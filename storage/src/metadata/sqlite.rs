@@ -116,8 +116,8 @@ fn digest(s: &str) -> Result<Digest, rusqlite::Error> {
     })
 }
 
-fn opt_digest(s: Option<String>) -> Result<Option<Digest>, rusqlite::Error> {
-    s.as_deref().map(digest).transpose()
+fn opt_digest(s: Option<&str>) -> Result<Option<Digest>, rusqlite::Error> {
+    s.map(digest).transpose()
 }
 
 const MANIFEST_COLS: &str =
@@ -129,7 +129,7 @@ fn manifest_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ManifestRecord> {
         media_type: r.get(1)?,
         size: r.get::<_, i64>(2)? as u64,
         artifact_type: r.get(3)?,
-        subject: opt_digest(r.get(4)?)?,
+        subject: opt_digest(r.get::<_, Option<String>>(4)?.as_deref())?,
         annotations: r.get(5)?,
         created_at: r.get(6)?,
     })
@@ -616,7 +616,7 @@ impl MetadataStore for SqliteMetadata {
             )?
             .query_map([repo, tag], |r| {
                 Ok(TagEvent {
-                    digest: opt_digest(r.get(0)?)?,
+                    digest: opt_digest(r.get::<_, Option<String>>(0)?.as_deref())?,
                     at: r.get(1)?,
                 })
             })?
