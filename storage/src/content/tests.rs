@@ -332,7 +332,7 @@ async fn manifests_tags_and_referrers() {
         .unwrap_err();
     match err {
         ContentError::ManifestBlobUnknown(missing) => {
-            assert_eq!(missing, vec![config.clone(), layer.clone()])
+            assert_eq!(missing, vec![config.clone(), layer.clone()]);
         }
         other => panic!("{other}"),
     }

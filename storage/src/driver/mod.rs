@@ -156,9 +156,9 @@ mod tests {
             for e in std::fs::read_dir(dir).unwrap() {
                 let p = e.unwrap().path();
                 if p.is_dir() {
-                    files(&p, out)
+                    files(&p, out);
                 } else {
-                    out.push(p)
+                    out.push(p);
                 }
             }
         }
