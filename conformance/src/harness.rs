@@ -42,7 +42,10 @@ impl Server {
             .arg("--data")
             .arg(data.path())
             .args(extra)
-            .env("RUST_LOG", std::env::var("HOIST_TEST_LOG").unwrap_or_else(|_| "warn".into()));
+            .env(
+                "RUST_LOG",
+                std::env::var("HOIST_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         Self::spawn(cmd, data, "hoist")
     }
 
@@ -57,19 +60,25 @@ impl Server {
                 data.path().join("store").display()
             ),
         )?;
-        let bin = which("docker-registry").context("docker-registry is not installed (apt-get install docker-registry)")?;
+        let bin = which("docker-registry")
+            .context("docker-registry is not installed (apt-get install docker-registry)")?;
         let mut cmd = Command::new(bin);
         cmd.arg("serve").arg(&config);
         Self::spawn(cmd, data, "distribution")
     }
 
     fn spawn(mut cmd: Command, data: tempfile::TempDir, kind: &'static str) -> Result<Server> {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().with_context(|| format!("starting {kind}"))?;
         let (tx, rx) = mpsc::channel::<String>();
         let out = child.stdout.take().expect("piped");
         let err = child.stderr.take().expect("piped");
-        for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 let echo = std::env::var_os("HOIST_TEST_LOG").is_some();
@@ -84,13 +93,10 @@ impl Server {
             });
         }
         drop(tx);
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait()?;
-                bail!("{kind} did not report its listening address ({status})");
-            }
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let status = child.wait()?;
+            bail!("{kind} did not report its listening address ({status})");
         };
         Ok(Server {
             child,
@@ -154,7 +160,10 @@ mod tests {
     #[test]
     fn parses_listening_lines() {
         assert_eq!(
-            listening_addr(r#"time="x" level=info msg="listening on 127.0.0.1:46161" go.version=1"#).as_deref(),
+            listening_addr(
+                r#"time="x" level=info msg="listening on 127.0.0.1:46161" go.version=1"#
+            )
+            .as_deref(),
             Some("127.0.0.1:46161")
         );
         assert_eq!(

@@ -1,1 +1,123 @@
-//! stub
+//! hoist-registry: `hoist serve`, an OCI distribution-spec v1.1 registry.
+//!
+//! - [`route`]: `parse_v2(method, path) -> Route`, a pure, table-tested parser.
+//! - [`api`]: one dispatcher and a handler per endpoint; handlers go through the content layer.
+//! - [`error`]: the one table of error codes and statuses.
+//! - [`auth`]: the [`auth::Grant`] extractor every request passes.
+//! - [`config`]: TOML + `HOIST_*` environment, defaults that need neither.
+//!
+//! **Architecture Invariant:** this is the only crate that depends on axum, and no handler
+//! touches a storage driver: everything goes through `hoist_storage::Store`.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod route;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::any;
+use hoist_storage::Store;
+
+pub use config::{Config, ConfigError, LogFormat};
+
+/// Shared state of a running registry.
+pub struct App {
+    pub store: Store,
+}
+
+/// Why the registry could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("opening storage at {path}: {source}")]
+    Storage {
+        path: std::path::PathBuf,
+        #[source]
+        source: hoist_storage::ContentError,
+    },
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn common_headers(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    tracing::info!(
+        target: "hoist::request",
+        %method,
+        path,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+    );
+    resp
+}
+
+/// The registry's HTTP application.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v2", any(api::dispatch))
+        .route("/v2/", any(api::dispatch))
+        .route("/v2/{*rest}", any(api::dispatch))
+        .fallback(|| async { error::ApiError::new(error::Code::NotFound, "no such route") })
+        .layer(middleware::from_fn(common_headers))
+        .with_state(app)
+}
+
+/// Opens the store named by `config`.
+pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
+    std::fs::create_dir_all(&config.data).map_err(|e| ServeError::Storage {
+        path: config.data.clone(),
+        source: hoist_storage::DriverError::io(&config.data.display().to_string(), e).into(),
+    })?;
+    Store::open_fs(&config.data)
+        .await
+        .map_err(|source| ServeError::Storage {
+            path: config.data.clone(),
+            source,
+        })
+}
+
+/// Binds, prints `listening on ADDR`, and serves until `shutdown` resolves; in-flight requests
+/// are allowed to finish.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let store = open_store(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(data = %config.data.display(), "hoist registry listening on {addr}");
+    // A plain line as well, for scripts and tests whatever the log format.
+    eprintln!("hoist serve: listening on {addr}");
+    let app = Arc::new(App { store });
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("hoist registry stopped");
+    Ok(())
+}

@@ -278,7 +278,7 @@ impl Store {
     ) -> Result<UploadStatus>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
+        E: std::fmt::Display + Send,
     {
         let lock = self.upload_lock(id);
         let _guard = lock.lock().await;
@@ -297,7 +297,7 @@ impl Store {
     async fn append_locked<S, E>(&self, session: &UploadSession, body: S) -> Result<UploadStatus>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
+        E: std::fmt::Display + Send,
     {
         let mut digester =
             Digester::resume(&session.hash).map_err(|e| ContentError::Corrupt(e.to_string()))?;
@@ -353,7 +353,7 @@ impl Store {
     ) -> Result<u64>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
+        E: std::fmt::Display + Send,
     {
         let lock = self.upload_lock(id);
         let _guard = lock.lock().await;
@@ -433,7 +433,7 @@ impl Store {
     pub async fn blob_put<S, E>(&self, repo: &RepoName, expected: &Digest, body: S) -> Result<u64>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
+        E: std::fmt::Display + Send,
     {
         let st = self.upload_start(repo).await?;
         match self

@@ -42,7 +42,7 @@ pub enum DriverError {
 }
 
 impl DriverError {
-    pub(crate) fn io(key: &str, source: std::io::Error) -> Self {
+    pub fn io(key: &str, source: std::io::Error) -> Self {
         if source.kind() == std::io::ErrorKind::NotFound {
             DriverError::NotFound(key.to_owned())
         } else {
