@@ -216,7 +216,7 @@ async fn uploads_resume_after_restart_and_leftovers_are_cleaned() {
     };
     // Leftovers a crash could leave: an upload directory with no session, and a session whose
     // bytes are gone; plus bytes past the durable offset (a chunk cut off mid-write).
-    let stray = dir.path().join("uploads/stray-session");
+    let stray = dir.path().join(paths::upload_dir("stray-session"));
     std::fs::create_dir_all(&stray).unwrap();
     std::fs::write(stray.join("data"), b"junk").unwrap();
     {
