@@ -291,20 +291,23 @@ impl Store {
                 requested: start,
             });
         }
-        self.append_locked(&session, body).await
+        Ok(self.append_locked(&session, body).await?.0)
     }
 
-    async fn append_locked<S, E>(&self, session: &UploadSession, body: S) -> Result<UploadStatus>
+    /// Streams `body` into `key` from `offset`, hashing as it goes, and makes what arrived
+    /// durable. Returns the new size and, if the body broke off, why.
+    async fn stream_into<S, E>(
+        &self,
+        key: &str,
+        offset: u64,
+        digester: &mut Digester,
+        body: S,
+    ) -> Result<(u64, Option<String>)>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: std::fmt::Display + Send,
     {
-        let mut digester =
-            Digester::resume(&session.hash).map_err(|e| ContentError::Corrupt(e.to_string()))?;
-        let mut writer = self
-            .driver
-            .writer(&paths::upload_data(&session.id), session.offset)
-            .await?;
+        let mut writer = self.driver.writer(key, offset).await?;
         let mut body = std::pin::pin!(body);
         let mut broken = None;
         while let Some(chunk) = body.next().await {
@@ -312,7 +315,7 @@ impl Store {
                 Ok(chunk) => {
                     digester.update(&chunk);
                     if let Err(e) = writer.write(chunk).await {
-                        let _ = writer.commit().await;
+                        let _ = writer.cancel().await;
                         return Err(e.into());
                     }
                 }
@@ -322,8 +325,26 @@ impl Store {
                 }
             }
         }
-        let offset = writer.size();
+        let size = writer.size();
         writer.commit().await?;
+        Ok((size, broken))
+    }
+
+    async fn append_locked<S, E>(
+        &self,
+        session: &UploadSession,
+        body: S,
+    ) -> Result<(UploadStatus, Digester)>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display + Send,
+    {
+        let mut digester =
+            Digester::resume(&session.hash).map_err(|e| ContentError::Corrupt(e.to_string()))?;
+        let key = paths::upload_data(&session.id);
+        let (offset, broken) = self
+            .stream_into(&key, session.offset, &mut digester, body)
+            .await?;
         if offset != session.offset {
             let moved = self
                 .meta
@@ -336,10 +357,11 @@ impl Store {
         if let Some(e) = broken {
             return Err(ContentError::Body(e));
         }
-        Ok(UploadStatus {
+        let status = UploadStatus {
             id: session.id.clone(),
             offset,
-        })
+        };
+        Ok((status, digester))
     }
 
     /// Finishes an upload: appends an optional last body, checks the digest, and commits the blob
@@ -357,16 +379,21 @@ impl Store {
     {
         let lock = self.upload_lock(id);
         let _guard = lock.lock().await;
-        let mut session = self.session(repo, id).await?;
-        if let Some(body) = last {
-            let st = self.append_locked(&session, body).await?;
-            session = self.session(repo, &st.id).await?;
-        }
+        let session = self.session(repo, id).await?;
         let data_key = paths::upload_data(id);
-        let actual = if expected.algorithm() == session.hash.algorithm {
-            Digester::resume(&session.hash)
-                .map_err(|e| ContentError::Corrupt(e.to_string()))?
-                .finish()
+        let (size, hashed) = match last {
+            Some(body) => {
+                let (st, digester) = self.append_locked(&session, body).await?;
+                (st.offset, digester)
+            }
+            None => (
+                session.offset,
+                Digester::resume(&session.hash)
+                    .map_err(|e| ContentError::Corrupt(e.to_string()))?,
+            ),
+        };
+        let actual = if expected.algorithm() == hashed.algorithm() {
+            hashed.finish()
         } else {
             self.rehash(&data_key, expected.algorithm()).await?
         };
@@ -377,7 +404,6 @@ impl Store {
                 actual,
             });
         }
-        let size = session.offset;
         self.commit_blob(&data_key, expected, size).await?;
         self.meta.upload_finish(id, expected, size).await?;
         ignore_missing(self.driver.delete(&paths::upload_dir(id)).await)?;
@@ -429,26 +455,39 @@ impl Store {
         Ok(())
     }
 
-    /// Pushes a whole blob in one call (a monolithic upload).
+    /// Pushes a whole blob in one call (a monolithic upload). No session is recorded: a crash
+    /// mid-way leaves an upload directory without one, which `open` removes.
     pub async fn blob_put<S, E>(&self, repo: &RepoName, expected: &Digest, body: S) -> Result<u64>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: std::fmt::Display + Send,
     {
-        let st = self.upload_start(repo).await?;
-        match self
-            .upload_complete(repo, &st.id, expected, Some(body))
-            .await
-        {
-            Ok(size) => Ok(size),
-            Err(e) => {
-                // A failed monolithic upload leaves nothing behind.
-                if self.meta.upload_get(&st.id).await?.is_some() {
-                    self.upload_cancel_locked(&st.id).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let key = paths::upload_data(&id);
+        let mut digester = Digester::new(expected.algorithm());
+        let outcome = match self.stream_into(&key, 0, &mut digester, body).await {
+            Ok((_, Some(broken))) => Err(ContentError::Body(broken)),
+            Ok((size, None)) => {
+                let actual = digester.finish();
+                if actual == *expected {
+                    Ok(size)
+                } else {
+                    Err(ContentError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    })
                 }
-                Err(e)
             }
-        }
+            Err(e) => Err(e),
+        };
+        let committed = match outcome {
+            Ok(size) => self.commit_blob(&key, expected, size).await.map(|()| size),
+            Err(e) => Err(e),
+        };
+        ignore_missing(self.driver.delete(&paths::upload_dir(&id)).await)?;
+        let size = committed?;
+        self.meta.link_blob(repo.as_str(), expected, size).await?;
+        Ok(size)
     }
 
     // ----- listings -----
