@@ -28,6 +28,8 @@ const OCI_SUBJECT: &str = "oci-subject";
 const FILTERS_APPLIED: &str = "oci-filters-applied";
 /// Read size when streaming a blob out.
 const READ_CHUNK: usize = 256 * 1024;
+/// How much of an oversized manifest body is read and dropped before answering.
+const MAX_DRAIN: usize = 16 * 1024 * 1024;
 
 /// The single `/v2` entry point.
 pub async fn dispatch(State(app): State<Arc<App>>, grant: Grant, req: Request) -> Response {
@@ -427,27 +429,38 @@ async fn manifest_put(
     reference: &Reference,
     req: Request,
 ) -> ApiResult {
-    if content_length(req.headers()).is_some_and(|n| n > MAX_MANIFEST_SIZE as u64) {
-        return Err(ApiError::new(
+    let too_large = || {
+        ApiError::new(
             Code::ManifestTooLarge,
             format!("manifests are limited to {MAX_MANIFEST_SIZE} bytes"),
-        ));
-    }
+        )
+    };
+    let declared_too_large =
+        content_length(req.headers()).is_some_and(|n| n > MAX_MANIFEST_SIZE as u64);
     let content_type = header_str(req.headers(), "content-type").map(str::to_owned);
     let mut body = bytes::BytesMut::new();
     let mut stream = std::pin::pin!(body_stream(req));
+    let mut over = declared_too_large;
+    let mut drained = 0usize;
     while let Some(chunk) = stream
         .try_next()
         .await
         .map_err(|e| ApiError::new(Code::ManifestInvalid, format!("reading the manifest: {e}")))?
     {
-        if body.len() + chunk.len() > MAX_MANIFEST_SIZE {
-            return Err(ApiError::new(
-                Code::ManifestTooLarge,
-                format!("manifests are limited to {MAX_MANIFEST_SIZE} bytes"),
-            ));
+        if over || body.len() + chunk.len() > MAX_MANIFEST_SIZE {
+            // Read (and drop) a bounded amount more, so the client sees the answer instead of
+            // a reset connection; past that, answer and let the connection close.
+            over = true;
+            drained += chunk.len();
+            if drained > MAX_DRAIN {
+                return Err(too_large());
+            }
+            continue;
         }
         body.extend_from_slice(&chunk);
+    }
+    if over {
+        return Err(too_large());
     }
     let body = body.freeze();
     let put = app
