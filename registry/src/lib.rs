@@ -97,6 +97,19 @@ pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
         })
 }
 
+/// Uploads untouched this long are cancelled (the CNCF registry's default).
+const UPLOAD_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+async fn purge_uploads(app: Arc<App>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        if let Err(e) = app.store.purge_stale_uploads(UPLOAD_MAX_AGE).await {
+            tracing::warn!(error = %e, "purging stale uploads");
+        }
+    }
+}
+
 /// Binds, prints `listening on ADDR`, and serves until `shutdown` resolves; in-flight requests
 /// are allowed to finish.
 pub async fn serve(
@@ -115,9 +128,11 @@ pub async fn serve(
     // A plain line as well, for scripts and tests whatever the log format.
     eprintln!("hoist serve: listening on {addr}");
     let app = Arc::new(App { store });
+    let purger = tokio::spawn(purge_uploads(app.clone()));
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await?;
+    purger.abort();
     tracing::info!("hoist registry stopped");
     Ok(())
 }

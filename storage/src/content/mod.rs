@@ -455,6 +455,22 @@ impl Store {
         Ok(())
     }
 
+    /// Cancels uploads nobody touched for `max_age`, as the CNCF registry's upload purger does.
+    /// Returns how many went.
+    pub async fn purge_stale_uploads(&self, max_age: std::time::Duration) -> Result<usize> {
+        let before = now() - max_age.as_secs() as i64;
+        let stale = self.meta.stale_uploads(before).await?;
+        for id in &stale {
+            let lock = self.upload_lock(id);
+            let _guard = lock.lock().await;
+            self.upload_cancel_locked(id).await?;
+        }
+        if !stale.is_empty() {
+            tracing::info!(count = stale.len(), "purged stale uploads");
+        }
+        Ok(stale.len())
+    }
+
     /// Pushes a whole blob in one call (a monolithic upload). No session is recorded: a crash
     /// mid-way leaves an upload directory without one, which `open` removes.
     pub async fn blob_put<S, E>(&self, repo: &RepoName, expected: &Digest, body: S) -> Result<u64>

@@ -518,3 +518,36 @@ async fn manifest_validation() {
         ContentError::TagInvalid(_)
     ));
 }
+
+#[tokio::test]
+async fn stale_uploads_are_purged_and_fresh_ones_kept() {
+    let (store, driver) = memory_store().await;
+    let r = repo("x");
+    let old = store.upload_start(&r).await.unwrap();
+    store
+        .upload_append(&r, &old.id, None, body(&[b"abc"]))
+        .await
+        .unwrap();
+    // Nothing is older than a day yet.
+    assert_eq!(
+        store
+            .purge_stale_uploads(std::time::Duration::from_secs(86_400))
+            .await
+            .unwrap(),
+        0
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let fresh = store.upload_start(&r).await.unwrap();
+    // Everything untouched for a second or more goes: the old session, not the fresh one.
+    let purged = store
+        .purge_stale_uploads(std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert!(matches!(
+        store.upload_status(&r, &old.id).await.unwrap_err(),
+        ContentError::UploadUnknown(_)
+    ));
+    assert_eq!(store.upload_status(&r, &fresh.id).await.unwrap().offset, 0);
+    assert_eq!(driver.keys(), vec![paths::upload_data(&fresh.id)]);
+}

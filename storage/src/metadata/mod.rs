@@ -116,6 +116,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn upload_delete(&self, id: &str) -> Result<bool, MetaError>;
     /// Every session id, for startup clean-up.
     async fn upload_ids(&self) -> Result<Vec<String>, MetaError>;
+    /// Sessions not touched since `before` (seconds since the epoch).
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<String>, MetaError>;
     /// Ends an upload: the session goes, the blob is recorded and linked into the session's repo.
     async fn upload_finish(&self, id: &str, digest: &Digest, size: u64) -> Result<(), MetaError>;
 

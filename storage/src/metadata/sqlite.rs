@@ -411,6 +411,17 @@ impl MetadataStore for SqliteMetadata {
         .await
     }
 
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<String>, MetaError> {
+        self.read(move |c| {
+            Ok(
+                c.prepare("SELECT id FROM uploads WHERE updated_at < ?1 ORDER BY id")?
+                    .query_map([before], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?,
+            )
+        })
+        .await
+    }
+
     async fn upload_finish(&self, id: &str, digest: &Digest, size: u64) -> Result<(), MetaError> {
         let (id, d) = (id.to_owned(), digest.to_string());
         self.write(move |tx| {
