@@ -11,11 +11,16 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncSeekExt;
+use tokio::sync::mpsc;
 
 use super::{BoxReader, DriverError, DriverWriter, FileInfo, StorageDriver, validate_key};
 
 /// How much a writer gathers before one write to the file.
 const WRITE_BUF: usize = 1 << 20;
+/// How many full buffers may wait for the writing thread.
+const IN_FLIGHT: usize = 8;
+/// The writing thread flushes to disk every this many bytes.
+const SYNC_EVERY: u64 = 16 << 20;
 /// Where temporary files live, beside the key tree. Not a valid content key prefix.
 const TMP_DIR: &str = ".tmp";
 
@@ -98,28 +103,73 @@ impl FsDriver {
     }
 }
 
+/// A writer hands full buffers to its own thread over a bounded channel, so hashing and
+/// receiving overlap with writing, and memory stays at `IN_FLIGHT` buffers.
 struct FsWriter {
     key: String,
     path: PathBuf,
-    file: Option<File>,
+    tx: Option<mpsc::Sender<Bytes>>,
+    thread: Option<tokio::task::JoinHandle<std::io::Result<File>>>,
     buf: BytesMut,
     size: u64,
 }
 
 impl FsWriter {
+    fn start(key: &str, path: PathBuf, file: File, offset: u64) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(IN_FLIGHT);
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut unsynced = 0u64;
+            while let Some(data) = rx.blocking_recv() {
+                file.write_all(&data)?;
+                unsynced += data.len() as u64;
+                if unsynced >= SYNC_EVERY {
+                    // Flush as we go: the disk works while more bytes arrive, and the final
+                    // fsync has little left to do.
+                    file.sync_data()?;
+                    unsynced = 0;
+                }
+            }
+            Ok(file)
+        });
+        FsWriter {
+            key: key.to_owned(),
+            path,
+            tx: Some(tx),
+            thread: Some(thread),
+            buf: BytesMut::new(),
+            size: offset,
+        }
+    }
+
+    async fn send(&mut self, data: Bytes) -> Result<(), DriverError> {
+        let tx = self.tx.as_ref().expect("writer used after commit");
+        if tx.send(data).await.is_err() {
+            // The thread stopped early: it hit an error; report it.
+            return Err(match self.stop().await {
+                Err(e) => e,
+                Ok(_) => DriverError::io(&self.key, std::io::Error::other("writer thread stopped")),
+            });
+        }
+        Ok(())
+    }
+
     async fn flush_buf(&mut self) -> Result<(), DriverError> {
         if self.buf.is_empty() {
             return Ok(());
         }
         let data = self.buf.split().freeze();
-        let mut file = self.file.take().expect("writer used after commit");
-        let file = blocking(&self.key, move || {
-            file.write_all(&data)?;
-            Ok(file)
-        })
-        .await?;
-        self.file = Some(file);
-        Ok(())
+        self.send(data).await
+    }
+
+    /// Closes the channel and waits for the thread to write everything it was given.
+    async fn stop(&mut self) -> Result<File, DriverError> {
+        self.tx = None;
+        let thread = self.thread.take().expect("writer used after commit");
+        thread
+            .await
+            .map_err(|e| DriverError::io(&self.key, std::io::Error::other(e)))?
+            .map_err(|e| DriverError::io(&self.key, e))
     }
 }
 
@@ -128,14 +178,7 @@ impl DriverWriter for FsWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), DriverError> {
         self.size += data.len() as u64;
         if self.buf.is_empty() && data.len() >= WRITE_BUF {
-            let mut file = self.file.take().expect("writer used after commit");
-            let file = blocking(&self.key, move || {
-                file.write_all(&data)?;
-                Ok(file)
-            })
-            .await?;
-            self.file = Some(file);
-            return Ok(());
+            return self.send(data).await;
         }
         self.buf.extend_from_slice(&data);
         if self.buf.len() >= WRITE_BUF {
@@ -150,12 +193,12 @@ impl DriverWriter for FsWriter {
 
     async fn commit(mut self: Box<Self>) -> Result<(), DriverError> {
         self.flush_buf().await?;
-        let file = self.file.take().expect("writer used after commit");
+        let file = self.stop().await?;
         blocking(&self.key, move || file.sync_data()).await
     }
 
     async fn cancel(mut self: Box<Self>) -> Result<(), DriverError> {
-        self.file = None;
+        let _ = self.stop().await;
         let path = self.path.clone();
         blocking(&self.key, move || fs::remove_file(path)).await
     }
@@ -249,13 +292,7 @@ impl StorageDriver for FsDriver {
             }
             other => other,
         })?;
-        Ok(Box::new(FsWriter {
-            key: key.to_owned(),
-            path,
-            file: Some(file),
-            buf: BytesMut::new(),
-            size: offset,
-        }))
+        Ok(Box::new(FsWriter::start(key, path, file, offset)))
     }
 
     async fn stat(&self, key: &str) -> Result<FileInfo, DriverError> {
