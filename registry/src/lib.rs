@@ -5,6 +5,7 @@
 //! - [`error`]: the one table of error codes and statuses.
 //! - [`auth`]: the [`auth::Grant`] extractor every request passes.
 //! - [`config`]: TOML + `HOIST_*` environment, defaults that need neither.
+//! - `/metrics`: Prometheus text: requests by method, route kind and status, and latency.
 //!
 //! **Architecture Invariant:** this is the only crate that depends on axum, and no handler
 //! touches a storage driver: everything goes through `hoist_storage::Store`.
@@ -16,7 +17,7 @@ pub mod error;
 pub mod route;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -24,8 +25,9 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::any;
+use axum::routing::{any, get};
 use hoist_storage::Store;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub use config::{Config, ConfigError, LogFormat};
 
@@ -53,11 +55,44 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ])
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (an embedding program's); then hoist's
+        // metrics go there and /metrics shows what this handle saw.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+async fn render_metrics() -> String {
+    metrics_handle().render()
+}
+
 async fn common_headers(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let kind = path
+        .strip_prefix("/v2")
+        .and_then(|rest| route::parse_v2(&method, rest).ok())
+        .map_or("other", |r| r.kind());
     let started = Instant::now();
     let mut resp = next.run(req).await;
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("hoist_http_requests_total", "method" => method.to_string(), "route" => kind, "status" => status)
+        .increment(1);
+    metrics::histogram!("hoist_http_request_duration_seconds", "method" => method.to_string(), "route" => kind)
+        .record(elapsed.as_secs_f64());
     resp.headers_mut().insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
@@ -67,14 +102,16 @@ async fn common_headers(req: Request, next: Next) -> Response {
         %method,
         path,
         status = resp.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        micros = elapsed.as_micros() as u64,
     );
     resp
 }
 
 /// The registry's HTTP application.
 pub fn router(app: Arc<App>) -> Router {
+    metrics_handle();
     Router::new()
+        .route("/metrics", get(render_metrics))
         .route("/v2", any(api::dispatch))
         .route("/v2/", any(api::dispatch))
         .route("/v2/{*rest}", any(api::dispatch))

@@ -31,6 +31,21 @@ pub enum Route {
     Referrers { name: RepoName, digest: Digest },
 }
 
+impl Route {
+    /// A short, bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::Catalog => "catalog",
+            Route::Tags { .. } => "tags",
+            Route::Manifest { .. } => "manifest",
+            Route::Blob { .. } => "blob",
+            Route::UploadStart { .. } | Route::Upload { .. } => "upload",
+            Route::Referrers { .. } => "referrers",
+        }
+    }
+}
+
 fn name(s: &str) -> Result<RepoName, ApiError> {
     RepoName::parse(s).map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))
 }
