@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs the peer tools hoist's interoperability tests and registry benchmark run against
+# (cli/tests/interop.rs, cli/benches/registry.rs, conformance). Debian 12, as root; idempotent:
+# a second run installs nothing and exits quickly.
+#
+#   docker-registry   the CNCF registry (reference server for the conformance suite and the bench)
+#   skopeo            copy/inspect/list-tags/delete against a registry, OCI layouts
+#   podman, buildah   push/pull with private storage (vfs), no daemon
+#   busybox-static    the statically linked busybox the test images are made of
+#   docker.io         dockerd (the tests start a private one); containerd, runc, tini come with it
+#   uidmap, fuse-overlayfs   what podman/buildah expect to find (storage helpers, id mapping)
+set -euo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "peers.sh: run as root" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
+
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates)
+
+# The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
+# own repository; if those (or any dockerd) are already there, use them instead. A docker client
+# installed as a loose binary (e.g. /usr/local/bin/docker) does not conflict, and talks to
+# docker.io's dockerd (API 1.41) fine.
+if ! command -v dockerd >/dev/null 2>&1; then
+    if dpkg-query -W -f='${Status}' docker-ce-cli 2>/dev/null | grep -q 'ok installed'; then
+        echo "peers.sh: docker-ce-cli is installed but no dockerd: install docker-ce from Docker's" \
+             "repository, or remove docker-ce-cli so docker.io can be installed" >&2
+        exit 1
+    fi
+    packages+=(docker.io)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if ((${#missing[@]})); then
+    echo "peers.sh: installing ${missing[*]}"
+    # Installing docker.io would start the system docker daemon (bridge, iptables rules). The tests
+    # start their own dockerd, so keep services from starting while installing, unless a policy
+    # is already in place.
+    created_policy=
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        created_policy=1
+    fi
+    cleanup() { [[ -n $created_policy ]] && rm -f /usr/sbin/policy-rc.d; return 0; }
+    trap cleanup EXIT
+    apt_get update
+    apt_get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# Sanity checks, so a broken install fails here and not in the middle of a test.
+for tool in docker-registry skopeo podman buildah dockerd docker; do
+    command -v "$tool" >/dev/null || { echo "peers.sh: $tool missing after install" >&2; exit 1; }
+done
+busybox=$(command -v busybox)
+if LC_ALL=C readelf -l "$busybox" 2>/dev/null | grep -q 'program interpreter' ||
+   file "$busybox" 2>/dev/null | grep -q 'dynamically linked'; then
+    echo "peers.sh: $busybox is dynamically linked; busybox-static should provide it" >&2
+    exit 1
+fi
+# skopeo/podman/buildah refuse to copy anything without a trust policy.
+if [[ ! -e /etc/containers/policy.json ]]; then
+    mkdir -p /etc/containers
+    printf '{"default":[{"type":"insecureAcceptAnything"}]}\n' >/etc/containers/policy.json
+fi
+echo "peers.sh: peers ready ($(skopeo --version); $(podman --version); $(buildah --version | cut -d' ' -f1-3); $(dockerd --version))"

@@ -1,0 +1,824 @@
+//! Interoperability: real peer tools (skopeo, podman, buildah, the docker engine) push to and
+//! pull from `hoist serve`, and what comes back is bit-for-bit what went in.
+//!
+//! Every case runs against hoist (the required tests, `hoist::<case>`) and against the CNCF
+//! registry (`distribution::<case>`), which checks the test itself: `cargo test -p hoist --test
+//! interop hoist::` runs only the former. Images are made locally (no network) by
+//! `hoist_conformance::fixtures`.
+//!
+//! These tests need root and the peer tools; `.ci/peers.sh` installs them. A missing tool is a
+//! failure naming its apt package, never a silent skip.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hoist_conformance::fixtures::{self, Image, Layout};
+use hoist_conformance::harness::{Server, which};
+use serde_json::Value;
+
+/// How long one peer-tool command may take before the test fails.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+// ---------------------------------------------------------------------------------------------
+// Servers, tools, commands
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Hoist,
+    Distribution,
+}
+
+fn start(kind: Kind) -> Server {
+    require_root();
+    match kind {
+        Kind::Hoist => {
+            Server::hoist(Path::new(env!("CARGO_BIN_EXE_hoist"))).expect("starting hoist serve")
+        }
+        Kind::Distribution => Server::distribution().expect("starting the CNCF registry"),
+    }
+}
+
+fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?");
+    assert_eq!(
+        uid, "0",
+        "the interop tests need root (podman/buildah storage, dockerd); run them as root"
+    );
+}
+
+/// The path of a peer tool, or a failure naming the apt package that provides it.
+fn tool(name: &str, package: &str) -> PathBuf {
+    which(name).unwrap_or_else(|| {
+        panic!("{name} is not installed: apt-get install {package} (or run .ci/peers.sh)")
+    })
+}
+
+fn skopeo() -> Command {
+    Command::new(tool("skopeo", "skopeo"))
+}
+
+/// Runs a command with a timeout; panics with the command line, status and output on failure.
+/// Returns stdout.
+fn run(cmd: &mut Command) -> String {
+    let (ok, out, err) = run_status(cmd);
+    assert!(
+        ok,
+        "command failed: {}\n--- stdout\n{out}\n--- stderr\n{err}",
+        show(cmd)
+    );
+    out
+}
+
+/// Runs a command with a timeout; returns (success, stdout, stderr).
+fn run_status(cmd: &mut Command) -> (bool, String, String) {
+    let line = show(cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {line}: {e}"));
+    let out = drain(child.stdout.take().expect("piped"));
+    let err = drain(child.stderr.take().expect("piped"));
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "timed out after {COMMAND_TIMEOUT:?}: {line}\n--- stdout\n{}\n--- stderr\n{}",
+                out.join().unwrap_or_default(),
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    (status.success(), out, err)
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// A directory whose whole path is a valid lowercase repository name (`/tmp/hoist-interop-PID-N`),
+/// removed on drop. podman and buildah name an image pulled from `oci:PATH:TAG` after PATH and
+/// refuse paths with capitals or components that start with a dot, like tempfile's names.
+struct NameableDir(PathBuf);
+
+impl NameableDir {
+    fn new() -> NameableDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = PathBuf::from(format!("/tmp/hoist-interop-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return NameableDir(path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => panic!("creating {}: {e}", path.display()),
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for NameableDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A busybox image in a fresh OCI layout.
+fn busybox_layout(dir: &Path, tag: &str) -> (Layout, Image) {
+    let layout = Layout::create(dir).expect("creating layout");
+    let image = fixtures::busybox_image(&layout, tag).expect("making the busybox image");
+    (layout, image)
+}
+
+// ---------------------------------------------------------------------------------------------
+// skopeo
+// ---------------------------------------------------------------------------------------------
+
+/// skopeo: OCI layout -> registry -> OCI layout, and registry repo -> registry repo, bit for bit.
+fn skopeo_roundtrip(kind: Kind) {
+    let server = start(kind);
+    let work = tmp();
+    let src_dir = work.path().join("src");
+    let (src, busybox) = busybox_layout(&src_dir, "1");
+    // A second image with several larger, incompressible layers, so uploads are more than one
+    // read buffer and several blobs travel per image.
+    let big = fixtures::random_image(&src, "big", 3, 24 << 20, 1).expect("random image");
+
+    for (image, repo) in [(&busybox, "interop/busybox"), (&big, "interop/big")] {
+        let tag = &image.tag;
+        let remote = format!("docker://{}/{repo}:{tag}", server.addr);
+        // In: OCI layout -> registry.
+        run(skopeo()
+            .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
+            .arg(src.reference(tag))
+            .arg(&remote));
+
+        // Out: registry -> new OCI layout. Same manifest digest, same blob bytes.
+        let out_dir = work.path().join(format!("out-{tag}"));
+        run(skopeo()
+            .args(["copy", "--preserve-digests", "--src-tls-verify=false"])
+            .arg(&remote)
+            .arg(format!("oci:{}:{tag}", out_dir.display())));
+        let out = Layout::open(&out_dir).expect("skopeo wrote a layout");
+        assert_eq!(
+            out.manifest_for(tag).expect("tag in index.json").digest,
+            image.manifest.digest,
+            "{}: manifest digest changed on the way through {repo}",
+            server.kind
+        );
+        assert_same_image_blobs(&src, &out, image);
+
+        // Between two repositories of the same registry (skopeo may mount blobs across repos).
+        let copy = format!("docker://{}/interop/copy-{tag}:2", server.addr);
+        run(skopeo()
+            .args([
+                "copy",
+                "--preserve-digests",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg(&remote)
+            .arg(&copy));
+        let out2_dir = work.path().join(format!("out2-{tag}"));
+        run(skopeo()
+            .args(["copy", "--preserve-digests", "--src-tls-verify=false"])
+            .arg(&copy)
+            .arg(format!("oci:{}:2", out2_dir.display())));
+        let out2 = Layout::open(&out2_dir).expect("skopeo wrote a layout");
+        assert_eq!(
+            out2.manifest_for("2").expect("tag in index.json").digest,
+            image.manifest.digest,
+            "{}: manifest digest changed when copying {repo} to interop/copy-{tag}",
+            server.kind
+        );
+        assert_same_image_blobs(&src, &out2, image);
+    }
+}
+
+/// Every blob of `image` is in `out` with exactly the bytes it has in `src`, and `out` has no
+/// other blobs.
+fn assert_same_image_blobs(src: &Layout, out: &Layout, image: &Image) {
+    out.verify()
+        .expect("every blob in the copied layout matches its digest");
+    let mut want: Vec<String> = image.blobs().iter().map(|d| d.digest.to_string()).collect();
+    want.sort();
+    let got: Vec<String> = out
+        .blob_files()
+        .expect("listing blobs")
+        .into_keys()
+        .collect();
+    assert_eq!(got, want, "blob set of the copied layout");
+    for d in image.blobs() {
+        assert!(
+            src.read_blob(&d.digest).unwrap() == out.read_blob(&d.digest).unwrap(),
+            "blob {} differs",
+            d.digest
+        );
+    }
+}
+
+/// skopeo inspect (manifest, raw manifest, raw config, by tag and by digest) and list-tags.
+fn skopeo_inspect_list_tags(kind: Kind) {
+    let server = start(kind);
+    let work = tmp();
+    let (src, image) = busybox_layout(work.path(), "1");
+    let repo = format!("{}/interop/tags", server.addr);
+    for tag in ["1", "2", "latest"] {
+        run(skopeo()
+            .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
+            .arg(src.reference("1"))
+            .arg(format!("docker://{repo}:{tag}")));
+    }
+
+    let tags = json(&run(skopeo()
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{repo}"))));
+    let mut got: Vec<&str> = tags["Tags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Tags in {tags}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, ["1", "2", "latest"], "{}: list-tags", server.kind);
+
+    let info = json(&run(skopeo()
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{repo}:2"))));
+    assert_eq!(
+        info["Digest"],
+        image.manifest.digest.as_str(),
+        "{}: inspect Digest",
+        server.kind
+    );
+    assert_eq!(info["Os"], "linux");
+    assert_eq!(info["Architecture"], fixtures::oci_arch());
+    assert_eq!(info["Layers"][0], image.layers[0].digest.as_str());
+    let mut inspected_tags: Vec<&str> = info["RepoTags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    inspected_tags.sort_unstable();
+    assert_eq!(
+        inspected_tags,
+        ["1", "2", "latest"],
+        "{}: inspect RepoTags",
+        server.kind
+    );
+
+    let raw = run(skopeo()
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{repo}:latest")));
+    assert_eq!(
+        raw.as_bytes(),
+        src.read_blob(&image.manifest.digest).unwrap(),
+        "{}: inspect --raw returns the manifest bytes",
+        server.kind
+    );
+    let config = run(skopeo()
+        .args(["inspect", "--raw", "--config", "--tls-verify=false"])
+        .arg(format!("docker://{repo}@{}", image.manifest.digest)));
+    assert_eq!(
+        config.as_bytes(),
+        src.read_blob(&image.config.digest).unwrap(),
+        "{}: inspect --config --raw by digest returns the config bytes",
+        server.kind
+    );
+
+    // An unknown tag is an error, not an empty answer.
+    let (ok, _, err) = run_status(
+        skopeo()
+            .args(["inspect", "--tls-verify=false"])
+            .arg(format!("docker://{repo}:missing")),
+    );
+    assert!(!ok, "{}: inspecting a missing tag succeeded", server.kind);
+    assert!(
+        err.contains("manifest unknown")
+            || err.contains("not found")
+            || err.contains("MANIFEST_UNKNOWN"),
+        "{}: unexpected error for a missing tag: {err}",
+        server.kind
+    );
+}
+
+/// skopeo delete by digest removes the manifest (and every tag naming it).
+fn skopeo_delete(kind: Kind) {
+    let server = start(kind);
+    let work = tmp();
+    let (src, image) = busybox_layout(work.path(), "1");
+    let remote = format!("docker://{}/interop/delete:1", server.addr);
+    run(skopeo()
+        .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
+        .arg(src.reference("1"))
+        .arg(&remote));
+    let by_digest = format!(
+        "docker://{}/interop/delete@{}",
+        server.addr, image.manifest.digest
+    );
+    run(skopeo()
+        .args(["delete", "--tls-verify=false"])
+        .arg(&by_digest));
+    let (ok, out, _) = run_status(
+        skopeo()
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(&remote),
+    );
+    assert!(
+        !ok,
+        "{}: the tag still resolves after delete: {out}",
+        server.kind
+    );
+    let (ok, out, _) = run_status(
+        skopeo()
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(&by_digest),
+    );
+    assert!(
+        !ok,
+        "{}: the manifest is still there after delete: {out}",
+        server.kind
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// podman and buildah (private storage, no daemon)
+// ---------------------------------------------------------------------------------------------
+
+/// A private containers/storage root for podman or buildah.
+struct Storage {
+    dir: tempfile::TempDir,
+}
+
+impl Storage {
+    fn new() -> Storage {
+        Storage { dir: tmp() }
+    }
+
+    fn podman(&self) -> Command {
+        let mut cmd = Command::new(tool("podman", "podman"));
+        let d = self.dir.path();
+        cmd.arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--events-backend",
+                "none",
+                "--cgroup-manager",
+                "cgroupfs",
+            ])
+            .env("TMPDIR", d);
+        cmd
+    }
+
+    fn buildah(&self) -> Command {
+        let mut cmd = Command::new(tool("buildah", "buildah"));
+        let d = self.dir.path();
+        cmd.arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .args(["--storage-driver", "vfs"])
+            .env("TMPDIR", d);
+        cmd
+    }
+}
+
+fn read_digestfile(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).expect("digest file written");
+    let s = s.trim().to_owned();
+    assert!(
+        s.starts_with("sha256:") && s.len() == 71,
+        "not a digest: {s:?}"
+    );
+    s
+}
+
+/// The manifest digest the registry answers for `reference` (a `docker://` reference).
+fn remote_digest(reference: &str) -> String {
+    let info = json(&run(skopeo()
+        .args(["inspect", "--tls-verify=false"])
+        .arg(reference)));
+    info["Digest"].as_str().expect("Digest").to_owned()
+}
+
+/// podman pushes an image it pulled from an OCI layout (as OCI) and one it imported from a rootfs
+/// tar (as docker v2s2), then fresh stores pull them back by tag and by digest; digests match what
+/// the push reported.
+fn podman_push_pull(kind: Kind) {
+    let server = start(kind);
+    let work = tmp();
+    let store = Storage::new();
+    let nameable = NameableDir::new();
+    let (src, _) = busybox_layout(&nameable.path().join("layout"), "1");
+    let rootfs = work.path().join("rootfs.tar");
+    fixtures::write_busybox_rootfs_tar(&rootfs).expect("rootfs tar");
+
+    let id = run(store.podman().args(["pull", "-q"]).arg(src.reference("1")));
+    let pulled_ref = format!("{}/interop/podman:1", server.addr);
+    run(store.podman().arg("tag").arg(id.trim()).arg(&pulled_ref));
+    let imported_ref = format!("{}/interop/podman-import:1", server.addr);
+    run(store.podman().arg("import").arg(&rootfs).arg(&imported_ref));
+
+    for (reference, format) in [(&pulled_ref, "oci"), (&imported_ref, "v2s2")] {
+        let digestfile = work.path().join("digest");
+        run(store
+            .podman()
+            .args([
+                "push",
+                "--tls-verify=false",
+                "--format",
+                format,
+                "--digestfile",
+            ])
+            .arg(&digestfile)
+            .arg(reference));
+        let pushed = read_digestfile(&digestfile);
+        assert_eq!(
+            remote_digest(&format!("docker://{reference}")),
+            pushed,
+            "{}: the registry's digest for {reference} differs from what podman pushed",
+            server.kind
+        );
+
+        // Pull back into fresh stores (the pushing store still has the image under other
+        // names, so removing it there would only untag it), by tag and by digest.
+        let repo = reference.rsplit_once(':').expect("tagged").0;
+        let by_digest = format!("{repo}@{pushed}");
+        for pull in [reference.as_str(), by_digest.as_str()] {
+            let fresh = Storage::new();
+            run(fresh
+                .podman()
+                .args(["pull", "--tls-verify=false"])
+                .arg(pull));
+            let got = run(fresh
+                .podman()
+                .args(["image", "inspect", "--format", "{{.Digest}}"])
+                .arg(pull));
+            assert_eq!(
+                got.trim(),
+                pushed,
+                "{}: digest of {pull} pulled back",
+                server.kind
+            );
+        }
+    }
+}
+
+/// buildah builds a new layer on top of the busybox image (no RUN, so no runtime needed), pushes it
+/// as a docker v2s2 image, and the registry serves exactly those bytes back.
+fn buildah_push_pull(kind: Kind) {
+    let server = start(kind);
+    let work = tmp();
+    let store = Storage::new();
+    let nameable = NameableDir::new();
+    let (src, base) = busybox_layout(&nameable.path().join("layout"), "1");
+    let hello = work.path().join("hello.txt");
+    std::fs::write(&hello, "hello from buildah\n").unwrap();
+
+    let ctr = run(store.buildah().args(["from", "-q"]).arg(src.reference("1")));
+    let ctr = ctr.trim();
+    run(store
+        .buildah()
+        .arg("copy")
+        .arg(ctr)
+        .arg(&hello)
+        .arg("/hello.txt"));
+    run(store
+        .buildah()
+        .args([
+            "config",
+            "--cmd",
+            "cat /hello.txt",
+            "--label",
+            "interop=buildah",
+        ])
+        .arg(ctr));
+    run(store
+        .buildah()
+        .args(["commit", "-q", ctr, "interop-buildah"]));
+
+    let reference = format!("{}/interop/buildah:1", server.addr);
+    let digestfile = work.path().join("digest");
+    run(store
+        .buildah()
+        .args(["push", "--tls-verify=false", "-f", "v2s2", "--digestfile"])
+        .arg(&digestfile)
+        .arg("interop-buildah")
+        .arg(format!("docker://{reference}")));
+    let pushed = read_digestfile(&digestfile);
+
+    // Copy it out with skopeo: the manifest the registry serves hashes to the pushed digest and
+    // has the base layer (unchanged) plus the new one.
+    let out_dir = work.path().join("out");
+    run(skopeo()
+        .args(["copy", "--preserve-digests", "--src-tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .arg(format!("oci:{}:1", out_dir.display())));
+    let out = Layout::open(&out_dir).unwrap();
+    out.verify().expect("blobs match their digests");
+    let raw = run(skopeo()
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}")));
+    assert_eq!(
+        hoist_oci::Digest::sha256_of(raw.as_bytes()).as_str(),
+        pushed,
+        "{}: the manifest served does not hash to the pushed digest",
+        server.kind
+    );
+    let manifest = json(&raw);
+    assert_eq!(
+        manifest["mediaType"], "application/vnd.docker.distribution.manifest.v2+json",
+        "{}: buildah pushed v2s2",
+        server.kind
+    );
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 2, "{}: base layer + new layer", server.kind);
+    // buildah recompresses the base layer (it stores layers uncompressed), so its blob digest may
+    // change, but its diff id (the digest of the tar) must not.
+    let base_config =
+        json(&String::from_utf8(src.read_blob(&base.config.digest).unwrap()).unwrap());
+    let config = run(skopeo()
+        .args(["inspect", "--raw", "--config", "--tls-verify=false"])
+        .arg(format!("docker://{reference}")));
+    let config = json(&config);
+    assert_eq!(
+        config["rootfs"]["diff_ids"][0], base_config["rootfs"]["diff_ids"][0],
+        "{}: the base layer's diff id changed",
+        server.kind
+    );
+    assert_eq!(config["config"]["Labels"]["interop"], "buildah");
+
+    // Pull it back into a fresh buildah store.
+    let store2 = Storage::new();
+    run(store2
+        .buildah()
+        .args(["pull", "-q", "--tls-verify=false"])
+        .arg(&reference));
+    let got = run(store2
+        .buildah()
+        .args(["images", "--digests", "--format", "{{.Digest}}"]));
+    assert_eq!(
+        got.trim(),
+        pushed,
+        "{}: digest pulled back by buildah",
+        server.kind
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// docker engine
+// ---------------------------------------------------------------------------------------------
+
+/// A private dockerd (own data root, exec root, socket; no bridge, no iptables), stopped on drop.
+struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let dockerd = tool("dockerd", "docker.io");
+        tool("docker", "docker.io");
+        // Short path: the socket paths under it must stay below the 108-byte sun_path limit.
+        let dir = tempfile::Builder::new()
+            .prefix("hoist-dockerd-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let d = dir.path();
+        let log = d.join("dockerd.log");
+        let child = Command::new(dockerd)
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", d.join("docker.sock").display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-masq=false",
+            ])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log file"))
+            .stderr(std::fs::File::create(d.join("dockerd.err")).expect("log file"))
+            .spawn()
+            .expect("starting dockerd");
+        let mut me = Dockerd { child, dir, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (ok, _, _) =
+                run_status(
+                    me.docker()
+                        .args(["version", "--format", "{{.Server.Version}}"]),
+                );
+            if ok {
+                break;
+            }
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!("dockerd exited ({status}):\n{}", me.logs());
+            }
+            if Instant::now() > deadline {
+                panic!("dockerd did not answer within 60 s:\n{}", me.logs());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        me
+    }
+
+    fn logs(&self) -> String {
+        let mut s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        s.push_str(
+            &std::fs::read_to_string(self.dir.path().join("dockerd.err")).unwrap_or_default(),
+        );
+        let tail: Vec<&str> = s.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    fn docker(&self) -> Command {
+        let mut cmd = Command::new(tool("docker", "docker.io"));
+        cmd.env(
+            "DOCKER_HOST",
+            format!("unix://{}", self.dir.path().join("docker.sock").display()),
+        )
+        .env("DOCKER_CONFIG", self.dir.path().join("config"));
+        cmd
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM lets dockerd stop its managed containerd and unmount its layers.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The digest `docker push` reports (`...: digest: sha256:... size: N`).
+fn pushed_digest(output: &str) -> String {
+    output
+        .split_whitespace()
+        .skip_while(|w| *w != "digest:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no digest in docker push output:\n{output}"))
+        .to_owned()
+}
+
+fn repo_digests(dockerd: &Dockerd, reference: &str) -> Vec<String> {
+    let out = run(dockerd.docker().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        reference,
+    ]));
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("RepoDigests ({e}): {out}"))
+}
+
+/// docker imports a rootfs tar, pushes it, forgets it, pulls it back: same digest. It also pulls
+/// the OCI image skopeo pushed, by tag and by digest.
+fn docker_push_pull(kind: Kind) {
+    let server = start(kind);
+    let dockerd = Dockerd::start();
+    let work = tmp();
+    let rootfs = work.path().join("rootfs.tar");
+    fixtures::write_busybox_rootfs_tar(&rootfs).expect("rootfs tar");
+
+    let reference = format!("{}/interop/docker:1", server.addr);
+    run(dockerd.docker().arg("import").arg(&rootfs).arg(&reference));
+    let out = run(dockerd.docker().arg("push").arg(&reference));
+    let pushed = pushed_digest(&out);
+    assert_eq!(
+        remote_digest(&format!("docker://{reference}")),
+        pushed,
+        "{}: the registry's digest differs from what docker pushed",
+        server.kind
+    );
+    run(dockerd.docker().args(["image", "rm", &reference]));
+    let (ok, _, _) = run_status(dockerd.docker().args(["image", "inspect", &reference]));
+    assert!(
+        !ok,
+        "the image is still in the engine after docker image rm"
+    );
+    run(dockerd.docker().args(["pull", &reference]));
+    let repo = format!("{}/interop/docker", server.addr);
+    assert_eq!(
+        repo_digests(&dockerd, &reference),
+        [format!("{repo}@{pushed}")],
+        "{}: RepoDigests after docker pull",
+        server.kind
+    );
+
+    // An OCI image (pushed by skopeo) pulled by docker, by tag and by digest.
+    let (src, image) = busybox_layout(&work.path().join("layout"), "1");
+    let oci_ref = format!("{}/interop/docker-oci:1", server.addr);
+    run(skopeo()
+        .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
+        .arg(src.reference("1"))
+        .arg(format!("docker://{oci_ref}")));
+    run(dockerd.docker().args(["pull", &oci_ref]));
+    let oci_repo = format!("{}/interop/docker-oci", server.addr);
+    let want = format!("{oci_repo}@{}", image.manifest.digest);
+    assert_eq!(
+        repo_digests(&dockerd, &oci_ref),
+        std::slice::from_ref(&want),
+        "{}: RepoDigests of the OCI image",
+        server.kind
+    );
+    run(dockerd.docker().args(["image", "rm", &oci_ref]));
+    run(dockerd.docker().args(["pull", &want]));
+    assert_eq!(
+        repo_digests(&dockerd, &want),
+        std::slice::from_ref(&want),
+        "{}: pulled by digest",
+        server.kind
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests: every case against hoist (required) and against the CNCF registry (reference).
+// ---------------------------------------------------------------------------------------------
+
+macro_rules! interop {
+    ($($case:ident),* $(,)?) => {
+        mod hoist {
+            $( #[test] fn $case() { super::$case(super::Kind::Hoist) } )*
+        }
+        mod distribution {
+            $( #[test] fn $case() { super::$case(super::Kind::Distribution) } )*
+        }
+    };
+}
+
+interop!(
+    skopeo_roundtrip,
+    skopeo_inspect_list_tags,
+    skopeo_delete,
+    podman_push_pull,
+    buildah_push_pull,
+    docker_push_pull,
+);
