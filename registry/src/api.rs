@@ -12,8 +12,6 @@ use futures::TryStreamExt;
 use hoist_oci::{Digest, RepoName, media_type};
 use hoist_storage::content::{MAX_MANIFEST_SIZE, Reference};
 use hoist_storage::metadata::Page;
-use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 
 use crate::App;
 use crate::auth::{Action, Grant};
@@ -26,8 +24,6 @@ const DIGEST_HEADER: &str = "docker-content-digest";
 const UPLOAD_UUID: &str = "docker-upload-uuid";
 const OCI_SUBJECT: &str = "oci-subject";
 const FILTERS_APPLIED: &str = "oci-filters-applied";
-/// Read size when streaming a blob out.
-const READ_CHUNK: usize = 256 * 1024;
 /// How much of an oversized manifest body is read and dropped before answering.
 const MAX_DRAIN: usize = 16 * 1024 * 1024;
 
@@ -292,8 +288,10 @@ async fn blob_get(
     if head {
         return Ok(b.body(Body::empty()).expect("valid response"));
     }
-    let blob = app.store.blob_open(name, digest, start).await?;
-    let stream = ReaderStream::with_capacity(blob.reader.take(len), READ_CHUNK);
+    let stream = app
+        .store
+        .blob_stream(name, digest, start, Some(len))
+        .await?;
     Ok(b.body(Body::from_stream(stream)).expect("valid response"))
 }
 

@@ -18,7 +18,7 @@ use hoist_oci::{Algorithm, Digest, Digester, RepoName};
 use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 
-use crate::driver::{BoxReader, DriverError, StorageDriver};
+use crate::driver::{BoxReader, ByteStream, DriverError, StorageDriver};
 use crate::metadata::{MetaError, MetadataStore, Page, UploadSession, now};
 
 pub use manifest::{PutManifest, Reference, StoredManifest, analyse};
@@ -194,6 +194,31 @@ impl Store {
                 }
             })?;
         Ok(BlobReader { size, reader })
+    }
+
+    /// Streams `len` bytes of a blob of `repo` from `offset` (to the end when `None`).
+    pub async fn blob_stream(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ByteStream> {
+        if self.blob_stat(repo, digest).await?.is_none() {
+            return Err(ContentError::BlobUnknown(digest.clone()));
+        }
+        self.driver
+            .stream(&paths::blob_data(digest), offset, len)
+            .await
+            .map_err(|e| {
+                if e.is_not_found() {
+                    ContentError::Corrupt(format!(
+                        "blob {digest} is linked but its bytes are missing"
+                    ))
+                } else {
+                    e.into()
+                }
+            })
     }
 
     /// Removes a blob's link from `repo`. The bytes stay for other repositories (and GC).

@@ -5,7 +5,7 @@
 //! multi-gigabyte stream costs one buffer of memory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -13,14 +13,20 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncSeekExt;
 use tokio::sync::mpsc;
 
-use super::{BoxReader, DriverError, DriverWriter, FileInfo, StorageDriver, validate_key};
+use super::{
+    BoxReader, ByteStream, DriverError, DriverWriter, FileInfo, StorageDriver, validate_key,
+};
 
 /// How much a writer gathers before one write to the file.
 const WRITE_BUF: usize = 1 << 20;
 /// How many full buffers may wait for the writing thread.
-const IN_FLIGHT: usize = 8;
+const IN_FLIGHT: usize = 4;
 /// The writing thread flushes to disk every this many bytes.
 const SYNC_EVERY: u64 = 16 << 20;
+/// Chunk size of streamed reads.
+const READ_CHUNK: usize = 512 * 1024;
+/// How many chunks a streamed read keeps ahead of its consumer.
+const READ_AHEAD: usize = 4;
 /// Where temporary files live, beside the key tree. Not a valid content key prefix.
 const TMP_DIR: &str = ".tmp";
 
@@ -60,6 +66,20 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| DriverError::io(key, std::io::Error::other(e)))?
         .map_err(|e| DriverError::io(key, e))
+}
+
+/// Maps the `InvalidInput` a blocking open reports for an offset past the end.
+fn invalid_offset(e: DriverError, key: &str, offset: u64) -> DriverError {
+    match e {
+        DriverError::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+            DriverError::InvalidOffset {
+                key: key.to_owned(),
+                offset,
+                size: 0,
+            }
+        }
+        other => other,
+    }
 }
 
 impl FsDriver {
@@ -259,6 +279,62 @@ impl StorageDriver for FsDriver {
         Ok(Box::pin(f))
     }
 
+    async fn stream(
+        &self,
+        key: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ByteStream, DriverError> {
+        let path = self.path(key)?;
+        let file = blocking(key, move || {
+            let mut f = File::open(&path)?;
+            let size = f.metadata()?.len();
+            if offset > size {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("offset {offset} past the end ({size} bytes)"),
+                ));
+            }
+            f.seek(SeekFrom::Start(offset))?;
+            Ok((f, size))
+        })
+        .await
+        .map_err(|e| invalid_offset(e, key, offset))?;
+        let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+        // A thread reads ahead a bounded number of chunks; it stops when the receiver goes.
+        tokio::task::spawn_blocking(move || {
+            let (mut f, _) = file;
+            let mut remaining = len;
+            loop {
+                let want = remaining.map_or(READ_CHUNK, |n| n.min(READ_CHUNK as u64) as usize);
+                if want == 0 {
+                    break;
+                }
+                let mut buf = BytesMut::zeroed(want);
+                let item = match f.read(&mut buf) {
+                    Ok(0) => match remaining.filter(|n| *n > 0) {
+                        Some(n) => Err(super::missing(n)),
+                        None => break,
+                    },
+                    Ok(k) => {
+                        buf.truncate(k);
+                        remaining = remaining.map(|n| n - k as u64);
+                        Ok(buf.freeze())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = item.is_err();
+                if tx.blocking_send(item).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })))
+    }
+
     async fn writer(&self, key: &str, offset: u64) -> Result<Box<dyn DriverWriter>, DriverError> {
         let path = self.path(key)?;
         let p = path.clone();
@@ -282,16 +358,7 @@ impl StorageDriver for FsDriver {
             Ok(f)
         })
         .await
-        .map_err(|e| match e {
-            DriverError::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
-                DriverError::InvalidOffset {
-                    key: key.to_owned(),
-                    offset,
-                    size: 0,
-                }
-            }
-            other => other,
-        })?;
+        .map_err(|e| invalid_offset(e, key, offset))?;
         Ok(Box::new(FsWriter::start(key, path, file, offset)))
     }
 

@@ -16,13 +16,20 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::io::AsyncRead;
+use futures::Stream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub use fs::FsDriver;
 pub use memory::MemoryDriver;
 
 /// A boxed reader a driver hands out.
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A stream of chunks a driver hands out.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// The chunk size of the default [`StorageDriver::stream`].
+pub const STREAM_CHUNK: usize = 256 * 1024;
 
 /// What went wrong in a driver.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +97,38 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn put_content(&self, key: &str, data: Bytes) -> Result<(), DriverError>;
     /// Streams a key from `offset`.
     async fn reader(&self, key: &str, offset: u64) -> Result<BoxReader, DriverError>;
+    /// Streams `len` bytes of a key (all of it when `None`) from `offset`, in chunks. A key
+    /// shorter than asked for ends the stream with an `UnexpectedEof` error.
+    async fn stream(
+        &self,
+        key: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ByteStream, DriverError> {
+        let reader = self.reader(key, offset).await?;
+        let start = Some((reader, len, vec![0u8; STREAM_CHUNK]));
+        Ok(Box::pin(futures::stream::unfold(
+            start,
+            |state| async move {
+                let (mut r, remaining, mut buf) = state?;
+                let want = remaining.map_or(STREAM_CHUNK, |n| n.min(STREAM_CHUNK as u64) as usize);
+                if want == 0 {
+                    return None;
+                }
+                match r.read(&mut buf[..want]).await {
+                    Ok(0) => remaining
+                        .filter(|n| *n > 0)
+                        .map(|n| (Err(missing(n)), None)),
+                    Ok(k) => {
+                        let chunk = Bytes::copy_from_slice(&buf[..k]);
+                        Some((Ok(chunk), Some((r, remaining.map(|n| n - k as u64), buf))))
+                    }
+                    Err(e) => Some((Err(e), None)),
+                }
+            },
+        )))
+    }
+
     /// Opens a writer that continues the key at `offset`, dropping anything after it. Offset 0
     /// creates or truncates the key. An offset past the end is an error.
     async fn writer(&self, key: &str, offset: u64) -> Result<Box<dyn DriverWriter>, DriverError>;
@@ -104,6 +143,14 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn redirect_url(&self, _key: &str) -> Option<String> {
         None
     }
+}
+
+/// The error for a key that ended `n` bytes before the caller's range did.
+pub(crate) fn missing(n: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        format!("{n} bytes missing at the end"),
+    )
 }
 
 /// Checks a key: relative, `/`-separated, no empty, `.` or `..` components, printable ASCII.

@@ -17,6 +17,21 @@ async fn read_all<D: StorageDriver>(d: &D, key: &str, offset: u64) -> Vec<u8> {
     out
 }
 
+async fn collect<D: StorageDriver>(
+    d: &D,
+    key: &str,
+    offset: u64,
+    len: Option<u64>,
+) -> std::io::Result<Vec<u8>> {
+    use futures::StreamExt;
+    let mut s = d.stream(key, offset, len).await.expect("stream");
+    let mut out = Vec::new();
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -77,6 +92,32 @@ async fn streaming_writer_and_ranged_reads<D: StorageDriver>(d: &D) {
     ));
     assert!(
         d.reader("suite/missing", 0)
+            .await
+            .err()
+            .unwrap()
+            .is_not_found()
+    );
+
+    // Streams: whole, from an offset, a bounded range, and a range past the end.
+    assert_eq!(collect(d, key, 0, None).await.unwrap(), data);
+    assert_eq!(
+        collect(d, key, 777, Some(1_500_000)).await.unwrap(),
+        &data[777..777 + 1_500_000]
+    );
+    assert_eq!(collect(d, key, 5, Some(0)).await.unwrap(), Vec::<u8>::new());
+    let short = collect(d, key, data.len() as u64 - 10, Some(20))
+        .await
+        .unwrap_err();
+    assert_eq!(short.kind(), std::io::ErrorKind::UnexpectedEof);
+    assert!(matches!(
+        d.stream(key, data.len() as u64 + 1, None)
+            .await
+            .err()
+            .unwrap(),
+        DriverError::InvalidOffset { .. }
+    ));
+    assert!(
+        d.stream("suite/missing", 0, None)
             .await
             .err()
             .unwrap()
