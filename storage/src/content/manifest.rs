@@ -196,6 +196,7 @@ impl Store {
         };
         let a = analyse(content_type, &body)?;
         let key = paths::blob_data(&digest);
+        let _commit = self.commit_lock.shared().await?;
         let present = match self.driver.stat(&key).await {
             Ok(info) => info.size == body.len() as u64,
             Err(e) if e.is_not_found() => false,

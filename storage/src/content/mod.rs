@@ -6,6 +6,7 @@
 //! `blobs/` (then the directory is fsynced), and only then linked in one metadata transaction.
 //! A crash at any point leaves either no visible blob or a complete one.
 
+mod gc;
 mod manifest;
 pub mod paths;
 
@@ -21,6 +22,7 @@ use tokio::io::AsyncReadExt;
 use crate::driver::{BoxReader, ByteStream, DriverError, StorageDriver};
 use crate::metadata::{MetaError, MetadataStore, Page, UploadSession, now};
 
+pub use gc::GcReport;
 pub use manifest::{PutManifest, Reference, StoredManifest, analyse};
 
 /// The largest manifest the store accepts.
@@ -98,6 +100,8 @@ pub struct Store {
     /// Manifest bytes by digest. Content-addressed, so never stale; visibility is checked in
     /// metadata before the cache is consulted.
     manifests: Mutex<lru::LruCache<Digest, Bytes>>,
+    /// Commits hold it shared, garbage collection exclusive.
+    commit_lock: gc::CommitLock,
 }
 
 impl Store {
@@ -107,7 +111,16 @@ impl Store {
         driver: Arc<dyn StorageDriver>,
         meta: Arc<dyn MetadataStore>,
     ) -> Result<Self> {
+        Self::open_locked(driver, meta, None).await
+    }
+
+    async fn open_locked(
+        driver: Arc<dyn StorageDriver>,
+        meta: Arc<dyn MetadataStore>,
+        lock_file: Option<std::path::PathBuf>,
+    ) -> Result<Self> {
         let store = Store {
+            commit_lock: gc::CommitLock::new(lock_file),
             driver,
             meta,
             upload_locks: Mutex::new(HashMap::new()),
@@ -125,7 +138,12 @@ impl Store {
         let driver = crate::FsDriver::new(dir)
             .map_err(|e| DriverError::io(&dir.display().to_string(), e))?;
         let meta = crate::SqliteMetadata::open(dir.join("metadata.db"))?;
-        Store::open(Arc::new(driver), Arc::new(meta)).await
+        Store::open_locked(
+            Arc::new(driver),
+            Arc::new(meta),
+            Some(dir.join(paths::LOCK_FILE)),
+        )
+        .await
     }
 
     pub fn driver(&self) -> &Arc<dyn StorageDriver> {
@@ -237,6 +255,7 @@ impl Store {
         from: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
+        let _commit = self.commit_lock.shared().await?;
         let Some(size) = self.meta.repo_blob_size(from.as_str(), digest).await? else {
             return Ok(None);
         };
@@ -429,8 +448,11 @@ impl Store {
                 actual,
             });
         }
-        self.commit_blob(&data_key, expected, size).await?;
-        self.meta.upload_finish(id, expected, size).await?;
+        {
+            let _commit = self.commit_lock.shared().await?;
+            self.commit_blob(&data_key, expected, size).await?;
+            self.meta.upload_finish(id, expected, size).await?;
+        }
         ignore_missing(self.driver.delete(&paths::upload_dir(id)).await)?;
         Ok(size)
     }
@@ -522,11 +544,17 @@ impl Store {
             Err(e) => Err(e),
         };
         let committed = match outcome {
-            Ok(size) => self.commit_blob(&key, expected, size).await.map(|()| size),
+            Ok(size) => {
+                let commit = self.commit_lock.shared().await?;
+                match self.commit_blob(&key, expected, size).await {
+                    Ok(()) => Ok((size, commit)),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         };
         ignore_missing(self.driver.delete(&paths::upload_dir(&id)).await)?;
-        let size = committed?;
+        let (size, _commit) = committed?;
         self.meta.link_blob(repo.as_str(), expected, size).await?;
         Ok(size)
     }

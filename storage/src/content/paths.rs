@@ -26,6 +26,25 @@ pub fn blob_data(digest: &Digest) -> String {
     format!("{BLOBS}/{}/{}/{hex}/data", digest.algorithm(), &hex[..2])
 }
 
+/// The directory holding a committed blob.
+pub fn blob_dir(digest: &Digest) -> String {
+    let hex = digest.hex();
+    format!("{BLOBS}/{}/{}/{hex}", digest.algorithm(), &hex[..2])
+}
+
+/// The digest a `blobs/<alg>/<xx>/<hex>` key names, if it is one.
+pub fn blob_digest_of(key: &str) -> Option<Digest> {
+    let mut parts = key.strip_prefix(BLOBS)?.strip_prefix('/')?.split('/');
+    let (alg, prefix, hex) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !hex.starts_with(prefix) {
+        return None;
+    }
+    Digest::parse(&format!("{alg}:{hex}")).ok()
+}
+
+/// The name of the lock file commits and garbage collection coordinate through (fs stores).
+pub const LOCK_FILE: &str = "gc.lock";
+
 /// The directory of one upload session.
 pub fn upload_dir(id: &str) -> String {
     format!("{UPLOADS}/{id}")
@@ -54,6 +73,9 @@ mod tests {
             blob_data(&d),
             "blobs/sha256/e3/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/data"
         );
+        assert_eq!(blob_digest_of(&blob_dir(&d)), Some(d.clone()));
+        assert_eq!(blob_digest_of(&blob_data(&d)), None);
+        assert_eq!(blob_digest_of("blobs/sha256/zz/e3b0"), None);
         assert_eq!(upload_data("abc"), "uploads/abc/data");
         assert_eq!(upload_id_of(&upload_dir("abc")), Some("abc"));
         assert_eq!(upload_id_of("uploads/abc/data"), None);

@@ -162,6 +162,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         repo: &str,
         subject: &Digest,
     ) -> Result<Vec<ManifestRecord>, MetaError>;
+    /// Garbage collection, first half: removes links created before `before` that no manifest of
+    /// their repository references. Returns how many went.
+    async fn unlink_unreferenced(&self, before: i64) -> Result<u64, MetaError>;
+    /// Garbage collection, second half: removes and returns blobs recorded before `before` that
+    /// no repository links and that are no manifest's bytes.
+    async fn sweep_blobs(&self, before: i64) -> Result<Vec<(Digest, u64)>, MetaError>;
     /// Every blob digest that is recorded, for garbage collection and consistency checks.
     async fn all_blobs(&self) -> Result<Vec<Digest>, MetaError>;
 }

@@ -677,6 +677,40 @@ impl MetadataStore for SqliteMetadata {
         .await
     }
 
+    async fn unlink_unreferenced(&self, before: i64) -> Result<u64, MetaError> {
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM repo_blobs WHERE created_at < ?1 AND NOT EXISTS (
+                     SELECT 1 FROM manifest_refs r
+                     WHERE r.repo = repo_blobs.repo AND r.child = repo_blobs.digest AND r.kind = 'blob')",
+                [before],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn sweep_blobs(&self, before: i64) -> Result<Vec<(Digest, u64)>, MetaError> {
+        self.write(move |tx| {
+            let doomed = tx
+                .prepare(
+                    "SELECT digest, size FROM blobs b WHERE created_at < ?1
+                     AND NOT EXISTS (SELECT 1 FROM repo_blobs l WHERE l.digest = b.digest)
+                     AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
+                     ORDER BY digest",
+                )?
+                .query_map([before], |r| {
+                    Ok((digest(&r.get::<_, String>(0)?)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut del = tx.prepare_cached("DELETE FROM blobs WHERE digest = ?1")?;
+            for (d, _) in &doomed {
+                del.execute([d.as_str()])?;
+            }
+            Ok(doomed)
+        })
+        .await
+    }
+
     async fn all_blobs(&self) -> Result<Vec<Digest>, MetaError> {
         self.read(|c| {
             Ok(c.prepare("SELECT digest FROM blobs ORDER BY digest")?
