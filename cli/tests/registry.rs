@@ -247,3 +247,36 @@ async fn a_5_gib_blob_streams_in_flat_memory() {
         "hoist serve peaked at {peak} KiB for a 5 GiB blob"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_garbage_collection_removes_unreferenced_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hoist.toml");
+    std::fs::write(&config, "gc_interval_secs = 1\ngc_grace_secs = 0\n").unwrap();
+    let server = Server::hoist_with(hoist(), &["--config", config.to_str().unwrap()]).unwrap();
+    let c = client();
+    let data = b"pushed, never referenced".to_vec();
+    let digest = Digest::sha256_of(&data);
+    let url = format!("{}/v2/gc/me/blobs/uploads/?digest={digest}", server.url);
+    assert_eq!(c.post(&url).body(data).send().await.unwrap().status(), 201);
+    let blob = format!("{}/v2/gc/me/blobs/{digest}", server.url);
+    let mut status = 200;
+    for _ in 0..100 {
+        status = c.head(&blob).send().await.unwrap().status().as_u16();
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 404,
+        "the unreferenced blob was still there after 10 s"
+    );
+    let on_disk = server
+        .data
+        .path()
+        .join("blobs/sha256")
+        .join(&digest.hex()[..2])
+        .join(digest.hex());
+    assert!(!on_disk.exists(), "bytes left at {}", on_disk.display());
+}

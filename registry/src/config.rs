@@ -48,6 +48,10 @@ pub struct Config {
     pub data: PathBuf,
     /// `text` or `json`.
     pub log_format: LogFormat,
+    /// Seconds between garbage collections; 0 turns them off.
+    pub gc_interval_secs: u64,
+    /// Links and blobs younger than this many seconds are never collected (pushes in progress).
+    pub gc_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -56,6 +60,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data: PathBuf::from("./hoist-data"),
             log_format: LogFormat::Text,
+            gc_interval_secs: 24 * 3600,
+            gc_grace_secs: 24 * 3600,
         }
     }
 }
@@ -88,6 +94,18 @@ impl Config {
                         value: v.clone(),
                         reason: e.to_string(),
                     })?;
+        }
+        for (key, slot) in [
+            ("HOIST_GC_INTERVAL_SECS", &mut config.gc_interval_secs),
+            ("HOIST_GC_GRACE_SECS", &mut config.gc_grace_secs),
+        ] {
+            if let Some(v) = env(key) {
+                *slot = v.parse().map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                    key: key.into(),
+                    value: v.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
         }
         if let Some(v) = env("HOIST_DATA") {
             config.data = PathBuf::from(v);
@@ -144,6 +162,10 @@ mod tests {
                 .to_string()
                 .contains("colour")
         );
+        let gc = |k: &str| (k == "HOIST_GC_INTERVAL_SECS").then(|| "0".to_string());
+        assert_eq!(Config::load(None, gc).unwrap().gc_interval_secs, 0);
+        let gc_bad = |k: &str| (k == "HOIST_GC_GRACE_SECS").then(|| "soon".to_string());
+        assert!(Config::load(None, gc_bad).unwrap_err().to_string().contains("HOIST_GC_GRACE_SECS"));
         let bad = |k: &str| (k == "HOIST_LOG_FORMAT").then(|| "xml".to_string());
         assert!(
             Config::load(None, bad)

@@ -18,7 +18,7 @@ pub mod route;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
@@ -135,14 +135,24 @@ pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
 }
 
 /// Uploads untouched this long are cancelled (the CNCF registry's default).
-const UPLOAD_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+const UPLOAD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
-async fn purge_uploads(app: Arc<App>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+/// Housekeeping: purges stale uploads hourly and collects garbage every `gc_interval`.
+async fn housekeeping(app: Arc<App>, gc_interval: Duration, gc_grace: Duration) {
+    let hour = Duration::from_secs(3600);
+    let tick = if gc_interval.is_zero() { hour } else { gc_interval.min(hour) };
+    let mut every = tokio::time::interval(tick);
+    let mut last_gc = tokio::time::Instant::now();
     loop {
         every.tick().await;
         if let Err(e) = app.store.purge_stale_uploads(UPLOAD_MAX_AGE).await {
             tracing::warn!(error = %e, "purging stale uploads");
+        }
+        if !gc_interval.is_zero() && last_gc.elapsed() >= gc_interval {
+            last_gc = tokio::time::Instant::now();
+            if let Err(e) = app.store.gc(gc_grace).await {
+                tracing::warn!(error = %e, "garbage collection");
+            }
         }
     }
 }
@@ -165,7 +175,11 @@ pub async fn serve(
     // A plain line as well, for scripts and tests whatever the log format.
     eprintln!("hoist serve: listening on {addr}");
     let app = Arc::new(App { store });
-    let purger = tokio::spawn(purge_uploads(app.clone()));
+    let purger = tokio::spawn(housekeeping(
+        app.clone(),
+        Duration::from_secs(config.gc_interval_secs),
+        Duration::from_secs(config.gc_grace_secs),
+    ));
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await?;
