@@ -197,11 +197,7 @@ impl Store {
         let a = analyse(content_type, &body)?;
         let key = paths::blob_data(&digest);
         let _commit = self.commit_lock.shared().await?;
-        let present = match self.driver.stat(&key).await {
-            Ok(info) => info.size == body.len() as u64,
-            Err(e) if e.is_not_found() => false,
-            Err(e) => return Err(e.into()),
-        };
+        let present = self.bytes_present(&key, body.len() as u64).await?;
         if !present {
             self.driver.put_content(&key, body.clone()).await?;
         }

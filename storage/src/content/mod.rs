@@ -202,15 +202,7 @@ impl Store {
             .driver
             .reader(&paths::blob_data(digest), offset)
             .await
-            .map_err(|e| {
-                if e.is_not_found() {
-                    ContentError::Corrupt(format!(
-                        "blob {digest} is linked but its bytes are missing"
-                    ))
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(|e| linked_bytes_error(digest, e))?;
         Ok(BlobReader { size, reader })
     }
 
@@ -228,15 +220,7 @@ impl Store {
         self.driver
             .stream(&paths::blob_data(digest), offset, len)
             .await
-            .map_err(|e| {
-                if e.is_not_found() {
-                    ContentError::Corrupt(format!(
-                        "blob {digest} is linked but its bytes are missing"
-                    ))
-                } else {
-                    e.into()
-                }
-            })
+            .map_err(|e| linked_bytes_error(digest, e))
     }
 
     /// Removes a blob's link from `repo`. The bytes stay for other repositories (and GC).
@@ -460,15 +444,19 @@ impl Store {
     /// Moves verified bytes into `blobs/`, unless the same content is already there.
     async fn commit_blob(&self, from_key: &str, digest: &Digest, size: u64) -> Result<()> {
         let blob_key = paths::blob_data(digest);
-        let present = match self.driver.stat(&blob_key).await {
-            Ok(info) => info.size == size,
-            Err(e) if e.is_not_found() => false,
-            Err(e) => return Err(e.into()),
-        };
-        if !present {
+        if !self.bytes_present(&blob_key, size).await? {
             self.driver.rename(from_key, &blob_key).await?;
         }
         Ok(())
+    }
+
+    /// Whether `key` holds `size` bytes already (content-addressed keys: same size, same bytes).
+    async fn bytes_present(&self, key: &str, size: u64) -> Result<bool> {
+        match self.driver.stat(key).await {
+            Ok(info) => Ok(info.size == size),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn rehash(&self, key: &str, algorithm: Algorithm) -> Result<Digest> {
@@ -577,6 +565,15 @@ impl Store {
     /// A page of repository names.
     pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<Page> {
         Ok(self.meta.repositories(n, last).await?)
+    }
+}
+
+/// A linked blob whose bytes cannot be found is corruption, not an unknown blob.
+fn linked_bytes_error(digest: &Digest, e: DriverError) -> ContentError {
+    if e.is_not_found() {
+        ContentError::Corrupt(format!("blob {digest} is linked but its bytes are missing"))
+    } else {
+        e.into()
     }
 }
 
