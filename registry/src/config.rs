@@ -100,11 +100,13 @@ impl Config {
             ("HOIST_GC_GRACE_SECS", &mut config.gc_grace_secs),
         ] {
             if let Some(v) = env(key) {
-                *slot = v.parse().map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
-                    key: key.into(),
-                    value: v.clone(),
-                    reason: e.to_string(),
-                })?;
+                *slot = v
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                        key: key.into(),
+                        value: v.clone(),
+                        reason: e.to_string(),
+                    })?;
             }
         }
         if let Some(v) = env("HOIST_DATA") {
@@ -165,7 +167,12 @@ mod tests {
         let gc = |k: &str| (k == "HOIST_GC_INTERVAL_SECS").then(|| "0".to_string());
         assert_eq!(Config::load(None, gc).unwrap().gc_interval_secs, 0);
         let gc_bad = |k: &str| (k == "HOIST_GC_GRACE_SECS").then(|| "soon".to_string());
-        assert!(Config::load(None, gc_bad).unwrap_err().to_string().contains("HOIST_GC_GRACE_SECS"));
+        assert!(
+            Config::load(None, gc_bad)
+                .unwrap_err()
+                .to_string()
+                .contains("HOIST_GC_GRACE_SECS")
+        );
         let bad = |k: &str| (k == "HOIST_LOG_FORMAT").then(|| "xml".to_string());
         assert!(
             Config::load(None, bad)

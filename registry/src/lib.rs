@@ -140,7 +140,11 @@ const UPLOAD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Housekeeping: purges stale uploads hourly and collects garbage every `gc_interval`.
 async fn housekeeping(app: Arc<App>, gc_interval: Duration, gc_grace: Duration) {
     let hour = Duration::from_secs(3600);
-    let tick = if gc_interval.is_zero() { hour } else { gc_interval.min(hour) };
+    let tick = if gc_interval.is_zero() {
+        hour
+    } else {
+        gc_interval.min(hour)
+    };
     let mut every = tokio::time::interval(tick);
     let mut last_gc = tokio::time::Instant::now();
     loop {
