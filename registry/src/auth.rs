@@ -46,9 +46,9 @@ impl Grant {
         }
     }
 
-    /// Whether the grant may list `repo` in the catalog.
+    /// Whether the grant may list `repo` in the catalog (pull rights on it).
     pub fn may_see(&self, repo: &str) -> bool {
-        self.open || repo.is_empty()
+        RepoName::parse(repo).is_ok_and(|r| self.require(&r, Action::Pull).is_ok())
     }
 }
 
