@@ -10,14 +10,23 @@
 //!   and its TLS settings from docker's `certs.d` layout ([`Endpoints::tls`]), ready for a
 //!   `reqwest::ClientBuilder`.
 //!
-//! Not here yet: the distribution protocol itself (token dance, push, pull, mount, resumable
-//! uploads), which comes with the transfer engine on top of `oci-client`.
+//! - [`transfer`]: the distribution protocol on top of `oci-client`: [`RegistryClient`]
+//!   (anonymous, Basic and Bearer authentication with scoped token caching, retries), push
+//!   (parallel, skip, cross-repository mount, monolithic and resumable chunked uploads) and pull
+//!   (platform choice, parallel streamed and verified blobs, `Range` resume), over the
+//!   [`BlobSource`] and [`BlobSink`] traits a store implements.
 //!
 //! **Architecture Invariant:** among workspace crates this depends only on `hoist-oci`; it is the
 //! only crate that will send HTTP to registries.
 
 pub mod credentials;
 pub mod endpoint;
+pub mod transfer;
 
 pub use credentials::{Credential, CredentialError, DockerConfig};
 pub use endpoint::{Endpoint, EndpointError, Endpoints, Scheme, TlsSettings};
+pub use transfer::{
+    BlobSink, BlobSource, BlobWriter, ByteStream, ClientOptions, Descriptor, Platform, Progress,
+    ProgressFn, PullOptions, Pulled, PushOptions, PushReport, RegistryClient, RetryPolicy,
+    TransferError,
+};

@@ -7,9 +7,12 @@
 //!   and their history, referrers, upload sessions) behind [`MetadataStore`], on bundled SQLite.
 //! - [`content`]: the content layer the registry and the local store use: verified blob commits,
 //!   per-repository links, uploads, manifests, tags and referrers.
+//! - [`images`]: the local image store on top of [`content`]: naming, tags, rmi, prune, import,
+//!   and docker-archive / OCI layout archives.
 
 pub mod content;
 pub mod driver;
+pub mod images;
 pub mod metadata;
 
 pub use content::{ContentError, Store};

@@ -20,10 +20,13 @@ use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 
 use crate::driver::{BoxReader, ByteStream, DriverError, StorageDriver};
-use crate::metadata::{MetaError, MetadataStore, Page, UploadSession, now};
+use crate::metadata::{ManifestRecord, MetaError, MetadataStore, Page, TagRow, UploadSession, now};
 
 pub use gc::GcReport;
 pub use manifest::{PutManifest, Reference, StoredManifest, analyse};
+
+/// Upload directories without a session and untouched this long are leftovers of a crash.
+const STALE_UPLOAD_DIR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The largest manifest the store accepts.
 pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
@@ -157,10 +160,22 @@ impl Store {
     async fn recover(&self) -> Result<()> {
         let sessions = self.meta.upload_ids().await?;
         let mut removed = 0usize;
+        let cutoff = std::time::SystemTime::now() - STALE_UPLOAD_DIR;
         for key in self.driver.list(paths::UPLOADS).await? {
-            if let Some(id) = paths::upload_id_of(&key)
-                && sessions.binary_search_by(|s| s.as_str().cmp(id)).is_err()
-            {
+            let Some(id) = paths::upload_id_of(&key) else {
+                continue;
+            };
+            if sessions.binary_search_by(|s| s.as_str().cmp(id)).is_ok() {
+                continue;
+            }
+            // Another process sharing the store may be writing it (a monolithic upload has no
+            // session): only bytes untouched for a while are leftovers.
+            let recent = match self.driver.stat(&paths::upload_data(id)).await {
+                Ok(info) => info.modified.is_some_and(|t| t > cutoff),
+                Err(e) if e.is_not_found() => false,
+                Err(e) => return Err(e.into()),
+            };
+            if !recent {
                 ignore_missing(self.driver.delete(&key).await)?;
                 removed += 1;
             }
@@ -565,6 +580,26 @@ impl Store {
     /// A page of repository names.
     pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<Page> {
         Ok(self.meta.repositories(n, last).await?)
+    }
+
+    /// Every tag of every repository with the manifest it names (a local store's image list).
+    pub async fn all_tags(&self) -> Result<Vec<TagRow>> {
+        Ok(self.meta.all_tags().await?)
+    }
+
+    /// Every manifest of every repository, with its repository.
+    pub async fn all_manifests(&self) -> Result<Vec<(String, ManifestRecord)>> {
+        Ok(self.meta.all_manifests().await?)
+    }
+
+    /// The indexes of `repo` that name the manifest `digest` as a child.
+    pub async fn manifest_parents(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>> {
+        Ok(self.meta.manifest_parents(repo.as_str(), digest).await?)
+    }
+
+    /// The repositories holding the manifest `digest`.
+    pub async fn manifest_repos(&self, digest: &Digest) -> Result<Vec<String>> {
+        Ok(self.meta.manifest_repos(digest).await?)
     }
 }
 

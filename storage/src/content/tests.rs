@@ -220,6 +220,17 @@ async fn uploads_resume_after_restart_and_leftovers_are_cleaned() {
     let stray = dir.path().join(paths::upload_dir("stray-session"));
     std::fs::create_dir_all(&stray).unwrap();
     std::fs::write(stray.join("data"), b"junk").unwrap();
+    let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(stray.join("data"))
+        .unwrap()
+        .set_modified(hours_ago)
+        .unwrap();
+    // A young one, as another process's monolithic upload in flight, is left alone.
+    let young = dir.path().join(paths::upload_dir("young-session"));
+    std::fs::create_dir_all(&young).unwrap();
+    std::fs::write(young.join("data"), b"in flight").unwrap();
     {
         let meta = SqliteMetadata::open(dir.path().join("metadata.db")).unwrap();
         let hash = hoist_oci::Digester::sha256().state();
@@ -248,6 +259,10 @@ async fn uploads_resume_after_restart_and_leftovers_are_cleaned() {
 
     let store = Store::open_fs(dir.path()).await.unwrap();
     assert!(!stray.exists(), "stray upload directory survived");
+    assert!(
+        young.join("data").exists(),
+        "a young upload directory was removed"
+    );
     assert!(
         store
             .metadata()

@@ -27,6 +27,8 @@ const SYNC_EVERY: u64 = 16 << 20;
 const READ_CHUNK: usize = 512 * 1024;
 /// How many chunks a streamed read keeps ahead of its consumer.
 const READ_AHEAD: usize = 4;
+/// Temporary files older than this are leftovers of a crash.
+pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Where temporary files live, beside the key tree. Not a valid content key prefix.
 const TMP_DIR: &str = ".tmp";
 
@@ -84,12 +86,23 @@ fn invalid_offset(e: DriverError, key: &str, offset: u64) -> DriverError {
 
 impl FsDriver {
     /// Opens (creating) a driver rooted at `root`, removing temporary files a crash left behind.
+    /// Only files older than [`STALE_TMP`] go: another process sharing the root may be writing
+    /// the younger ones.
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root)?;
         let tmp = root.join(TMP_DIR);
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp)?;
+        if let Ok(entries) = fs::read_dir(&tmp) {
+            let cutoff = std::time::SystemTime::now() - STALE_TMP;
+            for entry in entries.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff);
+                if old {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
         }
         Ok(FsDriver { root })
     }
@@ -370,6 +383,7 @@ impl StorageDriver for FsDriver {
         Ok(FileInfo {
             size: if md.is_dir() { 0 } else { md.len() },
             is_dir: md.is_dir(),
+            modified: md.modified().ok(),
         })
     }
 

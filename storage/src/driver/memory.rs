@@ -119,6 +119,7 @@ impl StorageDriver for MemoryDriver {
             return Ok(FileInfo {
                 size: data.len() as u64,
                 is_dir: false,
+                modified: None,
             });
         }
         let prefix = Self::under(key);
@@ -130,6 +131,7 @@ impl StorageDriver for MemoryDriver {
             return Ok(FileInfo {
                 size: 0,
                 is_dir: true,
+                modified: None,
             });
         }
         Err(DriverError::NotFound(key.to_owned()))

@@ -70,6 +70,8 @@ impl DriverError {
 pub struct FileInfo {
     pub size: u64,
     pub is_dir: bool,
+    /// Last modification, where the backend knows it.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// A streaming writer for one key. Nothing is guaranteed durable until `commit`.
@@ -182,6 +184,25 @@ mod tests {
         ] {
             assert!(validate_key(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn fs_driver_removes_only_stale_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(".tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join("old"), b"crash leftover").unwrap();
+        std::fs::write(tmp.join("young"), b"another process writing").unwrap();
+        let old = std::time::SystemTime::now() - 2 * fs::STALE_TMP;
+        std::fs::File::options()
+            .write(true)
+            .open(tmp.join("old"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        FsDriver::new(dir.path()).unwrap();
+        assert!(!tmp.join("old").exists());
+        assert!(tmp.join("young").exists());
     }
 
     #[tokio::test]

@@ -81,6 +81,15 @@ pub struct TagEvent {
     pub at: i64,
 }
 
+/// A tag and the manifest it points at, for listings across repositories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRow {
+    pub repo: String,
+    pub tag: String,
+    pub digest: Digest,
+    pub updated_at: i64,
+}
+
 /// One page of a sorted listing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Page {
@@ -170,6 +179,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn sweep_blobs(&self, before: i64) -> Result<Vec<(Digest, u64)>, MetaError>;
     /// Every blob digest that is recorded, for garbage collection and consistency checks.
     async fn all_blobs(&self) -> Result<Vec<Digest>, MetaError>;
+
+    /// Every tag of every repository, ordered by repository and tag (a local store's image list).
+    async fn all_tags(&self) -> Result<Vec<TagRow>, MetaError>;
+    /// Every manifest of every repository with its repository, ordered by repository and digest.
+    async fn all_manifests(&self) -> Result<Vec<(String, ManifestRecord)>, MetaError>;
+    /// The manifests of `repo` that name `digest` as a child (the indexes it belongs to).
+    async fn manifest_parents(&self, repo: &str, digest: &Digest)
+    -> Result<Vec<Digest>, MetaError>;
+    /// The repositories that hold the manifest `digest`, in lexical order.
+    async fn manifest_repos(&self, digest: &Digest) -> Result<Vec<String>, MetaError>;
 }
 
 /// Seconds since the epoch.

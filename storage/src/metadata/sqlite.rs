@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ManifestRecord, MetaError, MetadataStore, Page, RefKind, TagEvent, UploadSession, now,
+    ManifestRecord, MetaError, MetadataStore, Page, RefKind, TagEvent, TagRow, UploadSession, now,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -719,6 +719,60 @@ impl MetadataStore for SqliteMetadata {
         })
         .await
     }
+
+    async fn all_tags(&self) -> Result<Vec<TagRow>, MetaError> {
+        self.read(|c| {
+            Ok(
+                c.prepare("SELECT repo, name, digest, updated_at FROM tags ORDER BY repo, name")?
+                    .query_map([], |r| {
+                        Ok(TagRow {
+                            repo: r.get(0)?,
+                            tag: r.get(1)?,
+                            digest: digest(&r.get::<_, String>(2)?)?,
+                            updated_at: r.get(3)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            )
+        })
+        .await
+    }
+
+    async fn all_manifests(&self) -> Result<Vec<(String, ManifestRecord)>, MetaError> {
+        self.read(|c| {
+            Ok(c.prepare(&format!(
+                "SELECT {MANIFEST_COLS}, m.repo FROM manifests m ORDER BY m.repo, m.digest"
+            ))?
+            .query_map([], |r| Ok((r.get::<_, String>(7)?, manifest_row(r)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn manifest_parents(&self, repo: &str, child: &Digest) -> Result<Vec<Digest>, MetaError> {
+        let (repo, d) = (repo.to_owned(), child.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT manifest FROM manifest_refs
+                     WHERE repo = ?1 AND child = ?2 AND kind = 'manifest' ORDER BY manifest",
+            )?
+            .query_map([repo, d], |r| digest(&r.get::<_, String>(0)?))?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn manifest_repos(&self, manifest: &Digest) -> Result<Vec<String>, MetaError> {
+        let d = manifest.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT repo FROM manifests WHERE digest = ?1 ORDER BY repo")?
+                    .query_map([d], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?,
+            )
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -802,6 +856,44 @@ mod tests {
             h.iter().map(|e| e.digest.clone()).collect::<Vec<_>>(),
             vec![Some(d("m")), None]
         );
+    }
+
+    #[tokio::test]
+    async fn listings_across_repositories() {
+        let m = SqliteMetadata::in_memory().unwrap();
+        m.manifest_put("b", &rec("x", None), &[], Some("v1"))
+            .await
+            .unwrap();
+        m.manifest_put("a", &rec("x", None), &[], Some("v2"))
+            .await
+            .unwrap();
+        m.manifest_put("a", &rec("y", None), &[], None)
+            .await
+            .unwrap();
+        m.manifest_put("a", &rec("i", None), &[(d("x"), RefKind::Manifest)], None)
+            .await
+            .unwrap();
+        let tags = m.all_tags().await.unwrap();
+        assert_eq!(
+            tags.iter()
+                .map(|t| (t.repo.as_str(), t.tag.as_str(), t.digest.clone()))
+                .collect::<Vec<_>>(),
+            vec![("a", "v2", d("x")), ("b", "v1", d("x"))]
+        );
+        let all = m.all_manifests().await.unwrap();
+        assert_eq!(all.len(), 4);
+        assert!(all.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(all.iter().filter(|(r, _)| r == "a").count(), 3);
+        assert_eq!(
+            m.manifest_parents("a", &d("x")).await.unwrap(),
+            vec![d("i")]
+        );
+        assert!(m.manifest_parents("b", &d("x")).await.unwrap().is_empty());
+        assert_eq!(m.manifest_repos(&d("x")).await.unwrap(), ["a", "b"]);
+        assert_eq!(m.manifest_repos(&d("y")).await.unwrap(), ["a"]);
+        // Deleting the index drops its references (ON DELETE CASCADE).
+        assert!(m.manifest_delete("a", &d("i")).await.unwrap());
+        assert!(m.manifest_parents("a", &d("x")).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -1,0 +1,237 @@
+//! Blocking I/O helpers for archives: hashing readers and writers, compression sniffing,
+//! deterministic gzip.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use flate2::Compression;
+use hoist_oci::{Digest, Digester};
+
+/// The gzip level every layer hoist compresses is written with. Level and backend (flate2's
+/// zlib-rs) are pinned: they decide the bytes, so the digests.
+pub const GZIP_LEVEL: u32 = 6;
+
+/// The size of the pieces the compressor is fed.
+const GZIP_CHUNK: usize = 64 * 1024;
+
+/// A deterministic gzip encoder: a fixed header (no name, zero mtime, unknown OS), and input fed
+/// to the compressor in fixed 64 KiB pieces, because zlib-rs's output depends on how the input is
+/// split between calls. The same bytes in give the same bytes out, however they are written.
+pub struct Gzip<W: Write> {
+    enc: flate2::write::GzEncoder<W>,
+    buf: Vec<u8>,
+}
+
+/// A [`Gzip`] encoder writing into `out`.
+pub fn gzip<W: Write>(out: W) -> Gzip<W> {
+    Gzip {
+        enc: flate2::GzBuilder::new()
+            .mtime(0)
+            .operating_system(255)
+            .write(out, Compression::new(GZIP_LEVEL)),
+        buf: Vec::with_capacity(GZIP_CHUNK),
+    }
+}
+
+impl<W: Write> Gzip<W> {
+    /// Compresses what is buffered, writes the trailer and returns the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        if !self.buf.is_empty() {
+            self.enc.write_all(&self.buf)?;
+        }
+        self.enc.finish()
+    }
+}
+
+impl<W: Write> Write for Gzip<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(GZIP_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == GZIP_CHUNK {
+            self.enc.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        // Flushing the compressor would change its output; only what it already wrote is flushed.
+        self.enc.get_mut().flush()
+    }
+}
+
+/// What a stream's first bytes say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compressed {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Looks at the first bytes without consuming them.
+pub fn sniff<R: BufRead>(r: &mut R) -> io::Result<Compressed> {
+    let head = r.fill_buf()?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Compressed::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compressed::Zstd
+    } else {
+        Compressed::None
+    })
+}
+
+/// A reader that yields the uncompressed bytes of a plain or gzipped stream. Zstd is refused
+/// with `what` named in the error.
+pub fn decompressed<'a, R: Read + Send + 'a>(
+    r: R,
+    what: &str,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
+    let mut r = BufReader::with_capacity(256 * 1024, r);
+    match sniff(&mut r)? {
+        Compressed::None => Ok(Box::new(r)),
+        Compressed::Gzip => Ok(Box::new(flate2::read::MultiGzDecoder::new(r))),
+        Compressed::Zstd => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{what} is zstd-compressed, which hoist cannot decompress yet"),
+        )),
+    }
+}
+
+/// A writer that hashes and counts what passes through.
+pub struct HashingWriter<W> {
+    inner: W,
+    digester: Digester,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            digester: Digester::sha256(),
+        }
+    }
+
+    pub fn finish(self) -> (Digest, u64, W) {
+        let len = self.digester.len();
+        (self.digester.finish(), len, self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.digester.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes what it yields and copies it into a writer (a tee).
+pub struct TeeReader<R, W> {
+    inner: R,
+    out: W,
+    digester: Digester,
+}
+
+impl<R: Read, W: Write> TeeReader<R, W> {
+    pub fn new(inner: R, out: W) -> Self {
+        TeeReader {
+            inner,
+            out,
+            digester: Digester::sha256(),
+        }
+    }
+
+    /// Reads what is left, then returns the digest and size of everything read, and the writer.
+    pub fn drain(mut self) -> io::Result<(Digest, u64, W)> {
+        io::copy(&mut self, &mut io::sink())?;
+        let len = self.digester.len();
+        Ok((self.digester.finish(), len, self.out))
+    }
+}
+
+impl<R: Read, W: Write> Read for TeeReader<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digester.update(&buf[..n]);
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// An RFC 3339 UTC time (`2024-01-02T03:04:05Z`) for seconds since the epoch.
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        for secs in [0, 951_782_400, 1_700_000_000, 4_102_444_800] {
+            let s = rfc3339(secs);
+            assert_eq!(super::super::parse_rfc3339(&s), Some(secs), "{s}");
+        }
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            super::super::parse_rfc3339("2024-01-02T03:04:05.123456789+01:00"),
+            super::super::parse_rfc3339("2024-01-02T02:04:05Z")
+        );
+        assert_eq!(super::super::parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn gzip_is_deterministic_and_sniffed() {
+        let data = b"some layer bytes".repeat(100);
+        let enc = |d: &[u8]| {
+            let mut g = gzip(Vec::new());
+            g.write_all(d).unwrap();
+            g.finish().unwrap()
+        };
+        let (a, b) = (enc(&data), enc(&data));
+        assert_eq!(a, b);
+        // However the input is split, the output is the same.
+        let big: Vec<u8> = (0..1_000_000u32)
+            .map(|i| (i.wrapping_mul(7919) % 251) as u8 ^ (i >> 13) as u8)
+            .collect();
+        let whole = enc(&big);
+        for piece in [1usize, 511, 8192, 100_000] {
+            let mut g = gzip(Vec::new());
+            for c in big.chunks(piece) {
+                g.write_all(c).unwrap();
+            }
+            assert_eq!(g.finish().unwrap(), whole, "pieces of {piece}");
+        }
+        assert_eq!(sniff(&mut &a[..]).unwrap(), Compressed::Gzip);
+        assert_eq!(sniff(&mut &data[..]).unwrap(), Compressed::None);
+        let mut out = Vec::new();
+        decompressed(&a[..], "x")
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+        let zstd = [0x28u8, 0xb5, 0x2f, 0xfd, 0];
+        let err = decompressed(&zstd[..], "layer").err().unwrap();
+        assert!(err.to_string().contains("zstd"), "{err}");
+    }
+}
