@@ -1,0 +1,62 @@
+//! `hoist serve`: the registry.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:5000]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory [default: ./hoist-data]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// TOML configuration file; flags override it, HOIST_* variables override the file
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn init_logging(format: hoist_registry::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        hoist_registry::LogFormat::Json => builder.json().init(),
+        hoist_registry::LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let mut config =
+        hoist_registry::Config::load(args.config.as_deref(), |k| std::env::var(k).ok())
+            .context("loading the registry configuration")?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(data) = args.data {
+        config.data = data;
+    }
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime
+        .block_on(hoist_registry::serve(config, shutdown_signal()))
+        .context("hoist serve")
+}
