@@ -6,6 +6,8 @@ mod images;
 mod serve;
 mod transfer;
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -26,11 +28,21 @@ enum Command {
     Transfer(transfer::TransferCommand),
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Images(cmd) => images::run(cmd),
         Command::Transfer(cmd) => transfer::run(cmd),
+    }
+}
+
+/// Errors end the program with one line (the whole cause chain) and exit status 1.
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hoist: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
