@@ -1,21 +1,179 @@
 //! Local image commands: the store under `$HOIST_HOME`.
 
-use anyhow::{Context, Result};
-use clap::Subcommand;
+use std::collections::{BTreeSet, HashSet};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
 use hoist_oci::Reference;
-use hoist_storage::images::ImageStore;
+use hoist_storage::images::archive::Format;
+use hoist_storage::images::{
+    ImageInspect, ImageStore, Platform, Removed, familiar_repo, parse_change, repo_name,
+};
+use serde_json::{Value, json};
 
 use crate::home;
+use crate::images_format::{ellipsis, human_ago, human_size, now_unix, short_id, table};
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
     /// Create a tag TARGET that refers to SOURCE
-    Tag {
-        /// The image to tag (NAME[:TAG] or NAME@DIGEST)
-        source: String,
-        /// The new name (NAME[:TAG])
-        target: String,
-    },
+    Tag(TagArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Display detailed information on one or more images, as JSON
+    Inspect(InspectArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Save one or more images to a tar archive (streamed to stdout by default)
+    Save(SaveArgs),
+    /// Load images from a tar archive (docker-archive or OCI layout, plain or gzipped)
+    Load(LoadArgs),
+    /// Import the contents of a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageGroup),
+    /// Manage hoist
+    #[command(subcommand)]
+    System(SystemGroup),
+}
+
+/// `hoist image ...`: docker's management command names.
+#[derive(Subcommand)]
+pub enum ImageGroup {
+    /// List images
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(RmiArgs),
+    /// Display detailed information on one or more images, as JSON
+    Inspect(InspectArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Create a tag TARGET that refers to SOURCE
+    Tag(TagArgs),
+    /// Save one or more images to a tar archive
+    Save(SaveArgs),
+    /// Load images from a tar archive
+    Load(LoadArgs),
+    /// Import the contents of a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Remove unused images
+    Prune(PruneArgs),
+}
+
+/// `hoist system ...`.
+#[derive(Subcommand)]
+pub enum SystemGroup {
+    /// Show disk usage
+    Df,
+}
+
+#[derive(Args)]
+pub struct TagArgs {
+    /// The image to tag (NAME[:TAG] or NAME@DIGEST)
+    source: String,
+    /// The new name (NAME[:TAG])
+    target: String,
+}
+
+#[derive(Args)]
+pub struct ImagesArgs {
+    /// Only show image ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show digests
+    #[arg(long)]
+    digests: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Only images of this repository (and tag)
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    filter: Option<String>,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Images (NAME[:TAG], NAME@DIGEST or image id)
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    /// Only show image ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    image: String,
+}
+
+#[derive(Args)]
+pub struct RmiArgs {
+    /// Force removal of an image id with several tags
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SaveFormat {
+    /// docker-archive (what `docker load` reads)
+    Docker,
+    /// OCI image layout tar
+    Oci,
+}
+
+#[derive(Args)]
+pub struct SaveArgs {
+    /// Write to a file, instead of stdout
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Archive format
+    #[arg(long, value_enum, default_value = "docker")]
+    format: SaveFormat,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Read from a tar archive file, instead of stdin
+    #[arg(short, long)]
+    input: Option<PathBuf>,
+    /// Suppress the load output
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// Apply a Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, ...)
+    #[arg(short, long = "change", value_name = "INSTRUCTION")]
+    change: Vec<String>,
+    /// The rootfs tarball (plain or gzipped), or - for stdin
+    tarball: String,
+    /// The image's name (NAME[:TAG])
+    reference: String,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
 }
 
 fn reference(s: &str) -> Result<Reference> {
@@ -32,15 +190,444 @@ async fn open_store() -> Result<ImageStore> {
 pub fn run(cmd: ImageCommand) -> Result<()> {
     home::runtime()?.block_on(async move {
         match cmd {
-            ImageCommand::Tag { source, target } => {
-                let (src, dst) = (reference(&source)?, reference(&target)?);
-                let store = open_store().await?;
-                store
-                    .tag_reference(&src, &dst)
-                    .await
-                    .with_context(|| format!("tagging {source} as {target}"))?;
-                Ok(())
+            ImageCommand::Tag(a) | ImageCommand::Image(ImageGroup::Tag(a)) => tag(a).await,
+            ImageCommand::Images(a) | ImageCommand::Image(ImageGroup::Ls(a)) => images(a).await,
+            ImageCommand::Inspect(a) | ImageCommand::Image(ImageGroup::Inspect(a)) => {
+                inspect(a).await
             }
+            ImageCommand::History(a) | ImageCommand::Image(ImageGroup::History(a)) => {
+                history(a).await
+            }
+            ImageCommand::Rmi(a) | ImageCommand::Image(ImageGroup::Rm(a)) => rmi(a).await,
+            ImageCommand::Save(a) | ImageCommand::Image(ImageGroup::Save(a)) => save(a).await,
+            ImageCommand::Load(a) | ImageCommand::Image(ImageGroup::Load(a)) => load(a).await,
+            ImageCommand::Import(a) | ImageCommand::Image(ImageGroup::Import(a)) => import(a).await,
+            ImageCommand::Image(ImageGroup::Prune(a)) => prune(a).await,
+            ImageCommand::System(SystemGroup::Df) => df().await,
         }
     })
+}
+
+async fn tag(a: TagArgs) -> Result<()> {
+    let (src, dst) = (reference(&a.source)?, reference(&a.target)?);
+    let store = open_store().await?;
+    store
+        .tag_reference(&src, &dst)
+        .await
+        .with_context(|| format!("tagging {} as {}", a.source, a.target))?;
+    Ok(())
+}
+
+/// `REPOSITORY[:TAG]` of `images`: the familiar repository, and the tag only when one was given.
+fn images_filter(s: &str) -> Result<(String, Option<String>)> {
+    let r = reference(s)?;
+    let repo = repo_name(&r).with_context(|| format!("invalid image reference {s:?}"))?;
+    let last = s.rsplit('/').next().unwrap_or(s);
+    let tag = if last.contains(':') && !s.contains('@') {
+        r.tag().map(ToString::to_string)
+    } else {
+        None
+    };
+    Ok((familiar_repo(repo.as_str()), tag))
+}
+
+async fn images(a: ImagesArgs) -> Result<()> {
+    let filter = a.filter.as_deref().map(images_filter).transpose()?;
+    let store = open_store().await?;
+    let rows = store.list().await.context("listing images")?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| match &filter {
+            None => true,
+            Some((repo, tag)) => {
+                r.repository == *repo && tag.as_ref().is_none_or(|t| r.tag.as_ref() == Some(t))
+            }
+        })
+        .collect();
+    let id_of = |id: &hoist_oci::Digest| {
+        if a.no_trunc {
+            id.to_string()
+        } else {
+            short_id(id.hex()).to_owned()
+        }
+    };
+    let mut out = String::new();
+    if a.quiet {
+        let mut seen = BTreeSet::new();
+        for r in &rows {
+            if seen.insert(r.id.clone()) {
+                out.push_str(&id_of(&r.id));
+                out.push('\n');
+            }
+        }
+    } else {
+        let now = now_unix();
+        let mut header = vec!["REPOSITORY", "TAG"];
+        if a.digests {
+            header.push("DIGEST");
+        }
+        header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let mut row = vec![
+                    r.repository.clone(),
+                    r.tag.clone().unwrap_or_else(|| "<none>".to_owned()),
+                ];
+                if a.digests {
+                    row.push(r.digest.to_string());
+                }
+                row.extend([
+                    id_of(&r.id),
+                    human_ago(r.created_unix, now),
+                    human_size(r.size, 3),
+                ]);
+                row
+            })
+            .collect();
+        out = table(&header, &cells);
+    }
+    print_out(&out)
+}
+
+fn print_out(s: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(s.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")
+}
+
+/// Resolves `name` (a reference, or an image id or unique prefix of one) to a reference.
+async fn image_reference(store: &ImageStore, name: &str) -> Result<Reference> {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    let looks_like_id = !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    if looks_like_id {
+        let rows = store.list().await.context("listing images")?;
+        let ids: BTreeSet<_> = rows
+            .iter()
+            .filter(|r| r.id.hex().starts_with(hex))
+            .map(|r| r.id.clone())
+            .collect();
+        if ids.len() > 1 {
+            bail!("image id prefix {hex} is ambiguous");
+        }
+        if let Some(row) = rows.iter().find(|r| ids.contains(&r.id)) {
+            let s = match &row.tag {
+                Some(t) => format!("{}:{t}", row.repository),
+                None => format!("{}@{}", row.repository, row.digest),
+            };
+            return reference(&s);
+        }
+    }
+    reference(name).with_context(|| format!("no such image: {name}"))
+}
+
+/// Docker's `inspect` keys, plus hoist's manifest view (`ManifestDigest`, `Layers`, ...).
+fn inspect_json(i: &ImageInspect) -> Value {
+    let cfg = &i.config;
+    json!({
+        "Id": i.id.to_string(),
+        "RepoTags": i.repo_tags,
+        "RepoDigests": i.repo_digests,
+        "Parent": "",
+        "Comment": cfg.get("comment").cloned().unwrap_or(Value::from("")),
+        "Created": i.created,
+        "Author": cfg.get("author").cloned().unwrap_or(Value::from("")),
+        "Config": cfg.get("config").cloned().unwrap_or(Value::Null),
+        "Architecture": i.architecture,
+        "Variant": i.variant,
+        "Os": i.os,
+        "Size": i.size,
+        "RootFS": {
+            "Type": cfg.pointer("/rootfs/type").cloned().unwrap_or(Value::from("layers")),
+            "Layers": cfg.pointer("/rootfs/diff_ids").cloned().unwrap_or(json!([])),
+        },
+        "ManifestDigest": i.manifest_digest.to_string(),
+        "IndexDigest": i.index_digest.as_ref().map(ToString::to_string),
+        "MediaType": i.media_type,
+        "Layers": i.layers,
+    })
+}
+
+async fn inspect(a: InspectArgs) -> Result<()> {
+    let store = open_store().await?;
+    let platform = Platform::host();
+    let mut out = Vec::new();
+    for name in &a.images {
+        let r = image_reference(&store, name).await?;
+        let i = store
+            .inspect(&r, &platform)
+            .await
+            .with_context(|| format!("inspecting {name}"))?;
+        out.push(inspect_json(&i));
+    }
+    let mut s = serde_json::to_string_pretty(&out).context("encoding the inspect output")?;
+    s.push('\n');
+    print_out(&s)
+}
+
+async fn history(a: HistoryArgs) -> Result<()> {
+    let store = open_store().await?;
+    let platform = Platform::host();
+    let r = image_reference(&store, &a.image).await?;
+    let id = store
+        .image(&r, &platform)
+        .await
+        .and_then(|i| i.id())
+        .with_context(|| format!("reading the history of {}", a.image))?;
+    let entries = store
+        .history(&r, &platform)
+        .await
+        .with_context(|| format!("reading the history of {}", a.image))?;
+    // Docker shows the image id on the newest row; older rows have no image of their own.
+    let ids: Vec<String> = (0..entries.len())
+        .map(|i| match i {
+            0 if a.no_trunc => id.to_string(),
+            0 => short_id(id.hex()).to_owned(),
+            _ => "<missing>".to_owned(),
+        })
+        .collect();
+    if a.quiet {
+        return print_out(&ids.iter().map(|i| format!("{i}\n")).collect::<String>());
+    }
+    let now = now_unix();
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .zip(ids)
+        .map(|(e, id)| {
+            let created_by = e.created_by.clone().unwrap_or_default();
+            vec![
+                id,
+                human_ago(
+                    e.created
+                        .as_deref()
+                        .and_then(hoist_storage::images::parse_rfc3339),
+                    now,
+                ),
+                if a.no_trunc {
+                    created_by
+                } else {
+                    ellipsis(&created_by, 45)
+                },
+                human_size(e.size, 3),
+                e.comment.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_out(&table(
+        &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+        &rows,
+    ))
+}
+
+fn removed_lines(removed: &[Removed], untagged: &str, deleted: &str) -> String {
+    removed
+        .iter()
+        .map(|r| match r {
+            Removed::Untagged(name) => format!("{untagged}: {name}\n"),
+            Removed::Deleted(d) => format!("{deleted}: {d}\n"),
+        })
+        .collect()
+}
+
+async fn rmi(a: RmiArgs) -> Result<()> {
+    let store = open_store().await?;
+    let mut failed = None;
+    for name in &a.images {
+        match store.remove(name, a.force).await {
+            Ok(removed) => print_out(&removed_lines(&removed, "Untagged", "Deleted"))?,
+            Err(e) => {
+                // Like docker: report, go on with the others, fail at the end.
+                if let Some(prev) =
+                    failed.replace(anyhow::Error::new(e).context(format!("removing image {name}")))
+                {
+                    eprintln!("hoist: {prev:#}");
+                }
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+async fn save(a: SaveArgs) -> Result<()> {
+    let refs = a
+        .images
+        .iter()
+        .map(|s| reference(s))
+        .collect::<Result<Vec<_>>>()?;
+    let format = match a.format {
+        SaveFormat::Docker => Format::DockerArchive,
+        SaveFormat::Oci => Format::OciLayout,
+    };
+    let store = open_store().await?;
+    let platform = Platform::host();
+    let what = a.images.join(" ");
+    match &a.output {
+        Some(path) => {
+            // Unknown images fail before the output is touched.
+            for r in &refs {
+                store
+                    .resolve(r)
+                    .await
+                    .with_context(|| format!("saving {}", r.familiar()))?;
+            }
+            // Only a file this command created is removed on failure (never `/dev/null`).
+            let existed = std::fs::symlink_metadata(path).is_ok();
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let saved = store
+                .save(&refs, std::io::BufWriter::new(file), format, &platform)
+                .await
+                .with_context(|| format!("saving {what}"))
+                .and_then(|w| {
+                    w.into_inner()
+                        .map_err(|e| e.into_error())
+                        .and_then(|f| f.sync_all())
+                        .with_context(|| format!("writing {}", path.display()))
+                });
+            if saved.is_err() && !existed {
+                let _ = std::fs::remove_file(path);
+            }
+            saved
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!(
+                    "cowardly refusing to save to a terminal: use the -o flag or redirect stdout"
+                );
+            }
+            let w = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout());
+            let mut w = store
+                .save(&refs, w, format, &platform)
+                .await
+                .with_context(|| format!("saving {what}"))?;
+            w.flush().context("writing to stdout")
+        }
+    }
+}
+
+async fn load(a: LoadArgs) -> Result<()> {
+    let store = open_store().await?;
+    let loaded = match &a.input {
+        Some(path) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            store
+                .load(std::io::BufReader::new(file))
+                .await
+                .with_context(|| format!("loading {}", path.display()))?
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                bail!(
+                    "requested load from stdin, but stdin is a terminal: use -i FILE or redirect stdin"
+                );
+            }
+            store
+                .load(std::io::stdin())
+                .await
+                .context("loading from stdin")?
+        }
+    };
+    let out: String = loaded
+        .iter()
+        .map(|r| format!("Loaded image: {}\n", r.familiar()))
+        .collect();
+    print_out(&out)
+}
+
+async fn import(a: ImportArgs) -> Result<()> {
+    let r = reference(&a.reference)?;
+    for c in &a.change {
+        parse_change(c).context("parsing --change")?;
+    }
+    let store = open_store().await?;
+    let what = format!("importing {} as {}", a.tarball, a.reference);
+    let imported = if a.tarball == "-" {
+        store.import(std::io::stdin(), &r, &a.change).await
+    } else {
+        let file =
+            std::fs::File::open(&a.tarball).with_context(|| format!("opening {}", a.tarball))?;
+        store
+            .import(std::io::BufReader::new(file), &r, &a.change)
+            .await
+    }
+    .context(what)?;
+    print_out(&format!("{}\n", imported.id))
+}
+
+async fn prune(a: PruneArgs) -> Result<()> {
+    if !a.force {
+        let warning = if a.all {
+            "WARNING! This will remove all images without at least one container associated to them."
+        } else {
+            "WARNING! This will remove all dangling images."
+        };
+        print!("{warning}\nAre you sure you want to continue? [y/N] ");
+        std::io::stdout().flush().context("writing to stdout")?;
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .context("reading the answer")?;
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            return Ok(());
+        }
+    }
+    let store = open_store().await?;
+    let none = HashSet::new();
+    let before = store.disk_usage(&none).await.context("measuring images")?;
+    let report = store.prune(a.all, &none).await.context("pruning images")?;
+    let after = store.disk_usage(&none).await.context("measuring images")?;
+    let mut out = String::new();
+    if !report.removed.is_empty() {
+        out.push_str("Deleted Images:\n");
+        out.push_str(&removed_lines(&report.removed, "untagged", "deleted"));
+        out.push('\n');
+    }
+    // What no image references any more; blobs younger than the collector's grace are freed
+    // from disk by a later collection.
+    let reclaimed = before.size.saturating_sub(after.size);
+    out.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        human_size(reclaimed, 4)
+    ));
+    print_out(&out)
+}
+
+async fn df() -> Result<()> {
+    let store = open_store().await?;
+    let u = store
+        .disk_usage(&HashSet::new())
+        .await
+        .context("measuring images")?;
+    let reclaimable = match (u.reclaimable * 100).checked_div(u.size) {
+        Some(percent) => format!("{} ({percent}%)", human_size(u.reclaimable, 4)),
+        None => human_size(u.reclaimable, 4),
+    };
+    let zero = |t: &str| {
+        vec![
+            t.to_owned(),
+            "0".to_owned(),
+            "0".to_owned(),
+            "0B".to_owned(),
+            "0B".to_owned(),
+        ]
+    };
+    let rows = vec![
+        vec![
+            "Images".to_owned(),
+            u.images.to_string(),
+            u.active.to_string(),
+            human_size(u.size, 4),
+            reclaimable,
+        ],
+        zero("Containers"),
+        zero("Local Volumes"),
+        zero("Build Cache"),
+    ];
+    print_out(&table(
+        &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+        &rows,
+    ))
 }

@@ -3,8 +3,11 @@
 
 mod home;
 mod images;
+mod images_format;
 mod serve;
 mod transfer;
+mod transfer_progress;
+mod transfer_store;
 
 use std::process::ExitCode;
 

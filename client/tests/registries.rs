@@ -199,6 +199,10 @@ async fn distribution_with_htpasswd_basic_auth() {
         username: "hoist".into(),
         password: "s3cret".into(),
     };
+    client(&r, Some(good.clone()))
+        .check_credentials()
+        .await
+        .unwrap();
     round_trip(&r, &client(&r, Some(good))).await;
 
     for credential in [
@@ -208,6 +212,11 @@ async fn distribution_with_htpasswd_basic_auth() {
             password: "wrong".into(),
         }),
     ] {
+        let err = client(&r, credential.clone())
+            .check_credentials()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TransferError::Unauthorized { .. }), "{err}");
         let err = client(&r, credential)
             .pull(
                 &reference(&r, "hoist/single:v1"),

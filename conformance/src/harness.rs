@@ -51,12 +51,18 @@ impl Server {
 
     /// Starts the CNCF registry (`docker-registry` from Debian) with deletes enabled.
     pub fn distribution() -> Result<Server> {
+        Self::distribution_with("")
+    }
+
+    /// Like [`Server::distribution`], with `extra` appended to its YAML configuration (top-level
+    /// sections such as `auth:`).
+    pub fn distribution_with(extra: &str) -> Result<Server> {
         let data = tempfile::tempdir()?;
         let config = data.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{extra}",
                 data.path().join("store").display()
             ),
         )?;

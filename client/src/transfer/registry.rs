@@ -441,6 +441,21 @@ impl RegistryClient {
         Ok((bytes, mt, digest))
     }
 
+    /// `GET /v2/` with this client's credential, as `docker login` checks one: `Ok` when the
+    /// registry accepts it (or needs none), [`TransferError::Unauthorized`] when it refuses it.
+    /// For a Bearer registry the token endpoint is asked for a token with no scope.
+    pub async fn check_credentials(&self) -> Result<(), TransferError> {
+        let url = self.url("v2/");
+        let resp = self
+            .retrying(|| self.send(Method::GET, &url, &[], |r| r))
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::unexpected("GET", &url, resp).await)
+        }
+    }
+
     /// Stores a manifest's exact bytes under `reference` (a tag or its digest).
     pub(crate) async fn put_manifest(
         &self,
