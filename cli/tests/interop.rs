@@ -1,10 +1,11 @@
 //! Interoperability: real peer tools (skopeo, podman, buildah, the docker engine) push to and
-//! pull from `hoist serve`, and what comes back is bit-for-bit what went in.
+//! pull from `hoist serve`, and what comes back is bit-for-bit what went in; and the docker engine
+//! loads the archives `hoist save` writes, and `hoist load` the ones `docker save` writes.
 //!
-//! Every case runs against hoist (the required tests, `hoist::<case>`) and against the CNCF
-//! registry (`distribution::<case>`), which checks the test itself: `cargo test -p hoist --test
-//! interop hoist::` runs only the former. Images are made locally (no network) by
-//! `hoist_conformance::fixtures`.
+//! Every registry case runs against hoist (the required tests, `hoist::<case>`) and against the
+//! CNCF registry (`distribution::<case>`), which checks the test itself; the archive cases need
+//! no registry and are `hoist::<case>` only. `cargo test -p hoist --test interop hoist::` runs
+//! only the required tests. Images are made locally (no network) by `hoist_conformance::fixtures`.
 //!
 //! These tests need root and the peer tools; `.ci/peers.sh` installs them. A missing tool is a
 //! failure naming its apt package, never a silent skip.
@@ -800,13 +801,173 @@ fn docker_push_pull(kind: Kind) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The tests: every case against hoist (required) and against the CNCF registry (reference).
+// docker engine <-> hoist's local store (image archives; no registry)
+// ---------------------------------------------------------------------------------------------
+
+/// The hoist CLI with its local store in `home`.
+fn hoist(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hoist"));
+    cmd.env("HOIST_HOME", home);
+    cmd
+}
+
+/// The single object `inspect` (docker's or hoist's) prints for one image.
+fn inspect_one(out: &str) -> Value {
+    let mut all = json(out);
+    let list = all.as_array_mut().expect("inspect prints a JSON array");
+    assert_eq!(list.len(), 1, "inspect of one image: {out}");
+    list.remove(0)
+}
+
+/// `REPOSITORY:TAG` of every image the engine lists, sorted.
+fn docker_repo_tags(dockerd: &Dockerd) -> Vec<String> {
+    let out = run(dockerd
+        .docker()
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    let mut tags: Vec<String> = out.lines().map(str::to_owned).collect();
+    tags.sort();
+    tags
+}
+
+/// hoist imports the busybox rootfs with a CMD, tags it twice and saves both tags as a
+/// docker-archive; `docker load` lists both tags, with hoist's image id (config digest), Cmd and
+/// diff ids; `docker save` of it loads back into hoist as the same image. An OCI layout archive
+/// (`hoist save --format oci`) is not tried: docker 20.10's `docker load` only reads
+/// docker-archives (it needs `manifest.json`).
+fn docker_loads_what_hoist_saves() {
+    require_root();
+    let dockerd = Dockerd::start();
+    let work = tmp();
+    let home = work.path().join("home");
+    let rootfs = work.path().join("rootfs.tar");
+    fixtures::write_busybox_rootfs_tar(&rootfs).expect("rootfs tar");
+
+    let imported = run(hoist(&home)
+        .args(["import", "--change", r#"CMD ["/bin/echo","hello"]"#])
+        .arg(&rootfs)
+        .arg("interop/saved:1"));
+    run(hoist(&home).args(["tag", "interop/saved:1", "interop/saved:2"]));
+    let want = inspect_one(&run(hoist(&home).args(["inspect", "interop/saved:2"])));
+    let id = want["Id"].as_str().expect("hoist inspect Id");
+    assert_eq!(imported.trim(), id, "hoist import prints the image id");
+    assert_eq!(
+        want["Config"]["Cmd"],
+        serde_json::json!(["/bin/echo", "hello"])
+    );
+
+    let archive = work.path().join("saved.tar");
+    run(hoist(&home)
+        .args(["save", "-o"])
+        .arg(&archive)
+        .args(["interop/saved:1", "interop/saved:2"]));
+    let out = run(dockerd.docker().arg("load").arg("-i").arg(&archive));
+    for tag in ["interop/saved:1", "interop/saved:2"] {
+        assert!(
+            out.contains(&format!("Loaded image: {tag}")),
+            "docker load did not report {tag}:\n{out}"
+        );
+    }
+    assert_eq!(
+        docker_repo_tags(&dockerd),
+        ["interop/saved:1", "interop/saved:2"],
+        "docker images after loading hoist's archive"
+    );
+    for tag in ["interop/saved:1", "interop/saved:2"] {
+        let got = inspect_one(&run(dockerd.docker().args(["image", "inspect", tag])));
+        assert_eq!(got["Id"], id, "{tag}: docker's image id is hoist's");
+        assert_eq!(got["Config"]["Cmd"], want["Config"]["Cmd"], "{tag}: Cmd");
+        assert_eq!(got["RootFS"]["Type"], "layers", "{tag}: RootFS type");
+        assert_eq!(
+            got["RootFS"]["Layers"], want["RootFS"]["Layers"],
+            "{tag}: diff ids"
+        );
+        assert_eq!(got["Os"], want["Os"], "{tag}: Os");
+        assert_eq!(
+            got["Architecture"], want["Architecture"],
+            "{tag}: Architecture"
+        );
+    }
+
+    // And back: what docker saves of it loads into a fresh hoist store as the same image.
+    let resaved = work.path().join("resaved.tar");
+    run(dockerd
+        .docker()
+        .args(["save", "-o"])
+        .arg(&resaved)
+        .arg("interop/saved:2"));
+    let fresh = work.path().join("fresh");
+    run(hoist(&fresh).arg("load").arg("-i").arg(&resaved));
+    let back = inspect_one(&run(hoist(&fresh).args(["inspect", "interop/saved:2"])));
+    assert_eq!(
+        back["Id"], id,
+        "image id after hoist save | docker load/save | hoist load"
+    );
+    assert_eq!(
+        back["RootFS"]["Layers"], want["RootFS"]["Layers"],
+        "diff ids after the round trip"
+    );
+}
+
+/// docker imports the busybox rootfs and `docker save`s it; `hoist load` (into an empty store)
+/// lists the tag with docker's image id, Cmd and diff ids.
+fn hoist_loads_what_docker_saves() {
+    require_root();
+    let dockerd = Dockerd::start();
+    let work = tmp();
+    let home = work.path().join("home");
+    let rootfs = work.path().join("rootfs.tar");
+    fixtures::write_busybox_rootfs_tar(&rootfs).expect("rootfs tar");
+
+    let tag = "interop/docker-saved:1";
+    run(dockerd
+        .docker()
+        .args(["import", "--change", r#"CMD ["/bin/echo","hello"]"#])
+        .arg(&rootfs)
+        .arg(tag));
+    let want = inspect_one(&run(dockerd.docker().args(["image", "inspect", tag])));
+    let id = want["Id"].as_str().expect("docker inspect Id");
+    let archive = work.path().join("docker.tar");
+    run(dockerd
+        .docker()
+        .arg("save")
+        .arg("-o")
+        .arg(&archive)
+        .arg(tag));
+
+    let out = run(hoist(&home).arg("load").arg("-i").arg(&archive));
+    assert_eq!(out, format!("Loaded image: {tag}\n"), "hoist load output");
+    let images = run(hoist(&home).args(["images", "--no-trunc"]));
+    let rows: Vec<Vec<&str>> = images
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 1, "hoist images after the load:\n{images}");
+    assert_eq!(
+        rows[0][..3],
+        ["interop/docker-saved", "1", id],
+        "hoist images after the load:\n{images}"
+    );
+    let got = inspect_one(&run(hoist(&home).args(["inspect", tag])));
+    assert_eq!(got["Id"], id, "hoist's image id is docker's");
+    assert_eq!(got["RepoTags"], serde_json::json!([tag]), "RepoTags");
+    assert_eq!(got["Config"]["Cmd"], want["Config"]["Cmd"], "Cmd");
+    assert_eq!(
+        got["RootFS"]["Layers"], want["RootFS"]["Layers"],
+        "diff ids"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests: every registry case against hoist (required) and against the CNCF registry
+// (reference); the local cases (no registry) against hoist only.
 // ---------------------------------------------------------------------------------------------
 
 macro_rules! interop {
-    ($($case:ident),* $(,)?) => {
+    ($($case:ident),* $(,)?; local: $($local:ident),* $(,)?) => {
         mod hoist {
             $( #[test] fn $case() { super::$case(super::Kind::Hoist) } )*
+            $( #[test] fn $local() { super::$local() } )*
         }
         mod distribution {
             $( #[test] fn $case() { super::$case(super::Kind::Distribution) } )*
@@ -820,5 +981,7 @@ interop!(
     skopeo_delete,
     podman_push_pull,
     buildah_push_pull,
-    docker_push_pull,
+    docker_push_pull;
+    local: docker_loads_what_hoist_saves,
+    hoist_loads_what_docker_saves,
 );
