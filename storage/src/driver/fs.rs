@@ -153,15 +153,26 @@ impl FsWriter {
         let thread = tokio::task::spawn_blocking(move || {
             let mut file = file;
             let mut unsynced = 0u64;
+            // Flush as we go, on a second descriptor in a second thread, so the disk works
+            // while more bytes arrive and the final fsync has little left to do. At most one
+            // background flush runs at a time; writing never waits for it.
+            let mut flushing: Option<std::thread::JoinHandle<std::io::Result<()>>> = None;
             while let Some(data) = rx.blocking_recv() {
                 file.write_all(&data)?;
                 unsynced += data.len() as u64;
-                if unsynced >= SYNC_EVERY {
-                    // Flush as we go: the disk works while more bytes arrive, and the final
-                    // fsync has little left to do.
-                    file.sync_data()?;
+                if unsynced >= SYNC_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished()) {
+                    if let Some(done) = flushing.take() {
+                        done.join()
+                            .map_err(|_| std::io::Error::other("flush thread panicked"))??;
+                    }
+                    let dup = file.try_clone()?;
+                    flushing = Some(std::thread::spawn(move || dup.sync_data()));
                     unsynced = 0;
                 }
+            }
+            if let Some(done) = flushing {
+                done.join()
+                    .map_err(|_| std::io::Error::other("flush thread panicked"))??;
             }
             Ok(file)
         });
