@@ -1,0 +1,1 @@
+//! hoist-auth: identities, organisations, teams, grants, password hashing and tokens. No HTTP.

@@ -1,0 +1,1 @@
+//! hoist-builder: Dockerfile frontend, op graph, cached solver and layer exporters.

@@ -1,0 +1,1 @@
+//! hoist-runtime: safe verified unpack, bundles, the executor, containers and volumes.
