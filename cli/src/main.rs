@@ -1,6 +1,7 @@
 //! `hoist`: one binary for container images. Thin: parses the command line, sets up logging and
 //! calls the libraries. Each command family lives in its own module.
 
+mod admin;
 mod home;
 mod images;
 mod images_format;
@@ -29,6 +30,8 @@ enum Command {
     Images(images::ImageCommand),
     #[command(flatten)]
     Transfer(transfer::TransferCommand),
+    #[command(flatten)]
+    Admin(admin::AdminCommand),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -36,6 +39,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Images(cmd) => images::run(cmd),
         Command::Transfer(cmd) => transfer::run(cmd),
+        Command::Admin(cmd) => admin::run(cmd),
     }
 }
 

@@ -86,7 +86,7 @@ struct HomeConfig {
 }
 
 /// Endpoints from the flags, `$HOIST_HOME/config.toml` and the certs.d directories.
-fn endpoints(net: &NetArgs, home: &Path) -> Result<Endpoints> {
+pub(crate) fn endpoints(net: &NetArgs, home: &Path) -> Result<Endpoints> {
     let path = home.join("config.toml");
     let config: HomeConfig = match std::fs::read_to_string(&path) {
         Ok(text) => toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?,

@@ -19,6 +19,7 @@
 //! **Architecture Invariant:** among workspace crates this depends only on `hoist-oci`; it is the
 //! only crate that will send HTTP to registries.
 
+pub mod admin;
 pub mod credentials;
 pub mod endpoint;
 pub mod transfer;
