@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -19,6 +19,10 @@ pub struct Server {
     pub data: tempfile::TempDir,
     /// Which implementation this is, for reports.
     pub kind: &'static str,
+    /// Every line the process wrote to stdout and stderr so far.
+    output: Arc<Mutex<String>>,
+    /// Files the server reads that live outside its data directory (removed on drop).
+    _secrets: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -47,6 +51,25 @@ impl Server {
                 std::env::var("HOIST_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             );
         Self::spawn(cmd, data, "hoist")
+    }
+
+    /// Starts `hoist serve` in closed mode: `--admin-password-file` names a file holding
+    /// `admin_password` (mode 0600, in a directory of its own), so user `admin` exists from the
+    /// first start and auth is on for every route.
+    pub fn hoist_with_admin(bin: &Path, admin_password: &str, extra: &[&str]) -> Result<Server> {
+        let secrets = tempfile::tempdir()?;
+        let file = secrets.path().join("admin-password");
+        std::fs::write(&file, format!("{admin_password}\n"))?;
+        std::fs::set_permissions(
+            &file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )?;
+        let file = file.to_str().context("temporary path is not utf-8")?.to_owned();
+        let mut args = vec!["--admin-password-file", file.as_str()];
+        args.extend_from_slice(extra);
+        let mut server = Self::hoist_with(bin, &args)?;
+        server._secrets = Some(secrets);
+        Ok(server)
     }
 
     /// Starts the CNCF registry (`docker-registry` from Debian) with deletes enabled.
@@ -79,6 +102,7 @@ impl Server {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().with_context(|| format!("starting {kind}"))?;
         let (tx, rx) = mpsc::channel::<String>();
+        let output = Arc::new(Mutex::new(String::new()));
         let out = child.stdout.take().expect("piped");
         let err = child.stderr.take().expect("piped");
         for stream in [
@@ -86,9 +110,15 @@ impl Server {
             Box::new(err),
         ] {
             let tx = tx.clone();
+            let output = output.clone();
             std::thread::spawn(move || {
                 let echo = std::env::var_os("HOIST_TEST_LOG").is_some();
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    {
+                        let mut all = output.lock().unwrap_or_else(|e| e.into_inner());
+                        all.push_str(&line);
+                        all.push('\n');
+                    }
                     if echo {
                         eprintln!("[{kind}] {line}");
                     }
@@ -110,7 +140,14 @@ impl Server {
             addr,
             data,
             kind,
+            output,
+            _secrets: None,
         })
+    }
+
+    /// Everything the process has written to stdout and stderr so far, line by line.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.

@@ -18,17 +18,22 @@ struct Args {
     /// Report only the cases whose name contains this substring
     #[arg(long)]
     filter: Option<String>,
-    /// Basic auth user name, sent on every request
-    #[arg(long, requires = "password")]
-    user: Option<String>,
-    /// Basic auth password
+    /// A user with push rights: sent as Basic auth, or to the token endpoint when the registry
+    /// challenges with Bearer
+    #[arg(long, alias = "user")]
+    username: Option<String>,
+    /// The user's password (prefer --password-stdin)
     #[arg(
         long,
-        requires = "user",
+        requires = "username",
+        conflicts_with = "password_stdin",
         env = "HOIST_CONFORMANCE_PASSWORD",
         hide_env_values = true
     )]
     password: Option<String>,
+    /// Read the user's password from standard input
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
     /// Prefix of the repositories the run creates
     #[arg(long, default_value = "conformance")]
     namespace: String,
@@ -48,12 +53,29 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    let password = if args.password_stdin {
+        let mut s = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+            eprintln!("hoist-conformance: reading the password from standard input: {e}");
+            return ExitCode::from(2);
+        }
+        Some(s.trim_end_matches(['\n', '\r']).to_owned())
+    } else {
+        args.password
+    };
+    let credentials = match (args.username, password) {
+        (Some(username), Some(password)) => Some(Credentials { username, password }),
+        (Some(username), None) => {
+            eprintln!(
+                "hoist-conformance: --username {username} needs --password-stdin or --password"
+            );
+            return ExitCode::from(2);
+        }
+        _ => None,
+    };
     let opts = Options {
         namespace: args.namespace,
-        credentials: match (args.user, args.password) {
-            (Some(username), Some(password)) => Some(Credentials { username, password }),
-            _ => None,
-        },
+        credentials,
         filter: args.filter,
         automatic_crossmount: args.automatic_crossmount,
     };

@@ -1,6 +1,7 @@
 //! A small HTTP layer for the suite: requests against the registry's base URL or an upload
 //! `Location`, and fully-read responses that describe themselves in failure messages.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,11 +9,14 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
 use super::Credentials;
+use super::auth::{self, Authorization};
 
 pub(crate) struct Http {
     client: reqwest::Client,
     base: Url,
     credentials: Option<Credentials>,
+    /// How the registry wants the credentials, learned once and shared with isolated clients.
+    auth: Arc<auth::State>,
 }
 
 impl Http {
@@ -28,6 +32,7 @@ impl Http {
             client: client()?,
             base,
             credentials,
+            auth: Arc::default(),
         })
     }
 
@@ -38,6 +43,7 @@ impl Http {
             client: client()?,
             base: self.base.clone(),
             credentials: self.credentials.clone(),
+            auth: self.auth.clone(),
         })
     }
 
@@ -97,6 +103,7 @@ fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("building the http client: {e}"))
 }
 
+#[derive(Clone)]
 enum Body {
     Bytes(Vec<u8>),
     /// Sent with `Transfer-Encoding: chunked`, one chunk per part.
@@ -147,10 +154,46 @@ impl Req<'_> {
             }
         }
         let desc = describe(&self.method, &url);
-        let mut rb = self.http.client.request(self.method.clone(), url);
-        if let Some(c) = &self.http.credentials {
-            rb = rb.basic_auth(&c.username, Some(&c.password));
+        let http = self.http;
+        let Some(creds) = &http.credentials else {
+            return self.send_with(url, &desc, &Authorization::None).await;
+        };
+        let first = http
+            .auth
+            .authorization(&http.client, &http.base, creds, &url, None)
+            .await
+            .map_err(|e| format!("{desc}: {e}"))?;
+        let resp = self.clone_parts().send_with(url.clone(), &desc, &first).await?;
+        // A Bearer token may have expired, or lack a scope the registry names: once more with a
+        // fresh token for the scope the challenge asks for.
+        if resp.status != 401 || !matches!(first, Authorization::Bearer(_)) {
+            return Ok(resp);
         }
+        let challenge = resp.header("www-authenticate").unwrap_or_default().to_owned();
+        let fresh = http
+            .auth
+            .authorization(&http.client, &http.base, creds, &url, Some(&challenge))
+            .await
+            .map_err(|e| format!("{desc}: {e}"))?;
+        self.send_with(url, &desc, &fresh).await
+    }
+
+    /// The same request again (the body is kept in memory, so it can be sent twice).
+    fn clone_parts(&self) -> Req<'_> {
+        Req {
+            http: self.http,
+            method: self.method.clone(),
+            target: self.target.clone(),
+            query: self.query.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+        }
+    }
+
+    async fn send_with(self, url: Url, desc: &str, auth: &Authorization) -> Result<Resp, String> {
+        let desc = desc.to_owned();
+        let mut rb = self.http.client.request(self.method.clone(), url);
+        rb = auth.apply(rb);
         let mut headers = HeaderMap::new();
         for (k, v) in &self.headers {
             let name =

@@ -12,6 +12,7 @@
 //! so runs can repeat against the same registry. Every case has a stable kebab-case name such as
 //! `push/chunked/out-of-order-416`; [`all_case_names`] lists them.
 
+mod auth;
 mod base;
 mod blobs;
 mod check;
@@ -33,8 +34,9 @@ use std::collections::BTreeSet;
 use self::data::Data;
 use self::http::Http;
 
-/// Basic credentials, sent on every request.
-#[derive(Clone, Debug)]
+/// A user's credentials: sent as Basic auth on every request, or, when the registry challenges
+/// with `Bearer`, to its token endpoint for tokens with the scopes each request needs.
+#[derive(Clone)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
@@ -45,7 +47,7 @@ pub struct Credentials {
 pub struct Options {
     /// Prefix of every repository the run creates (`<namespace>/<run id>/...`).
     pub namespace: String,
-    /// Optional Basic credentials, sent on every request.
+    /// Optional credentials (Basic on every request, or for Bearer tokens).
     pub credentials: Option<Credentials>,
     /// Report only the cases whose name contains this substring. Groups with no selected case
     /// are skipped; a group with one runs whole, since its cases build on each other.
@@ -54,6 +56,15 @@ pub struct Options {
     /// suite's automatic cross-mount case (it is opt-in there too, through
     /// `OCI_AUTOMATIC_CROSSMOUNT`).
     pub automatic_crossmount: Option<bool>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for Options {
