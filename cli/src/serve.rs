@@ -15,6 +15,14 @@ pub struct ServeArgs {
     /// TOML configuration file; flags override it, HOIST_* variables override the file
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// File whose first line is the initial `admin` password: creates `admin` on first start and
+    /// turns authentication on (also HOIST_ADMIN_PASSWORD). Without either, and without users
+    /// in the data directory, the registry runs open
+    #[arg(long, value_name = "FILE")]
+    admin_password_file: Option<PathBuf>,
+    /// Allow running open (no authentication) on a non-loopback address
+    #[arg(long)]
+    insecure_no_auth: bool,
 }
 
 fn init_logging(format: hoist_registry::LogFormat) {
@@ -50,6 +58,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     if let Some(data) = args.data {
         config.data = data;
+    }
+    if let Some(file) = args.admin_password_file {
+        config.admin_password_file = Some(file);
+        // The flag names the password source: it wins over the environment.
+        config.admin_password = None;
+    }
+    if args.insecure_no_auth {
+        config.insecure_no_auth = true;
     }
     init_logging(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -51,7 +51,10 @@ fn query(req: &Request) -> HashMap<String, String> {
 async fn handle(app: &App, grant: &Grant, route: Route, req: Request) -> ApiResult {
     let method = req.method().clone();
     match route {
-        Route::Base => Ok((StatusCode::OK, axum::Json(serde_json::json!({}))).into_response()),
+        Route::Base => {
+            grant.require_base()?;
+            Ok((StatusCode::OK, axum::Json(serde_json::json!({}))).into_response())
+        }
         Route::Catalog => catalog(app, grant, &query(&req)).await,
         Route::Tags { name } => {
             grant.require(&name, Action::Pull)?;
@@ -64,7 +67,9 @@ async fn handle(app: &App, grant: &Grant, route: Route, req: Request) -> ApiResu
             }
             Method::PUT => {
                 grant.require(&name, Action::Push)?;
-                manifest_put(app, &name, &reference, req).await
+                let resp = manifest_put(app, &name, &reference, req).await?;
+                grant.note_repo(&name);
+                Ok(resp)
             }
             _ => {
                 grant.require(&name, Action::Delete)?;
@@ -511,11 +516,12 @@ async fn tags(app: &App, name: &RepoName, q: &HashMap<String, String>) -> ApiRes
 
 async fn catalog(app: &App, grant: &Grant, q: &HashMap<String, String>) -> ApiResult {
     let n = page_size(q)?;
+    let visible = grant.catalog_filter()?;
     let mut page = app
         .store
         .catalog(n, q.get("last").map(String::as_str))
         .await?;
-    page.items.retain(|r| grant.may_see(r));
+    page.items.retain(|r| visible(r));
     let resp = axum::Json(serde_json::json!({ "repositories": page.items })).into_response();
     Ok(with_link(resp, "/v2/_catalog", n, &page))
 }

@@ -38,6 +38,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// A secret from the environment: never printed.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 /// The registry's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +62,25 @@ pub struct Config {
     pub gc_interval_secs: u64,
     /// Links and blobs younger than this many seconds are never collected (pushes in progress).
     pub gc_grace_secs: u64,
+    /// A file holding the initial `admin` password: with it (or `HOIST_ADMIN_PASSWORD`), the
+    /// registry creates `admin` on first start and runs closed (auth on every route).
+    pub admin_password_file: Option<PathBuf>,
+    /// Allow listening open (no auth) on a non-loopback address.
+    pub insecure_no_auth: bool,
+    /// The `service` of the token challenge and the audience of registry tokens.
+    pub auth_service: String,
+    /// The registry's public base URL (`https://registry.example.com`): the challenge's realm is
+    /// `<auth_realm>/token`. Without it the realm is built from the request's `Host`.
+    pub auth_realm: Option<String>,
+    /// Lifetime of registry tokens in seconds.
+    pub token_ttl_secs: u64,
+    /// Failed logins per user (and 6x that per remote address) within a minute before logins
+    /// are refused for `login_lockout_secs`.
+    pub login_max_failures: u32,
+    pub login_lockout_secs: u64,
+    /// `HOIST_ADMIN_PASSWORD` (environment only, never from the file).
+    #[serde(skip)]
+    pub admin_password: Option<Secret>,
 }
 
 impl Default for Config {
@@ -62,6 +91,14 @@ impl Default for Config {
             log_format: LogFormat::Text,
             gc_interval_secs: 24 * 3600,
             gc_grace_secs: 24 * 3600,
+            admin_password_file: None,
+            insecure_no_auth: false,
+            auth_service: "hoist".into(),
+            auth_realm: None,
+            token_ttl_secs: 300,
+            login_max_failures: 5,
+            login_lockout_secs: 60,
+            admin_password: None,
         }
     }
 }
@@ -108,6 +145,74 @@ impl Config {
                         reason: e.to_string(),
                     })?;
             }
+        }
+        for (key, slot) in [
+            ("HOIST_TOKEN_TTL_SECS", &mut config.token_ttl_secs),
+            ("HOIST_LOGIN_LOCKOUT_SECS", &mut config.login_lockout_secs),
+        ] {
+            if let Some(v) = env(key) {
+                *slot = v
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                        key: key.into(),
+                        value: v.clone(),
+                        reason: e.to_string(),
+                    })?;
+            }
+        }
+        if let Some(v) = env("HOIST_LOGIN_MAX_FAILURES") {
+            config.login_max_failures =
+                v.parse()
+                    .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                        key: "HOIST_LOGIN_MAX_FAILURES".into(),
+                        value: v.clone(),
+                        reason: e.to_string(),
+                    })?;
+        }
+        if let Some(v) = env("HOIST_ADMIN_PASSWORD_FILE") {
+            config.admin_password_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("HOIST_ADMIN_PASSWORD")
+            && !v.is_empty()
+        {
+            config.admin_password = Some(Secret(v));
+        }
+        if let Some(v) = env("HOIST_INSECURE_NO_AUTH") {
+            config.insecure_no_auth = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = env("HOIST_AUTH_SERVICE") {
+            config.auth_service = v;
+        }
+        if let Some(v) = env("HOIST_AUTH_REALM") {
+            config.auth_realm = Some(v);
+        }
+        if config.auth_service.is_empty()
+            || config
+                .auth_service
+                .chars()
+                .any(|c| c == '"' || c.is_control())
+        {
+            return Err(ConfigError::Invalid {
+                key: "auth_service".into(),
+                value: config.auth_service,
+                reason: "expected a non-empty name without quotes".into(),
+            });
+        }
+        if let Some(r) = &config.auth_realm
+            && !(r.starts_with("http://") || r.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "auth_realm".into(),
+                value: r.clone(),
+                reason: "expected an http:// or https:// base url".into(),
+            });
+        }
+        if config.token_ttl_secs == 0 || config.login_max_failures == 0 {
+            return Err(ConfigError::Invalid {
+                key: "token_ttl_secs/login_max_failures".into(),
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
         }
         if let Some(v) = env("HOIST_DATA") {
             config.data = PathBuf::from(v);
@@ -172,6 +277,25 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("HOIST_GC_GRACE_SECS")
+        );
+        let pw = |k: &str| (k == "HOIST_ADMIN_PASSWORD").then(|| "s3cret-pass".to_string());
+        let c = Config::load(None, pw).unwrap();
+        assert_eq!(c.admin_password, Some(Secret("s3cret-pass".into())));
+        assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+        std::fs::write(
+            &f,
+            "auth_service = \"registry.example\"\nauth_realm = \"https://r.example\"\ninsecure_no_auth = true\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), none).unwrap();
+        assert_eq!(c.auth_service, "registry.example");
+        assert!(c.insecure_no_auth);
+        std::fs::write(&f, "auth_realm = \"r.example\"\n").unwrap();
+        assert!(
+            Config::load(Some(&f), none)
+                .unwrap_err()
+                .to_string()
+                .contains("auth_realm")
         );
         let bad = |k: &str| (k == "HOIST_LOG_FORMAT").then(|| "xml".to_string());
         assert!(

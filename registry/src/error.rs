@@ -29,6 +29,8 @@ pub enum Code {
     RangeInvalid,
     TagInvalid,
     PaginationNumberInvalid,
+    Invalid,
+    Conflict,
     Unknown,
 }
 
@@ -153,6 +155,18 @@ const TABLE: &[(Code, &str, StatusCode, &str)] = &[
         "PAGINATION_NUMBER_INVALID",
         StatusCode::BAD_REQUEST,
         "invalid number of results requested",
+    ),
+    (
+        Code::Invalid,
+        "INVALID",
+        StatusCode::BAD_REQUEST,
+        "invalid request",
+    ),
+    (
+        Code::Conflict,
+        "CONFLICT",
+        StatusCode::CONFLICT,
+        "already exists",
     ),
     (
         Code::Unknown,
@@ -289,6 +303,8 @@ mod tests {
             Code::RangeInvalid,
             Code::TagInvalid,
             Code::PaginationNumberInvalid,
+            Code::Invalid,
+            Code::Conflict,
             Code::Unknown,
         ];
         assert_eq!(all.len(), TABLE.len());

@@ -3,13 +3,15 @@
 //! - [`route`]: `parse_v2(method, path) -> Route`, a pure, table-tested parser.
 //! - [`api`]: one dispatcher and a handler per endpoint; handlers go through the content layer.
 //! - [`error`]: the one table of error codes and statuses.
-//! - [`auth`]: the [`auth::Grant`] extractor every request passes.
+//! - [`auth`]: the [`auth::Grant`] extractor every request passes, the token endpoint, the JWKS.
+//! - [`admin`]: the administration API under `/admin/v1` (closed mode).
 //! - [`config`]: TOML + `HOIST_*` environment, defaults that need neither.
 //! - `/metrics`: Prometheus text: requests by method, route kind and status, and latency.
 //!
 //! **Architecture Invariant:** this is the only crate that depends on axum, and no handler
 //! touches a storage driver: everything goes through `hoist_storage::Store`.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -26,6 +28,7 @@ use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get};
+use hoist_auth::{Auth, AuthConfig, Limits};
 use hoist_storage::Store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -34,6 +37,51 @@ pub use config::{Config, ConfigError, LogFormat};
 /// Shared state of a running registry.
 pub struct App {
     pub store: Store,
+    /// Closed mode: users, tokens and permissions. `None` runs open (no auth).
+    pub auth: Option<Arc<Auth>>,
+    /// The public base URL for the token realm (else built from `Host`).
+    pub realm: Option<String>,
+}
+
+impl App {
+    /// An open registry (no auth).
+    pub fn new(store: Store) -> App {
+        App {
+            store,
+            auth: None,
+            realm: None,
+        }
+    }
+
+    /// A closed registry: every route checks `auth`.
+    pub fn closed(store: Store, auth: Arc<Auth>, realm: Option<String>) -> App {
+        App {
+            store,
+            auth: Some(auth),
+            realm,
+        }
+    }
+}
+
+/// The auth settings a configuration names.
+pub fn auth_config(config: &Config) -> AuthConfig {
+    let lockout = Duration::from_secs(config.login_lockout_secs);
+    AuthConfig {
+        service: config.auth_service.clone(),
+        issuer: config.auth_service.clone(),
+        token_ttl: Duration::from_secs(config.token_ttl_secs),
+        user_limits: Limits {
+            max_failures: config.login_max_failures,
+            window: Duration::from_secs(60),
+            lockout,
+        },
+        addr_limits: Limits {
+            max_failures: config.login_max_failures.saturating_mul(6),
+            window: Duration::from_secs(60),
+            lockout,
+        },
+        ..AuthConfig::default()
+    }
 }
 
 /// Why the registry could not start or stopped.
@@ -53,6 +101,19 @@ pub enum ServeError {
     },
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    #[error("auth: {0}")]
+    Auth(#[from] hoist_auth::AuthError),
+    #[error("reading the admin password file {path}: {source}")]
+    PasswordFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing to listen on {0} without authentication: configure an admin password \
+         (--admin-password-file or HOIST_ADMIN_PASSWORD), or pass --insecure-no-auth"
+    )]
+    OpenNonLoopback(std::net::SocketAddr),
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -74,8 +135,16 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
-async fn render_metrics() -> String {
-    metrics_handle().render()
+async fn render_metrics(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    req: Request,
+) -> Response {
+    use axum::response::IntoResponse;
+    let (parts, _) = req.into_parts();
+    match auth::require_admin(&app, &parts).await {
+        Ok(()) => metrics_handle().render().into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn common_headers(req: Request, next: Next) -> Response {
@@ -112,6 +181,13 @@ pub fn router(app: Arc<App>) -> Router {
     metrics_handle();
     Router::new()
         .route("/metrics", get(render_metrics))
+        .route(
+            "/token",
+            get(auth::token_endpoint).post(auth::token_endpoint),
+        )
+        .route("/token/jwks", get(auth::jwks))
+        .route("/.well-known/jwks.json", get(auth::jwks))
+        .merge(admin::routes())
         .route("/v2", any(api::dispatch))
         .route("/v2/", any(api::dispatch))
         .route("/v2/{*rest}", any(api::dispatch))
@@ -132,6 +208,57 @@ pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
             path: config.data.clone(),
             source,
         })
+}
+
+/// The admin password the configuration names: `HOIST_ADMIN_PASSWORD`, else the first line
+/// of `admin_password_file`.
+fn admin_password(config: &Config) -> Result<Option<String>, ServeError> {
+    if let Some(p) = &config.admin_password {
+        return Ok(Some(p.0.clone()));
+    }
+    let Some(path) = &config.admin_password_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ServeError::PasswordFile {
+        path: path.clone(),
+        source,
+    })?;
+    let line = text.lines().next().unwrap_or_default().to_owned();
+    if line.is_empty() {
+        return Err(ServeError::PasswordFile {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is empty"),
+        });
+    }
+    Ok(Some(line))
+}
+
+/// Decides the mode: closed when an admin password is configured or users exist already
+/// (creating `admin` on first start); open otherwise, and only on loopback unless
+/// `insecure_no_auth`.
+pub fn open_auth(config: &Config) -> Result<Option<Arc<Auth>>, ServeError> {
+    let password = admin_password(config)?;
+    if password.is_none() && !Auth::exists_with_users(&config.data) {
+        if !config.listen.ip().is_loopback() && !config.insecure_no_auth {
+            return Err(ServeError::OpenNonLoopback(config.listen));
+        }
+        tracing::warn!(
+            "authentication is off: anyone who can reach {} may pull, push and delete \
+             (configure an admin password to turn it on)",
+            config.listen
+        );
+        return Ok(None);
+    }
+    let auth = Auth::open(&config.data, auth_config(config))?;
+    if let Some(p) = password {
+        if auth.ensure_admin(&p)? {
+            tracing::info!("created the admin user");
+        } else {
+            tracing::info!("the admin user exists; the configured admin password is not applied");
+        }
+    }
+    tracing::info!(service = %config.auth_service, "authentication is on");
+    Ok(Some(Arc::new(auth)))
 }
 
 /// Uploads untouched this long are cancelled (the CNCF registry's default).
@@ -168,6 +295,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let store = open_store(&config).await?;
+    let auth = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_auth(&config))
+            .await
+            .map_err(|e| ServeError::Io(std::io::Error::other(e)))??
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -178,15 +311,22 @@ pub async fn serve(
     tracing::info!(data = %config.data.display(), "hoist registry listening on {addr}");
     // A plain line as well, for scripts and tests whatever the log format.
     eprintln!("hoist serve: listening on {addr}");
-    let app = Arc::new(App { store });
+    let app = Arc::new(App {
+        store,
+        auth,
+        realm: config.auth_realm.clone(),
+    });
     let purger = tokio::spawn(housekeeping(
         app.clone(),
         Duration::from_secs(config.gc_interval_secs),
         Duration::from_secs(config.gc_grace_secs),
     ));
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     purger.abort();
     tracing::info!("hoist registry stopped");
     Ok(())

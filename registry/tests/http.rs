@@ -16,7 +16,7 @@ async fn app() -> axum::Router {
     )
     .await
     .unwrap();
-    router(Arc::new(App { store }))
+    router(Arc::new(App::new(store)))
 }
 
 async fn send(

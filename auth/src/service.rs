@@ -1,0 +1,1381 @@
+//! [`Auth`]: the identity store (`<data>/auth.db`, SQLite in WAL mode), logins, token issue and
+//! verification, administration and the audit log.
+//!
+//! Every method is synchronous (SQLite, argon2); an async server calls the ones that hash
+//! passwords (`login`, `add_user`, `set_password`, `ensure_admin`) from a blocking thread.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use jsonwebtoken::jwk::JwkSet;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+use subtle::ConstantTimeEq;
+
+use crate::actions::{Actions, ResourceKind, Scope, check_pattern};
+use crate::jwt::{Access, Claims, TokenKeys};
+use crate::limiter::{Limits, RateLimiter};
+use crate::policy::{Identity, IdentityKind, TokenCap, evaluate};
+use crate::time::{now, rfc3339};
+use crate::{AuthError, password};
+
+/// The database file under the data directory.
+pub const DB_FILE: &str = "auth.db";
+
+/// Settings of the auth service.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The `service` of challenges and the `aud` of tokens.
+    pub service: String,
+    /// The `iss` of tokens.
+    pub issuer: String,
+    /// Lifetime of registry tokens.
+    pub token_ttl: Duration,
+    /// Lifetime of refresh (offline) tokens.
+    pub refresh_ttl: Duration,
+    /// How long verified Basic credentials are remembered (so a push does not hash per request).
+    pub credential_cache_ttl: Duration,
+    /// Failed logins per user name.
+    pub user_limits: Limits,
+    /// Failed logins per remote address.
+    pub addr_limits: Limits,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            service: "hoist".into(),
+            issuer: "hoist".into(),
+            token_ttl: Duration::from_secs(300),
+            refresh_ttl: Duration::from_secs(90 * 24 * 3600),
+            credential_cache_ttl: Duration::from_secs(60),
+            user_limits: Limits {
+                max_failures: 5,
+                window: Duration::from_secs(60),
+                lockout: Duration::from_secs(60),
+            },
+            addr_limits: Limits {
+                max_failures: 30,
+                window: Duration::from_secs(60),
+                lockout: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+/// Why a login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("too many failed logins, retry in {} seconds", .0.as_secs().max(1))]
+    Limited(Duration),
+    #[error("invalid credentials")]
+    Refused,
+    #[error(transparent)]
+    Internal(#[from] AuthError),
+}
+
+/// A signed registry token, as the token endpoint answers.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_in: u64,
+    pub issued_at: String,
+    pub refresh_token: Option<String>,
+    /// What was granted (for the audit log and tests).
+    pub access: Vec<Access>,
+}
+
+/// A personal access token or robot token, shown once.
+#[derive(Debug, Clone)]
+pub struct CreatedToken {
+    pub id: String,
+    /// The owner (user) or the robot's full name (`org+name`).
+    pub name: String,
+    pub token: String,
+}
+
+/// A listed token (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<String>,
+}
+
+/// A listed user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub admin: bool,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub remote: String,
+}
+
+const SCHEMA: &str = "
+PRAGMA foreign_keys = ON;
+CREATE TABLE IF NOT EXISTS users(
+    name TEXT PRIMARY KEY, hash TEXT NOT NULL, admin INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS orgs(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS teams(
+    org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE, name TEXT NOT NULL,
+    PRIMARY KEY(org, name));
+CREATE TABLE IF NOT EXISTS members(
+    org TEXT NOT NULL, team TEXT NOT NULL,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    PRIMARY KEY(org, team, user),
+    FOREIGN KEY(org, team) REFERENCES teams(org, name) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS grants(
+    org TEXT NOT NULL, team TEXT NOT NULL, pattern TEXT NOT NULL, actions INTEGER NOT NULL,
+    PRIMARY KEY(org, team, pattern),
+    FOREIGN KEY(org, team) REFERENCES teams(org, name) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS repos(
+    name TEXT PRIMARY KEY, public INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS robots(
+    name TEXT PRIMARY KEY, org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+    scopes TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens(
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, owner TEXT NOT NULL, name TEXT NOT NULL,
+    hash BLOB NOT NULL, scopes TEXT, parent TEXT, expires_at INTEGER, created INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_owner ON tokens(owner);
+CREATE TABLE IF NOT EXISTS audit(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL, remote TEXT NOT NULL);
+";
+
+/// Token kinds and their prefixes: `hpat.ID.SECRET`, `hrob.ID.SECRET`, `hrt.ID.SECRET`.
+const PAT: &str = "hpat";
+const ROBOT: &str = "hrob";
+const REFRESH: &str = "hrt";
+
+/// Longest lifetime of a personal access token or robot token.
+const MAX_TOKEN_LIFETIME: u64 = 366 * 24 * 3600;
+/// Lifetime when none is asked for.
+const DEFAULT_TOKEN_LIFETIME: u64 = 30 * 24 * 3600;
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for p in parts {
+        ctx.update(&(p.len() as u64).to_le_bytes());
+        ctx.update(p);
+    }
+    let d = ctx.finish();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn random_b64(n: usize) -> Result<String, AuthError> {
+    let mut b = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| AuthError::Crypto("random bytes".into()))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+fn random_hex(n: usize) -> Result<String, AuthError> {
+    let mut b = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| AuthError::Crypto("random bytes".into()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Checks a user, organisation, team or robot name: `[a-z0-9]+([._-][a-z0-9]+)*`, at most 64.
+pub fn check_name(what: &'static str, name: &str) -> Result<(), AuthError> {
+    let b = name.as_bytes();
+    let sep = |c: u8| matches!(c, b'.' | b'_' | b'-');
+    let ok = !b.is_empty()
+        && b.len() <= 64
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || sep(c))
+        && !sep(b[0])
+        && !sep(b[b.len() - 1])
+        && !b.windows(2).any(|w| sep(w[0]) && sep(w[1]));
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::Invalid {
+            what,
+            value: name.to_owned(),
+            reason: "expected lowercase letters and digits, separated by single . _ or -".into(),
+        })
+    }
+}
+
+/// A token's parts: (kind prefix, id, secret).
+fn split_token(s: &str) -> Option<(&str, &str, &str)> {
+    let mut it = s.splitn(3, '.');
+    let (k, id, secret) = (it.next()?, it.next()?, it.next()?);
+    ([PAT, ROBOT, REFRESH].contains(&k)
+        && id.len() == 16
+        && id.bytes().all(|c| c.is_ascii_hexdigit())
+        && !secret.is_empty())
+    .then_some((k, id, secret))
+}
+
+struct TokenRow {
+    kind: String,
+    owner: String,
+    hash: Vec<u8>,
+    scopes: Option<String>,
+    expires_at: Option<i64>,
+}
+
+fn scopes_json(scopes: &[Scope]) -> String {
+    serde_json::to_string(&scopes.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into())
+}
+
+fn parse_scopes_json(s: &str) -> Vec<Scope> {
+    serde_json::from_str::<Vec<String>>(s)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| Scope::parse(s).ok())
+        .collect()
+}
+
+struct CacheEntry {
+    identity: Identity,
+    at: Instant,
+    generation: u64,
+}
+
+/// The auth service.
+pub struct Auth {
+    db: Mutex<Connection>,
+    path: PathBuf,
+    keys: TokenKeys,
+    config: AuthConfig,
+    user_limiter: RateLimiter,
+    addr_limiter: RateLimiter,
+    cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    /// Bumped by every change to users, memberships or tokens: cached credentials from an
+    /// older generation are verified again.
+    generation: std::sync::atomic::AtomicU64,
+    cache_salt: [u8; 16],
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("path", &self.path)
+            .field("service", &self.config.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most cached credentials.
+const CACHE_MAX: usize = 10_000;
+
+impl Auth {
+    /// Opens (creating) `<dir>/auth.db` and the token signing key in `dir`.
+    pub fn open(dir: &Path, config: AuthConfig) -> Result<Auth, AuthError> {
+        std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let db_err = |source| AuthError::Db {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+        let keys = TokenKeys::load_or_generate(dir)?;
+        let mut cache_salt = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut cache_salt)
+            .map_err(|_| AuthError::Crypto("random bytes".into()))?;
+        Ok(Auth {
+            db: Mutex::new(conn),
+            path,
+            keys,
+            user_limiter: RateLimiter::new(config.user_limits),
+            addr_limiter: RateLimiter::new(config.addr_limits),
+            config,
+            cache: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            cache_salt,
+        })
+    }
+
+    /// Whether a database holds users already (then the registry runs closed).
+    pub fn exists_with_users(dir: &Path) -> bool {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return false;
+        }
+        Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0)))
+            .is_ok_and(|n| n > 0)
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    fn db_err(&self, source: rusqlite::Error) -> AuthError {
+        AuthError::Db {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Appends to the audit log (table and the `hoist::audit` tracing target). Never pass a
+    /// secret here.
+    pub fn audit(&self, actor: &str, action: &str, target: &str, outcome: &str, remote: &str) {
+        tracing::info!(target: "hoist::audit", actor, action, target, outcome, remote, "audit");
+        let r = self.db.lock().execute(
+            "INSERT INTO audit(time, actor, action, target, outcome, remote) VALUES (?,?,?,?,?,?)",
+            params![now() as i64, actor, action, target, outcome, remote],
+        );
+        if let Err(e) = r {
+            tracing::error!(error = %e, "writing the audit log");
+        }
+    }
+
+    // ----- users -----
+
+    /// Creates the site administrator `admin` with `password` if no user `admin` exists.
+    /// Returns whether it was created.
+    pub fn ensure_admin(&self, password: &str) -> Result<bool, AuthError> {
+        let exists = self
+            .db
+            .lock()
+            .query_row("SELECT 1 FROM users WHERE name = 'admin'", [], |_| Ok(()))
+            .optional()
+            .map_err(|e| self.db_err(e))?
+            .is_some();
+        if exists {
+            return Ok(false);
+        }
+        password::check_new(password)?;
+        let hash = password::hash(password)?;
+        self.db
+            .lock()
+            .execute(
+                "INSERT OR IGNORE INTO users(name, hash, admin, created) VALUES ('admin', ?, 1, ?)",
+                params![hash, now() as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        self.audit("-", "user.create", "admin", "ok", "startup");
+        Ok(true)
+    }
+
+    fn user_row(&self, name: &str) -> Result<Option<(String, bool)>, AuthError> {
+        self.db
+            .lock()
+            .query_row(
+                "SELECT hash, admin FROM users WHERE name = ?",
+                [name],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0)),
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))
+    }
+
+    fn org_exists(&self, org: &str) -> Result<bool, AuthError> {
+        Ok(self
+            .db
+            .lock()
+            .query_row("SELECT 1 FROM orgs WHERE name = ?", [org], |_| Ok(()))
+            .optional()
+            .map_err(|e| self.db_err(e))?
+            .is_some())
+    }
+
+    fn require_site_admin(&self, actor: &Identity, what: &str) -> Result<(), AuthError> {
+        if actor.is_site_admin() {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(format!(
+                "{what} needs an administrator"
+            )))
+        }
+    }
+
+    /// Whether `actor` administers organisation `org`: a site admin, or a member of a team
+    /// holding `admin` on `org/*`.
+    pub fn is_org_admin(&self, actor: &Identity, org: &str) -> Result<bool, AuthError> {
+        if actor.is_site_admin() {
+            return Ok(true);
+        }
+        if actor.kind != IdentityKind::User || actor.cap.is_some() {
+            return Ok(false);
+        }
+        let pattern = format!("{org}/*");
+        let n: i64 = self
+            .db
+            .lock()
+            .query_row(
+                "SELECT count(*) FROM grants g JOIN members m ON g.org = m.org AND g.team = m.team
+                 WHERE m.user = ? AND g.org = ? AND g.pattern = ? AND (g.actions & ?) != 0",
+                params![actor.name, org, pattern, Actions::ADMIN.bits() as i64],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(n > 0)
+    }
+
+    fn require_org_admin(&self, actor: &Identity, org: &str) -> Result<(), AuthError> {
+        if !self.org_exists(org)? {
+            return Err(AuthError::NotFound(format!("organisation {org}")));
+        }
+        if self.is_org_admin(actor, org)? {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(format!(
+                "administering organisation {org} needs an administrator of it"
+            )))
+        }
+    }
+
+    /// Adds a user (administrators only).
+    pub fn add_user(&self, actor: &Identity, name: &str, password: &str) -> Result<(), AuthError> {
+        self.require_site_admin(actor, "adding a user")?;
+        check_name("user name", name)?;
+        password::check_new(password)?;
+        if self.org_exists(name)? {
+            return Err(AuthError::Conflict(format!("organisation {name}")));
+        }
+        let hash = password::hash(password)?;
+        let n = self
+            .db
+            .lock()
+            .execute(
+                "INSERT OR IGNORE INTO users(name, hash, admin, created) VALUES (?, ?, 0, ?)",
+                params![name, hash, now() as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        if n == 0 {
+            return Err(AuthError::Conflict(format!("user {name}")));
+        }
+        self.changed();
+        Ok(())
+    }
+
+    /// Removes a user, their memberships and tokens (administrators only; never `admin`).
+    pub fn remove_user(&self, actor: &Identity, name: &str) -> Result<(), AuthError> {
+        self.require_site_admin(actor, "removing a user")?;
+        if name == "admin" {
+            return Err(AuthError::Forbidden(
+                "the admin user cannot be removed".into(),
+            ));
+        }
+        let mut db = self.db.lock();
+        let tx = db.transaction().map_err(|e| self.db_err(e))?;
+        let n = tx
+            .execute("DELETE FROM users WHERE name = ?", [name])
+            .map_err(|e| self.db_err(e))?;
+        tx.execute("DELETE FROM tokens WHERE owner = ?", [name])
+            .map_err(|e| self.db_err(e))?;
+        tx.commit().map_err(|e| self.db_err(e))?;
+        drop(db);
+        self.changed();
+        if n == 0 {
+            return Err(AuthError::NotFound(format!("user {name}")));
+        }
+        Ok(())
+    }
+
+    /// Changes a password: an administrator for anyone, a user for themselves.
+    pub fn set_password(
+        &self,
+        actor: &Identity,
+        name: &str,
+        password: &str,
+    ) -> Result<(), AuthError> {
+        let own = actor.kind == IdentityKind::User && actor.cap.is_none() && actor.name == name;
+        if !own {
+            self.require_site_admin(actor, "changing another user's password")?;
+        }
+        password::check_new(password)?;
+        let hash = password::hash(password)?;
+        let n = self
+            .db
+            .lock()
+            .execute(
+                "UPDATE users SET hash = ? WHERE name = ?",
+                params![hash, name],
+            )
+            .map_err(|e| self.db_err(e))?;
+        self.changed();
+        if n == 0 {
+            return Err(AuthError::NotFound(format!("user {name}")));
+        }
+        // Refresh tokens issued on the old password stop working.
+        self.db
+            .lock()
+            .execute(
+                "DELETE FROM tokens WHERE owner = ? AND kind = ? AND parent IS NULL",
+                params![name, REFRESH],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Lists users (administrators only).
+    pub fn list_users(&self, actor: &Identity) -> Result<Vec<UserInfo>, AuthError> {
+        self.require_site_admin(actor, "listing users")?;
+        let db = self.db.lock();
+        let mut st = db
+            .prepare("SELECT name, admin FROM users ORDER BY name")
+            .map_err(|e| self.db_err(e))?;
+        st.query_map([], |r| {
+            Ok(UserInfo {
+                name: r.get(0)?,
+                admin: r.get::<_, i64>(1)? != 0,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.db_err(e))
+    }
+
+    // ----- organisations and teams -----
+
+    /// Creates an organisation (administrators only).
+    pub fn create_org(&self, actor: &Identity, name: &str) -> Result<(), AuthError> {
+        self.require_site_admin(actor, "creating an organisation")?;
+        check_name("organisation name", name)?;
+        if self.user_row(name)?.is_some() {
+            return Err(AuthError::Conflict(format!("user {name}")));
+        }
+        let n = self
+            .db
+            .lock()
+            .execute(
+                "INSERT OR IGNORE INTO orgs(name, created) VALUES (?, ?)",
+                params![name, now() as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        if n == 0 {
+            return Err(AuthError::Conflict(format!("organisation {name}")));
+        }
+        Ok(())
+    }
+
+    /// Creates a team in `org` (its administrators).
+    pub fn create_team(&self, actor: &Identity, org: &str, team: &str) -> Result<(), AuthError> {
+        check_name("team name", team)?;
+        self.require_org_admin(actor, org)?;
+        let n = self
+            .db
+            .lock()
+            .execute(
+                "INSERT OR IGNORE INTO teams(org, name) VALUES (?, ?)",
+                params![org, team],
+            )
+            .map_err(|e| self.db_err(e))?;
+        if n == 0 {
+            return Err(AuthError::Conflict(format!("team {org}/{team}")));
+        }
+        Ok(())
+    }
+
+    fn team_exists(&self, org: &str, team: &str) -> Result<bool, AuthError> {
+        Ok(self
+            .db
+            .lock()
+            .query_row(
+                "SELECT 1 FROM teams WHERE org = ? AND name = ?",
+                params![org, team],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))?
+            .is_some())
+    }
+
+    /// Adds `user` to a team (idempotent).
+    pub fn add_member(
+        &self,
+        actor: &Identity,
+        org: &str,
+        team: &str,
+        user: &str,
+    ) -> Result<(), AuthError> {
+        self.require_org_admin(actor, org)?;
+        if !self.team_exists(org, team)? {
+            return Err(AuthError::NotFound(format!("team {org}/{team}")));
+        }
+        if self.user_row(user)?.is_none() {
+            return Err(AuthError::NotFound(format!("user {user}")));
+        }
+        self.db
+            .lock()
+            .execute(
+                "INSERT OR IGNORE INTO members(org, team, user) VALUES (?, ?, ?)",
+                params![org, team, user],
+            )
+            .map_err(|e| self.db_err(e))?;
+        self.changed();
+        Ok(())
+    }
+
+    /// Removes `user` from a team.
+    pub fn remove_member(
+        &self,
+        actor: &Identity,
+        org: &str,
+        team: &str,
+        user: &str,
+    ) -> Result<(), AuthError> {
+        self.require_org_admin(actor, org)?;
+        let n = self
+            .db
+            .lock()
+            .execute(
+                "DELETE FROM members WHERE org = ? AND team = ? AND user = ?",
+                params![org, team, user],
+            )
+            .map_err(|e| self.db_err(e))?;
+        self.changed();
+        if n == 0 {
+            return Err(AuthError::NotFound(format!(
+                "member {user} of team {org}/{team}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Grants a team `actions` on repositories matching `pattern`, which must lie in `org`
+    /// (`org/...`). Granting again adds to the actions.
+    pub fn add_grant(
+        &self,
+        actor: &Identity,
+        org: &str,
+        team: &str,
+        pattern: &str,
+        actions: Actions,
+    ) -> Result<(), AuthError> {
+        self.require_org_admin(actor, org)?;
+        check_pattern(pattern)?;
+        if !pattern.starts_with(&format!("{org}/")) {
+            return Err(AuthError::Invalid {
+                what: "pattern",
+                value: pattern.to_owned(),
+                reason: format!("a grant of organisation {org} names repositories under {org}/"),
+            });
+        }
+        if actions.is_empty() {
+            return Err(AuthError::Invalid {
+                what: "actions",
+                value: String::new(),
+                reason: "grant at least one of pull, push, delete, admin".into(),
+            });
+        }
+        if !self.team_exists(org, team)? {
+            return Err(AuthError::NotFound(format!("team {org}/{team}")));
+        }
+        self.db
+            .lock()
+            .execute(
+                "INSERT INTO grants(org, team, pattern, actions) VALUES (?, ?, ?, ?)
+                 ON CONFLICT(org, team, pattern) DO UPDATE SET actions = actions | excluded.actions",
+                params![org, team, pattern, actions.bits() as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        self.changed();
+        Ok(())
+    }
+
+    // ----- repositories -----
+
+    /// Records a repository (created on first push; private).
+    pub fn note_repo(&self, repo: &str) -> Result<(), AuthError> {
+        self.db
+            .lock()
+            .execute(
+                "INSERT OR IGNORE INTO repos(name, public, created) VALUES (?, 0, ?)",
+                params![repo, now() as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Makes a repository public or private (needs `admin` on it).
+    pub fn set_visibility(
+        &self,
+        actor: &Identity,
+        repo: &str,
+        public: bool,
+    ) -> Result<(), AuthError> {
+        if !self.allowed(actor, repo)?.contains(Actions::ADMIN) {
+            return Err(AuthError::Forbidden(format!(
+                "changing the visibility of {repo} needs admin on it"
+            )));
+        }
+        self.db
+            .lock()
+            .execute(
+                "INSERT INTO repos(name, public, created) VALUES (?, ?, ?)
+                 ON CONFLICT(name) DO UPDATE SET public = excluded.public",
+                params![repo, public as i64, now() as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Whether `repo` is public.
+    pub fn is_public(&self, repo: &str) -> Result<bool, AuthError> {
+        Ok(self
+            .db
+            .lock()
+            .query_row("SELECT public FROM repos WHERE name = ?", [repo], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map_err(|e| self.db_err(e))?
+            .is_some_and(|p| p != 0))
+    }
+
+    fn grants_of(&self, id: &Identity) -> Result<Vec<(String, Actions)>, AuthError> {
+        match &id.kind {
+            IdentityKind::Anonymous => Ok(Vec::new()),
+            IdentityKind::User => {
+                let db = self.db.lock();
+                let mut st = db
+                    .prepare(
+                        "SELECT g.pattern, g.actions FROM grants g
+                         JOIN members m ON g.org = m.org AND g.team = m.team WHERE m.user = ?",
+                    )
+                    .map_err(|e| self.db_err(e))?;
+                st.query_map([&id.name], |r| {
+                    Ok((r.get::<_, String>(0)?, Actions::from_bits(r.get(1)?)))
+                })
+                .and_then(Iterator::collect)
+                .map_err(|e| self.db_err(e))
+            }
+            IdentityKind::Robot { .. } => {
+                let scopes: Option<String> = self
+                    .db
+                    .lock()
+                    .query_row(
+                        "SELECT scopes FROM robots WHERE name = ?",
+                        [&id.name],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(|e| self.db_err(e))?;
+                Ok(scopes
+                    .map(|s| parse_scopes_json(&s))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|s| s.kind == ResourceKind::Repository)
+                    .map(|s| (s.name, s.actions))
+                    .collect())
+            }
+        }
+    }
+
+    /// The actions `id` holds on `repo`.
+    pub fn allowed(&self, id: &Identity, repo: &str) -> Result<Actions, AuthError> {
+        let grants = self.grants_of(id)?;
+        Ok(evaluate(id, &grants, self.is_public(repo)?, repo))
+    }
+
+    /// A permission checker for many repositories (the catalog): grants and public
+    /// repositories are read once.
+    pub fn checker(&self, id: &Identity) -> Result<impl Fn(&str) -> Actions + use<>, AuthError> {
+        let grants = self.grants_of(id)?;
+        let public: HashSet<String> = {
+            let db = self.db.lock();
+            let mut st = db
+                .prepare("SELECT name FROM repos WHERE public != 0")
+                .map_err(|e| self.db_err(e))?;
+            st.query_map([], |r| r.get::<_, String>(0))
+                .and_then(Iterator::collect)
+                .map_err(|e| self.db_err(e))?
+        };
+        let id = id.clone();
+        Ok(move |repo: &str| evaluate(&id, &grants, public.contains(repo), repo))
+    }
+
+    // ----- logins -----
+
+    fn cache_key(&self, user: &str, secret: &str) -> [u8; 32] {
+        sha256(&[&self.cache_salt, user.as_bytes(), secret.as_bytes()])
+    }
+
+    /// Checks Basic credentials: a user's password, or a personal access token (username = its
+    /// owner) or robot token (username = the robot) as the password. Rate-limited per user and
+    /// per `remote` address; verified credentials are cached briefly (keyed by a salted hash).
+    pub fn login(&self, user: &str, secret: &str, remote: &str) -> Result<Identity, LoginError> {
+        let key = self.cache_key(user, secret);
+        let generation = self.generation();
+        {
+            let cache = self.cache.lock();
+            if let Some(e) = cache.get(&key)
+                && e.generation == generation
+                && e.at.elapsed() < self.config.credential_cache_ttl
+            {
+                return Ok(e.identity.clone());
+            }
+        }
+        let now_i = Instant::now();
+        let user_key = format!("user:{user}");
+        let addr_key = format!("addr:{remote}");
+        for (limiter, k) in [
+            (&self.user_limiter, &user_key),
+            (&self.addr_limiter, &addr_key),
+        ] {
+            if let Err(retry) = limiter.check(k, now_i) {
+                self.audit(user, "login", user, "rate-limited", remote);
+                return Err(LoginError::Limited(retry));
+            }
+        }
+        let result = if let Some((kind, id, s)) = split_token(secret) {
+            self.token_login(user, kind, id, s)?
+        } else {
+            match self.user_row(user)? {
+                Some((hash, admin)) => {
+                    password::verify(secret, &hash).then(|| Identity::user(user, admin))
+                }
+                None => {
+                    password::verify_dummy(secret);
+                    None
+                }
+            }
+        };
+        match result {
+            Some(identity) => {
+                self.user_limiter.success(&user_key);
+                self.audit(user, "login", user, "ok", remote);
+                let mut cache = self.cache.lock();
+                if cache.len() >= CACHE_MAX {
+                    let ttl = self.config.credential_cache_ttl;
+                    cache.retain(|_, e| e.at.elapsed() < ttl && e.generation == generation);
+                    if cache.len() >= CACHE_MAX {
+                        cache.clear();
+                    }
+                }
+                cache.insert(
+                    key,
+                    CacheEntry {
+                        identity: identity.clone(),
+                        at: Instant::now(),
+                        generation,
+                    },
+                );
+                Ok(identity)
+            }
+            None => {
+                let mut limited = None;
+                for (limiter, k) in [
+                    (&self.user_limiter, &user_key),
+                    (&self.addr_limiter, &addr_key),
+                ] {
+                    if let Some(d) = limiter.failure(k, now_i) {
+                        limited = Some(d);
+                    }
+                }
+                self.audit(user, "login", user, "denied", remote);
+                match limited {
+                    Some(d) => Err(LoginError::Limited(d)),
+                    None => Err(LoginError::Refused),
+                }
+            }
+        }
+    }
+
+    fn token_row(&self, id: &str) -> Result<Option<TokenRow>, AuthError> {
+        self.db
+            .lock()
+            .query_row(
+                "SELECT kind, owner, hash, scopes, expires_at FROM tokens WHERE id = ?",
+                [id],
+                |r| {
+                    Ok(TokenRow {
+                        kind: r.get(0)?,
+                        owner: r.get(1)?,
+                        hash: r.get(2)?,
+                        scopes: r.get(3)?,
+                        expires_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Checks a token's secret; `user` must be its owner (any user for a refresh token when
+    /// `user` is empty).
+    fn token_login(
+        &self,
+        user: &str,
+        kind: &str,
+        id: &str,
+        secret: &str,
+    ) -> Result<Option<Identity>, AuthError> {
+        let Some(row) = self.token_row(id)? else {
+            return Ok(None);
+        };
+        let hash = sha256(&[secret.as_bytes()]);
+        let secret_ok: bool = hash.ct_eq(row.hash.as_slice()).into();
+        let owner_ok = user.is_empty() && kind == REFRESH || row.owner == user;
+        let fresh = row.expires_at.is_none_or(|e| e > now() as i64);
+        if !(secret_ok && owner_ok && fresh && row.kind == kind) {
+            return Ok(None);
+        }
+        let cap = row.scopes.as_deref().map(|s| TokenCap {
+            id: id.to_owned(),
+            scopes: parse_scopes_json(s),
+        });
+        self.subject(&row.owner, cap)
+    }
+
+    /// The current identity of subject `name` (user or robot), with `cap`.
+    fn subject(&self, name: &str, cap: Option<TokenCap>) -> Result<Option<Identity>, AuthError> {
+        if let Some((org, _)) = name.split_once('+') {
+            let exists = self
+                .db
+                .lock()
+                .query_row("SELECT 1 FROM robots WHERE name = ?", [name], |_| Ok(()))
+                .optional()
+                .map_err(|e| self.db_err(e))?
+                .is_some();
+            return Ok(exists.then(|| Identity {
+                kind: IdentityKind::Robot {
+                    org: org.to_owned(),
+                },
+                name: name.to_owned(),
+                admin: false,
+                cap,
+            }));
+        }
+        Ok(self.user_row(name)?.map(|(_, admin)| Identity {
+            kind: IdentityKind::User,
+            name: name.to_owned(),
+            admin,
+            cap,
+        }))
+    }
+
+    /// Checks a refresh (offline) token.
+    pub fn refresh_login(
+        &self,
+        token: &str,
+        user: &str,
+        remote: &str,
+    ) -> Result<Identity, LoginError> {
+        let addr_key = format!("addr:{remote}");
+        let now_i = Instant::now();
+        if let Err(retry) = self.addr_limiter.check(&addr_key, now_i) {
+            return Err(LoginError::Limited(retry));
+        }
+        let found = match split_token(token) {
+            Some((REFRESH, id, secret)) => self.token_login(user, REFRESH, id, secret)?,
+            _ => None,
+        };
+        match found {
+            Some(identity) => {
+                self.audit(
+                    &identity.name,
+                    "login.refresh",
+                    &identity.name,
+                    "ok",
+                    remote,
+                );
+                Ok(identity)
+            }
+            None => {
+                self.audit(user, "login.refresh", user, "denied", remote);
+                match self.addr_limiter.failure(&addr_key, now_i) {
+                    Some(d) => Err(LoginError::Limited(d)),
+                    None => Err(LoginError::Refused),
+                }
+            }
+        }
+    }
+
+    /// The identity behind a verified token's claims (current admin flag, token cap).
+    pub fn identity_of(&self, claims: &Claims) -> Result<Identity, AuthError> {
+        if claims.sub.is_empty() {
+            return Ok(Identity::anonymous());
+        }
+        let cap = match &claims.tid {
+            None => None,
+            Some(tid) => {
+                let row = self.token_row(tid)?.ok_or_else(|| {
+                    AuthError::InvalidToken("the token it was issued for is revoked".into())
+                })?;
+                row.scopes.as_deref().map(|s| TokenCap {
+                    id: tid.clone(),
+                    scopes: parse_scopes_json(s),
+                })
+            }
+        };
+        self.subject(&claims.sub, cap)?.ok_or_else(|| {
+            AuthError::InvalidToken(format!("subject {} no longer exists", claims.sub))
+        })
+    }
+
+    // ----- registry tokens -----
+
+    /// Signs a token granting, for each requested scope, the intersection of the actions asked
+    /// for and the actions `id` holds; with `offline`, also a refresh token.
+    pub fn issue(
+        &self,
+        id: &Identity,
+        scopes: &[Scope],
+        offline: bool,
+        remote: &str,
+    ) -> Result<IssuedToken, AuthError> {
+        let mut access: Vec<Access> = Vec::new();
+        for s in scopes {
+            let granted = match s.kind {
+                ResourceKind::Registry if s.name == "catalog" => {
+                    if s.actions == Actions::ALL {
+                        Scope::catalog()
+                    } else {
+                        continue;
+                    }
+                }
+                ResourceKind::Registry => continue,
+                ResourceKind::Repository => {
+                    if hoist_oci::RepoName::parse(&s.name).is_err() {
+                        continue;
+                    }
+                    let a = s.actions.intersect(self.allowed(id, &s.name)?);
+                    if a.is_empty() {
+                        continue;
+                    }
+                    Scope::repository(s.name.clone(), a)
+                }
+            };
+            let entry = Access::from_scope(&granted);
+            match access
+                .iter_mut()
+                .find(|e| e.kind == entry.kind && e.name == entry.name)
+            {
+                Some(e) => {
+                    for a in entry.actions {
+                        if !e.actions.contains(&a) {
+                            e.actions.push(a);
+                        }
+                    }
+                }
+                None => access.push(entry),
+            }
+        }
+        let t = now();
+        let claims = Claims {
+            iss: self.config.issuer.clone(),
+            sub: id.name.clone(),
+            aud: self.config.service.clone(),
+            exp: t + self.config.token_ttl.as_secs(),
+            nbf: t.saturating_sub(1),
+            iat: t,
+            jti: random_hex(8)?,
+            access: access.clone(),
+            tid: id.cap.as_ref().map(|c| c.id.clone()),
+        };
+        let token = self.keys.sign(&claims)?;
+        let refresh_token = if offline && !id.is_anonymous() {
+            Some(self.new_refresh_token(id)?)
+        } else {
+            None
+        };
+        let granted: Vec<String> = access
+            .iter()
+            .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+            .collect();
+        self.audit(
+            id.audit_name(),
+            "token.issue",
+            &granted.join(" "),
+            "ok",
+            remote,
+        );
+        Ok(IssuedToken {
+            token,
+            expires_in: self.config.token_ttl.as_secs(),
+            issued_at: rfc3339(t),
+            refresh_token,
+            access,
+        })
+    }
+
+    fn new_refresh_token(&self, id: &Identity) -> Result<String, AuthError> {
+        let tid = random_hex(8)?;
+        let secret = random_b64(32)?;
+        let scopes = id.cap.as_ref().map(|c| scopes_json(&c.scopes));
+        let parent = id.cap.as_ref().map(|c| c.id.clone());
+        let t = now();
+        self.db
+            .lock()
+            .execute(
+                "INSERT INTO tokens(id, kind, owner, name, hash, scopes, parent, expires_at, created)
+                 VALUES (?, ?, ?, 'refresh', ?, ?, ?, ?, ?)",
+                params![
+                    tid,
+                    REFRESH,
+                    id.name,
+                    sha256(&[secret.as_bytes()]).to_vec(),
+                    scopes,
+                    parent,
+                    (t + self.config.refresh_ttl.as_secs()) as i64,
+                    t as i64
+                ],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(format!("{REFRESH}.{tid}.{secret}"))
+    }
+
+    /// Verifies a registry token: signature, `kid`, expiry, not-before, issuer, audience.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.keys
+            .verify(token, &self.config.issuer, &self.config.service)
+    }
+
+    /// The published key set.
+    pub fn jwks(&self) -> JwkSet {
+        self.keys.jwks()
+    }
+
+    /// The signing keys (tests sign tampered tokens with them).
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
+    }
+
+    // ----- personal access tokens and robots -----
+
+    fn lifetime(expires_in_secs: Option<u64>) -> Result<u64, AuthError> {
+        match expires_in_secs {
+            None => Ok(DEFAULT_TOKEN_LIFETIME),
+            Some(s) if s == 0 || s > MAX_TOKEN_LIFETIME => Err(AuthError::Invalid {
+                what: "expires_in_secs",
+                value: s.to_string(),
+                reason: format!("expected 1 to {MAX_TOKEN_LIFETIME} seconds"),
+            }),
+            Some(s) => Ok(s),
+        }
+    }
+
+    fn parse_token_scopes(scopes: &[String], org: Option<&str>) -> Result<Vec<Scope>, AuthError> {
+        if scopes.is_empty() {
+            return Err(AuthError::Invalid {
+                what: "scopes",
+                value: "[]".into(),
+                reason: "a token needs at least one scope, e.g. repository:NAME:pull".into(),
+            });
+        }
+        scopes
+            .iter()
+            .map(|s| {
+                let scope = Scope::parse(s)?;
+                let invalid = |reason: String| AuthError::Invalid {
+                    what: "scope",
+                    value: s.clone(),
+                    reason,
+                };
+                if scope.kind != ResourceKind::Repository {
+                    return Err(invalid("a token scope names repositories".into()));
+                }
+                check_pattern(&scope.name).map_err(|e| invalid(e.to_string()))?;
+                if let Some(org) = org
+                    && !scope.name.starts_with(&format!("{org}/"))
+                {
+                    return Err(invalid(format!("a robot of {org} is limited to {org}/...")));
+                }
+                Ok(scope)
+            })
+            .collect()
+    }
+
+    fn insert_token(
+        &self,
+        kind: &str,
+        owner: &str,
+        name: &str,
+        scopes: &[Scope],
+        expires_at: u64,
+    ) -> Result<CreatedToken, AuthError> {
+        let id = random_hex(8)?;
+        let secret = random_b64(32)?;
+        self.db
+            .lock()
+            .execute(
+                "INSERT INTO tokens(id, kind, owner, name, hash, scopes, parent, expires_at, created)
+                 VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                params![
+                    id,
+                    kind,
+                    owner,
+                    name,
+                    sha256(&[secret.as_bytes()]).to_vec(),
+                    scopes_json(scopes),
+                    expires_at as i64,
+                    now() as i64
+                ],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(CreatedToken {
+            token: format!("{kind}.{id}.{secret}"),
+            id,
+            name: owner.to_owned(),
+        })
+    }
+
+    /// Creates a personal access token for the calling user (not with a token).
+    pub fn create_token(
+        &self,
+        actor: &Identity,
+        name: &str,
+        scopes: &[String],
+        expires_in_secs: Option<u64>,
+    ) -> Result<CreatedToken, AuthError> {
+        if actor.kind != IdentityKind::User || actor.cap.is_some() {
+            return Err(AuthError::Forbidden(
+                "personal access tokens are created by a user signed in with a password".into(),
+            ));
+        }
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(AuthError::Invalid {
+                what: "token name",
+                value: name.to_owned(),
+                reason: "expected 1 to 100 printable characters".into(),
+            });
+        }
+        let scopes = Self::parse_token_scopes(scopes, None)?;
+        let expires_at = now() + Self::lifetime(expires_in_secs)?;
+        self.insert_token(PAT, &actor.name, name, &scopes, expires_at)
+    }
+
+    /// Creates robot `org+name` with `scopes` (all under `org/`) and its token.
+    pub fn create_robot(
+        &self,
+        actor: &Identity,
+        org: &str,
+        name: &str,
+        scopes: &[String],
+        expires_in_secs: Option<u64>,
+    ) -> Result<CreatedToken, AuthError> {
+        self.require_org_admin(actor, org)?;
+        check_name("robot name", name)?;
+        let scopes = Self::parse_token_scopes(scopes, Some(org))?;
+        let expires_at = now() + Self::lifetime(expires_in_secs)?;
+        let full = format!("{org}+{name}");
+        let n = self
+            .db
+            .lock()
+            .execute(
+                "INSERT OR IGNORE INTO robots(name, org, scopes, created) VALUES (?, ?, ?, ?)",
+                params![full, org, scopes_json(&scopes), now() as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        if n == 0 {
+            return Err(AuthError::Conflict(format!("robot {full}")));
+        }
+        self.changed();
+        self.insert_token(ROBOT, &full, name, &scopes, expires_at)
+    }
+
+    /// The caller's personal access tokens (an administrator's own, like anyone's).
+    pub fn list_tokens(&self, actor: &Identity) -> Result<Vec<TokenInfo>, AuthError> {
+        if actor.is_anonymous() {
+            return Err(AuthError::Forbidden("listing tokens needs a user".into()));
+        }
+        let db = self.db.lock();
+        let mut st = db
+            .prepare(
+                "SELECT id, name, scopes, expires_at FROM tokens
+                 WHERE owner = ? AND kind IN (?, ?) ORDER BY created, id",
+            )
+            .map_err(|e| self.db_err(e))?;
+        st.query_map(params![actor.name, PAT, ROBOT], |r| {
+            Ok(TokenInfo {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                scopes: serde_json::from_str(&r.get::<_, String>(2).unwrap_or_default())
+                    .unwrap_or_default(),
+                expires_at: r
+                    .get::<_, Option<i64>>(3)?
+                    .map(|e| rfc3339(e.max(0) as u64)),
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.db_err(e))
+    }
+
+    /// Revokes a token (and refresh tokens issued through it): its owner, an administrator, or
+    /// for a robot's token an administrator of the robot's organisation.
+    pub fn revoke_token(&self, actor: &Identity, id: &str) -> Result<(), AuthError> {
+        let row = self
+            .token_row(id)?
+            .filter(|r| r.kind == PAT || r.kind == ROBOT)
+            .ok_or_else(|| AuthError::NotFound(format!("token {id}")))?;
+        let own = !actor.is_anonymous() && actor.name == row.owner;
+        let org_admin = match row.owner.split_once('+') {
+            Some((org, _)) => self.is_org_admin(actor, org)?,
+            None => false,
+        };
+        if !(own || org_admin || actor.is_site_admin()) {
+            // Someone else's token: indistinguishable from a missing one.
+            return Err(AuthError::NotFound(format!("token {id}")));
+        }
+        let mut db = self.db.lock();
+        let tx = db.transaction().map_err(|e| self.db_err(e))?;
+        tx.execute(
+            "DELETE FROM tokens WHERE id = ? OR parent = ?",
+            params![id, id],
+        )
+        .map_err(|e| self.db_err(e))?;
+        if row.kind == ROBOT {
+            tx.execute("DELETE FROM robots WHERE name = ?", [&row.owner])
+                .map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))?;
+        drop(db);
+        self.changed();
+        Ok(())
+    }
+
+    /// The newest `limit` audit records, newest first (administrators only).
+    pub fn audit_log(&self, actor: &Identity, limit: usize) -> Result<Vec<AuditEntry>, AuthError> {
+        self.require_site_admin(actor, "reading the audit log")?;
+        let db = self.db.lock();
+        let mut st = db
+            .prepare(
+                "SELECT time, actor, action, target, outcome, remote FROM audit
+                 ORDER BY id DESC LIMIT ?",
+            )
+            .map_err(|e| self.db_err(e))?;
+        st.query_map([limit.min(10_000) as i64], |r| {
+            Ok(AuditEntry {
+                time: rfc3339(r.get::<_, i64>(0)?.max(0) as u64),
+                actor: r.get(1)?,
+                action: r.get(2)?,
+                target: r.get(3)?,
+                outcome: r.get(4)?,
+                remote: r.get(5)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.db_err(e))
+    }
+}
