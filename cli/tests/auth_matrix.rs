@@ -205,8 +205,9 @@ fn expected(who: Who, mode: Mode, ep: Ep, repo: &str) -> u16 {
         return 401;
     }
     if who == Who::Anonymous {
-        // Nothing in this matrix is public: every route needs credentials.
-        return 401;
+        // Nothing in this matrix is public: every route needs credentials, and the token
+        // endpoint gives an anonymous caller a token granting nothing.
+        return if ep == Ep::TokenScopes { 200 } else { 401 };
     }
     // Bearer tokens were asked for every action: the token endpoint granted all the caller may
     // do, so a missing action is one the caller may not do: 403 as with Basic.
@@ -540,7 +541,10 @@ fn check_cell(world: &World, who: Who, mode: Mode, ep: Ep, repo: &str, r: &Resp,
             assert_eq!(realm, format!("{}/token", world.server.url), "{cell}: realm in {c}");
             assert_eq!(param(c, "service").as_deref(), Some(world.service.as_str()), "{cell}: service in {c}");
         }
-        403 => assert_eq!(r.error_code().as_deref(), Some("DENIED"), "{cell}: error code"),
+        // HEAD answers carry no body.
+        403 if !matches!(ep, Ep::ManifestHead | Ep::BlobHead) => {
+            assert_eq!(r.error_code().as_deref(), Some("DENIED"), "{cell}: error code");
+        }
         _ => {}
     }
     if ep == Ep::Catalog && r.status == 200 {
