@@ -137,7 +137,7 @@ async fn forged_stale_and_misused_tokens_are_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_logins_are_limited_and_secrets_stay_out_of_the_log() {
-    let server = start();
+    let server = start_verbose();
     let service = service(&server).await;
     let admin = admin_api(&server, "admin", ADMIN_PASSWORD);
     let victim_pw = "Vict1m-pw-a9b8c7";
@@ -149,9 +149,29 @@ async fn failed_logins_are_limited_and_secrets_stay_out_of_the_log() {
     let issued = token(&server, &service, &["repository:victim/app:pull,push"], &Auth::basic("victim", victim_pw)).await;
     push_image(&server, "victim/app", "v1", &Auth::basic("victim", &pat.token)).await;
 
-    // Wrong passwords for victim, from an address of their own: after a few, even the right
-    // password is refused for a while, with 429 and Retry-After.
+    // Wrong passwords for a user who has not logged in yet, from an address of its own: after a
+    // few, even the right password is refused for a while, with 429 and Retry-After.
+    let quiet_pw = "Qu1et-pw-d4e5f6";
+    admin.add_user("quiet", quiet_pw).await.unwrap();
+    let http = client_from("127.0.0.76".parse().unwrap());
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let r = send(&http, &server.url, Method::GET, "/v2/", &Auth::basic("quiet", &format!("Wr0ng-quiet-{i}")), &[], None).await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses[..4], [401; 4], "wrong passwords: {statuses:?}");
+    assert_eq!(statuses[5], 429, "limited by the 6th: {statuses:?}");
+    let r = send(&http, &server.url, Method::GET, "/v2/", &Auth::basic("quiet", quiet_pw), &[], None).await;
+    assert_eq!(r.status, 429, "quiet's right password while limited: {}", r.text());
+    // Another address does not help: the limit is per user too.
+    let r = send(&client_from("127.0.0.75".parse().unwrap()), &server.url, Method::GET, "/v2/", &Auth::basic("quiet", quiet_pw), &[], None).await;
+    assert_eq!(r.status, 429, "quiet's right password from elsewhere while limited");
+
+    // The same for a user whose password was verified a moment ago (so the server may remember
+    // it): the lockout still holds.
     let http = client_from("127.0.0.77".parse().unwrap());
+    let r = send(&http, &server.url, Method::GET, "/v2/", &Auth::basic("victim", victim_pw), &[], None).await;
+    assert_eq!(r.status, 200, "victim logs in before the guessing starts");
     let wrong: Vec<String> = (0..8).map(|i| format!("Wr0ng-guess-{i}-x")).collect();
     let mut statuses = Vec::new();
     for w in &wrong {
@@ -177,7 +197,7 @@ async fn failed_logins_are_limited_and_secrets_stay_out_of_the_log() {
         "the audit log records victim's failed logins"
     );
     let audit_text = format!("{audit:?}");
-    let mut secrets: Vec<&str> = vec![ADMIN_PASSWORD, victim_pw, &pat.token, &issued];
+    let mut secrets: Vec<&str> = vec![ADMIN_PASSWORD, victim_pw, quiet_pw, &pat.token, &issued];
     secrets.extend(wrong.iter().map(String::as_str));
     assert_no_secrets(&audit_text, &secrets);
     // Give the log a moment to flush, then search all of it.

@@ -39,24 +39,40 @@ impl Server {
 
     /// Starts `hoist serve` on an existing data directory (to test restarts).
     pub fn hoist_on(bin: &Path, data: tempfile::TempDir, extra: &[&str]) -> Result<Server> {
+        let cmd = Self::hoist_command(bin, data.path(), extra);
+        Self::spawn(cmd, data, "hoist")
+    }
+
+    fn hoist_command(bin: &Path, data: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data")
-            .arg(data.path())
+            .arg(data)
             .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("HOIST_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             );
-        Self::spawn(cmd, data, "hoist")
+        cmd
     }
 
     /// Starts `hoist serve` in closed mode: `--admin-password-file` names a file holding
     /// `admin_password` (mode 0600, in a directory of its own), so user `admin` exists from the
     /// first start and auth is on for every route.
     pub fn hoist_with_admin(bin: &Path, admin_password: &str, extra: &[&str]) -> Result<Server> {
+        Self::hoist_with_admin_env(bin, admin_password, extra, &[])
+    }
+
+    /// Like [`Server::hoist_with_admin`], with extra environment variables for `hoist serve`
+    /// (`RUST_LOG` among them overrides the test default).
+    pub fn hoist_with_admin_env(
+        bin: &Path,
+        admin_password: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server> {
         let secrets = tempfile::tempdir()?;
         let file = secrets.path().join("admin-password");
         std::fs::write(&file, format!("{admin_password}\n"))?;
@@ -67,7 +83,12 @@ impl Server {
         let file = file.to_str().context("temporary path is not utf-8")?.to_owned();
         let mut args = vec!["--admin-password-file", file.as_str()];
         args.extend_from_slice(extra);
-        let mut server = Self::hoist_with(bin, &args)?;
+        let data = tempfile::tempdir()?;
+        let mut cmd = Self::hoist_command(bin, data.path(), &args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut server = Self::spawn(cmd, data, "hoist")?;
         server._secrets = Some(secrets);
         Ok(server)
     }

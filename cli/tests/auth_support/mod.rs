@@ -29,6 +29,12 @@ pub fn start() -> Server {
     Server::hoist_with_admin(Path::new(BIN), ADMIN_PASSWORD, &[]).expect("starting hoist serve")
 }
 
+/// Like [`start`], logging everything at debug level (for tests that search the log).
+pub fn start_verbose() -> Server {
+    Server::hoist_with_admin_env(Path::new(BIN), ADMIN_PASSWORD, &[], &[("RUST_LOG", "debug")])
+        .expect("starting hoist serve")
+}
+
 /// How a request authenticates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Auth {
