@@ -517,11 +517,25 @@ async fn tags(app: &App, name: &RepoName, q: &HashMap<String, String>) -> ApiRes
 async fn catalog(app: &App, grant: &Grant, q: &HashMap<String, String>) -> ApiResult {
     let n = page_size(q)?;
     let visible = grant.catalog_filter()?;
-    let mut page = app
-        .store
-        .catalog(n, q.get("last").map(String::as_str))
-        .await?;
-    page.items.retain(|r| visible(r));
+    // Hidden repositories must not shorten a page: read on until it is full.
+    let mut last = q.get("last").cloned();
+    let mut items = Vec::new();
+    let more = loop {
+        let page = app.store.catalog(n, last.as_deref()).await?;
+        last = page.items.last().cloned();
+        items.extend(page.items.into_iter().filter(|r| visible(r)));
+        if let Some(n) = n
+            && items.len() >= n
+        {
+            let extra = items.len() > n;
+            items.truncate(n);
+            break page.more || extra;
+        }
+        if !page.more || last.is_none() {
+            break false;
+        }
+    };
+    let page = Page { items, more };
     let resp = axum::Json(serde_json::json!({ "repositories": page.items })).into_response();
     Ok(with_link(resp, "/v2/_catalog", n, &page))
 }

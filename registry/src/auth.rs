@@ -90,12 +90,18 @@ pub enum Authn {
 #[derive(Clone)]
 enum Inner {
     Open,
-    Closed {
-        auth: Arc<Auth>,
-        authn: Authn,
-        challenge: Challenge,
-    },
+    Closed(Box<Closed>),
 }
+
+#[derive(Clone)]
+struct Closed {
+    auth: Arc<Auth>,
+    authn: Authn,
+    challenge: Challenge,
+}
+
+/// Which repository names a caller may see in the catalog.
+pub type CatalogFilter = Box<dyn Fn(&str) -> bool + Send>;
 
 /// What the caller is allowed: who they are and which actions they hold.
 #[derive(Clone)]
@@ -107,7 +113,7 @@ impl std::fmt::Debug for Grant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.inner {
             Inner::Open => f.write_str("Grant(open)"),
-            Inner::Closed { authn, .. } => write!(f, "Grant({authn:?})"),
+            Inner::Closed(c) => write!(f, "Grant({:?})", c.authn),
         }
     }
 }
@@ -131,16 +137,12 @@ impl Grant {
 
     /// The authenticated subject, if any.
     pub fn subject(&self) -> Option<&str> {
-        match &self.inner {
-            Inner::Open => None,
-            Inner::Closed {
-                authn: Authn::Identity(id),
-                ..
-            } => (!id.is_anonymous()).then_some(id.name.as_str()),
-            Inner::Closed {
-                authn: Authn::Token(c),
-                ..
-            } => (!c.sub.is_empty()).then_some(c.sub.as_str()),
+        let Inner::Closed(c) = &self.inner else {
+            return None;
+        };
+        match &c.authn {
+            Authn::Identity(id) => (!id.is_anonymous()).then_some(id.name.as_str()),
+            Authn::Token(c) => (!c.sub.is_empty()).then_some(c.sub.as_str()),
         }
     }
 
@@ -157,14 +159,14 @@ impl Grant {
     /// Checks that the grant allows `action` on `repo`: `Ok`, `401` with a challenge naming the
     /// scope (no or insufficient credentials), or `403 DENIED` (authenticated, not allowed).
     pub fn require(&self, repo: &RepoName, action: Action) -> Result<(), ApiError> {
-        let Inner::Closed {
+        let Inner::Closed(closed) = &self.inner else {
+            return Ok(());
+        };
+        let Closed {
             auth,
             authn,
             challenge,
-        } = &self.inner
-        else {
-            return Ok(());
-        };
+        } = closed.as_ref();
         let scope = format!("repository:{repo}:{}", action.scope_actions());
         let want = action.actions();
         match authn {
@@ -219,12 +221,10 @@ impl Grant {
     /// the challenge.
     pub fn require_base(&self) -> Result<(), ApiError> {
         match &self.inner {
-            Inner::Closed {
-                authn: Authn::Identity(id),
-                challenge,
-                ..
-            } if id.is_anonymous() => {
-                Err(challenge.unauthorized(None, None, "authentication required"))
+            Inner::Closed(c) if matches!(&c.authn, Authn::Identity(id) if id.is_anonymous()) => {
+                Err(c
+                    .challenge
+                    .unauthorized(None, None, "authentication required"))
             }
             _ => Ok(()),
         }
@@ -232,15 +232,15 @@ impl Grant {
 
     /// The catalog's filter: which repositories the caller may pull. Bearer tokens must carry
     /// `registry:catalog:*`; anonymous requests get the challenge.
-    pub fn catalog_filter(&self) -> Result<Box<dyn Fn(&str) -> bool + Send>, ApiError> {
-        let Inner::Closed {
+    pub fn catalog_filter(&self) -> Result<CatalogFilter, ApiError> {
+        let Inner::Closed(closed) = &self.inner else {
+            return Ok(Box::new(|_| true));
+        };
+        let Closed {
             auth,
             authn,
             challenge,
-        } = &self.inner
-        else {
-            return Ok(Box::new(|_| true));
-        };
+        } = closed.as_ref();
         let scope = Scope::catalog().to_string();
         let id = match authn {
             Authn::Identity(id) if id.is_anonymous() => {
@@ -266,8 +266,8 @@ impl Grant {
 
     /// Records a repository a push created (closed mode).
     pub fn note_repo(&self, repo: &RepoName) {
-        if let Inner::Closed { auth, .. } = &self.inner
-            && let Err(e) = auth.note_repo(repo.as_str())
+        if let Inner::Closed(c) = &self.inner
+            && let Err(e) = c.auth.note_repo(repo.as_str())
         {
             tracing::warn!(error = %e, repo = %repo, "recording a repository");
         }
@@ -410,11 +410,11 @@ impl FromRequestParts<Arc<App>> for Grant {
         let scope = route_scope(&parts.method, parts.uri.path());
         let authn = authenticate(auth, parts, &challenge, scope.as_deref()).await?;
         Ok(Grant {
-            inner: Inner::Closed {
+            inner: Inner::Closed(Box::new(Closed {
                 auth: auth.clone(),
                 authn,
                 challenge,
-            },
+            })),
         })
     }
 }

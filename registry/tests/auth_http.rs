@@ -255,6 +255,56 @@ async fn seed(env: &Env) -> String {
     admin
 }
 
+fn bob_basic() -> String {
+    basic("bob", "bob-password")
+}
+
+#[tokio::test]
+async fn the_mode_follows_the_admin_password_and_the_listen_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = hoist_registry::Config {
+        data: dir.path().join("data"),
+        listen: "0.0.0.0:5000".parse().unwrap(),
+        ..Default::default()
+    };
+    // Open on a public address: refused unless insecure_no_auth.
+    let e = hoist_registry::open_auth(&config).expect_err("refused");
+    assert!(e.to_string().contains("--insecure-no-auth"), "{e}");
+    config.insecure_no_auth = true;
+    assert!(hoist_registry::open_auth(&config).unwrap().is_none());
+    config.insecure_no_auth = false;
+    config.listen = "127.0.0.1:5000".parse().unwrap();
+    assert!(hoist_registry::open_auth(&config).unwrap().is_none());
+    assert!(!dir.path().join("data/auth.db").exists());
+    // A password file: closed, admin created.
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "file-password-1\n").unwrap();
+    config.admin_password_file = Some(pw.clone());
+    let auth = hoist_registry::open_auth(&config).unwrap().expect("closed");
+    assert!(auth.login("admin", "file-password-1", "test").is_ok());
+    drop(auth);
+    // Users exist: closed without any password, even on a public address.
+    config.admin_password_file = None;
+    config.listen = "0.0.0.0:5000".parse().unwrap();
+    let auth = hoist_registry::open_auth(&config)
+        .unwrap()
+        .expect("still closed");
+    assert!(auth.login("admin", "file-password-1", "test").is_ok());
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["auth.db", "auth-token-key.p8"] {
+        let mode = std::fs::metadata(dir.path().join("data").join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{f} is private");
+    }
+    // An empty or missing password file is an error naming the file.
+    std::fs::write(&pw, "").unwrap();
+    config.admin_password_file = Some(pw);
+    let e = hoist_registry::open_auth(&config).expect_err("empty file");
+    assert!(e.to_string().contains("pw"), "{e}");
+}
+
 #[tokio::test]
 async fn requests_without_credentials_get_the_challenge_with_the_scope() {
     let env = env().await;
@@ -725,6 +775,20 @@ async fn the_catalog_lists_only_pullable_repositories() {
         list(get(&env, "/v2/_catalog", Some(&basic("bob", "bob-password"))).await),
         vec!["bob/y"]
     );
+    // Pages are full of visible repositories; hidden ones do not end the listing early.
+    let alice = basic("alice", "alice-password");
+    let r = get(&env, "/v2/_catalog?n=1&last=acme/secret", Some(&alice)).await;
+    assert_eq!(
+        r.headers.get(header::LINK).map(|v| v.to_str().unwrap()),
+        Some(r#"</v2/_catalog?n=1&last=alice/x>; rel="next""#)
+    );
+    assert_eq!(list(r), vec!["alice/x"]);
+    let r = get(&env, "/v2/_catalog?n=1&last=alice/x", Some(&alice)).await;
+    assert!(r.headers.get(header::LINK).is_none());
+    assert_eq!(list(r), Vec::<String>::new());
+    let r = get(&env, "/v2/_catalog?n=2", Some(&bob_basic())).await;
+    assert!(r.headers.get(header::LINK).is_none());
+    assert_eq!(list(r), vec!["bob/y"]);
     // Tokens: without registry:catalog:* the catalog asks for it; with it, filtered.
     let bob = basic("bob", "bob-password");
     let t = token(&env, Some(&bob), &["repository:bob/y:pull"])
