@@ -320,6 +320,14 @@ async fn docker_login_push_pull() {
         DEV_PASSWORD,
     );
     assert!(ok && out.contains("Login Succeeded"), "docker login: {out}{err}");
+    // hoist reads what docker login stored (a password or an identity token) and uses it for
+    // the admin API too.
+    let home = tmp();
+    let ls = run(Command::new(BIN)
+        .env("HOIST_HOME", home.path())
+        .env("DOCKER_CONFIG", dockerd.config_dir())
+        .args(["admin", "--registry", addr, "token", "ls"]));
+    assert!(ls.starts_with("ID"), "{ls}");
     let out = run(dockerd.docker().args(["push", &reference]));
     let pushed = pushed_digest(&out);
     assert_eq!(registry_digest(&reference), pushed);

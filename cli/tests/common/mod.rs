@@ -217,6 +217,11 @@ impl Dockerd {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
+    /// The `DOCKER_CONFIG` directory its `docker` commands use (where `docker login` writes).
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
     pub fn docker(&self) -> Command {
         let mut cmd = Command::new(tool("docker", "docker.io"));
         cmd.env(
