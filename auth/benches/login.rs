@@ -11,7 +11,7 @@ fn time<T>(what: &str, n: u32, mut f: impl FnMut() -> T) {
         std::hint::black_box(f());
     }
     let per = start.elapsed() / n;
-    println!("{what:<40} {:>10.3} ms", per.as_secs_f64() * 1e3);
+    println!("{what:<40} {:>12.1} µs", per.as_secs_f64() * 1e6);
 }
 
 fn main() {

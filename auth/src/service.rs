@@ -288,15 +288,26 @@ impl Auth {
             path: path.display().to_string(),
             source,
         };
+        {
+            // Created private before SQLite opens it: its -wal and -shm files take its mode.
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let io = |source| AuthError::Io {
+                path: path.display().to_string(),
+                source,
+            };
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
         let conn = Connection::open(&path).map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        }
         let keys = TokenKeys::load_or_generate(dir)?;
         let mut cache_salt = [0u8; 16];
         aws_lc_rs::rand::fill(&mut cache_salt)
@@ -1377,5 +1388,303 @@ impl Auth {
         })
         .and_then(Iterator::collect)
         .map_err(|e| self.db_err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Auth) {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Auth::open(dir.path(), AuthConfig::default()).unwrap();
+        assert!(auth.ensure_admin("admin-password").unwrap());
+        assert!(!auth.ensure_admin("other-password").unwrap());
+        (dir, auth)
+    }
+
+    fn admin() -> Identity {
+        Identity::user("admin", true)
+    }
+
+    #[test]
+    fn files_are_private_and_users_persist() {
+        let (dir, auth) = open();
+        auth.add_user(&admin(), "alice", "alice-password").unwrap();
+        drop(auth);
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{:?} is {mode:o}", entry.file_name());
+        }
+        assert!(Auth::exists_with_users(dir.path()));
+        let auth = Auth::open(dir.path(), AuthConfig::default()).unwrap();
+        assert!(auth.login("alice", "alice-password", "t").is_ok());
+        assert!(!Auth::exists_with_users(&dir.path().join("nothing")));
+    }
+
+    #[test]
+    fn cached_credentials_are_dropped_when_anything_changes() {
+        let (_dir, auth) = open();
+        auth.add_user(&admin(), "alice", "alice-password").unwrap();
+        let alice = auth.login("alice", "alice-password", "t").unwrap();
+        assert_eq!(alice, Identity::user("alice", false));
+        // Served from the cache.
+        assert!(auth.login("alice", "alice-password", "t").is_ok());
+        auth.set_password(&alice, "alice", "new-password").unwrap();
+        assert!(matches!(
+            auth.login("alice", "alice-password", "t"),
+            Err(LoginError::Refused)
+        ));
+        assert!(auth.login("alice", "new-password", "t").is_ok());
+        auth.remove_user(&admin(), "alice").unwrap();
+        assert!(matches!(
+            auth.login("alice", "new-password", "t"),
+            Err(LoginError::Refused)
+        ));
+    }
+
+    #[test]
+    fn who_may_administer_what() {
+        let (_dir, auth) = open();
+        let a = admin();
+        for u in ["alice", "bob"] {
+            auth.add_user(&a, u, &format!("{u}-password")).unwrap();
+        }
+        let alice = Identity::user("alice", false);
+        let bob = Identity::user("bob", false);
+        assert!(matches!(
+            auth.add_user(&alice, "eve", "eve-password"),
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(matches!(
+            auth.create_org(&alice, "acme"),
+            Err(AuthError::Forbidden(_))
+        ));
+        auth.create_org(&a, "acme").unwrap();
+        assert!(matches!(
+            auth.create_org(&a, "acme"),
+            Err(AuthError::Conflict(_))
+        ));
+        assert!(matches!(
+            auth.create_org(&a, "alice"),
+            Err(AuthError::Conflict(_))
+        ));
+        assert!(matches!(
+            auth.add_user(&a, "acme", "acme-password"),
+            Err(AuthError::Conflict(_))
+        ));
+        assert!(matches!(
+            auth.add_user(&a, "Eve", "eve-password"),
+            Err(AuthError::Invalid { .. })
+        ));
+        assert!(matches!(
+            auth.add_user(&a, "eve", "short"),
+            Err(AuthError::Invalid { .. })
+        ));
+        assert!(matches!(
+            auth.create_team(&alice, "acme", "owners"),
+            Err(AuthError::Forbidden(_))
+        ));
+        auth.create_team(&a, "acme", "owners").unwrap();
+        auth.add_member(&a, "acme", "owners", "alice").unwrap();
+        auth.add_grant(&a, "acme", "owners", "acme/*", Actions::ALL)
+            .unwrap();
+        // alice now administers acme, not other organisations, and not the site.
+        assert!(auth.is_org_admin(&alice, "acme").unwrap());
+        auth.create_team(&alice, "acme", "devs").unwrap();
+        auth.add_member(&alice, "acme", "devs", "bob").unwrap();
+        auth.add_grant(&alice, "acme", "devs", "acme/app", Actions::PUSH)
+            .unwrap();
+        auth.add_grant(&alice, "acme", "devs", "acme/app", Actions::PULL)
+            .unwrap();
+        assert_eq!(
+            auth.allowed(&bob, "acme/app").unwrap(),
+            Actions::parse("pull,push").unwrap()
+        );
+        assert!(matches!(
+            auth.add_grant(&alice, "acme", "devs", "other/*", Actions::PULL),
+            Err(AuthError::Invalid { .. })
+        ));
+        assert!(matches!(
+            auth.add_member(&bob, "acme", "devs", "bob"),
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(matches!(
+            auth.add_member(&a, "acme", "nope", "bob"),
+            Err(AuthError::NotFound(_))
+        ));
+        assert!(matches!(
+            auth.add_member(&a, "acme", "devs", "nobody"),
+            Err(AuthError::NotFound(_))
+        ));
+        assert!(matches!(
+            auth.create_team(&a, "nope", "x"),
+            Err(AuthError::NotFound(_))
+        ));
+        assert!(matches!(
+            auth.list_users(&alice),
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(matches!(
+            auth.remove_user(&a, "admin"),
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(matches!(
+            auth.set_password(&bob, "alice", "whatever-1"),
+            Err(AuthError::Forbidden(_))
+        ));
+        // Visibility needs admin on the repository.
+        assert!(matches!(
+            auth.set_visibility(&bob, "acme/app", true),
+            Err(AuthError::Forbidden(_))
+        ));
+        auth.set_visibility(&alice, "acme/app", true).unwrap();
+        assert!(auth.is_public("acme/app").unwrap());
+        auth.set_visibility(&bob, "bob/x", true).unwrap();
+        // Leaving the team ends its grants.
+        auth.remove_member(&alice, "acme", "devs", "bob").unwrap();
+        assert_eq!(auth.allowed(&bob, "acme/lib").unwrap(), Actions::NONE);
+        assert!(matches!(
+            auth.audit_log(&alice, 10),
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(!auth.audit_log(&a, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn tokens_are_hashed_scoped_expiring_and_revocable() {
+        let (dir, auth) = open();
+        let a = admin();
+        auth.add_user(&a, "alice", "alice-password").unwrap();
+        auth.create_org(&a, "acme").unwrap();
+        let alice = Identity::user("alice", false);
+        let t = auth
+            .create_token(
+                &alice,
+                "ci",
+                &["repository:alice/*:pull".into()],
+                Some(3600),
+            )
+            .unwrap();
+        assert!(t.token.starts_with("hpat."));
+        // Only its hash is stored.
+        let secret = t.token.rsplit('.').next().unwrap();
+        for f in ["auth.db", "auth.db-wal"] {
+            let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{f}"
+            );
+        }
+        let id = auth.login("alice", &t.token, "t").unwrap();
+        assert_eq!(id.cap.as_ref().unwrap().id, t.id);
+        assert_eq!(auth.allowed(&id, "alice/app").unwrap(), Actions::PULL);
+        assert!(matches!(
+            auth.login("bob", &t.token, "t"),
+            Err(LoginError::Refused)
+        ));
+        let mut tampered = t.token.clone();
+        tampered.pop();
+        tampered.push('A');
+        assert!(matches!(
+            auth.login("alice", &tampered, "t2"),
+            Err(LoginError::Refused)
+        ));
+        // Invalid requests.
+        assert!(auth.create_token(&alice, "x", &[], None).is_err());
+        assert!(
+            auth.create_token(&alice, "x", &["registry:catalog:*".into()], None)
+                .is_err()
+        );
+        assert!(
+            auth.create_token(&alice, "x", &["repository:a:pull".into()], Some(0))
+                .is_err()
+        );
+        assert!(
+            auth.create_token(&id, "x", &["repository:a:pull".into()], None)
+                .is_err()
+        );
+        assert!(
+            auth.create_robot(&a, "acme", "ci", &["repository:other/*:pull".into()], None)
+                .is_err()
+        );
+        assert!(
+            auth.create_robot(
+                &alice,
+                "acme",
+                "ci",
+                &["repository:acme/*:pull".into()],
+                None
+            )
+            .is_err()
+        );
+        // Expiry: a token whose time has passed no longer logs in.
+        let short = auth
+            .create_token(
+                &alice,
+                "short",
+                &["repository:alice/*:pull".into()],
+                Some(1),
+            )
+            .unwrap();
+        auth.db
+            .lock()
+            .execute("UPDATE tokens SET expires_at = 1 WHERE id = ?", [&short.id])
+            .unwrap();
+        assert!(matches!(
+            auth.login("alice", &short.token, "t3"),
+            Err(LoginError::Refused)
+        ));
+        // Revocation, and refresh tokens issued through it go with it.
+        let issued = auth.issue(&id, &[], true, "t").unwrap();
+        let refresh = issued.refresh_token.unwrap();
+        assert!(auth.refresh_login(&refresh, "", "t").is_ok());
+        auth.revoke_token(&alice, &t.id).unwrap();
+        assert!(auth.login("alice", &t.token, "t4").is_err());
+        assert!(auth.refresh_login(&refresh, "", "t").is_err());
+        assert!(matches!(
+            auth.revoke_token(&alice, &t.id),
+            Err(AuthError::NotFound(_))
+        ));
+        let listed = auth.list_tokens(&alice).unwrap();
+        assert_eq!(
+            listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            vec!["short"]
+        );
+        // A robot: its scopes are its rights; revoking its token removes it.
+        let r = auth
+            .create_robot(
+                &a,
+                "acme",
+                "ci",
+                &["repository:acme/ci-*:pull,push".into()],
+                None,
+            )
+            .unwrap();
+        assert_eq!(r.name, "acme+ci");
+        let robot = auth.login("acme+ci", &r.token, "t").unwrap();
+        assert_eq!(
+            auth.allowed(&robot, "acme/ci-x").unwrap(),
+            Actions::parse("pull,push").unwrap()
+        );
+        assert_eq!(auth.allowed(&robot, "acme/app").unwrap(), Actions::NONE);
+        assert!(matches!(
+            auth.create_robot(&a, "acme", "ci", &["repository:acme/*:pull".into()], None),
+            Err(AuthError::Conflict(_))
+        ));
+        auth.revoke_token(&a, &r.id).unwrap();
+        assert!(auth.login("acme+ci", &r.token, "t5").is_err());
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["a", "alice", "a.b", "a_b-c9"] {
+            assert!(check_name("n", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "A", "-a", "a-", "a..b", "a/b", "a+b", &"x".repeat(65)] {
+            assert!(check_name("n", bad).is_err(), "{bad}");
+        }
     }
 }
