@@ -150,7 +150,13 @@ mod tests {
         let robot_scopes = vec![("acme/app".to_owned(), acts("pull,push"))];
         let none: Vec<(String, Actions)> = Vec::new();
         // (identity, grants, public, repo, expected)
-        type Row<'a> = (&'a Identity, &'a Vec<(String, Actions)>, bool, &'a str, &'a str);
+        type Row<'a> = (
+            &'a Identity,
+            &'a Vec<(String, Actions)>,
+            bool,
+            &'a str,
+            &'a str,
+        );
         let table: Vec<Row<'_>> = vec![
             (
                 &admin,
