@@ -49,7 +49,16 @@ async fn forged_stale_and_misused_tokens_are_refused() {
         let http = http.clone();
         let url = server.url.clone();
         async move {
-            send(&http, &url, Method::GET, manifest, &auth, &[("accept", OCI_MANIFEST)], None).await
+            send(
+                &http,
+                &url,
+                Method::GET,
+                manifest,
+                &auth,
+                &[("accept", OCI_MANIFEST)],
+                None,
+            )
+            .await
         }
     };
 
@@ -58,18 +67,36 @@ async fn forged_stale_and_misused_tokens_are_refused() {
     assert_eq!(r.status, 200, "a good token pulls");
     assert_eq!(r.body.as_ref(), img.manifest_bytes.as_slice());
     let claims = claims_of(&good);
-    assert_eq!(claims["aud"], Value::String(service.clone()), "aud is the service");
-    let header: Value = serde_json::from_slice(&B64.decode(good.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(
+        claims["aud"],
+        Value::String(service.clone()),
+        "aud is the service"
+    );
+    let header: Value =
+        serde_json::from_slice(&B64.decode(good.split('.').next().unwrap()).unwrap()).unwrap();
     assert_eq!(header["alg"], "ES256");
     assert!(header["kid"].is_string(), "kid in the header: {header}");
     // The JWKS publishes that kid.
-    let r = send(&http, &server.url, Method::GET, "/token/jwks", &Auth::None, &[], None).await;
+    let r = send(
+        &http,
+        &server.url,
+        Method::GET,
+        "/token/jwks",
+        &Auth::None,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["keys"][0]["kid"], header["kid"]);
     // A token signed with the server key and unchanged claims is accepted: the forging below
     // changes only what each case names.
     let resigned = sign_with_server_key(&server, &claims);
-    assert_eq!(get(Auth::Bearer(resigned)).await.status, 200, "re-signed as issued");
+    assert_eq!(
+        get(Auth::Bearer(resigned)).await.status,
+        200,
+        "re-signed as issued"
+    );
 
     let mut cases: Vec<(&str, String)> = Vec::new();
     // Expired (beyond any leeway).
@@ -109,7 +136,11 @@ async fn forged_stale_and_misused_tokens_are_refused() {
     // alg=none.
     cases.push((
         "unsigned",
-        format!("{}.{}.", B64.encode(br#"{"alg":"none","typ":"JWT"}"#), parts[1]),
+        format!(
+            "{}.{}.",
+            B64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        ),
     ));
     cases.push(("garbage", "not.a.token".to_owned()));
     for (what, token) in &cases {
@@ -121,17 +152,50 @@ async fn forged_stale_and_misused_tokens_are_refused() {
 
     // Wrong scope: a pull token used to push to the same repository, and on another
     // repository alice may use: 401 asking for the scope.
-    let r = put_manifest(&server, "alice/app", "v2", &Auth::Bearer(good.clone()), &img.manifest_bytes).await;
+    let r = put_manifest(
+        &server,
+        "alice/app",
+        "v2",
+        &Auth::Bearer(good.clone()),
+        &img.manifest_bytes,
+    )
+    .await;
     assert_eq!(r.status, 401, "a pull token pushing: {}", r.text());
     let c = r.header("www-authenticate").unwrap_or_default().to_owned();
-    assert_eq!(param(&c, "scope").as_deref(), Some("repository:alice/app:pull,push"), "{c}");
-    assert_eq!(param(&c, "error").as_deref(), Some("insufficient_scope"), "{c}");
+    assert_eq!(
+        param(&c, "scope").as_deref(),
+        Some("repository:alice/app:pull,push"),
+        "{c}"
+    );
+    assert_eq!(
+        param(&c, "error").as_deref(),
+        Some("insufficient_scope"),
+        "{c}"
+    );
     push_image(&server, "alice/other", "v1", &alice).await;
-    let r = send(&http, &server.url, Method::GET, "/v2/alice/other/manifests/v1", &Auth::Bearer(good.clone()), &[("accept", OCI_MANIFEST)], None).await;
+    let r = send(
+        &http,
+        &server.url,
+        Method::GET,
+        "/v2/alice/other/manifests/v1",
+        &Auth::Bearer(good.clone()),
+        &[("accept", OCI_MANIFEST)],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 401, "a token for alice/app used on alice/other");
     // And the right token works there.
     let other = token(&server, &service, &["repository:alice/other:pull"], &alice).await;
-    let r = send(&http, &server.url, Method::GET, "/v2/alice/other/manifests/v1", &Auth::Bearer(other), &[("accept", OCI_MANIFEST)], None).await;
+    let r = send(
+        &http,
+        &server.url,
+        Method::GET,
+        "/v2/alice/other/manifests/v1",
+        &Auth::Bearer(other),
+        &[("accept", OCI_MANIFEST)],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200);
 }
 
@@ -146,8 +210,20 @@ async fn failed_logins_are_limited_and_secrets_stay_out_of_the_log() {
         .create_token("ci", &["repository:victim/*:pull,push".to_owned()], None)
         .await
         .unwrap();
-    let issued = token(&server, &service, &["repository:victim/app:pull,push"], &Auth::basic("victim", victim_pw)).await;
-    push_image(&server, "victim/app", "v1", &Auth::basic("victim", &pat.token)).await;
+    let issued = token(
+        &server,
+        &service,
+        &["repository:victim/app:pull,push"],
+        &Auth::basic("victim", victim_pw),
+    )
+    .await;
+    push_image(
+        &server,
+        "victim/app",
+        "v1",
+        &Auth::basic("victim", &pat.token),
+    )
+    .await;
 
     // Wrong passwords for a user who has not logged in yet, from an address of its own: after a
     // few, even the right password is refused for a while, with 429 and Retry-After.
@@ -156,44 +232,135 @@ async fn failed_logins_are_limited_and_secrets_stay_out_of_the_log() {
     let http = client_from("127.0.0.76".parse().unwrap());
     let mut statuses = Vec::new();
     for i in 0..6 {
-        let r = send(&http, &server.url, Method::GET, "/v2/", &Auth::basic("quiet", &format!("Wr0ng-quiet-{i}")), &[], None).await;
+        let r = send(
+            &http,
+            &server.url,
+            Method::GET,
+            "/v2/",
+            &Auth::basic("quiet", &format!("Wr0ng-quiet-{i}")),
+            &[],
+            None,
+        )
+        .await;
         statuses.push(r.status);
     }
     assert_eq!(statuses[..4], [401; 4], "wrong passwords: {statuses:?}");
     assert_eq!(statuses[5], 429, "limited by the 6th: {statuses:?}");
-    let r = send(&http, &server.url, Method::GET, "/v2/", &Auth::basic("quiet", quiet_pw), &[], None).await;
-    assert_eq!(r.status, 429, "quiet's right password while limited: {}", r.text());
+    let r = send(
+        &http,
+        &server.url,
+        Method::GET,
+        "/v2/",
+        &Auth::basic("quiet", quiet_pw),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        429,
+        "quiet's right password while limited: {}",
+        r.text()
+    );
     // Another address does not help: the limit is per user too.
-    let r = send(&client_from("127.0.0.75".parse().unwrap()), &server.url, Method::GET, "/v2/", &Auth::basic("quiet", quiet_pw), &[], None).await;
-    assert_eq!(r.status, 429, "quiet's right password from elsewhere while limited");
+    let r = send(
+        &client_from("127.0.0.75".parse().unwrap()),
+        &server.url,
+        Method::GET,
+        "/v2/",
+        &Auth::basic("quiet", quiet_pw),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status, 429,
+        "quiet's right password from elsewhere while limited"
+    );
 
     // The same for a user whose password was verified a moment ago (so the server may remember
     // it): the lockout still holds.
     let http = client_from("127.0.0.77".parse().unwrap());
-    let r = send(&http, &server.url, Method::GET, "/v2/", &Auth::basic("victim", victim_pw), &[], None).await;
+    let r = send(
+        &http,
+        &server.url,
+        Method::GET,
+        "/v2/",
+        &Auth::basic("victim", victim_pw),
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200, "victim logs in before the guessing starts");
     let wrong: Vec<String> = (0..8).map(|i| format!("Wr0ng-guess-{i}-x")).collect();
     let mut statuses = Vec::new();
     for w in &wrong {
-        let r = send(&http, &server.url, Method::GET, "/v2/", &Auth::basic("victim", w), &[], None).await;
+        let r = send(
+            &http,
+            &server.url,
+            Method::GET,
+            "/v2/",
+            &Auth::basic("victim", w),
+            &[],
+            None,
+        )
+        .await;
         statuses.push(r.status);
     }
     assert_eq!(statuses[0], 401, "a wrong password: {statuses:?}");
     let limited_at = statuses.iter().position(|s| *s == 429);
-    assert!(limited_at.is_some_and(|i| i <= 5), "failed logins get limited by the 6th: {statuses:?}");
-    let r = send(&http, &server.url, Method::GET, "/v2/", &Auth::basic("victim", victim_pw), &[], None).await;
-    assert_eq!(r.status, 429, "the right password while limited: {}", r.text());
+    assert!(
+        limited_at.is_some_and(|i| i <= 5),
+        "failed logins get limited by the 6th: {statuses:?}"
+    );
+    let r = send(
+        &http,
+        &server.url,
+        Method::GET,
+        "/v2/",
+        &Auth::basic("victim", victim_pw),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        429,
+        "the right password while limited: {}",
+        r.text()
+    );
     assert!(r.header("retry-after").is_some(), "429 says when to retry");
-    let r = token_request(&http, &server, &service, &["repository:victim/app:pull"], &Auth::basic("victim", victim_pw)).await;
+    let r = token_request(
+        &http,
+        &server,
+        &service,
+        &["repository:victim/app:pull"],
+        &Auth::basic("victim", victim_pw),
+    )
+    .await;
     assert_eq!(r.status, 429, "the token endpoint is limited too");
     // Other users are not locked out by victim's failures.
-    let r = send(&client(), &server.url, Method::GET, "/v2/", &Auth::admin(), &[], None).await;
-    assert_eq!(r.status, 200, "admin is not limited by another user's failures");
+    let r = send(
+        &client(),
+        &server.url,
+        Method::GET,
+        "/v2/",
+        &Auth::admin(),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status, 200,
+        "admin is not limited by another user's failures"
+    );
 
     // The admin API and the audit log record the failures without the secrets.
     let audit = admin.audit(Some(200)).await.expect("audit");
     assert!(
-        audit.iter().any(|e| e.actor.as_deref() == Some("victim") && e.outcome != "ok"),
+        audit
+            .iter()
+            .any(|e| e.actor.as_deref() == Some("victim") && e.outcome != "ok"),
         "the audit log records victim's failed logins"
     );
     let audit_text = format!("{audit:?}");
@@ -219,7 +386,12 @@ async fn the_conformance_suite_passes_for_a_user_with_push_rights() {
     admin.create_team("confo", "ci").await.unwrap();
     use hoist_client::admin::Action;
     admin
-        .grant("confo", "ci", "confo/*", &[Action::Pull, Action::Push, Action::Delete])
+        .grant(
+            "confo",
+            "ci",
+            "confo/*",
+            &[Action::Pull, Action::Push, Action::Delete],
+        )
         .await
         .unwrap();
     admin.add_member("confo", "ci", "runner").await.unwrap();
@@ -232,21 +404,42 @@ async fn the_conformance_suite_passes_for_a_user_with_push_rights() {
         ..Options::default()
     };
     let report = suite::run(&server.url, &opts).await;
-    assert!(report.cases.len() > 50, "the suite ran: {}", report.render());
+    assert!(
+        report.cases.len() > 50,
+        "the suite ran: {}",
+        report.render()
+    );
     let failures: Vec<String> = report
         .failures()
         .map(|c| format!("  {}: {}", c.name, c.reason))
         .collect();
-    assert!(failures.is_empty(), "with auth on, hoist failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "with auth on, hoist failed:\n{}",
+        failures.join("\n")
+    );
     // The suite really went through the token endpoint: tokens were issued to runner.
     let audit = admin.audit(Some(1000)).await.unwrap();
     assert!(
-        audit.iter().any(|e| e.action == "token.issue" && e.actor.as_deref() == Some("runner")),
+        audit
+            .iter()
+            .any(|e| e.action == "token.issue" && e.actor.as_deref() == Some("runner")),
         "runner got tokens"
     );
     // Without credentials the same suite fails (it is not passing by ignoring auth).
-    let anon = suite::run(&server.url, &Options { namespace: "confo".into(), filter: Some("pull/".into()), ..Options::default() }).await;
-    assert!(anon.failed() > 0, "anonymous runs must fail against a closed registry");
+    let anon = suite::run(
+        &server.url,
+        &Options {
+            namespace: "confo".into(),
+            filter: Some("pull/".into()),
+            ..Options::default()
+        },
+    )
+    .await;
+    assert!(
+        anon.failed() > 0,
+        "anonymous runs must fail against a closed registry"
+    );
 }
 
 /// A hoist user with a home and a docker config of their own.
@@ -296,7 +489,11 @@ impl Cli {
     fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.run(args, stdin);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success(), "hoist {args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "hoist {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
         assert!(err.starts_with("hoist: "), "{err}");
         err
@@ -311,8 +508,14 @@ async fn hoist_admin_commands_end_to_end() {
     let root = Cli::new();
     // Not logged in: refused, with the way out.
     let err = root.fails(&["admin", "--registry", addr, "user", "ls"], None);
-    assert!(err.contains("unauthorized") && err.contains("hoist login"), "{err}");
-    root.ok(&["login", addr, "-u", "admin", "--password-stdin"], Some(&format!("{ADMIN_PASSWORD}\n")));
+    assert!(
+        err.contains("unauthorized") && err.contains("hoist login"),
+        "{err}"
+    );
+    root.ok(
+        &["login", addr, "-u", "admin", "--password-stdin"],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+    );
     let a = |args: &[&str]| {
         let mut v = vec!["admin", "--registry", addr];
         v.extend_from_slice(args);
@@ -323,14 +526,29 @@ async fn hoist_admin_commands_end_to_end() {
         let v: Vec<&str> = v.iter().map(String::as_str).collect();
         root.ok(&v, stdin)
     };
-    assert!(run_ok(&["user", "add", "bob", "--password-stdin"], Some("Bob-pw-0001\n")).contains("Created user bob"));
-    run_ok(&["user", "add", "carol", "--password-stdin"], Some("Carol-pw-0001\n"));
+    assert!(
+        run_ok(
+            &["user", "add", "bob", "--password-stdin"],
+            Some("Bob-pw-0001\n")
+        )
+        .contains("Created user bob")
+    );
+    run_ok(
+        &["user", "add", "carol", "--password-stdin"],
+        Some("Carol-pw-0001\n"),
+    );
     let ls = run_ok(&["user", "ls"], None);
-    assert!(ls.contains("bob") && ls.contains("carol") && ls.contains("admin"), "{ls}");
+    assert!(
+        ls.contains("bob") && ls.contains("carol") && ls.contains("admin"),
+        "{ls}"
+    );
     run_ok(&["org", "create", "acme"], None);
     run_ok(&["team", "create", "acme", "devs"], None);
     run_ok(&["team", "add-member", "acme", "devs", "bob"], None);
-    let out = run_ok(&["team", "grant", "acme", "devs", "acme/*", "pull,push"], None);
+    let out = run_ok(
+        &["team", "grant", "acme", "devs", "acme/*", "pull,push"],
+        None,
+    );
     assert!(out.contains("Granted pull,push on acme/*"), "{out}");
     // The grant is in force: bob gets pull,push on acme/x, carol nothing.
     let granted_to = |user: &str, pw: &str| {
@@ -338,8 +556,17 @@ async fn hoist_admin_commands_end_to_end() {
         let service = service.clone();
         let (user, pw) = (user.to_owned(), pw.to_owned());
         async move {
-            let t = token(server, &service, &["repository:acme/x:pull,push,delete"], &Auth::basic(&user, &pw)).await;
-            granted(&t).get("repository:acme/x").cloned().unwrap_or_default()
+            let t = token(
+                server,
+                &service,
+                &["repository:acme/x:pull,push,delete"],
+                &Auth::basic(&user, &pw),
+            )
+            .await;
+            granted(&t)
+                .get("repository:acme/x")
+                .cloned()
+                .unwrap_or_default()
         }
     };
     assert_eq!(granted_to("bob", "Bob-pw-0001").await, ["pull", "push"]);
@@ -347,12 +574,27 @@ async fn hoist_admin_commands_end_to_end() {
 
     // bob pushes with hoist login / hoist push; the repository is private until made public.
     let bob = Cli::new();
-    bob.ok(&["login", addr, "-u", "bob", "--password-stdin"], Some("Bob-pw-0001\n"));
+    bob.ok(
+        &["login", addr, "-u", "bob", "--password-stdin"],
+        Some("Bob-pw-0001\n"),
+    );
     push_image(&server, "acme/x", "v1", &Auth::basic("bob", "Bob-pw-0001")).await;
     let plain = client();
-    let anon_get = || send(&plain, &server.url, Method::GET, "/v2/acme/x/manifests/v1", &Auth::None, &[("accept", OCI_MANIFEST)], None);
+    let anon_get = || {
+        send(
+            &plain,
+            &server.url,
+            Method::GET,
+            "/v2/acme/x/manifests/v1",
+            &Auth::None,
+            &[("accept", OCI_MANIFEST)],
+            None,
+        )
+    };
     assert_eq!(anon_get().await.status, 401);
-    assert!(run_ok(&["repo", "visibility", "acme/x", "public"], None).contains("acme/x is now public"));
+    assert!(
+        run_ok(&["repo", "visibility", "acme/x", "public"], None).contains("acme/x is now public")
+    );
     assert_eq!(anon_get().await.status, 200);
     run_ok(&["repo", "visibility", "acme/x", "private"], None);
     assert_eq!(anon_get().await.status, 401);
@@ -379,11 +621,25 @@ async fn hoist_admin_commands_end_to_end() {
         v.extend_from_slice(args);
         bob.ok(&v, None)
     };
-    let pat = bob_admin(&["token", "create", "ci", "--scope", "repository:acme/*:pull", "--expires-in", "1h"]);
+    let pat = bob_admin(&[
+        "token",
+        "create",
+        "ci",
+        "--scope",
+        "repository:acme/*:pull",
+        "--expires-in",
+        "1h",
+    ]);
     let pat = pat.trim().to_owned();
-    assert!(!pat.is_empty() && !pat.contains(' '), "the token alone on stdout: {pat:?}");
+    assert!(
+        !pat.is_empty() && !pat.contains(' '),
+        "the token alone on stdout: {pat:?}"
+    );
     let ls = bob_admin(&["token", "ls"]);
-    assert!(ls.contains("ci") && ls.contains("repository:acme/*:pull"), "{ls}");
+    assert!(
+        ls.contains("ci") && ls.contains("repository:acme/*:pull"),
+        "{ls}"
+    );
     assert!(!ls.contains(&pat), "token ls never shows the secret");
     let id = ls
         .lines()
@@ -394,31 +650,99 @@ async fn hoist_admin_commands_end_to_end() {
         .to_owned();
     // The PAT logs in, and its scope caps bob's rights: pull only.
     let ci = Cli::new();
-    ci.ok(&["login", addr, "-u", "bob", "--password-stdin"], Some(&format!("{pat}\n")));
-    let t = token(&server, &service, &["repository:acme/x:pull,push"], &Auth::basic("bob", &pat)).await;
-    assert_eq!(granted(&t).get("repository:acme/x").cloned().unwrap_or_default(), ["pull"]);
+    ci.ok(
+        &["login", addr, "-u", "bob", "--password-stdin"],
+        Some(&format!("{pat}\n")),
+    );
+    let t = token(
+        &server,
+        &service,
+        &["repository:acme/x:pull,push"],
+        &Auth::basic("bob", &pat),
+    )
+    .await;
+    assert_eq!(
+        granted(&t)
+            .get("repository:acme/x")
+            .cloned()
+            .unwrap_or_default(),
+        ["pull"]
+    );
     assert!(bob_admin(&["token", "revoke", &id]).contains("Revoked"));
-    let err = ci.fails(&["login", addr, "-u", "bob", "--password-stdin"], Some(&format!("{pat}\n")));
-    assert!(err.contains("incorrect username or password"), "a revoked token: {err}");
+    let err = ci.fails(
+        &["login", addr, "-u", "bob", "--password-stdin"],
+        Some(&format!("{pat}\n")),
+    );
+    assert!(
+        err.contains("incorrect username or password"),
+        "a revoked token: {err}"
+    );
 
     // A robot: its token logs in with the robot's name and pulls.
-    let robot_token = run_ok(&["robot", "create", "acme", "ci", "--scope", "repository:acme/*:pull"], None);
+    let robot_token = run_ok(
+        &[
+            "robot",
+            "create",
+            "acme",
+            "ci",
+            "--scope",
+            "repository:acme/*:pull",
+        ],
+        None,
+    );
     let robot_token = robot_token.trim();
-    let t = token(&server, &service, &["repository:acme/x:pull,push"], &Auth::basic("acme+ci", robot_token)).await;
-    assert_eq!(granted(&t).get("repository:acme/x").cloned().unwrap_or_default(), ["pull"]);
+    let t = token(
+        &server,
+        &service,
+        &["repository:acme/x:pull,push"],
+        &Auth::basic("acme+ci", robot_token),
+    )
+    .await;
+    assert_eq!(
+        granted(&t)
+            .get("repository:acme/x")
+            .cloned()
+            .unwrap_or_default(),
+        ["pull"]
+    );
 
     // Passwords: bob changes his own; the old one stops working.
-    bob_admin_stdin(&bob, addr, &["user", "passwd", "bob", "--password-stdin"], "Bob-pw-0002\n");
+    bob_admin_stdin(
+        &bob,
+        addr,
+        &["user", "passwd", "bob", "--password-stdin"],
+        "Bob-pw-0002\n",
+    );
     let fresh = Cli::new();
-    fresh.fails(&["login", addr, "-u", "bob", "--password-stdin"], Some("Bob-pw-0001\n"));
-    fresh.ok(&["login", addr, "-u", "bob", "--password-stdin"], Some("Bob-pw-0002\n"));
+    fresh.fails(
+        &["login", addr, "-u", "bob", "--password-stdin"],
+        Some("Bob-pw-0001\n"),
+    );
+    fresh.ok(
+        &["login", addr, "-u", "bob", "--password-stdin"],
+        Some("Bob-pw-0002\n"),
+    );
     // bob (logged in with the new password) may not change carol's.
-    let err = fresh.fails(&["admin", "--registry", addr, "user", "passwd", "carol", "--password-stdin"], Some("x-Pw-9\n"));
+    let err = fresh.fails(
+        &[
+            "admin",
+            "--registry",
+            addr,
+            "user",
+            "passwd",
+            "carol",
+            "--password-stdin",
+        ],
+        Some("x-Pw-9\n"),
+    );
     assert!(err.contains("denied"), "{err}");
 
     // Removing a user: carol can no longer log in.
     run_ok(&["user", "rm", "carol"], None);
-    let err = fresh.fails(&["login", addr, "-u", "carol", "--password-stdin"], Some("Carol-pw-0001\n"));
+    let err = fresh.fails(
+        &["login", addr, "-u", "carol", "--password-stdin"],
+        Some("Carol-pw-0001\n"),
+    );
     assert!(err.contains("incorrect username or password"), "{err}");
 
     // The audit log shows what happened, with who did it.
@@ -426,9 +750,25 @@ async fn hoist_admin_commands_end_to_end() {
     for needle in ["bob", "carol", "acme"] {
         assert!(audit.contains(needle), "audit mentions {needle}:\n{audit}");
     }
-    assert!(!audit.contains("Bob-pw-0001") && !audit.contains(&pat), "no secrets in the audit log");
+    assert!(
+        !audit.contains("Bob-pw-0001") && !audit.contains(&pat),
+        "no secrets in the audit log"
+    );
     // Bad arguments fail before any request, naming the value.
-    let err = root.fails(&["admin", "--registry", addr, "team", "grant", "acme", "devs", "acme/*", "pull,write"], None);
+    let err = root.fails(
+        &[
+            "admin",
+            "--registry",
+            addr,
+            "team",
+            "grant",
+            "acme",
+            "devs",
+            "acme/*",
+            "pull,write",
+        ],
+        None,
+    );
     assert!(err.contains("\"write\""), "{err}");
 }
 

@@ -98,7 +98,10 @@ async fn hoist_login_push_pull() {
         c
     };
     let reference = format!("{addr}/dev/hoist:1");
-    run(hoist(home.path()).arg("import").arg(&rootfs).arg(&reference));
+    run(hoist(home.path())
+        .arg("import")
+        .arg(&rootfs)
+        .arg(&reference));
 
     assert_auth_failure(
         "hoist push without login",
@@ -161,7 +164,13 @@ async fn skopeo_login_push_pull() {
         "skopeo login with a wrong password",
         run_input(
             skopeo()
-                .args(["login", "--tls-verify=false", "-u", "dev", "--password-stdin"])
+                .args([
+                    "login",
+                    "--tls-verify=false",
+                    "-u",
+                    "dev",
+                    "--password-stdin",
+                ])
                 .arg("--authfile")
                 .arg(&authfile)
                 .arg(addr),
@@ -170,7 +179,13 @@ async fn skopeo_login_push_pull() {
     );
     let (ok, out, err) = run_input(
         skopeo()
-            .args(["login", "--tls-verify=false", "-u", "dev", "--password-stdin"])
+            .args([
+                "login",
+                "--tls-verify=false",
+                "-u",
+                "dev",
+                "--password-stdin",
+            ])
             .arg("--authfile")
             .arg(&authfile)
             .arg(addr),
@@ -233,7 +248,13 @@ async fn podman_login_push_pull() {
         run_input(
             store
                 .podman()
-                .args(["login", "--tls-verify=false", "-u", "dev", "--password-stdin"])
+                .args([
+                    "login",
+                    "--tls-verify=false",
+                    "-u",
+                    "dev",
+                    "--password-stdin",
+                ])
                 .arg("--authfile")
                 .arg(&authfile)
                 .arg(addr),
@@ -243,7 +264,13 @@ async fn podman_login_push_pull() {
     let (ok, out, err) = run_input(
         store
             .podman()
-            .args(["login", "--tls-verify=false", "-u", "dev", "--password-stdin"])
+            .args([
+                "login",
+                "--tls-verify=false",
+                "-u",
+                "dev",
+                "--password-stdin",
+            ])
             .arg("--authfile")
             .arg(&authfile)
             .arg(addr),
@@ -258,7 +285,10 @@ async fn podman_login_push_pull() {
         .arg("--authfile")
         .arg(&authfile)
         .arg(&reference));
-    let pushed = std::fs::read_to_string(&digestfile).unwrap().trim().to_owned();
+    let pushed = std::fs::read_to_string(&digestfile)
+        .unwrap()
+        .trim()
+        .to_owned();
     assert_eq!(registry_digest(&reference), pushed);
 
     let fresh = Storage::new();
@@ -319,7 +349,10 @@ async fn docker_login_push_pull() {
             .args(["login", "-u", "dev", "--password-stdin", addr]),
         DEV_PASSWORD,
     );
-    assert!(ok && out.contains("Login Succeeded"), "docker login: {out}{err}");
+    assert!(
+        ok && out.contains("Login Succeeded"),
+        "docker login: {out}{err}"
+    );
     // hoist reads what docker login stored (a password or an identity token) and uses it for
     // the admin API too.
     let home = tmp();

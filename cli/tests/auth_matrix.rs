@@ -291,7 +291,11 @@ async fn setup() -> World {
     for (team, actions, members) in [
         ("readers", vec![Action::Pull], vec!["puller"]),
         ("writers", vec![Action::Pull, Action::Push], writers.clone()),
-        ("cleaners", vec![Action::Pull, Action::Delete], vec!["deleter"]),
+        (
+            "cleaners",
+            vec![Action::Pull, Action::Delete],
+            vec!["deleter"],
+        ),
     ] {
         admin.create_team("acme", team).await.expect("team");
         admin
@@ -323,15 +327,31 @@ async fn setup() -> World {
             .await
             .expect("token to revoke");
         // Valid before it is revoked.
-        let r = send(&client(), &server.url, Method::GET, "/v2/acme/app/tags/list", &Auth::basic(u, &t.token), &[], None).await;
-        assert!(r.status == 200 || r.status == 404, "{u}'s token before revocation: {}", r.status);
+        let r = send(
+            &client(),
+            &server.url,
+            Method::GET,
+            "/v2/acme/app/tags/list",
+            &Auth::basic(u, &t.token),
+            &[],
+            None,
+        )
+        .await;
+        assert!(
+            r.status == 200 || r.status == 404,
+            "{u}'s token before revocation: {}",
+            r.status
+        );
         api.revoke_token(&t.id).await.expect("revoke");
         revoked.push(Auth::basic(u, &t.token));
     }
 
     let images = vec![
         (APP, push_image(&server, APP, "v1", &Auth::admin()).await),
-        (OWN, push_image(&server, OWN, "v1", &Auth::basic("alice", &pw("alice"))).await),
+        (
+            OWN,
+            push_image(&server, OWN, "v1", &Auth::basic("alice", &pw("alice"))).await,
+        ),
         (BASE, push_image(&server, BASE, "v1", &Auth::admin()).await),
     ];
     // Let the expiring token expire (its lifetime was one second).
@@ -342,7 +362,10 @@ async fn setup() -> World {
         (Who::Puller, vec![Auth::basic("puller", &pw("puller"))]),
         (Who::Pusher, vec![Auth::basic("pusher", &pw("pusher"))]),
         (Who::Deleter, vec![Auth::basic("deleter", &pw("deleter"))]),
-        (Who::Outsider, vec![Auth::basic("outsider", &pw("outsider"))]),
+        (
+            Who::Outsider,
+            vec![Auth::basic("outsider", &pw("outsider"))],
+        ),
         (Who::Owner, vec![Auth::basic("alice", &pw("alice"))]),
         (Who::Robot, vec![Auth::basic(&robot.name, &robot.token)]),
         (Who::ExpiredPat, expired),
@@ -370,7 +393,8 @@ async fn fixture(world: &World, repo: &str, cell: &str) -> CellFixture {
     let digest = Digest::sha256_of(&bytes);
     let r = put_manifest(server, repo, digest.as_str(), &admin, &bytes).await;
     assert_eq!(r.status, 201, "{cell}: fixture manifest: {}", r.text());
-    let blob_to_delete = put_blob(server, repo, &admin, format!("delete me {cell}").as_bytes()).await;
+    let blob_to_delete =
+        put_blob(server, repo, &admin, format!("delete me {cell}").as_bytes()).await;
     let mut sessions = Vec::new();
     for _ in 0..2 {
         let r = send(
@@ -430,7 +454,13 @@ async fn run_cell(
             }
             let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
             let r = token_request(&http, server, &world.service, &scopes, &basic).await;
-            assert_eq!(r.status, 200, "{}/bearer: token for {scopes:?}: {}", who.name(), r.text());
+            assert_eq!(
+                r.status,
+                200,
+                "{}/bearer: token for {scopes:?}: {}",
+                who.name(),
+                r.text()
+            );
             let v = r.json();
             Auth::Bearer(v["token"].as_str().expect("token").to_owned())
         }
@@ -446,8 +476,21 @@ async fn run_cell(
         Ep::Catalog => get("/v2/_catalog".into()).await,
         Ep::TagsList => get(url("tags/list")).await,
         Ep::ManifestGet | Ep::ManifestHead => {
-            let m = if ep == Ep::ManifestGet { Method::GET } else { Method::HEAD };
-            send(&http, &server.url, m, &url("manifests/v1"), &auth, &[("accept", OCI_MANIFEST)], None).await
+            let m = if ep == Ep::ManifestGet {
+                Method::GET
+            } else {
+                Method::HEAD
+            };
+            send(
+                &http,
+                &server.url,
+                m,
+                &url("manifests/v1"),
+                &auth,
+                &[("accept", OCI_MANIFEST)],
+                None,
+            )
+            .await
         }
         Ep::ManifestPut => {
             let tag = format!("{}-{:?}", who.name(), mode).to_lowercase();
@@ -464,18 +507,54 @@ async fn run_cell(
         }
         Ep::ManifestDelete => {
             let d = &fx.unwrap().manifest_to_delete;
-            send(&http, &server.url, Method::DELETE, &url(&format!("manifests/{d}")), &auth, &[], None).await
+            send(
+                &http,
+                &server.url,
+                Method::DELETE,
+                &url(&format!("manifests/{d}")),
+                &auth,
+                &[],
+                None,
+            )
+            .await
         }
         Ep::BlobGet => get(url(&format!("blobs/{}", img.layer))).await,
         Ep::BlobHead => {
-            send(&http, &server.url, Method::HEAD, &url(&format!("blobs/{}", img.layer)), &auth, &[], None).await
+            send(
+                &http,
+                &server.url,
+                Method::HEAD,
+                &url(&format!("blobs/{}", img.layer)),
+                &auth,
+                &[],
+                None,
+            )
+            .await
         }
         Ep::BlobDelete => {
             let d = &fx.unwrap().blob_to_delete;
-            send(&http, &server.url, Method::DELETE, &url(&format!("blobs/{d}")), &auth, &[], None).await
+            send(
+                &http,
+                &server.url,
+                Method::DELETE,
+                &url(&format!("blobs/{d}")),
+                &auth,
+                &[],
+                None,
+            )
+            .await
         }
         Ep::UploadPost => {
-            send(&http, &server.url, Method::POST, &url("blobs/uploads/"), &auth, &[], None).await
+            send(
+                &http,
+                &server.url,
+                Method::POST,
+                &url("blobs/uploads/"),
+                &auth,
+                &[],
+                None,
+            )
+            .await
         }
         Ep::UploadPatch => {
             let data = b"some bytes".to_vec();
@@ -485,7 +564,10 @@ async fn run_cell(
                 Method::PATCH,
                 &fx.unwrap().patch_session,
                 &auth,
-                &[("content-type", "application/octet-stream"), ("content-range", "0-9")],
+                &[
+                    ("content-type", "application/octet-stream"),
+                    ("content-range", "0-9"),
+                ],
                 Some(data),
             )
             .await
@@ -531,24 +613,46 @@ fn check_cell(world: &World, who: Who, mode: Mode, ep: Ep, repo: &str, r: &Resp,
     assert_eq!(r.status, want, "{cell}: status (body: {})", r.text());
     match r.status {
         401 if ep == Ep::TokenScopes => {
-            let c = r.header("www-authenticate").unwrap_or_else(|| panic!("{cell}: 401 without a challenge"));
-            assert!(c.starts_with("Basic "), "{cell}: the token endpoint asks for Basic: {c}");
+            let c = r
+                .header("www-authenticate")
+                .unwrap_or_else(|| panic!("{cell}: 401 without a challenge"));
+            assert!(
+                c.starts_with("Basic "),
+                "{cell}: the token endpoint asks for Basic: {c}"
+            );
         }
         401 => {
-            let c = r.header("www-authenticate").unwrap_or_else(|| panic!("{cell}: 401 without a challenge"));
+            let c = r
+                .header("www-authenticate")
+                .unwrap_or_else(|| panic!("{cell}: 401 without a challenge"));
             assert!(c.starts_with("Bearer "), "{cell}: challenge {c}");
             let realm = param(c, "realm").unwrap_or_default();
-            assert_eq!(realm, format!("{}/token", world.server.url), "{cell}: realm in {c}");
-            assert_eq!(param(c, "service").as_deref(), Some(world.service.as_str()), "{cell}: service in {c}");
+            assert_eq!(
+                realm,
+                format!("{}/token", world.server.url),
+                "{cell}: realm in {c}"
+            );
+            assert_eq!(
+                param(c, "service").as_deref(),
+                Some(world.service.as_str()),
+                "{cell}: service in {c}"
+            );
         }
         // HEAD answers carry no body.
         403 if !matches!(ep, Ep::ManifestHead | Ep::BlobHead) => {
-            assert_eq!(r.error_code().as_deref(), Some("DENIED"), "{cell}: error code");
+            assert_eq!(
+                r.error_code().as_deref(),
+                Some("DENIED"),
+                "{cell}: error code"
+            );
         }
         _ => {}
     }
     if ep == Ep::Catalog && r.status == 200 {
-        let mut want: Vec<&str> = [APP, BASE, OWN].into_iter().filter(|x| may(who, x, "pull")).collect();
+        let mut want: Vec<&str> = [APP, BASE, OWN]
+            .into_iter()
+            .filter(|x| may(who, x, "pull"))
+            .collect();
         want.sort_unstable();
         let got: Vec<String> = r.json()["repositories"]
             .as_array()
@@ -556,19 +660,38 @@ fn check_cell(world: &World, who: Who, mode: Mode, ep: Ep, repo: &str, r: &Resp,
             .iter()
             .map(|v| v.as_str().unwrap().to_owned())
             .collect();
-        assert_eq!(got, want, "{cell}: the catalog lists exactly what the caller may pull");
+        assert_eq!(
+            got, want,
+            "{cell}: the catalog lists exactly what the caller may pull"
+        );
     }
     if ep == Ep::TokenScopes && r.status == 200 {
         let v = r.json();
-        let token = v["token"].as_str().or(v["access_token"].as_str()).expect("token");
+        let token = v["token"]
+            .as_str()
+            .or(v["access_token"].as_str())
+            .expect("token");
         let g = granted(token);
-        let got = g.get(&format!("repository:{repo}")).cloned().unwrap_or_default();
+        let got = g
+            .get(&format!("repository:{repo}"))
+            .cloned()
+            .unwrap_or_default();
         let want: Vec<String> = perms(who, repo).into_iter().map(str::to_owned).collect();
-        assert_eq!(got, want, "{cell}: granted = asked (pull,push,delete) ∩ allowed");
-        assert!(g.keys().all(|k| k == &format!("repository:{repo}")), "{cell}: nothing else granted: {g:?}");
+        assert_eq!(
+            got, want,
+            "{cell}: granted = asked (pull,push,delete) ∩ allowed"
+        );
+        assert!(
+            g.keys().all(|k| k == &format!("repository:{repo}")),
+            "{cell}: nothing else granted: {g:?}"
+        );
     }
     if ep == Ep::ManifestGet && r.status == 200 {
-        assert_eq!(r.body.as_ref(), world.image(repo).manifest_bytes.as_slice(), "{cell}: manifest bytes");
+        assert_eq!(
+            r.body.as_ref(),
+            world.image(repo).manifest_bytes.as_slice(),
+            "{cell}: manifest bytes"
+        );
     }
 }
 
@@ -625,20 +748,44 @@ async fn public_repositories_allow_anonymous_pull_only() {
     let admin = admin_api(&server, "admin", ADMIN_PASSWORD);
     let public = push_image(&server, "acme/public", "v1", &Auth::admin()).await;
     let private = push_image(&server, "acme/private", "v1", &Auth::admin()).await;
-    admin.set_visibility("acme/public", Visibility::Public).await.expect("make public");
+    admin
+        .set_visibility("acme/public", Visibility::Public)
+        .await
+        .expect("make public");
     let http = client();
     let anon = Auth::None;
-    for (repo, img, want) in [("acme/public", &public, 200), ("acme/private", &private, 401)] {
+    for (repo, img, want) in [
+        ("acme/public", &public, 200),
+        ("acme/private", &private, 401),
+    ] {
         for path in [
             format!("/v2/{repo}/manifests/v1"),
             format!("/v2/{repo}/manifests/{}", img.manifest),
             format!("/v2/{repo}/blobs/{}", img.layer),
             format!("/v2/{repo}/tags/list"),
         ] {
-            let r = send(&http, &server.url, Method::GET, &path, &anon, &[("accept", OCI_MANIFEST)], None).await;
+            let r = send(
+                &http,
+                &server.url,
+                Method::GET,
+                &path,
+                &anon,
+                &[("accept", OCI_MANIFEST)],
+                None,
+            )
+            .await;
             assert_eq!(r.status, want, "anonymous GET {path}: {}", r.text());
         }
-        let r = send(&http, &server.url, Method::POST, &format!("/v2/{repo}/blobs/uploads/"), &anon, &[], None).await;
+        let r = send(
+            &http,
+            &server.url,
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &anon,
+            &[],
+            None,
+        )
+        .await;
         assert_eq!(r.status, 401, "anonymous upload to {repo}");
         // The token endpoint without credentials: pull on the public one, nothing on the other.
         let scope = format!("repository:{repo}:pull,push");
@@ -646,26 +793,71 @@ async fn public_repositories_allow_anonymous_pull_only() {
         assert_eq!(r.status, 200, "anonymous token for {repo}: {}", r.text());
         let v = r.json();
         let g = granted(v["token"].as_str().expect("token"));
-        let want_granted: Vec<String> = if want == 200 { vec!["pull".into()] } else { vec![] };
+        let want_granted: Vec<String> = if want == 200 {
+            vec!["pull".into()]
+        } else {
+            vec![]
+        };
         assert_eq!(
-            g.get(&format!("repository:{repo}")).cloned().unwrap_or_default(),
+            g.get(&format!("repository:{repo}"))
+                .cloned()
+                .unwrap_or_default(),
             want_granted,
             "anonymous token for {repo}"
         );
         // That token pulls the public one and nothing more.
         let tok = Auth::Bearer(v["token"].as_str().unwrap().to_owned());
-        let r = send(&http, &server.url, Method::GET, &format!("/v2/{repo}/manifests/v1"), &tok, &[("accept", OCI_MANIFEST)], None).await;
+        let r = send(
+            &http,
+            &server.url,
+            Method::GET,
+            &format!("/v2/{repo}/manifests/v1"),
+            &tok,
+            &[("accept", OCI_MANIFEST)],
+            None,
+        )
+        .await;
         assert_eq!(r.status, want, "anonymous bearer pull of {repo}");
     }
     // A user who is not a member may pull the public repository too, but not push to it.
     admin.add_user("bob", "bob-Pw-27182").await.unwrap();
     let bob = Auth::basic("bob", "bob-Pw-27182");
-    let r = send(&http, &server.url, Method::GET, "/v2/acme/public/manifests/v1", &bob, &[("accept", OCI_MANIFEST)], None).await;
+    let r = send(
+        &http,
+        &server.url,
+        Method::GET,
+        "/v2/acme/public/manifests/v1",
+        &bob,
+        &[("accept", OCI_MANIFEST)],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200, "a non-member pulls a public repository");
-    let r = send(&http, &server.url, Method::POST, "/v2/acme/public/blobs/uploads/", &bob, &[], None).await;
+    let r = send(
+        &http,
+        &server.url,
+        Method::POST,
+        "/v2/acme/public/blobs/uploads/",
+        &bob,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 403, "a non-member pushes to a public repository");
     // Private again: closed again.
-    admin.set_visibility("acme/public", Visibility::Private).await.expect("make private");
-    let r = send(&http, &server.url, Method::GET, "/v2/acme/public/manifests/v1", &anon, &[("accept", OCI_MANIFEST)], None).await;
+    admin
+        .set_visibility("acme/public", Visibility::Private)
+        .await
+        .expect("make private");
+    let r = send(
+        &http,
+        &server.url,
+        Method::GET,
+        "/v2/acme/public/manifests/v1",
+        &anon,
+        &[("accept", OCI_MANIFEST)],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 401, "anonymous pull after making it private");
 }

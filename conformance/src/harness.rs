@@ -76,11 +76,11 @@ impl Server {
         let secrets = tempfile::tempdir()?;
         let file = secrets.path().join("admin-password");
         std::fs::write(&file, format!("{admin_password}\n"))?;
-        std::fs::set_permissions(
-            &file,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )?;
-        let file = file.to_str().context("temporary path is not utf-8")?.to_owned();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let file = file
+            .to_str()
+            .context("temporary path is not utf-8")?
+            .to_owned();
         let mut args = vec!["--admin-password-file", file.as_str()];
         args.extend_from_slice(extra);
         let data = tempfile::tempdir()?;
@@ -168,7 +168,10 @@ impl Server {
 
     /// Everything the process has written to stdout and stderr so far, line by line.
     pub fn output(&self) -> String {
-        self.output.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.

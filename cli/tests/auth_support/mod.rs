@@ -31,8 +31,13 @@ pub fn start() -> Server {
 
 /// Like [`start`], logging everything at debug level (for tests that search the log).
 pub fn start_verbose() -> Server {
-    Server::hoist_with_admin_env(Path::new(BIN), ADMIN_PASSWORD, &[], &[("RUST_LOG", "debug")])
-        .expect("starting hoist serve")
+    Server::hoist_with_admin_env(
+        Path::new(BIN),
+        ADMIN_PASSWORD,
+        &[],
+        &[("RUST_LOG", "debug")],
+    )
+    .expect("starting hoist serve")
 }
 
 /// How a request authenticates.
@@ -81,12 +86,8 @@ impl Resp {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not json ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not json ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn text(&self) -> String {
@@ -152,9 +153,21 @@ pub async fn send(
 
 /// The `service` of the registry's Bearer challenge (`GET /v2/` without credentials).
 pub async fn service(server: &Server) -> String {
-    let r = send(&client(), &server.url, Method::GET, "/v2/", &Auth::None, &[], None).await;
+    let r = send(
+        &client(),
+        &server.url,
+        Method::GET,
+        "/v2/",
+        &Auth::None,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 401, "closed mode: /v2/ without credentials");
-    let challenge = r.header("www-authenticate").expect("a challenge").to_owned();
+    let challenge = r
+        .header("www-authenticate")
+        .expect("a challenge")
+        .to_owned();
     param(&challenge, "service").unwrap_or_else(|| panic!("no service in {challenge}"))
 }
 
@@ -181,7 +194,16 @@ pub async fn token_request(
             q.append_pair("scope", s);
         }
     }
-    send(http, &server.url, Method::GET, url.as_str(), auth, &[], None).await
+    send(
+        http,
+        &server.url,
+        Method::GET,
+        url.as_str(),
+        auth,
+        &[],
+        None,
+    )
+    .await
 }
 
 /// A token for `scopes` (the token endpoint must answer 200).
@@ -279,7 +301,13 @@ pub struct Pushed {
 }
 
 /// A manifest naming `config` and `layer`, made unique by `salt`.
-pub fn manifest_json(config: &Digest, config_len: usize, layer: &Digest, layer_len: usize, salt: &str) -> Vec<u8> {
+pub fn manifest_json(
+    config: &Digest,
+    config_len: usize,
+    layer: &Digest,
+    layer_len: usize,
+    salt: &str,
+) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -290,7 +318,13 @@ pub fn manifest_json(config: &Digest, config_len: usize, layer: &Digest, layer_l
     .unwrap()
 }
 
-pub async fn put_manifest(server: &Server, repo: &str, reference: &str, auth: &Auth, bytes: &[u8]) -> Resp {
+pub async fn put_manifest(
+    server: &Server,
+    repo: &str,
+    reference: &str,
+    auth: &Auth,
+    bytes: &[u8],
+) -> Resp {
     send(
         &client(),
         &server.url,

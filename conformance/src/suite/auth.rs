@@ -110,10 +110,10 @@ impl State {
                 other => other,
             }
             .map_err(|e| e.message)?;
-        self.tokens.lock().expect("token cache").insert(
-            key,
-            (token.clone(), Instant::now() + lifetime.mul_f32(0.8)),
-        );
+        self.tokens
+            .lock()
+            .expect("token cache")
+            .insert(key, (token.clone(), Instant::now() + lifetime.mul_f32(0.8)));
         Ok(Authorization::Bearer(token))
     }
 }
@@ -294,10 +294,7 @@ mod tests {
         );
         assert_eq!(
             scopes("http://r/v2/a/b/blobs/uploads/?mount=sha256:x&from=c/d"),
-            [
-                "repository:a/b:pull,push,delete",
-                "repository:c/d:pull"
-            ]
+            ["repository:a/b:pull,push,delete", "repository:c/d:pull"]
         );
         assert_eq!(
             scopes("http://r/v2/x/tags/list"),

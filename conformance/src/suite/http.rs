@@ -163,13 +163,19 @@ impl Req<'_> {
             .authorization(&http.client, &http.base, creds, &url, None)
             .await
             .map_err(|e| format!("{desc}: {e}"))?;
-        let resp = self.clone_parts().send_with(url.clone(), &desc, &first).await?;
+        let resp = self
+            .clone_parts()
+            .send_with(url.clone(), &desc, &first)
+            .await?;
         // A Bearer token may have expired, or lack a scope the registry names: once more with a
         // fresh token for the scope the challenge asks for.
         if resp.status != 401 || !matches!(first, Authorization::Bearer(_)) {
             return Ok(resp);
         }
-        let challenge = resp.header("www-authenticate").unwrap_or_default().to_owned();
+        let challenge = resp
+            .header("www-authenticate")
+            .unwrap_or_default()
+            .to_owned();
         let fresh = http
             .auth
             .authorization(&http.client, &http.base, creds, &url, Some(&challenge))
