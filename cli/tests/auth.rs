@@ -14,6 +14,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+const B64S: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 fn claims_of(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a jwt");
@@ -776,4 +777,143 @@ fn bob_admin_stdin(bob: &Cli, addr: &str, args: &[&str], stdin: &str) {
     let mut v = vec!["admin", "--registry", addr];
     v.extend_from_slice(args);
     bob.ok(&v, Some(stdin));
+}
+
+/// Refresh (offline) tokens, as docker keeps them for its identity token: issued with
+/// `offline_token=true`, exchanged with docker's OAuth `POST /token`, usable by hoist's own
+/// clients (pull and the admin API) from docker's config, and dead once the user is removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_tokens_work_for_docker_style_clients() {
+    let server = start();
+    let service = service(&server).await;
+    let admin = admin_api(&server, "admin", ADMIN_PASSWORD);
+    admin.add_user("alice", "alice-Pw-55555").await.unwrap();
+    let alice = Auth::basic("alice", "alice-Pw-55555");
+    let img = push_image(&server, "alice/app", "v1", &alice).await;
+    let http = client();
+
+    let mut url = reqwest::Url::parse(&format!("{}/token", server.url)).unwrap();
+    url.query_pairs_mut()
+        .append_pair("service", &service)
+        .append_pair("scope", "repository:alice/app:pull")
+        .append_pair("offline_token", "true");
+    let r = send(
+        &http,
+        &server.url,
+        Method::GET,
+        url.as_str(),
+        &alice,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let refresh = r.json()["refresh_token"]
+        .as_str()
+        .expect("a refresh token with offline_token=true")
+        .to_owned();
+
+    let post = |form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let url = format!("{}/token", server.url);
+        async move {
+            let resp = http.post(&url).form(&form).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    let (status, body) = post(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh.clone()),
+        ("service", service.clone()),
+        ("client_id", "test".into()),
+        ("scope", "repository:alice/app:pull,push".into()),
+    ])
+    .await;
+    assert_eq!(status, 200, "refresh grant: {body}");
+    let access = body["access_token"].as_str().expect("access_token");
+    assert_eq!(
+        granted(access).get("repository:alice/app").cloned(),
+        Some(vec!["pull".to_owned(), "push".to_owned()])
+    );
+    assert_eq!(body["refresh_token"].as_str(), Some(refresh.as_str()));
+    // A forged refresh token, and a password grant with a wrong password: refused.
+    let mut forged = refresh.clone();
+    forged.pop();
+    forged.push(if refresh.ends_with('A') { 'B' } else { 'A' });
+    let (status, _) = post(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", forged),
+        ("service", service.clone()),
+        ("client_id", "test".into()),
+    ])
+    .await;
+    assert_eq!(status, 401, "a forged refresh token");
+    let (status, body) = post(vec![
+        ("grant_type", "password".into()),
+        ("username", "alice".into()),
+        ("password", "alice-Pw-55555".into()),
+        ("service", service.clone()),
+        ("client_id", "test".into()),
+        ("scope", "repository:alice/app:pull".into()),
+    ])
+    .await;
+    assert_eq!(status, 200, "password grant: {body}");
+    let (status, _) = post(vec![
+        ("grant_type", "password".into()),
+        ("username", "alice".into()),
+        ("password", "nope-nope-1".into()),
+        ("service", service.clone()),
+        ("client_id", "test".into()),
+    ])
+    .await;
+    assert_eq!(status, 401, "password grant with a wrong password");
+
+    // hoist itself with the refresh token as docker's identity token: pull, and the admin API.
+    let docker = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "auths": {server.addr.as_str(): {"auth": B64S.encode("<token>:"), "identitytoken": refresh}}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let hoist = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("HOIST_HOME", home.path())
+            .env("DOCKER_CONFIG", docker.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let reference = format!("{}/alice/app:v1", server.addr);
+    let out = hoist(&["pull", &reference]);
+    assert!(
+        out.status.success(),
+        "hoist pull with an identity token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("Digest: {}", img.manifest)));
+    let out = hoist(&["admin", "--registry", &server.addr, "token", "ls"]);
+    assert!(
+        out.status.success(),
+        "hoist admin with an identity token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Removing alice ends her refresh token.
+    admin.remove_user("alice").await.unwrap();
+    let (status, _) = post(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh.clone()),
+        ("service", service.clone()),
+        ("client_id", "test".into()),
+    ])
+    .await;
+    assert_eq!(status, 401, "the refresh token of a removed user");
 }
