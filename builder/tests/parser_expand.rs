@@ -138,13 +138,21 @@ fn expand_matches_moby_word_table() {
             _ => failures.push(format!("{input:?}: want {want:?}, got {got:?}")),
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn backtick_escape_token() {
     // With `# escape=`` the backslash is an ordinary character (Windows paths).
-    assert_eq!(expand("c:\\foo\\$PWD", &env, '`').unwrap(), "c:\\foo\\/home");
+    assert_eq!(
+        expand("c:\\foo\\$PWD", &env, '`').unwrap(),
+        "c:\\foo\\/home"
+    );
     assert_eq!(expand("c:\\foo`$PWD", &env, '`').unwrap(), "c:\\foo$PWD");
     assert_eq!(expand("\"a`\"b\"", &env, '`').unwrap(), "a\"b");
     assert_eq!(expand("\"a\\\"", &env, '`').unwrap(), "a\\");
@@ -164,7 +172,10 @@ fn errors_name_the_problem() {
     assert_eq!(e.message, "syntax error: missing '}'");
     let e = expand("${PWD:=x}", &env, '\\').unwrap_err();
     assert_eq!(e.message, "unsupported modifier (:=) in substitution");
-    assert!(e.to_string().starts_with("failed to process \"${PWD:=x}\""), "{e}");
+    assert!(
+        e.to_string().starts_with("failed to process \"${PWD:=x}\""),
+        "{e}"
+    );
 }
 
 fn words_env(name: &str) -> Option<String> {
@@ -214,7 +225,12 @@ fn expand_words_matches_moby_words_table() {
             _ => failures.push(format!("{input:?}: want {want:?}, got {got:?}")),
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

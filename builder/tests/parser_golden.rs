@@ -13,7 +13,10 @@ fn golden_dir() -> PathBuf {
 
 fn render(name: &str, text: &str) -> (String, &'static str) {
     match parse(text, name) {
-        Ok(df) => (serde_json::to_string_pretty(&df).expect("serialize") + "\n", "json"),
+        Ok(df) => (
+            serde_json::to_string_pretty(&df).expect("serialize") + "\n",
+            "json",
+        ),
         Err(e) => (format!("{e}\n"), "err"),
     }
 }
@@ -27,7 +30,11 @@ fn golden_files() {
         .filter(|p| p.extension().is_some_and(|e| e == "Dockerfile"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 40, "golden cases missing: found {}", cases.len());
+    assert!(
+        cases.len() >= 40,
+        "golden cases missing: found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
@@ -45,16 +52,27 @@ fn golden_files() {
         }
         match std::fs::read_to_string(&expected_path) {
             Ok(want) if want == got => {}
-            Ok(want) => failures.push(format!("{name}: output differs\n--- want\n{want}\n--- got\n{got}")),
+            Ok(want) => failures.push(format!(
+                "{name}: output differs\n--- want\n{want}\n--- got\n{got}"
+            )),
             Err(_) => failures.push(format!(
                 "{name}: no {} (the case {} but expected {}); got\n{got}",
                 expected_path.display(),
                 if ext == "json" { "parses" } else { "fails" },
-                if other.exists() { other.display().to_string() } else { "nothing".into() },
+                if other.exists() {
+                    other.display().to_string()
+                } else {
+                    "nothing".into()
+                },
             )),
         }
     }
-    assert!(failures.is_empty(), "{} golden failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} golden failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// The book's Dockerfiles (DOCKERFILES.md) are all here, and only `WORKIR` fails.
@@ -69,7 +87,11 @@ fn book_dockerfiles_parse_except_workir() {
         }
         n += 1;
         let r = parse(&std::fs::read_to_string(&p).unwrap(), &name);
-        assert_eq!(r.is_err(), name == "book-06-workir.Dockerfile", "{name}: {r:?}");
+        assert_eq!(
+            r.is_err(),
+            name == "book-06-workir.Dockerfile",
+            "{name}: {r:?}"
+        );
     }
     assert_eq!(n, 18);
 }
