@@ -287,9 +287,11 @@ impl BuildCache {
             .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
             .map_err(self.db())?;
         let (blobs, bytes): (i64, i64) = conn
-            .query_row("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(self.db())?;
         Ok(Usage {
             records: records as u64,
@@ -486,7 +488,11 @@ mod tests {
         assert_eq!(c.get(&key(1)).unwrap().as_deref(), Some(&b"v1"[..]));
         assert_eq!(c.get(&key(2)).unwrap(), None);
         fs::remove_file(c.blob_path(&d)).unwrap();
-        assert_eq!(c.get(&key(1)).unwrap(), None, "a record without its blob is a miss");
+        assert_eq!(
+            c.get(&key(1)).unwrap(),
+            None,
+            "a record without its blob is a miss"
+        );
     }
 
     #[test]
@@ -522,7 +528,12 @@ mod tests {
         assert_eq!(r.bytes_left, 0);
         let c = BuildCache::open(dir.path()).unwrap();
         assert_eq!(c.usage().unwrap(), Usage::default());
-        assert_eq!(fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }
 
@@ -547,6 +558,76 @@ impl<T: CacheValue + Send + Sync> crate::solver::ResultCache<T> for BuildCache {
     fn save(&self, key: &CacheKey, value: &T) -> Result<(), crate::graph::OpError> {
         let bytes = serde_json::to_vec(value)?;
         self.put(key, &bytes, &value.blobs())?;
+        Ok(())
+    }
+}
+
+/// Content hashes of context files, remembered by their stat signature (device, inode, size,
+/// mtime, ctime: any write changes ctime), so an unchanged file is not read again. The key of a
+/// COPY is the content hash; the signature only decides whether the hash must be recomputed.
+#[derive(Debug, Default)]
+pub struct FileHashes {
+    pub root: String,
+    pub known: std::collections::HashMap<String, (String, [u8; 32])>,
+    pub fresh: Mutex<Vec<(String, String, [u8; 32])>>,
+}
+
+impl BuildCache {
+    /// The remembered hashes of files under `root`.
+    pub fn file_hashes(&self, root: &Path) -> Result<FileHashes> {
+        let conn = self.conn.lock();
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS file_hashes (root TEXT NOT NULL, rel TEXT NOT NULL, \
+             sig TEXT NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (root, rel))",
+        )
+        .map_err(self.db())?;
+        let root = root.to_string_lossy().into_owned();
+        let mut stmt = conn
+            .prepare("SELECT rel, sig, hash FROM file_hashes WHERE root = ?1")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map(params![root], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(self.db())?;
+        let mut known = std::collections::HashMap::new();
+        for row in rows {
+            let (rel, sig, hash) = row.map_err(self.db())?;
+            if let Ok(h) = <[u8; 32]>::try_from(hash.as_slice()) {
+                known.insert(rel, (sig, h));
+            }
+        }
+        Ok(FileHashes {
+            root,
+            known,
+            fresh: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Remembers the hashes computed since [`BuildCache::file_hashes`].
+    pub fn save_file_hashes(&self, hashes: &FileHashes) -> Result<()> {
+        let fresh = std::mem::take(&mut *hashes.fresh.lock());
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(self.db())?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO file_hashes (root, rel, sig, hash) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(self.db())?;
+            for (rel, sig, hash) in &fresh {
+                stmt.execute(params![hashes.root, rel, sig, &hash[..]])
+                    .map_err(self.db())?;
+            }
+        }
+        tx.commit().map_err(self.db())?;
         Ok(())
     }
 }

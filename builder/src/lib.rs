@@ -3,9 +3,11 @@
 //! `Dockerfile + context -> dockerfile::parse -> graph (Vertex, Op, CacheKey) -> solver (parallel,
 //! deduplicated, cached) -> snapshots -> exporters (image store, oci, docker, local)`.
 
+pub mod build;
 pub mod cache;
 pub mod context;
 pub mod dockerfile;
 pub mod graph;
 pub mod ignore;
+pub mod snapshot;
 pub mod solver;
