@@ -111,6 +111,8 @@ pub enum BuildError {
     Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error("image store: {0}")]
     Images(#[from] hoist_storage::images::ImageError),
+    #[error("image store: {0}")]
+    Content(#[from] hoist_storage::content::ContentError),
     #[error("{0}")]
     Other(String),
 }
@@ -134,6 +136,7 @@ pub struct Plan {
     pub target: VertexId,
     /// Lines to show before solving (`[internal] load metadata for ...`).
     pub resolved: Vec<String>,
+    pub context: Option<Arc<ContextDir>>,
 }
 
 impl Env {
@@ -472,6 +475,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
         graph: Arc::new(graph),
         target: target_vertex,
         resolved,
+        context: Some(context),
     })
 }
 
@@ -2016,4 +2020,26 @@ pub fn stage_names(df: &Dockerfile) -> HashMap<usize, String> {
         .enumerate()
         .map(|(i, s)| (i, s.name.clone().unwrap_or_else(|| format!("stage-{i}"))))
         .collect()
+}
+
+/// Solves a plan: runs what is not cached and returns the target's snapshot.
+pub async fn solve(
+    env: &Arc<Env>,
+    plan: &Plan,
+    no_cache: bool,
+    progress: Arc<dyn crate::solver::Progress>,
+) -> Result<Snapshot> {
+    let solver = crate::solver::Solver::new(
+        plan.graph.clone(),
+        env.cache.clone(),
+        progress,
+        crate::solver::SolveOptions { no_cache },
+    );
+    let result = solver.solve(&[plan.target]).await;
+    // Remember the context hashes computed, whatever the outcome.
+    if let Some(ctx) = &plan.context {
+        ctx.save_hashes()?;
+    }
+    let solved = result?;
+    Ok((*solved[0].value).clone())
 }

@@ -7,6 +7,7 @@ pub mod build;
 pub mod cache;
 pub mod context;
 pub mod dockerfile;
+pub mod export;
 pub mod graph;
 pub mod ignore;
 pub mod snapshot;
