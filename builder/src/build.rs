@@ -105,6 +105,13 @@ pub enum BuildError {
     Base { reference: String, message: String },
     #[error(transparent)]
     Solve(#[from] crate::solver::SolveError),
+    #[error("{file}:{line}: {source}")]
+    Step {
+        file: String,
+        line: usize,
+        #[source]
+        source: crate::solver::SolveError,
+    },
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
     #[error(transparent)]
@@ -137,6 +144,9 @@ pub struct Plan {
     /// Lines to show before solving (`[internal] load metadata for ...`).
     pub resolved: Vec<String>,
     pub context: Option<Arc<ContextDir>>,
+    /// The Dockerfile line of each instruction's vertex, for errors.
+    pub lines: HashMap<VertexId, usize>,
+    pub file: String,
 }
 
 impl Env {
@@ -353,6 +363,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
         opts.ignore.as_deref(),
     )?);
     let mut graph: Graph<Snapshot> = Graph::new();
+    let mut lines = HashMap::new();
     let mut tips: Vec<Option<(VertexId, StageState)>> =
         (0..df.stages.len()).map(|_| None).collect();
     let stage_count = df.stages.len();
@@ -451,6 +462,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
             } else {
                 String::new()
             };
+            let before = tip;
             tip = convert(
                 env,
                 &mut graph,
@@ -467,6 +479,9 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                 &tips,
                 label,
             )?;
+            if tip != before {
+                lines.insert(tip, instr.line);
+            }
         }
         tips[i] = Some((tip, st));
     }
@@ -476,6 +491,8 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
         target: target_vertex,
         resolved,
         context: Some(context),
+        lines,
+        file,
     })
 }
 
@@ -2040,6 +2057,13 @@ pub async fn solve(
     if let Some(ctx) = &plan.context {
         ctx.save_hashes()?;
     }
-    let solved = result?;
+    let solved = result.map_err(|e| match e.vertex().and_then(|v| plan.lines.get(&v)) {
+        Some(line) => BuildError::Step {
+            file: plan.file.clone(),
+            line: *line,
+            source: e,
+        },
+        None => BuildError::Solve(e),
+    })?;
     Ok((*solved[0].value).clone())
 }

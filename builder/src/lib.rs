@@ -10,5 +10,6 @@ pub mod dockerfile;
 pub mod export;
 pub mod graph;
 pub mod ignore;
+pub mod run;
 pub mod snapshot;
 pub mod solver;

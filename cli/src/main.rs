@@ -1,6 +1,7 @@
 //! `hoist`: one binary for container images. Thin: parses the command line, sets up logging and
 //! calls the libraries. Each command family lives in its own module.
 
+mod build;
 mod home;
 mod images;
 mod images_format;
@@ -29,6 +30,8 @@ enum Command {
     Images(images::ImageCommand),
     #[command(flatten)]
     Transfer(transfer::TransferCommand),
+    #[command(flatten)]
+    Build(build::BuildCommand),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -36,11 +39,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Images(cmd) => images::run(cmd),
         Command::Transfer(cmd) => transfer::run(cmd),
+        Command::Build(cmd) => build::run(cmd),
     }
 }
 
 /// Errors end the program with one line (the whole cause chain) and exit status 1.
 fn main() -> ExitCode {
+    // A re-exec of this binary as a container's init helper never returns from here.
+    hoist_runtime::exec::init_if_requested();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
