@@ -356,6 +356,34 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
         });
     }
 
+    // Images named by COPY --from (not stages) in the needed stages.
+    let mut from_image_refs: Vec<String> = Vec::new();
+    for (i, s) in df.stages.iter().enumerate() {
+        if !needed[i] {
+            continue;
+        }
+        for instr in &s.instructions {
+            if let Instruction::Copy(c) | Instruction::Add(c) = &instr.kind
+                && let Some(f) = &c.from
+            {
+                let lookup = |k: &str| global.get(k).cloned().flatten();
+                let f = dockerfile::expand(f, &lookup, escape)
+                    .map_err(|e| instr_error(&file, instr, e.to_string()))?;
+                let is_stage = stage_index(&f).is_some_and(|j| j < i)
+                    || f.parse::<usize>().is_ok_and(|n| n < i);
+                if !is_stage && !from_image_refs.contains(&f) {
+                    from_image_refs.push(f);
+                }
+            }
+        }
+    }
+    let mut from_image_sources = Vec::new();
+    for f in from_image_refs {
+        let (reference, image, config) = resolve_image(env, &f, opts.pull).await?;
+        resolved.push(format!("[internal] load metadata for {reference}"));
+        from_image_sources.push((f, reference, image, config));
+    }
+
     // Convert.
     let context = Arc::new(ContextDir::new(
         env,
@@ -364,6 +392,22 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
     )?);
     let mut graph: Graph<Snapshot> = Graph::new();
     let mut lines = HashMap::new();
+    let mut from_images: HashMap<String, VertexId> = HashMap::new();
+    for (name, reference, image, config) in from_image_sources {
+        let snap = image_snapshot(&image, config)?;
+        let mut k = KeyBuilder::new("image");
+        k.str(image.digest.as_str());
+        let v = graph.add(
+            Arc::new(SourceOp {
+                name: format!("FROM {reference}@{}", image.digest),
+                key: k.finish(),
+                snapshot: snap,
+            }),
+            vec![],
+            "[internal]",
+        );
+        from_images.insert(name, v);
+    }
     let mut tips: Vec<Option<(VertexId, StageState)>> =
         (0..df.stages.len()).map(|_| None).collect();
     let stage_count = df.stages.len();
@@ -382,6 +426,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
             (Some(n), _) => format!("[{n} {k}/{steps}]"),
             (None, _) => format!("[stage-{i} {k}/{steps}]"),
         };
+        let mut onbuild: Vec<Instr> = Vec::new();
         let (mut tip, mut st) = match resolved_bases[i].take().expect("needed stage resolved") {
             Base::Scratch => {
                 let snap = Snapshot {
@@ -412,7 +457,23 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                 (*v, st)
             }
             Base::Image(b) => {
-                let (reference, image, config) = *b;
+                let (reference, image, mut config) = *b;
+                // The base's ONBUILD triggers run first in this stage, and are not inherited.
+                if let Some(triggers) = config["config"]
+                    .as_object_mut()
+                    .and_then(|c| c.remove("OnBuild"))
+                    .and_then(|t| t.as_array().cloned())
+                {
+                    for t in triggers.iter().filter_map(|t| t.as_str()) {
+                        let parsed = dockerfile::parse(
+                            &format!("FROM scratch\n{t}\n"),
+                            &format!("ONBUILD trigger of {reference}"),
+                        )?;
+                        if let Some(s) = parsed.stages.into_iter().next() {
+                            onbuild.extend(s.instructions);
+                        }
+                    }
+                }
                 let layers = image
                     .manifest
                     .layers()
@@ -453,7 +514,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
             }
         }
         let mut step = 1;
-        for instr in &stage.instructions {
+        for instr in onbuild.iter().chain(&stage.instructions) {
             if is_step(&instr.kind) {
                 step += 1;
             }
@@ -477,6 +538,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                 &predefined,
                 opts,
                 &tips,
+                &from_images,
                 label,
             )?;
             if tip != before {
@@ -494,6 +556,26 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
         lines,
         file,
     })
+}
+
+fn image_snapshot(image: &hoist_storage::images::Image, config: Value) -> Result<Snapshot> {
+    let layers = image
+        .manifest
+        .layers()
+        .iter()
+        .zip(diff_ids(&config))
+        .map(|(l, diff_id)| {
+            Ok(LayerRef {
+                digest: Digest::parse(l.digest().as_ref())
+                    .map_err(|e| BuildError::Other(e.to_string()))?,
+                diff_id,
+                size: l.size(),
+                media_type: l.media_type().to_string(),
+                repo: Some(image.repo.to_string()),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Snapshot { layers, config })
 }
 
 fn is_step(k: &Instruction) -> bool {
@@ -618,6 +700,7 @@ fn convert(
     predefined: &BTreeMap<String, String>,
     opts: &BuildOptions,
     tips: &[Option<(VertexId, StageState)>],
+    from_images: &HashMap<String, VertexId>,
     label: String,
 ) -> Result<VertexId> {
     let err = |m: String| instr_error(file, instr, m);
@@ -778,11 +861,15 @@ fn convert(
                             from_input = Some(*v);
                             CopyFrom::Input
                         }
-                        None => {
-                            return Err(err(format!(
-                                "COPY --from={f}: no earlier stage of that name (images as --from are not supported)"
-                            )));
-                        }
+                        None => match from_images.get(&f) {
+                            Some(v) => {
+                                from_input = Some(*v);
+                                CopyFrom::Input
+                            }
+                            None => {
+                                return Err(err(format!("COPY --from={f}: no such stage or image")));
+                            }
+                        },
                     }
                 }
             };
@@ -801,6 +888,8 @@ fn convert(
                 link: c.link,
                 from,
                 created_by: created_by(&instr.source),
+                checksum: c.checksum.as_deref().map(|s| ex(s, st)).transpose()?,
+                fetched: parking_lot::Mutex::new(HashMap::new()),
             };
             let mut inputs = vec![tip];
             inputs.extend(from_input);
@@ -1451,6 +1540,10 @@ struct CopyOp {
     link: bool,
     from: CopyFrom,
     created_by: String,
+    /// `ADD --checksum=`.
+    checksum: Option<String>,
+    /// URLs ADD downloaded while computing its key (downloaded once per build).
+    fetched: parking_lot::Mutex<HashMap<String, (tempfile::NamedTempFile, hoist_client::fetch::Fetched)>>,
 }
 
 /// One file to copy: where it comes from (absolute) and its path under the destination.
@@ -1606,7 +1699,23 @@ impl Op<Snapshot> for CopyOp {
                 k.bytes(&material);
                 for s in &self.sources {
                     if self.is_add && is_url(s) {
-                        return Err(format!("ADD {s}: fetching URLs is not supported by this build of hoist").into());
+                        // Keyed by what the URL serves (and its time), as BuildKit does.
+                        let tmp = self.env.cache.temp_file()?;
+                        let out = io::BufWriter::new(tmp.reopen()?);
+                        let fetched = hoist_client::fetch::fetch(s, out).await?;
+                        if let Some(c) = &self.checksum
+                            && c != fetched.digest.as_str()
+                        {
+                            return Err(format!(
+                                "ADD {s}: checksum mismatch: expected {c}, got {}",
+                                fetched.digest
+                            )
+                            .into());
+                        }
+                        k.str(s)
+                            .str(fetched.digest.as_str())
+                            .u64(fetched.last_modified.unwrap_or(0) as u64);
+                        self.fetched.lock().insert(s.clone(), (tmp, fetched));
                     }
                 }
             }
@@ -1658,6 +1767,39 @@ impl Op<Snapshot> for CopyOp {
                         }
                     }
                     copy_entry(&p.src, &target, &p.md, uid, gid, self.chmod)?;
+                }
+                for (url, (tmp, fetched)) in self.fetched.lock().iter() {
+                    // Never extracted; 0600 unless --chmod, as docker does.
+                    let target = if self.dest_is_dir {
+                        let name = url
+                            .split(['?', '#'])
+                            .next()
+                            .unwrap_or(url)
+                            .trim_end_matches('/')
+                            .rsplit('/')
+                            .next()
+                            .filter(|n| !n.is_empty() && !n.contains(':'))
+                            .unwrap_or("download");
+                        dest_root.join(name)
+                    } else {
+                        dest_root.clone()
+                    };
+                    if let Some(parent) = target.parent() {
+                        fs::create_dir_all(parent)?;
+                    }
+                    fs::copy(tmp.path(), &target)?;
+                    fs::set_permissions(
+                        &target,
+                        fs::Permissions::from_mode(self.chmod.unwrap_or(0o600)),
+                    )?;
+                    std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
+                    if let Some(t) = fetched.last_modified {
+                        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+                        fs::File::options()
+                            .write(true)
+                            .open(&target)?
+                            .set_times(fs::FileTimes::new().set_modified(when))?;
+                    }
                 }
                 for (name, content) in &self.heredocs {
                     let target = if self.dest_is_dir {

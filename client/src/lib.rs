@@ -21,6 +21,7 @@
 
 pub mod credentials;
 pub mod endpoint;
+pub mod fetch;
 pub mod transfer;
 
 pub use credentials::{Credential, CredentialError, DockerConfig};
