@@ -1,13 +1,16 @@
 //! `hoist`: one binary for container images. Thin: parses the command line, sets up logging and
 //! calls the libraries. Each command family lives in its own module.
 
+mod containers;
 mod home;
 mod images;
 mod images_format;
+mod run;
 mod serve;
 mod transfer;
 mod transfer_progress;
 mod transfer_store;
+mod volumes;
 
 use std::process::ExitCode;
 
@@ -29,6 +32,15 @@ enum Command {
     Images(images::ImageCommand),
     #[command(flatten)]
     Transfer(transfer::TransferCommand),
+    /// Create and run a new container from an image
+    Run(Box<run::RunArgs>),
+    /// The detached supervisor of a container (internal)
+    #[command(name = "__supervise", hide = true)]
+    Supervise(run::SuperviseArgs),
+    #[command(flatten)]
+    Containers(containers::ContainerCommand),
+    #[command(flatten)]
+    Volumes(volumes::VolumeCommand),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -36,11 +48,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Images(cmd) => images::run(cmd),
         Command::Transfer(cmd) => transfer::run(cmd),
+        Command::Run(args) => run::run(*args),
+        Command::Supervise(args) => run::supervise(args),
+        Command::Containers(cmd) => containers::run(cmd),
+        Command::Volumes(cmd) => volumes::run(cmd),
     }
 }
 
 /// Errors end the program with one line (the whole cause chain) and exit status 1.
 fn main() -> ExitCode {
+    // A re-exec of this binary as a container's init helper never returns from here.
+    hoist_runtime::exec::init_if_requested();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
