@@ -2,13 +2,16 @@
 //! calls the libraries. Each command family lives in its own module.
 
 mod build;
+mod containers;
 mod home;
 mod images;
 mod images_format;
+mod run;
 mod serve;
 mod transfer;
 mod transfer_progress;
 mod transfer_store;
+mod volumes;
 
 use std::process::ExitCode;
 
@@ -32,6 +35,15 @@ enum Command {
     Transfer(transfer::TransferCommand),
     #[command(flatten)]
     Build(build::BuildCommand),
+    /// Create and run a new container from an image
+    Run(Box<run::RunArgs>),
+    /// The detached supervisor of a container (internal)
+    #[command(name = "__supervise", hide = true)]
+    Supervise(run::SuperviseArgs),
+    #[command(flatten)]
+    Containers(containers::ContainerCommand),
+    #[command(flatten)]
+    Volumes(volumes::VolumeCommand),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -40,6 +52,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Images(cmd) => images::run(cmd),
         Command::Transfer(cmd) => transfer::run(cmd),
         Command::Build(cmd) => build::run(cmd),
+        Command::Run(args) => run::run(*args),
+        Command::Supervise(args) => run::supervise(args),
+        Command::Containers(cmd) => containers::run(cmd),
+        Command::Volumes(cmd) => volumes::run(cmd),
     }
 }
 

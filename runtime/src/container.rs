@@ -66,6 +66,12 @@ pub(crate) fn ioe(what: impl Into<String>) -> impl FnOnce(io::Error) -> Containe
     move |source| ContainerError::Io { what, source }
 }
 
+/// Leaves the caller's session (for the detached supervisor): no controlling terminal, none of
+/// its signals. Fails silently for a process group leader, which stays where it is.
+pub fn new_session() {
+    let _ = nix::unistd::setsid();
+}
+
 /// A new random 64-hex id.
 pub fn new_id() -> String {
     let a = uuid::Uuid::new_v4();

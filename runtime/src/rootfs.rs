@@ -13,7 +13,7 @@
 
 mod compress;
 mod diff;
-// mod mount;
+mod mount;
 mod write;
 
 use std::io;
@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 pub use compress::GZIP_LEVEL;
 pub use diff::{Change, ChangeKind, diff};
-// pub use mount::{Rootfs, RootfsKind};
+pub use mount::{FORCE_COPY_ENV, Rootfs, RootfsKind, unmount};
 pub use write::{Compression, LayerInfo, LayerOptions, write_layer};
 
 /// The OCI whiteout prefix.

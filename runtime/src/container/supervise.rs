@@ -112,37 +112,17 @@ pub(crate) fn mkdir_in_root(root: &Path, path: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Mounts the overlay: `layers` (bottom..top) as lower dirs under `upper`, at `target`.
+/// Mounts the rootfs: the layers (bottom..top) as overlay lower dirs under the upper dir (or a
+/// copy where overlay is unavailable).
 fn mount_rootfs(c: &Container) -> Result<(), RunError> {
-    let bad = |reason: String| RunError::Mount {
-        id: c.id().to_owned(),
-        reason,
-    };
     super::unmount_all(&c.rootfs())?;
-    let lowers: Vec<String> = c
-        .config
-        .layers
-        .iter()
-        .rev()
-        .map(|p| p.display().to_string())
-        .collect();
-    if lowers.is_empty() {
-        return Err(bad("the image has no layers".to_owned()));
-    }
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lowers.join(":"),
-        c.upper().display(),
-        c.work().display()
-    );
-    nix::mount::mount(
-        Some("overlay"),
-        &c.rootfs(),
-        Some("overlay"),
-        nix::mount::MsFlags::empty(),
-        Some(opts.as_str()),
-    )
-    .map_err(|e| bad(format!("overlay ({opts}): {e}")))
+    crate::rootfs::Rootfs::mount(&c.config.layers, &c.upper(), &c.work(), &c.rootfs()).map_err(
+        |e| RunError::Mount {
+            id: c.id().to_owned(),
+            reason: e.to_string(),
+        },
+    )?;
+    Ok(())
 }
 
 /// Copies our terminal's window size to the pty.

@@ -122,7 +122,11 @@ impl CgroupPaths {
                 }
             }
             if let Some(r) = mem.reservation() {
-                write(need("memory")?, "memory.soft_limit_in_bytes", &r.to_string())?;
+                write(
+                    need("memory")?,
+                    "memory.soft_limit_in_bytes",
+                    &r.to_string(),
+                )?;
             }
             if let Some(s) = mem.swappiness() {
                 write(need("memory")?, "memory.swappiness", &s.to_string())?;
@@ -243,10 +247,7 @@ impl CgroupPaths {
                         std::thread::sleep(std::time::Duration::from_millis(5));
                     }
                     Err(e) => {
-                        return Err(ExecError::io(
-                            format!("remove cgroup {}", dir.display()),
-                            e,
-                        ));
+                        return Err(ExecError::io(format!("remove cgroup {}", dir.display()), e));
                     }
                 }
             }

@@ -114,7 +114,12 @@ fn helper(sock: &mut UnixStream) -> R<()> {
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         sys(
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32 /* CLOEXEC */),
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                4u32, /* CLOEXEC */
+            ),
             || "close_range".into(),
         )?;
         libc::umask(0);
@@ -174,9 +179,10 @@ fn create(
     let userns = has(LinuxNamespaceType::User);
     if new(LinuxNamespaceType::User) {
         // SAFETY: plain syscall in a single-threaded process.
-        sys(unsafe { libc::unshare(libc::CLONE_NEWUSER) } as libc::c_long, || {
-            "unshare the user namespace".into()
-        })?;
+        sys(
+            unsafe { libc::unshare(libc::CLONE_NEWUSER) } as libc::c_long,
+            || "unshare the user namespace".into(),
+        )?;
         proto::send_io(sock, &Msg::NeedMaps).ctx(|| "ask for id maps".into())?;
         match proto::recv_io(sock).ctx(|| "wait for id maps".into())? {
             Msg::MapsDone => {}
@@ -233,11 +239,18 @@ fn container_init(
     let seccomp_prog = linux
         .seccomp()
         .as_ref()
-        .map(|s| seccomp::compile(s).map(|p| (p, s)).map_err(|e| e.to_string()))
+        .map(|s| {
+            seccomp::compile(s)
+                .map(|p| (p, s))
+                .map_err(|e| e.to_string())
+        })
         .transpose()?;
     mounts::setup(fs)?;
     if let Some(h) = spec.hostname().as_deref() {
-        if !namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Uts) {
+        if !namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Uts)
+        {
             return Err("a hostname needs a uts namespace".into());
         }
         nix::unistd::sethostname(h).ctx(|| format!("set hostname {h:?}"))?;
@@ -276,14 +289,17 @@ fn run_process(
             rlim_max: rl.hard(),
         };
         // SAFETY: lim is a valid rlimit.
-        sys(unsafe { libc::setrlimit(res, &lim) } as libc::c_long, || {
-            format!(
-                "setrlimit {:?} soft {} hard {}",
-                rl.typ(),
-                rl.soft(),
-                rl.hard()
-            )
-        })?;
+        sys(
+            unsafe { libc::setrlimit(res, &lim) } as libc::c_long,
+            || {
+                format!(
+                    "setrlimit {:?} soft {} hard {}",
+                    rl.typ(),
+                    rl.soft(),
+                    rl.hard()
+                )
+            },
+        )?;
     }
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
@@ -327,10 +343,9 @@ fn run_process(
     unsafe {
         libc::setsid();
         if terminal {
-            sys(
-                libc::ioctl(0, libc::TIOCSCTTY, 0) as libc::c_long,
-                || "set the controlling terminal".into(),
-            )?;
+            sys(libc::ioctl(0, libc::TIOCSCTTY, 0) as libc::c_long, || {
+                "set the controlling terminal".into()
+            })?;
             if let Some(size) = process.console_size() {
                 let ws = libc::winsize {
                     ws_row: size.height() as u16,
@@ -526,7 +541,8 @@ fn set_user_and_caps(
         for cap in 0..=last_cap {
             if bounding & (1u64 << cap) == 0 {
                 // SAFETY: plain prctl.
-                let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+                let r =
+                    unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
                 if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
                     return Err(format!(
                         "drop capability {cap} from the bounding set: {}",
@@ -573,7 +589,9 @@ fn set_user_and_caps(
                         0,
                     )
                 };
-                sys(r as libc::c_long, || format!("raise ambient capability {cap}"))?;
+                sys(r as libc::c_long, || {
+                    format!("raise ambient capability {cap}")
+                })?;
             }
         }
     }

@@ -290,7 +290,10 @@ fn remount_bind(p: &Path, flags: libc::c_ulong) -> R<()> {
             mount(None, p, None, base | flags | keep, None)
                 .ctx(|| format!("remount {} with flags {flags:#x}", p.display()))
         }
-        Err(e) => Err(format!("remount {} with flags {flags:#x}: {e}", p.display())),
+        Err(e) => Err(format!(
+            "remount {} with flags {flags:#x}: {e}",
+            p.display()
+        )),
     }
 }
 
@@ -321,8 +324,14 @@ pub(crate) fn setup(ctx: &FsContext<'_>) -> R<()> {
     } else {
         prop
     };
-    mount(None, Path::new("/"), None, libc::MS_REC | make_private, None)
-        .ctx(|| "make / private".into())?;
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | make_private,
+        None,
+    )
+    .ctx(|| "make / private".into())?;
     let rootfs = ctx.rootfs;
     mount(
         Some(rootfs),
@@ -350,6 +359,15 @@ pub(crate) fn setup(ctx: &FsContext<'_>) -> R<()> {
         ensure_target(&dest, true)?;
         mount(Some(console), &dest, None, libc::MS_BIND, None)
             .ctx(|| format!("bind {} to /dev/console", console.display()))?;
+    }
+    // The process's cwd is created now: the root may become read-only below.
+    if let Some(p) = ctx.spec.process().as_ref()
+        && p.cwd().is_absolute()
+    {
+        let cwd = resolve_in_root(rootfs, p.cwd())?;
+        if std::fs::symlink_metadata(&cwd).is_err() {
+            mkdir_all(&cwd)?;
+        }
     }
     if prop == libc::MS_SHARED {
         mount(None, rootfs, None, libc::MS_SHARED | libc::MS_REC, None)
@@ -430,10 +448,7 @@ fn mount_one(ctx: &FsContext<'_>, m: &Mount) -> R<()> {
                 remount_bind(&dest, opts.flags | libc::MS_RDONLY)?;
             }
             Err(e) => {
-                return Err(format!(
-                    "mount {typ} on {}: {e}",
-                    m.destination().display()
-                ));
+                return Err(format!("mount {typ} on {}: {e}", m.destination().display()));
             }
         }
     }
@@ -484,8 +499,14 @@ fn mount_cgroup_v1(ctx: &FsContext<'_>, dest: &Path, opts: &Opts) -> R<()> {
         }
         let target = dest.join(first);
         ensure_target(&target, false)?;
-        mount(Some(&host), &target, None, libc::MS_BIND | libc::MS_REC, None)
-            .ctx(|| format!("bind {}", host.display()))?;
+        mount(
+            Some(&host),
+            &target,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .ctx(|| format!("bind {}", host.display()))?;
         remount_bind(
             &target,
             (opts.flags & libc::MS_RDONLY) | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,

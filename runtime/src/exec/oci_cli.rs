@@ -146,7 +146,10 @@ fn recv_console(listener: &UnixListener) -> Result<OwnedFd, ExecError> {
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
     .map_err(|e| ExecError::io("receive the pty master", e.into()))?;
-    for c in msg.cmsgs().map_err(|e| ExecError::io("console socket", e.into()))? {
+    for c in msg
+        .cmsgs()
+        .map_err(|e| ExecError::io("console socket", e.into()))?
+    {
         if let ControlMessageOwned::ScmRights(fds) = c
             && let Some(&fd) = fds.first()
         {

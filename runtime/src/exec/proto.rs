@@ -105,9 +105,9 @@ fn decode(tag: u8, payload: Vec<u8>) -> io::Result<Msg> {
     Ok(match tag {
         T_NEED_MAPS => Msg::NeedMaps,
         T_MAPS_DONE => Msg::MapsDone,
-        T_PID if payload.len() == 4 => {
-            Msg::Pid(i32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]))
-        }
+        T_PID if payload.len() == 4 => Msg::Pid(i32::from_le_bytes([
+            payload[0], payload[1], payload[2], payload[3],
+        ])),
         T_READY => Msg::Ready,
         T_START => Msg::Start,
         T_ERROR => Msg::Error(String::from_utf8_lossy(&payload).into_owned()),

@@ -45,7 +45,12 @@ pub struct Change {
 pub fn diff(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     let mut out = Vec::new();
     walk(upper, Path::new(""), lowers, &mut out)?;
-    out.sort_by(|a, b| a.path.as_os_str().as_bytes().cmp(b.path.as_os_str().as_bytes()));
+    out.sort_by(|a, b| {
+        a.path
+            .as_os_str()
+            .as_bytes()
+            .cmp(b.path.as_os_str().as_bytes())
+    });
     out.dedup();
     Ok(out)
 }

@@ -173,5 +173,8 @@ pub fn sh(exec: &dyn Executor, script: &str, f: impl FnOnce(&mut Bundle)) -> Str
         "script {script:?} exited {}: stdout {:?} stderr {:?}",
         out.code, out.stdout, out.stderr
     );
+    if !out.stderr.is_empty() {
+        eprintln!("stderr of {script:?}: {}", out.stderr);
+    }
     out.stdout
 }
