@@ -721,9 +721,13 @@ impl Context {
             .filter(|&i| files[i].kind == FileKind::File)
             .collect();
         let mut digests: Vec<Option<String>> = vec![None; files.len()];
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 4);
+        let threads = if regular.len() < 32 {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(1, 4)
+        };
         let chunk = regular.len().div_ceil(threads).max(1);
         let results: Vec<Result<Vec<(usize, String)>, ContextError>> = std::thread::scope(|s| {
             let handles: Vec<_> = regular

@@ -245,18 +245,16 @@ impl Parser<'_> {
             }
             any = true;
 
-            let split = self.split(&lg, 0).map_err(|e| self.error_in(&lg, e))?;
+            let split = self.split(&lg, 0);
             // Heredoc bodies follow the instruction's line.
             let mut heredocs = Vec::new();
-            let inner = if split.kw == "ONBUILD" {
-                self.split(&lg, split.args_off)
-                    .ok()
-                    .map(|s| (s.kw, s.args.to_string()))
+            let (kw, args) = if split.kw == "ONBUILD" {
+                let s = self.split(&lg, split.args_off);
+                (s.kw, s.args)
             } else {
-                Some((split.kw.clone(), split.args.clone()))
+                (split.kw.clone(), split.args.clone())
             };
-            if let Some((kw, args)) = inner
-                && matches!(kw.as_str(), "RUN" | "COPY" | "ADD")
+            if matches!(kw.as_str(), "RUN" | "COPY" | "ADD")
                 && parse_json(&args).is_err()
                 && lg.text.contains("<<")
             {
@@ -396,7 +394,7 @@ impl Parser<'_> {
     }
 
     /// Splits the text at `start` into keyword, flags (`--x`) and arguments.
-    fn split(&self, lg: &Logical, start: usize) -> Result<Split, PErr> {
+    fn split(&self, lg: &Logical, start: usize) -> Split {
         let text = &lg.text;
         let s = start + (text[start..].len() - text[start..].trim_start_matches(is_ws).len());
         let kw_end = text[s..].find(is_sep).map_or(text.len(), |e| s + e);
@@ -409,14 +407,14 @@ impl Parser<'_> {
         let args_raw = &text[args_off..];
         let args = args_raw.trim_matches(is_ws);
         let args_off = args_off + (args_raw.len() - args_raw.trim_start_matches(is_ws).len());
-        Ok(Split {
+        Split {
             kw_len: kw.len(),
             kw: kw.to_ascii_uppercase(),
             kw_off: s,
             flags,
             args: args.to_string(),
             args_off,
-        })
+        }
     }
 
     fn build(
@@ -484,7 +482,7 @@ impl Parser<'_> {
                         ("security", FK::Str),
                     ],
                 )?;
-                let command = maybe_json(args).map_err(|m| at_args(m))?;
+                let command = maybe_json(args).map_err(&at_args)?;
                 if matches!(&command, Command::Shell(s) if s.is_empty())
                     || matches!(&command, Command::Exec(v) if v.is_empty())
                 {
@@ -548,7 +546,7 @@ impl Parser<'_> {
                         "{kw} requires at least one argument: a command (shell form) or a JSON array"
                     )));
                 }
-                let c = maybe_json(args).map_err(|m| at_args(m))?;
+                let c = maybe_json(args).map_err(&at_args)?;
                 if kw == "CMD" {
                     Instruction::Cmd(c)
                 } else {
@@ -768,7 +766,7 @@ impl Parser<'_> {
                         "ONBUILD requires at least one argument: an instruction".into(),
                     ));
                 }
-                let inner = self.split(lg, sp.args_off)?;
+                let inner = self.split(lg, sp.args_off);
                 match inner.kw.as_str() {
                     "ONBUILD" => {
                         return Err(perr(
@@ -831,7 +829,7 @@ impl Parser<'_> {
                         }
                         vec!["NONE".to_string()]
                     }
-                    "CMD" => match maybe_json(rest).map_err(|m| at_args(m))? {
+                    "CMD" => match maybe_json(rest).map_err(&at_args)? {
                         Command::Exec(v) if v.is_empty() => {
                             return Err(at_args("missing command after HEALTHCHECK CMD".into()));
                         }
@@ -1468,7 +1466,6 @@ fn parse_mount(val: &str) -> Result<RunMount, String> {
         env: None,
     };
     let mut ro: Option<bool> = None;
-    let mut seen_other = false;
     for field in fields {
         let (key, value) = match field.split_once('=') {
             Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
@@ -1480,7 +1477,7 @@ fn parse_mount(val: &str) -> Result<RunMount, String> {
                 "readonly" | "ro" => ro = Some(true),
                 "readwrite" | "rw" => ro = Some(false),
                 "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => {
-                    m.required = true
+                    m.required = true;
                 }
                 "required" => {
                     return Err(format!(
@@ -1508,9 +1505,6 @@ fn parse_mount(val: &str) -> Result<RunMount, String> {
         };
         match key.as_str() {
             "type" => {
-                if seen_other {
-                    // docker reads keys in order, so a later type would re-interpret earlier keys
-                }
                 m.kind = match value.to_ascii_lowercase().as_str() {
                     "bind" => MountType::Bind,
                     "cache" => MountType::Cache,
@@ -1610,7 +1604,6 @@ fn parse_mount(val: &str) -> Result<RunMount, String> {
                 return Err(msg);
             }
         }
-        seen_other = true;
     }
     m.readonly = ro.unwrap_or(!matches!(m.kind, MountType::Cache | MountType::Tmpfs));
     if m.target.is_none()

@@ -345,13 +345,11 @@ impl ShellWord<'_> {
         let mut chs = ch.to_string();
         let mut null_is_unset = false;
         match ch {
-            '}' => {
-                return match self.get_env(&name) {
-                    Some(v) => Ok(v),
-                    None if self.lex.skip_unset => Ok(format!("${{{name}}}")),
-                    None => Ok(String::new()),
-                };
-            }
+            '}' => match self.get_env(&name) {
+                Some(v) => Ok(v),
+                None if self.lex.skip_unset => Ok(format!("${{{name}}}")),
+                None => Ok(String::new()),
+            },
             ':' | '+' | '-' | '?' | '#' | '%' => {
                 if ch == ':' {
                     null_is_unset = true;
@@ -615,7 +613,7 @@ fn replace(p: &Pattern, value: &str, replacement: &str, all: bool) -> String {
     let mut i = 0;
     let mut replaced = false;
     while i <= chars.len() {
-        if !(replaced && !all) {
+        if !replaced || all {
             // longest match starting at i
             let found = (i..=chars.len())
                 .rev()
