@@ -384,12 +384,15 @@ impl Parser<'_> {
         })
     }
 
-    /// Removes a trailing escape character (plus spaces/tabs); returns (line, is_end_of_line).
+    /// BuildKit's continuation rule (`([^E])E[ \t]*$|^E[ \t]*$` for escape `E`): a trailing escape
+    /// character (plus spaces/tabs) continues the line unless another escape character precedes
+    /// it. Returns (line without it, is_end_of_line).
     fn trim_continuation<'s>(&self, line: &'s str) -> (&'s str, bool) {
+        let esc = self.directives.escape;
         let t = line.trim_end_matches([' ', '\t']);
-        match t.strip_suffix(self.directives.escape) {
-            Some(rest) => (rest, false),
-            None => (line, true),
+        match t.strip_suffix(esc) {
+            Some(rest) if !rest.ends_with(esc) => (rest, false),
+            _ => (line, true),
         }
     }
 
@@ -1355,6 +1358,7 @@ fn heredocs_from_line(line: &str) -> Result<Vec<HeredocSpec>, String> {
     let mut lex = Lex::new('\\');
     lex.raw_quotes = true;
     lex.raw_escapes = true;
+    lex.skip_unset = true;
     let words = lex.process_words(line, &|_| None).unwrap_or_default();
     let mut out = Vec::new();
     for w in words {

@@ -9,6 +9,8 @@ RUN echo one \
   RUN    echo   indented  
 RUN echo trailing-space-after-backslash \   
     ok
-RUN echo escaped-backslash-is-still-continuation \\
-    next
+RUN echo escaped-backslash-ends-the-line \\
+RUN echo \
+\
+    backslash-alone-on-a-line-continues
 RUN echo "end of file" \
