@@ -973,6 +973,16 @@ fn convert(
     Ok(v)
 }
 
+/// What shapes a layer's bytes besides the op: compression and the clamped mtimes.
+fn layer_key(k: &mut KeyBuilder, o: &LayerOptions) {
+    k.str(match o.compression {
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+        Compression::None => "none",
+    })
+    .u64(o.source_date_epoch.map_or(u64::MAX, |t| t as u64));
+}
+
 fn run_created_by(r: &dockerfile::Run) -> String {
     match &r.command {
         Command::Shell(s) => format!("/bin/sh -c {s} # buildkit"),
@@ -1667,6 +1677,7 @@ impl Op<Snapshot> for CopyOp {
     fn key<'a>(&'a self) -> BoxFuture<'a, Result<Vec<u8>, OpError>> {
         async move {
             let mut k = KeyBuilder::new(if self.is_add { "add" } else { "copy" });
+            layer_key(&mut k, &self.env.layer_options);
             k.list(&self.sources)
                 .str(&self.dest)
                 .u64(u64::from(self.dest_is_dir))
@@ -2052,6 +2063,7 @@ impl Op<Snapshot> for RunOp {
         async move {
             let r = &self.request;
             let mut k = KeyBuilder::new("run");
+            layer_key(&mut k, &self.env.layer_options);
             k.list(&r.args)
                 .list(&r.env)
                 .str(&r.cwd)
