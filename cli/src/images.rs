@@ -355,6 +355,11 @@ async fn inspect(a: InspectArgs) -> Result<()> {
     let platform = Platform::host();
     let mut out = Vec::new();
     for name in &a.images {
+        // Like docker: a container of that name first, then an image.
+        if let Some(c) = crate::containers::inspect_container(name)? {
+            out.push(c);
+            continue;
+        }
         let r = image_reference(&store, name).await?;
         let i = store
             .inspect(&r, &platform)
@@ -431,10 +436,49 @@ fn removed_lines(removed: &[Removed], untagged: &str, deleted: &str) -> String {
         .collect()
 }
 
+/// Refuses (unless forced) to remove the last name of an image a container uses, as docker does.
+async fn check_not_in_use(store: &ImageStore, name: &str) -> Result<()> {
+    let Ok(r) = image_reference(store, name).await else {
+        return Ok(());
+    };
+    let Ok(id) = store.image(&r, &Platform::host()).await.and_then(|i| i.id()) else {
+        return Ok(());
+    };
+    let users = crate::containers::containers_using(&id)?;
+    let Some(user) = users.first() else {
+        return Ok(());
+    };
+    let rows = store.list().await.context("listing images")?;
+    let tags = rows.iter().filter(|r| r.id == id && r.tag.is_some()).count();
+    let by_id = name.trim_start_matches("sha256:").len() >= 12 && id.hex().starts_with(name.trim_start_matches("sha256:"));
+    if tags > 1 && !by_id {
+        return Ok(());
+    }
+    bail!(
+        "conflict: unable to remove {name} (must force) - container {} is using its referenced image {}",
+        &user[..12],
+        short_id(id.hex())
+    )
+}
+
 async fn rmi(a: RmiArgs) -> Result<()> {
     let store = open_store().await?;
     let mut failed = None;
     for name in &a.images {
+        let checked = if a.force {
+            Ok(())
+        } else {
+            check_not_in_use(&store, name).await
+        };
+        match checked.map_err(|e| e.context(format!("removing image {name}"))) {
+            Ok(()) => {}
+            Err(e) => {
+                if let Some(prev) = failed.replace(e) {
+                    eprintln!("hoist: {prev:#}");
+                }
+                continue;
+            }
+        }
         match store.remove(name, a.force).await {
             Ok(removed) => print_out(&removed_lines(&removed, "Untagged", "Deleted"))?,
             Err(e) => {
@@ -575,10 +619,10 @@ async fn prune(a: PruneArgs) -> Result<()> {
         }
     }
     let store = open_store().await?;
-    let none = HashSet::new();
-    let before = store.disk_usage(&none).await.context("measuring images")?;
-    let report = store.prune(a.all, &none).await.context("pruning images")?;
-    let after = store.disk_usage(&none).await.context("measuring images")?;
+    let in_use = crate::containers::images_in_use()?;
+    let before = store.disk_usage(&in_use).await.context("measuring images")?;
+    let report = store.prune(a.all, &in_use).await.context("pruning images")?;
+    let after = store.disk_usage(&in_use).await.context("measuring images")?;
     let mut out = String::new();
     if !report.removed.is_empty() {
         out.push_str("Deleted Images:\n");

@@ -2,13 +2,17 @@
 //! calls the libraries. Each command family lives in its own module.
 
 mod admin;
+mod build;
+mod containers;
 mod home;
 mod images;
 mod images_format;
+mod run;
 mod serve;
 mod transfer;
 mod transfer_progress;
 mod transfer_store;
+mod volumes;
 
 use std::process::ExitCode;
 
@@ -32,6 +36,16 @@ enum Command {
     Transfer(transfer::TransferCommand),
     #[command(flatten)]
     Admin(admin::AdminCommand),
+    Build(build::BuildCommand),
+    /// Create and run a new container from an image
+    Run(Box<run::RunArgs>),
+    /// The detached supervisor of a container (internal)
+    #[command(name = "__supervise", hide = true)]
+    Supervise(run::SuperviseArgs),
+    #[command(flatten)]
+    Containers(containers::ContainerCommand),
+    #[command(flatten)]
+    Volumes(volumes::VolumeCommand),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -40,11 +54,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Images(cmd) => images::run(cmd),
         Command::Transfer(cmd) => transfer::run(cmd),
         Command::Admin(cmd) => admin::run(cmd),
+        Command::Build(cmd) => build::run(cmd),
+        Command::Run(args) => run::run(*args),
+        Command::Supervise(args) => run::supervise(args),
+        Command::Containers(cmd) => containers::run(cmd),
+        Command::Volumes(cmd) => volumes::run(cmd),
     }
 }
 
 /// Errors end the program with one line (the whole cause chain) and exit status 1.
 fn main() -> ExitCode {
+    // A re-exec of this binary as a container's init helper never returns from here.
+    hoist_runtime::exec::init_if_requested();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod credentials;
 pub mod endpoint;
+pub mod fetch;
 pub mod transfer;
 
 pub use credentials::{Credential, CredentialError, DockerConfig};

@@ -1,0 +1,2223 @@
+//! The build driver: a parsed Dockerfile and a context directory -> a graph of ops -> a solved
+//! [`Snapshot`] of the target stage.
+//!
+//! Conversion (as BuildKit's `dockerfile2llb`): base images are resolved first (from the local
+//! store; pulled through the caller's [`Puller`] when missing or with `--pull`), so the
+//! environment each instruction sees is known and words are expanded at conversion time with
+//! docker's rules. Each stage becomes a chain of vertices: the source (an image, `scratch`, or an
+//! earlier stage's last vertex), then one vertex per instruction. `RUN` and `COPY`/`ADD` are
+//! cacheable ops producing a layer; the other instructions are config-only ops (a history entry
+//! with `empty_layer`). Only the stages the target needs are converted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use hoist_oci::{Digest, Reference};
+use hoist_runtime::rootfs::{Compression, LayerOptions, write_layer};
+use hoist_storage::images::{ImageStore, Platform};
+use serde_json::{Value, json};
+
+use crate::cache::{BuildCache, FileHashes};
+use crate::dockerfile::{self, Command, Dockerfile, Instr, Instruction};
+use crate::graph::{Graph, KeyBuilder, LogSink, Op, OpError, OpKind, VertexId};
+use crate::snapshot::{LayerRef, Snapshot, Snapshots, lookup};
+
+/// Pulls an image into the local store (the CLI does it through hoist-client).
+pub trait Puller: Send + Sync {
+    fn pull<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, Result<(), OpError>>;
+}
+
+/// Runs a `RUN` step (the runtime's executor in production).
+pub trait Runner: Send + Sync {
+    /// Runs `request` with `rootfs` as the container's root (an overlay whose upper dir is the
+    /// step's new layer). Returns the exit code; output goes to `log`.
+    fn run(&self, request: &RunRequest, rootfs: &Path, log: &dyn LogSink) -> Result<i32, OpError>;
+}
+
+/// What a `RUN` step runs.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub args: Vec<String>,
+    /// `KEY=value`, the image's environment plus build args in scope.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+    /// Host network unless `false`.
+    pub network: bool,
+    /// `(host path, container path, read-only)` bind mounts (cache, bind, secret mounts).
+    pub binds: Vec<(PathBuf, String, bool)>,
+    /// Container paths to mount as tmpfs.
+    pub tmpfs: Vec<String>,
+    /// The image config (for `spec` defaults: user resolution and the like).
+    pub image_config: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LayerCompression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The Dockerfile's text and its name for messages.
+    pub dockerfile: String,
+    pub dockerfile_name: String,
+    pub context_dir: PathBuf,
+    /// Patterns of the ignore file (`.dockerignore` or `<Dockerfile>.dockerignore`).
+    pub ignore: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub pull: bool,
+    /// `--network none` for every RUN.
+    pub network_none: bool,
+    /// `--secret id=ID,src=PATH`.
+    pub secrets: BTreeMap<String, PathBuf>,
+    pub compression: LayerCompression,
+    pub source_date_epoch: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Parse(#[from] dockerfile::ParseError),
+    #[error("{file}:{line}: {message}\n  {line:>4} | {source_line}")]
+    Instruction {
+        file: String,
+        line: usize,
+        source_line: String,
+        message: String,
+    },
+    #[error("target stage {0:?} could not be found")]
+    NoTarget(String),
+    #[error("the Dockerfile has no FROM")]
+    NoStages,
+    #[error("base image {reference}: {message}")]
+    Base { reference: String, message: String },
+    #[error(transparent)]
+    Solve(#[from] crate::solver::SolveError),
+    #[error("{file}:{line}: {source}")]
+    Step {
+        file: String,
+        line: usize,
+        #[source]
+        source: crate::solver::SolveError,
+    },
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error("image store: {0}")]
+    Images(#[from] hoist_storage::images::ImageError),
+    #[error("image store: {0}")]
+    Content(#[from] hoist_storage::content::ContentError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = BuildError> = std::result::Result<T, E>;
+
+/// Shared services of one build.
+pub struct Env {
+    pub images: ImageStore,
+    pub cache: Arc<BuildCache>,
+    pub snapshots: Snapshots,
+    pub runner: Option<Arc<dyn Runner>>,
+    pub puller: Option<Arc<dyn Puller>>,
+    pub layer_options: LayerOptions,
+    pub platform: Platform,
+}
+
+/// A converted build: the graph and its target.
+pub struct Plan {
+    pub graph: Arc<Graph<Snapshot>>,
+    pub target: VertexId,
+    /// Lines to show before solving (`[internal] load metadata for ...`).
+    pub resolved: Vec<String>,
+    pub context: Option<Arc<ContextDir>>,
+    /// The Dockerfile line of each instruction's vertex, for errors.
+    pub lines: HashMap<VertexId, usize>,
+    pub file: String,
+}
+
+impl Env {
+    pub fn new(
+        home: &Path,
+        images: ImageStore,
+        cache: Arc<BuildCache>,
+        compression: LayerCompression,
+        source_date_epoch: Option<i64>,
+    ) -> Result<Self> {
+        Ok(Env {
+            images,
+            cache,
+            snapshots: Snapshots::open(&home.join("builder/snapshots"))?,
+            runner: None,
+            puller: None,
+            layer_options: LayerOptions {
+                compression: match compression {
+                    LayerCompression::Gzip => Compression::Gzip,
+                    LayerCompression::Zstd => Compression::Zstd,
+                },
+                source_date_epoch,
+            },
+            platform: Platform::host(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversion
+
+struct StageState {
+    env: Vec<(String, String)>,
+    args: BTreeMap<String, Option<String>>,
+    workdir: String,
+    user: String,
+    shell: Vec<String>,
+    config: Value,
+}
+
+impl StageState {
+    fn lookup(&self, k: &str) -> Option<String> {
+        // Args first, then ENV overrides them, as docker does.
+        if let Some((_, v)) = self.env.iter().rev().find(|(n, _)| n == k) {
+            return Some(v.clone());
+        }
+        self.args.get(k).cloned().flatten()
+    }
+}
+
+fn predefined_args(platform: &Platform) -> BTreeMap<String, String> {
+    let p = match &platform.variant {
+        Some(v) => format!("{}/{}/{v}", platform.os, platform.architecture),
+        None => format!("{}/{}", platform.os, platform.architecture),
+    };
+    let mut m = BTreeMap::new();
+    for prefix in ["TARGET", "BUILD"] {
+        m.insert(format!("{prefix}PLATFORM"), p.clone());
+        m.insert(format!("{prefix}OS"), platform.os.clone());
+        m.insert(format!("{prefix}ARCH"), platform.architecture.clone());
+        m.insert(
+            format!("{prefix}VARIANT"),
+            platform.variant.clone().unwrap_or_default(),
+        );
+    }
+    m
+}
+
+/// Proxy and platform args docker provides without an `ARG` line.
+const IMPLICIT_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+enum Base {
+    Scratch,
+    Stage(usize),
+    Image(Box<(Reference, hoist_storage::images::Image, Value)>),
+}
+
+fn instr_error(file: &str, i: &Instr, message: impl Into<String>) -> BuildError {
+    BuildError::Instruction {
+        file: file.to_owned(),
+        line: i.line,
+        source_line: i.source.clone(),
+        message: message.into(),
+    }
+}
+
+/// Converts the Dockerfile into a graph for `opts.target` (the last stage by default).
+pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
+    let df = dockerfile::parse(&opts.dockerfile, &opts.dockerfile_name)?;
+    if df.stages.is_empty() {
+        return Err(BuildError::NoStages);
+    }
+    let file = opts.dockerfile_name.clone();
+    let escape = df.directives.escape;
+    let predefined = predefined_args(&env.platform);
+    // Global args: defaults, overridden by --build-arg.
+    let mut global: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (k, v) in &predefined {
+        global.insert(k.clone(), Some(v.clone()));
+    }
+    for a in &df.global_args {
+        let lookup = |k: &str| global.get(k).cloned().flatten();
+        let value = match opts.build_args.get(&a.name) {
+            Some(v) => Some(v.clone()),
+            None => match &a.default {
+                Some(d) => Some(
+                    dockerfile::expand(d, &lookup, escape)
+                        .map_err(|e| BuildError::Other(format!("{file}: ARG {}: {e}", a.name)))?,
+                ),
+                None => None,
+            },
+        };
+        global.insert(a.name.clone(), value);
+    }
+    let target = match &opts.target {
+        Some(t) => df
+            .stage(t)
+            .map(|(i, _)| i)
+            .ok_or_else(|| BuildError::NoTarget(t.clone()))?,
+        None => df.stages.len() - 1,
+    };
+    // Bases and dependencies of each stage.
+    let stage_index = |name: &str| -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        df.stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+    };
+    let mut bases: Vec<Option<String>> = vec![None; df.stages.len()];
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); df.stages.len()];
+    for (i, s) in df.stages.iter().enumerate() {
+        let lookup = |k: &str| global.get(k).cloned().flatten();
+        let base = dockerfile::expand(&s.base, &lookup, escape).map_err(|e| {
+            BuildError::Instruction {
+                file: file.clone(),
+                line: s.line,
+                source_line: s.source.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        if let Some(j) = stage_index(&base).filter(|&j| j < i) {
+            deps[i].push(j);
+        }
+        for instr in &s.instructions {
+            let from = match &instr.kind {
+                Instruction::Copy(c) | Instruction::Add(c) => c.from.clone(),
+                _ => None,
+            };
+            if let Some(f) = from {
+                if let Some(j) = stage_index(&f).filter(|&j| j < i) {
+                    deps[i].push(j);
+                } else if let Ok(n) = f.parse::<usize>()
+                    && n < i
+                {
+                    deps[i].push(n);
+                }
+            }
+            if let Instruction::Run(r) = &instr.kind {
+                for m in &r.mounts {
+                    if let Some(f) = &m.from
+                        && let Some(j) = stage_index(f).filter(|&j| j < i)
+                    {
+                        deps[i].push(j);
+                    }
+                }
+            }
+        }
+        bases[i] = Some(base);
+    }
+    let mut needed = vec![false; df.stages.len()];
+    let mut stack = vec![target];
+    while let Some(s) = stack.pop() {
+        if !std::mem::replace(&mut needed[s], true) {
+            stack.extend(deps[s].iter().copied());
+        }
+    }
+    // Resolve the bases of the needed stages.
+    let mut resolved_bases: Vec<Option<Base>> = (0..df.stages.len()).map(|_| None).collect();
+    let mut resolved = Vec::new();
+    for i in 0..df.stages.len() {
+        if !needed[i] {
+            continue;
+        }
+        let base = bases[i].clone().unwrap_or_default();
+        resolved_bases[i] = Some(if base == "scratch" {
+            Base::Scratch
+        } else if let Some(j) = stage_index(&base).filter(|&j| j < i) {
+            Base::Stage(j)
+        } else {
+            let (reference, image, config) = resolve_image(env, &base, opts.pull).await?;
+            resolved.push(format!(
+                "[internal] load metadata for {}",
+                reference.to_string()
+            ));
+            Base::Image(Box::new((reference, image, config)))
+        });
+    }
+
+    // Images named by COPY --from (not stages) in the needed stages.
+    let mut from_image_refs: Vec<String> = Vec::new();
+    for (i, s) in df.stages.iter().enumerate() {
+        if !needed[i] {
+            continue;
+        }
+        for instr in &s.instructions {
+            if let Instruction::Copy(c) | Instruction::Add(c) = &instr.kind
+                && let Some(f) = &c.from
+            {
+                let lookup = |k: &str| global.get(k).cloned().flatten();
+                let f = dockerfile::expand(f, &lookup, escape)
+                    .map_err(|e| instr_error(&file, instr, e.to_string()))?;
+                let is_stage = stage_index(&f).is_some_and(|j| j < i)
+                    || f.parse::<usize>().is_ok_and(|n| n < i);
+                if !is_stage && !from_image_refs.contains(&f) {
+                    from_image_refs.push(f);
+                }
+            }
+        }
+    }
+    let mut from_image_sources = Vec::new();
+    for f in from_image_refs {
+        let (reference, image, config) = resolve_image(env, &f, opts.pull).await?;
+        resolved.push(format!("[internal] load metadata for {reference}"));
+        from_image_sources.push((f, reference, image, config));
+    }
+
+    // Convert.
+    let context = Arc::new(ContextDir::new(
+        env,
+        &opts.context_dir,
+        opts.ignore.as_deref(),
+    )?);
+    let mut graph: Graph<Snapshot> = Graph::new();
+    let mut lines = HashMap::new();
+    let mut from_images: HashMap<String, VertexId> = HashMap::new();
+    for (name, reference, image, config) in from_image_sources {
+        let snap = image_snapshot(&image, config)?;
+        let mut k = KeyBuilder::new("image");
+        k.str(image.digest.as_str());
+        let v = graph.add(
+            Arc::new(SourceOp {
+                name: format!("FROM {reference}@{}", image.digest),
+                key: k.finish(),
+                snapshot: snap,
+            }),
+            vec![],
+            "[internal]",
+        );
+        from_images.insert(name, v);
+    }
+    let mut tips: Vec<Option<(VertexId, StageState)>> =
+        (0..df.stages.len()).map(|_| None).collect();
+    let stage_count = df.stages.len();
+    for i in 0..stage_count {
+        if !needed[i] {
+            continue;
+        }
+        let stage = &df.stages[i];
+        let steps = 1 + stage
+            .instructions
+            .iter()
+            .filter(|x| is_step(&x.kind))
+            .count();
+        let stage_label = |k: usize| match (&stage.name, stage_count) {
+            (_, 1) => format!("[{k}/{steps}]"),
+            (Some(n), _) => format!("[{n} {k}/{steps}]"),
+            (None, _) => format!("[stage-{i} {k}/{steps}]"),
+        };
+        let mut onbuild: Vec<Instr> = Vec::new();
+        let (mut tip, mut st) = match resolved_bases[i].take().expect("needed stage resolved") {
+            Base::Scratch => {
+                let snap = Snapshot {
+                    layers: Vec::new(),
+                    config: empty_config(&env.platform),
+                };
+                let v = graph.add(
+                    Arc::new(SourceOp {
+                        name: "FROM scratch".into(),
+                        key: b"scratch".to_vec(),
+                        snapshot: snap.clone(),
+                    }),
+                    vec![],
+                    "",
+                );
+                (v, state_of(&snap.config, &global))
+            }
+            Base::Stage(j) => {
+                let (v, prev) = tips[j].as_ref().expect("earlier stage converted");
+                let st = StageState {
+                    env: prev.env.clone(),
+                    args: BTreeMap::new(),
+                    workdir: prev.workdir.clone(),
+                    user: prev.user.clone(),
+                    shell: prev.shell.clone(),
+                    config: prev.config.clone(),
+                };
+                (*v, st)
+            }
+            Base::Image(b) => {
+                let (reference, image, mut config) = *b;
+                // The base's ONBUILD triggers run first in this stage, and are not inherited.
+                if let Some(triggers) = config["config"]
+                    .as_object_mut()
+                    .and_then(|c| c.remove("OnBuild"))
+                    .and_then(|t| t.as_array().cloned())
+                {
+                    for t in triggers.iter().filter_map(|t| t.as_str()) {
+                        let parsed = dockerfile::parse(
+                            &format!("FROM scratch\n{t}\n"),
+                            &format!("ONBUILD trigger of {reference}"),
+                        )?;
+                        if let Some(s) = parsed.stages.into_iter().next() {
+                            onbuild.extend(s.instructions);
+                        }
+                    }
+                }
+                let layers = image
+                    .manifest
+                    .layers()
+                    .iter()
+                    .zip(diff_ids(&config))
+                    .map(|(l, diff_id)| {
+                        Ok(LayerRef {
+                            digest: Digest::parse(l.digest().as_ref())
+                                .map_err(|e| BuildError::Other(e.to_string()))?,
+                            diff_id,
+                            size: l.size(),
+                            media_type: l.media_type().to_string(),
+                            repo: Some(image.repo.to_string()),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let st = state_of(&config, &global);
+                let snap = Snapshot { layers, config };
+                let mut k = KeyBuilder::new("image");
+                k.str(image.digest.as_str());
+                let v = graph.add(
+                    Arc::new(SourceOp {
+                        name: format!("FROM {}@{}", reference, image.digest),
+                        key: k.finish(),
+                        snapshot: snap,
+                    }),
+                    vec![],
+                    stage_label(1),
+                );
+                (v, st)
+            }
+        };
+        // Args of the stage: only what it declares (global values for global names).
+        st.args.clear();
+        for k in IMPLICIT_ARGS {
+            if let Some(v) = opts.build_args.get(*k) {
+                st.args.insert((*k).to_owned(), Some(v.clone()));
+            }
+        }
+        let mut step = 1;
+        for instr in onbuild.iter().chain(&stage.instructions) {
+            if is_step(&instr.kind) {
+                step += 1;
+            }
+            let label = if is_step(&instr.kind) {
+                stage_label(step)
+            } else {
+                String::new()
+            };
+            let before = tip;
+            tip = convert(
+                env,
+                &mut graph,
+                &context,
+                &df,
+                &file,
+                escape,
+                instr,
+                tip,
+                &mut st,
+                &global,
+                &predefined,
+                opts,
+                &tips,
+                &from_images,
+                label,
+            )?;
+            if tip != before {
+                lines.insert(tip, instr.line);
+            }
+        }
+        tips[i] = Some((tip, st));
+    }
+    let (target_vertex, _) = tips[target].take().expect("target converted");
+    Ok(Plan {
+        graph: Arc::new(graph),
+        target: target_vertex,
+        resolved,
+        context: Some(context),
+        lines,
+        file,
+    })
+}
+
+fn image_snapshot(image: &hoist_storage::images::Image, config: Value) -> Result<Snapshot> {
+    let layers = image
+        .manifest
+        .layers()
+        .iter()
+        .zip(diff_ids(&config))
+        .map(|(l, diff_id)| {
+            Ok(LayerRef {
+                digest: Digest::parse(l.digest().as_ref())
+                    .map_err(|e| BuildError::Other(e.to_string()))?,
+                diff_id,
+                size: l.size(),
+                media_type: l.media_type().to_string(),
+                repo: Some(image.repo.to_string()),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Snapshot { layers, config })
+}
+
+fn is_step(k: &Instruction) -> bool {
+    matches!(
+        k,
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
+    )
+}
+
+fn diff_ids(config: &Value) -> Vec<Digest> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().and_then(|s| Digest::parse(s).ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn empty_config(platform: &Platform) -> Value {
+    let mut c = json!({
+        "architecture": platform.architecture,
+        "os": platform.os,
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    });
+    if let Some(v) = &platform.variant {
+        c["variant"] = json!(v);
+    }
+    c
+}
+
+fn state_of(config: &Value, _global: &BTreeMap<String, Option<String>>) -> StageState {
+    let c = &config["config"];
+    let env = c["Env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str())
+                .map(|e| match e.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), v.to_owned()),
+                    None => (e.to_owned(), String::new()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    StageState {
+        env,
+        args: BTreeMap::new(),
+        workdir: c["WorkingDir"].as_str().unwrap_or("").to_owned(),
+        user: c["User"].as_str().unwrap_or("").to_owned(),
+        shell: c["Shell"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]),
+        config: config.clone(),
+    }
+}
+
+async fn resolve_image(
+    env: &Arc<Env>,
+    name: &str,
+    pull: bool,
+) -> Result<(Reference, hoist_storage::images::Image, Value)> {
+    let reference = Reference::parse(name).map_err(|e| BuildError::Base {
+        reference: name.to_owned(),
+        message: e.to_string(),
+    })?;
+    let base_err = |message: String| BuildError::Base {
+        reference: reference.familiar(),
+        message,
+    };
+    let mut present = env.images.image(&reference, &env.platform).await;
+    if pull || present.is_err() {
+        match &env.puller {
+            Some(p) => {
+                let pulled = p.pull(&reference).await;
+                match (pulled, &present) {
+                    (Ok(()), _) => present = env.images.image(&reference, &env.platform).await,
+                    // Without --pull a missing image must come from the registry.
+                    (Err(e), Err(_)) => {
+                        return Err(base_err(format!(
+                            "not in the local store, and pulling failed: {e}"
+                        )));
+                    }
+                    (Err(e), Ok(_)) => {
+                        return Err(base_err(format!("pulling failed: {e}")));
+                    }
+                }
+            }
+            None if present.is_err() => {
+                return Err(base_err("not in the local store".into()));
+            }
+            None => {}
+        }
+    }
+    let image = present.map_err(|e| base_err(e.to_string()))?;
+    let (_, bytes) = env.images.config(&image).await?;
+    let config: Value =
+        serde_json::from_slice(&bytes).map_err(|e| base_err(format!("config: {e}")))?;
+    Ok((reference, image, config))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn convert(
+    env: &Arc<Env>,
+    graph: &mut Graph<Snapshot>,
+    context: &Arc<ContextDir>,
+    df: &Dockerfile,
+    file: &str,
+    escape: char,
+    instr: &Instr,
+    tip: VertexId,
+    st: &mut StageState,
+    global: &BTreeMap<String, Option<String>>,
+    predefined: &BTreeMap<String, String>,
+    opts: &BuildOptions,
+    tips: &[Option<(VertexId, StageState)>],
+    from_images: &HashMap<String, VertexId>,
+    label: String,
+) -> Result<VertexId> {
+    let err = |m: String| instr_error(file, instr, m);
+    let ex = |w: &str, st: &StageState| -> Result<String> {
+        dockerfile::expand(w, &|k| st.lookup(k), escape).map_err(|e| err(e.to_string()))
+    };
+    let created_by = |s: &str| format!("{s} # buildkit");
+    let meta = |graph: &mut Graph<Snapshot>, change: MetaChange, history: bool| {
+        graph.add(
+            Arc::new(MetaOp {
+                name: instr.source.clone(),
+                change,
+                history: history.then(|| created_by(&instr.source)),
+            }),
+            vec![tip],
+            label.clone(),
+        )
+    };
+    let v = match &instr.kind {
+        Instruction::Arg(decls) => {
+            for a in decls {
+                let value = match opts.build_args.get(&a.name) {
+                    Some(v) => Some(v.clone()),
+                    None => match &a.default {
+                        Some(d) => Some(ex(d, st)?),
+                        None => global
+                            .get(&a.name)
+                            .cloned()
+                            .flatten()
+                            .or_else(|| predefined.get(&a.name).cloned()),
+                    },
+                };
+                st.args.insert(a.name.clone(), value);
+            }
+            return Ok(tip);
+        }
+        Instruction::Env(pairs) => {
+            let mut set = Vec::new();
+            for (k, v) in pairs {
+                let k = ex(k, st)?;
+                let v = ex(v, st)?;
+                st.env.retain(|(n, _)| *n != k);
+                st.env.push((k.clone(), v.clone()));
+                set.push((k, v));
+            }
+            meta(graph, MetaChange::Env(set), true)
+        }
+        Instruction::Label(pairs) => {
+            let mut set = Vec::new();
+            for (k, v) in pairs {
+                set.push((ex(k, st)?, ex(v, st)?));
+            }
+            meta(graph, MetaChange::Labels(set), true)
+        }
+        Instruction::Maintainer(m) => meta(graph, MetaChange::Author(m.clone()), true),
+        Instruction::Expose(ports) => {
+            let mut out = Vec::new();
+            for p in ports {
+                for w in dockerfile::expand_words(p, &|k| st.lookup(k), escape)
+                    .map_err(|e| err(e.to_string()))?
+                {
+                    out.push(if w.contains('/') { w } else { format!("{w}/tcp") });
+                }
+            }
+            meta(graph, MetaChange::Expose(out), true)
+        }
+        Instruction::Volume(vols) => {
+            let mut out = Vec::new();
+            for v in vols {
+                let v = ex(v, st)?;
+                if v.trim().is_empty() {
+                    return Err(err("VOLUME specified can not be an empty string".into()));
+                }
+                out.push(v);
+            }
+            meta(graph, MetaChange::Volumes(out), true)
+        }
+        Instruction::User(u) => {
+            let u = ex(u, st)?;
+            st.user = u.clone();
+            meta(graph, MetaChange::User(u), true)
+        }
+        Instruction::Workdir(w) => {
+            let w = ex(w, st)?;
+            let abs = if w.starts_with('/') {
+                clean_abs(&w)
+            } else {
+                clean_abs(&format!("{}/{w}", st.workdir))
+            };
+            st.workdir = abs.clone();
+            meta(graph, MetaChange::Workdir(abs), true)
+        }
+        Instruction::Stopsignal(s) => meta(graph, MetaChange::StopSignal(ex(s, st)?), true),
+        Instruction::Shell(s) => {
+            st.shell = s.clone();
+            meta(graph, MetaChange::Shell(s.clone()), true)
+        }
+        Instruction::Cmd(c) => meta(graph, MetaChange::Cmd(command_args(c, &st.shell)), true),
+        Instruction::Entrypoint(c) => meta(
+            graph,
+            MetaChange::Entrypoint(command_args(c, &st.shell)),
+            true,
+        ),
+        Instruction::Healthcheck(h) => meta(
+            graph,
+            MetaChange::Healthcheck(serde_json::to_value(HealthJson::from(h)).unwrap_or_default()),
+            true,
+        ),
+        Instruction::Onbuild(inner) => meta(graph, MetaChange::OnBuild(inner.source.clone()), true),
+        Instruction::Copy(c) | Instruction::Add(c) => {
+            let is_add = matches!(instr.kind, Instruction::Add(_));
+            let mut sources = Vec::new();
+            for s in &c.sources {
+                sources.push(ex(s, st)?);
+            }
+            let dest_raw = ex(&c.dest, st)?;
+            let dest = if dest_raw.starts_with('/') {
+                dest_raw.clone()
+            } else {
+                format!("{}/{}", st.workdir.trim_end_matches('/'), dest_raw)
+            };
+            let dest_is_dir = dest_raw.ends_with('/')
+                || dest_raw.ends_with("/.")
+                || sources.len() + c.heredocs.len() > 1
+                || sources.iter().any(|s| has_glob(s));
+            let chown = c.chown.as_deref().map(|s| ex(s, st)).transpose()?;
+            let chmod = match c.chmod.as_deref().map(|s| ex(s, st)).transpose()? {
+                Some(m) => Some(
+                    u32::from_str_radix(&m, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o7777)
+                        .ok_or_else(|| err(format!("invalid --chmod={m}: expected an octal mode")))?,
+                ),
+                None => None,
+            };
+            let mut heredocs = Vec::new();
+            for h in &c.heredocs {
+                let content = if h.expand {
+                    dockerfile::expand_heredoc(&h.content, &|k| st.lookup(k), escape)
+                        .map_err(|e| err(e.to_string()))?
+                } else {
+                    h.content.clone()
+                };
+                heredocs.push((h.name.clone(), content));
+            }
+            let mut from_input = None;
+            let from = match c.from.as_deref().map(|f| ex(f, st)).transpose()? {
+                None => CopyFrom::Context(context.clone()),
+                Some(f) => {
+                    let lower = f.to_ascii_lowercase();
+                    let idx = df
+                        .stages
+                        .iter()
+                        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+                        .or_else(|| f.parse::<usize>().ok());
+                    match idx.and_then(|j| tips.get(j).and_then(|t| t.as_ref())) {
+                        Some((v, _)) => {
+                            from_input = Some(*v);
+                            CopyFrom::Input
+                        }
+                        None => match from_images.get(&f) {
+                            Some(v) => {
+                                from_input = Some(*v);
+                                CopyFrom::Input
+                            }
+                            None => {
+                                return Err(err(format!("COPY --from={f}: no such stage or image")));
+                            }
+                        },
+                    }
+                }
+            };
+            let op = CopyOp {
+                env: env.clone(),
+                name: instr.source.clone(),
+                is_add,
+                sources,
+                heredocs,
+                dest,
+                dest_is_dir,
+                chown,
+                chmod,
+                exclude: c.exclude.clone(),
+                parents: c.parents,
+                link: c.link,
+                from,
+                created_by: created_by(&instr.source),
+                checksum: c.checksum.as_deref().map(|s| ex(s, st)).transpose()?,
+                fetched: parking_lot::Mutex::new(HashMap::new()),
+            };
+            let mut inputs = vec![tip];
+            inputs.extend(from_input);
+            graph.add(Arc::new(op), inputs, label)
+        }
+        Instruction::Run(r) => {
+            let args = match r.script() {
+                Some(dockerfile::RunScript::Shell(s)) => {
+                    let mut a = st.shell.clone();
+                    a.push(s);
+                    a
+                }
+                Some(dockerfile::RunScript::Shebang(body)) => {
+                    let mut a = st.shell.clone();
+                    a.push(format!(
+                        "f=$(mktemp); cat > \"$f\" <<'HOIST_EOF'\n{body}HOIST_EOF\nchmod +x \"$f\"; \"$f\"; s=$?; rm -f \"$f\"; exit $s"
+                    ));
+                    a
+                }
+                None => match &r.command {
+                    Command::Exec(a) => a.clone(),
+                    Command::Shell(s) => vec![s.clone()],
+                },
+            };
+            let mut env_list: Vec<String> =
+                st.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // Build args in scope reach RUN's environment (not the image's).
+            for (k, v) in &st.args {
+                if let Some(v) = v
+                    && !st.env.iter().any(|(n, _)| n == k)
+                {
+                    env_list.push(format!("{k}={v}"));
+                }
+            }
+            let network = match r.network.as_deref() {
+                Some("none") => false,
+                Some(_) => true,
+                None => !opts.network_none,
+            };
+            let mut mounts = Vec::new();
+            for m in &r.mounts {
+                let target = m.target.as_deref().map(|t| ex(t, st)).transpose()?;
+                mounts.push(RunMountSpec {
+                    kind: m.kind,
+                    target,
+                    source: m.source.as_deref().map(|t| ex(t, st)).transpose()?,
+                    id: m.id.as_deref().map(|t| ex(t, st)).transpose()?,
+                    readonly: m.readonly,
+                    required: m.required,
+                });
+            }
+            let secrets = opts.secrets.clone();
+            graph.add(
+                Arc::new(RunOp {
+                    env: env.clone(),
+                    name: instr.source.clone(),
+                    request: RunRequest {
+                        args,
+                        env: env_list,
+                        cwd: if st.workdir.is_empty() {
+                            "/".into()
+                        } else {
+                            st.workdir.clone()
+                        },
+                        user: st.user.clone(),
+                        network,
+                        binds: Vec::new(),
+                        tmpfs: Vec::new(),
+                        image_config: Value::Null,
+                    },
+                    mounts,
+                    secrets,
+                    context: context.clone(),
+                    created_by: format!("RUN {}", run_created_by(r)),
+                }),
+                vec![tip],
+                label,
+            )
+        }
+    };
+    Ok(v)
+}
+
+/// What shapes a layer's bytes besides the op: compression and the clamped mtimes.
+fn layer_key(k: &mut KeyBuilder, o: &LayerOptions) {
+    k.str(match o.compression {
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+        Compression::None => "none",
+    })
+    .u64(o.source_date_epoch.map_or(u64::MAX, |t| t as u64));
+}
+
+fn run_created_by(r: &dockerfile::Run) -> String {
+    match &r.command {
+        Command::Shell(s) => format!("/bin/sh -c {s} # buildkit"),
+        Command::Exec(a) => format!("{} # buildkit", serde_json::to_string(a).unwrap_or_default()),
+    }
+}
+
+fn command_args(c: &Command, shell: &[String]) -> Vec<String> {
+    match c {
+        Command::Exec(a) => a.clone(),
+        Command::Shell(s) => {
+            let mut a = shell.to_vec();
+            a.push(s.clone());
+            a
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthJson {
+    test: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_period: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_interval: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retries: Option<u32>,
+}
+
+impl From<&dockerfile::Healthcheck> for HealthJson {
+    fn from(h: &dockerfile::Healthcheck) -> Self {
+        HealthJson {
+            test: h.test.clone(),
+            interval: h.interval,
+            timeout: h.timeout,
+            start_period: h.start_period,
+            start_interval: h.start_interval,
+            retries: h.retries,
+        }
+    }
+}
+
+fn clean_abs(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ops
+
+struct SourceOp {
+    name: String,
+    key: Vec<u8>,
+    snapshot: Snapshot,
+}
+
+impl Op<Snapshot> for SourceOp {
+    fn kind(&self) -> OpKind {
+        OpKind::Source
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn key<'a>(&'a self) -> BoxFuture<'a, Result<Vec<u8>, OpError>> {
+        async move { Ok(self.key.clone()) }.boxed()
+    }
+    fn run<'a>(
+        &'a self,
+        _: &'a [Arc<Snapshot>],
+        _: &'a dyn LogSink,
+    ) -> BoxFuture<'a, Result<Snapshot, OpError>> {
+        async move { Ok(self.snapshot.clone()) }.boxed()
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+enum MetaChange {
+    Env(Vec<(String, String)>),
+    Labels(Vec<(String, String)>),
+    Author(String),
+    Expose(Vec<String>),
+    Volumes(Vec<String>),
+    User(String),
+    Workdir(String),
+    StopSignal(String),
+    Shell(Vec<String>),
+    Cmd(Vec<String>),
+    Entrypoint(Vec<String>),
+    Healthcheck(Value),
+    OnBuild(String),
+}
+
+struct MetaOp {
+    name: String,
+    change: MetaChange,
+    history: Option<String>,
+}
+
+/// The `created` time of the newest history entry: config-only steps reuse it, so a rebuild with
+/// every layer cached gives the same image config (and id).
+fn last_created(config: &Value) -> Value {
+    config["history"]
+        .as_array()
+        .and_then(|h| h.iter().rev().find_map(|e| e.get("created").cloned()))
+        .or_else(|| config.get("created").cloned())
+        .unwrap_or(Value::Null)
+}
+
+impl Op<Snapshot> for MetaOp {
+    fn kind(&self) -> OpKind {
+        OpKind::Meta
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn key<'a>(&'a self) -> BoxFuture<'a, Result<Vec<u8>, OpError>> {
+        async move {
+            let mut k = KeyBuilder::new("meta");
+            k.bytes(&serde_json::to_vec(&self.change)?);
+            k.opt(self.history.as_deref());
+            Ok(k.finish())
+        }
+        .boxed()
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: &'a [Arc<Snapshot>],
+        _: &'a dyn LogSink,
+    ) -> BoxFuture<'a, Result<Snapshot, OpError>> {
+        async move {
+            let mut s = (*inputs[0]).clone();
+            apply_meta(&mut s.config, &self.change);
+            if let Some(h) = &self.history {
+                let created = last_created(&s.config);
+                push_history(&mut s.config, h, created, true);
+            }
+            Ok(s)
+        }
+        .boxed()
+    }
+}
+
+fn push_history(config: &mut Value, created_by: &str, created: Value, empty: bool) {
+    if !config["history"].is_array() {
+        config["history"] = json!([]);
+    }
+    let mut h = json!({"created_by": created_by, "comment": "buildkit.dockerfile.v0"});
+    if !created.is_null() {
+        h["created"] = created;
+    }
+    if empty {
+        h["empty_layer"] = json!(true);
+    }
+    config["history"]
+        .as_array_mut()
+        .expect("history is an array")
+        .push(h);
+}
+
+fn apply_meta(config: &mut Value, change: &MetaChange) {
+    if !config["config"].is_object() {
+        config["config"] = json!({});
+    }
+    let c = config["config"].as_object_mut().expect("config object");
+    match change {
+        MetaChange::Env(set) => {
+            let mut env: Vec<String> = c
+                .get("Env")
+                .and_then(|e| e.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (k, v) in set {
+                let entry = format!("{k}={v}");
+                match env
+                    .iter()
+                    .position(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k)
+                {
+                    Some(i) => env[i] = entry,
+                    None => env.push(entry),
+                }
+            }
+            c.insert("Env".into(), json!(env));
+        }
+        MetaChange::Labels(set) => {
+            let labels = c.entry("Labels").or_insert_with(|| json!({}));
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            for (k, v) in set {
+                labels[k] = json!(v);
+            }
+        }
+        MetaChange::Author(a) => {
+            config["author"] = json!(a);
+        }
+        MetaChange::Expose(ports) => {
+            let e = c.entry("ExposedPorts").or_insert_with(|| json!({}));
+            if !e.is_object() {
+                *e = json!({});
+            }
+            for p in ports {
+                e[p] = json!({});
+            }
+        }
+        MetaChange::Volumes(vols) => {
+            let e = c.entry("Volumes").or_insert_with(|| json!({}));
+            if !e.is_object() {
+                *e = json!({});
+            }
+            for v in vols {
+                e[v] = json!({});
+            }
+        }
+        MetaChange::User(u) => {
+            c.insert("User".into(), json!(u));
+        }
+        MetaChange::Workdir(w) => {
+            c.insert("WorkingDir".into(), json!(w));
+        }
+        MetaChange::StopSignal(s) => {
+            c.insert("StopSignal".into(), json!(s));
+        }
+        MetaChange::Shell(s) => {
+            c.insert("Shell".into(), json!(s));
+        }
+        MetaChange::Cmd(a) => {
+            c.insert("Cmd".into(), json!(a));
+        }
+        MetaChange::Entrypoint(a) => {
+            c.insert("Entrypoint".into(), json!(a));
+            // As docker: a new ENTRYPOINT resets a CMD inherited from the base.
+            c.remove("Cmd");
+        }
+        MetaChange::Healthcheck(h) => {
+            c.insert("Healthcheck".into(), h.clone());
+        }
+        MetaChange::OnBuild(s) => {
+            let e = c.entry("OnBuild").or_insert_with(|| json!([]));
+            if !e.is_array() {
+                *e = json!([]);
+            }
+            e.as_array_mut().expect("array").push(json!(s));
+        }
+    }
+}
+
+/// Unpacked dirs of a snapshot's layers (bottom..top), unpacking what is missing.
+pub async fn layer_dirs(env: &Arc<Env>, snap: &Snapshot) -> Result<Vec<PathBuf>, OpError> {
+    let mut out = Vec::with_capacity(snap.layers.len());
+    for l in &snap.layers {
+        if env.snapshots.has(&l.diff_id) {
+            out.push(env.snapshots.path(&l.diff_id));
+            continue;
+        }
+        let path = match &l.repo {
+            None => {
+                let blob = env.cache.blob_path(&l.digest);
+                let snapshots = env.snapshots.clone();
+                let diff_id = l.diff_id.clone();
+                tokio::task::spawn_blocking(move || {
+                    let f = fs::File::open(&blob)?;
+                    Ok::<_, OpError>(snapshots.unpack(&diff_id, f)?)
+                })
+                .await??
+            }
+            Some(repo) => {
+                let repo = hoist_oci::RepoName::parse(repo)?;
+                let mut reader = env.images.store().blob_open(&repo, &l.digest, 0).await?.reader;
+                let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+                let snapshots = env.snapshots.clone();
+                let diff_id = l.diff_id.clone();
+                let unpack = tokio::task::spawn_blocking(move || {
+                    snapshots.unpack(&diff_id, ChannelReader::new(rx))
+                });
+                use tokio::io::AsyncReadExt;
+                loop {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    match reader.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            if tx.send(Ok(buf)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            break;
+                        }
+                    }
+                }
+                drop(tx);
+                unpack.await??
+            }
+        };
+        out.push(path);
+    }
+    Ok(out)
+}
+
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>) -> Self {
+        ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Writes `upper` as a layer into the build cache, keeps the dir as the layer's snapshot, and
+/// returns the snapshot with the layer (and its history entry) added.
+fn commit_layer(
+    env: &Env,
+    parent: &Snapshot,
+    upper: &Path,
+    created_by: &str,
+) -> Result<Snapshot, OpError> {
+    let tmp = env.cache.temp_file()?;
+    let out = io::BufWriter::with_capacity(256 * 1024, tmp.reopen()?);
+    let info = write_layer(upper, out, &env.layer_options)?;
+    env.cache.commit_blob(tmp, &info.digest)?;
+    env.snapshots.adopt(upper, &info.diff_id)?;
+    let mut s = parent.clone();
+    s.layers.push(LayerRef {
+        digest: info.digest,
+        diff_id: info.diff_id,
+        size: info.size,
+        media_type: info.media_type.to_owned(),
+        repo: None,
+    });
+    let created = match env.layer_options.source_date_epoch {
+        Some(t) => hoist_time(t),
+        None => hoist_time(now_secs()),
+    };
+    push_history(&mut s.config, created_by, json!(created), false);
+    Ok(s)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// RFC 3339 UTC.
+pub fn hoist_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+// ----- the build context -----
+
+/// The build context directory with its ignore rules, listed once.
+pub struct ContextDir {
+    root: PathBuf,
+    /// Relative paths (no leading `/`) of every entry not ignored, sorted.
+    entries: Vec<(String, fs::Metadata)>,
+    hashes: FileHashes,
+    cache: Arc<BuildCache>,
+}
+
+impl ContextDir {
+    fn new(env: &Env, root: &Path, ignore: Option<&str>) -> Result<Self> {
+        let root = fs::canonicalize(root).map_err(|e| {
+            BuildError::Other(format!("build context {}: {e}", root.display()))
+        })?;
+        let rules = match ignore {
+            Some(text) => Some(
+                crate::ignore::DockerIgnore::parse(text)
+                    .map_err(|e| BuildError::Other(format!(".dockerignore: {e}")))?,
+            ),
+            None => None,
+        };
+        let mut entries = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let dir = root.join(&rel);
+            let rd = fs::read_dir(&dir)
+                .map_err(|e| BuildError::Other(format!("reading {}: {e}", dir.display())))?;
+            for e in rd {
+                let e = e.map_err(|e| BuildError::Other(format!("reading {}: {e}", dir.display())))?;
+                let r = rel.join(e.file_name());
+                let rs = r.to_string_lossy().into_owned();
+                let md = fs::symlink_metadata(e.path())
+                    .map_err(|e| BuildError::Other(format!("{rs}: {e}")))?;
+                let ignored = rules.as_ref().is_some_and(|x| x.matches(&rs, md.is_dir()));
+                if md.is_dir() {
+                    // An ignored directory may still hold re-included files (`!` rules).
+                    if !ignored || rules.as_ref().is_some_and(|x| !x.can_skip_dir(&rs)) {
+                        stack.push(r);
+                    }
+                }
+                if !ignored {
+                    entries.push((rs, md));
+                }
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let hashes = env.cache.file_hashes(&root)?;
+        Ok(ContextDir {
+            root,
+            entries,
+            hashes,
+            cache: env.cache.clone(),
+        })
+    }
+
+    fn get(&self, rel: &str) -> Option<&fs::Metadata> {
+        self.entries
+            .binary_search_by(|e| e.0.as_str().cmp(rel))
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
+
+    /// Entries under `rel` (a directory), itself excluded.
+    fn under<'a>(&'a self, rel: &'a str) -> impl Iterator<Item = &'a (String, fs::Metadata)> + 'a {
+        let start = self
+            .entries
+            .partition_point(|e| e.0.as_str() <= rel);
+        self.entries[start..]
+            .iter()
+            .take_while(move |e| rel.is_empty() || e.0.starts_with(&format!("{rel}/")))
+    }
+
+    /// The content hash of a regular file, remembered by its stat signature.
+    fn file_hash(&self, rel: &str, md: &fs::Metadata) -> io::Result<[u8; 32]> {
+        let sig = format!(
+            "{}:{}:{}:{}.{}:{}.{}",
+            md.dev(),
+            md.ino(),
+            md.size(),
+            md.mtime(),
+            md.mtime_nsec(),
+            md.ctime(),
+            md.ctime_nsec()
+        );
+        if let Some((s, h)) = self.hashes.known.get(rel)
+            && *s == sig
+        {
+            return Ok(*h);
+        }
+        use sha2::Digest as _;
+        let mut f = fs::File::open(self.root.join(rel))?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let out: [u8; 32] = h.finalize().into();
+        self.hashes
+            .fresh
+            .lock()
+            .push((rel.to_owned(), sig, out));
+        Ok(out)
+    }
+
+    pub fn save_hashes(&self) -> Result<()> {
+        Ok(self.cache.save_file_hashes(&self.hashes)?)
+    }
+}
+
+/// Resolves COPY sources against a list of entries: `(source rel path, entry rel path)` for each
+/// entry copied, where the entry's destination is computed relative to the source.
+fn normalize_src(s: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+enum CopyFrom {
+    Context(Arc<ContextDir>),
+    /// The op's second input (a stage).
+    Input,
+}
+
+struct CopyOp {
+    env: Arc<Env>,
+    name: String,
+    is_add: bool,
+    sources: Vec<String>,
+    heredocs: Vec<(String, String)>,
+    dest: String,
+    dest_is_dir: bool,
+    chown: Option<String>,
+    chmod: Option<u32>,
+    exclude: Vec<String>,
+    parents: bool,
+    link: bool,
+    from: CopyFrom,
+    created_by: String,
+    /// `ADD --checksum=`.
+    checksum: Option<String>,
+    /// URLs ADD downloaded while computing its key (downloaded once per build).
+    fetched: parking_lot::Mutex<HashMap<String, (tempfile::NamedTempFile, hoist_client::fetch::Fetched)>>,
+}
+
+/// One file to copy: where it comes from (absolute) and its path under the destination.
+struct Planned {
+    src: PathBuf,
+    rel_dest: String,
+    md: fs::Metadata,
+}
+
+impl CopyOp {
+    fn excluded(&self, rel: &str) -> bool {
+        self.exclude.iter().any(|p| {
+            globset::GlobBuilder::new(&normalize_src(p))
+                .literal_separator(true)
+                .build()
+                .map(|g| g.compile_matcher().is_match(rel))
+                .unwrap_or(false)
+        })
+    }
+
+    /// Context files this COPY reads, with their destination paths.
+    fn plan_context(&self, ctx: &ContextDir) -> Result<Vec<Planned>, OpError> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            if self.is_add && is_url(s) {
+                continue;
+            }
+            let src = normalize_src(s);
+            let matches: Vec<&(String, fs::Metadata)> = if has_glob(&src) {
+                let g = globset::GlobBuilder::new(&src)
+                    .literal_separator(true)
+                    .build()?
+                    .compile_matcher();
+                ctx.entries.iter().filter(|e| g.is_match(&e.0)).collect()
+            } else if src.is_empty() {
+                Vec::new()
+            } else {
+                match ctx.get(&src) {
+                    Some(_) => vec![&ctx.entries[ctx
+                        .entries
+                        .binary_search_by(|e| e.0.as_str().cmp(&src))
+                        .expect("present")]],
+                    None => {
+                        return Err(format!(
+                            "failed to compute cache key: \"/{src}\": not found (not in the build context, or excluded by .dockerignore)"
+                        )
+                        .into());
+                    }
+                }
+            };
+            if src.is_empty() {
+                // `.`: the whole context.
+                for (rel, md) in ctx.under("") {
+                    if !self.excluded(rel) {
+                        out.push(Planned {
+                            src: ctx.root.join(rel),
+                            rel_dest: rel.clone(),
+                            md: md.clone(),
+                        });
+                    }
+                }
+                continue;
+            }
+            if matches.is_empty() {
+                return Err(format!("no source files were specified: {s} matches nothing").into());
+            }
+            for (rel, md) in matches {
+                if self.excluded(rel) {
+                    continue;
+                }
+                let base = if self.parents {
+                    rel.clone()
+                } else {
+                    rel.rsplit('/').next().unwrap_or(rel).to_owned()
+                };
+                if md.is_dir() {
+                    let prefix = if self.parents { format!("{rel}/") } else { String::new() };
+                    if self.parents {
+                        out.push(Planned {
+                            src: ctx.root.join(rel),
+                            rel_dest: rel.clone(),
+                            md: md.clone(),
+                        });
+                    }
+                    for (sub, smd) in ctx.under(rel) {
+                        if self.excluded(sub) {
+                            continue;
+                        }
+                        let tail = &sub[rel.len() + 1..];
+                        out.push(Planned {
+                            src: ctx.root.join(sub),
+                            rel_dest: format!("{prefix}{tail}"),
+                            md: smd.clone(),
+                        });
+                    }
+                } else {
+                    let rel_dest = if self.dest_is_dir { base } else { String::new() };
+                    out.push(Planned {
+                        src: ctx.root.join(rel),
+                        rel_dest,
+                        md: md.clone(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+impl Op<Snapshot> for CopyOp {
+    fn kind(&self) -> OpKind {
+        OpKind::Copy
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn key<'a>(&'a self) -> BoxFuture<'a, Result<Vec<u8>, OpError>> {
+        async move {
+            let mut k = KeyBuilder::new(if self.is_add { "add" } else { "copy" });
+            layer_key(&mut k, &self.env.layer_options);
+            k.list(&self.sources)
+                .str(&self.dest)
+                .u64(u64::from(self.dest_is_dir))
+                .opt(self.chown.as_deref())
+                .u64(self.chmod.map_or(u64::MAX, u64::from))
+                .list(&self.exclude)
+                .u64(u64::from(self.parents))
+                .u64(u64::from(self.link));
+            for (n, c) in &self.heredocs {
+                k.str(n).str(c);
+            }
+            if let CopyFrom::Context(ctx) = &self.from {
+                // Exactly the files read: path, mode, content (or link target); never mtime.
+                let ctx = ctx.clone();
+                let planned = self.plan_context(&ctx)?;
+                let material = tokio::task::block_in_place(|| -> Result<Vec<u8>, OpError> {
+                    let mut k = KeyBuilder::new("files");
+                    for p in &planned {
+                        let rel = p.src.strip_prefix(&ctx.root).unwrap_or(&p.src);
+                        let rel = rel.to_string_lossy();
+                        k.str(&rel).str(&p.rel_dest).u64(u64::from(p.md.mode()));
+                        if p.md.is_file() {
+                            k.bytes(&ctx.file_hash(&rel, &p.md)?);
+                        } else if p.md.file_type().is_symlink() {
+                            k.str(&fs::read_link(&p.src)?.to_string_lossy());
+                        }
+                    }
+                    Ok(k.finish())
+                })?;
+                k.bytes(&material);
+                for s in &self.sources {
+                    if self.is_add && is_url(s) {
+                        // Keyed by what the URL serves (and its time), as BuildKit does.
+                        let tmp = self.env.cache.temp_file()?;
+                        let out = io::BufWriter::new(tmp.reopen()?);
+                        let fetched = hoist_client::fetch::fetch(s, out).await?;
+                        if let Some(c) = &self.checksum
+                            && c != fetched.digest.as_str()
+                        {
+                            return Err(format!(
+                                "ADD {s}: checksum mismatch: expected {c}, got {}",
+                                fetched.digest
+                            )
+                            .into());
+                        }
+                        k.str(s)
+                            .str(fetched.digest.as_str())
+                            .u64(fetched.last_modified.unwrap_or(0) as u64);
+                        self.fetched.lock().insert(s.clone(), (tmp, fetched));
+                    }
+                }
+            }
+            Ok(k.finish())
+        }
+        .boxed()
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: &'a [Arc<Snapshot>],
+        _log: &'a dyn LogSink,
+    ) -> BoxFuture<'a, Result<Snapshot, OpError>> {
+        async move {
+            let parent = inputs[0].clone();
+            let parent_dirs = layer_dirs(&self.env, &parent).await?;
+            let from_dirs = match &self.from {
+                CopyFrom::Input => Some(layer_dirs(&self.env, &inputs[1]).await?),
+                CopyFrom::Context(_) => None,
+            };
+            let env = self.env.clone();
+            tokio::task::block_in_place(|| -> Result<Snapshot, OpError> {
+                let upper = env.snapshots.temp_dir()?;
+                let root = upper.path().join("upper");
+                fs::create_dir(&root)?;
+                let (uid, gid) = match &self.chown {
+                    Some(c) => resolve_chown(c, &parent_dirs)?,
+                    None => (0, 0),
+                };
+                let planned = match (&self.from, &from_dirs) {
+                    (CopyFrom::Context(ctx), _) => self.plan_context(ctx)?,
+                    (CopyFrom::Input, Some(dirs)) => self.plan_stage(dirs)?,
+                    _ => Vec::new(),
+                };
+                let dest_rel = self.dest.trim_start_matches('/');
+                let dest_root = root.join(dest_rel);
+                make_parents(&root, dest_rel, self.dest_is_dir)?;
+                for p in &planned {
+                    let target = if p.rel_dest.is_empty() {
+                        dest_root.clone()
+                    } else {
+                        dest_root.join(&p.rel_dest)
+                    };
+                    if let Some(parent) = target.parent() {
+                        fs::create_dir_all(parent)?;
+                    }
+                    if self.is_add && p.md.is_file() && self.dest_is_dir_for_tar() {
+                        if let Some(()) = try_extract(&p.src, &dest_root, uid, gid)? {
+                            continue;
+                        }
+                    }
+                    copy_entry(&p.src, &target, &p.md, uid, gid, self.chmod)?;
+                }
+                for (url, (tmp, fetched)) in self.fetched.lock().iter() {
+                    // Never extracted; 0600 unless --chmod, as docker does.
+                    let target = if self.dest_is_dir {
+                        let name = url
+                            .split(['?', '#'])
+                            .next()
+                            .unwrap_or(url)
+                            .trim_end_matches('/')
+                            .rsplit('/')
+                            .next()
+                            .filter(|n| !n.is_empty() && !n.contains(':'))
+                            .unwrap_or("download");
+                        dest_root.join(name)
+                    } else {
+                        dest_root.clone()
+                    };
+                    if let Some(parent) = target.parent() {
+                        fs::create_dir_all(parent)?;
+                    }
+                    fs::copy(tmp.path(), &target)?;
+                    fs::set_permissions(
+                        &target,
+                        fs::Permissions::from_mode(self.chmod.unwrap_or(0o600)),
+                    )?;
+                    std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
+                    if let Some(t) = fetched.last_modified {
+                        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+                        fs::File::options()
+                            .write(true)
+                            .open(&target)?
+                            .set_times(fs::FileTimes::new().set_modified(when))?;
+                    }
+                }
+                for (name, content) in &self.heredocs {
+                    let target = if self.dest_is_dir {
+                        dest_root.join(name)
+                    } else {
+                        dest_root.clone()
+                    };
+                    if let Some(parent) = target.parent() {
+                        fs::create_dir_all(parent)?;
+                    }
+                    fs::write(&target, content)?;
+                    fs::set_permissions(
+                        &target,
+                        fs::Permissions::from_mode(self.chmod.unwrap_or(0o644)),
+                    )?;
+                    std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
+                }
+                commit_layer(&env, &parent, &root, &self.created_by)
+            })
+        }
+        .boxed()
+    }
+}
+
+impl CopyOp {
+    fn dest_is_dir_for_tar(&self) -> bool {
+        true
+    }
+
+    /// Files of another stage this COPY reads.
+    fn plan_stage(&self, dirs: &[PathBuf]) -> Result<Vec<Planned>, OpError> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            let src = normalize_src(s);
+            let Some(path) = lookup(dirs, Path::new(&src)) else {
+                return Err(format!("COPY --from: /{src}: not found").into());
+            };
+            let md = fs::symlink_metadata(&path)?;
+            if md.is_dir() {
+                // Merge the directory's contents across layers.
+                let mut seen: BTreeMap<String, (PathBuf, fs::Metadata)> = BTreeMap::new();
+                for d in dirs.iter() {
+                    let base = d.join(&src);
+                    if !base.is_dir() {
+                        continue;
+                    }
+                    walk(&base, &mut |rel, p, md| {
+                        seen.insert(rel.to_owned(), (p.to_path_buf(), md.clone()));
+                    })?;
+                }
+                for (rel, (_, _)) in seen {
+                    if let Some(p) = lookup(dirs, &Path::new(&src).join(&rel)) {
+                        let md = fs::symlink_metadata(&p)?;
+                        out.push(Planned {
+                            src: p,
+                            rel_dest: rel,
+                            md,
+                        });
+                    }
+                }
+            } else {
+                let base = src.rsplit('/').next().unwrap_or(&src).to_owned();
+                out.push(Planned {
+                    src: path,
+                    rel_dest: if self.dest_is_dir { base } else { String::new() },
+                    md,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn walk(dir: &Path, f: &mut dyn FnMut(&str, &Path, &fs::Metadata)) -> io::Result<()> {
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in fs::read_dir(dir.join(&rel))? {
+            let e = e?;
+            let r = rel.join(e.file_name());
+            let md = fs::symlink_metadata(e.path())?;
+            if md.is_dir() {
+                stack.push(r.clone());
+            }
+            f(&r.to_string_lossy(), &e.path(), &md);
+        }
+    }
+    Ok(())
+}
+
+fn make_parents(root: &Path, dest_rel: &str, dest_is_dir: bool) -> io::Result<()> {
+    let p = Path::new(dest_rel);
+    let dir = if dest_is_dir { Some(p) } else { p.parent() };
+    if let Some(d) = dir {
+        let mut cur = root.to_path_buf();
+        for c in d.components() {
+            if let Component::Normal(n) = c {
+                cur.push(n);
+                if !cur.exists() {
+                    fs::create_dir(&cur)?;
+                    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn copy_entry(
+    src: &Path,
+    dst: &Path,
+    md: &fs::Metadata,
+    uid: u32,
+    gid: u32,
+    chmod: Option<u32>,
+) -> io::Result<()> {
+    let ft = md.file_type();
+    if ft.is_dir() {
+        if !dst.is_dir() {
+            fs::create_dir_all(dst)?;
+        }
+        fs::set_permissions(dst, fs::Permissions::from_mode(chmod.unwrap_or(md.mode() & 0o7777)))?;
+    } else if ft.is_symlink() {
+        let _ = fs::remove_file(dst);
+        std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
+    } else if ft.is_file() {
+        if dst.is_dir() {
+            fs::remove_dir_all(dst)?;
+        }
+        fs::copy(src, dst)?;
+        fs::set_permissions(dst, fs::Permissions::from_mode(chmod.unwrap_or(md.mode() & 0o7777)))?;
+    } else {
+        // Devices, fifos and sockets are not copied (docker copies none from a context either).
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(dst, Some(uid), Some(gid))?;
+    if !ft.is_symlink() {
+        let t = fs::FileTimes::new().set_modified(md.modified()?);
+        if let Ok(f) = fs::File::options().write(ft.is_file()).read(true).open(dst) {
+            let _ = f.set_times(t);
+        }
+    }
+    Ok(())
+}
+
+/// Extracts `src` into `dest` when it is a tar archive (plain, gzip or zstd). `None` when it is
+/// not one (ADD then copies it as a file).
+fn try_extract(src: &Path, dest: &Path, _uid: u32, _gid: u32) -> Result<Option<()>, OpError> {
+    let is_tar = {
+        let f = fs::File::open(src)?;
+        let mut r = crate::snapshot::decompressed(f)?;
+        let mut head = [0u8; 512];
+        let mut n = 0;
+        while n < 512 {
+            match r.read(&mut head[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        n == 512 && &head[257..262] == b"ustar"
+    };
+    if !is_tar {
+        return Ok(None);
+    }
+    fs::create_dir_all(dest)?;
+    let f = fs::File::open(src)?;
+    let mut archive = tar::Archive::new(crate::snapshot::decompressed(f)?);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_overwrite(true);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if !entry.unpack_in(dest)? {
+            return Err(format!("{}: an entry leaves the destination", src.display()).into());
+        }
+    }
+    Ok(Some(()))
+}
+
+/// `--chown=user[:group]`: numbers as given; names through the image's /etc/passwd and
+/// /etc/group (found through the layers).
+fn resolve_chown(spec: &str, dirs: &[PathBuf]) -> Result<(u32, u32), OpError> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let read = |f: &str| -> Option<String> {
+        lookup(dirs, Path::new(f)).and_then(|p| fs::read_to_string(p).ok())
+    };
+    let find = |file: &str, name: &str| -> Result<(u32, Option<u32>), OpError> {
+        let text = read(file).ok_or_else(|| {
+            format!("unable to convert {name:?} to an id: the image has no /{file} (use numeric ids)")
+        })?;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 3 && f[0] == name {
+                let id: u32 = f[2].parse().map_err(|_| format!("/{file}: bad id for {name}"))?;
+                let gid = f.get(3).and_then(|g| g.parse().ok());
+                return Ok((id, gid));
+            }
+        }
+        Err(format!("unable to find {name:?} in /{file}").into())
+    };
+    let (uid, primary_gid) = match user.parse::<u32>() {
+        Ok(n) => (n, None),
+        Err(_) => {
+            let (u, g) = find("etc/passwd", user)?;
+            (u, g)
+        }
+    };
+    let gid = match group {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => find("etc/group", g)?.0,
+        },
+        None => primary_gid.unwrap_or(uid),
+    };
+    Ok((uid, gid))
+}
+
+// ----- RUN -----
+
+#[derive(Debug, Clone)]
+struct RunMountSpec {
+    kind: dockerfile::MountType,
+    target: Option<String>,
+    source: Option<String>,
+    id: Option<String>,
+    readonly: bool,
+    required: bool,
+}
+
+struct RunOp {
+    env: Arc<Env>,
+    name: String,
+    request: RunRequest,
+    mounts: Vec<RunMountSpec>,
+    secrets: BTreeMap<String, PathBuf>,
+    context: Arc<ContextDir>,
+    created_by: String,
+}
+
+impl Op<Snapshot> for RunOp {
+    fn kind(&self) -> OpKind {
+        OpKind::Exec
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn key<'a>(&'a self) -> BoxFuture<'a, Result<Vec<u8>, OpError>> {
+        async move {
+            let r = &self.request;
+            let mut k = KeyBuilder::new("run");
+            layer_key(&mut k, &self.env.layer_options);
+            k.list(&r.args)
+                .list(&r.env)
+                .str(&r.cwd)
+                .str(&r.user)
+                .u64(u64::from(r.network));
+            for m in &self.mounts {
+                k.str(&format!("{:?}", m.kind))
+                    .opt(m.target.as_deref())
+                    .opt(m.source.as_deref())
+                    .opt(m.id.as_deref())
+                    .u64(u64::from(m.readonly));
+            }
+            Ok(k.finish())
+        }
+        .boxed()
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: &'a [Arc<Snapshot>],
+        log: &'a dyn LogSink,
+    ) -> BoxFuture<'a, Result<Snapshot, OpError>> {
+        async move {
+            let runner = self
+                .env
+                .runner
+                .clone()
+                .ok_or("RUN needs a container executor, and none is configured")?;
+            let parent = inputs[0].clone();
+            let lowers = layer_dirs(&self.env, &parent).await?;
+            let env = self.env.clone();
+            tokio::task::block_in_place(|| -> Result<Snapshot, OpError> {
+                let work = env.snapshots.temp_dir()?;
+                let upper = work.path().join("upper");
+                let wd = work.path().join("work");
+                let merged = work.path().join("rootfs");
+                let empty = work.path().join("empty");
+                for d in [&upper, &wd, &merged, &empty] {
+                    fs::create_dir(d)?;
+                }
+                fs::set_permissions(&upper, fs::Permissions::from_mode(0o755))?;
+                let mut request = self.request.clone();
+                request.image_config = parent.config.clone();
+                let mut keep = Vec::new();
+                for m in &self.mounts {
+                    let target = m.target.clone().unwrap_or_default();
+                    match m.kind {
+                        dockerfile::MountType::Cache => {
+                            let id = m.id.clone().unwrap_or_else(|| target.clone());
+                            let mut k = KeyBuilder::new("cache-mount");
+                            k.str(&id);
+                            let dir = env
+                                .cache
+                                .dir()
+                                .join("mounts")
+                                .join(crate::graph::CacheKey::compute(OpKind::Meta, &k.finish(), &[]).hex());
+                            fs::create_dir_all(&dir)?;
+                            request.binds.push((dir, target, false));
+                        }
+                        dockerfile::MountType::Tmpfs => request.tmpfs.push(target),
+                        dockerfile::MountType::Bind => {
+                            let src = normalize_src(m.source.as_deref().unwrap_or(""));
+                            request.binds.push((self.context.root.join(src), target, true));
+                        }
+                        dockerfile::MountType::Secret => {
+                            let id = m.id.clone().or_else(|| {
+                                m.target
+                                    .as_deref()
+                                    .and_then(|t| t.rsplit('/').next())
+                                    .map(str::to_owned)
+                            });
+                            let id = id.unwrap_or_default();
+                            match self.secrets.get(&id) {
+                                Some(p) => {
+                                    let t = m
+                                        .target
+                                        .clone()
+                                        .unwrap_or_else(|| format!("/run/secrets/{id}"));
+                                    request.binds.push((p.clone(), t, true));
+                                }
+                                None if m.required => {
+                                    return Err(format!("secret {id} is required but was not given (--secret id={id},src=PATH)").into());
+                                }
+                                None => {}
+                            }
+                        }
+                        dockerfile::MountType::Ssh => {
+                            return Err("RUN --mount=type=ssh is not supported".into());
+                        }
+                    }
+                    keep.push(());
+                }
+                let overlay = crate::snapshot::Overlay::mount(
+                    &lowers,
+                    Some((&upper, &wd)),
+                    &empty,
+                    &merged,
+                )?;
+                // The working directory exists, as docker makes it.
+                let cwd = merged.join(request.cwd.trim_start_matches('/'));
+                if !cwd.exists() {
+                    fs::create_dir_all(&cwd)?;
+                }
+                let code = runner.run(&request, &merged, log);
+                overlay.unmount()?;
+                let code = code?;
+                if code != 0 {
+                    return Err(format!(
+                        "process \"{}\" did not complete successfully: exit code: {code}",
+                        request.args.join(" ")
+                    )
+                    .into());
+                }
+                // Mount points the runtime created for bind mounts are not part of the layer.
+                commit_layer(&env, &parent, &upper, &self.created_by)
+            })
+        }
+        .boxed()
+    }
+}
+
+/// Counts how many entries a hash map has; used by progress to size.
+pub fn stage_names(df: &Dockerfile) -> HashMap<usize, String> {
+    df.stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, s.name.clone().unwrap_or_else(|| format!("stage-{i}"))))
+        .collect()
+}
+
+/// Solves a plan: runs what is not cached and returns the target's snapshot.
+pub async fn solve(
+    env: &Arc<Env>,
+    plan: &Plan,
+    no_cache: bool,
+    progress: Arc<dyn crate::solver::Progress>,
+) -> Result<Snapshot> {
+    let solver = crate::solver::Solver::new(
+        plan.graph.clone(),
+        env.cache.clone(),
+        progress,
+        crate::solver::SolveOptions { no_cache },
+    );
+    let result = solver.solve(&[plan.target]).await;
+    // Remember the context hashes computed, whatever the outcome.
+    if let Some(ctx) = &plan.context {
+        ctx.save_hashes()?;
+    }
+    let solved = result.map_err(|e| match e.vertex().and_then(|v| plan.lines.get(&v)) {
+        Some(line) => BuildError::Step {
+            file: plan.file.clone(),
+            line: *line,
+            source: e,
+        },
+        None => BuildError::Solve(e),
+    })?;
+    Ok((*solved[0].value).clone())
+}

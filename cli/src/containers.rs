@@ -1,0 +1,948 @@
+//! Container commands: ps, logs, exec, stop, kill, start, restart, wait, rm, diff, commit,
+//! container prune / ls / inspect, and the container side of `hoist inspect`.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use hoist_runtime::container::{self, Container, ContainerStore, ExecOptions, Status, logs};
+use hoist_runtime::exec;
+use serde_json::{Value, json};
+
+use crate::home;
+use crate::images_format::{ellipsis, human_size, now_unix, table};
+use crate::run::{self, stores};
+
+#[derive(Subcommand)]
+pub enum ContainerCommand {
+    /// List containers
+    Ps(PsArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Start one or more stopped containers
+    Start(NamesArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(NamesArgs),
+    /// Remove one or more containers
+    Rm(RmArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerGroup),
+}
+
+/// `hoist container ...`.
+#[derive(Subcommand)]
+pub enum ContainerGroup {
+    /// List containers
+    #[command(alias = "list")]
+    Ls(PsArgs),
+    /// Remove all stopped containers
+    Prune(PruneArgs),
+    /// Display detailed information on one or more containers
+    Inspect(NamesArgs),
+    /// Remove one or more containers
+    Rm(RmArgs),
+    /// Start one or more stopped containers
+    Start(NamesArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Only display container ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    follow: bool,
+    /// Number of lines to show from the end of the logs ("all" for all)
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Show timestamps
+    #[arg(short, long)]
+    timestamps: bool,
+    container: String,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Keep stdin open
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    tty: bool,
+    /// Set environment variables
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Username or UID (NAME|UID[:GROUP|GID])
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Run without the container's seccomp profile
+    #[arg(long)]
+    privileged: bool,
+    container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container (default: its --stop-timeout, else 10)
+    #[arg(short = 't', long = "time")]
+    time: Option<u64>,
+    /// Signal to send (default: the container's stop signal)
+    #[arg(short, long)]
+    signal: Option<String>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// Signal to send
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct NamesArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (SIGKILL)
+    #[arg(short, long)]
+    force: bool,
+    /// Remove the anonymous volumes of the container
+    #[arg(short, long)]
+    volumes: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    container: String,
+}
+
+#[derive(Args)]
+pub struct CommitArgs {
+    /// Commit message
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Author
+    #[arg(short, long)]
+    author: Option<String>,
+    container: String,
+    /// The new image's name (NAME[:TAG])
+    reference: Option<String>,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+fn print_out(s: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(s.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")
+}
+
+fn open() -> Result<(
+    std::path::PathBuf,
+    ContainerStore,
+    hoist_runtime::volume::VolumeStore,
+)> {
+    let home = home::hoist_home()?;
+    let (c, v) = stores(&home)?;
+    Ok((home, c, v))
+}
+
+pub fn run(cmd: ContainerCommand) -> Result<()> {
+    match cmd {
+        ContainerCommand::Ps(a) | ContainerCommand::Container(ContainerGroup::Ls(a)) => ps(a),
+        ContainerCommand::Logs(a) | ContainerCommand::Container(ContainerGroup::Logs(a)) => {
+            logs_cmd(a)
+        }
+        ContainerCommand::Exec(a) => exec_cmd(a),
+        ContainerCommand::Stop(a) | ContainerCommand::Container(ContainerGroup::Stop(a)) => {
+            for_each(&a.containers, |store, c| {
+                stop(store, c, a.time, a.signal.as_deref())
+            })
+        }
+        ContainerCommand::Kill(a) => {
+            let sig = container::parse_signal(&a.signal)
+                .with_context(|| format!("invalid signal {:?}", a.signal))?;
+            for_each(&a.containers, |_, c| kill(c, sig))
+        }
+        ContainerCommand::Start(a) | ContainerCommand::Container(ContainerGroup::Start(a)) => {
+            let home = home::hoist_home()?;
+            for_each(&a.containers, |store, c| start(&home, store, c))
+        }
+        ContainerCommand::Restart(a) => {
+            let home = home::hoist_home()?;
+            for_each(&a.containers, |store, c| {
+                stop(store, c, a.time, a.signal.as_deref())?;
+                let c = store.load(c.id())?;
+                start(&home, store, &c)
+            })
+        }
+        ContainerCommand::Wait(a) => for_each(&a.containers, |store, c| {
+            let code = wait_exit(store, c.id(), None)?;
+            print_out(&format!("{code}\n"))
+        }),
+        ContainerCommand::Rm(a) | ContainerCommand::Container(ContainerGroup::Rm(a)) => rm(a),
+        ContainerCommand::Diff(a) => diff(a),
+        ContainerCommand::Commit(a) => commit(a),
+        ContainerCommand::Container(ContainerGroup::Prune(a)) => prune(a),
+        ContainerCommand::Container(ContainerGroup::Inspect(a)) => {
+            let (_, store, _) = open()?;
+            let mut out = Vec::new();
+            for n in &a.containers {
+                out.push(inspect_json(&store.get(n)?));
+            }
+            print_json(&Value::Array(out))
+        }
+    }
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(v).context("encoding the output")?;
+    s.push('\n');
+    print_out(&s)
+}
+
+/// Runs `f` on each named container, printing the name on success (as docker does), reporting
+/// failures and failing at the end.
+fn for_each(
+    names: &[String],
+    mut f: impl FnMut(&ContainerStore, &Container) -> Result<()>,
+) -> Result<()> {
+    let (_, store, _) = open()?;
+    let mut failed = None;
+    for n in names {
+        let r = store
+            .get(n)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| f(&store, &c));
+        if let Err(e) = r
+            && let Some(prev) = failed.replace(e)
+        {
+            eprintln!("hoist: {prev:#}");
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+fn command_line(c: &Container) -> String {
+    let mut parts = vec![c.config.path.clone()];
+    parts.extend(c.config.args.iter().cloned());
+    parts.join(" ")
+}
+
+fn ps(a: PsArgs) -> Result<()> {
+    let (_, store, _) = open()?;
+    let all = store.list()?;
+    let shown: Vec<&Container> = all.iter().filter(|c| a.all || c.state.running()).collect();
+    if a.quiet {
+        let s: String = shown
+            .iter()
+            .map(|c| format!("{}\n", if a.no_trunc { c.id() } else { c.short_id() }))
+            .collect();
+        return print_out(&s);
+    }
+    let now = now_unix();
+    let rows: Vec<Vec<String>> = shown
+        .iter()
+        .map(|c| {
+            let cmd = command_line(c);
+            vec![
+                if a.no_trunc {
+                    c.id().to_owned()
+                } else {
+                    c.short_id().to_owned()
+                },
+                c.config.image.clone(),
+                format!("\"{}\"", if a.no_trunc { cmd } else { ellipsis(&cmd, 20) }),
+                format!(
+                    "{} ago",
+                    container::human_duration(now - c.config.created_unix)
+                ),
+                c.state.describe(now),
+                String::new(),
+                c.name().to_owned(),
+            ]
+        })
+        .collect();
+    print_out(&table(
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ],
+        &rows,
+    ))
+}
+
+fn format_record(r: &logs::Record, timestamps: bool) -> String {
+    if timestamps {
+        format!("{} {}", r.time, r.log)
+    } else {
+        r.log.clone()
+    }
+}
+
+fn write_record(r: &logs::Record, timestamps: bool) -> std::io::Result<()> {
+    let s = format_record(r, timestamps);
+    if r.stream == "stderr" {
+        let mut e = std::io::stderr().lock();
+        e.write_all(s.as_bytes())?;
+        e.flush()
+    } else {
+        let mut o = std::io::stdout().lock();
+        o.write_all(s.as_bytes())?;
+        o.flush()
+    }
+}
+
+fn logs_cmd(a: LogsArgs) -> Result<()> {
+    let (_, store, _) = open()?;
+    let c = store.get(&a.container)?;
+    let tail: Option<usize> = match a.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(
+            n.parse()
+                .with_context(|| format!("invalid --tail {n:?}: a number or \"all\""))?,
+        ),
+    };
+    let path = c.log_path();
+    let records = logs::read_all(&path).context("reading the logs")?;
+    let skip = tail.map_or(0, |t| records.len().saturating_sub(t));
+    for r in &records[skip..] {
+        write_record(r, a.timestamps).context("writing the logs")?;
+    }
+    if !a.follow {
+        return Ok(());
+    }
+    let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    if !path.exists() {
+        std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+    }
+    let id = c.id().to_owned();
+    logs::follow(
+        &path,
+        offset,
+        || store.state(&id).map(|s| !s.running()).unwrap_or(true),
+        |r| write_record(r, a.timestamps),
+    )
+    .context("following the logs")
+}
+
+fn exec_cmd(a: ExecArgs) -> Result<()> {
+    let (_, store, _) = open()?;
+    let c = store.get(&a.container)?;
+    let mut env = Vec::new();
+    for e in &a.env {
+        if let Some(kv) = hoist_runtime::spec::env_entry(e, |k| std::env::var(k).ok())
+            .map_err(|reason| anyhow::anyhow!("invalid environment variable {e:?}: {reason}"))?
+        {
+            env.push(kv);
+        }
+    }
+    let o = ExecOptions {
+        args: a.command,
+        env,
+        user: a.user,
+        workdir: a.workdir,
+        tty: a.tty,
+        interactive: a.interactive,
+        privileged: a.privileged,
+    };
+    let code = container::exec(&c, &o).with_context(|| format!("exec in {}", c.name()))?;
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+/// Sends `sig` to the container's init (checked to be the same process by its start time).
+fn signal(c: &Container, sig: i32) -> Result<()> {
+    let Some(init) = c.state.init.filter(|i| c.state.running() && i.alive()) else {
+        bail!("container {} is not running", c.name());
+    };
+    exec::signal_pid(init.pid, sig)
+        .with_context(|| format!("signalling container {}", c.name()))?;
+    Ok(())
+}
+
+fn kill(c: &Container, sig: i32) -> Result<()> {
+    signal(c, sig)?;
+    print_out(&format!("{}\n", c.name()))
+}
+
+/// Waits until `id` is not running (at most `timeout`): its exit code.
+fn wait_exit(store: &ContainerStore, id: &str, timeout: Option<Duration>) -> Result<i32> {
+    let start = Instant::now();
+    loop {
+        let st = store.state(id)?;
+        if !st.running() && st.supervisor.is_none() {
+            return Ok(st.exit_code.unwrap_or(0));
+        }
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            bail!("timed out");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// docker stop: the stop signal, `time` seconds, then SIGKILL.
+fn stop(store: &ContainerStore, c: &Container, time: Option<u64>, sig: Option<&str>) -> Result<()> {
+    if c.state.running() {
+        let sig = match sig {
+            Some(s) => {
+                container::parse_signal(s).with_context(|| format!("invalid signal {s:?}"))?
+            }
+            None => c.stop_signal(),
+        };
+        let t = time.or(c.config.stop_timeout).unwrap_or(10);
+        // A process that exits between the check and the signal is fine.
+        let _ = signal(c, sig);
+        if wait_exit(store, c.id(), Some(Duration::from_secs(t))).is_err() {
+            let c = store.load(c.id())?;
+            let _ = signal(&c, libc_sigkill());
+            wait_exit(store, c.id(), Some(Duration::from_secs(30)))
+                .with_context(|| format!("container {} did not stop after SIGKILL", c.name()))?;
+        }
+    }
+    print_out(&format!("{}\n", c.name()))
+}
+
+fn libc_sigkill() -> i32 {
+    container::parse_signal("KILL").unwrap_or(9)
+}
+
+fn start(home: &Path, store: &ContainerStore, c: &Container) -> Result<()> {
+    if !c.state.running() {
+        run::start_detached(home, store, c.id())?;
+    }
+    print_out(&format!("{}\n", c.name()))
+}
+
+fn rm(a: RmArgs) -> Result<()> {
+    let (_, store, volumes) = open()?;
+    let mut failed = None;
+    for n in &a.containers {
+        let r = (|| {
+            let c = store.get(n)?;
+            if c.state.running() {
+                if !a.force {
+                    return Err(container::ContainerError::Running(c.name().to_owned()).into());
+                }
+                let _ = signal(&c, libc_sigkill());
+                wait_exit(&store, c.id(), Some(Duration::from_secs(30)))
+                    .with_context(|| format!("killing container {}", c.name()))?;
+            }
+            let c = store.load(c.id())?;
+            let anon = store.remove(&c)?;
+            if a.volumes {
+                let used = store.volumes_in_use()?;
+                for v in anon {
+                    if !used.contains_key(&v) {
+                        volumes.remove(&v, &[])?;
+                    }
+                }
+            }
+            print_out(&format!("{n}\n"))
+        })();
+        if let Err(e) = r
+            && let Some(prev) = failed.replace(e)
+        {
+            eprintln!("hoist: {prev:#}");
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+fn diff(a: DiffArgs) -> Result<()> {
+    let (_, store, _) = open()?;
+    let c = store.get(&a.container)?;
+    let changes = hoist_runtime::rootfs::diff(&c.upper(), &c.config.layers)
+        .with_context(|| format!("comparing the filesystem of {}", c.name()))?;
+    let s: String = changes
+        .iter()
+        .map(|ch| format!("{} {}\n", ch.kind.letter(), ch.path.display()))
+        .collect();
+    print_out(&s)
+}
+
+fn prune(a: PruneArgs) -> Result<()> {
+    if !a.force {
+        print!(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
+        );
+        std::io::stdout().flush().context("writing to stdout")?;
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .context("reading the answer")?;
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            return Ok(());
+        }
+    }
+    let (_, store, _) = open()?;
+    let mut removed = Vec::new();
+    let mut reclaimed = 0u64;
+    for c in store.list()? {
+        if c.state.running() || c.state.supervisor.is_some() {
+            continue;
+        }
+        reclaimed += dir_size(&c.upper());
+        store.remove(&c)?;
+        removed.push(c.config.id.clone());
+    }
+    let mut out = String::new();
+    if !removed.is_empty() {
+        out.push_str("Deleted Containers:\n");
+        for id in &removed {
+            out.push_str(id);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        human_size(reclaimed, 4)
+    ));
+    print_out(&out)
+}
+
+fn dir_size(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !md.is_dir() {
+        return md.size();
+    }
+    std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// The image ids containers use, for `rmi` and `image prune`.
+pub fn images_in_use() -> Result<HashSet<hoist_oci::Digest>> {
+    let home = home::hoist_home()?;
+    let store = ContainerStore::open(&home)?;
+    Ok(store
+        .images_in_use()?
+        .into_iter()
+        .filter_map(|d| hoist_oci::Digest::parse(&d).ok())
+        .collect())
+}
+
+/// The ids of the containers (any state) that use the image `id`.
+pub fn containers_using(id: &hoist_oci::Digest) -> Result<Vec<String>> {
+    let home = home::hoist_home()?;
+    let store = ContainerStore::open(&home)?;
+    let want = id.to_string();
+    Ok(store
+        .list()?
+        .into_iter()
+        .filter(|c| c.config.image_id == want)
+        .map(|c| c.config.id)
+        .collect())
+}
+
+/// `hoist inspect NAME`: the container's JSON, if NAME is a container.
+pub fn inspect_container(name: &str) -> Result<Option<Value>> {
+    let home = home::hoist_home()?;
+    let store = ContainerStore::open(&home)?;
+    match store.get(name) {
+        Ok(c) => Ok(Some(inspect_json(&c))),
+        Err(container::ContainerError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// docker's container inspect shape.
+pub fn inspect_json(c: &Container) -> Value {
+    let cfg = &c.config;
+    let o = &cfg.options;
+    let st = &c.state;
+    let zero = "0001-01-01T00:00:00Z";
+    let image_cfg = cfg
+        .image_config
+        .get("config")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let env = c
+        .bundle()
+        .join("config.json")
+        .exists()
+        .then(|| {
+            std::fs::read(c.bundle().join("config.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v.pointer("/process/env").cloned())
+        })
+        .flatten()
+        .unwrap_or_else(|| json!(o.env));
+    let mounts: Vec<Value> = cfg
+        .mounts
+        .iter()
+        .map(|m| {
+            json!({
+                "Type": m.kind,
+                "Name": m.name,
+                "Source": m.source,
+                "Destination": m.destination,
+                "Driver": if m.kind == "volume" { "local" } else { "" },
+                "Mode": if m.read_only { "ro" } else { "" },
+                "RW": !m.read_only,
+                "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+            })
+        })
+        .collect();
+    json!({
+        "Id": cfg.id,
+        "Created": cfg.created,
+        "Path": cfg.path,
+        "Args": cfg.args,
+        "State": {
+            "Status": st.status.as_str(),
+            "Running": st.status == Status::Running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": st.oom_killed,
+            "Dead": false,
+            "Pid": st.init.filter(|_| st.running()).map_or(0, |i| i.pid),
+            "ExitCode": st.exit_code.unwrap_or(0),
+            "Error": st.error,
+            "StartedAt": st.started_at.as_deref().unwrap_or(zero),
+            "FinishedAt": st.finished_at.as_deref().unwrap_or(zero),
+        },
+        "Image": cfg.image_id,
+        "ResolvConfPath": c.resolv_conf_path(),
+        "HostnamePath": c.hostname_path(),
+        "HostsPath": c.hosts_path(),
+        "LogPath": c.log_path(),
+        "Name": format!("/{}", cfg.name),
+        "RestartCount": st.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "HostConfig": {
+            "Binds": cfg.mounts.iter().filter(|m| m.kind == "bind").map(|m| format!("{}:{}{}", m.source.display(), m.destination, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
+            "NetworkMode": cfg.network_mode,
+            "AutoRemove": cfg.auto_remove,
+            "Privileged": o.privileged,
+            "ReadonlyRootfs": o.read_only,
+            "CapAdd": o.cap_add,
+            "CapDrop": o.cap_drop,
+            "Memory": o.memory.unwrap_or(0),
+            "NanoCpus": o.nano_cpus.unwrap_or(0),
+            "PidsLimit": o.pids_limit,
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": cfg.log_max_size.to_string(), "max-file": cfg.log_max_files.to_string()}},
+        },
+        "GraphDriver": {
+            "Name": "overlay2",
+            "Data": {
+                "LowerDir": cfg.layers.iter().rev().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+                "UpperDir": c.upper(),
+                "WorkDir": c.work(),
+                "MergedDir": c.rootfs(),
+            }
+        },
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": std::fs::read_to_string(c.hostname_path()).map(|s| s.trim().to_owned()).unwrap_or_default(),
+            "User": o.user.clone().or_else(|| image_cfg.get("User").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
+            "Tty": o.tty,
+            "OpenStdin": o.interactive,
+            "Env": env,
+            "Cmd": if o.args.is_empty() { image_cfg.get("Cmd").cloned().unwrap_or(Value::Null) } else { json!(o.args) },
+            "Image": cfg.image,
+            "Volumes": image_cfg.get("Volumes").cloned().unwrap_or(Value::Null),
+            "WorkingDir": o.workdir.clone().or_else(|| image_cfg.get("WorkingDir").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
+            "Entrypoint": match &o.entrypoint { Some(e) if e.is_empty() => Value::Null, Some(e) => json!([e]), None => image_cfg.get("Entrypoint").cloned().unwrap_or(Value::Null) },
+            "Labels": image_cfg.get("Labels").cloned().unwrap_or(json!({})),
+            "StopSignal": cfg.stop_signal,
+            "StopTimeout": cfg.stop_timeout,
+        },
+        "NetworkSettings": {"Networks": {cfg.network_mode.clone(): {}}},
+    })
+}
+
+fn commit(a: CommitArgs) -> Result<()> {
+    let (home, store, _) = open()?;
+    let c = store.get(&a.container)?;
+    let reference = a
+        .reference
+        .as_deref()
+        .map(|r| hoist_oci::Reference::parse(r).with_context(|| format!("invalid reference {r:?}")))
+        .transpose()?;
+    let id = home::runtime()?.block_on(commit_image(
+        &home,
+        &c,
+        reference.as_ref(),
+        a.message.as_deref(),
+        a.author.as_deref(),
+    ))?;
+    print_out(&format!("{id}\n"))
+}
+
+/// The image config of a commit: the container's image config, its run options applied (as
+/// docker records the container's config), one more layer and history entry.
+fn committed_config(
+    c: &Container,
+    diff_id: &hoist_oci::Digest,
+    message: Option<&str>,
+    author: Option<&str>,
+) -> Value {
+    let mut cfg = c.config.image_config.clone();
+    if !cfg.is_object() {
+        cfg = json!({});
+    }
+    let now = container::rfc3339(std::time::SystemTime::now());
+    let o = &c.config.options;
+    let conf = cfg
+        .as_object_mut()
+        .expect("an object")
+        .entry("config")
+        .or_insert_with(|| json!({}));
+    if !conf.is_object() {
+        *conf = json!({});
+    }
+    if !o.args.is_empty() {
+        conf["Cmd"] = json!(o.args);
+    }
+    match &o.entrypoint {
+        Some(e) if e.is_empty() => conf["Entrypoint"] = Value::Null,
+        Some(e) => {
+            conf["Entrypoint"] = json!([e]);
+            if o.args.is_empty() {
+                conf["Cmd"] = Value::Null;
+            }
+        }
+        None => {}
+    }
+    if !o.env.is_empty() {
+        let mut env: Vec<String> = conf
+            .get("Env")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for kv in &o.env {
+            let key = kv.split('=').next().unwrap_or(kv);
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        conf["Env"] = json!(env);
+    }
+    if let Some(w) = &o.workdir {
+        conf["WorkingDir"] = json!(w);
+    }
+    if let Some(u) = &o.user {
+        conf["User"] = json!(u);
+    }
+    cfg["created"] = json!(now);
+    if let Some(a) = author {
+        cfg["author"] = json!(a);
+    }
+    let rootfs = cfg
+        .as_object_mut()
+        .expect("an object")
+        .entry("rootfs")
+        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    if let Some(ids) = rootfs.get_mut("diff_ids").and_then(Value::as_array_mut) {
+        ids.push(json!(diff_id.to_string()));
+    } else {
+        rootfs["diff_ids"] = json!([diff_id.to_string()]);
+    }
+    let mut h = json!({"created": now, "created_by": command_line(c)});
+    if let Some(m) = message {
+        h["comment"] = json!(m);
+    }
+    if let Some(a) = author {
+        h["author"] = json!(a);
+    }
+    match cfg.get_mut("history").and_then(Value::as_array_mut) {
+        Some(hist) => hist.push(h),
+        None => cfg["history"] = json!([h]),
+    }
+    cfg
+}
+
+struct TmpFile(std::path::PathBuf);
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `commit`: the container's upper dir as a new layer on its image; stored (tagged when a
+/// reference is given, else a dangling image of the base's repository). Returns the image id.
+async fn commit_image(
+    home: &Path,
+    c: &Container,
+    reference: Option<&hoist_oci::Reference>,
+    message: Option<&str>,
+    author: Option<&str>,
+) -> Result<hoist_oci::Digest> {
+    use hoist_oci::{Digest, RepoName};
+    use hoist_runtime::rootfs::{Compression, LayerOptions, write_layer};
+    use hoist_storage::images::{ImageStore, repo_name};
+
+    let store = ImageStore::open(home)
+        .await
+        .with_context(|| format!("opening the local store in {}", home.display()))?;
+    let base_repo = RepoName::parse(&c.config.image_repo)
+        .with_context(|| format!("invalid repository {}", c.config.image_repo))?;
+    let repo = match reference {
+        Some(r) => repo_name(r)?,
+        None => base_repo.clone(),
+    };
+    // A uniquely named spool file in the store's tmp dir, removed when done.
+    let tmp = TmpFile(
+        store
+            .tmp_dir()
+            .join(format!("commit-{}", container::new_id())),
+    );
+    let file =
+        std::fs::File::create(&tmp.0).with_context(|| format!("creating {}", tmp.0.display()))?;
+    let upper = c.upper();
+    let info = tokio::task::spawn_blocking(move || {
+        write_layer(
+            &upper,
+            std::io::BufWriter::new(file),
+            &LayerOptions {
+                compression: Compression::Gzip,
+                source_date_epoch: None,
+            },
+        )
+    })
+    .await
+    .context("writing the layer")?
+    .with_context(|| format!("writing the layer of {}", c.name()))?;
+    let cfg = committed_config(c, &info.diff_id, message, author);
+    let cfg_bytes = serde_json::to_vec(&cfg).context("encoding the config")?;
+    let cfg_digest = Digest::sha256_of(&cfg_bytes);
+
+    let mut manifest = c.config.image_manifest.clone();
+    let manifest_type = manifest
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .unwrap_or(hoist_oci::media_type::OCI_MANIFEST)
+        .to_owned();
+    let docker = manifest_type.contains("docker");
+    let layer_type = if docker {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    } else {
+        info.media_type
+    };
+    // Base blobs: linked into the target repository from the base's.
+    let base_layers: Vec<Digest> = manifest
+        .get("layers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.get("digest").and_then(Value::as_str))
+                .filter_map(|d| Digest::parse(d).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for d in &base_layers {
+        if store.store().blob_stat(&repo, d).await?.is_none()
+            && store
+                .store()
+                .blob_mount(&repo, &base_repo, d)
+                .await?
+                .is_none()
+        {
+            bail!("the base image's layer {d} is missing from the store");
+        }
+    }
+    store
+        .put_blob_file(&repo, &info.digest, &tmp.0)
+        .await
+        .context("storing the layer")?;
+    let body =
+        futures::stream::once(
+            async move { Ok::<_, std::io::Error>(bytes::Bytes::from(cfg_bytes)) },
+        );
+    store
+        .put_blob(&repo, &cfg_digest, body)
+        .await
+        .context("storing the config")?;
+    let cfg_size = serde_json::to_vec(&cfg).map(|b| b.len()).unwrap_or(0);
+    manifest["config"]["digest"] = json!(cfg_digest.to_string());
+    manifest["config"]["size"] = json!(cfg_size);
+    let layer =
+        json!({"mediaType": layer_type, "digest": info.digest.to_string(), "size": info.size});
+    match manifest.get_mut("layers").and_then(Value::as_array_mut) {
+        Some(l) => l.push(layer),
+        None => manifest["layers"] = json!([layer]),
+    }
+    let mbytes = serde_json::to_vec(&manifest).context("encoding the manifest")?;
+    store
+        .put_manifest(
+            &repo,
+            &manifest_type,
+            bytes::Bytes::from(mbytes),
+            reference.and_then(|r| r.tag()),
+        )
+        .await
+        .context("storing the manifest")?;
+    Ok(cfg_digest)
+}
