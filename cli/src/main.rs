@@ -36,6 +36,7 @@ enum Command {
     Transfer(transfer::TransferCommand),
     #[command(flatten)]
     Admin(admin::AdminCommand),
+    #[command(flatten)]
     Build(build::BuildCommand),
     /// Create and run a new container from an image
     Run(Box<run::RunArgs>),
