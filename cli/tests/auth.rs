@@ -738,6 +738,10 @@ async fn hoist_admin_commands_end_to_end() {
     );
     assert!(err.contains("denied"), "{err}");
 
+    // Leaving the team takes the grant away.
+    assert!(run_ok(&["team", "rm-member", "acme", "devs", "bob"], None).contains("Removed bob"));
+    assert!(granted_to("bob", "Bob-pw-0002").await.is_empty());
+
     // Removing a user: carol can no longer log in.
     run_ok(&["user", "rm", "carol"], None);
     let err = fresh.fails(
