@@ -308,6 +308,12 @@ impl Auth {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        // Expired refresh tokens are useless: every `docker login` makes one.
+        conn.execute(
+            "DELETE FROM tokens WHERE kind = ? AND expires_at < ?",
+            params![REFRESH, now() as i64],
+        )
+        .map_err(db_err)?;
         let keys = TokenKeys::load_or_generate(dir)?;
         let mut cache_salt = [0u8; 16];
         aws_lc_rs::rand::fill(&mut cache_salt)
@@ -836,17 +842,10 @@ impl Auth {
     /// owner) or robot token (username = the robot) as the password. Rate-limited per user and
     /// per `remote` address; verified credentials are cached briefly (keyed by a salted hash).
     pub fn login(&self, user: &str, secret: &str, remote: &str) -> Result<Identity, LoginError> {
-        let key = self.cache_key(user, secret);
-        let generation = self.generation();
-        {
-            let cache = self.cache.lock();
-            if let Some(e) = cache.get(&key)
-                && e.generation == generation
-                && e.at.elapsed() < self.config.credential_cache_ttl
-            {
-                return Ok(e.identity.clone());
-            }
+        if user.len() > 256 || secret.len() > 4096 {
+            return Err(LoginError::Refused);
         }
+        // A lockout holds even for credentials verified a moment ago.
         let now_i = Instant::now();
         let user_key = format!("user:{user}");
         let addr_key = format!("addr:{remote}");
@@ -857,6 +856,17 @@ impl Auth {
             if let Err(retry) = limiter.check(k, now_i) {
                 self.audit(user, "login", user, "rate-limited", remote);
                 return Err(LoginError::Limited(retry));
+            }
+        }
+        let key = self.cache_key(user, secret);
+        let generation = self.generation();
+        {
+            let cache = self.cache.lock();
+            if let Some(e) = cache.get(&key)
+                && e.generation == generation
+                && e.at.elapsed() < self.config.credential_cache_ttl
+            {
+                return Ok(e.identity.clone());
             }
         }
         let result = if let Some((kind, id, s)) = split_token(secret) {
@@ -1111,17 +1121,20 @@ impl Auth {
         } else {
             None
         };
-        let granted: Vec<String> = access
-            .iter()
-            .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
-            .collect();
-        self.audit(
-            id.audit_name(),
-            "token.issue",
-            &granted.join(" "),
-            "ok",
-            remote,
-        );
+        // Anonymous tokens (public pulls) are not audited: anyone may ask for any number.
+        if !id.is_anonymous() {
+            let granted: Vec<String> = access
+                .iter()
+                .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+                .collect();
+            self.audit(
+                id.audit_name(),
+                "token.issue",
+                &granted.join(" "),
+                "ok",
+                remote,
+            );
+        }
         Ok(IssuedToken {
             token,
             expires_in: self.config.token_ttl.as_secs(),
@@ -1676,6 +1689,25 @@ mod tests {
         ));
         auth.revoke_token(&a, &r.id).unwrap();
         assert!(auth.login("acme+ci", &r.token, "t5").is_err());
+    }
+
+    #[test]
+    fn a_lockout_holds_for_cached_credentials_too() {
+        let (_dir, auth) = open();
+        auth.add_user(&admin(), "alice", "alice-password").unwrap();
+        assert!(auth.login("alice", "alice-password", "10.0.0.1").is_ok());
+        let mut outcomes = Vec::new();
+        for _ in 0..5 {
+            outcomes.push(auth.login("alice", "wrong-password", "10.0.0.2"));
+        }
+        assert!(matches!(outcomes[0], Err(LoginError::Refused)));
+        assert!(matches!(outcomes[4], Err(LoginError::Limited(_))));
+        assert!(matches!(
+            auth.login("alice", "alice-password", "10.0.0.1"),
+            Err(LoginError::Limited(_))
+        ));
+        // Another user is not affected.
+        assert!(auth.login("admin", "admin-password", "10.0.0.1").is_ok());
     }
 
     #[test]

@@ -129,8 +129,9 @@ enum TokenCmd {
     /// Create a personal access token for yourself; prints it once, on standard output
     Create {
         name: String,
-        /// `repository:PATTERN:ACTIONS`; repeatable [default: everything you may do]
-        #[arg(long = "scope")]
+        /// `repository:PATTERN:ACTIONS`; repeatable, at least one (the token can do no more
+        /// than its scopes and than you)
+        #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// Lifetime: seconds, or a number with s, m, h or d
         #[arg(long, value_parser = parse_duration)]

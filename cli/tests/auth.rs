@@ -738,6 +738,10 @@ async fn hoist_admin_commands_end_to_end() {
     );
     assert!(err.contains("denied"), "{err}");
 
+    // Leaving the team takes the grant away.
+    assert!(run_ok(&["team", "rm-member", "acme", "devs", "bob"], None).contains("Removed bob"));
+    assert!(granted_to("bob", "Bob-pw-0002").await.is_empty());
+
     // Removing a user: carol can no longer log in.
     run_ok(&["user", "rm", "carol"], None);
     let err = fresh.fails(
@@ -916,4 +920,124 @@ async fn refresh_tokens_work_for_docker_style_clients() {
     ])
     .await;
     assert_eq!(status, 401, "the refresh token of a removed user");
+}
+
+/// Who may administer what: a team holding `admin` on `org/*` makes its members administrators
+/// of that organisation only; a user administers their own namespace; a token never
+/// administers an organisation.
+#[tokio::test(flavor = "multi_thread")]
+async fn organisation_admins_and_namespace_owners() {
+    use hoist_client::admin::{Action, AdminError, Visibility};
+    let server = start();
+    let admin = admin_api(&server, "admin", ADMIN_PASSWORD);
+    for u in ["lead", "dev", "alice"] {
+        admin.add_user(u, &format!("{u}-Pw-24680")).await.unwrap();
+    }
+    for org in ["acme", "other"] {
+        admin.create_org(org).await.unwrap();
+    }
+    admin.create_team("acme", "leads").await.unwrap();
+    admin
+        .grant("acme", "leads", "acme/*", &[Action::Admin])
+        .await
+        .unwrap();
+    admin.add_member("acme", "leads", "lead").await.unwrap();
+    push_image(&server, "acme/app", "v1", &Auth::admin()).await;
+    push_image(&server, "other/app", "v1", &Auth::admin()).await;
+    push_image(
+        &server,
+        "alice/app",
+        "v1",
+        &Auth::basic("alice", "alice-Pw-24680"),
+    )
+    .await;
+
+    let denied = |what: &str, r: Result<(), AdminError>| match r {
+        Err(AdminError::Denied { .. }) => {}
+        other => panic!("{what}: want denied, got {other:?}"),
+    };
+    let lead = admin_api(&server, "lead", "lead-Pw-24680");
+    lead.create_team("acme", "devs")
+        .await
+        .expect("org admin creates a team");
+    lead.add_member("acme", "devs", "dev")
+        .await
+        .expect("org admin adds a member");
+    lead.grant("acme", "devs", "acme/*", &[Action::Pull, Action::Push])
+        .await
+        .expect("org admin grants");
+    lead.set_visibility("acme/app", Visibility::Public)
+        .await
+        .expect("org admin publishes an org repository");
+    denied(
+        "lead: team in another org",
+        lead.create_team("other", "x").await,
+    );
+    denied(
+        "lead: grant in another org",
+        lead.grant("other", "x", "other/*", &[Action::Pull]).await,
+    );
+    denied(
+        "lead: another org's repository",
+        lead.set_visibility("other/app", Visibility::Public).await,
+    );
+    denied("lead: new org", lead.create_org("neworg").await);
+    denied("lead: new user", lead.add_user("eve", "eve-Pw-11111").await);
+    match lead.audit(None).await {
+        Err(AdminError::Denied { .. }) => {}
+        other => panic!("lead reads the audit log: {other:?}"),
+    }
+
+    let dev = admin_api(&server, "dev", "dev-Pw-24680");
+    denied("dev: team", dev.create_team("acme", "mine").await);
+    denied(
+        "dev: visibility",
+        dev.set_visibility("acme/app", Visibility::Private).await,
+    );
+    denied(
+        "dev: membership",
+        dev.add_member("acme", "devs", "alice").await,
+    );
+
+    let alice = admin_api(&server, "alice", "alice-Pw-24680");
+    alice
+        .set_visibility("alice/app", Visibility::Public)
+        .await
+        .expect("a user publishes a repository of their own namespace");
+    denied(
+        "alice: org repository",
+        alice.set_visibility("acme/app", Visibility::Private).await,
+    );
+
+    // lead's personal access token, even one scoped to everything in acme, does not administer
+    // the organisation.
+    let pat = lead
+        .create_token(
+            "ci",
+            &["repository:acme/*:pull,push,delete,admin".to_owned()],
+            None,
+        )
+        .await
+        .expect("token");
+    let by_token = admin_api(&server, "lead", &pat.token);
+    denied(
+        "lead's token: team",
+        by_token.create_team("acme", "viatoken").await,
+    );
+
+    // What they did is public where it should be, private where it should be.
+    let http = client();
+    for (repo, want) in [("acme/app", 200), ("alice/app", 200), ("other/app", 401)] {
+        let r = send(
+            &http,
+            &server.url,
+            Method::GET,
+            &format!("/v2/{repo}/manifests/v1"),
+            &Auth::None,
+            &[("accept", OCI_MANIFEST)],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, want, "anonymous pull of {repo}");
+    }
 }

@@ -241,6 +241,27 @@ struct ErrorEntry {
     code: Option<String>,
     #[serde(default)]
     message: Option<String>,
+    /// What exactly was wrong (hoist puts the specific reason here).
+    #[serde(default)]
+    detail: Option<serde_json::Value>,
+}
+
+impl ErrorEntry {
+    /// `message: detail`, or whichever of the two is there.
+    fn text(&self) -> Option<String> {
+        let detail = match &self.detail {
+            Some(serde_json::Value::String(d)) if !d.is_empty() => Some(d.clone()),
+            Some(serde_json::Value::Null) | None => None,
+            Some(serde_json::Value::String(_)) => None,
+            Some(other) => Some(other.to_string()),
+        };
+        let message = self.message.clone().filter(|m| !m.is_empty());
+        match (message, detail) {
+            (Some(m), Some(d)) if d.contains(&m) => Some(d),
+            (Some(m), Some(d)) => Some(format!("{m}: {d}")),
+            (m, d) => m.or(d),
+        }
+    }
 }
 
 /// The admin API of one registry host.
@@ -372,8 +393,8 @@ impl AdminClient {
         let first = parsed.and_then(|b| b.errors.into_iter().next());
         let code = first.as_ref().and_then(|e| e.code.clone());
         let message = first
-            .and_then(|e| e.message)
-            .filter(|m| !m.is_empty())
+            .as_ref()
+            .and_then(ErrorEntry::text)
             .unwrap_or_else(|| {
                 let text = String::from_utf8_lossy(body);
                 let text = text.trim();
@@ -682,6 +703,14 @@ mod tests {
         let body = br#"{"errors":[{"code":"DENIED","message":"admin rights needed"}]}"#;
         match c.refusal(&Method::POST, &url, StatusCode::FORBIDDEN, body) {
             AdminError::Denied { message, .. } => assert_eq!(message, "admin rights needed"),
+            other => panic!("{other:?}"),
+        }
+        let body = br#"{"errors":[{"code":"INVALID","message":"invalid request","detail":"a token needs at least one scope"}]}"#;
+        match c.refusal(&Method::POST, &url, StatusCode::BAD_REQUEST, body) {
+            AdminError::Api { message, code, .. } => {
+                assert_eq!(message, "invalid request: a token needs at least one scope");
+                assert_eq!(code.as_deref(), Some("INVALID"));
+            }
             other => panic!("{other:?}"),
         }
         match c.refusal(&Method::POST, &url, StatusCode::CONFLICT, b"") {

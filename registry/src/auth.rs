@@ -388,7 +388,13 @@ pub async fn authenticate(
     if let Some((scheme, token)) = value.trim().split_once(' ')
         && scheme.eq_ignore_ascii_case("bearer")
     {
-        return match auth.verify(token.trim()) {
+        // Signature, kid, exp, nbf, iss, aud; then the subject must still exist and the token it
+        // was issued through must not be revoked (removal and revocation act at once, not when
+        // the token expires).
+        return match auth
+            .verify(token.trim())
+            .and_then(|c| auth.identity_of(&c).map(|_| c))
+        {
             Ok(claims) => Ok(Authn::Token(claims)),
             Err(e) => Err(challenge.unauthorized(scope, Some("invalid_token"), &e.to_string())),
         };

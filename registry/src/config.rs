@@ -77,6 +77,8 @@ pub struct Config {
     /// Failed logins per user (and 6x that per remote address) within a minute before logins
     /// are refused for `login_lockout_secs`.
     pub login_max_failures: u32,
+    /// Failed logins per remote address within a minute (0: six times `login_max_failures`).
+    pub login_max_failures_per_addr: u32,
     pub login_lockout_secs: u64,
     /// `HOIST_ADMIN_PASSWORD` (environment only, never from the file).
     #[serde(skip)]
@@ -97,6 +99,7 @@ impl Default for Config {
             auth_realm: None,
             token_ttl_secs: 300,
             login_max_failures: 5,
+            login_max_failures_per_addr: 0,
             login_lockout_secs: 60,
             admin_password: None,
         }
@@ -159,6 +162,15 @@ impl Config {
                         reason: e.to_string(),
                     })?;
             }
+        }
+        if let Some(v) = env("HOIST_LOGIN_MAX_FAILURES_PER_ADDR") {
+            config.login_max_failures_per_addr =
+                v.parse()
+                    .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                        key: "HOIST_LOGIN_MAX_FAILURES_PER_ADDR".into(),
+                        value: v.clone(),
+                        reason: e.to_string(),
+                    })?;
         }
         if let Some(v) = env("HOIST_LOGIN_MAX_FAILURES") {
             config.login_max_failures =
@@ -289,6 +301,14 @@ mod tests {
         .unwrap();
         let c = Config::load(Some(&f), none).unwrap();
         assert_eq!(c.auth_service, "registry.example");
+        let per_addr =
+            |k: &str| (k == "HOIST_LOGIN_MAX_FAILURES_PER_ADDR").then(|| "100".to_string());
+        assert_eq!(
+            Config::load(None, per_addr)
+                .unwrap()
+                .login_max_failures_per_addr,
+            100
+        );
         assert!(c.insecure_no_auth);
         std::fs::write(&f, "auth_realm = \"r.example\"\n").unwrap();
         assert!(

@@ -76,7 +76,11 @@ pub fn auth_config(config: &Config) -> AuthConfig {
             lockout,
         },
         addr_limits: Limits {
-            max_failures: config.login_max_failures.saturating_mul(6),
+            max_failures: if config.login_max_failures_per_addr == 0 {
+                config.login_max_failures.saturating_mul(6)
+            } else {
+                config.login_max_failures_per_addr
+            },
             window: Duration::from_secs(60),
             lockout,
         },

@@ -1174,6 +1174,28 @@ async fn admin_api_robots_tokens_and_the_audit_log() {
     assert_eq!(list[0]["scopes"], json!(["repository:acme/*:pull"]));
     assert!(list[0]["expires_at"].as_str().unwrap().ends_with('Z'));
     assert!(!list.to_string().contains(&pat_secret));
+    // A registry token issued through the PAT works until the PAT is revoked.
+    let pat_t = token(&env, Some(&pat_auth), &["repository:acme/ci-app:pull"])
+        .await
+        .json();
+    let pat_bearer = bearer(pat_t["token"].as_str().unwrap());
+    let ci_app = "/v2/acme/ci-app/manifests/latest";
+    assert_eq!(
+        get(&env, ci_app, Some(&pat_bearer)).await.status,
+        StatusCode::OK
+    );
+    let bob_t = token(
+        &env,
+        Some(&basic("bob", "bob-password")),
+        &["repository:bob/q:pull"],
+    )
+    .await
+    .json();
+    let bob_bearer = bearer(bob_t["token"].as_str().unwrap());
+    assert_eq!(
+        get(&env, "/v2/", Some(&bob_bearer)).await.status,
+        StatusCode::OK
+    );
     // bob cannot revoke alice's token; alice can.
     let id = pat["id"].as_str().unwrap();
     let r = call(
@@ -1200,7 +1222,10 @@ async fn admin_api_robots_tokens_and_the_audit_log() {
         get(&env, "/v2/", Some(&pat_auth)).await.status,
         StatusCode::UNAUTHORIZED
     );
-    // Removing a user ends their logins.
+    let r = get(&env, ci_app, Some(&pat_bearer)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.challenge().contains("invalid_token"), "{}", r.challenge());
+    // Removing a user ends their logins and their tokens.
     let r = call(
         &env,
         "DELETE",
@@ -1215,6 +1240,10 @@ async fn admin_api_robots_tokens_and_the_audit_log() {
         get(&env, "/v2/", Some(&basic("bob", "bob-password")))
             .await
             .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&env, "/v2/", Some(&bob_bearer)).await.status,
         StatusCode::UNAUTHORIZED
     );
 
