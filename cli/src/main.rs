@@ -10,6 +10,7 @@ mod serve;
 mod transfer;
 mod transfer_progress;
 mod transfer_store;
+mod verify;
 mod volumes;
 
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ enum Command {
     Containers(containers::ContainerCommand),
     #[command(flatten)]
     Volumes(volumes::VolumeCommand),
+    /// Verify an image: manifest, config, layer blobs and unpacked layers
+    Verify(verify::VerifyArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -52,6 +55,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Supervise(args) => run::supervise(args),
         Command::Containers(cmd) => containers::run(cmd),
         Command::Volumes(cmd) => volumes::run(cmd),
+        Command::Verify(args) => verify::run(args),
     }
 }
 
