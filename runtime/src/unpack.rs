@@ -216,7 +216,7 @@ pub fn unpack_layer(reader: impl Read, dest: &Path, opts: &UnpackOptions) -> Res
             let raw = entry.path_bytes().into_owned();
             last = String::from_utf8_lossy(&raw).into_owned();
             entries_n += 1;
-            let size = entry.header().entry_size().unwrap_or(u64::MAX);
+            let size = entry.size();
             if size > opts.max_size.saturating_sub(read.get()) {
                 return Err(too_large(&last));
             }
