@@ -435,7 +435,10 @@ fn exec_in_joins_namespaces_and_cgroups() {
     p.set_args(Some(vec![
         "sh".into(),
         "-c".into(),
-        "hostname; echo $$; cat /proc/1/cmdline; echo; pwd; ls /proc/self/fd".into(),
+        "hostname; echo $$; cat /proc/1/cmdline; echo; pwd; \
+         [ \"$(cat /proc/self/cgroup)\" = \"$(cat /proc/1/cgroup)\" ] && echo same cgroups; \
+         grep -c hoist/ /proc/self/cgroup; exit 0"
+            .into(),
     ]));
     p.set_cwd("/dev".into());
     let (r, w) = std::io::pipe().unwrap();
@@ -451,8 +454,6 @@ fn exec_in_joins_namespaces_and_cgroups() {
         },
     )
     .unwrap();
-    let own_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", e.pid)).unwrap();
-    let container_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid)).unwrap();
     assert_eq!(hoist_runtime::exec::wait_pid(e.pid).unwrap(), 0);
     let mut out = String::new();
     std::io::Read::read_to_string(&mut { r }, &mut out).unwrap();
@@ -461,7 +462,9 @@ fn exec_in_joins_namespaces_and_cgroups() {
     assert_ne!(lines[1], "1");
     assert_eq!(lines[2], "sleep\u{0}30\u{0}");
     assert_eq!(lines[3], "/dev");
-    assert_eq!(own_cgroup, container_cgroup);
+    assert_eq!(lines[4], "same cgroups");
+    // In the container's cgroup namespace: its cgroups are its root.
+    assert_eq!(lines[5], "0", "{out}");
     exec.kill(&c, libc::SIGKILL).unwrap();
     assert_eq!(exec.wait(&c).unwrap(), 137);
     exec.delete(&c).unwrap();
