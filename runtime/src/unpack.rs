@@ -313,8 +313,12 @@ impl Unpacker<'_> {
             entry: name.to_owned(),
             source,
         };
-        let comps = components(raw).map_err(bad)?;
         let kind = e.header().entry_type();
+        if kind == tar::EntryType::XGlobalHeader {
+            // Global PAX records (`git archive` writes a commit id there): nothing to create.
+            return Ok(());
+        }
+        let comps = components(raw).map_err(bad)?;
         let Some((base, parent_comps)) = comps.split_last() else {
             // The root itself ("./"): its metadata is the destination's, not the layer's.
             return Ok(());
