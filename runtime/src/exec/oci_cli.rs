@@ -170,7 +170,10 @@ impl Executor for OciCliExecutor {
             .tempdir_in(&self.root)
             .map_err(|e| ExecError::io("create a work dir", e))?;
         let pid_file = work.path().join("pid");
+        let log = work.path().join("create.log");
         let mut cmd = self.command();
+        // Errors go to a file (the container's stderr may be a pipe nobody reads yet).
+        cmd.arg("--log").arg(&log);
         cmd.arg("create")
             .arg("--bundle")
             .arg(bundle)
@@ -205,15 +208,8 @@ impl Executor for OciCliExecutor {
                 console = Some(listener);
             }
         }
-        // Errors go to a file (the container's stderr may be a pipe nobody reads yet).
-        let log = work.path().join("create.err");
-        let log_file = std::fs::File::create(&log)
-            .map_err(|e| ExecError::io(format!("create {}", log.display()), e))?;
         if console.is_some() {
-            cmd.stderr(log_file);
-        } else {
-            cmd.arg("--log").arg(&log);
-            drop(log_file);
+            cmd.stderr(std::process::Stdio::null());
         }
         cmd.arg(id);
         let mut child = cmd
