@@ -698,7 +698,7 @@ impl ContainerStore {
         let again = self.raw_state(id)?;
         if again != state {
             state = again;
-            if !(state.status == Status::Running && !state.supervisor.is_some_and(|s| s.alive())) {
+            if state.status != Status::Running || state.supervisor.is_some_and(|s| s.alive()) {
                 return Ok(state);
             }
         }

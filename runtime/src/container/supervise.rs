@@ -518,7 +518,7 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, RunError> {
         let mut pu = process.user().clone();
         pu.set_uid(user.uid);
         pu.set_gid(user.gid);
-        pu.set_additional_gids(Some(user.additional_gids.clone()));
+        pu.set_additional_gids(Some(user.additional_gids));
         process.set_user(pu);
     }
     let seccomp = if o.privileged {
