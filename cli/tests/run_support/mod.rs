@@ -101,14 +101,20 @@ impl Home {
     }
 
     pub fn status(&self, name: &str) -> String {
-        self.inspect(name)["State"]["Status"].as_str().unwrap().to_owned()
+        self.inspect(name)["State"]["Status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Waits (up to 20 s) for `f` to hold.
     pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
         let start = Instant::now();
         while !f() {
-            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
