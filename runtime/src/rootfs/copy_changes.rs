@@ -104,7 +104,7 @@ fn same(st: &Stat, md: &fs::Metadata) -> bool {
         && (ft == FileType::Directory
             || (st.st_size as u64 == md.size()
                 // Whole seconds: the copy came through a tar, which keeps no more.
-                && st.st_mtime as i64 == md.mtime()
+                && st.st_mtime == md.mtime()
                 && st.st_rdev == md.rdev()))
 }
 
@@ -323,7 +323,7 @@ fn copy_xattrs(src: &impl AsFd, dst: &Path) {
 
 fn set_times(p: &Path, st: &Stat) {
     let t = Timespec {
-        tv_sec: st.st_mtime as i64,
+        tv_sec: st.st_mtime,
         tv_nsec: st.st_mtime_nsec as _,
     };
     let _ = rustix::fs::utimensat(
