@@ -441,7 +441,11 @@ async fn check_not_in_use(store: &ImageStore, name: &str) -> Result<()> {
     let Ok(r) = image_reference(store, name).await else {
         return Ok(());
     };
-    let Ok(id) = store.image(&r, &Platform::host()).await.and_then(|i| i.id()) else {
+    let Ok(id) = store
+        .image(&r, &Platform::host())
+        .await
+        .and_then(|i| i.id())
+    else {
         return Ok(());
     };
     let users = crate::containers::containers_using(&id)?;
@@ -449,8 +453,12 @@ async fn check_not_in_use(store: &ImageStore, name: &str) -> Result<()> {
         return Ok(());
     };
     let rows = store.list().await.context("listing images")?;
-    let tags = rows.iter().filter(|r| r.id == id && r.tag.is_some()).count();
-    let by_id = name.trim_start_matches("sha256:").len() >= 12 && id.hex().starts_with(name.trim_start_matches("sha256:"));
+    let tags = rows
+        .iter()
+        .filter(|r| r.id == id && r.tag.is_some())
+        .count();
+    let by_id = name.trim_start_matches("sha256:").len() >= 12
+        && id.hex().starts_with(name.trim_start_matches("sha256:"));
     if tags > 1 && !by_id {
         return Ok(());
     }
@@ -620,9 +628,18 @@ async fn prune(a: PruneArgs) -> Result<()> {
     }
     let store = open_store().await?;
     let in_use = crate::containers::images_in_use()?;
-    let before = store.disk_usage(&in_use).await.context("measuring images")?;
-    let report = store.prune(a.all, &in_use).await.context("pruning images")?;
-    let after = store.disk_usage(&in_use).await.context("measuring images")?;
+    let before = store
+        .disk_usage(&in_use)
+        .await
+        .context("measuring images")?;
+    let report = store
+        .prune(a.all, &in_use)
+        .await
+        .context("pruning images")?;
+    let after = store
+        .disk_usage(&in_use)
+        .await
+        .context("measuring images")?;
     let mut out = String::new();
     if !report.removed.is_empty() {
         out.push_str("Deleted Images:\n");
