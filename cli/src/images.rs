@@ -1,6 +1,6 @@
 //! Local image commands: the store under `$HOIST_HOME`.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -658,8 +658,9 @@ async fn prune(a: PruneArgs) -> Result<()> {
 
 async fn df() -> Result<()> {
     let store = open_store().await?;
+    let in_use = crate::containers::images_in_use()?;
     let u = store
-        .disk_usage(&HashSet::new())
+        .disk_usage(&in_use)
         .await
         .context("measuring images")?;
     let reclaimable = match (u.reclaimable * 100).checked_div(u.size) {
@@ -683,8 +684,8 @@ async fn df() -> Result<()> {
             human_size(u.size, 4),
             reclaimable,
         ],
-        zero("Containers"),
-        zero("Local Volumes"),
+        crate::containers::df_containers_row()?,
+        crate::containers::df_volumes_row()?,
         zero("Build Cache"),
     ];
     print_out(&table(

@@ -364,6 +364,13 @@ impl Supervisor<'_> {
         })?;
         let result = self.run_locked(&c, attach);
         let _ = super::unmount_all(&c.rootfs());
+        // A copy rootfs (no overlay here): its changes go to the upper dir, in overlay form, so
+        // `diff` and `commit` see them as they would an overlay's.
+        if let Err(e) =
+            crate::rootfs::sync_copy_changes(&c.config.layers, &c.upper(), &c.work(), &c.rootfs())
+        {
+            tracing::warn!(id = %c.id(), "recording the changes of a copy rootfs: {e}");
+        }
         match &result {
             Ok(code) => {
                 let code = *code;
