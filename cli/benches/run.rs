@@ -157,7 +157,10 @@ fn main() -> Result<()> {
     bundle(&b)?;
     let state = dir.path().join("state");
     let executors: Vec<(&str, Box<dyn Executor>)> = vec![
-        ("hoist executor", Box::new(HoistExecutor::with_init_binary(HOIST))),
+        (
+            "hoist executor",
+            Box::new(HoistExecutor::with_init_binary(HOIST)),
+        ),
         ("crun", Box::new(OciCliExecutor::crun(state.join("crun"))?)),
         ("runc", Box::new(OciCliExecutor::runc(state.join("runc"))?)),
     ];
@@ -166,7 +169,8 @@ fn main() -> Result<()> {
     for round in 0..rounds + 3 {
         for (i, (name, exec)) in executors.iter().enumerate() {
             let id = format!("bench-{}-{round}-{i}", std::process::id());
-            let d = once(exec.as_ref(), &id, &b).with_context(|| format!("{name}, round {round}"))?;
+            let d =
+                once(exec.as_ref(), &id, &b).with_context(|| format!("{name}, round {round}"))?;
             if round >= 3 {
                 times[i].push(d);
             }
@@ -179,9 +183,7 @@ fn main() -> Result<()> {
         }
     }
     let crun = stats(times[1].clone()).median;
-    println!(
-        "create+start+wait+delete of one bundle (/bin/true), {rounds} rounds\n"
-    );
+    println!("create+start+wait+delete of one bundle (/bin/true), {rounds} rounds\n");
     println!(
         "{:<34} {:>10} {:>10} {:>10} {:>9}",
         "", "median ms", "min ms", "p90 ms", "vs crun"

@@ -9,8 +9,14 @@ use hoist_runtime::exec::{Executor, OciCliExecutor, Stdio};
 fn executors(state: &std::path::Path) -> Vec<(&'static str, Box<dyn Executor>)> {
     vec![
         ("hoist", Box::new(hoist())),
-        ("runc", Box::new(OciCliExecutor::runc(state.join("runc")).unwrap())),
-        ("crun", Box::new(OciCliExecutor::crun(state.join("crun")).unwrap())),
+        (
+            "runc",
+            Box::new(OciCliExecutor::runc(state.join("runc")).unwrap()),
+        ),
+        (
+            "crun",
+            Box::new(OciCliExecutor::crun(state.join("crun")).unwrap()),
+        ),
     ]
 }
 
@@ -55,7 +61,12 @@ fn process_identity_and_exit_code() {
         b
     });
     assert_eq!(results[0].1.code, 7);
-    assert!(results[0].1.stdout.starts_with("pid 1\nhoist-test\n0\n0\n/tmp\nfoo\n"));
+    assert!(
+        results[0]
+            .1
+            .stdout
+            .starts_with("pid 1\nhoist-test\n0\n0\n/tmp\nfoo\n")
+    );
     assert_same(&results);
 }
 
@@ -74,8 +85,19 @@ fn filesystem_view() {
              ls /proc/1/fd; exit 0",
         ])
     });
-    assert!(results[0].1.stdout.contains("/dev/null\n"), "{}", results[0].1.stdout);
-    assert!(results[0].1.stdout.contains("root ro\nsys ro\n0\n0\nproc/sys ro\nlo\n0\n1\n2\n"), "{}", results[0].1.stdout);
+    assert!(
+        results[0].1.stdout.contains("/dev/null\n"),
+        "{}",
+        results[0].1.stdout
+    );
+    assert!(
+        results[0]
+            .1
+            .stdout
+            .contains("root ro\nsys ro\n0\n0\nproc/sys ro\nlo\n0\n1\n2\n"),
+        "{}",
+        results[0].1.stdout
+    );
     assert_same(&results);
 }
 
@@ -84,10 +106,38 @@ fn signal_exit_code() {
     for (name, exec) in executors(tempfile::tempdir().unwrap().path()) {
         let b = Bundle::new(&["sleep", "100"]);
         b.write();
-        let c = exec.create(&unique_id(name), b.path(), Stdio::Null).unwrap();
+        let c = exec
+            .create(&unique_id(name), b.path(), Stdio::Null)
+            .unwrap();
         exec.start(&c).unwrap();
         exec.kill(&c, libc::SIGKILL).unwrap();
         assert_eq!(exec.wait(&c).unwrap(), 137, "{name}");
         exec.delete(&c).unwrap();
+    }
+}
+
+#[test]
+fn pty_through_console_socket() {
+    for (name, exec) in executors(tempfile::tempdir().unwrap().path()) {
+        let mut b = Bundle::new(&["sh", "-c", "test -t 0 && test -t 1 && echo is a tty"]);
+        b.process_mut().set_terminal(Some(true));
+        b.write();
+        let c = exec.create(&unique_id(name), b.path(), Stdio::Pty).unwrap();
+        let master = c.pty.as_ref().unwrap().try_clone().unwrap();
+        exec.start(&c).unwrap();
+        let mut f = std::fs::File::from(master);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            match std::io::Read::read(&mut f, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+                Err(e) => panic!("{name}: {e}"),
+            }
+        }
+        assert_eq!(exec.wait(&c).unwrap(), 0, "{name}");
+        exec.delete(&c).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out), "is a tty\r\n", "{name}");
     }
 }

@@ -464,7 +464,7 @@ fn mount_one(ctx: &FsContext<'_>, m: &Mount) -> R<()> {
 fn mount_cgroup_v1(ctx: &FsContext<'_>, dest: &Path, opts: &Opts) -> R<()> {
     ensure_target(dest, false)?;
     let root = Path::new("/sys/fs/cgroup");
-    if rustix::fs::statfs(root).map(|s| s.f_type as i64 == 0x6367_7270) == Ok(true) {
+    if super::cgroups::is_cgroup2(root) {
         mount(
             Some(Path::new("cgroup2")),
             dest,

@@ -32,10 +32,7 @@ impl OciCliExecutor {
     pub fn new(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Result<Self, ExecError> {
         let binary = binary.into();
         let is_crun = binary.file_name().is_some_and(|n| n == "crun");
-        let hybrid = Path::new("/sys/fs/cgroup/unified").is_dir()
-            && rustix::fs::statfs("/sys/fs/cgroup/unified")
-                .map(|s| s.f_type as i64 == 0x6367_7270)
-                .unwrap_or(false);
+        let hybrid = super::cgroups::is_cgroup2(Path::new("/sys/fs/cgroup/unified"));
         // SAFETY: plain prctl on our own process.
         #[allow(unsafe_code)]
         let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
