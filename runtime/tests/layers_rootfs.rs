@@ -191,7 +191,7 @@ fn a_copy_rootfs_reports_its_changes_like_an_overlay_upper() {
         .into_iter()
         .map(|c| format!("{} {}", c.kind.letter(), c.path.display()))
         .collect();
-    let mut sorted = changes.clone();
+    let mut sorted = changes;
     sorted.sort_by(|a, b| a[2..].cmp(&b[2..]));
     assert_eq!(
         sorted,

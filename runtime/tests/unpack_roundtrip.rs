@@ -211,15 +211,14 @@ fn whiteouts_and_opaque_dirs_apply_to_lower_layers_only() {
     for d in [&target, &work, &up] {
         fs::create_dir(d).unwrap();
     }
-    let rootfs =
-        hoist_runtime::rootfs::Rootfs::mount(&[l1.clone(), l2.clone()], &up, &work, &target)
-            .unwrap();
+    let lowers = [l1, l2];
+    let rootfs = hoist_runtime::rootfs::Rootfs::mount(&lowers, &up, &work, &target).unwrap();
     assert_eq!(rootfs.kind(), hoist_runtime::rootfs::RootfsKind::Overlay);
     assert_eq!(listing(&target), listing(&m));
     rootfs.unmount().unwrap();
 
     // `diff` of the upper over the lower: what docker diff would say.
-    let changes: Vec<(char, String)> = diff(&upper, &[l1.clone()])
+    let changes: Vec<(char, String)> = diff(&upper, &lowers[..1])
         .unwrap()
         .into_iter()
         .map(|c| (c.kind.letter(), c.path.display().to_string()))
