@@ -513,7 +513,7 @@ fn rm(a: RmArgs) -> Result<()> {
 fn diff(a: DiffArgs) -> Result<()> {
     let (_, store, _) = open()?;
     let c = store.get(&a.container)?;
-    let changes = hoist_runtime::rootfs::diff(&c.upper(), &c.config.layers)
+    let changes = hoist_runtime::rootfs::diff(&c.upper(), &c.lowers())
         .with_context(|| format!("comparing the filesystem of {}", c.name()))?;
     let s: String = changes
         .iter()

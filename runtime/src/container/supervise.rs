@@ -116,12 +116,12 @@ pub(crate) fn mkdir_in_root(root: &Path, path: &str) -> io::Result<()> {
 /// copy where overlay is unavailable).
 fn mount_rootfs(c: &Container) -> Result<(), RunError> {
     super::unmount_all(&c.rootfs())?;
-    crate::rootfs::Rootfs::mount(&c.config.layers, &c.upper(), &c.work(), &c.rootfs()).map_err(
-        |e| RunError::Mount {
+    crate::rootfs::Rootfs::mount(&c.lowers(), &c.upper(), &c.work(), &c.rootfs()).map_err(|e| {
+        RunError::Mount {
             id: c.id().to_owned(),
             reason: e.to_string(),
-        },
-    )?;
+        }
+    })?;
     Ok(())
 }
 
@@ -367,7 +367,7 @@ impl Supervisor<'_> {
         // A copy rootfs (no overlay here): its changes go to the upper dir, in overlay form, so
         // `diff` and `commit` see them as they would an overlay's.
         if let Err(e) =
-            crate::rootfs::sync_copy_changes(&c.config.layers, &c.upper(), &c.work(), &c.rootfs())
+            crate::rootfs::sync_copy_changes(&c.lowers(), &c.upper(), &c.work(), &c.rootfs())
         {
             tracing::warn!(id = %c.id(), "recording the changes of a copy rootfs: {e}");
         }
