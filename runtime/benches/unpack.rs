@@ -37,7 +37,11 @@ fn make_tree(root: &Path, mib: usize) {
         let dir = root.join(format!("d{:03}", i % 97));
         fs::create_dir_all(&dir).unwrap();
         let big = i % 50 == 0;
-        let size = if big { 4 << 20 } else { (next() % 32_768) as usize + 100 };
+        let size = if big {
+            4 << 20
+        } else {
+            (next() % 32_768) as usize + 100
+        };
         let mut data = Vec::with_capacity(size);
         if big {
             // Machine code is partly compressible: runs of random bytes and repeated patterns.
@@ -148,7 +152,12 @@ fn main() {
         k += 1;
         let dst = base.path().join(format!("u{k}"));
         fs::create_dir(&dst).unwrap();
-        unpack_layer(decompress(&gz[..]).unwrap(), &dst, &UnpackOptions::default()).unwrap();
+        unpack_layer(
+            decompress(&gz[..]).unwrap(),
+            &dst,
+            &UnpackOptions::default(),
+        )
+        .unwrap();
     });
     println!("{:<44} {}", "unpack_layer from gzip", rate(n, d));
     let d = time(|| {
@@ -162,7 +171,11 @@ fn main() {
             .unwrap();
         assert!(st.success());
     });
-    println!("{:<44} {}", "GNU tar -xzf (reference, no containment)", rate(n, d));
+    println!(
+        "{:<44} {}",
+        "GNU tar -xzf (reference, no containment)",
+        rate(n, d)
+    );
 
     // The layer store's first use: hash, decompress, unpack, verify, tree digest, publish.
     let info = {
