@@ -141,3 +141,29 @@ fn pty_through_console_socket() {
         assert_eq!(String::from_utf8_lossy(&out), "is a tty\r\n", "{name}");
     }
 }
+
+#[test]
+fn docker_default_seccomp_profile() {
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let json = hoist_runtime::spec::default_profile(&caps, std::env::consts::ARCH);
+    let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(json).unwrap();
+    let results = all(|| {
+        let mut b = Bundle::new(&[
+            "sh",
+            "-c",
+            "grep Seccomp: /proc/self/status; ls / > /dev/null && echo ls ok; \
+             unshare -U true 2>&1; mkdir /dev/shm/d && echo mkdir ok; exit 0",
+        ]);
+        b.linux_mut().set_seccomp(Some(profile.clone()));
+        b
+    });
+    assert!(
+        results[0]
+            .1
+            .stdout
+            .starts_with("Seccomp:\t2\nls ok\nunshare: "),
+        "{}",
+        results[0].1.stdout
+    );
+    assert_same(&results);
+}

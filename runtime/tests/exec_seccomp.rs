@@ -209,3 +209,38 @@ fn rejects_what_it_cannot_enforce() {
     let e = compile_seccomp(&arm_only).unwrap_err().to_string();
     assert!(e.contains("SCMP_ARCH_X86_64"), "{e}");
 }
+
+mod exec_support;
+
+/// Docker's default profile (as `hoist run` puts it in config.json) compiles, fits the kernel's
+/// limit, and a busybox container runs under it while what it forbids is refused.
+#[test]
+fn docker_default_profile_in_a_container() {
+    use hoist_runtime::exec::Executor as _;
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let json = hoist_runtime::spec::default_profile(&caps, std::env::consts::ARCH);
+    let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(json).unwrap();
+    let prog = compile_seccomp(&profile).unwrap();
+    // unshare without CAP_SYS_ADMIN falls to the default action's errno.
+    let refused = match profile.default_errno_ret() {
+        Some(38) => "Function not implemented",
+        _ => "Operation not permitted",
+    };
+    assert!(
+        prog.len() > 300 && prog.len() <= 4096,
+        "{} instructions",
+        prog.len()
+    );
+    let exec = exec_support::hoist();
+    let out = exec_support::sh(
+        &exec,
+        "grep Seccomp: /proc/self/status; ls / > /dev/null && echo ls ok; \
+         unshare -U true 2>&1 || echo unshare refused; exit 0",
+        |b| {
+            b.linux_mut().set_seccomp(Some(profile));
+        },
+    );
+    assert!(out.starts_with("Seccomp:\t2\nls ok\n"), "{out}");
+    assert!(out.contains(refused), "{out}");
+    assert!(out.ends_with("unshare refused\n"), "{out}");
+}
