@@ -216,7 +216,6 @@ mod exec_support;
 /// limit, and a busybox container runs under it while what it forbids is refused.
 #[test]
 fn docker_default_profile_in_a_container() {
-    use hoist_runtime::exec::Executor as _;
     let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
     let json = hoist_runtime::spec::default_profile(&caps, std::env::consts::ARCH);
     let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(json).unwrap();
