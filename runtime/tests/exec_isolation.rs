@@ -616,3 +616,29 @@ fn namespace_path_joins_another_containers_network() {
     assert_eq!(exec.wait(&ca).unwrap(), 137);
     exec.delete(&ca).unwrap();
 }
+
+#[test]
+fn sysctl_oom_score_adj_and_domainname() {
+    let exec = hoist();
+    let out = sh(
+        &exec,
+        "cat /proc/sys/net/ipv4/ip_forward /proc/self/oom_score_adj /proc/sys/kernel/domainname; \
+         echo 0 > /proc/sys/net/ipv4/ip_forward || echo still read-only",
+        |b| {
+            b.spec.set_domainname(Some("example.test".into()));
+            b.process_mut().set_oom_score_adj(Some(500));
+            b.linux_mut().set_sysctl(Some(
+                [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+            ));
+        },
+    );
+    assert_eq!(out, "1\n500\nexample.test\nstill read-only\n");
+    // The host's (another network namespace) is untouched.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim()
+            .len(),
+        1
+    );
+}
