@@ -1,9 +1,10 @@
 //! Layer throughput: `write_layer` (gzip on every core, zstd, plain) and `unpack_layer` (gzip),
 //! against GNU tar + gzip doing the same, and the layer store's first use of a layer (verify +
-//! unpack + tree digest). Median of RUNS runs each.
+//! unpack + tree digest). Median of several runs each.
 //!
 //! `cargo bench -p hoist-runtime --bench unpack` (as root: ownership and devices).
-//! `UNPACK_BENCH_MIB` sets the tree size (default 256).
+//! `UNPACK_BENCH_MIB` sets the synthetic tree's size (default 256); `UNPACK_BENCH_SRC=DIR` uses a
+//! real directory instead (e.g. `/usr/share`); `UNPACK_BENCH_RUNS` the runs (default 5).
 
 use std::fs;
 use std::io::Read;
@@ -15,7 +16,12 @@ use hoist_runtime::layers::LayerStore;
 use hoist_runtime::rootfs::{Compression, LayerOptions, write_layer};
 use hoist_runtime::unpack::{UnpackOptions, decompress, unpack_layer};
 
-const RUNS: usize = 5;
+fn runs() -> usize {
+    std::env::var("UNPACK_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
 
 /// A tree of `mib` MiB: many small files (config-like text) and some large ones (binary-like).
 fn make_tree(root: &Path, mib: usize) {
@@ -72,7 +78,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn time(mut f: impl FnMut()) -> Duration {
     median(
-        (0..RUNS)
+        (0..runs())
             .map(|_| {
                 let t = Instant::now();
                 f();
@@ -97,8 +103,14 @@ fn main() {
         .unwrap_or(256);
     let base = tempfile::tempdir_in(std::env::var("UNPACK_BENCH_DIR").unwrap_or("/var/tmp".into()))
         .unwrap();
-    let src = base.path().join("src");
-    make_tree(&src, mib);
+    let src = match std::env::var_os("UNPACK_BENCH_SRC") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => {
+            let src = base.path().join("src");
+            make_tree(&src, mib);
+            src
+        }
+    };
     let opts = |c| LayerOptions {
         compression: c,
         source_date_epoch: Some(0),
@@ -110,7 +122,8 @@ fn main() {
     };
     let n = tar_bytes.len() as u64;
     println!(
-        "tree: {mib} MiB of files, tar {} MiB, {} cores",
+        "tree: {}, tar {} MiB, {} cores",
+        src.display(),
         n >> 20,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
