@@ -9,6 +9,7 @@
 #   busybox-static    the statically linked busybox the test images are made of
 #   docker.io         dockerd (the tests start a private one); containerd, runc, tini come with it
 #   uidmap, fuse-overlayfs   what podman/buildah expect to find (storage helpers, id mapping)
+#   runc, crun        the reference OCI runtimes hoist's executor is checked and benchmarked against
 set -euo pipefail
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -19,7 +20,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
-packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates)
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun)
 
 # The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
 # own repository; if those (or any dockerd) are already there, use them instead. A docker client
@@ -59,7 +60,7 @@ if ((${#missing[@]})); then
 fi
 
 # Sanity checks, so a broken install fails here and not in the middle of a test.
-for tool in docker-registry skopeo podman buildah dockerd docker; do
+for tool in docker-registry skopeo podman buildah dockerd docker runc crun; do
     command -v "$tool" >/dev/null || { echo "peers.sh: $tool missing after install" >&2; exit 1; }
 done
 busybox=$(command -v busybox)

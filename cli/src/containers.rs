@@ -513,7 +513,7 @@ fn rm(a: RmArgs) -> Result<()> {
 fn diff(a: DiffArgs) -> Result<()> {
     let (_, store, _) = open()?;
     let c = store.get(&a.container)?;
-    let changes = hoist_runtime::rootfs::diff(&c.upper(), &c.config.layers)
+    let changes = hoist_runtime::rootfs::diff(&c.upper(), &c.lowers())
         .with_context(|| format!("comparing the filesystem of {}", c.name()))?;
     let s: String = changes
         .iter()
@@ -585,6 +585,47 @@ pub fn images_in_use() -> Result<HashSet<hoist_oci::Digest>> {
         .into_iter()
         .filter_map(|d| hoist_oci::Digest::parse(&d).ok())
         .collect())
+}
+
+/// `system df`'s Containers row: total, running, writable layers' size, stopped ones' size.
+pub fn df_containers_row() -> Result<Vec<String>> {
+    let (_, store, _) = open()?;
+    let all = store.list()?;
+    let running = all.iter().filter(|c| c.state.running()).count();
+    let size: u64 = all.iter().map(|c| dir_size(&c.upper())).sum();
+    let reclaimable: u64 = all
+        .iter()
+        .filter(|c| !c.state.running())
+        .map(|c| dir_size(&c.upper()))
+        .sum();
+    Ok(vec![
+        "Containers".to_owned(),
+        all.len().to_string(),
+        running.to_string(),
+        human_size(size, 4),
+        human_size(reclaimable, 4),
+    ])
+}
+
+/// `system df`'s Local Volumes row: total, in use, size, unused volumes' size.
+pub fn df_volumes_row() -> Result<Vec<String>> {
+    let (_, store, volumes) = open()?;
+    let used = store.volumes_in_use()?;
+    let all = volumes.list()?;
+    let active = all.iter().filter(|v| used.contains_key(&v.name)).count();
+    let size: u64 = all.iter().map(|v| dir_size(&v.mountpoint)).sum();
+    let reclaimable: u64 = all
+        .iter()
+        .filter(|v| !used.contains_key(&v.name))
+        .map(|v| dir_size(&v.mountpoint))
+        .sum();
+    Ok(vec![
+        "Local Volumes".to_owned(),
+        all.len().to_string(),
+        active.to_string(),
+        human_size(size, 4),
+        human_size(reclaimable, 4),
+    ])
 }
 
 /// The ids of the containers (any state) that use the image `id`.

@@ -1,6 +1,6 @@
 //! Local image commands: the store under `$HOIST_HOME`.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -441,7 +441,11 @@ async fn check_not_in_use(store: &ImageStore, name: &str) -> Result<()> {
     let Ok(r) = image_reference(store, name).await else {
         return Ok(());
     };
-    let Ok(id) = store.image(&r, &Platform::host()).await.and_then(|i| i.id()) else {
+    let Ok(id) = store
+        .image(&r, &Platform::host())
+        .await
+        .and_then(|i| i.id())
+    else {
         return Ok(());
     };
     let users = crate::containers::containers_using(&id)?;
@@ -449,8 +453,12 @@ async fn check_not_in_use(store: &ImageStore, name: &str) -> Result<()> {
         return Ok(());
     };
     let rows = store.list().await.context("listing images")?;
-    let tags = rows.iter().filter(|r| r.id == id && r.tag.is_some()).count();
-    let by_id = name.trim_start_matches("sha256:").len() >= 12 && id.hex().starts_with(name.trim_start_matches("sha256:"));
+    let tags = rows
+        .iter()
+        .filter(|r| r.id == id && r.tag.is_some())
+        .count();
+    let by_id = name.trim_start_matches("sha256:").len() >= 12
+        && id.hex().starts_with(name.trim_start_matches("sha256:"));
     if tags > 1 && !by_id {
         return Ok(());
     }
@@ -620,9 +628,18 @@ async fn prune(a: PruneArgs) -> Result<()> {
     }
     let store = open_store().await?;
     let in_use = crate::containers::images_in_use()?;
-    let before = store.disk_usage(&in_use).await.context("measuring images")?;
-    let report = store.prune(a.all, &in_use).await.context("pruning images")?;
-    let after = store.disk_usage(&in_use).await.context("measuring images")?;
+    let before = store
+        .disk_usage(&in_use)
+        .await
+        .context("measuring images")?;
+    let report = store
+        .prune(a.all, &in_use)
+        .await
+        .context("pruning images")?;
+    let after = store
+        .disk_usage(&in_use)
+        .await
+        .context("measuring images")?;
     let mut out = String::new();
     if !report.removed.is_empty() {
         out.push_str("Deleted Images:\n");
@@ -641,8 +658,9 @@ async fn prune(a: PruneArgs) -> Result<()> {
 
 async fn df() -> Result<()> {
     let store = open_store().await?;
+    let in_use = crate::containers::images_in_use()?;
     let u = store
-        .disk_usage(&HashSet::new())
+        .disk_usage(&in_use)
         .await
         .context("measuring images")?;
     let reclaimable = match (u.reclaimable * 100).checked_div(u.size) {
@@ -666,8 +684,8 @@ async fn df() -> Result<()> {
             human_size(u.size, 4),
             reclaimable,
         ],
-        zero("Containers"),
-        zero("Local Volumes"),
+        crate::containers::df_containers_row()?,
+        crate::containers::df_volumes_row()?,
         zero("Build Cache"),
     ];
     print_out(&table(

@@ -12,6 +12,7 @@ mod serve;
 mod transfer;
 mod transfer_progress;
 mod transfer_store;
+mod verify;
 mod volumes;
 
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ enum Command {
     Containers(containers::ContainerCommand),
     #[command(flatten)]
     Volumes(volumes::VolumeCommand),
+    /// Verify an image: manifest, config, layer blobs and unpacked layers
+    Verify(verify::VerifyArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -60,6 +63,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Supervise(args) => run::supervise(args),
         Command::Containers(cmd) => containers::run(cmd),
         Command::Volumes(cmd) => volumes::run(cmd),
+        Command::Verify(args) => verify::run(args),
     }
 }
 

@@ -180,10 +180,25 @@ fn log_options(opts: &[String]) -> Result<(u64, u32)> {
     for o in opts {
         match o.split_once('=') {
             Some(("max-size", v)) => {
-                size = spec::parse_memory(v).map(|b| b as u64).or_else(|_| {
-                    v.parse::<u64>()
-                        .with_context(|| format!("invalid log option {o:?}"))
-                })?
+                let lower = v.to_ascii_lowercase();
+                let (num, mult) = match lower.char_indices().find(|(_, c)| c.is_ascii_alphabetic())
+                {
+                    Some((i, _)) => (
+                        &lower[..i],
+                        match &lower[i..] {
+                            "b" => 1,
+                            "k" | "kb" => 1 << 10,
+                            "m" | "mb" => 1 << 20,
+                            "g" | "gb" => 1 << 30,
+                            _ => bail!("invalid log option {o:?}: unknown unit"),
+                        },
+                    ),
+                    None => (lower.as_str(), 1u64),
+                };
+                size = num
+                    .parse::<u64>()
+                    .with_context(|| format!("invalid log option {o:?}"))?
+                    .saturating_mul(mult);
             }
             Some(("max-file", v)) => {
                 files = v

@@ -349,6 +349,18 @@ impl Container {
     pub fn work(&self) -> PathBuf {
         self.dir.join("work")
     }
+    /// Docker's "init layer": the mount points the runtime needs (`/etc/hosts`, `/etc/hostname`,
+    /// `/etc/resolv.conf`, `/dev`, `/proc`, `/sys`), made once, stacked above the image's
+    /// layers and below the upper dir, so they never show as changes of the container.
+    pub fn init_layer(&self) -> PathBuf {
+        self.dir.join("init")
+    }
+    /// The lower dirs of the rootfs, bottom..top: the image's layers, then the init layer.
+    pub fn lowers(&self) -> Vec<PathBuf> {
+        let mut l = self.config.layers.clone();
+        l.push(self.init_layer());
+        l
+    }
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("container.log")
     }
@@ -588,6 +600,15 @@ impl ContainerStore {
         ] {
             std::fs::create_dir_all(d).map_err(ioe(format!("creating {}", d.display())))?;
         }
+        let init = dir.join("init");
+        for d in ["etc", "dev", "proc", "sys"] {
+            let p = init.join(d);
+            std::fs::create_dir_all(&p).map_err(ioe(format!("creating {}", p.display())))?;
+        }
+        for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+            let p = init.join(f);
+            std::fs::write(&p, b"").map_err(ioe(format!("creating {}", p.display())))?;
+        }
         let bytes = serde_json::to_vec_pretty(config).expect("a container config serialises");
         write_atomic(&dir.join(CONFIG), &bytes)?;
         let state = State::created();
@@ -698,7 +719,7 @@ impl ContainerStore {
         let again = self.raw_state(id)?;
         if again != state {
             state = again;
-            if !(state.status == Status::Running && !state.supervisor.is_some_and(|s| s.alive())) {
+            if state.status != Status::Running || state.supervisor.is_some_and(|s| s.alive()) {
                 return Ok(state);
             }
         }

@@ -136,7 +136,10 @@ pub trait Executor: Send + Sync {
 /// The first line of `main()` of any binary used as the init (the `hoist` binary).
 pub fn init_if_requested() {
     if let Some(fd) = std::env::var_os(INIT_ENV) {
-        let fd = fd.to_str().and_then(|s| s.parse::<i32>().ok()).unwrap_or(INIT_FD);
+        let fd = fd
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+            .unwrap_or(INIT_FD);
         init::main(fd)
     }
 }
@@ -248,8 +251,8 @@ fn prepare_stdio(stdio: Stdio) -> Result<StdioSetup, ExecError> {
                 .map_err(|e| ExecError::io("open a pty", e.into()))?;
             grantpt(&master).map_err(|e| ExecError::io("grantpt", e.into()))?;
             unlockpt(&master).map_err(|e| ExecError::io("unlockpt", e.into()))?;
-            let name = ptsname(&master, Vec::new())
-                .map_err(|e| ExecError::io("ptsname", e.into()))?;
+            let name =
+                ptsname(&master, Vec::new()).map_err(|e| ExecError::io("ptsname", e.into()))?;
             let path = PathBuf::from(std::ffi::OsString::from_vec(name.into_bytes()));
             let slave: OwnedFd = std::fs::OpenOptions::new()
                 .read(true)
@@ -258,22 +261,17 @@ fn prepare_stdio(stdio: Stdio) -> Result<StdioSetup, ExecError> {
                 .open(&path)
                 .map_err(|e| ExecError::io(format!("open {}", path.display()), e))?
                 .into();
-            let s1 = slave
-                .try_clone()
-                .map_err(|e| ExecError::io("dup pty", e))?;
-            let s2 = slave
-                .try_clone()
-                .map_err(|e| ExecError::io("dup pty", e))?;
+            let s1 = slave.try_clone().map_err(|e| ExecError::io("dup pty", e))?;
+            let s2 = slave.try_clone().map_err(|e| ExecError::io("dup pty", e))?;
             StdioSetup {
                 child: [Some(slave), Some(s1), Some(s2)],
                 null: false,
-                master: Some(master.into()),
+                master: Some(master),
                 pty_path: Some(path),
             }
         }
     })
 }
-
 
 /// Spawns the init helper with `setup`'s stdio and the child end of a new socket pair as fd 3.
 fn spawn_helper(
@@ -328,7 +326,10 @@ fn handshake(
     helper: &mut std::process::Child,
     sock: &mut UnixStream,
     req: &Request,
-    maps: Option<(&[oci_spec::runtime::LinuxIdMapping], &[oci_spec::runtime::LinuxIdMapping])>,
+    maps: Option<(
+        &[oci_spec::runtime::LinuxIdMapping],
+        &[oci_spec::runtime::LinuxIdMapping],
+    )>,
 ) -> Result<i32, ExecError> {
     let result = (|| {
         proto::send_request(sock, req)?;
@@ -474,13 +475,19 @@ impl Executor for HoistExecutor {
         if terminal != matches!(stdio, Stdio::Pty) {
             return Err(ExecError::Config(format!(
                 "process.terminal is {terminal} but the stdio asked for is {}",
-                if matches!(stdio, Stdio::Pty) { "a pty" } else { "not a pty" }
+                if matches!(stdio, Stdio::Pty) {
+                    "a pty"
+                } else {
+                    "not a pty"
+                }
             )));
         }
         let linux = spec.linux().clone().unwrap_or_default();
-        let new_userns = linux.namespaces().iter().flatten().any(|n| {
-            n.typ() == LinuxNamespaceType::User && n.path().is_none()
-        });
+        let new_userns = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
         let mut setup = prepare_stdio(stdio)?;
         let cgroups = CgroupPaths::for_container(id, linux.cgroups_path().as_deref())?;
         let (mut helper, mut sock) = spawn_helper(&self.init_binary, &mut setup)?;
@@ -496,7 +503,7 @@ impl Executor for HoistExecutor {
         }
         let req = Request::Create {
             id: id.to_string(),
-            bundle: bundle.clone(),
+            bundle,
             rootfs,
             spec: Box::new(spec),
             console: setup.pty_path.clone(),

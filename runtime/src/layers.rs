@@ -257,7 +257,10 @@ impl LayerStore {
             return Ok(());
         }
         // Out of sight first, then deleted.
-        let gone = self.dir.join("tmp").join(uuid::Uuid::new_v4().to_string());
+        let gone = self
+            .dir
+            .join("tmp")
+            .join(format!("removed-{}", uuid::Uuid::new_v4()));
         fs::rename(&dir, &gone).map_err(io_err(&dir))?;
         remove_tree(&gone)
     }
@@ -341,7 +344,11 @@ impl LayerStore {
             rec.verified.insert(digest.clone());
             return self.write_record(&self.layer_dir(diff_id), &rec);
         }
-        let tmp = self.dir.join("tmp").join(uuid::Uuid::new_v4().to_string());
+        // Named after the layer, so a cleaner can tell it is in progress (its lock is held).
+        let tmp = self
+            .dir
+            .join("tmp")
+            .join(format!("{}-{}", diff_id.hex(), uuid::Uuid::new_v4()));
         let root = tmp.join("root");
         fs::create_dir_all(&root).map_err(io_err(&root))?;
         let result = self.unpack_into(blob, digest, size, diff_id, &tmp, &root);
@@ -426,11 +433,7 @@ impl LayerStore {
     }
 
     fn lock(&self, diff_id: &Digest) -> Result<fs::File> {
-        let p = self.dir.join("locks").join(format!(
-            "{}-{}.lock",
-            diff_id.algorithm().as_str(),
-            diff_id.hex()
-        ));
+        let p = self.lock_path(diff_id);
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -446,6 +449,23 @@ impl LayerStore {
         Ok(f)
     }
 
+    /// Whether another caller holds the lock of `diff_id` right now.
+    fn is_locked(&self, diff_id: &Digest) -> bool {
+        let p = self.lock_path(diff_id);
+        let Ok(f) = fs::File::open(&p) else {
+            return false;
+        };
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
+    }
+
+    fn lock_path(&self, diff_id: &Digest) -> PathBuf {
+        self.dir.join("locks").join(format!(
+            "{}-{}.lock",
+            diff_id.algorithm().as_str(),
+            diff_id.hex()
+        ))
+    }
+
     fn clean_tmp(&self, older_than: Duration) {
         let Ok(rd) = fs::read_dir(self.dir.join("tmp")) else {
             return;
@@ -457,7 +477,16 @@ impl LayerStore {
                 .ok()
                 .and_then(|m| m.elapsed().ok())
                 .is_some_and(|age| age > older_than);
-            if old {
+            if !old {
+                continue;
+            }
+            // An unpack in progress holds its layer's lock: leave it be.
+            let name = e.file_name().to_string_lossy().into_owned();
+            let in_progress = name
+                .split_once('-')
+                .and_then(|(hex, _)| Digest::parse(&format!("sha256:{hex}")).ok())
+                .is_some_and(|d| self.is_locked(&d));
+            if !in_progress {
                 let _ = remove_tree(&e.path());
             }
         }

@@ -12,6 +12,7 @@
 //! manifest's layers); [`Rootfs::mount`] reverses it for overlay's `lowerdir=`.
 
 mod compress;
+mod copy_changes;
 mod diff;
 mod mount;
 mod write;
@@ -20,6 +21,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use compress::GZIP_LEVEL;
+pub use copy_changes::sync_copy_changes;
 pub use diff::{Change, ChangeKind, diff};
 pub use mount::{FORCE_COPY_ENV, Rootfs, RootfsKind, unmount};
 pub use write::{Compression, LayerInfo, LayerOptions, write_layer};

@@ -208,10 +208,10 @@ pub struct BindMount {
 }
 
 /// A `--ulimit name=soft[:hard]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ulimit {
     /// `RLIMIT_NOFILE`, ...
-    pub kind: &'static str,
+    pub kind: String,
     pub soft: u64,
     pub hard: u64,
 }
@@ -240,7 +240,7 @@ pub struct RunOptions {
     pub nano_cpus: Option<i64>,
     pub pids_limit: Option<i64>,
     pub network: Network,
-    #[serde(skip)]
+    #[serde(default)]
     pub ulimits: Vec<Ulimit>,
     pub mounts: Vec<BindMount>,
 }
@@ -486,7 +486,11 @@ pub fn parse_ulimit(s: &str, host_hard: &BTreeMap<&'static str, u64>) -> Result<
             format!("hard limit {hard} is above the host's hard limit {max}"),
         ));
     }
-    Ok(Ulimit { kind, soft, hard })
+    Ok(Ulimit {
+        kind: kind.to_owned(),
+        soft,
+        hard,
+    })
 }
 
 /// `--ulimit` names and their OCI types.

@@ -216,7 +216,7 @@ pub fn unpack_layer(reader: impl Read, dest: &Path, opts: &UnpackOptions) -> Res
             let raw = entry.path_bytes().into_owned();
             last = String::from_utf8_lossy(&raw).into_owned();
             entries_n += 1;
-            let size = entry.header().entry_size().unwrap_or(u64::MAX);
+            let size = entry.size();
             if size > opts.max_size.saturating_sub(read.get()) {
                 return Err(too_large(&last));
             }
@@ -313,8 +313,12 @@ impl Unpacker<'_> {
             entry: name.to_owned(),
             source,
         };
-        let comps = components(raw).map_err(bad)?;
         let kind = e.header().entry_type();
+        if kind == tar::EntryType::XGlobalHeader {
+            // Global PAX records (`git archive` writes a commit id there): nothing to create.
+            return Ok(());
+        }
+        let comps = components(raw).map_err(bad)?;
         let Some((base, parent_comps)) = comps.split_last() else {
             // The root itself ("./"): its metadata is the destination's, not the layer's.
             return Ok(());

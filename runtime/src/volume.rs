@@ -447,7 +447,7 @@ mod tests {
         assert!(store.prune(&used, false).unwrap().is_empty());
         assert_eq!(
             store.prune(&HashSet::new(), false).unwrap(),
-            [anon.name.clone()]
+            std::slice::from_ref(&anon.name)
         );
         assert_eq!(store.prune(&HashSet::new(), true).unwrap(), ["data"]);
         assert!(matches!(store.get("data"), Err(VolumeError::NotFound(_))));

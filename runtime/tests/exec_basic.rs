@@ -162,3 +162,87 @@ fn hostname_and_namespaces() {
         assert_ne!(line, host.to_str().unwrap(), "{ns} namespace is the host's");
     }
 }
+
+#[test]
+fn delete_before_start_kills_and_cleans_up() {
+    let exec = hoist();
+    let b = Bundle::new(&["true"]);
+    b.write();
+    let id = unique_id("del");
+    let c = exec
+        .create(&id, b.path(), hoist_runtime::exec::Stdio::Null)
+        .unwrap();
+    let cg = hoist_runtime::exec::CgroupPaths::for_container(&id, None).unwrap();
+    let mem = cg.dir("memory").unwrap().to_path_buf();
+    assert!(mem.is_dir());
+    assert!(std::path::Path::new(&format!("/proc/{}", c.pid)).exists());
+    // The same id twice is refused while the first exists.
+    let err = exec
+        .create(&id, b.path(), hoist_runtime::exec::Stdio::Null)
+        .unwrap_err();
+    assert!(
+        matches!(err, hoist_runtime::exec::ExecError::AlreadyExists(_)),
+        "{err}"
+    );
+    exec.delete(&c).unwrap();
+    assert!(!std::path::Path::new(&format!("/proc/{}", c.pid)).exists());
+    assert!(!mem.exists());
+    let err = exec.start(&c).unwrap_err();
+    assert!(
+        matches!(err, hoist_runtime::exec::ExecError::NotFound(_)),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_with_what_was_wrong() {
+    let exec = hoist();
+    let b = Bundle::new(&["true"]);
+    b.write();
+    let err = exec
+        .create("a/b", b.path(), hoist_runtime::exec::Stdio::Null)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid container id \"a/b\""), "{err}");
+    // process.terminal without a pty
+    let mut t = Bundle::new(&["true"]);
+    t.process_mut().set_terminal(Some(true));
+    t.write();
+    let err = exec
+        .create(
+            &unique_id("bad"),
+            t.path(),
+            hoist_runtime::exec::Stdio::Null,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("process.terminal"), "{err}");
+    // no config.json
+    let empty = tempfile::tempdir().unwrap();
+    let err = exec
+        .create(
+            &unique_id("bad"),
+            empty.path(),
+            hoist_runtime::exec::Stdio::Null,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("config.json"), "{err}");
+    // a hostname without a uts namespace (it would rename the host)
+    let mut h = Bundle::new(&["true"]);
+    h.linux_mut()
+        .namespaces_mut()
+        .as_mut()
+        .unwrap()
+        .retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Uts);
+    h.write();
+    let err = exec
+        .create(
+            &unique_id("bad"),
+            h.path(),
+            hoist_runtime::exec::Stdio::Null,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("uts namespace"), "{err}");
+}

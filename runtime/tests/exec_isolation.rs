@@ -9,8 +9,8 @@ use hoist_runtime::exec::{Executor, Stdio};
 use oci_spec::runtime::{
     Capability, LinuxCapabilities, LinuxIdMappingBuilder, LinuxNamespaceBuilder,
     LinuxNamespaceType, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
-    LinuxSeccompOperator, LinuxSyscallBuilder, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, UserBuilder,
+    LinuxSeccompOperator, LinuxSyscallBuilder, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    UserBuilder,
 };
 
 fn status_field(status: &str, field: &str) -> String {
@@ -94,7 +94,11 @@ fn capabilities_of_a_non_root_user_and_no_caps_at_all() {
         b
     });
     assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("Operation not permitted"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "{}",
+        out.stderr
+    );
 }
 
 fn rule(
@@ -112,8 +116,16 @@ fn rule(
     b.build().unwrap()
 }
 
-fn arg(index: usize, op: LinuxSeccompOperator, value: u64, two: Option<u64>) -> oci_spec::runtime::LinuxSeccompArg {
-    let mut b = LinuxSeccompArgBuilder::default().index(index).op(op).value(value);
+fn arg(
+    index: usize,
+    op: LinuxSeccompOperator,
+    value: u64,
+    two: Option<u64>,
+) -> oci_spec::runtime::LinuxSeccompArg {
+    let mut b = LinuxSeccompArgBuilder::default()
+        .index(index)
+        .op(op)
+        .value(value);
     if let Some(t) = two {
         b = b.value_two(t);
     }
@@ -129,13 +141,33 @@ fn seccomp_rules_with_arguments() {
         .syscalls(vec![
             rule(&["mkdir", "mkdirat"], libc::EPERM as u32, vec![]),
             // chmod to exactly 0700: EACCES
-            rule(&["chmod"], libc::EACCES as u32, vec![arg(1, ScmpCmpEq, 0o700, None)]),
-            rule(&["fchmodat"], libc::EACCES as u32, vec![arg(2, ScmpCmpEq, 0o700, None)]),
+            rule(
+                &["chmod"],
+                libc::EACCES as u32,
+                vec![arg(1, ScmpCmpEq, 0o700, None)],
+            ),
+            rule(
+                &["fchmodat"],
+                libc::EACCES as u32,
+                vec![arg(2, ScmpCmpEq, 0o700, None)],
+            ),
             // any mode with all of "other" rwx bits: EROFS
-            rule(&["chmod"], libc::EROFS as u32, vec![arg(1, ScmpCmpMaskedEq, 0o7, Some(0o7))]),
-            rule(&["fchmodat"], libc::EROFS as u32, vec![arg(2, ScmpCmpMaskedEq, 0o7, Some(0o7))]),
+            rule(
+                &["chmod"],
+                libc::EROFS as u32,
+                vec![arg(1, ScmpCmpMaskedEq, 0o7, Some(0o7))],
+            ),
+            rule(
+                &["fchmodat"],
+                libc::EROFS as u32,
+                vec![arg(2, ScmpCmpMaskedEq, 0o7, Some(0o7))],
+            ),
             // kill with a signal >= 30: EPERM
-            rule(&["kill"], libc::EPERM as u32, vec![arg(1, ScmpCmpGe, 30, None)]),
+            rule(
+                &["kill"],
+                libc::EPERM as u32,
+                vec![arg(1, ScmpCmpGe, 30, None)],
+            ),
         ])
         .build()
         .unwrap();
@@ -147,7 +179,11 @@ fn seccomp_rules_with_arguments() {
         kill -0 $$ && echo kill-0 ok; kill -30 $$ 2>&1; echo end";
     let out = sh(&exec, script, |b| {
         b.linux_mut().set_seccomp(Some(profile.clone()));
-        b.spec.root_mut().as_mut().unwrap().set_readonly(Some(false));
+        b.spec
+            .root_mut()
+            .as_mut()
+            .unwrap()
+            .set_readonly(Some(false));
     });
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "Seccomp:\t2", "{out}");
@@ -176,17 +212,23 @@ fn seccomp_default_deny_allowlist() {
     let profile = LinuxSeccompBuilder::default()
         .default_action(LinuxSeccompAction::ScmpActErrno)
         .default_errno_ret(libc::EPERM as u32)
-        .syscalls(vec![LinuxSyscallBuilder::default()
-            .names(names)
-            .action(LinuxSeccompAction::ScmpActAllow)
-            .build()
-            .unwrap()])
+        .syscalls(vec![
+            LinuxSyscallBuilder::default()
+                .names(names)
+                .action(LinuxSeccompAction::ScmpActAllow)
+                .build()
+                .unwrap(),
+        ])
         .build()
         .unwrap();
     let exec = hoist();
-    let out = sh(&exec, "echo hi > /dev/shm/x; cat /dev/shm/x; mkdir /dev/shm/d 2>&1; exit 0", |b| {
-        b.linux_mut().set_seccomp(Some(profile));
-    });
+    let out = sh(
+        &exec,
+        "echo hi > /dev/shm/x; cat /dev/shm/x; mkdir /dev/shm/d 2>&1; exit 0",
+        |b| {
+            b.linux_mut().set_seccomp(Some(profile));
+        },
+    );
     assert_eq!(out.lines().next(), Some("hi"));
     assert!(out.contains("Operation not permitted"), "{out}");
 }
@@ -201,24 +243,43 @@ fn dev_sys_proc_and_read_only_root() {
         touch /sys/kernel/x 2>&1; touch /newfile 2>&1; echo shm > /dev/shm/ok && cat /dev/shm/ok; \
         grep -E ' /(sys|proc) ' /proc/mounts; exit 0";
     let out = sh(&exec, script, |_| {});
-    for d in ["full", "mqueue", "null", "ptmx", "pts", "random", "shm", "tty", "urandom", "zero", "fd", "stdin", "stdout", "stderr"] {
+    for d in [
+        "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "tty", "urandom", "zero", "fd",
+        "stdin", "stdout", "stderr",
+    ] {
         assert!(out.lines().any(|l| l == d), "/dev/{d} missing in {out}");
     }
     assert!(!out.contains("no "), "{out}");
     assert!(out.contains("dirs ok\nptmx ok\n4\n"), "{out}");
-    assert!(out.contains("touch: /sys/kernel/x: Read-only file system"), "{out}");
-    assert!(out.contains("touch: /newfile: Read-only file system"), "{out}");
+    assert!(
+        out.contains("touch: /sys/kernel/x: Read-only file system"),
+        "{out}"
+    );
+    assert!(
+        out.contains("touch: /newfile: Read-only file system"),
+        "{out}"
+    );
     assert!(out.contains("shm\n"), "{out}");
-    let sys = out.lines().find(|l| l.starts_with("sysfs /sys ")).expect("sysfs mounted");
+    let sys = out
+        .lines()
+        .find(|l| l.starts_with("sysfs /sys "))
+        .expect("sysfs mounted");
     assert!(sys.contains(" ro,"), "{sys}");
-    assert!(out.lines().any(|l| l.starts_with("proc /proc proc rw")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("proc /proc proc rw")),
+        "{out}"
+    );
 }
 
 #[test]
 fn masked_and_read_only_paths() {
     // runc's default masked paths that exist on this host read empty inside; the read-only ones
     // refuse writes.
-    assert!(!std::fs::read_to_string("/proc/timer_list").unwrap().is_empty());
+    assert!(
+        !std::fs::read_to_string("/proc/timer_list")
+            .unwrap()
+            .is_empty()
+    );
     assert!(std::fs::read_dir("/sys/firmware").unwrap().next().is_some());
     let exec = hoist();
     let script = "wc -c < /proc/timer_list; wc -c < /proc/keys; ls -A /sys/firmware | wc -l; \
@@ -228,7 +289,11 @@ fn masked_and_read_only_paths() {
     let out = run(&exec, &Bundle::new(&["sh", "-c", script]));
     let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
     assert_eq!(lines[..5], ["0", "0", "0", "0", "sys ro"], "{}", out.stdout);
-    assert!(out.stderr.contains("Read-only file system"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "{}",
+        out.stderr
+    );
     for p in ["/proc/sys", "/proc/bus", "/proc/irq", "/proc/fs"] {
         let m = out
             .stdout
@@ -255,7 +320,12 @@ fn bind_mounts_read_only_and_read_write() {
                 .destination("/data")
                 .typ("bind")
                 .source(hp)
-                .options(vec!["rbind".into(), "ro".into(), "nosuid".into(), "nodev".into()])
+                .options(vec![
+                    "rbind".into(),
+                    "ro".into(),
+                    "nosuid".into(),
+                    "nodev".into(),
+                ])
                 .build()
                 .unwrap(),
         );
@@ -270,10 +340,19 @@ fn bind_mounts_read_only_and_read_write() {
         );
     });
     assert!(out.starts_with("from the host\n"), "{out}");
-    assert!(out.contains("touch: /data/x: Read-only file system"), "{out}");
+    assert!(
+        out.contains("touch: /data/x: Read-only file system"),
+        "{out}"
+    );
     let m = out.lines().find(|l| l.contains(" /data ")).unwrap();
-    assert!(m.contains(" ro,") && m.contains("nosuid") && m.contains("nodev"), "{m}");
-    assert_eq!(std::fs::read_to_string(rw.path().join("out")).unwrap(), "from inside\n");
+    assert!(
+        m.contains(" ro,") && m.contains("nosuid") && m.contains("nodev"),
+        "{m}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rw.path().join("out")).unwrap(),
+        "from inside\n"
+    );
     assert!(!host.path().join("x").exists());
 }
 
@@ -316,18 +395,33 @@ fn cgroup_limits_v1_or_v2() {
         assert!(!cg.is_v2(), "this machine is cgroup v1");
         let mem = cg.dir("memory").unwrap();
         assert_eq!(
-            std::fs::read_to_string(mem.join("memory.limit_in_bytes")).unwrap().trim(),
+            std::fs::read_to_string(mem.join("memory.limit_in_bytes"))
+                .unwrap()
+                .trim(),
             (64u64 << 20).to_string()
         );
         let procs = std::fs::read_to_string(cg.dir("pids").unwrap().join("cgroup.procs")).unwrap();
         assert!(procs.lines().any(|l| l == c.pid.to_string()), "{procs}");
-        dirs = ["memory", "pids", "cpu"].iter().map(|c| cg.dir(c).unwrap().to_path_buf()).collect();
+        dirs = ["memory", "pids", "cpu"]
+            .iter()
+            .map(|c| cg.dir(c).unwrap().to_path_buf())
+            .collect();
     });
     // (a shell that can't fork gives up: the exit code is not asserted)
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[..4], ["67108864", "4", "50000", "100000"], "{}", out.stdout);
+    assert_eq!(
+        lines[..4],
+        ["67108864", "4", "50000", "100000"],
+        "{}",
+        out.stdout
+    );
     // pids.max = 4: sh and 3 sleeps, then fork fails.
-    assert!(out.stdout.contains("can't fork") || out.stderr.contains("can't fork"), "{} {}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("can't fork") || out.stderr.contains("can't fork"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
     for d in dirs {
         assert!(!d.exists(), "{} left after delete", d.display());
     }
@@ -337,12 +431,14 @@ fn cgroup_limits_v1_or_v2() {
 fn rlimits() {
     let exec = hoist();
     let out = sh(&exec, "ulimit -n; ulimit -Hn", |b| {
-        b.process_mut().set_rlimits(Some(vec![PosixRlimitBuilder::default()
-            .typ(PosixRlimitType::RlimitNofile)
-            .soft(256u64)
-            .hard(512u64)
-            .build()
-            .unwrap()]));
+        b.process_mut().set_rlimits(Some(vec![
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .soft(256u64)
+                .hard(512u64)
+                .build()
+                .unwrap(),
+        ]));
     });
     assert_eq!(out, "256\n512\n");
 }
@@ -350,7 +446,11 @@ fn rlimits() {
 #[test]
 fn network_none_has_loopback_up_and_host_network_shares() {
     let exec = hoist();
-    let out = sh(&exec, "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; cat /sys/class/net/lo/flags", |_| {});
+    let out = sh(
+        &exec,
+        "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; cat /sys/class/net/lo/flags",
+        |_| {},
+    );
     assert_eq!(out, "lo\n0x9\n", "only lo, up (IFF_UP|IFF_LOOPBACK)");
     let out = sh(&exec, "readlink /proc/self/ns/net", |b| {
         let ns = b.linux_mut().namespaces_mut().as_mut().unwrap();
@@ -393,7 +493,10 @@ fn user_namespace_with_mappings() {
     let words: Vec<&str> = out.stdout.split_whitespace().collect();
     assert_eq!(
         words,
-        ["0", "0", "100000", "65536", "0", "100000", "65536", "65534", "null", "ok", "write", "ok"],
+        [
+            "0", "0", "100000", "65536", "0", "100000", "65536", "65534", "null", "ok", "write",
+            "ok"
+        ],
         "{}",
         out.stdout
     );
@@ -402,10 +505,16 @@ fn user_namespace_with_mappings() {
 #[test]
 fn pty() {
     let exec = hoist();
-    let mut b = Bundle::new(&["sh", "-c", "test -t 0 && test -t 1 && echo is a tty; test -c /dev/console && echo console"]);
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo is a tty; test -c /dev/console && echo console",
+    ]);
     b.process_mut().set_terminal(Some(true));
     b.write();
-    let c = exec.create(&unique_id("pty"), b.path(), Stdio::Pty).unwrap();
+    let c = exec
+        .create(&unique_id("pty"), b.path(), Stdio::Pty)
+        .unwrap();
     let master = c.pty.as_ref().unwrap().try_clone().unwrap();
     exec.start(&c).unwrap();
     let mut f = std::fs::File::from(master);
@@ -429,13 +538,18 @@ fn exec_in_joins_namespaces_and_cgroups() {
     let exec = hoist();
     let b = Bundle::new(&["sleep", "30"]);
     b.write();
-    let c = exec.create(&unique_id("exec"), b.path(), Stdio::Null).unwrap();
+    let c = exec
+        .create(&unique_id("exec"), b.path(), Stdio::Null)
+        .unwrap();
     exec.start(&c).unwrap();
     let mut p = oci_spec::runtime::Process::default();
     p.set_args(Some(vec![
         "sh".into(),
         "-c".into(),
-        "hostname; echo $$; cat /proc/1/cmdline; echo; pwd; ls /proc/self/fd".into(),
+        "hostname; echo $$; cat /proc/1/cmdline; echo; pwd; \
+         [ \"$(cat /proc/self/cgroup)\" = \"$(cat /proc/1/cgroup)\" ] && echo same cgroups; \
+         grep -c hoist/ /proc/self/cgroup; exit 0"
+            .into(),
     ]));
     p.set_cwd("/dev".into());
     let (r, w) = std::io::pipe().unwrap();
@@ -451,8 +565,6 @@ fn exec_in_joins_namespaces_and_cgroups() {
         },
     )
     .unwrap();
-    let own_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", e.pid)).unwrap();
-    let container_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid)).unwrap();
     assert_eq!(hoist_runtime::exec::wait_pid(e.pid).unwrap(), 0);
     let mut out = String::new();
     std::io::Read::read_to_string(&mut { r }, &mut out).unwrap();
@@ -461,8 +573,72 @@ fn exec_in_joins_namespaces_and_cgroups() {
     assert_ne!(lines[1], "1");
     assert_eq!(lines[2], "sleep\u{0}30\u{0}");
     assert_eq!(lines[3], "/dev");
-    assert_eq!(own_cgroup, container_cgroup);
+    assert_eq!(lines[4], "same cgroups");
+    // In the container's cgroup namespace: its cgroups are its root.
+    assert_eq!(lines[5], "0", "{out}");
     exec.kill(&c, libc::SIGKILL).unwrap();
     assert_eq!(exec.wait(&c).unwrap(), 137);
     exec.delete(&c).unwrap();
+}
+
+#[test]
+fn namespace_path_joins_another_containers_network() {
+    let exec = hoist();
+    let a = Bundle::new(&["sleep", "30"]);
+    a.write();
+    let ca = exec
+        .create(&unique_id("neta"), a.path(), Stdio::Null)
+        .unwrap();
+    exec.start(&ca).unwrap();
+    let theirs = std::fs::read_link(format!("/proc/{}/ns/net", ca.pid)).unwrap();
+    let pid = ca.pid;
+    let out = sh(
+        &exec,
+        "readlink /proc/self/ns/net; readlink /proc/self/ns/uts",
+        move |b| {
+            let ns = b.linux_mut().namespaces_mut().as_mut().unwrap();
+            for n in ns.iter_mut() {
+                if n.typ() == LinuxNamespaceType::Network {
+                    n.set_path(Some(format!("/proc/{pid}/ns/net").into()));
+                }
+            }
+        },
+    );
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(theirs.to_str().unwrap()));
+    let a_uts = std::fs::read_link(format!("/proc/{}/ns/uts", ca.pid)).unwrap();
+    assert_ne!(
+        lines.next(),
+        Some(a_uts.to_str().unwrap()),
+        "only the network is shared"
+    );
+    exec.kill(&ca, libc::SIGKILL).unwrap();
+    assert_eq!(exec.wait(&ca).unwrap(), 137);
+    exec.delete(&ca).unwrap();
+}
+
+#[test]
+fn sysctl_oom_score_adj_and_domainname() {
+    let exec = hoist();
+    let out = sh(
+        &exec,
+        "cat /proc/sys/net/ipv4/ip_forward /proc/self/oom_score_adj /proc/sys/kernel/domainname; \
+         echo 0 > /proc/sys/net/ipv4/ip_forward || echo still read-only",
+        |b| {
+            b.spec.set_domainname(Some("example.test".into()));
+            b.process_mut().set_oom_score_adj(Some(500));
+            b.linux_mut().set_sysctl(Some(
+                [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+            ));
+        },
+    );
+    assert_eq!(out, "1\n500\nexample.test\nstill read-only\n");
+    // The host's (another network namespace) is untouched.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim()
+            .len(),
+        1
+    );
 }

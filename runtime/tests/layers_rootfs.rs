@@ -166,3 +166,70 @@ fn an_image_without_layers_is_its_upper_dir() {
     r.unmount().unwrap();
     assert!(!target.join("x").exists());
 }
+
+#[test]
+fn a_copy_rootfs_reports_its_changes_like_an_overlay_upper() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lowers = layers(tmp.path());
+    let (upper, work, target) = dirs(tmp.path(), "copy");
+    let copy = Rootfs::mount_copy(&lowers, &upper, &work, &target).unwrap();
+    // What a container does: add, change, delete, replace a dir, add a tree, a symlink, a link.
+    fs::write(target.join("etc/new"), "n").unwrap();
+    fs::write(target.join("usr/lib/libc.so"), "patched").unwrap();
+    fs::remove_file(target.join("usr/lib/libz.so")).unwrap();
+    fs::remove_dir_all(target.join("etc/conf.d")).unwrap();
+    fs::create_dir_all(target.join("opt/app/bin")).unwrap();
+    fs::write(target.join("opt/app/bin/run"), "#!/bin/sh").unwrap();
+    std::os::unix::fs::symlink("/opt/app/bin/run", target.join("usr/lib/run")).unwrap();
+    fs::hard_link(target.join("opt/app/bin/run"), target.join("opt/app/run2")).unwrap();
+    // A symlink to the host: never followed.
+    std::os::unix::fs::symlink("/", target.join("hostroot")).unwrap();
+
+    assert!(hoist_runtime::rootfs::sync_copy_changes(&lowers, &upper, &work, &target).unwrap());
+    let changes: Vec<String> = hoist_runtime::rootfs::diff(&upper, &lowers)
+        .unwrap()
+        .into_iter()
+        .map(|c| format!("{} {}", c.kind.letter(), c.path.display()))
+        .collect();
+    let mut sorted = changes;
+    sorted.sort_by(|a, b| a[2..].cmp(&b[2..]));
+    assert_eq!(
+        sorted,
+        [
+            "C /etc",
+            "D /etc/conf.d",
+            "A /etc/new",
+            "A /hostroot",
+            "A /opt",
+            "A /opt/app",
+            "A /opt/app/bin",
+            "A /opt/app/bin/run",
+            "A /opt/app/run2",
+            "C /usr",
+            "C /usr/lib",
+            "C /usr/lib/libc.so",
+            "D /usr/lib/libz.so",
+            "A /usr/lib/run",
+        ]
+    );
+    // The upper, stacked on the lowers by the kernel, is the copy.
+    let (_, work2, target2) = dirs(tmp.path(), "check");
+    let ovl = Rootfs::mount(&lowers, &upper, &work2, &target2).unwrap();
+    assert_eq!(ovl.kind(), RootfsKind::Overlay);
+    assert_eq!(listing(&target2), listing(&target));
+    let md = fs::metadata(target2.join("opt/app/run2")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&md),
+        std::os::unix::fs::MetadataExt::ino(
+            &fs::metadata(target2.join("opt/app/bin/run")).unwrap()
+        )
+    );
+    ovl.unmount().unwrap();
+    copy.unmount().unwrap();
+
+    // Not a copy: nothing done.
+    let (u3, w3, t3) = dirs(tmp.path(), "ovl");
+    let r = Rootfs::mount(&lowers, &u3, &w3, &t3).unwrap();
+    assert!(!hoist_runtime::rootfs::sync_copy_changes(&lowers, &u3, &w3, &t3).unwrap());
+    r.unmount().unwrap();
+}

@@ -575,3 +575,60 @@ fn device_nodes_are_created_inside_the_root_only() {
         assert_refused_naming(&r, "../outside/dev");
     }
 }
+
+#[test]
+fn long_name_extensions_get_the_same_checks() {
+    // A PAX `path` record and a GNU long name, each naming `../outside/...` behind an innocent
+    // ustar name.
+    let record = |k: &str, v: &str| {
+        let body = format!(" {k}={v}\n");
+        let mut len = body.len() + 1;
+        while len != body.len() + len.to_string().len() {
+            len = body.len() + len.to_string().len();
+        }
+        format!("{len}{body}")
+    };
+    let mut t = Vec::new();
+    let pax = record("path", "../outside/pax-escape");
+    raw(
+        &mut t,
+        b"PaxHeaders/x",
+        tar::EntryType::XHeader,
+        b"",
+        pax.as_bytes(),
+    );
+    raw(&mut t, b"innocent", tar::EntryType::Regular, b"", b"pwned");
+    for (a, r) in run(&end(t)) {
+        assert_refused_naming(&r, "../outside/pax-escape");
+        assert!(!a.root.join("innocent").exists());
+    }
+    let mut t = Vec::new();
+    let long = format!("{}/../../outside/gnu-escape", "d".repeat(120));
+    let mut name = long.clone().into_bytes();
+    name.push(0);
+    raw(
+        &mut t,
+        b"././@LongLink",
+        tar::EntryType::GNULongName,
+        b"",
+        &name,
+    );
+    raw(&mut t, b"innocent", tar::EntryType::Regular, b"", b"pwned");
+    for (_a, r) in run(&end(t)) {
+        assert_refused_naming(&r, "outside/gnu-escape");
+    }
+    // A PAX `linkpath` to outside for a hard link.
+    let mut t = Vec::new();
+    let pax = record("linkpath", "../outside/sentinel");
+    raw(
+        &mut t,
+        b"PaxHeaders/y",
+        tar::EntryType::XHeader,
+        b"",
+        pax.as_bytes(),
+    );
+    raw(&mut t, b"link", tar::EntryType::Link, b"harmless", b"");
+    for (_a, r) in run(&end(t)) {
+        assert_refused_naming(&r, "link");
+    }
+}

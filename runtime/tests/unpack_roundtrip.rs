@@ -211,15 +211,14 @@ fn whiteouts_and_opaque_dirs_apply_to_lower_layers_only() {
     for d in [&target, &work, &up] {
         fs::create_dir(d).unwrap();
     }
-    let rootfs =
-        hoist_runtime::rootfs::Rootfs::mount(&[l1.clone(), l2.clone()], &up, &work, &target)
-            .unwrap();
+    let lowers = [l1, l2];
+    let rootfs = hoist_runtime::rootfs::Rootfs::mount(&lowers, &up, &work, &target).unwrap();
     assert_eq!(rootfs.kind(), hoist_runtime::rootfs::RootfsKind::Overlay);
     assert_eq!(listing(&target), listing(&m));
     rootfs.unmount().unwrap();
 
     // `diff` of the upper over the lower: what docker diff would say.
-    let changes: Vec<(char, String)> = diff(&upper, &[l1.clone()])
+    let changes: Vec<(char, String)> = diff(&upper, &lowers[..1])
         .unwrap()
         .into_iter()
         .map(|c| (c.kind.letter(), c.path.display().to_string()))
@@ -273,4 +272,43 @@ fn whiteouts_and_opaque_dirs_apply_to_lower_layers_only() {
         listing(&m),
         ["etc", "etc/conf.d", "etc/conf.d/c=new c", "var"]
     );
+}
+
+#[test]
+fn global_pax_headers_and_dot_entries_are_accepted() {
+    // What `git archive` writes: a global header first, then `./`-prefixed names.
+    let mut t = Vec::new();
+    let mut put = |name: &[u8], kind: tar::EntryType, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name);
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_000);
+        h.set_cksum();
+        t.extend_from_slice(h.as_bytes());
+        t.extend_from_slice(data);
+        t.resize(t.len().div_ceil(512) * 512, 0);
+    };
+    put(
+        b"pax_global_header",
+        tar::EntryType::XGlobalHeader,
+        b"52 comment=0123456789abcdef0123456789abcdef01234567\n",
+    );
+    put(b"./", tar::EntryType::Directory, b"");
+    put(b"./bin/", tar::EntryType::Directory, b"");
+    put(b"./bin/tool", tar::EntryType::Regular, b"#!/bin/sh\n");
+    t.extend_from_slice(&[0u8; 1024]);
+    let dir = tempfile::tempdir().unwrap();
+    let stats = unpack_layer(&t[..], dir.path(), &UnpackOptions::default()).unwrap();
+    assert_eq!(stats.size, t.len() as u64);
+    assert!(!dir.path().join("pax_global_header").exists());
+    assert_eq!(
+        fs::read(dir.path().join("bin/tool")).unwrap(),
+        b"#!/bin/sh\n"
+    );
+    let md = fs::metadata(dir.path().join("bin")).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.mtime()), (0o755, 1_000));
 }

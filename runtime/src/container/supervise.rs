@@ -116,12 +116,12 @@ pub(crate) fn mkdir_in_root(root: &Path, path: &str) -> io::Result<()> {
 /// copy where overlay is unavailable).
 fn mount_rootfs(c: &Container) -> Result<(), RunError> {
     super::unmount_all(&c.rootfs())?;
-    crate::rootfs::Rootfs::mount(&c.config.layers, &c.upper(), &c.work(), &c.rootfs()).map_err(
-        |e| RunError::Mount {
+    crate::rootfs::Rootfs::mount(&c.lowers(), &c.upper(), &c.work(), &c.rootfs()).map_err(|e| {
+        RunError::Mount {
             id: c.id().to_owned(),
             reason: e.to_string(),
-        },
-    )?;
+        }
+    })?;
     Ok(())
 }
 
@@ -364,6 +364,13 @@ impl Supervisor<'_> {
         })?;
         let result = self.run_locked(&c, attach);
         let _ = super::unmount_all(&c.rootfs());
+        // A copy rootfs (no overlay here): its changes go to the upper dir, in overlay form, so
+        // `diff` and `commit` see them as they would an overlay's.
+        if let Err(e) =
+            crate::rootfs::sync_copy_changes(&c.lowers(), &c.upper(), &c.work(), &c.rootfs())
+        {
+            tracing::warn!(id = %c.id(), "recording the changes of a copy rootfs: {e}");
+        }
         match &result {
             Ok(code) => {
                 let code = *code;
@@ -518,7 +525,7 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, RunError> {
         let mut pu = process.user().clone();
         pu.set_uid(user.uid);
         pu.set_gid(user.gid);
-        pu.set_additional_gids(Some(user.additional_gids.clone()));
+        pu.set_additional_gids(Some(user.additional_gids));
         process.set_user(pu);
     }
     let seccomp = if o.privileged {

@@ -102,7 +102,10 @@ fn names_are_unique_and_resolve() {
         Err(ContainerError::NotFound(_))
     ));
     assert_eq!(store.list().unwrap().len(), 1);
-    assert_eq!(store.volumes_in_use().unwrap()["data"], [id.clone()]);
+    assert_eq!(
+        store.volumes_in_use().unwrap()["data"],
+        std::slice::from_ref(&id)
+    );
     // Removal frees the name.
     let c = store.get("web").unwrap();
     store.remove(&c).unwrap();

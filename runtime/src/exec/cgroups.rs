@@ -20,7 +20,9 @@ pub struct CgroupPaths {
     dirs: Vec<(String, PathBuf)>,
 }
 
-fn is_cgroup2(path: &Path) -> bool {
+/// Whether `path` is on a cgroup2 file system.
+#[allow(clippy::unnecessary_cast)] // f_type's type differs between targets
+pub(crate) fn is_cgroup2(path: &Path) -> bool {
     rustix::fs::statfs(path)
         .map(|s| s.f_type as i64 == CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)

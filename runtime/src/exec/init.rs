@@ -90,6 +90,25 @@ fn become_root_in_userns() -> R<()> {
     Ok(())
 }
 
+/// Clones the container's process (see [`clone_parent`]); the helper reports its pid to the
+/// caller and returns `Some(pid)`; the child gets `None`, once that report is on the socket
+/// (both write to the same socket: the pid must come first).
+fn spawn_reported(sock: &mut UnixStream) -> R<Option<libc::pid_t>> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    let pid = clone_parent()?;
+    if pid > 0 {
+        drop(r);
+        let sent = proto::send_io(sock, &Msg::Pid(pid)).ctx(|| "send the pid".into());
+        drop(w);
+        return sent.map(|()| Some(pid));
+    }
+    drop(w);
+    let mut b = [0u8; 1];
+    // EOF once the helper has sent the pid and closed its end.
+    let _ = nix::unistd::read(&r, &mut b);
+    Ok(None)
+}
+
 /// fork-like clone whose child's parent is our parent (the executor's process), so the
 /// executor can wait for it.
 fn clone_parent() -> R<libc::pid_t> {
@@ -202,9 +221,7 @@ fn create(
     sys(unsafe { libc::unshare(flags) } as libc::c_long, || {
         format!("unshare namespaces {flags:#x}")
     })?;
-    let pid = clone_parent()?;
-    if pid > 0 {
-        proto::send_io(sock, &Msg::Pid(pid)).ctx(|| "send the pid".into())?;
+    if spawn_reported(sock)?.is_some() {
         return Ok(());
     }
     // The container's init (PID 1 of a new pid namespace).
@@ -267,6 +284,7 @@ fn container_init(
         let path = format!("/proc/sys/{}", k.replace('.', "/"));
         std::fs::write(&path, v).ctx(|| format!("sysctl {k}={v}"))?;
     }
+    mounts::finish(fs)?;
     let (seccomp_prog, seccomp_spec) = match &seccomp_prog {
         Some((p, s)) => (Some(p.as_slice()), Some(*s)),
         None => (None, None),
@@ -680,9 +698,7 @@ fn exec(
             become_root_in_userns()?;
         }
     }
-    let pid = clone_parent()?;
-    if pid > 0 {
-        proto::send_io(sock, &Msg::Pid(pid)).ctx(|| "send the pid".into())?;
+    if spawn_reported(sock)?.is_some() {
         return Ok(());
     }
     let Err(e) = run_process(sock, process, prog.as_deref(), seccomp_spec);

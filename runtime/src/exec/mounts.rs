@@ -308,7 +308,7 @@ pub(crate) struct FsContext<'a> {
     pub host_cgroups: &'a str,
 }
 
-/// Everything up to and including pivot_root, then the masked/read-only paths.
+/// Everything up to and including pivot_root.
 pub(crate) fn setup(ctx: &FsContext<'_>) -> R<()> {
     let linux = ctx.spec.linux().as_ref();
     // Nothing we mount may propagate back to the host.
@@ -373,8 +373,12 @@ pub(crate) fn setup(ctx: &FsContext<'_>) -> R<()> {
         mount(None, rootfs, None, libc::MS_SHARED | libc::MS_REC, None)
             .ctx(|| "make the rootfs shared".into())?;
     }
-    pivot_root(rootfs)?;
+    pivot_root(rootfs)
+}
 
+/// After pivot_root (and the sysctls): the read-only root, read-only and masked paths.
+pub(crate) fn finish(ctx: &FsContext<'_>) -> R<()> {
+    let linux = ctx.spec.linux().as_ref();
     let readonly_root = ctx.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true);
     if readonly_root {
         remount_bind(Path::new("/"), libc::MS_RDONLY | libc::MS_REC)?;
@@ -464,7 +468,7 @@ fn mount_one(ctx: &FsContext<'_>, m: &Mount) -> R<()> {
 fn mount_cgroup_v1(ctx: &FsContext<'_>, dest: &Path, opts: &Opts) -> R<()> {
     ensure_target(dest, false)?;
     let root = Path::new("/sys/fs/cgroup");
-    if rustix::fs::statfs(root).map(|s| s.f_type as i64 == 0x6367_7270) == Ok(true) {
+    if super::cgroups::is_cgroup2(root) {
         mount(
             Some(Path::new("cgroup2")),
             dest,

@@ -32,10 +32,7 @@ impl OciCliExecutor {
     pub fn new(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Result<Self, ExecError> {
         let binary = binary.into();
         let is_crun = binary.file_name().is_some_and(|n| n == "crun");
-        let hybrid = Path::new("/sys/fs/cgroup/unified").is_dir()
-            && rustix::fs::statfs("/sys/fs/cgroup/unified")
-                .map(|s| s.f_type as i64 == 0x6367_7270)
-                .unwrap_or(false);
+        let hybrid = super::cgroups::is_cgroup2(Path::new("/sys/fs/cgroup/unified"));
         // SAFETY: plain prctl on our own process.
         #[allow(unsafe_code)]
         let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -170,7 +167,10 @@ impl Executor for OciCliExecutor {
             .tempdir_in(&self.root)
             .map_err(|e| ExecError::io("create a work dir", e))?;
         let pid_file = work.path().join("pid");
+        let log = work.path().join("create.log");
         let mut cmd = self.command();
+        // Errors go to a file (the container's stderr may be a pipe nobody reads yet).
+        cmd.arg("--log").arg(&log);
         cmd.arg("create")
             .arg("--bundle")
             .arg(bundle)
@@ -205,15 +205,8 @@ impl Executor for OciCliExecutor {
                 console = Some(listener);
             }
         }
-        // Errors go to a file (the container's stderr may be a pipe nobody reads yet).
-        let log = work.path().join("create.err");
-        let log_file = std::fs::File::create(&log)
-            .map_err(|e| ExecError::io(format!("create {}", log.display()), e))?;
         if console.is_some() {
-            cmd.stderr(log_file);
-        } else {
-            cmd.arg("--log").arg(&log);
-            drop(log_file);
+            cmd.stderr(std::process::Stdio::null());
         }
         cmd.arg(id);
         let mut child = cmd

@@ -18,7 +18,7 @@ use crate::unpack::{UnpackOptions, Whiteouts, unpack_layer};
 pub const FORCE_COPY_ENV: &str = "HOIST_ROOTFS_COPY";
 
 /// The file in the work dir that says a copy rootfs is complete.
-const COPY_DONE: &str = "hoist-copy-complete";
+pub(super) const COPY_DONE: &str = "hoist-copy-complete";
 
 /// How a [`Rootfs`] was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

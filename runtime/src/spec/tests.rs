@@ -437,7 +437,10 @@ fn sizes_and_cpus_parse() {
 fn ulimits_are_held_to_the_host_hard_limits() {
     let host = BTreeMap::from([("RLIMIT_NOFILE", 20000u64)]);
     let u = parse_ulimit("nofile=1024:4096", &host).unwrap();
-    assert_eq!((u.kind, u.soft, u.hard), ("RLIMIT_NOFILE", 1024, 4096));
+    assert_eq!(
+        (u.kind.as_str(), u.soft, u.hard),
+        ("RLIMIT_NOFILE", 1024, 4096)
+    );
     let u = parse_ulimit("nproc=100", &host).unwrap();
     assert_eq!((u.soft, u.hard), (100, 100));
     let e = parse_ulimit("nofile=1024:1048576", &host)
