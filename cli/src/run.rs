@@ -20,7 +20,7 @@ use hoist_runtime::container::{
 use hoist_runtime::exec::HoistExecutor;
 use hoist_runtime::spec::{self, Network, RunOptions};
 use hoist_runtime::volume::{VolumeArg, VolumeStore, parse_volume_arg};
-use hoist_storage::images::{ImageStore, Platform};
+use hoist_storage::images::{ImageError, ImageStore, Platform};
 
 use crate::home;
 
@@ -29,6 +29,11 @@ pub struct RunArgs {
     /// Run in the background and print the container id
     #[arg(short, long)]
     detach: bool,
+    /// Pull the image before running: missing (when it is not in the local store), always, never
+    #[arg(long, value_name = "POLICY", default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pull: String,
+    #[command(flatten)]
+    net: crate::transfer::NetArgs,
     /// Assign a name to the container
     #[arg(long)]
     name: Option<String>,
@@ -245,10 +250,22 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
         let store = ImageStore::open(home)
             .await
             .with_context(|| format!("opening the local store in {}", home.display()))?;
-        let image = store
-            .image(&reference, &Platform::host())
-            .await
-            .with_context(|| format!("unable to find image {}", a.image))?;
+        let image = match store.image(&reference, &Platform::host()).await {
+            Err(ImageError::NotFound(_)) if a.pull == "missing" => {
+                eprintln!("Unable to find image '{}' locally", reference.familiar());
+                None
+            }
+            _ if a.pull == "always" => None,
+            found => Some(found),
+        };
+        let image = match image {
+            Some(found) => found,
+            None => {
+                crate::transfer::pull(&a.image, None, false, &a.net, true).await?;
+                store.image(&reference, &Platform::host()).await
+            }
+        }
+        .with_context(|| format!("unable to find image {}", a.image))?;
         let (_, bytes) = store
             .config(&image)
             .await

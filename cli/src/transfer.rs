@@ -70,7 +70,7 @@ pub enum TransferCommand {
 }
 
 /// How registries are reached.
-#[derive(Args, Clone, Default)]
+#[derive(Args, Clone, Debug, Default)]
 pub struct NetArgs {
     /// A registry to reach over plain HTTP (host, host:port or CIDR); repeatable. Also read
     /// from `insecure_registries` in $HOIST_HOME/config.toml
@@ -217,7 +217,7 @@ pub fn run(cmd: TransferCommand) -> Result<()> {
             quiet,
             net,
             image,
-        } => home::runtime()?.block_on(pull(&image, platform, quiet, &net)),
+        } => home::runtime()?.block_on(pull(&image, platform, quiet, &net, false)),
         TransferCommand::Push { quiet, net, image } => {
             home::runtime()?.block_on(push(&image, quiet, &net))
         }
@@ -325,7 +325,22 @@ fn prompt_line(prompt: &str) -> Result<String> {
 
 // ----- pull -----
 
-async fn pull(image: &str, platform: Option<Platform>, quiet: bool, net: &NetArgs) -> Result<()> {
+/// Pulls `image` into the local store. `to_stderr` sends the status lines to stderr, for commands
+/// (`run`) whose stdout belongs to something else.
+pub(crate) async fn pull(
+    image: &str,
+    platform: Option<Platform>,
+    quiet: bool,
+    net: &NetArgs,
+    to_stderr: bool,
+) -> Result<()> {
+    let say = |line: String| {
+        if to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let reference = reference(image)?;
     let home = home::hoist_home()?;
     let endpoints = endpoints(net, &home)?;
@@ -339,14 +354,14 @@ async fn pull(image: &str, platform: Option<Platform>, quiet: bool, net: &NetArg
     let client = connect(&reference, &endpoints, "pull").await?;
     let others = local_repos(&store, &repo).await?;
     let sink = StoreSink::new(store.clone(), repo.clone(), others);
-    let reporter = Reporter::new(quiet, "Pull complete");
+    let reporter = Reporter::new(quiet || to_stderr, "Pull complete");
     let options = PullOptions {
         platform: platform.unwrap_or_else(Platform::host),
         progress: reporter.callback(),
         ..PullOptions::default()
     };
     if !quiet && let Some(t) = reference.tag() {
-        println!("{t}: Pulling from {}", reference.repository());
+        say(format!("{t}: Pulling from {}", reference.repository()));
     }
     let pulled = client
         .pull(&reference, &sink, &options)
@@ -364,19 +379,22 @@ async fn pull(image: &str, platform: Option<Platform>, quiet: bool, net: &NetArg
     }
     let digest = pulled.digest();
     if quiet {
-        println!("{}", reference.familiar());
+        say(reference.familiar());
         return Ok(());
     }
-    println!("Digest: {digest}");
+    say(format!("Digest: {digest}"));
     if before.as_ref() == Some(digest) {
-        println!("Status: Image is up to date for {}", reference.familiar());
+        say(format!(
+            "Status: Image is up to date for {}",
+            reference.familiar()
+        ));
     } else {
-        println!(
+        say(format!(
             "Status: Downloaded newer image for {}",
             reference.familiar()
-        );
+        ));
     }
-    println!("{reference}");
+    say(reference.to_string());
     Ok(())
 }
 

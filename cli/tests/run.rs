@@ -637,3 +637,34 @@ fn nix_kill(pid: i32, sig: i32) {
         .unwrap();
     assert!(ok.success());
 }
+
+#[test]
+fn run_pulls_a_missing_image_once() {
+    let h = Home::new();
+    let server = hoist_conformance::harness::Server::hoist(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_hoist"
+    )))
+    .expect("start hoist serve");
+    let remote = format!("{}/lib/busybox:1", server.addr);
+    h.ok(&["tag", "busybox", &remote]);
+    h.ok(&["push", &remote]);
+    h.ok(&["rmi", &remote]);
+    // Not in the store and --pull never: refused without pulling.
+    let (_, _, err) = h.fails(&["run", "--rm", "--pull", "never", &remote, "true"]);
+    assert!(err.contains("unable to find image"), "{err}");
+    // First use pulls and says so on stderr; stdout is the container's alone.
+    let out = h.run(&["run", "--rm", &remote, "echo", "pulled"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pulled\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Unable to find image"), "{err}");
+    assert!(err.contains("Digest: sha256:"), "{err}");
+    // Later uses are served from the local store.
+    let out = h.run(&["run", "--rm", &remote, "echo", "again"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "again\n");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Unable to find image"));
+    // --pull always pulls even when the image is there.
+    let out = h.run(&["run", "--rm", "--pull", "always", &remote, "true"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Status: Image is up to date"));
+}
