@@ -157,6 +157,8 @@ struct Entry {
 pub struct HoistExecutor {
     init_binary: PathBuf,
     containers: Mutex<HashMap<String, Entry>>,
+    /// Ids being created (so two concurrent creates of one id can't both proceed).
+    pending: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Default for HoistExecutor {
@@ -177,6 +179,7 @@ impl HoistExecutor {
         HoistExecutor {
             init_binary: binary.into(),
             containers: Mutex::new(HashMap::new()),
+            pending: Mutex::new(std::collections::HashSet::new()),
         }
     }
 }
@@ -456,14 +459,9 @@ pub fn signal_pid(pid: i32, signal: i32) -> Result<(), ExecError> {
     Ok(())
 }
 
-impl Executor for HoistExecutor {
-    fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<Created, ExecError> {
-        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
-            return Err(ExecError::Config(format!("invalid container id {id:?}")));
-        }
-        if self.containers.lock().contains_key(id) {
-            return Err(ExecError::AlreadyExists(id.to_string()));
-        }
+impl HoistExecutor {
+    /// `create` once the id is reserved.
+    fn create_new(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<Created, ExecError> {
         let bundle = std::fs::canonicalize(bundle)
             .map_err(|e| ExecError::io(format!("bundle {}", bundle.display()), e))?;
         let (spec, rootfs) = load_bundle(&bundle)?;
@@ -541,6 +539,23 @@ impl Executor for HoistExecutor {
             pid,
             pty: setup.master,
         })
+    }
+}
+
+impl Executor for HoistExecutor {
+    fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<Created, ExecError> {
+        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+            return Err(ExecError::Config(format!("invalid container id {id:?}")));
+        }
+        {
+            let map = self.containers.lock();
+            if map.contains_key(id) || !self.pending.lock().insert(id.to_string()) {
+                return Err(ExecError::AlreadyExists(id.to_string()));
+            }
+        }
+        let r = self.create_new(id, bundle, stdio);
+        self.pending.lock().remove(id);
+        r
     }
 
     fn start(&self, c: &Created) -> Result<(), ExecError> {

@@ -246,3 +246,30 @@ fn bad_requests_are_refused_with_what_was_wrong() {
         .to_string();
     assert!(err.contains("uts namespace"), "{err}");
 }
+
+#[test]
+fn concurrent_creates_of_one_id_yield_one_container() {
+    let exec = hoist();
+    let b = Bundle::new(&["true"]);
+    b.write();
+    let id = unique_id("dup");
+    let results: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| exec.create(&id, b.path(), hoist_runtime::exec::Stdio::Null)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(ok.len(), 1, "{results:?}");
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, hoist_runtime::exec::ExecError::AlreadyExists(_)),
+                "{e}"
+            );
+        }
+    }
+    exec.start(ok[0]).unwrap();
+    assert_eq!(exec.wait(ok[0]).unwrap(), 0);
+    exec.delete(ok[0]).unwrap();
+}

@@ -642,3 +642,39 @@ fn sysctl_oom_score_adj_and_domainname() {
         1
     );
 }
+
+#[test]
+fn device_cgroup_rules() {
+    // Deny every device, then what the container needs comes back (the default nodes); with
+    // CAP_MKNOD a block device node still can't be made.
+    let exec = hoist();
+    let out = sh(
+        &exec,
+        "head -c 3 /dev/zero | wc -c; echo x > /dev/null && echo null ok; \
+         mknod /dev/shm/blk b 7 0 2>&1 || echo block refused; exit 0",
+        |b| {
+            let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+                .unwrap();
+            let mut res = oci_spec::runtime::LinuxResources::default();
+            res.set_devices(Some(vec![deny_all]));
+            b.linux_mut().set_resources(Some(res));
+            let mut caps = LinuxCapabilities::default();
+            let mut set = caps.bounding().clone().unwrap();
+            set.insert(Capability::Mknod);
+            caps.set_bounding(Some(set.clone()));
+            caps.set_permitted(Some(set.clone()));
+            caps.set_effective(Some(set.clone()));
+            caps.set_inheritable(Some(set.clone()));
+            caps.set_ambient(Some(set));
+            b.process_mut().set_capabilities(Some(caps));
+        },
+    );
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines[0], "3", "{out}");
+    assert_eq!(lines[1], "null ok", "{out}");
+    assert!(lines[2].contains("Operation not permitted"), "{out}");
+    assert_eq!(lines[3], "block refused", "{out}");
+}

@@ -167,3 +167,25 @@ fn docker_default_seccomp_profile() {
     );
     assert_same(&results);
 }
+
+#[test]
+fn oci_runtime_state_follows_the_lifecycle() {
+    let state = tempfile::tempdir().unwrap();
+    for exec in [
+        OciCliExecutor::runc(state.path().join("runc")).unwrap(),
+        OciCliExecutor::crun(state.path().join("crun")).unwrap(),
+    ] {
+        let b = Bundle::new(&["sleep", "100"]);
+        b.write();
+        let id = unique_id("state");
+        let c = exec.create(&id, b.path(), Stdio::Null).unwrap();
+        assert_eq!(exec.state(&id).unwrap(), "created");
+        exec.start(&c).unwrap();
+        assert_eq!(exec.state(&id).unwrap(), "running");
+        exec.kill(&c, libc::SIGKILL).unwrap();
+        assert_eq!(exec.wait(&c).unwrap(), 137);
+        assert_eq!(exec.state(&id).unwrap(), "stopped");
+        exec.delete(&c).unwrap();
+        assert!(exec.state(&id).is_err(), "deleted");
+    }
+}

@@ -9,8 +9,22 @@ use oci_spec::runtime::LinuxResources;
 use super::ExecError;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "devices"];
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+/// Device rules added after `linux.resources.devices` (v1): null, zero, full, random, urandom,
+/// tty, console, ptmx, pty slaves, and mknod of any char/block node (opening stays denied).
+const DEFAULT_ALLOWED_DEVICES: [&str; 10] = [
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+    "c *:* m",
+];
 
 /// The cgroup directories of one container.
 #[derive(Debug, Clone)]
@@ -155,6 +169,30 @@ impl CgroupPaths {
                 "max".into()
             };
             write(need("pids")?, "pids.max", &v)?;
+        }
+        if let Some(rules) = res.devices()
+            && !rules.is_empty()
+        {
+            let dir = need("devices")?;
+            for r in rules {
+                let kind = r
+                    .typ()
+                    .map_or_else(|| "a".to_string(), |t| t.as_str().to_string());
+                let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+                let access = r.access().as_deref().unwrap_or("rwm");
+                let rule = format!("{kind} {}:{} {access}", num(r.major()), num(r.minor()));
+                let file = if r.allow() {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                };
+                write(dir, file, &rule)?;
+            }
+            // What every container needs (runc allows the same): the default /dev nodes, the
+            // pty multiplexer and slaves, /dev/console.
+            for rule in DEFAULT_ALLOWED_DEVICES {
+                write(dir, "devices.allow", rule)?;
+            }
         }
         Ok(())
     }
