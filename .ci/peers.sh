@@ -10,6 +10,7 @@
 #   docker.io         dockerd (the tests start a private one); containerd, runc, tini come with it
 #   uidmap, fuse-overlayfs   what podman/buildah expect to find (storage helpers, id mapping)
 #   runc, crun        the reference OCI runtimes hoist's executor is checked and benchmarked against
+#   umoci, debootstrap   hoist build's outputs are unpacked by umoci; a Debian minbase with gcc is a build test base
 set -euo pipefail
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -20,7 +21,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
-packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun)
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap)
 
 # The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
 # own repository; if those (or any dockerd) are already there, use them instead. A docker client
@@ -60,7 +61,7 @@ if ((${#missing[@]})); then
 fi
 
 # Sanity checks, so a broken install fails here and not in the middle of a test.
-for tool in docker-registry skopeo podman buildah dockerd docker runc crun; do
+for tool in docker-registry skopeo podman buildah dockerd docker runc crun umoci debootstrap; do
     command -v "$tool" >/dev/null || { echo "peers.sh: $tool missing after install" >&2; exit 1; }
 done
 busybox=$(command -v busybox)
