@@ -30,6 +30,10 @@ pub enum ContainerCommand {
     Kill(KillArgs),
     /// Start one or more stopped containers
     Start(NamesArgs),
+    /// Pause all processes within one or more containers
+    Pause(NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(NamesArgs),
     /// Restart one or more containers
     Restart(StopArgs),
     /// Block until one or more containers stop, then print their exit codes
@@ -214,12 +218,23 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Kill(a) => {
             let sig = container::parse_signal(&a.signal)
                 .with_context(|| format!("invalid signal {:?}", a.signal))?;
-            for_each(&a.containers, |_, c| kill(c, sig))
+            for_each(&a.containers, |store, c| {
+                store.thaw_if_paused(c)?;
+                kill(c, sig)
+            })
         }
         ContainerCommand::Start(a) | ContainerCommand::Container(ContainerGroup::Start(a)) => {
             let home = home::hoist_home()?;
             for_each(&a.containers, |store, c| start(&home, store, c))
         }
+        ContainerCommand::Pause(a) => for_each(&a.containers, |store, c| {
+            store.pause(c.id())?;
+            print_out(&format!("{}\n", c.name()))
+        }),
+        ContainerCommand::Unpause(a) => for_each(&a.containers, |store, c| {
+            store.unpause(c.id())?;
+            print_out(&format!("{}\n", c.name()))
+        }),
         ContainerCommand::Restart(a) => {
             let home = home::hoist_home()?;
             for_each(&a.containers, |store, c| {
@@ -444,6 +459,8 @@ fn wait_exit(store: &ContainerStore, id: &str, timeout: Option<Duration>) -> Res
 
 /// docker stop: the stop signal, `time` seconds, then SIGKILL.
 fn stop(store: &ContainerStore, c: &Container, time: Option<u64>, sig: Option<&str>) -> Result<()> {
+    // A paused container is thawed first: a frozen process cannot handle its stop signal.
+    store.thaw_if_paused(c)?;
     if c.state.running() {
         let sig = match sig {
             Some(s) => {
@@ -485,6 +502,7 @@ fn rm(a: RmArgs) -> Result<()> {
                 if !a.force {
                     return Err(container::ContainerError::Running(c.name().to_owned()).into());
                 }
+                store.thaw_if_paused(&c)?;
                 let _ = signal(&c, libc_sigkill());
                 wait_exit(&store, c.id(), Some(Duration::from_secs(30)))
                     .with_context(|| format!("killing container {}", c.name()))?;
@@ -697,9 +715,9 @@ pub fn inspect_json(c: &Container) -> Value {
         "Path": cfg.path,
         "Args": cfg.args,
         "State": {
-            "Status": st.status.as_str(),
+            "Status": st.status_name(),
             "Running": st.status == Status::Running,
-            "Paused": false,
+            "Paused": st.paused,
             "Restarting": false,
             "OOMKilled": st.oom_killed,
             "Dead": false,

@@ -403,3 +403,76 @@ fn logs_rotate_and_detached_rm_removes() {
     });
     assert!(!h.home().join("containers").join(&id).exists());
 }
+
+#[test]
+fn pause_freezes_every_process_and_unpause_resumes() {
+    let h = Home::new();
+    let out = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/out", out.path().display());
+    let count = out.path().join("count");
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while :; do i=$((i+1)); echo $i > /out/count; sleep 0.05; done",
+    ]);
+    let read = || -> u64 {
+        std::fs::read_to_string(&count)
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read() < 3 {
+        assert!(Instant::now() < deadline, "the container never counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(h.ok(&["pause", "ticker"]), "ticker\n");
+    // Frozen: the counter stands still, ps and inspect say so, exec and a second pause are refused.
+    let frozen = read();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(read(), frozen, "a paused container kept running");
+    let ps = h.ok(&["ps"]);
+    assert!(ps.contains("(Paused)"), "{ps}");
+    let state = &h.inspect("ticker")["State"];
+    assert_eq!(state["Status"], "paused");
+    assert_eq!(state["Paused"], true);
+    assert_eq!(state["Running"], true);
+    let (_, _, err) = h.fails(&["exec", "ticker", "true"]);
+    assert!(err.contains("paused"), "{err}");
+    let (_, _, err) = h.fails(&["pause", "ticker"]);
+    assert!(err.contains("paused"), "{err}");
+    // Thawed: it counts again.
+    assert_eq!(h.ok(&["unpause", "ticker"]), "ticker\n");
+    let (_, _, err) = h.fails(&["unpause", "ticker"]);
+    assert!(err.contains("not paused"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read() <= frozen {
+        assert!(
+            Instant::now() < deadline,
+            "an unpaused container stayed frozen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(h.inspect("ticker")["State"]["Status"], "running");
+    // A paused container still stops (thawed first) and rm -f removes one.
+    h.ok(&["pause", "ticker"]);
+    let started = Instant::now();
+    h.ok(&["stop", "-t", "1", "ticker"]);
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(h.inspect("ticker")["State"]["Status"], "exited");
+    assert_eq!(h.inspect("ticker")["State"]["Paused"], false);
+    let (_, _, err) = h.fails(&["pause", "ticker"]);
+    assert!(err.contains("not running"), "{err}");
+    h.ok(&["start", "ticker"]);
+    h.ok(&["pause", "ticker"]);
+    h.ok(&["rm", "-f", "ticker"]);
+    assert_eq!(h.ok(&["ps", "-aq"]), "");
+}

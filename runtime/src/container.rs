@@ -51,6 +51,16 @@ pub enum ContainerError {
     Running(String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("container {0} is paused: unpause it first")]
+    Paused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
+    #[error("container {name}: {source}")]
+    Cgroup {
+        name: String,
+        #[source]
+        source: crate::exec::ExecError,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -261,6 +271,9 @@ pub struct State {
     pub restart_count: u32,
     #[serde(default)]
     pub oom_killed: bool,
+    /// Frozen by `hoist pause` (the status stays `running`, as docker's does).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl State {
@@ -277,6 +290,7 @@ impl State {
             finished_unix: None,
             restart_count: 0,
             oom_killed: false,
+            paused: false,
         }
     }
 
@@ -284,13 +298,23 @@ impl State {
         self.status == Status::Running
     }
 
+    /// docker's `State.Status`: `created`, `running`, `paused` or `exited`.
+    pub fn status_name(&self) -> &'static str {
+        if self.running() && self.paused {
+            "paused"
+        } else {
+            self.status.as_str()
+        }
+    }
+
     /// Docker's `STATUS` column: `Up 5 seconds`, `Exited (0) 3 minutes ago`, `Created`.
     pub fn describe(&self, now: i64) -> String {
         match self.status {
             Status::Created => "Created".to_owned(),
             Status::Running => format!(
-                "Up {}",
-                human_duration(now - self.started_unix.unwrap_or(now))
+                "Up {}{}",
+                human_duration(now - self.started_unix.unwrap_or(now)),
+                if self.paused { " (Paused)" } else { "" }
             ),
             Status::Exited => format!(
                 "Exited ({}) {} ago",
@@ -700,6 +724,62 @@ impl ContainerStore {
         Ok(Container { config, state, dir })
     }
 
+    /// The cgroups of container `id` (the executor creates them at `/hoist/<id>`).
+    fn cgroups(id: &str) -> Result<crate::exec::CgroupPaths, crate::exec::ExecError> {
+        crate::exec::CgroupPaths::for_container(id, Some(Path::new(&format!("/hoist/{id}"))))
+    }
+
+    /// `hoist pause`: freezes every process of a running container.
+    pub fn pause(&self, name_or_id: &str) -> Result<(), ContainerError> {
+        let c = self.get(name_or_id)?;
+        if !c.state.running() {
+            return Err(ContainerError::NotRunning(c.name().to_owned()));
+        }
+        if c.state.paused {
+            return Err(ContainerError::Paused(c.name().to_owned()));
+        }
+        Self::cgroups(c.id())
+            .and_then(|cg| cg.freeze(true))
+            .map_err(|source| ContainerError::Cgroup {
+                name: c.name().to_owned(),
+                source,
+            })?;
+        self.set_paused(c.id(), true)
+    }
+
+    /// `hoist unpause`: thaws a paused container.
+    pub fn unpause(&self, name_or_id: &str) -> Result<(), ContainerError> {
+        let c = self.get(name_or_id)?;
+        if !c.state.running() || !c.state.paused {
+            return Err(ContainerError::NotPaused(c.name().to_owned()));
+        }
+        self.thaw(c.id(), c.name())
+    }
+
+    /// Thaws `id` if it is paused (before it is signalled: a frozen process only dies once thawed).
+    pub fn thaw_if_paused(&self, c: &Container) -> Result<(), ContainerError> {
+        if c.state.paused {
+            self.thaw(c.id(), c.name())?;
+        }
+        Ok(())
+    }
+
+    fn thaw(&self, id: &str, name: &str) -> Result<(), ContainerError> {
+        Self::cgroups(id)
+            .and_then(|cg| cg.freeze(false))
+            .map_err(|source| ContainerError::Cgroup {
+                name: name.to_owned(),
+                source,
+            })?;
+        self.set_paused(id, false)
+    }
+
+    fn set_paused(&self, id: &str, paused: bool) -> Result<(), ContainerError> {
+        let mut state = self.raw_state(id)?;
+        state.paused = paused && state.running();
+        self.write_state(id, &state)
+    }
+
     /// The raw state of `id`, as last written.
     pub fn raw_state(&self, id: &str) -> Result<State, ContainerError> {
         self.read_json(&self.root.join(id).join(STATE))
@@ -752,6 +832,7 @@ impl ContainerStore {
             state.finished_unix = Some(now_unix());
         }
         state.error = format!("the supervisor (pid {pid}) died while the container ran");
+        state.paused = false;
         state.init = None;
         state.supervisor = None;
         self.write_state(id, &state)?;

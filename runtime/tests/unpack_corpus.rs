@@ -604,7 +604,7 @@ fn long_name_extensions_get_the_same_checks() {
     }
     let mut t = Vec::new();
     let long = format!("{}/../../outside/gnu-escape", "d".repeat(120));
-    let mut name = long.clone().into_bytes();
+    let mut name = long.into_bytes();
     name.push(0);
     raw(
         &mut t,

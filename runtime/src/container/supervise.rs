@@ -376,6 +376,7 @@ impl Supervisor<'_> {
                 let code = *code;
                 self.record(id, |s| {
                     s.status = Status::Exited;
+                    s.paused = false;
                     s.exit_code = Some(code);
                     s.finished_at = Some(rfc3339(SystemTime::now()));
                     s.finished_unix = Some(now_unix());
@@ -394,6 +395,7 @@ impl Supervisor<'_> {
                         s.finished_unix = Some(now_unix());
                     }
                     s.exit_code = Some(s.exit_code.unwrap_or(128));
+                    s.paused = false;
                     s.error = msg;
                     s.init = None;
                     s.supervisor = None;
@@ -456,6 +458,7 @@ impl Supervisor<'_> {
         let now = SystemTime::now();
         self.record(c.id(), |s| {
             s.status = Status::Running;
+            s.paused = false;
             s.init = init;
             s.exit_code = None;
             s.started_at = Some(rfc3339(now));
@@ -492,6 +495,9 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, RunError> {
     let Some(init) = c.state.init.filter(|_| c.state.running()) else {
         return Err(ContainerError::NotRunning(c.name().to_owned()).into());
     };
+    if c.state.paused {
+        return Err(ContainerError::Paused(c.name().to_owned()).into());
+    }
     if o.args.is_empty() {
         return Err(SpecError::NoCommand.into());
     }

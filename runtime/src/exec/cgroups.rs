@@ -1,4 +1,4 @@
-//! cgroups of a container: v1 (memory, cpu, pids hierarchies under /sys/fs/cgroup/<ctrl>) or v2
+//! cgroups of a container: v1 (memory, cpu, pids, devices, freezer hierarchies under /sys/fs/cgroup/<ctrl>) or v2
 //! (/sys/fs/cgroup is cgroup2), at `linux.cgroupsPath` (default `hoist/<id>`).
 
 use std::io;
@@ -9,7 +9,7 @@ use oci_spec::runtime::LinuxResources;
 use super::ExecError;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "devices"];
+const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "pids", "devices", "freezer"];
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// Device rules added after `linux.resources.devices` (v1): null, zero, full, random, urandom,
 /// tty, console, ptmx, pty slaves, and mknod of any char/block node (opening stays denied).
@@ -265,6 +265,8 @@ impl CgroupPaths {
     /// SIGKILLs every process left in the cgroups (a container without its own pid namespace
     /// leaves its children behind when its init exits).
     pub fn kill_all(&self) {
+        // A frozen task only dies once thawed.
+        let _ = self.freeze(false);
         for pid in self.pids() {
             // SAFETY: plain syscall.
             #[allow(unsafe_code)]
@@ -272,6 +274,58 @@ impl CgroupPaths {
                 libc::kill(pid, libc::SIGKILL);
             }
         }
+    }
+
+    /// Freezes (`true`) or thaws (`false`) every process of the container (`hoist pause` /
+    /// `unpause`): v1's freezer (`freezer.state`) or v2's `cgroup.freeze`, and waits until the
+    /// kernel reports the new state.
+    pub fn freeze(&self, frozen: bool) -> Result<(), ExecError> {
+        let (dir, file, value, done): (&Path, &str, &str, fn(&str) -> bool) = if self.v2 {
+            let dir = self
+                .dir("")
+                .ok_or_else(|| ExecError::Config("no cgroup".into()))?;
+            if frozen {
+                (dir, "cgroup.freeze", "1", |e| {
+                    e.lines().any(|l| l == "frozen 1")
+                })
+            } else {
+                (dir, "cgroup.freeze", "0", |e| {
+                    e.lines().any(|l| l == "frozen 0")
+                })
+            }
+        } else {
+            let dir = self.dir("freezer").ok_or_else(|| {
+                ExecError::Config("the freezer cgroup controller is not mounted".into())
+            })?;
+            if frozen {
+                (dir, "freezer.state", "FROZEN", |e| e.trim() == "FROZEN")
+            } else {
+                (dir, "freezer.state", "THAWED", |e| e.trim() == "THAWED")
+            }
+        };
+        let state_file = if self.v2 {
+            "cgroup.events"
+        } else {
+            "freezer.state"
+        };
+        for _ in 0..400 {
+            write(dir, file, value)?;
+            let now = std::fs::read_to_string(dir.join(state_file)).map_err(|e| {
+                ExecError::io(format!("read {}", dir.join(state_file).display()), e)
+            })?;
+            if done(&now) {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Err(ExecError::Io {
+            what: format!(
+                "{} the cgroup {}",
+                if frozen { "freeze" } else { "thaw" },
+                dir.display()
+            ),
+            source: io::Error::from(io::ErrorKind::TimedOut),
+        })
     }
 
     /// Removes the directories (waits briefly for killed processes to leave).
