@@ -22,8 +22,13 @@ pub enum AdminCommand {
 
 #[derive(Args)]
 pub struct AdminArgs {
-    /// The registry (HOST or HOST:PORT)
-    #[arg(long, value_name = "HOST[:PORT]")]
+    /// The registry (HOST or HOST:PORT); defaults to `hoist serve`'s embedded address
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        env = "HOIST_REGISTRY",
+        default_value = "127.0.0.1:5000"
+    )]
     registry: String,
     #[command(flatten)]
     net: NetArgs,
@@ -51,6 +56,16 @@ enum What {
     /// Robot accounts of an organisation
     #[command(subcommand)]
     Robot(RobotCmd),
+    /// Grant a team actions on repositories: `grant acme/dev push 'acme/*'` (the same as
+    /// `team grant acme dev 'acme/*' push`)
+    Grant {
+        /// ORG/TEAM
+        team: String,
+        /// Comma-separated: pull, push, delete, admin
+        actions: String,
+        /// Repository pattern in the organisation; `*` matches any characters
+        pattern: String,
+    },
     /// Show the latest security events
     Audit {
         /// How many events, newest last
@@ -91,6 +106,14 @@ enum OrgCmd {
 enum TeamCmd {
     /// Create a team in an organisation
     Create { org: String, team: String },
+    /// Create a team with its first members: `team add acme dev --member alice`
+    Add {
+        org: String,
+        team: String,
+        /// A user to add to the team; repeatable
+        #[arg(long = "member", value_name = "USER")]
+        members: Vec<String>,
+    },
     /// Add a user to a team
     AddMember {
         org: String,
@@ -314,6 +337,45 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 .await
                 .map_err(|e| explain(e, h, &what))?;
             println!("Created team {org}/{team}");
+        }
+        What::Team(TeamCmd::Add { org, team, members }) => {
+            let what = format!("creating team {org}/{team}");
+            client
+                .create_team(&org, &team)
+                .await
+                .map_err(|e| explain(e, h, &what))?;
+            println!("Created team {org}/{team}");
+            for user in members {
+                let what = format!("adding {user} to team {org}/{team}");
+                client
+                    .add_member(&org, &team, &user)
+                    .await
+                    .map_err(|e| explain(e, h, &what))?;
+                println!("Added {user} to team {org}/{team}");
+            }
+        }
+        What::Grant {
+            team: org_team,
+            actions,
+            pattern,
+        } => {
+            let Some((org, team)) = org_team
+                .split_once('/')
+                .filter(|(o, t)| !o.is_empty() && !t.is_empty() && !t.contains('/'))
+            else {
+                bail!("invalid team {org_team:?}: want ORG/TEAM, e.g. acme/dev");
+            };
+            let list = Action::parse_list(&actions)?;
+            let what = format!("granting {actions} on {pattern} to team {org}/{team}");
+            client
+                .grant(org, team, &pattern, &list)
+                .await
+                .map_err(|e| explain(e, h, &what))?;
+            let names: Vec<&str> = list.iter().map(|a| a.as_str()).collect();
+            println!(
+                "Granted {} on {pattern} to team {org}/{team}",
+                names.join(",")
+            );
         }
         What::Team(TeamCmd::AddMember { org, team, user }) => {
             let what = format!("adding {user} to team {org}/{team}");

@@ -1041,3 +1041,74 @@ async fn organisation_admins_and_namespace_owners() {
         assert_eq!(r.status, want, "anonymous pull of {repo}");
     }
 }
+
+/// USAGE.md's "Hosting a registry" lines: `team add ORG TEAM --member USER` and
+/// `grant ORG/TEAM ACTIONS PATTERN`, with `HOIST_REGISTRY` instead of `--registry`.
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_md_admin_forms() {
+    let server = start();
+    let service = service(&server).await;
+    let addr = server.addr.as_str();
+    let root = Cli::new();
+    root.ok(
+        &["login", addr, "-u", "admin", "--password-stdin"],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+    );
+    let admin = |args: &[&str], stdin: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.arg("admin")
+            .args(args)
+            .env("HOIST_HOME", root.home.path())
+            .env("DOCKER_CONFIG", root.docker.path())
+            .env("HOIST_REGISTRY", addr)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "hoist admin {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    admin(
+        &["user", "add", "alice", "--password-stdin"],
+        Some("Alice-pw-0001\n"),
+    );
+    admin(&["org", "create", "acme"], None);
+    let out = admin(&["team", "add", "acme", "dev", "--member", "alice"], None);
+    assert!(
+        out.contains("Created team acme/dev") && out.contains("Added alice to team acme/dev"),
+        "{out}"
+    );
+    let out = admin(&["grant", "acme/dev", "push", "acme/*"], None);
+    assert!(out.contains("Granted push on acme/*"), "{out}");
+    let t = token(
+        &server,
+        &service,
+        &["repository:acme/web:pull,push"],
+        &Auth::basic("alice", "Alice-pw-0001"),
+    )
+    .await;
+    assert_eq!(
+        granted(&t)
+            .get("repository:acme/web")
+            .cloned()
+            .unwrap_or_default(),
+        ["push"]
+    );
+    let err = root.fails(
+        &[
+            "admin",
+            "--registry",
+            addr,
+            "grant",
+            "acme",
+            "push",
+            "acme/*",
+        ],
+        None,
+    );
+    assert!(err.contains("want ORG/TEAM"), "{err}");
+}
