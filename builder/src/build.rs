@@ -325,6 +325,27 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                 }
             }
         }
+        if let Some(p) = &s.platform {
+            let lookup = |k: &str| global.get(k).cloned().flatten();
+            let p = dockerfile::expand(p, &lookup, escape).map_err(|e| BuildError::Instruction {
+                file: file.clone(),
+                line: s.line,
+                source_line: s.source.clone(),
+                message: e.to_string(),
+            })?;
+            let host = &predefined["TARGETPLATFORM"];
+            let host_short = format!("{}/{}", env.platform.os, env.platform.architecture);
+            if p != *host && p != host_short {
+                return Err(BuildError::Instruction {
+                    file: file.clone(),
+                    line: s.line,
+                    source_line: s.source.clone(),
+                    message: format!(
+                        "FROM --platform={p}: hoist builds for this host's platform ({host}) only"
+                    ),
+                });
+            }
+        }
         bases[i] = Some(base);
     }
     let mut needed = vec![false; df.stages.len()];
@@ -930,8 +951,35 @@ fn convert(
                 None => !opts.network_none,
             };
             let mut mounts = Vec::new();
+            let mut extra_inputs = Vec::new();
             for m in &r.mounts {
                 let target = m.target.as_deref().map(|t| ex(t, st)).transpose()?;
+                // `from=` a stage (or an image named by COPY --from elsewhere): an extra input.
+                let from = match m.from.as_deref().map(|f| ex(f, st)).transpose()? {
+                    None => None,
+                    Some(f) => {
+                        if m.kind != dockerfile::MountType::Bind {
+                            return Err(err(format!(
+                                "RUN --mount=type={:?},from={f}: from= is supported for bind mounts only",
+                                m.kind
+                            )
+                            .to_lowercase()));
+                        }
+                        let lower = f.to_ascii_lowercase();
+                        let v = df
+                            .stages
+                            .iter()
+                            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+                            .or_else(|| f.parse::<usize>().ok())
+                            .and_then(|j| tips.get(j).and_then(|t| t.as_ref()))
+                            .map(|(v, _)| *v)
+                            .ok_or_else(|| {
+                                err(format!("RUN --mount from={f}: no earlier stage of that name"))
+                            })?;
+                        extra_inputs.push(v);
+                        Some(extra_inputs.len())
+                    }
+                };
                 mounts.push(RunMountSpec {
                     kind: m.kind,
                     target,
@@ -939,6 +987,8 @@ fn convert(
                     id: m.id.as_deref().map(|t| ex(t, st)).transpose()?,
                     readonly: m.readonly,
                     required: m.required,
+                    env: m.env.clone(),
+                    from,
                 });
             }
             let secrets = opts.secrets.clone();
@@ -965,7 +1015,7 @@ fn convert(
                     context: context.clone(),
                     created_by: format!("RUN {}", run_created_by(r)),
                 }),
-                vec![tip],
+                std::iter::once(tip).chain(extra_inputs).collect(),
                 label,
             )
         }
@@ -2040,6 +2090,10 @@ struct RunMountSpec {
     id: Option<String>,
     readonly: bool,
     required: bool,
+    /// `env=`: a secret as an environment variable.
+    env: Option<String>,
+    /// The input (index into the op's inputs) a bind mount reads from.
+    from: Option<usize>,
 }
 
 struct RunOp {
@@ -2074,6 +2128,8 @@ impl Op<Snapshot> for RunOp {
                     .opt(m.target.as_deref())
                     .opt(m.source.as_deref())
                     .opt(m.id.as_deref())
+                    .opt(m.env.as_deref())
+                    .u64(m.from.map_or(u64::MAX, |f| f as u64))
                     .u64(u64::from(m.readonly));
             }
             Ok(k.finish())
@@ -2093,9 +2149,16 @@ impl Op<Snapshot> for RunOp {
                 .ok_or("RUN needs a container executor, and none is configured")?;
             let parent = inputs[0].clone();
             let lowers = layer_dirs(&self.env, &parent).await?;
+            let mut from_dirs = HashMap::new();
+            for m in &self.mounts {
+                if let Some(i) = m.from {
+                    from_dirs.insert(i, layer_dirs(&self.env, &inputs[i]).await?);
+                }
+            }
             let env = self.env.clone();
             tokio::task::block_in_place(|| -> Result<Snapshot, OpError> {
                 let work = env.snapshots.temp_dir()?;
+                let mut from_mounts = Vec::new();
                 let upper = work.path().join("upper");
                 let wd = work.path().join("work");
                 let merged = work.path().join("rootfs");
@@ -2125,7 +2188,20 @@ impl Op<Snapshot> for RunOp {
                         dockerfile::MountType::Tmpfs => request.tmpfs.push(target),
                         dockerfile::MountType::Bind => {
                             let src = normalize_src(m.source.as_deref().unwrap_or(""));
-                            request.binds.push((self.context.root.join(src), target, true));
+                            let root = match m.from.and_then(|i| from_dirs.get(&i)) {
+                                Some(dirs) => {
+                                    // The stage's filesystem, read-only.
+                                    let at = work.path().join(format!("from{}", from_mounts.len()));
+                                    let empty = work.path().join(format!("from{}-empty", from_mounts.len()));
+                                    fs::create_dir(&at)?;
+                                    fs::create_dir(&empty)?;
+                                    let o = crate::snapshot::Overlay::mount(dirs, None, &empty, &at)?;
+                                    from_mounts.push(o);
+                                    at
+                                }
+                                None => self.context.root.clone(),
+                            };
+                            request.binds.push((root.join(src), target, m.readonly));
                         }
                         dockerfile::MountType::Secret => {
                             let id = m.id.clone().or_else(|| {
@@ -2137,11 +2213,17 @@ impl Op<Snapshot> for RunOp {
                             let id = id.unwrap_or_default();
                             match self.secrets.get(&id) {
                                 Some(p) => {
-                                    let t = m
-                                        .target
-                                        .clone()
-                                        .unwrap_or_else(|| format!("/run/secrets/{id}"));
-                                    request.binds.push((p.clone(), t, true));
+                                    if let Some(var) = &m.env {
+                                        let value = fs::read_to_string(p)?;
+                                        request.env.push(format!("{var}={}", value.trim_end_matches('\n')));
+                                    }
+                                    if m.target.is_some() || m.env.is_none() {
+                                        let t = m
+                                            .target
+                                            .clone()
+                                            .unwrap_or_else(|| format!("/run/secrets/{id}"));
+                                        request.binds.push((p.clone(), t, true));
+                                    }
                                 }
                                 None if m.required => {
                                     return Err(format!("secret {id} is required but was not given (--secret id={id},src=PATH)").into());
@@ -2168,6 +2250,9 @@ impl Op<Snapshot> for RunOp {
                 }
                 let code = runner.run(&request, &merged, log);
                 overlay.unmount()?;
+                for o in from_mounts {
+                    o.unmount()?;
+                }
                 let code = code?;
                 if code != 0 {
                     return Err(format!(

@@ -394,6 +394,19 @@ impl BuildCache {
                 report.bytes_freed += size;
             }
         }
+        // Unpacked layers are a cache of the blobs: a build unpacks what it needs again.
+        let snapshots = self.dir.join("snapshots");
+        if let Ok(rd) = fs::read_dir(&snapshots) {
+            for entry in rd.flatten() {
+                let p = entry.path();
+                let removed = if p.is_dir() {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
+                removed.map_err(io_err(format!("removing {}", p.display())))?;
+            }
+        }
         let tmp = self.dir.join("tmp");
         for entry in fs::read_dir(&tmp)
             .map_err(io_err(format!("listing {}", tmp.display())))?

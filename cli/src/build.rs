@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -108,8 +108,6 @@ pub fn run(cmd: BuildCommand) -> Result<()> {
             let dir = home.join("builder");
             let r = BuildCache::prune(&dir, keep)
                 .with_context(|| format!("pruning the build cache in {}", dir.display()))?;
-            // Unpacked layers of removed blobs go too: they are rebuilt from blobs on demand.
-            prune_snapshots(&home, &dir)?;
             println!(
                 "Deleted build cache objects: {}\nTotal reclaimed space: {}",
                 r.records_removed,
@@ -130,19 +128,6 @@ pub fn run(cmd: BuildCommand) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Removes every unpacked build layer (they are caches of blobs; the next build unpacks what it
-/// needs again).
-fn prune_snapshots(home: &Path, _builder: &Path) -> Result<()> {
-    let dir = home.join("builder/snapshots");
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
-        }
-    }
-    Ok(())
 }
 
 fn human(n: u64) -> String {
