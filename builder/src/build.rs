@@ -290,14 +290,13 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
     let mut deps: Vec<Vec<usize>> = vec![Vec::new(); df.stages.len()];
     for (i, s) in df.stages.iter().enumerate() {
         let lookup = |k: &str| global.get(k).cloned().flatten();
-        let base = dockerfile::expand(&s.base, &lookup, escape).map_err(|e| {
-            BuildError::Instruction {
+        let base =
+            dockerfile::expand(&s.base, &lookup, escape).map_err(|e| BuildError::Instruction {
                 file: file.clone(),
                 line: s.line,
                 source_line: s.source.clone(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         if let Some(j) = stage_index(&base).filter(|&j| j < i) {
             deps[i].push(j);
         }
@@ -327,12 +326,13 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
         }
         if let Some(p) = &s.platform {
             let lookup = |k: &str| global.get(k).cloned().flatten();
-            let p = dockerfile::expand(p, &lookup, escape).map_err(|e| BuildError::Instruction {
-                file: file.clone(),
-                line: s.line,
-                source_line: s.source.clone(),
-                message: e.to_string(),
-            })?;
+            let p =
+                dockerfile::expand(p, &lookup, escape).map_err(|e| BuildError::Instruction {
+                    file: file.clone(),
+                    line: s.line,
+                    source_line: s.source.clone(),
+                    message: e.to_string(),
+                })?;
             let host = &predefined["TARGETPLATFORM"];
             let host_short = format!("{}/{}", env.platform.os, env.platform.architecture);
             if p != *host && p != host_short {
@@ -369,10 +369,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
             Base::Stage(j)
         } else {
             let (reference, image, config) = resolve_image(env, &base, opts.pull).await?;
-            resolved.push(format!(
-                "[internal] load metadata for {}",
-                reference.to_string()
-            ));
+            resolved.push(format!("[internal] load metadata for {reference}"));
             Base::Image(Box::new((reference, image, config)))
         });
     }
@@ -783,7 +780,11 @@ fn convert(
                 for w in dockerfile::expand_words(p, &|k| st.lookup(k), escape)
                     .map_err(|e| err(e.to_string()))?
                 {
-                    out.push(if w.contains('/') { w } else { format!("{w}/tcp") });
+                    out.push(if w.contains('/') {
+                        w
+                    } else {
+                        format!("{w}/tcp")
+                    });
                 }
             }
             meta(graph, MetaChange::Expose(out), true)
@@ -853,7 +854,9 @@ fn convert(
                     u32::from_str_radix(&m, 8)
                         .ok()
                         .filter(|m| *m <= 0o7777)
-                        .ok_or_else(|| err(format!("invalid --chmod={m}: expected an octal mode")))?,
+                        .ok_or_else(|| {
+                            err(format!("invalid --chmod={m}: expected an octal mode"))
+                        })?,
                 ),
                 None => None,
             };
@@ -888,7 +891,9 @@ fn convert(
                                 CopyFrom::Input
                             }
                             None => {
-                                return Err(err(format!("COPY --from={f}: no such stage or image")));
+                                return Err(err(format!(
+                                    "COPY --from={f}: no such stage or image"
+                                )));
                             }
                         },
                     }
@@ -974,7 +979,9 @@ fn convert(
                             .and_then(|j| tips.get(j).and_then(|t| t.as_ref()))
                             .map(|(v, _)| *v)
                             .ok_or_else(|| {
-                                err(format!("RUN --mount from={f}: no earlier stage of that name"))
+                                err(format!(
+                                    "RUN --mount from={f}: no earlier stage of that name"
+                                ))
                             })?;
                         extra_inputs.push(v);
                         Some(extra_inputs.len())
@@ -1036,7 +1043,10 @@ fn layer_key(k: &mut KeyBuilder, o: &LayerOptions) {
 fn run_created_by(r: &dockerfile::Run) -> String {
     match &r.command {
         Command::Shell(s) => format!("/bin/sh -c {s} # buildkit"),
-        Command::Exec(a) => format!("{} # buildkit", serde_json::to_string(a).unwrap_or_default()),
+        Command::Exec(a) => format!(
+            "{} # buildkit",
+            serde_json::to_string(a).unwrap_or_default()
+        ),
     }
 }
 
@@ -1322,7 +1332,12 @@ pub async fn layer_dirs(env: &Arc<Env>, snap: &Snapshot) -> Result<Vec<PathBuf>,
             }
             Some(repo) => {
                 let repo = hoist_oci::RepoName::parse(repo)?;
-                let mut reader = env.images.store().blob_open(&repo, &l.digest, 0).await?.reader;
+                let mut reader = env
+                    .images
+                    .store()
+                    .blob_open(&repo, &l.digest, 0)
+                    .await?
+                    .reader;
                 let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
                 let snapshots = env.snapshots.clone();
                 let diff_id = l.diff_id.clone();
@@ -1461,9 +1476,8 @@ pub struct ContextDir {
 
 impl ContextDir {
     fn new(env: &Env, root: &Path, ignore: Option<&str>) -> Result<Self> {
-        let root = fs::canonicalize(root).map_err(|e| {
-            BuildError::Other(format!("build context {}: {e}", root.display()))
-        })?;
+        let root = fs::canonicalize(root)
+            .map_err(|e| BuildError::Other(format!("build context {}: {e}", root.display())))?;
         let rules = match ignore {
             Some(text) => Some(
                 crate::ignore::DockerIgnore::parse(text)
@@ -1478,7 +1492,8 @@ impl ContextDir {
             let rd = fs::read_dir(&dir)
                 .map_err(|e| BuildError::Other(format!("reading {}: {e}", dir.display())))?;
             for e in rd {
-                let e = e.map_err(|e| BuildError::Other(format!("reading {}: {e}", dir.display())))?;
+                let e =
+                    e.map_err(|e| BuildError::Other(format!("reading {}: {e}", dir.display())))?;
                 let r = rel.join(e.file_name());
                 let rs = r.to_string_lossy().into_owned();
                 let md = fs::symlink_metadata(e.path())
@@ -1514,9 +1529,7 @@ impl ContextDir {
 
     /// Entries under `rel` (a directory), itself excluded.
     fn under<'a>(&'a self, rel: &'a str) -> impl Iterator<Item = &'a (String, fs::Metadata)> + 'a {
-        let start = self
-            .entries
-            .partition_point(|e| e.0.as_str() <= rel);
+        let start = self.entries.partition_point(|e| e.0.as_str() <= rel);
         self.entries[start..]
             .iter()
             .take_while(move |e| rel.is_empty() || e.0.starts_with(&format!("{rel}/")))
@@ -1551,10 +1564,7 @@ impl ContextDir {
             h.update(&buf[..n]);
         }
         let out: [u8; 32] = h.finalize().into();
-        self.hashes
-            .fresh
-            .lock()
-            .push((rel.to_owned(), sig, out));
+        self.hashes.fresh.lock().push((rel.to_owned(), sig, out));
         Ok(out)
     }
 
@@ -1603,7 +1613,9 @@ struct CopyOp {
     /// `ADD --checksum=`.
     checksum: Option<String>,
     /// URLs ADD downloaded while computing its key (downloaded once per build).
-    fetched: parking_lot::Mutex<HashMap<String, (tempfile::NamedTempFile, hoist_client::fetch::Fetched)>>,
+    fetched: parking_lot::Mutex<
+        HashMap<String, (tempfile::NamedTempFile, hoist_client::fetch::Fetched)>,
+    >,
 }
 
 /// One file to copy: where it comes from (absolute) and its path under the destination.
@@ -1642,10 +1654,12 @@ impl CopyOp {
                 Vec::new()
             } else {
                 match ctx.get(&src) {
-                    Some(_) => vec![&ctx.entries[ctx
-                        .entries
-                        .binary_search_by(|e| e.0.as_str().cmp(&src))
-                        .expect("present")]],
+                    Some(_) => vec![
+                        &ctx.entries[ctx
+                            .entries
+                            .binary_search_by(|e| e.0.as_str().cmp(&src))
+                            .expect("present")],
+                    ],
                     None => {
                         return Err(format!(
                             "failed to compute cache key: \"/{src}\": not found (not in the build context, or excluded by .dockerignore)"
@@ -1680,7 +1694,11 @@ impl CopyOp {
                     rel.rsplit('/').next().unwrap_or(rel).to_owned()
                 };
                 if md.is_dir() {
-                    let prefix = if self.parents { format!("{rel}/") } else { String::new() };
+                    let prefix = if self.parents {
+                        format!("{rel}/")
+                    } else {
+                        String::new()
+                    };
                     if self.parents {
                         out.push(Planned {
                             src: ctx.root.join(rel),
@@ -1700,7 +1718,11 @@ impl CopyOp {
                         });
                     }
                 } else {
-                    let rel_dest = if self.dest_is_dir { base } else { String::new() };
+                    let rel_dest = if self.dest_is_dir {
+                        base
+                    } else {
+                        String::new()
+                    };
                     out.push(Planned {
                         src: ctx.root.join(rel),
                         rel_dest,
@@ -1822,10 +1844,8 @@ impl Op<Snapshot> for CopyOp {
                     if let Some(parent) = target.parent() {
                         fs::create_dir_all(parent)?;
                     }
-                    if self.is_add && p.md.is_file() && self.dest_is_dir_for_tar() {
-                        if let Some(()) = try_extract(&p.src, &dest_root, uid, gid)? {
-                            continue;
-                        }
+                    if self.is_add && p.md.is_file() && try_extract(&p.src, &dest_root)?.is_some() {
+                        continue;
                     }
                     copy_entry(&p.src, &target, &p.md, uid, gid, self.chmod)?;
                 }
@@ -1855,7 +1875,8 @@ impl Op<Snapshot> for CopyOp {
                     )?;
                     std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
                     if let Some(t) = fetched.last_modified {
-                        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+                        let when =
+                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
                         fs::File::options()
                             .write(true)
                             .open(&target)?
@@ -1886,10 +1907,6 @@ impl Op<Snapshot> for CopyOp {
 }
 
 impl CopyOp {
-    fn dest_is_dir_for_tar(&self) -> bool {
-        true
-    }
-
     /// Files of another stage this COPY reads.
     fn plan_stage(&self, dirs: &[PathBuf]) -> Result<Vec<Planned>, OpError> {
         let mut out = Vec::new();
@@ -1925,7 +1942,11 @@ impl CopyOp {
                 let base = src.rsplit('/').next().unwrap_or(&src).to_owned();
                 out.push(Planned {
                     src: path,
-                    rel_dest: if self.dest_is_dir { base } else { String::new() },
+                    rel_dest: if self.dest_is_dir {
+                        base
+                    } else {
+                        String::new()
+                    },
                     md,
                 });
             }
@@ -1981,7 +2002,10 @@ fn copy_entry(
         if !dst.is_dir() {
             fs::create_dir_all(dst)?;
         }
-        fs::set_permissions(dst, fs::Permissions::from_mode(chmod.unwrap_or(md.mode() & 0o7777)))?;
+        fs::set_permissions(
+            dst,
+            fs::Permissions::from_mode(chmod.unwrap_or(md.mode() & 0o7777)),
+        )?;
     } else if ft.is_symlink() {
         let _ = fs::remove_file(dst);
         std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
@@ -1990,7 +2014,10 @@ fn copy_entry(
             fs::remove_dir_all(dst)?;
         }
         fs::copy(src, dst)?;
-        fs::set_permissions(dst, fs::Permissions::from_mode(chmod.unwrap_or(md.mode() & 0o7777)))?;
+        fs::set_permissions(
+            dst,
+            fs::Permissions::from_mode(chmod.unwrap_or(md.mode() & 0o7777)),
+        )?;
     } else {
         // Devices, fifos and sockets are not copied (docker copies none from a context either).
         return Ok(());
@@ -2007,7 +2034,7 @@ fn copy_entry(
 
 /// Extracts `src` into `dest` when it is a tar archive (plain, gzip or zstd). `None` when it is
 /// not one (ADD then copies it as a file).
-fn try_extract(src: &Path, dest: &Path, _uid: u32, _gid: u32) -> Result<Option<()>, OpError> {
+fn try_extract(src: &Path, dest: &Path) -> Result<Option<()>, OpError> {
     let is_tar = {
         let f = fs::File::open(src)?;
         let mut r = crate::snapshot::decompressed(f)?;
@@ -2051,12 +2078,16 @@ fn resolve_chown(spec: &str, dirs: &[PathBuf]) -> Result<(u32, u32), OpError> {
     };
     let find = |file: &str, name: &str| -> Result<(u32, Option<u32>), OpError> {
         let text = read(file).ok_or_else(|| {
-            format!("unable to convert {name:?} to an id: the image has no /{file} (use numeric ids)")
+            format!(
+                "unable to convert {name:?} to an id: the image has no /{file} (use numeric ids)"
+            )
         })?;
         for line in text.lines() {
             let f: Vec<&str> = line.split(':').collect();
             if f.len() >= 3 && f[0] == name {
-                let id: u32 = f[2].parse().map_err(|_| format!("/{file}: bad id for {name}"))?;
+                let id: u32 = f[2]
+                    .parse()
+                    .map_err(|_| format!("/{file}: bad id for {name}"))?;
                 let gid = f.get(3).and_then(|g| g.parse().ok());
                 return Ok((id, gid));
             }

@@ -3,6 +3,9 @@
 //! are). Measured in one run: a cold build, a no-op rebuild and a rebuild after changing one file.
 //! Each tool has its own fresh storage and the same busybox base (from `busybox-static`).
 //!
+//! `hoist` writes gzip layers (level 6, the default) and `hoist-z` zstd layers
+//! (`--compression zstd`); buildah keeps its layers uncompressed until a push.
+//!
 //! Docker's BuildKit is measured only when `docker buildx` is installed (the `docker` CLI of this
 //! machine has no buildx plugin, so `docker build` cannot use BuildKit here).
 //!
@@ -45,7 +48,7 @@ fn generate(dir: &Path) {
             x ^= x >> 7;
             x ^= x << 17;
             s.push_str(words[(x % words.len() as u64) as usize]);
-            s.push(if x % 11 == 0 { '\n' } else { ' ' });
+            s.push(if x.is_multiple_of(11) { '\n' } else { ' ' });
         }
         s.truncate(per);
         std::fs::write(sub.join(format!("f{i}.txt")), s).unwrap();
@@ -89,7 +92,10 @@ fn measure(ctx: &Path, build: &dyn Fn() -> Command) -> Numbers {
     let change = median(
         (0..3)
             .map(|i| {
-                let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&file)
+                    .unwrap();
                 writeln!(f, "change {i}").unwrap();
                 drop(f);
                 run(&mut build())
@@ -109,10 +115,13 @@ fn main() {
     std::fs::create_dir(&ctx).unwrap();
     let t = Instant::now();
     generate(&ctx);
-    eprintln!("context: {FILES} files, {} MB, generated in {:.1}s", TOTAL >> 20, t.elapsed().as_secs_f64());
+    eprintln!(
+        "context: {FILES} files, {} MB, generated in {:.1}s",
+        TOTAL >> 20,
+        t.elapsed().as_secs_f64()
+    );
     let base = work.path().join("busybox.tar");
-    hoist_conformance::fixtures::busybox_rootfs_tar(std::fs::File::create(&base).unwrap())
-        .unwrap();
+    hoist_conformance::fixtures::busybox_rootfs_tar(std::fs::File::create(&base).unwrap()).unwrap();
 
     // hoist
     let home = work.path().join("hoist-home");
@@ -125,6 +134,32 @@ fn main() {
         let mut c = Command::new(&hoist);
         c.env("HOIST_HOME", &home)
             .args(["build", "--progress", "quiet", "-t", "bench"])
+            .arg(&ctx);
+        c
+    });
+    eprintln!(
+        "hoist: cold {:?}, no-op {:?}, one-file change {:?}",
+        h.cold, h.noop, h.change
+    );
+    // The same with zstd layers (`--compression zstd`), in a fresh home.
+    let home_z = work.path().join("hoist-home-zstd");
+    run(Command::new(&hoist)
+        .env("HOIST_HOME", &home_z)
+        .args(["import"])
+        .arg(&base)
+        .arg("localhost/bench-base:latest"));
+    let hz = measure(&ctx, &|| {
+        let mut c = Command::new(&hoist);
+        c.env("HOIST_HOME", &home_z)
+            .args([
+                "build",
+                "--progress",
+                "quiet",
+                "--compression",
+                "zstd",
+                "-t",
+                "bench",
+            ])
             .arg(&ctx);
         c
     });
@@ -142,7 +177,22 @@ fn main() {
             .args(args);
         c
     };
-    run(buildah(&["import"]).arg(&base).arg("localhost/bench-base:latest"));
+    // The same base: a container from scratch with the rootfs tar added (extracted), committed.
+    let out = buildah(&["from", "scratch"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ctr = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    run(buildah(&["add", &ctr]).arg(&base).arg("/"));
+    run(&mut buildah(&[
+        "commit",
+        "--quiet",
+        &ctr,
+        "localhost/bench-base:latest",
+    ]));
+    run(&mut buildah(&["rm", &ctr]));
     let b = measure(&ctx, &|| {
         let mut c = buildah(&[
             "bud",
@@ -171,8 +221,12 @@ fn main() {
             n.change.as_secs_f64() * 1e3
         );
     };
-    println!("build bench: 10 steps, 2 stages, {FILES} files / {} MB context", TOTAL >> 20);
+    println!(
+        "build bench: 10 steps, 2 stages, {FILES} files / {} MB context",
+        TOTAL >> 20
+    );
     row("hoist", &h);
+    row("hoist-z", &hz);
     row("buildah", &b);
     println!(
         "no-op: hoist {:.1}x faster than buildah (target >= 3x, < 150 ms); cold: hoist/buildah = {:.2} (target <= 1)",

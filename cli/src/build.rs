@@ -23,7 +23,7 @@ use crate::home;
 #[derive(Subcommand)]
 pub enum BuildCommand {
     /// Build an image from a Dockerfile
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Manage the build cache
     #[command(subcommand)]
     Builder(BuilderCommand),
@@ -94,7 +94,7 @@ pub struct BuildArgs {
 
 pub fn run(cmd: BuildCommand) -> Result<()> {
     match cmd {
-        BuildCommand::Build(args) => build_cmd(args),
+        BuildCommand::Build(args) => build_cmd(*args),
         BuildCommand::Builder(BuilderCommand::Prune {
             keep_storage,
             force: _,
@@ -429,7 +429,10 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         _stdin_context = None;
         let ctx = PathBuf::from(&args.context);
         if !ctx.is_dir() {
-            bail!("unable to prepare context: path {:?} not found", args.context);
+            bail!(
+                "unable to prepare context: path {:?} not found",
+                args.context
+            );
         }
         let path = args.file.clone().unwrap_or_else(|| ctx.join("Dockerfile"));
         let text = std::fs::read_to_string(&path)
@@ -507,7 +510,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
     let opts = BuildOptions {
         dockerfile: dockerfile_text,
         dockerfile_name: dockerfile_path.display().to_string(),
-        context_dir: context_dir.clone(),
+        context_dir,
         ignore,
         build_args,
         target: args.target.clone(),
@@ -529,7 +532,10 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
             .await
             .with_context(|| format!("opening the local store in {}", home.display()))?;
         let cache = Arc::new(BuildCache::open(&home.join("builder")).with_context(|| {
-            format!("opening the build cache in {}", home.join("builder").display())
+            format!(
+                "opening the build cache in {}",
+                home.join("builder").display()
+            )
         })?);
         let mut env = Env::new(
             &home,
@@ -625,8 +631,7 @@ fn explain(e: anyhow::Error, printer: &Printer) -> anyhow::Error {
         Some(build::BuildError::Step { source, .. }) => Some(source),
         _ => None,
     };
-    if let Some(v) = solve.and_then(|s| s.vertex())
-    {
+    if let Some(v) = solve.and_then(|s| s.vertex()) {
         let tail = printer.tail(v);
         if !tail.is_empty() {
             return anyhow!("{e}\nlast output lines:\n{}", tail.join("\n"));
