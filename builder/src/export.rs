@@ -76,8 +76,14 @@ pub async fn to_store(env: &Arc<Env>, snap: &Snapshot, tags: &[Reference]) -> Re
                     images.put_blob_file(repo, &l.digest, &path).await?;
                 }
                 Some(from) => {
-                    let from = RepoName::parse(from).map_err(|e| BuildError::Other(e.to_string()))?;
-                    if images.store().blob_mount(repo, &from, &l.digest).await?.is_none() {
+                    let from =
+                        RepoName::parse(from).map_err(|e| BuildError::Other(e.to_string()))?;
+                    if images
+                        .store()
+                        .blob_mount(repo, &from, &l.digest)
+                        .await?
+                        .is_none()
+                    {
                         return Err(BuildError::Other(format!(
                             "base layer {} is no longer in the local store (repository {from}); rebuild with --pull",
                             l.digest
@@ -142,9 +148,8 @@ pub async fn to_local(env: &Arc<Env>, snap: &Snapshot, dest: &Path) -> Result<()
             .map_err(|e| BuildError::Other(format!("creating {}: {e}", dest.display())))?;
         // Apply the layers bottom..top: whiteouts delete, opaque dirs replace.
         for d in &dirs {
-            apply_dir(d, &dest).map_err(|e| {
-                BuildError::Other(format!("writing {}: {e}", dest.display()))
-            })?;
+            apply_dir(d, &dest)
+                .map_err(|e| BuildError::Other(format!("writing {}: {e}", dest.display())))?;
         }
         Ok(())
     })
@@ -176,7 +181,10 @@ fn apply_dir(layer: &Path, dest: &Path) -> std::io::Result<()> {
                     let _ = std::fs::remove_file(&dst);
                     std::fs::create_dir_all(&dst)?;
                 }
-                std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+                std::fs::set_permissions(
+                    &dst,
+                    std::fs::Permissions::from_mode(md.mode() & 0o7777),
+                )?;
                 stack.push(r);
             } else {
                 if dst.is_dir() && !dst.is_symlink() {

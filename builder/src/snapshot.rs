@@ -268,12 +268,12 @@ impl Overlay {
             context: format!("mounting an overlay on {}", target.display()),
             source: io::Error::other("a layer path holds a NUL byte"),
         })?;
-        rustix::mount::mount("overlay", target, "overlay", flags, Some(data.as_c_str())).map_err(|e| {
-            SnapshotError::Io {
+        rustix::mount::mount("overlay", target, "overlay", flags, Some(data.as_c_str())).map_err(
+            |e| SnapshotError::Io {
                 context: format!("mounting an overlay on {}", target.display()),
                 source: e.into(),
-            }
-        })?;
+            },
+        )?;
         Ok(Overlay {
             target: target.to_path_buf(),
             mounted: true,
@@ -298,8 +298,7 @@ impl Overlay {
 impl Drop for Overlay {
     fn drop(&mut self) {
         if self.mounted {
-            let _ =
-                rustix::mount::unmount(&self.target, rustix::mount::UnmountFlags::DETACH);
+            let _ = rustix::mount::unmount(&self.target, rustix::mount::UnmountFlags::DETACH);
         }
     }
 }
