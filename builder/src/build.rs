@@ -19,14 +19,16 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use hoist_oci::{Digest, Reference};
-use hoist_runtime::rootfs::{Compression, LayerOptions, write_layer};
+use hoist_runtime::layers::LayerStore;
+use hoist_runtime::rootfs::{Compression, LayerOptions, Rootfs, RootfsKind, write_layer};
+use hoist_runtime::unpack::{UnpackOptions, Whiteouts, decompress, unpack_layer};
 use hoist_storage::images::{ImageStore, Platform};
 use serde_json::{Value, json};
 
 use crate::cache::{BuildCache, FileHashes};
 use crate::dockerfile::{self, Command, Dockerfile, Instr, Instruction};
 use crate::graph::{Graph, KeyBuilder, LogSink, Op, OpError, OpKind, VertexId};
-use crate::snapshot::{LayerRef, Snapshot, Snapshots, lookup};
+use crate::snapshot::{LayerRef, Snapshot, lookup};
 
 /// Pulls an image into the local store (the CLI does it through hoist-client).
 pub trait Puller: Send + Sync {
@@ -115,7 +117,13 @@ pub enum BuildError {
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
     #[error(transparent)]
-    Snapshot(#[from] crate::snapshot::SnapshotError),
+    Layers(#[from] hoist_runtime::layers::LayerError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("image store: {0}")]
     Images(#[from] hoist_storage::images::ImageError),
     #[error("image store: {0}")]
@@ -130,7 +138,11 @@ pub type Result<T, E = BuildError> = std::result::Result<T, E>;
 pub struct Env {
     pub images: ImageStore,
     pub cache: Arc<BuildCache>,
-    pub snapshots: Snapshots,
+    /// The unpacked layers (the runtime's store, shared with `hoist run`).
+    pub layers: LayerStore,
+    /// Where steps write (`$HOIST_HOME/builder/work`): upper, work and mount dirs, on the same
+    /// filesystem as the layer store so a finished upper dir moves into it.
+    pub work_dir: PathBuf,
     pub runner: Option<Arc<dyn Runner>>,
     pub puller: Option<Arc<dyn Puller>>,
     pub layer_options: LayerOptions,
@@ -160,7 +172,15 @@ impl Env {
         Ok(Env {
             images,
             cache,
-            snapshots: Snapshots::open(&home.join("builder/snapshots"))?,
+            layers: LayerStore::open(home)?,
+            work_dir: {
+                let d = home.join("builder/work");
+                fs::create_dir_all(&d).map_err(|source| BuildError::Io {
+                    path: d.clone(),
+                    source,
+                })?;
+                d
+            },
             runner: None,
             puller: None,
             layer_options: LayerOptions {
@@ -172,6 +192,13 @@ impl Env {
             },
             platform: Platform::host(),
         })
+    }
+
+    /// A fresh empty directory for a step (removed when dropped).
+    pub fn temp_dir(&self) -> io::Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(&self.work_dir)
     }
 }
 
@@ -1311,61 +1338,65 @@ fn apply_meta(config: &mut Value, change: &MetaChange) {
     }
 }
 
-/// Unpacked dirs of a snapshot's layers (bottom..top), unpacking what is missing.
+/// Unpacked dirs of a snapshot's layers (bottom..top), from the runtime's layer store: a layer
+/// missing there (or whose blob was never checked against it) is unpacked from its blob, verified
+/// (digest, size, diff_id) as it streams, whoever else asks concurrently.
 pub async fn layer_dirs(env: &Arc<Env>, snap: &Snapshot) -> Result<Vec<PathBuf>, OpError> {
     let mut out = Vec::with_capacity(snap.layers.len());
     for l in &snap.layers {
-        if env.snapshots.has(&l.diff_id) {
-            out.push(env.snapshots.path(&l.diff_id));
-            continue;
-        }
-        let path = match &l.repo {
-            None => {
-                let blob = env.cache.blob_path(&l.digest);
-                let snapshots = env.snapshots.clone();
-                let diff_id = l.diff_id.clone();
-                tokio::task::spawn_blocking(move || {
-                    let f = fs::File::open(&blob)?;
-                    Ok::<_, OpError>(snapshots.unpack(&diff_id, f)?)
-                })
-                .await??
-            }
-            Some(repo) => {
-                let repo = hoist_oci::RepoName::parse(repo)?;
-                let mut reader = env
-                    .images
-                    .store()
-                    .blob_open(&repo, &l.digest, 0)
-                    .await?
-                    .reader;
-                let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
-                let snapshots = env.snapshots.clone();
-                let diff_id = l.diff_id.clone();
-                let unpack = tokio::task::spawn_blocking(move || {
-                    snapshots.unpack(&diff_id, ChannelReader::new(rx))
-                });
-                use tokio::io::AsyncReadExt;
-                loop {
-                    let mut buf = vec![0u8; 256 * 1024];
-                    match reader.read(&mut buf).await {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            if tx.send(Ok(buf)).is_err() {
+        let ready = env
+            .layers
+            .record(&l.diff_id)?
+            .is_some_and(|r| r.verified.contains(&l.digest));
+        if !ready {
+            let layers = env.layers.clone();
+            let (digest, diff_id, size) = (l.digest.clone(), l.diff_id.clone(), l.size);
+            match &l.repo {
+                None => {
+                    let blob = env.cache.blob_path(&l.digest);
+                    tokio::task::spawn_blocking(move || {
+                        let f = fs::File::open(&blob)
+                            .map_err(|e| format!("build cache blob {}: {e}", blob.display()))?;
+                        layers.ensure(f, &digest, size, &diff_id)?;
+                        Ok::<_, OpError>(())
+                    })
+                    .await??;
+                }
+                Some(repo) => {
+                    let repo = hoist_oci::RepoName::parse(repo)?;
+                    let mut reader = env
+                        .images
+                        .store()
+                        .blob_open(&repo, &l.digest, 0)
+                        .await?
+                        .reader;
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+                    let unpack = tokio::task::spawn_blocking(move || {
+                        layers.ensure(ChannelReader::new(rx), &digest, size, &diff_id)
+                    });
+                    use tokio::io::AsyncReadExt;
+                    loop {
+                        let mut buf = vec![0u8; 256 * 1024];
+                        match reader.read(&mut buf).await {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                buf.truncate(n);
+                                if tx.send(Ok(buf)).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
                                 break;
                             }
                         }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            break;
-                        }
                     }
+                    drop(tx);
+                    unpack.await??;
                 }
-                drop(tx);
-                unpack.await??
             }
-        };
-        out.push(path);
+        }
+        out.push(env.layers.root(&l.diff_id));
     }
     Ok(out)
 }
@@ -1416,8 +1447,28 @@ fn commit_layer(
     let tmp = env.cache.temp_file()?;
     let out = io::BufWriter::with_capacity(256 * 1024, tmp.reopen()?);
     let info = write_layer(upper, out, &env.layer_options)?;
-    env.cache.commit_blob(tmp, &info.digest)?;
-    env.snapshots.adopt(upper, &info.diff_id)?;
+    let blob = env.cache.commit_blob(tmp, &info.digest)?;
+    // The upper dir becomes the unpacked layer in the store (no unpack of the blob just written).
+    // Its canonical tree digest is the diff_id unless mtimes were clamped in the tar.
+    let tree = match env.layer_options.source_date_epoch {
+        None => info.diff_id.clone(),
+        Some(_) => hoist_runtime::layers::tree_digest(upper)?,
+    };
+    let adopted = env.layers.adopt(
+        upper,
+        &info.digest,
+        &info.diff_id,
+        &tree,
+        info.uncompressed_size,
+    )?;
+    if !adopted {
+        env.layers.ensure(
+            io::BufReader::new(fs::File::open(&blob)?),
+            &info.digest,
+            info.size,
+            &info.diff_id,
+        )?;
+    }
     let mut s = parent.clone();
     s.layers.push(LayerRef {
         digest: info.digest,
@@ -1820,7 +1871,7 @@ impl Op<Snapshot> for CopyOp {
             };
             let env = self.env.clone();
             tokio::task::block_in_place(|| -> Result<Snapshot, OpError> {
-                let upper = env.snapshots.temp_dir()?;
+                let upper = env.temp_dir()?;
                 let root = upper.path().join("upper");
                 fs::create_dir(&root)?;
                 let (uid, gid) = match &self.chown {
@@ -2033,17 +2084,21 @@ fn copy_entry(
 }
 
 /// Extracts `src` into `dest` when it is a tar archive (plain, gzip or zstd). `None` when it is
-/// not one (ADD then copies it as a file).
+/// not one (ADD then copies it as a file). Extraction goes through the runtime's confined
+/// unpacker with whiteouts applied: no entry (`..`, absolute names, symlinked parents, hard
+/// links) can write outside `dest`.
 fn try_extract(src: &Path, dest: &Path) -> Result<Option<()>, OpError> {
     let is_tar = {
         let f = fs::File::open(src)?;
-        let mut r = crate::snapshot::decompressed(f)?;
+        let mut r = decompress(f)?;
         let mut head = [0u8; 512];
         let mut n = 0;
         while n < 512 {
-            match r.read(&mut head[n..])? {
-                0 => break,
-                k => n += k,
+            match r.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                // Not a valid compressed stream after all: a plain file.
+                Err(_) => return Ok(None),
             }
         }
         n == 512 && &head[257..262] == b"ustar"
@@ -2053,17 +2108,42 @@ fn try_extract(src: &Path, dest: &Path) -> Result<Option<()>, OpError> {
     }
     fs::create_dir_all(dest)?;
     let f = fs::File::open(src)?;
-    let mut archive = tar::Archive::new(crate::snapshot::decompressed(f)?);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
-    archive.set_overwrite(true);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        if !entry.unpack_in(dest)? {
-            return Err(format!("{}: an entry leaves the destination", src.display()).into());
+    unpack_layer(
+        decompress(f)?,
+        dest,
+        &UnpackOptions {
+            whiteouts: Whiteouts::Apply,
+            ..UnpackOptions::default()
+        },
+    )
+    .map_err(|e| format!("ADD {}: {e}", src.display()))?;
+    Ok(Some(()))
+}
+
+/// A rootfs mount, unmounted on drop (error paths) or explicitly.
+struct Mounted(Option<Rootfs>);
+
+impl Mounted {
+    fn new(r: Rootfs) -> Self {
+        Mounted(Some(r))
+    }
+    fn kind(&self) -> RootfsKind {
+        self.0.as_ref().map_or(RootfsKind::Copy, Rootfs::kind)
+    }
+    fn unmount(mut self) -> Result<(), OpError> {
+        match self.0.take() {
+            Some(r) => Ok(r.unmount()?),
+            None => Ok(()),
         }
     }
-    Ok(Some(()))
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            let _ = r.unmount();
+        }
+    }
 }
 
 /// `--chown=user[:group]`: numbers as given; names through the image's /etc/passwd and
@@ -2188,13 +2268,12 @@ impl Op<Snapshot> for RunOp {
             }
             let env = self.env.clone();
             tokio::task::block_in_place(|| -> Result<Snapshot, OpError> {
-                let work = env.snapshots.temp_dir()?;
+                let work = env.temp_dir()?;
                 let mut from_mounts = Vec::new();
                 let upper = work.path().join("upper");
                 let wd = work.path().join("work");
                 let merged = work.path().join("rootfs");
-                let empty = work.path().join("empty");
-                for d in [&upper, &wd, &merged, &empty] {
+                for d in [&upper, &wd, &merged] {
                     fs::create_dir(d)?;
                 }
                 fs::set_permissions(&upper, fs::Permissions::from_mode(0o755))?;
@@ -2221,12 +2300,16 @@ impl Op<Snapshot> for RunOp {
                             let src = normalize_src(m.source.as_deref().unwrap_or(""));
                             let root = match m.from.and_then(|i| from_dirs.get(&i)) {
                                 Some(dirs) => {
-                                    // The stage's filesystem, read-only.
-                                    let at = work.path().join(format!("from{}", from_mounts.len()));
-                                    let empty = work.path().join(format!("from{}-empty", from_mounts.len()));
-                                    fs::create_dir(&at)?;
-                                    fs::create_dir(&empty)?;
-                                    let o = crate::snapshot::Overlay::mount(dirs, None, &empty, &at)?;
+                                    // The stage's filesystem; writes (rw) go to a throwaway
+                                    // upper dir, as BuildKit discards them.
+                                    let n = from_mounts.len();
+                                    let at = work.path().join(format!("from{n}"));
+                                    let o = Mounted::new(Rootfs::mount(
+                                        dirs,
+                                        &work.path().join(format!("from{n}-upper")),
+                                        &work.path().join(format!("from{n}-work")),
+                                        &at,
+                                    )?);
                                     from_mounts.push(o);
                                     at
                                 }
@@ -2268,12 +2351,16 @@ impl Op<Snapshot> for RunOp {
                     }
                     keep.push(());
                 }
-                let overlay = crate::snapshot::Overlay::mount(
-                    &lowers,
-                    Some((&upper, &wd)),
-                    &empty,
-                    &merged,
-                )?;
+                let overlay = Mounted::new(Rootfs::mount(&lowers, &upper, &wd, &merged)?);
+                if overlay.kind() == RootfsKind::Copy {
+                    // A copy rootfs writes to the merged dir, not the upper: the layer would be
+                    // wrong.
+                    return Err(format!(
+                        "RUN needs an overlay mount of the parent's layers on {}, and overlay is unavailable there",
+                        merged.display()
+                    )
+                    .into());
+                }
                 // The working directory exists, as docker makes it.
                 let cwd = merged.join(request.cwd.trim_start_matches('/'));
                 if !cwd.exists() {

@@ -198,8 +198,8 @@ impl Context {
         Ok(Self::bare(temp.path().to_path_buf(), Some(temp)))
     }
 
-    /// A context from a tar archive (plain, gzip or zstd), extracted under `scratch`; entries
-    /// that would land outside the extraction directory are refused by the tar reader.
+    /// A context from a tar archive (plain, gzip or zstd), extracted under `scratch` by the
+    /// runtime's confined unpacker (entries cannot land outside the extraction directory).
     /// `dockerfile` is the Dockerfile's path inside the archive (for its own `.dockerignore`).
     pub fn from_tar(
         reader: impl Read,
@@ -227,13 +227,18 @@ impl Context {
         } else {
             Box::new(chained)
         };
-        let mut archive = tar::Archive::new(stream);
-        archive.set_preserve_permissions(true);
-        archive.set_overwrite(true);
-        archive.set_unpack_xattrs(false);
-        archive
-            .unpack(temp.path())
-            .map_err(|e| ContextError::Stdin(format!("extracting the context archive: {e}")))?;
+        // The runtime's confined unpacker, never `tar::Archive::unpack`: nothing lands outside
+        // the extraction directory, whatever the names, symlinks or hard links in the archive.
+        hoist_runtime::unpack::unpack_layer(
+            stream,
+            temp.path(),
+            &hoist_runtime::unpack::UnpackOptions {
+                whiteouts: hoist_runtime::unpack::Whiteouts::Apply,
+                chown: false,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| ContextError::Stdin(format!("extracting the context archive: {e}")))?;
         let root = temp.path().to_path_buf();
         let mut ctx = Self::bare(root, Some(temp));
         let specific = dockerfile.map(|d| {

@@ -13,7 +13,8 @@
 //!   (SQLite records + layer blobs, `prune --keep-storage`).
 //! - [`build`]: the Dockerfile driver (stages -> ops; COPY/ADD written straight into an upper
 //!   dir, RUN through a [`build::Runner`]), [`run`]: the runner on the runtime's executor,
-//!   [`snapshot`]: unpacked layers and overlay mounts, [`export`]: image store, archives, local.
+//!   [`snapshot`]: layer stacks (unpacked in the runtime's layer store, mounted with its
+//!   `Rootfs`), [`export`]: image store, archives, local.
 
 pub mod build;
 pub mod cache;

@@ -393,23 +393,24 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
             .prefix("hoist-context-")
             .tempdir()
             .context("creating a directory for the build context")?;
-        let plain = hoist_builder::snapshot::decompressed(&data[..])
+        let plain = hoist_runtime::unpack::decompress(&data[..])
             .and_then(|mut r| {
                 let mut v = Vec::new();
                 r.read_to_end(&mut v).map(|_| v)
             })
             .unwrap_or_else(|_| data.clone());
         let (path, text) = if is_tar(&plain) {
-            let mut a = tar::Archive::new(&plain[..]);
-            for entry in a.entries().context("reading the context tar")? {
-                let mut entry = entry.context("reading the context tar")?;
-                if !entry
-                    .unpack_in(dir.path())
-                    .context("unpacking the context tar")?
-                {
-                    bail!("the context tar has an entry outside its root");
-                }
-            }
+            // The runtime's confined unpacker: no entry lands outside the context directory.
+            hoist_runtime::unpack::unpack_layer(
+                &plain[..],
+                dir.path(),
+                &hoist_runtime::unpack::UnpackOptions {
+                    whiteouts: hoist_runtime::unpack::Whiteouts::Apply,
+                    chown: false,
+                    ..Default::default()
+                },
+            )
+            .context("unpacking the context tar")?;
             let f = args
                 .file
                 .clone()

@@ -869,3 +869,78 @@ fn apt_get_layers_and_the_multi_stage_size_ratio() {
         "multi-stage {small} bytes vs single stage {big} bytes: not 40x smaller"
     );
 }
+
+/// A raw ustar header (tar::Builder refuses `..` names itself).
+fn raw_entry(name: &str, kind: u8, link: &str, body: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_ustar();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    h.set_entry_type(tar::EntryType::new(kind));
+    h.set_size(body.len() as u64);
+    h.set_mode(if kind == b'5' { 0o755 } else { 0o644 });
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend_from_slice(body);
+    out.resize(out.len().next_multiple_of(512), 0);
+    out
+}
+
+#[test]
+fn add_of_a_malicious_tar_cannot_write_outside_the_layer() {
+    let h = Home::new();
+    let victim = tempfile::tempdir().unwrap();
+    let v = victim.path().to_str().unwrap().trim_start_matches('/');
+    let up = "../".repeat(20);
+
+    // A `../` entry climbing to the victim dir: refused, the build fails naming it.
+    let dotdot = format!("{up}{v}/dotdot");
+    let mut evil = raw_entry("ok.txt", b'0', "", b"fine\n");
+    evil.extend(raw_entry(&dotdot, b'0', "", b"escaped\n"));
+    evil.extend([0u8; 1024]);
+    let ctx = context(&[("Dockerfile", "FROM scratch\nADD evil.tar /out/\n")]);
+    std::fs::write(ctx.path().join("evil.tar"), &evil).unwrap();
+    let o = h.run(&["build", "--progress", "plain", ctx.path().to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("dotdot"), "{}", text(&o));
+    assert!(!victim.path().join("dotdot").exists());
+
+    // A symlink to the victim dir (absolute, and relative climbing out), then files through it:
+    // they resolve inside the layer (as if it were `/`), never on the host.
+    // The victim's path also exists inside the archive, so the links resolve (inside).
+    let mut evil = Vec::new();
+    let mut prefix = String::new();
+    for c in v.split('/') {
+        prefix.push_str(c);
+        prefix.push('/');
+        evil.extend(raw_entry(&prefix, b'5', "", b""));
+    }
+    evil.extend(raw_entry("abs", b'2', victim.path().to_str().unwrap(), b""));
+    evil.extend(raw_entry("rel", b'2', &format!("{up}{v}"), b""));
+    evil.extend(raw_entry("abs/via-abs", b'0', "", b"escaped\n"));
+    evil.extend(raw_entry("rel/via-rel", b'0', "", b"escaped\n"));
+    evil.extend([0u8; 1024]);
+    let ctx = context(&[("Dockerfile", "FROM scratch\nADD evil.tar /out/\n")]);
+    std::fs::write(ctx.path().join("evil.tar"), &evil).unwrap();
+    let o = h.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "evil",
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert!(!victim.path().join("via-abs").exists());
+    assert!(!victim.path().join("via-rel").exists());
+    assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0);
+    // Contained: the files are in the image, under /out.
+    assert!(o.status.success(), "{}", text(&o));
+    let root = h.files("evil");
+    for f in ["via-abs", "via-rel"] {
+        assert_eq!(
+            std::fs::read_to_string(root.join("out").join(v).join(f)).unwrap(),
+            "escaped\n",
+            "{f}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0);
+}
