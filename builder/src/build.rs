@@ -25,7 +25,8 @@ use hoist_runtime::unpack::{UnpackOptions, Whiteouts, decompress, unpack_layer};
 use hoist_storage::images::{ImageStore, Platform};
 use serde_json::{Value, json};
 
-use crate::cache::{BuildCache, FileHashes};
+use crate::cache::BuildCache;
+use crate::context::{Context, ContextFile, FileKind, destination_paths};
 use crate::dockerfile::{self, Command, Dockerfile, Instr, Instruction};
 use crate::graph::{Graph, KeyBuilder, LogSink, Op, OpError, OpKind, VertexId};
 use crate::snapshot::{LayerRef, Snapshot, lookup};
@@ -74,8 +75,9 @@ pub struct BuildOptions {
     pub dockerfile: String,
     pub dockerfile_name: String,
     pub context_dir: PathBuf,
-    /// Patterns of the ignore file (`.dockerignore` or `<Dockerfile>.dockerignore`).
-    pub ignore: Option<String>,
+    /// The Dockerfile's path: `<Dockerfile>.dockerignore` next to it wins over the context's
+    /// `.dockerignore` ([`Context::from_dir`]).
+    pub dockerfile_path: Option<PathBuf>,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
     pub no_cache: bool,
@@ -118,6 +120,8 @@ pub enum BuildError {
     Cache(#[from] crate::cache::CacheError),
     #[error(transparent)]
     Layers(#[from] hoist_runtime::layers::LayerError),
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -155,7 +159,7 @@ pub struct Plan {
     pub target: VertexId,
     /// Lines to show before solving (`[internal] load metadata for ...`).
     pub resolved: Vec<String>,
-    pub context: Option<Arc<ContextDir>>,
+    pub context: Option<Arc<Context>>,
     /// The Dockerfile line of each instruction's vertex, for errors.
     pub lines: HashMap<VertexId, usize>,
     pub file: String,
@@ -430,11 +434,9 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
     }
 
     // Convert.
-    let context = Arc::new(ContextDir::new(
-        env,
-        &opts.context_dir,
-        opts.ignore.as_deref(),
-    )?);
+    let context = Context::from_dir(&opts.context_dir, opts.dockerfile_path.as_deref())?;
+    let hashes = hash_cache_path(&env.cache, context.root());
+    let context = Arc::new(context.with_hash_cache(hashes));
     let mut graph: Graph<Snapshot> = Graph::new();
     let mut lines = HashMap::new();
     let mut from_images: HashMap<String, VertexId> = HashMap::new();
@@ -734,7 +736,7 @@ async fn resolve_image(
 fn convert(
     env: &Arc<Env>,
     graph: &mut Graph<Snapshot>,
-    context: &Arc<ContextDir>,
+    context: &Arc<Context>,
     df: &Dockerfile,
     file: &str,
     escape: char,
@@ -1516,116 +1518,15 @@ pub fn hoist_time(secs: i64) -> String {
 
 // ----- the build context -----
 
-/// The build context directory with its ignore rules, listed once.
-pub struct ContextDir {
-    root: PathBuf,
-    /// Relative paths (no leading `/`) of every entry not ignored, sorted.
-    entries: Vec<(String, fs::Metadata)>,
-    hashes: FileHashes,
-    cache: Arc<BuildCache>,
+/// Where the file-hash cache of a context directory persists: `$HOIST_HOME/builder/hashes/<sha256
+/// of the context's canonical path>.json` (see [`Context::with_hash_cache`]; it only saves
+/// re-reading unchanged files, keys are always content digests).
+fn hash_cache_path(cache: &BuildCache, root: &Path) -> PathBuf {
+    let d = hoist_oci::Digest::sha256_of(root.as_os_str().as_encoded_bytes());
+    cache.dir().join("hashes").join(format!("{}.json", d.hex()))
 }
 
-impl ContextDir {
-    fn new(env: &Env, root: &Path, ignore: Option<&str>) -> Result<Self> {
-        let root = fs::canonicalize(root)
-            .map_err(|e| BuildError::Other(format!("build context {}: {e}", root.display())))?;
-        let rules = match ignore {
-            Some(text) => Some(
-                crate::ignore::DockerIgnore::parse(text)
-                    .map_err(|e| BuildError::Other(format!(".dockerignore: {e}")))?,
-            ),
-            None => None,
-        };
-        let mut entries = Vec::new();
-        let mut stack = vec![PathBuf::new()];
-        while let Some(rel) = stack.pop() {
-            let dir = root.join(&rel);
-            let rd = fs::read_dir(&dir)
-                .map_err(|e| BuildError::Other(format!("reading {}: {e}", dir.display())))?;
-            for e in rd {
-                let e =
-                    e.map_err(|e| BuildError::Other(format!("reading {}: {e}", dir.display())))?;
-                let r = rel.join(e.file_name());
-                let rs = r.to_string_lossy().into_owned();
-                let md = fs::symlink_metadata(e.path())
-                    .map_err(|e| BuildError::Other(format!("{rs}: {e}")))?;
-                let ignored = rules.as_ref().is_some_and(|x| x.matches(&rs, md.is_dir()));
-                if md.is_dir() {
-                    // An ignored directory may still hold re-included files (`!` rules).
-                    if !ignored || rules.as_ref().is_some_and(|x| !x.can_skip_dir(&rs)) {
-                        stack.push(r);
-                    }
-                }
-                if !ignored {
-                    entries.push((rs, md));
-                }
-            }
-        }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let hashes = env.cache.file_hashes(&root)?;
-        Ok(ContextDir {
-            root,
-            entries,
-            hashes,
-            cache: env.cache.clone(),
-        })
-    }
-
-    fn get(&self, rel: &str) -> Option<&fs::Metadata> {
-        self.entries
-            .binary_search_by(|e| e.0.as_str().cmp(rel))
-            .ok()
-            .map(|i| &self.entries[i].1)
-    }
-
-    /// Entries under `rel` (a directory), itself excluded.
-    fn under<'a>(&'a self, rel: &'a str) -> impl Iterator<Item = &'a (String, fs::Metadata)> + 'a {
-        let start = self.entries.partition_point(|e| e.0.as_str() <= rel);
-        self.entries[start..]
-            .iter()
-            .take_while(move |e| rel.is_empty() || e.0.starts_with(&format!("{rel}/")))
-    }
-
-    /// The content hash of a regular file, remembered by its stat signature.
-    fn file_hash(&self, rel: &str, md: &fs::Metadata) -> io::Result<[u8; 32]> {
-        let sig = format!(
-            "{}:{}:{}:{}.{}:{}.{}",
-            md.dev(),
-            md.ino(),
-            md.size(),
-            md.mtime(),
-            md.mtime_nsec(),
-            md.ctime(),
-            md.ctime_nsec()
-        );
-        if let Some((s, h)) = self.hashes.known.get(rel)
-            && *s == sig
-        {
-            return Ok(*h);
-        }
-        use sha2::Digest as _;
-        let mut f = fs::File::open(self.root.join(rel))?;
-        let mut h = sha2::Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        let out: [u8; 32] = h.finalize().into();
-        self.hashes.fresh.lock().push((rel.to_owned(), sig, out));
-        Ok(out)
-    }
-
-    pub fn save_hashes(&self) -> Result<()> {
-        Ok(self.cache.save_file_hashes(&self.hashes)?)
-    }
-}
-
-/// Resolves COPY sources against a list of entries: `(source rel path, entry rel path)` for each
-/// entry copied, where the entry's destination is computed relative to the source.
+/// A source path relative to the root (`/`, `.` and `..` resolved, never above the root).
 fn normalize_src(s: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for c in s.split('/') {
@@ -1641,7 +1542,7 @@ fn normalize_src(s: &str) -> String {
 }
 
 enum CopyFrom {
-    Context(Arc<ContextDir>),
+    Context(Arc<Context>),
     /// The op's second input (a stage).
     Input,
 }
@@ -1672,115 +1573,42 @@ struct CopyOp {
 /// One file to copy: where it comes from (absolute) and its path under the destination.
 struct Planned {
     src: PathBuf,
-    rel_dest: String,
+    /// The destination, relative to the layer's root.
+    dest: PathBuf,
     md: fs::Metadata,
+    /// A source argument itself (not found inside a source directory).
+    top_level: bool,
+    /// A source directory whose contents are copied: only its destination directory is made.
+    contents_only: bool,
 }
 
 impl CopyOp {
-    fn excluded(&self, rel: &str) -> bool {
-        self.exclude.iter().any(|p| {
-            globset::GlobBuilder::new(&normalize_src(p))
-                .literal_separator(true)
-                .build()
-                .map(|g| g.compile_matcher().is_match(rel))
-                .unwrap_or(false)
-        })
+    /// The context entries this COPY reads (docker's source rules, `.dockerignore`, `--exclude`,
+    /// `--parents`), each with its absolute destination.
+    fn resolve_context(&self, ctx: &Context) -> Result<Vec<(ContextFile, String)>, OpError> {
+        let sources: Vec<String> = self
+            .sources
+            .iter()
+            .filter(|s| !(self.is_add && is_url(s)))
+            .cloned()
+            .collect();
+        let files = ctx.resolve(&sources, &self.exclude, self.parents)?;
+        let dests = destination_paths(&files, &self.dest, self.dest_is_dir)?;
+        Ok(files.into_iter().zip(dests).collect())
     }
 
-    /// Context files this COPY reads, with their destination paths.
-    fn plan_context(&self, ctx: &ContextDir) -> Result<Vec<Planned>, OpError> {
+    /// [`CopyOp::resolve_context`] with each entry's metadata.
+    fn plan_context(&self, ctx: &Context) -> Result<Vec<Planned>, OpError> {
         let mut out = Vec::new();
-        for s in &self.sources {
-            if self.is_add && is_url(s) {
-                continue;
-            }
-            let src = normalize_src(s);
-            let matches: Vec<&(String, fs::Metadata)> = if has_glob(&src) {
-                let g = globset::GlobBuilder::new(&src)
-                    .literal_separator(true)
-                    .build()?
-                    .compile_matcher();
-                ctx.entries.iter().filter(|e| g.is_match(&e.0)).collect()
-            } else if src.is_empty() {
-                Vec::new()
-            } else {
-                match ctx.get(&src) {
-                    Some(_) => vec![
-                        &ctx.entries[ctx
-                            .entries
-                            .binary_search_by(|e| e.0.as_str().cmp(&src))
-                            .expect("present")],
-                    ],
-                    None => {
-                        return Err(format!(
-                            "failed to compute cache key: \"/{src}\": not found (not in the build context, or excluded by .dockerignore)"
-                        )
-                        .into());
-                    }
-                }
-            };
-            if src.is_empty() {
-                // `.`: the whole context.
-                for (rel, md) in ctx.under("") {
-                    if !self.excluded(rel) {
-                        out.push(Planned {
-                            src: ctx.root.join(rel),
-                            rel_dest: rel.clone(),
-                            md: md.clone(),
-                        });
-                    }
-                }
-                continue;
-            }
-            if matches.is_empty() {
-                return Err(format!("no source files were specified: {s} matches nothing").into());
-            }
-            for (rel, md) in matches {
-                if self.excluded(rel) {
-                    continue;
-                }
-                let base = if self.parents {
-                    rel.clone()
-                } else {
-                    rel.rsplit('/').next().unwrap_or(rel).to_owned()
-                };
-                if md.is_dir() {
-                    let prefix = if self.parents {
-                        format!("{rel}/")
-                    } else {
-                        String::new()
-                    };
-                    if self.parents {
-                        out.push(Planned {
-                            src: ctx.root.join(rel),
-                            rel_dest: rel.clone(),
-                            md: md.clone(),
-                        });
-                    }
-                    for (sub, smd) in ctx.under(rel) {
-                        if self.excluded(sub) {
-                            continue;
-                        }
-                        let tail = &sub[rel.len() + 1..];
-                        out.push(Planned {
-                            src: ctx.root.join(sub),
-                            rel_dest: format!("{prefix}{tail}"),
-                            md: smd.clone(),
-                        });
-                    }
-                } else {
-                    let rel_dest = if self.dest_is_dir {
-                        base
-                    } else {
-                        String::new()
-                    };
-                    out.push(Planned {
-                        src: ctx.root.join(rel),
-                        rel_dest,
-                        md: md.clone(),
-                    });
-                }
-            }
+        for (f, dest) in self.resolve_context(ctx)? {
+            let md = fs::symlink_metadata(&f.host_path)?;
+            out.push(Planned {
+                contents_only: f.kind == FileKind::Dir && f.dest.is_empty(),
+                src: f.host_path,
+                dest: PathBuf::from(dest.trim_start_matches('/')),
+                md,
+                top_level: f.top_level,
+            });
         }
         Ok(out)
     }
@@ -1813,24 +1641,17 @@ impl Op<Snapshot> for CopyOp {
                 k.str(n).str(c);
             }
             if let CopyFrom::Context(ctx) = &self.from {
-                // Exactly the files read: path, mode, content (or link target); never mtime.
-                let ctx = ctx.clone();
-                let planned = self.plan_context(&ctx)?;
-                let material = tokio::task::block_in_place(|| -> Result<Vec<u8>, OpError> {
-                    let mut k = KeyBuilder::new("files");
-                    for p in &planned {
-                        let rel = p.src.strip_prefix(&ctx.root).unwrap_or(&p.src);
-                        let rel = rel.to_string_lossy();
-                        k.str(&rel).str(&p.rel_dest).u64(u64::from(p.md.mode()));
-                        if p.md.is_file() {
-                            k.bytes(&ctx.file_hash(&rel, &p.md)?);
-                        } else if p.md.file_type().is_symlink() {
-                            k.str(&fs::read_link(&p.src)?.to_string_lossy());
-                        }
-                    }
-                    Ok(k.finish())
+                // Exactly the entries read: destination, type, mode, link target and content
+                // digest ([`Context::checksum`]); never mtime.
+                let checksum = tokio::task::block_in_place(|| -> Result<String, OpError> {
+                    let files: Vec<ContextFile> = self
+                        .resolve_context(ctx)?
+                        .into_iter()
+                        .map(|(f, _)| f)
+                        .collect();
+                    Ok(ctx.checksum(&files)?)
                 })?;
-                k.bytes(&material);
+                k.str(&checksum);
                 for s in &self.sources {
                     if self.is_add && is_url(s) {
                         // Keyed by what the URL serves (and its time), as BuildKit does.
@@ -1887,15 +1708,22 @@ impl Op<Snapshot> for CopyOp {
                 let dest_root = root.join(dest_rel);
                 make_parents(&root, dest_rel, self.dest_is_dir)?;
                 for p in &planned {
-                    let target = if p.rel_dest.is_empty() {
-                        dest_root.clone()
-                    } else {
-                        dest_root.join(&p.rel_dest)
-                    };
+                    let target = root.join(&p.dest);
+                    if p.contents_only {
+                        if !target.is_dir() {
+                            fs::create_dir_all(&target)?;
+                            std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
+                        }
+                        continue;
+                    }
                     if let Some(parent) = target.parent() {
                         fs::create_dir_all(parent)?;
                     }
-                    if self.is_add && p.md.is_file() && try_extract(&p.src, &dest_root)?.is_some() {
+                    if self.is_add
+                        && p.top_level
+                        && p.md.is_file()
+                        && try_extract(&p.src, &dest_root)?.is_some()
+                    {
                         continue;
                     }
                     copy_entry(&p.src, &target, &p.md, uid, gid, self.chmod)?;
@@ -1960,6 +1788,7 @@ impl Op<Snapshot> for CopyOp {
 impl CopyOp {
     /// Files of another stage this COPY reads.
     fn plan_stage(&self, dirs: &[PathBuf]) -> Result<Vec<Planned>, OpError> {
+        let dest = PathBuf::from(clean_abs(&self.dest).trim_start_matches('/'));
         let mut out = Vec::new();
         for s in &self.sources {
             let src = normalize_src(s);
@@ -1984,8 +1813,10 @@ impl CopyOp {
                         let md = fs::symlink_metadata(&p)?;
                         out.push(Planned {
                             src: p,
-                            rel_dest: rel,
+                            dest: dest.join(rel),
                             md,
+                            top_level: false,
+                            contents_only: false,
                         });
                     }
                 }
@@ -1993,12 +1824,14 @@ impl CopyOp {
                 let base = src.rsplit('/').next().unwrap_or(&src).to_owned();
                 out.push(Planned {
                     src: path,
-                    rel_dest: if self.dest_is_dir {
-                        base
+                    dest: if self.dest_is_dir {
+                        dest.join(base)
                     } else {
-                        String::new()
+                        dest.clone()
                     },
                     md,
+                    top_level: true,
+                    contents_only: false,
                 });
             }
         }
@@ -2213,7 +2046,7 @@ struct RunOp {
     request: RunRequest,
     mounts: Vec<RunMountSpec>,
     secrets: BTreeMap<String, PathBuf>,
-    context: Arc<ContextDir>,
+    context: Arc<Context>,
     created_by: String,
 }
 
@@ -2313,7 +2146,7 @@ impl Op<Snapshot> for RunOp {
                                     from_mounts.push(o);
                                     at
                                 }
-                                None => self.context.root.clone(),
+                                None => self.context.root().to_path_buf(),
                             };
                             request.binds.push((root.join(src), target, m.readonly));
                         }
@@ -2412,7 +2245,7 @@ pub async fn solve(
     let result = solver.solve(&[plan.target]).await;
     // Remember the context hashes computed, whatever the outcome.
     if let Some(ctx) = &plan.context {
-        ctx.save_hashes()?;
+        ctx.save_hash_cache()?;
     }
     let solved = result.map_err(|e| match e.vertex().and_then(|v| plan.lines.get(&v)) {
         Some(line) => BuildError::Step {

@@ -447,12 +447,8 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
     printer.internal(&format!(
         "[internal] load build definition from {dockerfile_name}"
     ));
-    // `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's `.dockerignore`.
-    let own_ignore = PathBuf::from(format!("{}.dockerignore", dockerfile_path.display()));
-    let ignore = match std::fs::read_to_string(&own_ignore) {
-        Ok(t) => Some(t),
-        Err(_) => std::fs::read_to_string(context_dir.join(".dockerignore")).ok(),
-    };
+    // `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's `.dockerignore`
+    // (read with the context, `hoist_builder::context::Context::from_dir`).
     printer.internal("[internal] load .dockerignore");
 
     let mut build_args = BTreeMap::new();
@@ -512,7 +508,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         dockerfile: dockerfile_text,
         dockerfile_name: dockerfile_path.display().to_string(),
         context_dir,
-        ignore,
+        dockerfile_path: Some(dockerfile_path.clone()),
         build_args,
         target: args.target.clone(),
         no_cache: args.no_cache,

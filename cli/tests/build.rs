@@ -411,6 +411,16 @@ fn node_app_editing_a_source_file_does_not_rerun_npm_install() {
         cached(&out, "COPY . /app"),
         "mtime never invalidates: {out}"
     );
+    // The context's file hashes persist under $HOIST_HOME/builder (they only save re-reading).
+    let hashes = h.path().join("home/builder/hashes");
+    assert!(
+        std::fs::read_dir(&hashes)
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "json")),
+        "no hash cache in {}",
+        hashes.display()
+    );
 }
 
 #[test]
