@@ -61,6 +61,18 @@ pub struct RunRequest {
     pub image_config: Value,
 }
 
+/// The gzip level of the layers `hoist build` writes. Pinned: it decides the bytes, so the
+/// digests, and it is part of every layer's cache key (a change of level is a cache miss, never a
+/// layer whose digest differs from what the key promised).
+///
+/// Level 3, not the runtime's default 6: on the build bench's context (5,000 text files, 200 MB
+/// uncompressed, `write_layer` alone, 2 cores, dev profile) level 1 took 1.9 s for 82.6 MB, level
+/// 3 3.8 s for 55.2 MB and level 6 11.4 s for 46.9 MB. Level 6 made cold builds 1.29x slower than
+/// buildah's (which does not compress until a push); level 3 is 3x faster for layers 18% larger,
+/// while level 1 would gain another 2 s at the price of layers 50% larger than level 3's (pushed
+/// and stored as such).
+pub const BUILD_GZIP_LEVEL: u32 = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LayerCompression {
     #[default]
@@ -193,6 +205,7 @@ impl Env {
                     LayerCompression::Zstd => Compression::Zstd,
                 },
                 source_date_epoch,
+                gzip_level: BUILD_GZIP_LEVEL,
             },
             platform: Platform::host(),
         })
@@ -1059,14 +1072,15 @@ fn convert(
     Ok(v)
 }
 
-/// What shapes a layer's bytes besides the op: compression and the clamped mtimes.
+/// What shapes a layer's bytes besides the op: compression (and its level) and the clamped
+/// mtimes.
 fn layer_key(k: &mut KeyBuilder, o: &LayerOptions) {
-    k.str(match o.compression {
-        Compression::Gzip => "gzip",
-        Compression::Zstd => "zstd",
-        Compression::None => "none",
-    })
-    .u64(o.source_date_epoch.map_or(u64::MAX, |t| t as u64));
+    match o.compression {
+        Compression::Gzip => k.str("gzip").u64(u64::from(o.gzip_level)),
+        Compression::Zstd => k.str("zstd"),
+        Compression::None => k.str("none"),
+    };
+    k.u64(o.source_date_epoch.map_or(u64::MAX, |t| t as u64));
 }
 
 fn run_created_by(r: &dockerfile::Run) -> String {

@@ -472,6 +472,31 @@ pub fn parse_size(s: &str) -> Option<u64> {
     Some((n * mult as f64) as u64)
 }
 
+/// A value the solver can keep in the [`BuildCache`]: serialised as JSON, with the blobs it needs.
+pub trait CacheValue: serde::Serialize + serde::de::DeserializeOwned {
+    /// Blobs (in the cache's `blobs/`) the value refers to; a record missing one is a miss.
+    fn blobs(&self) -> Vec<Digest>;
+}
+
+impl<T: CacheValue + Send + Sync> crate::solver::ResultCache<T> for BuildCache {
+    fn load(&self, key: &CacheKey) -> Result<Option<T>, crate::graph::OpError> {
+        match self.get(key)? {
+            Some(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(v) => Ok(Some(v)),
+                // A record an older hoist wrote in another shape: a miss, overwritten on save.
+                Err(_) => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn save(&self, key: &CacheKey, value: &T) -> Result<(), crate::graph::OpError> {
+        let bytes = serde_json::to_vec(value)?;
+        self.put(key, &bytes, &value.blobs())?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,30 +572,5 @@ mod tests {
                 .count(),
             0
         );
-    }
-}
-
-/// A value the solver can keep in the [`BuildCache`]: serialised as JSON, with the blobs it needs.
-pub trait CacheValue: serde::Serialize + serde::de::DeserializeOwned {
-    /// Blobs (in the cache's `blobs/`) the value refers to; a record missing one is a miss.
-    fn blobs(&self) -> Vec<Digest>;
-}
-
-impl<T: CacheValue + Send + Sync> crate::solver::ResultCache<T> for BuildCache {
-    fn load(&self, key: &CacheKey) -> Result<Option<T>, crate::graph::OpError> {
-        match self.get(key)? {
-            Some(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(v) => Ok(Some(v)),
-                // A record an older hoist wrote in another shape: a miss, overwritten on save.
-                Err(_) => Ok(None),
-            },
-            None => Ok(None),
-        }
-    }
-
-    fn save(&self, key: &CacheKey, value: &T) -> Result<(), crate::graph::OpError> {
-        let bytes = serde_json::to_vec(value)?;
-        self.put(key, &bytes, &value.blobs())?;
-        Ok(())
     }
 }

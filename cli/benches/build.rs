@@ -3,7 +3,7 @@
 //! are). Measured in one run: a cold build, a no-op rebuild and a rebuild after changing one file.
 //! Each tool has its own fresh storage and the same busybox base (from `busybox-static`).
 //!
-//! `hoist` writes gzip layers (level 6, the default) and `hoist-z` zstd layers
+//! `hoist` writes gzip layers (level 3, `hoist build`'s pinned level) and `hoist-z` zstd layers
 //! (`--compression zstd`); buildah keeps its layers uncompressed until a push.
 //!
 //! Docker's BuildKit is measured only when `docker buildx` is installed (the `docker` CLI of this

@@ -869,6 +869,7 @@ async fn commit_image(
             &LayerOptions {
                 compression: Compression::Gzip,
                 source_date_epoch: None,
+                ..LayerOptions::default()
             },
         )
     })

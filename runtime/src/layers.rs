@@ -731,6 +731,7 @@ pub fn tree_digest(root: &Path) -> Result<Digest, RootfsError> {
         &LayerOptions {
             compression: Compression::None,
             source_date_epoch: None,
+            ..LayerOptions::default()
         },
     )?;
     Ok(info.diff_id)
