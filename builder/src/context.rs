@@ -94,6 +94,32 @@ pub struct ContextFile {
     pub size: u64,
     /// For symlinks: the target as stored.
     pub link_target: Option<String>,
+    /// For files: what the hash cache validates, from the stat taken when resolving (saves a
+    /// second stat per file in [`Context::checksum`]).
+    #[serde(skip)]
+    stat: Option<Stat>,
+}
+
+/// The stat fields a hash cache entry is validated against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+    dev: u64,
+}
+
+impl Stat {
+    fn of(md: &std::fs::Metadata) -> Stat {
+        Stat {
+            size: md.len(),
+            mtime_ns: ts(md.mtime(), md.mtime_nsec()),
+            ctime_ns: ts(md.ctime(), md.ctime_nsec()),
+            ino: md.ino(),
+            dev: md.dev(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -449,6 +475,7 @@ impl Context {
             mode: md.mode() & 0o7777,
             size: if kind == FileKind::File { md.len() } else { 0 },
             link_target,
+            stat: (kind == FileKind::File).then(|| Stat::of(&md)),
         }))
     }
 
@@ -674,14 +701,17 @@ impl Context {
 
     /// The sha256 of a file's content (`sha256:<hex>`), through the hash cache.
     pub fn file_digest(&self, f: &ContextFile) -> Result<String, ContextError> {
-        let md = std::fs::metadata(&f.host_path).map_err(io_err(&f.host_path))?;
+        let st = match f.stat {
+            Some(st) => st,
+            None => Stat::of(&std::fs::metadata(&f.host_path).map_err(io_err(&f.host_path))?),
+        };
         let key = f.host_path.to_string_lossy().into_owned();
         let probe = HashEntry {
-            size: md.len(),
-            mtime_ns: ts(md.mtime(), md.mtime_nsec()),
-            ctime_ns: ts(md.ctime(), md.ctime_nsec()),
-            ino: md.ino(),
-            dev: md.dev(),
+            size: st.size,
+            mtime_ns: st.mtime_ns,
+            ctime_ns: st.ctime_ns,
+            ino: st.ino,
+            dev: st.dev,
             hashed_ns: 0,
             digest: String::new(),
         };
