@@ -394,6 +394,19 @@ impl BuildCache {
                 report.bytes_freed += size;
             }
         }
+        // Unpacked layers are a cache of the blobs: a build unpacks what it needs again.
+        let snapshots = self.dir.join("snapshots");
+        if let Ok(rd) = fs::read_dir(&snapshots) {
+            for entry in rd.flatten() {
+                let p = entry.path();
+                let removed = if p.is_dir() {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
+                removed.map_err(io_err(format!("removing {}", p.display())))?;
+            }
+        }
         let tmp = self.dir.join("tmp");
         for entry in fs::read_dir(&tmp)
             .map_err(io_err(format!("listing {}", tmp.display())))?
@@ -457,6 +470,31 @@ pub fn parse_size(s: &str) -> Option<u64> {
         return None;
     }
     Some((n * mult as f64) as u64)
+}
+
+/// A value the solver can keep in the [`BuildCache`]: serialised as JSON, with the blobs it needs.
+pub trait CacheValue: serde::Serialize + serde::de::DeserializeOwned {
+    /// Blobs (in the cache's `blobs/`) the value refers to; a record missing one is a miss.
+    fn blobs(&self) -> Vec<Digest>;
+}
+
+impl<T: CacheValue + Send + Sync> crate::solver::ResultCache<T> for BuildCache {
+    fn load(&self, key: &CacheKey) -> Result<Option<T>, crate::graph::OpError> {
+        match self.get(key)? {
+            Some(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(v) => Ok(Some(v)),
+                // A record an older hoist wrote in another shape: a miss, overwritten on save.
+                Err(_) => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn save(&self, key: &CacheKey, value: &T) -> Result<(), crate::graph::OpError> {
+        let bytes = serde_json::to_vec(value)?;
+        self.put(key, &bytes, &value.blobs())?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -534,100 +572,5 @@ mod tests {
                 .count(),
             0
         );
-    }
-}
-
-/// A value the solver can keep in the [`BuildCache`]: serialised as JSON, with the blobs it needs.
-pub trait CacheValue: serde::Serialize + serde::de::DeserializeOwned {
-    /// Blobs (in the cache's `blobs/`) the value refers to; a record missing one is a miss.
-    fn blobs(&self) -> Vec<Digest>;
-}
-
-impl<T: CacheValue + Send + Sync> crate::solver::ResultCache<T> for BuildCache {
-    fn load(&self, key: &CacheKey) -> Result<Option<T>, crate::graph::OpError> {
-        match self.get(key)? {
-            Some(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(v) => Ok(Some(v)),
-                // A record an older hoist wrote in another shape: a miss, overwritten on save.
-                Err(_) => Ok(None),
-            },
-            None => Ok(None),
-        }
-    }
-
-    fn save(&self, key: &CacheKey, value: &T) -> Result<(), crate::graph::OpError> {
-        let bytes = serde_json::to_vec(value)?;
-        self.put(key, &bytes, &value.blobs())?;
-        Ok(())
-    }
-}
-
-/// Content hashes of context files, remembered by their stat signature (device, inode, size,
-/// mtime, ctime: any write changes ctime), so an unchanged file is not read again. The key of a
-/// COPY is the content hash; the signature only decides whether the hash must be recomputed.
-#[derive(Debug, Default)]
-pub struct FileHashes {
-    pub root: String,
-    pub known: std::collections::HashMap<String, (String, [u8; 32])>,
-    pub fresh: Mutex<Vec<(String, String, [u8; 32])>>,
-}
-
-impl BuildCache {
-    /// The remembered hashes of files under `root`.
-    pub fn file_hashes(&self, root: &Path) -> Result<FileHashes> {
-        let conn = self.conn.lock();
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS file_hashes (root TEXT NOT NULL, rel TEXT NOT NULL, \
-             sig TEXT NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (root, rel))",
-        )
-        .map_err(self.db())?;
-        let root = root.to_string_lossy().into_owned();
-        let mut stmt = conn
-            .prepare("SELECT rel, sig, hash FROM file_hashes WHERE root = ?1")
-            .map_err(self.db())?;
-        let rows = stmt
-            .query_map(params![root], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
-            })
-            .map_err(self.db())?;
-        let mut known = std::collections::HashMap::new();
-        for row in rows {
-            let (rel, sig, hash) = row.map_err(self.db())?;
-            if let Ok(h) = <[u8; 32]>::try_from(hash.as_slice()) {
-                known.insert(rel, (sig, h));
-            }
-        }
-        Ok(FileHashes {
-            root,
-            known,
-            fresh: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// Remembers the hashes computed since [`BuildCache::file_hashes`].
-    pub fn save_file_hashes(&self, hashes: &FileHashes) -> Result<()> {
-        let fresh = std::mem::take(&mut *hashes.fresh.lock());
-        if fresh.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction().map_err(self.db())?;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT OR REPLACE INTO file_hashes (root, rel, sig, hash) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(self.db())?;
-            for (rel, sig, hash) in &fresh {
-                stmt.execute(params![hashes.root, rel, sig, &hash[..]])
-                    .map_err(self.db())?;
-            }
-        }
-        tx.commit().map_err(self.db())?;
-        Ok(())
     }
 }

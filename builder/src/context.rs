@@ -94,6 +94,32 @@ pub struct ContextFile {
     pub size: u64,
     /// For symlinks: the target as stored.
     pub link_target: Option<String>,
+    /// For files: what the hash cache validates, from the stat taken when resolving (saves a
+    /// second stat per file in [`Context::checksum`]).
+    #[serde(skip)]
+    stat: Option<Stat>,
+}
+
+/// The stat fields a hash cache entry is validated against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+    dev: u64,
+}
+
+impl Stat {
+    fn of(md: &std::fs::Metadata) -> Stat {
+        Stat {
+            size: md.len(),
+            mtime_ns: ts(md.mtime(), md.mtime_nsec()),
+            ctime_ns: ts(md.ctime(), md.ctime_nsec()),
+            ino: md.ino(),
+            dev: md.dev(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -198,8 +224,8 @@ impl Context {
         Ok(Self::bare(temp.path().to_path_buf(), Some(temp)))
     }
 
-    /// A context from a tar archive (plain, gzip or zstd), extracted under `scratch`; entries
-    /// that would land outside the extraction directory are refused by the tar reader.
+    /// A context from a tar archive (plain, gzip or zstd), extracted under `scratch` by the
+    /// runtime's confined unpacker (entries cannot land outside the extraction directory).
     /// `dockerfile` is the Dockerfile's path inside the archive (for its own `.dockerignore`).
     pub fn from_tar(
         reader: impl Read,
@@ -227,13 +253,18 @@ impl Context {
         } else {
             Box::new(chained)
         };
-        let mut archive = tar::Archive::new(stream);
-        archive.set_preserve_permissions(true);
-        archive.set_overwrite(true);
-        archive.set_unpack_xattrs(false);
-        archive
-            .unpack(temp.path())
-            .map_err(|e| ContextError::Stdin(format!("extracting the context archive: {e}")))?;
+        // The runtime's confined unpacker, never `tar::Archive::unpack`: nothing lands outside
+        // the extraction directory, whatever the names, symlinks or hard links in the archive.
+        hoist_runtime::unpack::unpack_layer(
+            stream,
+            temp.path(),
+            &hoist_runtime::unpack::UnpackOptions {
+                whiteouts: hoist_runtime::unpack::Whiteouts::Apply,
+                chown: false,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| ContextError::Stdin(format!("extracting the context archive: {e}")))?;
         let root = temp.path().to_path_buf();
         let mut ctx = Self::bare(root, Some(temp));
         let specific = dockerfile.map(|d| {
@@ -444,6 +475,7 @@ impl Context {
             mode: md.mode() & 0o7777,
             size: if kind == FileKind::File { md.len() } else { 0 },
             link_target,
+            stat: (kind == FileKind::File).then(|| Stat::of(&md)),
         }))
     }
 
@@ -669,14 +701,17 @@ impl Context {
 
     /// The sha256 of a file's content (`sha256:<hex>`), through the hash cache.
     pub fn file_digest(&self, f: &ContextFile) -> Result<String, ContextError> {
-        let md = std::fs::metadata(&f.host_path).map_err(io_err(&f.host_path))?;
+        let st = match f.stat {
+            Some(st) => st,
+            None => Stat::of(&std::fs::metadata(&f.host_path).map_err(io_err(&f.host_path))?),
+        };
         let key = f.host_path.to_string_lossy().into_owned();
         let probe = HashEntry {
-            size: md.len(),
-            mtime_ns: ts(md.mtime(), md.mtime_nsec()),
-            ctime_ns: ts(md.ctime(), md.ctime_nsec()),
-            ino: md.ino(),
-            dev: md.dev(),
+            size: st.size,
+            mtime_ns: st.mtime_ns,
+            ctime_ns: st.ctime_ns,
+            ino: st.ino,
+            dev: st.dev,
             hashed_ns: 0,
             digest: String::new(),
         };

@@ -105,7 +105,8 @@ pub struct Instr {
     /// Last line, continuation lines and heredoc bodies included.
     pub end_line: usize,
     /// The instruction as written, continuations joined, without heredoc bodies; for an
-    /// `ONBUILD` trigger, the text after `ONBUILD` (what docker stores in the image's `OnBuild`).
+    /// `ONBUILD` trigger, the text after `ONBUILD` followed by `\n<body><name>` per heredoc (what
+    /// docker stores in the image's `OnBuild`).
     pub source: String,
 }
 
@@ -119,7 +120,8 @@ pub enum Instruction {
     Shell(Vec<String>),
     /// Key/value pairs, raw (quotes still in place; expand each with [`expand`]).
     Label(Vec<(String, String)>),
-    /// Port specs as written (`80`, `53/udp`, `$PORT`); expand each with [`expand_words`].
+    /// Port specs as written (`80`, `53/udp`, `$PORT`), sorted as docker sorts them; expand each
+    /// with [`expand_words`].
     Expose(Vec<String>),
     /// Key/value pairs, raw. The legacy form `ENV k v w` gives one pair `("k", "v w")`.
     Env(Vec<(String, String)>),

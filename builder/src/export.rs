@@ -76,8 +76,14 @@ pub async fn to_store(env: &Arc<Env>, snap: &Snapshot, tags: &[Reference]) -> Re
                     images.put_blob_file(repo, &l.digest, &path).await?;
                 }
                 Some(from) => {
-                    let from = RepoName::parse(from).map_err(|e| BuildError::Other(e.to_string()))?;
-                    if images.store().blob_mount(repo, &from, &l.digest).await?.is_none() {
+                    let from =
+                        RepoName::parse(from).map_err(|e| BuildError::Other(e.to_string()))?;
+                    if images
+                        .store()
+                        .blob_mount(repo, &from, &l.digest)
+                        .await?
+                        .is_none()
+                    {
                         return Err(BuildError::Other(format!(
                             "base layer {} is no longer in the local store (repository {from}); rebuild with --pull",
                             l.digest
@@ -140,10 +146,16 @@ pub async fn to_local(env: &Arc<Env>, snap: &Snapshot, dest: &Path) -> Result<()
     tokio::task::spawn_blocking(move || -> Result<()> {
         std::fs::create_dir_all(&dest)
             .map_err(|e| BuildError::Other(format!("creating {}: {e}", dest.display())))?;
-        // Apply the layers bottom..top: whiteouts delete, opaque dirs replace.
+        // Apply the layers bottom..top (whiteouts delete, opaque dirs replace), each written as
+        // a plain tar and unpacked by the runtime's confined unpacker: a symlink an earlier layer
+        // left in `dest` cannot redirect a later layer's files out of it.
         for d in &dirs {
             apply_dir(d, &dest).map_err(|e| {
-                BuildError::Other(format!("writing {}: {e}", dest.display()))
+                BuildError::Other(format!(
+                    "writing {} into {}: {e}",
+                    d.display(),
+                    dest.display()
+                ))
             })?;
         }
         Ok(())
@@ -152,49 +164,35 @@ pub async fn to_local(env: &Arc<Env>, snap: &Snapshot, dest: &Path) -> Result<()
     .map_err(|e| BuildError::Other(e.to_string()))?
 }
 
-fn apply_dir(layer: &Path, dest: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-    let mut stack = vec![std::path::PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for e in std::fs::read_dir(layer.join(&rel))? {
-            let e = e?;
-            let r = rel.join(e.file_name());
-            let src = e.path();
-            let dst = dest.join(&r);
-            let md = std::fs::symlink_metadata(&src)?;
-            let ft = md.file_type();
-            if ft.is_char_device() && md.rdev() == 0 {
-                let _ = std::fs::remove_dir_all(&dst);
-                let _ = std::fs::remove_file(&dst);
-                continue;
-            }
-            if ft.is_dir() {
-                let mut buf = [0u8; 4];
-                let opaque = matches!(rustix::fs::lgetxattr(&src, "trusted.overlay.opaque", &mut buf), Ok(n) if &buf[..n] == b"y");
-                if opaque || !dst.is_dir() {
-                    let _ = std::fs::remove_dir_all(&dst);
-                    let _ = std::fs::remove_file(&dst);
-                    std::fs::create_dir_all(&dst)?;
-                }
-                std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
-                stack.push(r);
-            } else {
-                if dst.is_dir() && !dst.is_symlink() {
-                    std::fs::remove_dir_all(&dst)?;
-                } else {
-                    let _ = std::fs::remove_file(&dst);
-                }
-                if ft.is_symlink() {
-                    std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
-                } else if ft.is_file() {
-                    std::fs::copy(&src, &dst)?;
-                } else {
-                    continue;
-                }
-            }
-            let _ = std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()));
-        }
-    }
+fn apply_dir(layer: &Path, dest: &Path) -> Result<(), String> {
+    use hoist_runtime::rootfs::{Compression, LayerOptions, write_layer};
+    use hoist_runtime::unpack::{UnpackOptions, Whiteouts, unpack_layer};
+    let (reader, writer) = std::io::pipe().map_err(|e| e.to_string())?;
+    let src = layer.to_owned();
+    let producer = std::thread::spawn(move || {
+        write_layer(
+            &src,
+            std::io::BufWriter::with_capacity(256 * 1024, writer),
+            &LayerOptions {
+                compression: Compression::None,
+                ..LayerOptions::default()
+            },
+        )
+    });
+    let unpacked = unpack_layer(
+        std::io::BufReader::with_capacity(256 * 1024, reader),
+        dest,
+        &UnpackOptions {
+            whiteouts: Whiteouts::Apply,
+            max_size: u64::MAX,
+            ..UnpackOptions::default()
+        },
+    );
+    let written = producer
+        .join()
+        .map_err(|_| "the layer writer thread panicked".to_owned())?;
+    written.map_err(|e| e.to_string())?;
+    unpacked.map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -123,7 +123,10 @@ impl<T> Graph<T> {
     ) -> VertexId {
         let id = VertexId(self.vertices.len());
         for i in &inputs {
-            assert!(i.0 < id.0, "input {i:?} of vertex {id:?} is not in the graph");
+            assert!(
+                i.0 < id.0,
+                "input {i:?} of vertex {id:?} is not in the graph"
+            );
         }
         self.vertices.push(Vertex {
             op,

@@ -2,6 +2,19 @@
 //!
 //! `Dockerfile + context -> dockerfile::parse -> graph (Vertex, Op, CacheKey) -> solver (parallel,
 //! deduplicated, cached) -> snapshots -> exporters (image store, oci, docker, local)`.
+//!
+//! - [`dockerfile`], [`ignore`], [`context`]: the frontend (parser with spans, docker's word
+//!   expansion, `.dockerignore` rules, build contexts).
+//! - [`graph`]: ops and vertices, [`graph::CacheKey`] = sha256 of the normalised op and its
+//!   inputs' keys. Knows nothing of Dockerfiles.
+//! - [`solver`]: runs what a target needs, independent vertices in parallel, each key once, with
+//!   the cache rule (a hit runs nothing; a miss runs that op and everything after it).
+//! - [`cache`]: the persistent, concurrency-safe build cache under `$HOIST_HOME/builder/`
+//!   (SQLite records + layer blobs, `prune --keep-storage`).
+//! - [`build`]: the Dockerfile driver (stages -> ops; COPY/ADD written straight into an upper
+//!   dir, RUN through a [`build::Runner`]), [`run`]: the runner on the runtime's executor,
+//!   [`snapshot`]: layer stacks (unpacked in the runtime's layer store, mounted with its
+//!   `Rootfs`), [`export`]: image store, archives, local.
 
 pub mod build;
 pub mod cache;

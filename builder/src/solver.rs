@@ -89,10 +89,7 @@ pub enum Event {
     /// Output of a running vertex.
     Log { vertex: VertexId, bytes: Vec<u8> },
     /// The vertex ran and finished.
-    Done {
-        vertex: VertexId,
-        elapsed: Duration,
-    },
+    Done { vertex: VertexId, elapsed: Duration },
     /// The vertex ran and failed.
     Failed {
         vertex: VertexId,
@@ -327,12 +324,17 @@ async fn solve_vertex<T: Send + Sync + 'static>(
                     Err(e) => return Err(Arc::new(SolveError::Cache(e))),
                 }
             }
-            progress.event(Event::Started {
-                vertex: v,
-                kind: op.kind(),
-                label: vertex.label.clone(),
-                name: op.name(),
-            });
+            // A cheap op on inputs that were all hits is part of the cached chain: it is
+            // recomputed silently and reported as cached.
+            let quiet = inputs_hit && !op.cacheable() && !ins.is_empty();
+            if !quiet {
+                progress.event(Event::Started {
+                    vertex: v,
+                    kind: op.kind(),
+                    label: vertex.label.clone(),
+                    name: op.name(),
+                });
+            }
             let started = Instant::now();
             let values: Vec<Arc<T>> = ins.iter().map(|s| s.value.clone()).collect();
             let log = VertexLog {
@@ -346,10 +348,19 @@ async fn solve_vertex<T: Send + Sync + 'static>(
                             .save(&key, &value)
                             .map_err(|e| Arc::new(SolveError::Cache(e)))?;
                     }
-                    progress.event(Event::Done {
-                        vertex: v,
-                        elapsed: started.elapsed(),
-                    });
+                    if quiet {
+                        progress.event(Event::Cached {
+                            vertex: v,
+                            kind: op.kind(),
+                            label: vertex.label.clone(),
+                            name: op.name(),
+                        });
+                    } else {
+                        progress.event(Event::Done {
+                            vertex: v,
+                            elapsed: started.elapsed(),
+                        });
+                    }
                     // Running a cheap op whose inputs were all hits is still a hit.
                     Ok((Arc::new(value), inputs_hit && !op.cacheable()))
                 }
@@ -375,9 +386,5 @@ async fn solve_vertex<T: Send + Sync + 'static>(
             name: op.name(),
         });
     }
-    Ok(Solved {
-        key,
-        value,
-        hit,
-    })
+    Ok(Solved { key, value, hit })
 }

@@ -210,7 +210,10 @@ async fn a_hit_runs_nothing_and_a_miss_runs_everything_after_it() {
     c.reset();
     let (g, t) = build(&[10, 21, 30, 40]);
     let opts = SolveOptions { no_cache: true };
-    assert_eq!(solve(g, cache.clone(), &[t], opts).await.unwrap(), vec![102]);
+    assert_eq!(
+        solve(g, cache.clone(), &[t], opts).await.unwrap(),
+        vec![102]
+    );
     assert_eq!(c.total(), 5);
 }
 
@@ -266,9 +269,14 @@ async fn each_key_runs_once_and_only_what_the_target_needs() {
     let b = chain(&mut g, &c, "b", 5, &[1, 2]);
     let _unused = chain(&mut g, &c, "u", 7, &[1, 1, 1]);
     let m = g.add(c.op("merge", Toy::Sum), vec![a, b], "");
-    let out = solve(g, Arc::new(MemoryCache::default()), &[m], SolveOptions::default())
-        .await
-        .unwrap();
+    let out = solve(
+        g,
+        Arc::new(MemoryCache::default()),
+        &[m],
+        SolveOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out, vec![16]);
     // Each key once: a and b share every key, so only one of each pair ran.
     assert_eq!(c.runs("a1") + c.runs("b1"), 1);
@@ -296,9 +304,14 @@ async fn independent_vertices_run_in_parallel() {
     }
     let m = g.add(c.op("merge", Toy::Sum), tips, "");
     // The three meeting ops only get past their barrier if all three run at once.
-    let out = solve(g, Arc::new(MemoryCache::default()), &[m], SolveOptions::default())
-        .await
-        .unwrap();
+    let out = solve(
+        g,
+        Arc::new(MemoryCache::default()),
+        &[m],
+        SolveOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out, vec![6]);
 }
 
@@ -327,7 +340,11 @@ async fn config_ops_always_run_and_do_not_break_the_chain_of_hits() {
         vec![9]
     );
     assert_eq!(c.runs("env"), 1, "config ops are recomputed");
-    assert_eq!(c.runs("add2"), 0, "the step after a config op is still a hit");
+    assert_eq!(
+        c.runs("add2"),
+        0,
+        "the step after a config op is still a hit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +23,7 @@ use crate::home;
 #[derive(Subcommand)]
 pub enum BuildCommand {
     /// Build an image from a Dockerfile
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Manage the build cache
     #[command(subcommand)]
     Builder(BuilderCommand),
@@ -94,7 +94,7 @@ pub struct BuildArgs {
 
 pub fn run(cmd: BuildCommand) -> Result<()> {
     match cmd {
-        BuildCommand::Build(args) => build_cmd(args),
+        BuildCommand::Build(args) => build_cmd(*args),
         BuildCommand::Builder(BuilderCommand::Prune {
             keep_storage,
             force: _,
@@ -108,8 +108,6 @@ pub fn run(cmd: BuildCommand) -> Result<()> {
             let dir = home.join("builder");
             let r = BuildCache::prune(&dir, keep)
                 .with_context(|| format!("pruning the build cache in {}", dir.display()))?;
-            // Unpacked layers of removed blobs go too: they are rebuilt from blobs on demand.
-            prune_snapshots(&home, &dir)?;
             println!(
                 "Deleted build cache objects: {}\nTotal reclaimed space: {}",
                 r.records_removed,
@@ -130,19 +128,6 @@ pub fn run(cmd: BuildCommand) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Removes every unpacked build layer (they are caches of blobs; the next build unpacks what it
-/// needs again).
-fn prune_snapshots(home: &Path, _builder: &Path) -> Result<()> {
-    let dir = home.join("builder/snapshots");
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
-        }
-    }
-    Ok(())
 }
 
 fn human(n: u64) -> String {
@@ -408,23 +393,24 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
             .prefix("hoist-context-")
             .tempdir()
             .context("creating a directory for the build context")?;
-        let plain = hoist_builder::snapshot::decompressed(&data[..])
+        let plain = hoist_runtime::unpack::decompress(&data[..])
             .and_then(|mut r| {
                 let mut v = Vec::new();
                 r.read_to_end(&mut v).map(|_| v)
             })
             .unwrap_or_else(|_| data.clone());
         let (path, text) = if is_tar(&plain) {
-            let mut a = tar::Archive::new(&plain[..]);
-            for entry in a.entries().context("reading the context tar")? {
-                let mut entry = entry.context("reading the context tar")?;
-                if !entry
-                    .unpack_in(dir.path())
-                    .context("unpacking the context tar")?
-                {
-                    bail!("the context tar has an entry outside its root");
-                }
-            }
+            // The runtime's confined unpacker: no entry lands outside the context directory.
+            hoist_runtime::unpack::unpack_layer(
+                &plain[..],
+                dir.path(),
+                &hoist_runtime::unpack::UnpackOptions {
+                    whiteouts: hoist_runtime::unpack::Whiteouts::Apply,
+                    chown: false,
+                    ..Default::default()
+                },
+            )
+            .context("unpacking the context tar")?;
             let f = args
                 .file
                 .clone()
@@ -444,7 +430,10 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         _stdin_context = None;
         let ctx = PathBuf::from(&args.context);
         if !ctx.is_dir() {
-            bail!("unable to prepare context: path {:?} not found", args.context);
+            bail!(
+                "unable to prepare context: path {:?} not found",
+                args.context
+            );
         }
         let path = args.file.clone().unwrap_or_else(|| ctx.join("Dockerfile"));
         let text = std::fs::read_to_string(&path)
@@ -458,12 +447,8 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
     printer.internal(&format!(
         "[internal] load build definition from {dockerfile_name}"
     ));
-    // `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's `.dockerignore`.
-    let own_ignore = PathBuf::from(format!("{}.dockerignore", dockerfile_path.display()));
-    let ignore = match std::fs::read_to_string(&own_ignore) {
-        Ok(t) => Some(t),
-        Err(_) => std::fs::read_to_string(context_dir.join(".dockerignore")).ok(),
-    };
+    // `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's `.dockerignore`
+    // (read with the context, `hoist_builder::context::Context::from_dir`).
     printer.internal("[internal] load .dockerignore");
 
     let mut build_args = BTreeMap::new();
@@ -522,8 +507,8 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
     let opts = BuildOptions {
         dockerfile: dockerfile_text,
         dockerfile_name: dockerfile_path.display().to_string(),
-        context_dir: context_dir.clone(),
-        ignore,
+        context_dir,
+        dockerfile_path: Some(dockerfile_path.clone()),
         build_args,
         target: args.target.clone(),
         no_cache: args.no_cache,
@@ -544,7 +529,10 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
             .await
             .with_context(|| format!("opening the local store in {}", home.display()))?;
         let cache = Arc::new(BuildCache::open(&home.join("builder")).with_context(|| {
-            format!("opening the build cache in {}", home.join("builder").display())
+            format!(
+                "opening the build cache in {}",
+                home.join("builder").display()
+            )
         })?);
         let mut env = Env::new(
             &home,
@@ -640,8 +628,7 @@ fn explain(e: anyhow::Error, printer: &Printer) -> anyhow::Error {
         Some(build::BuildError::Step { source, .. }) => Some(source),
         _ => None,
     };
-    if let Some(v) = solve.and_then(|s| s.vertex())
-    {
+    if let Some(v) = solve.and_then(|s| s.vertex()) {
         let tail = printer.tail(v);
         if !tail.is_empty() {
             return anyhow!("{e}\nlast output lines:\n{}", tail.join("\n"));

@@ -928,6 +928,7 @@ async fn commit_image(
             &LayerOptions {
                 compression: Compression::Gzip,
                 source_date_epoch: None,
+                ..LayerOptions::default()
             },
         )
     })

@@ -86,7 +86,9 @@ impl Home {
 
     /// The image's filesystem, through a local output of a one-line build on top of it.
     fn files(&self, image: &str) -> PathBuf {
-        let ctx = self.path().join(format!("files-{}", image.replace([':', '/'], "_")));
+        let ctx = self
+            .path()
+            .join(format!("files-{}", image.replace([':', '/'], "_")));
         std::fs::create_dir_all(&ctx).unwrap();
         std::fs::write(ctx.join("Dockerfile"), format!("FROM {image}\n")).unwrap();
         let dest = ctx.join("out");
@@ -97,7 +99,9 @@ impl Home {
 
     /// A stand-in base: busybox plus `files` (path, content, mode), tagged `tag`.
     fn stand_in(&self, tag: &str, files: &[(&str, &str, u32)]) {
-        let ctx = self.path().join(format!("base-{}", tag.replace([':', '/'], "_")));
+        let ctx = self
+            .path()
+            .join(format!("base-{}", tag.replace([':', '/'], "_")));
         std::fs::create_dir_all(&ctx).unwrap();
         let mut df = String::from("FROM busybox:latest\n");
         for (i, (path, content, mode)) in files.iter().enumerate() {
@@ -209,16 +213,25 @@ VOLUME [\"/app/data\", \"/app/profiles2\", \"/app/config2\"]
         std::fs::read_to_string(root.join("app/web/index.html")).unwrap(),
         "<h1>hi</h1>\n"
     );
-    assert!(root.join("app/data/other").is_file(), "COPY . /app copied the whole context");
+    assert!(
+        root.join("app/data/other").is_file(),
+        "COPY . /app copied the whole context"
+    );
     assert_eq!(
         std::fs::read_to_string(root.join("data/my-sample.txt")).unwrap(),
         "sample\n"
     );
     assert!(root.join("mydir/sample.txt").is_file() && root.join("mydir/sample2.txt").is_file());
-    assert!(root.join("app/bin/tool").is_file(), "ADD extracted sample.tar");
+    assert!(
+        root.join("app/bin/tool").is_file(),
+        "ADD extracted sample.tar"
+    );
     // ADD URL: fetched, never extracted, mode 0600.
     let fetched = root.join("data/sample.txt");
-    assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "fetched over http\n");
+    assert_eq!(
+        std::fs::read_to_string(&fetched).unwrap(),
+        "fetched over http\n"
+    );
     assert_eq!(std::fs::metadata(&fetched).unwrap().mode() & 0o777, 0o600);
     // Files default to uid/gid 0; --chown applies.
     let md = std::fs::metadata(root.join("app/data/files1")).unwrap();
@@ -226,8 +239,14 @@ VOLUME [\"/app/data\", \"/app/profiles2\", \"/app/config2\"]
     let md = std::fs::metadata(root.join("data/my-sample.txt")).unwrap();
     assert_eq!((md.uid(), md.gid()), (0, 0));
     // RUN cd does not persist, WORKDIR does.
-    assert!(root.join("sample.txt").is_file(), "RUN cd /app/bin; RUN touch: at /");
-    assert!(root.join("app/bin/sample.txt").is_file(), "WORKDIR then touch");
+    assert!(
+        root.join("sample.txt").is_file(),
+        "RUN cd /app/bin; RUN touch: at /"
+    );
+    assert!(
+        root.join("app/bin/sample.txt").is_file(),
+        "WORKDIR then touch"
+    );
     // VOLUME in all three forms.
     let c = h.inspect("forms");
     let vols = c["Config"]["Volumes"].as_object().unwrap();
@@ -363,7 +382,12 @@ fn node_app_editing_a_source_file_does_not_rerun_npm_install() {
     // A no-op rebuild: every step cached, same image id.
     let id1 = h.inspect("app")["Id"].clone();
     let out = h.build(ctx.path(), &["-t", "app"]);
-    for s in ["RUN mkdir", "COPY package.json", "RUN npm install", "COPY . /app"] {
+    for s in [
+        "RUN mkdir",
+        "COPY package.json",
+        "RUN npm install",
+        "COPY . /app",
+    ] {
         assert!(cached(&out, s), "{s}: {out}");
     }
     assert_eq!(h.inspect("app")["Id"], id1);
@@ -383,17 +407,32 @@ fn node_app_editing_a_source_file_does_not_rerun_npm_install() {
         .unwrap();
     drop(f);
     let out = h.build(ctx.path(), &["-t", "app"]);
-    assert!(cached(&out, "COPY . /app"), "mtime never invalidates: {out}");
+    assert!(
+        cached(&out, "COPY . /app"),
+        "mtime never invalidates: {out}"
+    );
+    // The context's file hashes persist under $HOIST_HOME/builder (they only save re-reading).
+    let hashes = h.path().join("home/builder/hashes");
+    assert!(
+        std::fs::read_dir(&hashes)
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "json")),
+        "no hash cache in {}",
+        hashes.display()
+    );
 }
 
 #[test]
 fn node_alpine_python_centos_and_nginx_images() {
     let h = Home::new();
-    h.stand_in("node:10.9-alpine", &[("/usr/local/bin/npm", NPM, 0o755), (
-        "/usr/local/bin/node",
-        "#!/bin/sh\ncat \"$1\"\n",
-        0o755,
-    )]);
+    h.stand_in(
+        "node:10.9-alpine",
+        &[
+            ("/usr/local/bin/npm", NPM, 0o755),
+            ("/usr/local/bin/node", "#!/bin/sh\ncat \"$1\"\n", 0o755),
+        ],
+    );
     h.stand_in("python:2.7", &[(
         "/usr/local/bin/pip",
         "#!/bin/sh\n[ \"$1\" = install ] && [ \"$2\" = -r ] && cp \"$3\" /installed-requirements && echo pip installed\n",
@@ -407,17 +446,26 @@ fn node_alpine_python_centos_and_nginx_images() {
     h.ok(&["tag", "busybox:latest", "nginx:alpine"]);
 
     let node = context(&[
-        ("Dockerfile", "FROM node:10.9-alpine\nRUN mkdir /app\nWORKDIR /app\nCOPY package.json /app/\nRUN npm install\nCOPY ./src /app/src\nEXPOSE 80\nCMD node src/server.js\n"),
+        (
+            "Dockerfile",
+            "FROM node:10.9-alpine\nRUN mkdir /app\nWORKDIR /app\nCOPY package.json /app/\nRUN npm install\nCOPY ./src /app/src\nEXPOSE 80\nCMD node src/server.js\n",
+        ),
         ("package.json", "{}\n"),
         ("src/server.js", "server running\n"),
     ]);
     h.build(node.path(), &["-t", "node-app"]);
     let c = h.inspect("node-app");
     assert!(c["Config"]["ExposedPorts"]["80/tcp"].is_object());
-    assert!(h.ok(&["run", "--rm", "node-app"]).contains("server running"));
+    assert!(
+        h.ok(&["run", "--rm", "node-app"])
+            .contains("server running")
+    );
 
     let py = context(&[
-        ("Dockerfile", "FROM python:2.7\nRUN mkdir -p /app\nWORKDIR /app\nCOPY ./requirements.txt /app/\nRUN pip install -r requirements.txt\nCMD [\"python\", \"main.py\"]\n"),
+        (
+            "Dockerfile",
+            "FROM python:2.7\nRUN mkdir -p /app\nWORKDIR /app\nCOPY ./requirements.txt /app/\nRUN pip install -r requirements.txt\nCMD [\"python\", \"main.py\"]\n",
+        ),
         ("requirements.txt", "flask\n"),
     ]);
     let out = h.build(py.path(), &["-t", "py-app"]);
@@ -435,7 +483,10 @@ fn node_alpine_python_centos_and_nginx_images() {
     );
 
     let site = context(&[
-        ("Dockerfile", "FROM nginx:alpine\nCOPY . /usr/share/nginx/html\n"),
+        (
+            "Dockerfile",
+            "FROM nginx:alpine\nCOPY . /usr/share/nginx/html\n",
+        ),
         ("index.html", "<h1>my website</h1>\n"),
     ]);
     h.build(site.path(), &["-t", "my-website:1.0"]);
@@ -535,7 +586,10 @@ fn context_ignore_files_tags_targets_and_stdin() {
         "FROM busybox AS a\nRUN echo in-a > /a\nFROM busybox AS b\nRUN echo in-b > /b\nFROM busybox AS c\nCOPY --from=a /a /a\n",
     )]);
     let out = h.build(ms.path(), &["--target", "c", "-t", "tc"]);
-    assert!(out.contains("echo in-a") && !out.contains("echo in-b"), "{out}");
+    assert!(
+        out.contains("echo in-a") && !out.contains("echo in-b"),
+        "{out}"
+    );
     let out = h.build(ms.path(), &["--target", "b", "-t", "tb"]);
     assert!(!out.contains("echo in-a"), "{out}");
 
@@ -576,12 +630,25 @@ RUN --network=none ip link show 2>/dev/null | grep -c ': ' > /links || cat /proc
     let sec = format!("id=token,src={}", secret.display());
     h.build(ctx.path(), &["--secret", &sec, "-t", "mounts"]);
     let root = h.files("mounts");
-    assert_eq!(std::fs::read_to_string(root.join("copied-secret")).unwrap(), "s3cret");
+    assert_eq!(
+        std::fs::read_to_string(root.join("copied-secret")).unwrap(),
+        "s3cret"
+    );
     assert!(root.join("tmpfs").is_file());
-    assert!(!root.join("scratch/t").exists(), "tmpfs contents are not in the layer");
-    assert_eq!(std::fs::read_to_string(root.join("links")).unwrap().trim(), "1", "only lo");
+    assert!(
+        !root.join("scratch/t").exists(),
+        "tmpfs contents are not in the layer"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("links")).unwrap().trim(),
+        "1",
+        "only lo"
+    );
     // The cache mount persists across builds (--no-cache reruns the step).
-    h.build(ctx.path(), &["--secret", &sec, "--no-cache", "-t", "mounts"]);
+    h.build(
+        ctx.path(),
+        &["--secret", &sec, "--no-cache", "-t", "mounts"],
+    );
     let count = std::fs::read_to_string(h.files("mounts").join("count")).unwrap();
     assert_eq!(count.trim(), "2");
 
@@ -600,7 +667,10 @@ RUN --network=none ip link show 2>/dev/null | grep -c ': ' > /links || cat /proc
 fn oci_and_docker_outputs_read_by_skopeo_and_umoci_and_reproducible() {
     let h = Home::new();
     let ctx = context(&[
-        ("Dockerfile", "FROM busybox\nCOPY f /f\nRUN echo built > /g\nCMD [\"cat\", \"/g\"]\n"),
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY f /f\nRUN echo built > /g\nCMD [\"cat\", \"/g\"]\n",
+        ),
         ("f", "file\n"),
     ]);
     let oci = h.path().join("img.oci.tar");
@@ -612,7 +682,10 @@ fn oci_and_docker_outputs_read_by_skopeo_and_umoci_and_reproducible() {
     h.build(ctx.path(), &["-t", "zstd", "--compression", "zstd"]);
     let c = h.inspect("zstd");
     for l in c["Layers"].as_array().unwrap().iter().skip(1) {
-        assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+        assert_eq!(
+            l["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
     }
     assert_eq!(h.ok(&["run", "--rm", "zstd"]).trim(), "built");
     let out = Command::new("skopeo")
@@ -624,8 +697,14 @@ fn oci_and_docker_outputs_read_by_skopeo_and_umoci_and_reproducible() {
     let cfg: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["cat", "/g"]));
     let hist = cfg["history"].as_array().unwrap();
-    assert!(hist.iter().any(|e| e["created_by"].as_str().unwrap_or("").contains("COPY f /f")));
-    assert!(hist.iter().any(|e| e["empty_layer"] == true), "CMD is an empty layer");
+    assert!(
+        hist.iter()
+            .any(|e| e["created_by"].as_str().unwrap_or("").contains("COPY f /f"))
+    );
+    assert!(
+        hist.iter().any(|e| e["empty_layer"] == true),
+        "CMD is an empty layer"
+    );
     let out = Command::new("skopeo")
         .args(["--insecure-policy", "inspect"])
         .arg(format!("docker-archive:{}", docker.display()))
@@ -635,7 +714,16 @@ fn oci_and_docker_outputs_read_by_skopeo_and_umoci_and_reproducible() {
     // umoci unpacks the OCI layout.
     let layout = h.path().join("layout");
     std::fs::create_dir(&layout).unwrap();
-    assert!(Command::new("tar").arg("-xf").arg(&oci).arg("-C").arg(&layout).status().unwrap().success());
+    assert!(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&oci)
+            .arg("-C")
+            .arg(&layout)
+            .status()
+            .unwrap()
+            .success()
+    );
     let bundle = h.path().join("bundle");
     let out = Command::new("umoci")
         .args(["unpack", "--image"])
@@ -644,7 +732,10 @@ fn oci_and_docker_outputs_read_by_skopeo_and_umoci_and_reproducible() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(std::fs::read_to_string(bundle.join("rootfs/g")).unwrap(), "built\n");
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/g")).unwrap(),
+        "built\n"
+    );
 
     // SOURCE_DATE_EPOCH: two builds from scratch (no cache, a second later), same image id.
     let ids: Vec<Value> = (0..2)
@@ -694,7 +785,17 @@ fn debian_base(h: &Home) {
             }
         }
         let tmp = dir.join("debian-gcc.tar.tmp");
-        assert!(Command::new("tar").arg("-C").arg(&root).args(["-cf"]).arg(&tmp).arg(".").status().unwrap().success());
+        assert!(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&root)
+                .args(["-cf"])
+                .arg(&tmp)
+                .arg(".")
+                .status()
+                .unwrap()
+                .success()
+        );
         std::fs::rename(&tmp, &tar).unwrap();
         std::fs::remove_dir_all(&root).unwrap();
     }
@@ -706,31 +807,64 @@ fn debian_base(h: &Home) {
 fn apt_get_layers_and_the_multi_stage_size_ratio() {
     let h = Home::new();
     debian_base(&h);
-    let base_layers = h.inspect("debian-gcc:bookworm")["Layers"].as_array().unwrap().len();
+    let base_layers = h.inspect("debian-gcc:bookworm")["Layers"]
+        .as_array()
+        .unwrap()
+        .len();
     // Three RUN lines make three layers; one chained RUN makes one.
-    let three = context(&[("Dockerfile", "FROM debian-gcc:bookworm\nRUN apt-get update\nRUN apt-get install -y ca-certificates\nRUN rm -rf /var/lib/apt/lists/*\n")]);
+    let three = context(&[(
+        "Dockerfile",
+        "FROM debian-gcc:bookworm\nRUN apt-get update\nRUN apt-get install -y ca-certificates\nRUN rm -rf /var/lib/apt/lists/*\n",
+    )]);
     h.build(three.path(), &["-t", "three"]);
-    assert_eq!(h.inspect("three")["Layers"].as_array().unwrap().len(), base_layers + 3);
-    let one = context(&[("Dockerfile", "FROM debian-gcc:bookworm\nRUN apt-get update \\\n    && apt-get install -y --no-install-recommends \\\n       ca-certificates \\\n    && rm -rf /var/lib/apt/lists/*\n")]);
+    assert_eq!(
+        h.inspect("three")["Layers"].as_array().unwrap().len(),
+        base_layers + 3
+    );
+    let one = context(&[(
+        "Dockerfile",
+        "FROM debian-gcc:bookworm\nRUN apt-get update \\\n    && apt-get install -y --no-install-recommends \\\n       ca-certificates \\\n    && rm -rf /var/lib/apt/lists/*\n",
+    )]);
     h.build(one.path(), &["-t", "one"]);
-    assert_eq!(h.inspect("one")["Layers"].as_array().unwrap().len(), base_layers + 1);
-    let out = h.ok(&["run", "--rm", "one", "ls", "/etc/ssl/certs/ca-certificates.crt"]);
+    assert_eq!(
+        h.inspect("one")["Layers"].as_array().unwrap().len(),
+        base_layers + 1
+    );
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "one",
+        "ls",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ]);
     assert!(out.contains("ca-certificates.crt"), "{out}");
 
     // The hello world: single stage (the compiler stays) and multi-stage (only the binary).
     let hello = "#include <stdio.h>\nint main(void)\n{\n    printf(\"Hello, world!\\n\");\n    return 0;\n}\n";
     let single = context(&[
         ("hello.c", hello),
-        ("Dockerfile", "FROM debian-gcc:bookworm\nRUN mkdir /app\nWORKDIR /app\nCOPY . /app\nRUN mkdir bin\nRUN gcc -Wall hello.c -o bin/hello\nCMD /app/bin/hello\n"),
+        (
+            "Dockerfile",
+            "FROM debian-gcc:bookworm\nRUN mkdir /app\nWORKDIR /app\nCOPY . /app\nRUN mkdir bin\nRUN gcc -Wall hello.c -o bin/hello\nCMD /app/bin/hello\n",
+        ),
     ]);
     h.build(single.path(), &["-t", "hello:single"]);
     let multi = context(&[
         ("hello.c", hello),
-        ("Dockerfile", "FROM debian-gcc:bookworm AS build\nRUN mkdir /app\nWORKDIR /app\nCOPY . /app\nRUN mkdir bin\nRUN gcc -static hello.c -o bin/hello\nFROM alpine:3.7\nCOPY --from=build /app/bin/hello /app/hello\nCMD /app/hello\n"),
+        (
+            "Dockerfile",
+            "FROM debian-gcc:bookworm AS build\nRUN mkdir /app\nWORKDIR /app\nCOPY . /app\nRUN mkdir bin\nRUN gcc -static hello.c -o bin/hello\nFROM alpine:3.7\nCOPY --from=build /app/bin/hello /app/hello\nCMD /app/hello\n",
+        ),
     ]);
     h.build(multi.path(), &["-t", "hello:multi"]);
-    assert!(h.ok(&["run", "--rm", "hello:single"]).contains("Hello, world!"));
-    assert!(h.ok(&["run", "--rm", "hello:multi"]).contains("Hello, world!"));
+    assert!(
+        h.ok(&["run", "--rm", "hello:single"])
+            .contains("Hello, world!")
+    );
+    assert!(
+        h.ok(&["run", "--rm", "hello:multi"])
+            .contains("Hello, world!")
+    );
     let size = |i: &str| -> u64 {
         h.inspect(i)["Layers"]
             .as_array()
@@ -744,4 +878,79 @@ fn apt_get_layers_and_the_multi_stage_size_ratio() {
         big >= 40 * small,
         "multi-stage {small} bytes vs single stage {big} bytes: not 40x smaller"
     );
+}
+
+/// A raw ustar header (tar::Builder refuses `..` names itself).
+fn raw_entry(name: &str, kind: u8, link: &str, body: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_ustar();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    h.set_entry_type(tar::EntryType::new(kind));
+    h.set_size(body.len() as u64);
+    h.set_mode(if kind == b'5' { 0o755 } else { 0o644 });
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend_from_slice(body);
+    out.resize(out.len().next_multiple_of(512), 0);
+    out
+}
+
+#[test]
+fn add_of_a_malicious_tar_cannot_write_outside_the_layer() {
+    let h = Home::new();
+    let victim = tempfile::tempdir().unwrap();
+    let v = victim.path().to_str().unwrap().trim_start_matches('/');
+    let up = "../".repeat(20);
+
+    // A `../` entry climbing to the victim dir: refused, the build fails naming it.
+    let dotdot = format!("{up}{v}/dotdot");
+    let mut evil = raw_entry("ok.txt", b'0', "", b"fine\n");
+    evil.extend(raw_entry(&dotdot, b'0', "", b"escaped\n"));
+    evil.extend([0u8; 1024]);
+    let ctx = context(&[("Dockerfile", "FROM scratch\nADD evil.tar /out/\n")]);
+    std::fs::write(ctx.path().join("evil.tar"), &evil).unwrap();
+    let o = h.run(&["build", "--progress", "plain", ctx.path().to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("dotdot"), "{}", text(&o));
+    assert!(!victim.path().join("dotdot").exists());
+
+    // A symlink to the victim dir (absolute, and relative climbing out), then files through it:
+    // they resolve inside the layer (as if it were `/`), never on the host.
+    // The victim's path also exists inside the archive, so the links resolve (inside).
+    let mut evil = Vec::new();
+    let mut prefix = String::new();
+    for c in v.split('/') {
+        prefix.push_str(c);
+        prefix.push('/');
+        evil.extend(raw_entry(&prefix, b'5', "", b""));
+    }
+    evil.extend(raw_entry("abs", b'2', victim.path().to_str().unwrap(), b""));
+    evil.extend(raw_entry("rel", b'2', &format!("{up}{v}"), b""));
+    evil.extend(raw_entry("abs/via-abs", b'0', "", b"escaped\n"));
+    evil.extend(raw_entry("rel/via-rel", b'0', "", b"escaped\n"));
+    evil.extend([0u8; 1024]);
+    let ctx = context(&[("Dockerfile", "FROM scratch\nADD evil.tar /out/\n")]);
+    std::fs::write(ctx.path().join("evil.tar"), &evil).unwrap();
+    let o = h.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "evil",
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert!(!victim.path().join("via-abs").exists());
+    assert!(!victim.path().join("via-rel").exists());
+    assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0);
+    // Contained: the files are in the image, under /out.
+    assert!(o.status.success(), "{}", text(&o));
+    let root = h.files("evil");
+    for f in ["via-abs", "via-rel"] {
+        assert_eq!(
+            std::fs::read_to_string(root.join("out").join(v).join(f)).unwrap(),
+            "escaped\n",
+            "{f}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0);
 }

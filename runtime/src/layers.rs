@@ -358,6 +358,67 @@ impl LayerStore {
         result
     }
 
+    /// Blocking: keeps the directory `tree` (overlay form, e.g. a build step's upper dir, on the
+    /// store's filesystem) as the unpacked layer `diff_id`, with the blob `digest` recorded as
+    /// verified, without unpacking the blob. For the process that wrote that blob from `tree`
+    /// itself ([`write_layer`]): it vouches that `digest` decompresses to `diff_id` (`size`
+    /// uncompressed bytes) and that `tree_digest` is [`tree_digest`] of `tree` (the same as
+    /// `diff_id` when the layer was written without `source_date_epoch`). When the layer is
+    /// already there, only the blob is added to its record and `tree` is left alone. `Ok(false)`:
+    /// `tree` could not be moved into the store (another filesystem); nothing changed, and the
+    /// caller falls back to [`LayerStore::ensure`].
+    pub fn adopt(
+        &self,
+        tree: &Path,
+        digest: &Digest,
+        diff_id: &Digest,
+        tree_digest: &Digest,
+        size: u64,
+    ) -> Result<bool> {
+        let _lock = self.lock(diff_id)?;
+        if let Some(mut rec) = self.record(diff_id)? {
+            if rec.verified.insert(digest.clone()) {
+                self.write_record(&self.layer_dir(diff_id), &rec)?;
+            }
+            return Ok(true);
+        }
+        let tmp = self.dir.join("tmp").join(uuid::Uuid::new_v4().to_string());
+        fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        let root = tmp.join("root");
+        if let Err(e) = fs::rename(tree, &root) {
+            let _ = fs::remove_dir(&tmp);
+            if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) {
+                return Ok(false);
+            }
+            return Err(LayerError::Io {
+                path: tree.to_owned(),
+                source: e,
+            });
+        }
+        let rec = LayerRecord {
+            diff_id: diff_id.clone(),
+            tree: tree_digest.clone(),
+            size,
+            verified: BTreeSet::from([digest.clone()]),
+        };
+        let published = (|| {
+            self.write_record(&tmp, &rec)?;
+            let fd = fs::File::open(&tmp).map_err(io_err(&tmp))?;
+            rustix::fs::syncfs(&fd).map_err(|e| LayerError::Io {
+                path: tmp.clone(),
+                source: e.into(),
+            })?;
+            let dest = self.layer_dir(diff_id);
+            fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+            sync_dir(dest.parent().expect("a parent"));
+            Ok(())
+        })();
+        if published.is_err() {
+            let _ = remove_tree(&tmp);
+        }
+        published.map(|()| true)
+    }
+
     fn unpack_into(
         &self,
         blob: impl Read + Send,
@@ -699,6 +760,7 @@ pub fn tree_digest(root: &Path) -> Result<Digest, RootfsError> {
         &LayerOptions {
             compression: Compression::None,
             source_date_epoch: None,
+            ..LayerOptions::default()
         },
     )?;
     Ok(info.diff_id)

@@ -34,6 +34,7 @@ fn tar_of(root: &Path, c: Compression) -> (Vec<u8>, hoist_runtime::rootfs::Layer
         &LayerOptions {
             compression: c,
             source_date_epoch: Some(1_700_000_000),
+            ..LayerOptions::default()
         },
     )
     .unwrap();

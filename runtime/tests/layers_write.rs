@@ -96,6 +96,7 @@ fn layer(
         &LayerOptions {
             compression: c,
             source_date_epoch: epoch,
+            ..LayerOptions::default()
         },
     )
     .unwrap();

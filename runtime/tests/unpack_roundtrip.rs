@@ -77,6 +77,7 @@ fn plain(root: &Path) -> (Vec<u8>, hoist_runtime::rootfs::LayerInfo) {
         &LayerOptions {
             compression: Compression::None,
             source_date_epoch: None,
+            ..LayerOptions::default()
         },
     )
     .unwrap();

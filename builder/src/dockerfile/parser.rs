@@ -600,6 +600,9 @@ impl Parser<'_> {
                         "EXPOSE requires at least one argument: a port".into(),
                     ));
                 }
+                // docker sorts them (as strings) before expanding
+                let mut ports = ports;
+                ports.sort();
                 Instruction::Expose(ports)
             }
             "ADD" | "COPY" => {
@@ -787,6 +790,13 @@ impl Parser<'_> {
                     }
                     _ => {}
                 }
+                // docker stores the trigger with its heredoc bodies re-attached
+                let mut source = lg.text[inner.kw_off..].trim_matches(is_ws).to_string();
+                for h in &heredocs {
+                    source.push('\n');
+                    source.push_str(&h.content);
+                    source.push_str(&h.name);
+                }
                 let Parsed::Instr(kind) = self.build(lg, &inner, heredocs, true)? else {
                     return Err(perr(
                         inner.kw_off,
@@ -800,7 +810,7 @@ impl Parser<'_> {
                     line,
                     column,
                     end_line: lg.end_line,
-                    source: lg.text[inner.kw_off..].trim_matches(is_ws).to_string(),
+                    source,
                 }))
             }
             "HEALTHCHECK" => {
@@ -826,9 +836,6 @@ impl Parser<'_> {
                     "NONE" => {
                         if !rest.is_empty() {
                             return Err(at_args("HEALTHCHECK NONE takes no arguments".into()));
-                        }
-                        if let Some(fw) = sp.flags.first() {
-                            return Err(perr(fw.off, fw.len, "HEALTHCHECK NONE takes no flags"));
                         }
                         vec!["NONE".to_string()]
                     }
@@ -859,13 +866,6 @@ impl Parser<'_> {
                     };
                     let d = parse_go_duration(&v)
                         .map_err(|m| perr(fw.off, fw.len, format!("--{name}: {m}")))?;
-                    if d < 0 {
-                        return Err(perr(
-                            fw.off,
-                            fw.len,
-                            format!("interval {name:?} cannot be negative"),
-                        ));
-                    }
                     if d == 0 {
                         return Ok(None);
                     }
@@ -894,6 +894,17 @@ impl Parser<'_> {
                         Some(r as u32)
                     }
                 };
+                if test[0] == "NONE" {
+                    // docker does not read the flags of HEALTHCHECK NONE
+                    return Ok(Parsed::Instr(Instruction::Healthcheck(Healthcheck {
+                        test,
+                        interval: None,
+                        timeout: None,
+                        start_period: None,
+                        start_interval: None,
+                        retries: None,
+                    })));
+                }
                 Instruction::Healthcheck(Healthcheck {
                     test,
                     interval: dur("interval")?,

@@ -414,7 +414,7 @@ impl ShellWord<'_> {
                             None => (false, word),
                         };
                         let value = value.unwrap_or_default();
-                        let pat = Pattern::parse(&pat, self.lex.escape);
+                        let pat = Pattern::parse(&pat)?;
                         Ok(if ch == '%' {
                             trim_suffix(&pat, &value, greedy)
                         } else {
@@ -449,7 +449,7 @@ impl ShellWord<'_> {
                     }
                     return Ok(String::new());
                 };
-                let pat = Pattern::parse(&pattern, self.lex.escape);
+                let pat = Pattern::parse(&pattern)?;
                 Ok(replace(&pat, &value, &replacement, all))
             }
             _ => Err(format!("unsupported modifier ({chs}) in substitution")),
@@ -480,19 +480,20 @@ impl ShellWord<'_> {
     }
 }
 
-/// A shell pattern for `${V#p}` / `${V%p}` / `${V/p/r}`: `*`, `?`, `[...]`, escapes.
+/// A shell pattern for `${V#p}` / `${V%p}` / `${V/p/r}`, as BuildKit converts it: `*` any
+/// string, `?` any one character, `\*` `\?` `\\` literal, `\}` and `\/` the character itself;
+/// brackets are ordinary characters.
 #[derive(Debug)]
 enum PatTok {
     Lit(char),
     Any,
     One,
-    Class(bool, Vec<(char, char)>),
 }
 
 struct Pattern(Vec<PatTok>);
 
 impl Pattern {
-    fn parse(p: &str, escape: char) -> Pattern {
+    fn parse(p: &str) -> Result<Pattern, String> {
         let chars: Vec<char> = p.chars().collect();
         let mut toks = Vec::new();
         let mut i = 0;
@@ -502,53 +503,27 @@ impl Pattern {
             match c {
                 '*' => toks.push(PatTok::Any),
                 '?' => toks.push(PatTok::One),
-                '[' => {
-                    // find the closing bracket; if none, literal '['
-                    let mut j = i;
-                    let mut neg = false;
-                    if j < chars.len() && (chars[j] == '!' || chars[j] == '^') {
-                        neg = true;
-                        j += 1;
+                '\\' => match chars.get(i) {
+                    Some('}' | '/') => {}
+                    Some(&n @ ('*' | '?' | '\\')) => {
+                        toks.push(PatTok::Lit(n));
+                        i += 1;
                     }
-                    let mut ranges = Vec::new();
-                    let mut closed = false;
-                    let mut first = true;
-                    while j < chars.len() {
-                        let mut a = chars[j];
-                        if a == ']' && !first {
-                            closed = true;
-                            j += 1;
-                            break;
-                        }
-                        first = false;
-                        if a == escape && j + 1 < chars.len() {
-                            j += 1;
-                            a = chars[j];
-                        }
-                        j += 1;
-                        if j + 1 < chars.len() && chars[j] == '-' && chars[j + 1] != ']' {
-                            let b = chars[j + 1];
-                            ranges.push((a, b));
-                            j += 2;
-                        } else {
-                            ranges.push((a, a));
-                        }
+                    Some(n) => {
+                        return Err(format!(
+                            "invalid pattern ({p}) in substitution: invalid escape '\\{n}'"
+                        ));
                     }
-                    if closed {
-                        toks.push(PatTok::Class(neg, ranges));
-                        i = j;
-                    } else {
-                        toks.push(PatTok::Lit('['));
+                    None => {
+                        return Err(format!(
+                            "invalid pattern ({p}) in substitution: trailing escape"
+                        ));
                     }
-                }
-                c if c == escape && i < chars.len() => {
-                    toks.push(PatTok::Lit(chars[i]));
-                    i += 1;
-                }
+                },
                 c => toks.push(PatTok::Lit(c)),
             }
         }
-        Pattern(toks)
+        Ok(Pattern(toks))
     }
 
     /// Whether the pattern matches all of `s`.
@@ -557,20 +532,8 @@ impl Pattern {
             match t.first() {
                 None => s.is_empty(),
                 Some(PatTok::Any) => (0..=s.len()).any(|k| go(&t[1..], &s[k..])),
-                Some(tok) => match s.first() {
-                    None => false,
-                    Some(&c) => {
-                        let ok = match tok {
-                            PatTok::Lit(l) => *l == c,
-                            PatTok::One => true,
-                            PatTok::Class(neg, r) => {
-                                r.iter().any(|&(a, b)| a <= c && c <= b) != *neg
-                            }
-                            PatTok::Any => unreachable!("handled above"),
-                        };
-                        ok && go(&t[1..], &s[1..])
-                    }
-                },
+                Some(PatTok::Lit(l)) => s.first() == Some(l) && go(&t[1..], &s[1..]),
+                Some(PatTok::One) => !s.is_empty() && go(&t[1..], &s[1..]),
             }
         }
         go(&self.0, s)
@@ -607,28 +570,40 @@ fn trim_suffix(p: &Pattern, value: &str, greedy: bool) -> String {
     value.to_string()
 }
 
+/// Go's `Regexp.ReplaceAllString` / first-match replacement with a greedy pattern: leftmost
+/// match, longest at that position; with `all`, an empty match right after a match is skipped.
 fn replace(p: &Pattern, value: &str, replacement: &str, all: bool) -> String {
     let chars: Vec<char> = value.chars().collect();
+    let n = chars.len();
     let mut out = String::new();
     let mut i = 0;
-    let mut replaced = false;
-    while i <= chars.len() {
-        if !replaced || all {
-            // longest match starting at i
-            let found = (i..=chars.len())
-                .rev()
-                .find(|&e| e > i && p.matches(&chars[i..e]));
-            if let Some(e) = found {
+    let mut last_end: Option<usize> = None;
+    while i <= n {
+        let found = (i..=n).rev().find(|&e| p.matches(&chars[i..e]));
+        match found {
+            Some(e) if !(e == i && last_end == Some(i)) => {
                 out.push_str(replacement);
-                i = e;
-                replaced = true;
-                continue;
+                last_end = Some(e);
+                if e == i {
+                    if i < n {
+                        out.push(chars[i]);
+                    }
+                    i += 1;
+                } else {
+                    i = e;
+                }
+                if !all {
+                    out.extend(&chars[i.min(n)..]);
+                    return out;
+                }
+            }
+            _ => {
+                if i < n {
+                    out.push(chars[i]);
+                }
+                i += 1;
             }
         }
-        if i < chars.len() {
-            out.push(chars[i]);
-        }
-        i += 1;
     }
     out
 }

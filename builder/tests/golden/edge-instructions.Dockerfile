@@ -31,3 +31,7 @@ ADD --keep-git-dir=true https://github.com/moby/buildkit.git#v0.10.1 /buildkit
 ADD --unpack=false --exclude=x archive.tar.gz /opt/
 FROM builder AS final
 COPY --from=0 /out /out
+ONBUILD RUN <<EOT
+echo triggered
+EOT
+HEALTHCHECK --interval=5s NONE

@@ -1,5 +1,5 @@
-//! Deterministic layer compression: gzip (zlib-rs level 6, parallel members for large layers),
-//! zstd (level 3), or none.
+//! Deterministic layer compression: gzip (zlib-rs, level 6 unless told otherwise, parallel
+//! members for large layers), zstd (level 3), or none.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -9,8 +9,9 @@ use hoist_oci::{Digest, Digester};
 
 use super::write::Compression;
 
-/// The gzip level of every layer hoist writes. Level and backend (flate2's zlib-rs) are pinned:
-/// they decide the bytes, so the digests.
+/// The default gzip level of the layers hoist writes (commit, import...). Level and backend
+/// (flate2's zlib-rs) are pinned: they decide the bytes, so the digests. A caller may pin another
+/// level ([`super::LayerOptions::gzip_level`]; `hoist build` does), with the same guarantee.
 pub const GZIP_LEVEL: u32 = 6;
 /// The zstd level of every layer hoist writes.
 const ZSTD_LEVEL: i32 = 3;
@@ -19,14 +20,14 @@ const PIECE: usize = 64 * 1024;
 /// Uncompressed bytes per gzip member. Fixed, so the bytes do not depend on the core count.
 pub(crate) const MEMBER: usize = 16 * 1024 * 1024;
 
-/// One gzip member of `data`: no name, zero mtime, OS unknown, level 6, fed in 64 KiB pieces.
-pub(crate) fn gzip_member(data: &[u8]) -> io::Result<Vec<u8>> {
+/// One gzip member of `data`: no name, zero mtime, OS unknown, at `level`, fed in 64 KiB pieces.
+pub(crate) fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
     let mut enc = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)
         .write(
             Vec::with_capacity(data.len() / 3 + 64),
-            flate2::Compression::new(GZIP_LEVEL),
+            flate2::Compression::new(level),
         );
     for piece in data.chunks(PIECE) {
         enc.write_all(piece)?;
@@ -75,10 +76,17 @@ pub(crate) enum Compressor<W: Write> {
 }
 
 impl<W: Write> Compressor<W> {
-    pub(crate) fn new(c: Compression, out: W) -> io::Result<Self> {
+    pub(crate) fn new(c: Compression, gzip_level: u32, out: W) -> io::Result<Self> {
         Ok(match c {
             Compression::None => Compressor::None(out),
-            Compression::Gzip => Compressor::Gzip(ParallelGzip::new(out)),
+            Compression::Gzip => {
+                if !(1..=9).contains(&gzip_level) {
+                    return Err(io::Error::other(format!(
+                        "gzip level {gzip_level} is out of range (1 to 9)"
+                    )));
+                }
+                Compressor::Gzip(ParallelGzip::new(out, gzip_level))
+            }
             Compression::Zstd => Compressor::Zstd {
                 enc: zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?,
                 buf: Vec::with_capacity(PIECE),
@@ -131,16 +139,18 @@ pub(crate) struct ParallelGzip<W: Write> {
     buf: Vec<u8>,
     inflight: VecDeque<JoinHandle<io::Result<Vec<u8>>>>,
     max_inflight: usize,
+    level: u32,
 }
 
 impl<W: Write> ParallelGzip<W> {
-    pub(crate) fn new(out: W) -> Self {
+    pub(crate) fn new(out: W, level: u32) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         ParallelGzip {
             out,
             buf: Vec::new(),
             inflight: VecDeque::new(),
             max_inflight: cores.clamp(1, 16),
+            level,
         }
     }
 
@@ -149,8 +159,9 @@ impl<W: Write> ParallelGzip<W> {
         while self.inflight.len() >= self.max_inflight {
             self.drain_one()?;
         }
+        let level = self.level;
         self.inflight
-            .push_back(std::thread::spawn(move || gzip_member(&chunk)));
+            .push_back(std::thread::spawn(move || gzip_member(&chunk, level)));
         Ok(())
     }
 
@@ -167,7 +178,7 @@ impl<W: Write> ParallelGzip<W> {
     pub(crate) fn finish(mut self) -> io::Result<W> {
         if self.inflight.is_empty() {
             // Small: one member, compressed here.
-            let bytes = gzip_member(&self.buf)?;
+            let bytes = gzip_member(&self.buf, self.level)?;
             self.out.write_all(&bytes)?;
         } else {
             if !self.buf.is_empty() {
@@ -212,7 +223,7 @@ mod tests {
     #[test]
     fn parallel_gzip_is_members_of_fixed_size_and_round_trips() {
         let data = pseudo(MEMBER * 2 + 12345);
-        let mut g = ParallelGzip::new(Vec::new());
+        let mut g = ParallelGzip::new(Vec::new(), GZIP_LEVEL);
         for c in data.chunks(777_777) {
             g.write_all(c).unwrap();
         }
@@ -220,7 +231,7 @@ mod tests {
         // The same as members computed one by one, however many cores.
         let mut expected = Vec::new();
         for c in data.chunks(MEMBER) {
-            expected.extend(gzip_member(c).unwrap());
+            expected.extend(gzip_member(c, GZIP_LEVEL).unwrap());
         }
         assert_eq!(out, expected);
         let mut back = Vec::new();
@@ -231,10 +242,58 @@ mod tests {
     }
 
     #[test]
+    fn gzip_level_is_pinned_per_layer_and_deterministic() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: Vec<u8> = pseudo(3 * 1024 * 1024)
+            .iter()
+            .map(|b| b"abcdefgh ijk\n"[usize::from(*b) % 13])
+            .collect();
+        std::fs::write(dir.path().join("f"), &text).unwrap();
+        let write = |level| {
+            let mut out = Vec::new();
+            let info = super::super::write_layer(
+                dir.path(),
+                &mut out,
+                &super::super::LayerOptions {
+                    gzip_level: level,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            (info, out)
+        };
+        let (one, one_bytes) = write(1);
+        let (six, _) = write(6);
+        assert_eq!(super::super::LayerOptions::default().gzip_level, GZIP_LEVEL);
+        // Same tar, other bytes: the level decides the digest, never the diff_id.
+        assert_eq!(one.diff_id, six.diff_id);
+        assert_ne!(one.digest, six.digest);
+        assert!(one.size > six.size, "{} vs {}", one.size, six.size);
+        // Deterministic for a given level.
+        assert_eq!(write(1), (one, one_bytes.clone()));
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&one_bytes[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(Digest::sha256_of(&back), six.diff_id);
+        // Out of range is an error, not a silent default.
+        let err = super::super::write_layer(
+            dir.path(),
+            Vec::new(),
+            &super::super::LayerOptions {
+                gzip_level: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("gzip level 0"), "{err}");
+    }
+
+    #[test]
     fn small_gzip_is_one_member() {
         let data = pseudo(100_000);
-        let mut g = ParallelGzip::new(Vec::new());
+        let mut g = ParallelGzip::new(Vec::new(), GZIP_LEVEL);
         g.write_all(&data).unwrap();
-        assert_eq!(g.finish().unwrap(), gzip_member(&data).unwrap());
+        assert_eq!(g.finish().unwrap(), gzip_member(&data, GZIP_LEVEL).unwrap());
     }
 }

@@ -228,6 +228,7 @@ fn copy_layer(layer: &Path, target: &Path) -> Result<()> {
             &LayerOptions {
                 compression: Compression::None,
                 source_date_epoch: None,
+                ..LayerOptions::default()
             },
         )
     });

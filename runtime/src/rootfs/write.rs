@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use hoist_oci::{Digest, Digester, media_type};
 
-use super::compress::{Compressor, HashingWriter};
+use super::compress::{Compressor, GZIP_LEVEL, HashingWriter};
 use super::{
     OPAQUE_MARKER, Result, RootfsError, WHITEOUT_PREFIX, is_overlay_opaque, is_overlay_whiteout,
 };
@@ -17,7 +17,7 @@ use super::{
 /// How a layer's tar is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
-    /// gzip, zlib-rs level 6; layers over 16 MiB are concatenated gzip members of 16 MiB of
+    /// gzip, zlib-rs at [`LayerOptions::gzip_level`] (6 by default); layers over 16 MiB are concatenated gzip members of 16 MiB of
     /// input each, compressed on every core (the bytes do not depend on the number of cores).
     #[default]
     Gzip,
@@ -39,11 +39,24 @@ impl Compression {
 }
 
 /// Options for [`write_layer`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LayerOptions {
     pub compression: Compression,
     /// `SOURCE_DATE_EPOCH`: mtimes later than this are written as this.
     pub source_date_epoch: Option<i64>,
+    /// The gzip level (1..=9) for [`Compression::Gzip`]; [`GZIP_LEVEL`] by default. Part of what
+    /// decides the bytes: the same tree and level give the same digest.
+    pub gzip_level: u32,
+}
+
+impl Default for LayerOptions {
+    fn default() -> Self {
+        LayerOptions {
+            compression: Compression::default(),
+            source_date_epoch: None,
+            gzip_level: GZIP_LEVEL,
+        }
+    }
 }
 
 /// What [`write_layer`] wrote.
@@ -81,7 +94,8 @@ pub fn write_layer(upper: &Path, out: impl Write, opts: &LayerOptions) -> Result
         });
     }
     let compressed = HashingWriter::new(out);
-    let compressor = Compressor::new(opts.compression, compressed).map_err(RootfsError::Write)?;
+    let compressor = Compressor::new(opts.compression, opts.gzip_level, compressed)
+        .map_err(RootfsError::Write)?;
     let mut w = TarWriter {
         out: compressor,
         diff: Digester::sha256(),

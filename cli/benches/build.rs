@@ -1,0 +1,243 @@
+//! `hoist build` against `buildah bud --layers --isolation chroot` on a fixed project: 10 steps in
+//! 2 stages, a generated context of 5,000 files / 200 MB (compressible text, as source trees
+//! are). Measured in one run: a cold build, a no-op rebuild and a rebuild after changing one file.
+//! Each tool has its own fresh storage and the same busybox base (from `busybox-static`).
+//!
+//! `hoist` writes gzip layers (level 3, `hoist build`'s pinned level) and `hoist-z` zstd layers
+//! (`--compression zstd`); buildah keeps its layers uncompressed until a push.
+//!
+//! Docker's BuildKit is measured only when `docker buildx` is installed (the `docker` CLI of this
+//! machine has no buildx plugin, so `docker build` cannot use BuildKit here).
+//!
+//! Run: `cargo bench -p hoist --bench build` (as root; buildah from `.ci/peers.sh`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FILES: usize = 5_000;
+const TOTAL: usize = 200 * 1024 * 1024;
+const DOCKERFILE: &str = "FROM localhost/bench-base:latest AS build
+WORKDIR /src
+COPY deps.txt /src/
+RUN wc -l deps.txt > /deps.out
+COPY . /src
+RUN find /src -type f | wc -l > /count
+FROM localhost/bench-base:latest
+COPY --from=build /count /count
+ENV APP=bench
+CMD [\"cat\", \"/count\"]
+";
+
+/// Deterministic pseudo-text (xorshift over a small vocabulary).
+fn generate(dir: &Path) {
+    let words = [
+        "fn", "let", "struct", "impl", "return", "match", "self", "value", "error", "result",
+        "config", "layer", "image", "build", "cache", "context", "file", "digest", "manifest",
+        "registry", "0x1f", "42", "{", "}", "(", ")", ";", "=>", "::", "&mut",
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let per = TOTAL / FILES;
+    for i in 0..FILES {
+        let sub = dir.join(format!("src/m{:02}/d{:02}", i % 50, (i / 50) % 10));
+        std::fs::create_dir_all(&sub).unwrap();
+        let mut s = String::with_capacity(per + 64);
+        while s.len() < per {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.push_str(words[(x % words.len() as u64) as usize]);
+            s.push(if x.is_multiple_of(11) { '\n' } else { ' ' });
+        }
+        s.truncate(per);
+        std::fs::write(sub.join(format!("f{i}.txt")), s).unwrap();
+    }
+    std::fs::write(dir.join("deps.txt"), "a\nb\nc\n").unwrap();
+    std::fs::write(dir.join("Dockerfile"), DOCKERFILE).unwrap();
+}
+
+fn run(cmd: &mut Command) -> Duration {
+    let t = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let d = t.elapsed();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+struct Numbers {
+    cold: Duration,
+    noop: Duration,
+    change: Duration,
+}
+
+/// Cold build, then 5 no-op rebuilds and 3 one-file-change rebuilds (medians).
+fn measure(ctx: &Path, build: &dyn Fn() -> Command) -> Numbers {
+    let cold = run(&mut build());
+    let noop = median((0..5).map(|_| run(&mut build())).collect());
+    let file = ctx.join("src/m07/d07/f357.txt");
+    let change = median(
+        (0..3)
+            .map(|i| {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&file)
+                    .unwrap();
+                writeln!(f, "change {i}").unwrap();
+                drop(f);
+                run(&mut build())
+            })
+            .collect(),
+    );
+    Numbers { cold, noop, change }
+}
+
+fn main() {
+    let hoist = PathBuf::from(env!("CARGO_BIN_EXE_hoist"));
+    let work = tempfile::Builder::new()
+        .prefix("hoist-build-bench-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    let t = Instant::now();
+    generate(&ctx);
+    eprintln!(
+        "context: {FILES} files, {} MB, generated in {:.1}s",
+        TOTAL >> 20,
+        t.elapsed().as_secs_f64()
+    );
+    let base = work.path().join("busybox.tar");
+    hoist_conformance::fixtures::busybox_rootfs_tar(std::fs::File::create(&base).unwrap()).unwrap();
+
+    // hoist
+    let home = work.path().join("hoist-home");
+    run(Command::new(&hoist)
+        .env("HOIST_HOME", &home)
+        .args(["import"])
+        .arg(&base)
+        .arg("localhost/bench-base:latest"));
+    let h = measure(&ctx, &|| {
+        let mut c = Command::new(&hoist);
+        c.env("HOIST_HOME", &home)
+            .args(["build", "--progress", "quiet", "-t", "bench"])
+            .arg(&ctx);
+        c
+    });
+    eprintln!(
+        "hoist: cold {:?}, no-op {:?}, one-file change {:?}",
+        h.cold, h.noop, h.change
+    );
+    // The same with zstd layers (`--compression zstd`), in a fresh home.
+    let home_z = work.path().join("hoist-home-zstd");
+    run(Command::new(&hoist)
+        .env("HOIST_HOME", &home_z)
+        .args(["import"])
+        .arg(&base)
+        .arg("localhost/bench-base:latest"));
+    let hz = measure(&ctx, &|| {
+        let mut c = Command::new(&hoist);
+        c.env("HOIST_HOME", &home_z)
+            .args([
+                "build",
+                "--progress",
+                "quiet",
+                "--compression",
+                "zstd",
+                "-t",
+                "bench",
+            ])
+            .arg(&ctx);
+        c
+    });
+
+    // buildah
+    let root = work.path().join("buildah-root");
+    let runroot = work.path().join("buildah-run");
+    let buildah = |args: &[&str]| {
+        let mut c = Command::new("buildah");
+        c.arg("--root")
+            .arg(&root)
+            .arg("--runroot")
+            .arg(&runroot)
+            .args(["--storage-driver", "overlay"])
+            .args(args);
+        c
+    };
+    // The same base: a container from scratch with the rootfs tar added (extracted), committed.
+    let out = buildah(&["from", "scratch"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ctr = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    run(buildah(&["add", &ctr]).arg(&base).arg("/"));
+    run(&mut buildah(&[
+        "commit",
+        "--quiet",
+        &ctr,
+        "localhost/bench-base:latest",
+    ]));
+    run(&mut buildah(&["rm", &ctr]));
+    let b = measure(&ctx, &|| {
+        let mut c = buildah(&[
+            "bud",
+            "--layers",
+            "--isolation",
+            "chroot",
+            "--quiet",
+            "-t",
+            "bench",
+        ]);
+        c.arg(&ctx);
+        c
+    });
+    // buildah's storage has overlay mounts; remove them through buildah.
+    let _ = buildah(&["rmi", "--all", "--force"]).output();
+    let _ = Command::new("umount")
+        .arg("-R")
+        .arg(root.join("overlay"))
+        .output();
+
+    let row = |name: &str, n: &Numbers| {
+        println!(
+            "{name:<8} cold {:>8.0} ms   no-op {:>7.0} ms   one-file change {:>8.0} ms",
+            n.cold.as_secs_f64() * 1e3,
+            n.noop.as_secs_f64() * 1e3,
+            n.change.as_secs_f64() * 1e3
+        );
+    };
+    println!(
+        "build bench: 10 steps, 2 stages, {FILES} files / {} MB context",
+        TOTAL >> 20
+    );
+    row("hoist", &h);
+    row("hoist-z", &hz);
+    row("buildah", &b);
+    println!(
+        "no-op: hoist {:.1}x faster than buildah (target >= 3x, < 150 ms); cold: hoist/buildah = {:.2} (target <= 1)",
+        b.noop.as_secs_f64() / h.noop.as_secs_f64(),
+        h.cold.as_secs_f64() / b.cold.as_secs_f64()
+    );
+    let buildx = Command::new("docker")
+        .args(["buildx", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !buildx {
+        println!("docker BuildKit: not measured (no `docker buildx` on this machine)");
+    }
+}
