@@ -114,6 +114,7 @@ fn main() {
     let opts = |c| LayerOptions {
         compression: c,
         source_date_epoch: Some(0),
+        ..LayerOptions::default()
     };
     let tar_bytes = {
         let mut v = Vec::new();
