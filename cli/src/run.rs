@@ -17,7 +17,7 @@ use hoist_oci::Reference;
 use hoist_runtime::container::{
     self, Attach, ContainerConfig, ContainerStore, MountRecord, Status, Supervisor,
 };
-use hoist_runtime::exec::HoistExecutor;
+use hoist_runtime::exec::{Executor, HoistExecutor, OciCliExecutor};
 use hoist_runtime::spec::{self, Network, RunOptions};
 use hoist_runtime::volume::{VolumeArg, VolumeStore, parse_volume_arg};
 use hoist_storage::images::{ImageError, ImageStore, Platform};
@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// Run in the background and print the container id
     #[arg(short, long)]
     detach: bool,
+    /// The OCI runtime: hoist (its own executor), runc, crun, or the path of another OCI
+    /// runtime CLI
+    #[arg(long, value_name = "RUNTIME", default_value = "hoist")]
+    runtime: String,
     /// Pull the image before running: missing (when it is not in the local store), always, never
     #[arg(long, value_name = "POLICY", default_value = "missing", value_parser = ["missing", "always", "never"])]
     pull: String,
@@ -218,6 +222,7 @@ fn log_options(opts: &[String]) -> Result<(u64, u32)> {
 
 /// Creates the container of `a`: returns its id.
 fn create(home: &Path, a: &RunArgs) -> Result<String> {
+    let runtime = runtime_choice(&a.runtime)?;
     let (containers, volumes) = stores(home)?;
     // Network first: container:NAME must name a running container.
     let (network, share_from) = match Network::parse(&a.network)? {
@@ -397,6 +402,7 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             network_mode: a.network.clone(),
             log_max_size,
             log_max_files,
+            runtime: runtime.clone(),
         };
         let c = containers.create(&config)?;
         let hostname = spec::hostname(&opts, &id, &host_hostname());
@@ -502,6 +508,37 @@ pub fn start_detached(home: &Path, containers: &ContainerStore, id: &str) -> Res
     }
 }
 
+/// `--runtime`: `None` for hoist's own executor, else a runtime CLI that must exist.
+fn runtime_choice(name: &str) -> Result<Option<String>> {
+    if name == "hoist" {
+        return Ok(None);
+    }
+    let found = if name.contains('/') {
+        Path::new(name).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
+    };
+    if !found {
+        bail!("unknown runtime {name:?}: want hoist, or an OCI runtime CLI (runc, crun) on PATH");
+    }
+    Ok(Some(name.to_owned()))
+}
+
+/// The executor a container runs with (its `--runtime`); runtime CLIs keep their state under
+/// `$HOIST_HOME/runtimes/<name>`.
+fn executor_for(home: &Path, runtime: Option<&str>) -> Result<Box<dyn Executor>> {
+    let Some(name) = runtime else {
+        return Ok(Box::new(HoistExecutor::new()));
+    };
+    let dir = Path::new(name)
+        .file_name()
+        .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned());
+    let executor = OciCliExecutor::new(name, home.join("runtimes").join(dir))
+        .with_context(|| format!("starting the {name} runtime"))?;
+    Ok(Box::new(executor))
+}
+
 pub fn run(a: RunArgs) -> Result<()> {
     let home = home::hoist_home()?;
     if a.detach && a.rm && a.interactive && a.tty {
@@ -515,11 +552,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         writeln!(out, "{id}").context("writing to stdout")?;
         return Ok(());
     }
-    let executor = HoistExecutor::new();
+    let runtime = containers.load(&id)?.config.runtime;
+    let executor = executor_for(&home, runtime.as_deref())?;
     let sup = Supervisor {
         store: &containers,
         volumes: &volumes,
-        executor: &executor,
+        executor: executor.as_ref(),
     };
     let attach = if a.tty {
         Attach::Tty {
@@ -547,11 +585,12 @@ pub fn supervise(a: SuperviseArgs) -> Result<()> {
     container::new_session();
     let home = home::hoist_home()?;
     let (containers, volumes) = stores(&home)?;
-    let executor = HoistExecutor::new();
+    let runtime = containers.load(&a.id)?.config.runtime;
+    let executor = executor_for(&home, runtime.as_deref())?;
     let sup = Supervisor {
         store: &containers,
         volumes: &volumes,
-        executor: &executor,
+        executor: executor.as_ref(),
     };
     let result = sup.run(&a.id, Attach::Detached);
     let c = containers.load(&a.id)?;

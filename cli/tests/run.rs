@@ -668,3 +668,82 @@ fn run_pulls_a_missing_image_once() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Status: Image is up to date"));
 }
+
+#[test]
+fn runtime_flag_runs_the_same_container_under_runc_and_crun() {
+    let h = Home::new();
+    let probe = "echo $$; hostname; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
+                 touch /sys/x 2>&1 | grep -c Read-only";
+    let ours = h.ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert!(ours.starts_with("1\nbox\n"), "{ours}");
+    for runtime in ["runc", "crun"] {
+        let theirs = h.ok(&[
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--hostname",
+            "box",
+            "busybox",
+            "sh",
+            "-c",
+            probe,
+        ]);
+        assert_eq!(theirs, ours, "{runtime} differs from hoist's executor");
+        // Exit codes, detached runs with logs, stop and exec work through the runtime CLI too.
+        let (code, _, _) = h.fails(&[
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "busybox",
+            "sh",
+            "-c",
+            "exit 7",
+        ]);
+        assert_eq!(code, 7, "{runtime}");
+        let name = format!("via-{runtime}");
+        h.ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--runtime",
+            runtime,
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; exec sleep 60",
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !h.ok(&["logs", &name]).contains("started") {
+            assert!(Instant::now() < deadline, "{runtime}: no log line");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            h.ok(&["exec", &name, "cat", "/proc/1/cmdline"]),
+            "sleep\u{0}60\u{0}"
+        );
+        h.ok(&["stop", "-t", "1", &name]);
+        assert_eq!(h.inspect(&name)["State"]["Status"], "exited");
+        h.ok(&["rm", &name]);
+    }
+    let (_, _, err) = h.fails(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "nosuch-runtime",
+        "busybox",
+        "true",
+    ]);
+    assert!(err.contains("unknown runtime \"nosuch-runtime\""), "{err}");
+}

@@ -180,6 +180,10 @@ pub struct ContainerConfig {
     /// Log rotation: bytes per file and files kept.
     pub log_max_size: u64,
     pub log_max_files: u32,
+    /// The OCI runtime that runs it: `None` is hoist's own executor, else a runtime CLI
+    /// (`runc`, `crun`, or a path to one).
+    #[serde(default)]
+    pub runtime: Option<String>,
 }
 
 /// `created`, `running` or `exited`.

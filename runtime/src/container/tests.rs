@@ -32,6 +32,7 @@ fn config(id: &str, name: &str) -> ContainerConfig {
         network_mode: "bridge".to_owned(),
         log_max_size: 1 << 20,
         log_max_files: 2,
+        runtime: None,
     }
 }
 
