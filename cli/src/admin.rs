@@ -330,28 +330,11 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 .map_err(|e| explain(e, h, &what))?;
             println!("Created organisation {org}");
         }
-        What::Team(TeamCmd::Create { org, team }) => {
-            let what = format!("creating team {org}/{team}");
-            client
-                .create_team(&org, &team)
-                .await
-                .map_err(|e| explain(e, h, &what))?;
-            println!("Created team {org}/{team}");
-        }
+        What::Team(TeamCmd::Create { org, team }) => create_team(&client, h, &org, &team).await?,
         What::Team(TeamCmd::Add { org, team, members }) => {
-            let what = format!("creating team {org}/{team}");
-            client
-                .create_team(&org, &team)
-                .await
-                .map_err(|e| explain(e, h, &what))?;
-            println!("Created team {org}/{team}");
+            create_team(&client, h, &org, &team).await?;
             for user in members {
-                let what = format!("adding {user} to team {org}/{team}");
-                client
-                    .add_member(&org, &team, &user)
-                    .await
-                    .map_err(|e| explain(e, h, &what))?;
-                println!("Added {user} to team {org}/{team}");
+                add_member(&client, h, &org, &team, &user).await?;
             }
         }
         What::Grant {
@@ -365,25 +348,10 @@ async fn admin(args: AdminArgs) -> Result<()> {
             else {
                 bail!("invalid team {org_team:?}: want ORG/TEAM, e.g. acme/dev");
             };
-            let list = Action::parse_list(&actions)?;
-            let what = format!("granting {actions} on {pattern} to team {org}/{team}");
-            client
-                .grant(org, team, &pattern, &list)
-                .await
-                .map_err(|e| explain(e, h, &what))?;
-            let names: Vec<&str> = list.iter().map(|a| a.as_str()).collect();
-            println!(
-                "Granted {} on {pattern} to team {org}/{team}",
-                names.join(",")
-            );
+            grant(&client, h, org, team, &pattern, &actions).await?;
         }
         What::Team(TeamCmd::AddMember { org, team, user }) => {
-            let what = format!("adding {user} to team {org}/{team}");
-            client
-                .add_member(&org, &team, &user)
-                .await
-                .map_err(|e| explain(e, h, &what))?;
-            println!("Added {user} to team {org}/{team}");
+            add_member(&client, h, &org, &team, &user).await?;
         }
         What::Team(TeamCmd::RmMember { org, team, user }) => {
             let what = format!("removing {user} from team {org}/{team}");
@@ -398,19 +366,7 @@ async fn admin(args: AdminArgs) -> Result<()> {
             team,
             pattern,
             actions,
-        }) => {
-            let list = Action::parse_list(&actions)?;
-            let what = format!("granting {actions} on {pattern} to team {org}/{team}");
-            client
-                .grant(&org, &team, &pattern, &list)
-                .await
-                .map_err(|e| explain(e, h, &what))?;
-            let names: Vec<&str> = list.iter().map(|a| a.as_str()).collect();
-            println!(
-                "Granted {} on {pattern} to team {org}/{team}",
-                names.join(",")
-            );
-        }
+        }) => grant(&client, h, &org, &team, &pattern, &actions).await?,
         What::Repo(RepoCmd::Visibility { repo, visibility }) => {
             let v: Visibility = visibility.parse()?;
             let what = format!("making {repo} {v}");
@@ -498,6 +454,54 @@ async fn admin(args: AdminArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+async fn create_team(client: &AdminClient, h: &str, org: &str, team: &str) -> Result<()> {
+    let what = format!("creating team {org}/{team}");
+    client
+        .create_team(org, team)
+        .await
+        .map_err(|e| explain(e, h, &what))?;
+    println!("Created team {org}/{team}");
+    Ok(())
+}
+
+async fn add_member(
+    client: &AdminClient,
+    h: &str,
+    org: &str,
+    team: &str,
+    user: &str,
+) -> Result<()> {
+    let what = format!("adding {user} to team {org}/{team}");
+    client
+        .add_member(org, team, user)
+        .await
+        .map_err(|e| explain(e, h, &what))?;
+    println!("Added {user} to team {org}/{team}");
+    Ok(())
+}
+
+async fn grant(
+    client: &AdminClient,
+    h: &str,
+    org: &str,
+    team: &str,
+    pattern: &str,
+    actions: &str,
+) -> Result<()> {
+    let list = Action::parse_list(actions)?;
+    let what = format!("granting {actions} on {pattern} to team {org}/{team}");
+    client
+        .grant(org, team, pattern, &list)
+        .await
+        .map_err(|e| explain(e, h, &what))?;
+    let names: Vec<&str> = list.iter().map(|a| a.as_str()).collect();
+    println!(
+        "Granted {} on {pattern} to team {org}/{team}",
+        names.join(",")
+    );
     Ok(())
 }
 
