@@ -534,24 +534,8 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                         }
                     }
                 }
-                let layers = image
-                    .manifest
-                    .layers()
-                    .iter()
-                    .zip(diff_ids(&config))
-                    .map(|(l, diff_id)| {
-                        Ok(LayerRef {
-                            digest: Digest::parse(l.digest().as_ref())
-                                .map_err(|e| BuildError::Other(e.to_string()))?,
-                            diff_id,
-                            size: l.size(),
-                            media_type: l.media_type().to_string(),
-                            repo: Some(image.repo.to_string()),
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
                 let st = state_of(&config, &global);
-                let snap = Snapshot { layers, config };
+                let snap = image_snapshot(&image, config)?;
                 let mut k = KeyBuilder::new("image");
                 k.str(image.digest.as_str());
                 let v = graph.add(
