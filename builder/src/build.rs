@@ -567,7 +567,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
             } else {
                 String::new()
             };
-            let before = tip;
+            let before = graph.len();
             tip = convert(
                 env,
                 &mut graph,
@@ -585,8 +585,9 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                 &from_images,
                 label,
             )?;
-            if tip != before {
-                lines.insert(tip, instr.line);
+            // Every vertex the instruction made (a linked COPY makes two) names its line.
+            for v in before..graph.len() {
+                lines.insert(VertexId(v), instr.line);
             }
         }
         tips[i] = Some((tip, st));
@@ -925,6 +926,12 @@ fn convert(
                     }
                 }
             };
+            // `--link --chown=NAME` needs the parent's /etc/passwd and /etc/group: only then is
+            // the parent an input of the linked copy.
+            let link_parent = c.link
+                && chown
+                    .as_deref()
+                    .is_some_and(|spec| spec.split(':').any(|part| part.parse::<u32>().is_err()));
             let op = CopyOp {
                 env: env.clone(),
                 name: instr.source.clone(),
@@ -938,14 +945,30 @@ fn convert(
                 exclude: c.exclude.clone(),
                 parents: c.parents,
                 link: c.link,
+                link_parent: link_parent,
                 from,
                 created_by: created_by(&instr.source),
                 checksum: c.checksum.as_deref().map(|s| ex(s, st)).transpose()?,
                 fetched: parking_lot::Mutex::new(HashMap::new()),
             };
-            let mut inputs = vec![tip];
+            let mut inputs = Vec::new();
+            if !c.link || link_parent {
+                inputs.push(tip);
+            }
             inputs.extend(from_input);
-            graph.add(Arc::new(op), inputs, label)
+            let copied = graph.add(Arc::new(op), inputs, label);
+            if c.link {
+                // The linked layer goes on the parent; cheap, so recomputed, never cached.
+                graph.add(
+                    Arc::new(MergeOp {
+                        name: instr.source.clone(),
+                    }),
+                    vec![tip, copied],
+                    String::new(),
+                )
+            } else {
+                copied
+            }
         }
         Instruction::Run(r) => {
             let args = match r.script() {
@@ -1223,6 +1246,49 @@ impl Op<Snapshot> for MetaOp {
             if let Some(h) = &self.history {
                 let created = last_created(&s.config);
                 push_history(&mut s.config, h, created, true);
+            }
+            Ok(s)
+        }
+        .boxed()
+    }
+}
+
+/// `COPY --link`: the linked layer(s) of its second input on top of its first, with their
+/// history entries.
+struct MergeOp {
+    name: String,
+}
+
+impl Op<Snapshot> for MergeOp {
+    fn kind(&self) -> OpKind {
+        OpKind::Merge
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn key<'a>(&'a self) -> BoxFuture<'a, Result<Vec<u8>, OpError>> {
+        async move { Ok(KeyBuilder::new("merge").finish()) }.boxed()
+    }
+    fn cacheable(&self) -> bool {
+        false
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: &'a [Arc<Snapshot>],
+        _: &'a dyn LogSink,
+    ) -> BoxFuture<'a, Result<Snapshot, OpError>> {
+        async move {
+            let mut s = (*inputs[0]).clone();
+            let linked = &inputs[1];
+            s.layers.extend(linked.layers.iter().cloned());
+            if !s.config["history"].is_array() {
+                s.config["history"] = json!([]);
+            }
+            if let (Some(h), Some(add)) = (
+                s.config["history"].as_array_mut(),
+                linked.config["history"].as_array(),
+            ) {
+                h.extend(add.iter().cloned());
             }
             Ok(s)
         }
@@ -1557,7 +1623,11 @@ struct CopyOp {
     chmod: Option<u32>,
     exclude: Vec<String>,
     parents: bool,
+    /// `--link`: the layer is made on nothing (its key does not depend on the parent) and a
+    /// [`MergeOp`] puts it on the parent.
     link: bool,
+    /// With `--link`, the op's first input is the parent, read only for `--chown` names.
+    link_parent: bool,
     from: CopyFrom,
     created_by: String,
     /// `ADD --checksum=`.
@@ -1682,10 +1752,16 @@ impl Op<Snapshot> for CopyOp {
         _log: &'a dyn LogSink,
     ) -> BoxFuture<'a, Result<Snapshot, OpError>> {
         async move {
-            let parent = inputs[0].clone();
+            // `COPY --link` makes its layer on nothing: the parent is an input only to resolve
+            // `--chown` names, and the layer is merged onto it by a [`MergeOp`].
+            let (parent, rest) = if self.link && !self.link_parent {
+                (Arc::new(Snapshot::empty()), inputs)
+            } else {
+                (inputs[0].clone(), &inputs[1..])
+            };
             let parent_dirs = layer_dirs(&self.env, &parent).await?;
             let from_dirs = match &self.from {
-                CopyFrom::Input => Some(layer_dirs(&self.env, &inputs[1]).await?),
+                CopyFrom::Input => Some(layer_dirs(&self.env, &rest[0]).await?),
                 CopyFrom::Context(_) => None,
             };
             let env = self.env.clone();
@@ -1697,20 +1773,35 @@ impl Op<Snapshot> for CopyOp {
                     Some(c) => resolve_chown(c, &parent_dirs)?,
                     None => (0, 0),
                 };
+                // What the destination is resolved against: the parent's filesystem, unless the
+                // layer is linked (made on nothing, as BuildKit's `--link` is).
+                let below: &[PathBuf] = if self.link { &[] } else { &parent_dirs };
                 let planned = match (&self.from, &from_dirs) {
                     (CopyFrom::Context(ctx), _) => self.plan_context(ctx)?,
                     (CopyFrom::Input, Some(dirs)) => self.plan_stage(dirs)?,
                     _ => Vec::new(),
                 };
-                let dest_rel = self.dest.trim_start_matches('/');
-                let dest_root = root.join(dest_rel);
-                make_parents(&root, dest_rel, self.dest_is_dir)?;
+                // Symlinks on the way to the destination are followed inside the root (a COPY
+                // into /lib/x of a merged-/usr image lands in /usr/lib/x; it never replaces the
+                // /lib symlink with a directory).
+                let dest_written = clean_abs(&self.dest);
+                let dest_written = dest_written.trim_start_matches('/');
+                let dest_rel = resolve_in_layers(below, dest_written)?;
+                let dest_root = root.join(&dest_rel);
+                make_parents(&root, &dest_rel, self.dest_is_dir, below)?;
                 for p in &planned {
-                    let target = root.join(&p.dest);
+                    let rel = match p.dest.strip_prefix(dest_written) {
+                        Ok(rest) if !rest.as_os_str().is_empty() => Path::new(&dest_rel).join(rest),
+                        Ok(_) => PathBuf::from(&dest_rel),
+                        Err(_) => p.dest.clone(),
+                    };
+                    let target = root.join(&rel);
                     if p.contents_only {
                         if !target.is_dir() {
-                            fs::create_dir_all(&target)?;
-                            std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
+                            if !copy_dir_meta(below, &rel, &target)? {
+                                fs::create_dir_all(&target)?;
+                                std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
+                            }
                         }
                         continue;
                     }
@@ -1776,7 +1867,13 @@ impl Op<Snapshot> for CopyOp {
                     )?;
                     std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
                 }
-                commit_layer(&env, &parent, &root, &self.created_by)
+                // A linked layer is a snapshot of its own (the layer and its history entry).
+                let base = if self.link {
+                    Snapshot::empty()
+                } else {
+                    (*parent).clone()
+                };
+                commit_layer(&env, &base, &root, &self.created_by)
             })
         }
         .boxed()
@@ -1853,15 +1950,25 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&str, &Path, &fs::Metadata)) -> io::Result
     Ok(())
 }
 
-fn make_parents(root: &Path, dest_rel: &str, dest_is_dir: bool) -> io::Result<()> {
+/// Makes the directories leading to `dest_rel` in the layer root: a directory the layers `below`
+/// already have keeps its mode, owner and mtime (the layer must not change them), a new one is
+/// 0755 root.
+fn make_parents(
+    root: &Path,
+    dest_rel: &str,
+    dest_is_dir: bool,
+    below: &[PathBuf],
+) -> io::Result<()> {
     let p = Path::new(dest_rel);
     let dir = if dest_is_dir { Some(p) } else { p.parent() };
     if let Some(d) = dir {
         let mut cur = root.to_path_buf();
+        let mut rel = PathBuf::new();
         for c in d.components() {
             if let Component::Normal(n) = c {
                 cur.push(n);
-                if !cur.exists() {
+                rel.push(n);
+                if !cur.exists() && !copy_dir_meta(below, &rel, &cur)? {
                     fs::create_dir(&cur)?;
                     fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))?;
                 }
@@ -1869,6 +1976,71 @@ fn make_parents(root: &Path, dest_rel: &str, dest_is_dir: bool) -> io::Result<()
         }
     }
     Ok(())
+}
+
+/// Makes `target` a directory with the mode, owner and mtime of `rel` in the layers `below`, when
+/// they have a directory there. `false` when they don't (nothing is made).
+fn copy_dir_meta(below: &[PathBuf], rel: &Path, target: &Path) -> io::Result<bool> {
+    let Some(md) = lookup(below, rel)
+        .and_then(|p| fs::symlink_metadata(p).ok())
+        .filter(fs::Metadata::is_dir)
+    else {
+        return Ok(false);
+    };
+    fs::create_dir_all(target)?;
+    fs::set_permissions(target, fs::Permissions::from_mode(md.mode() & 0o7777))?;
+    std::os::unix::fs::lchown(target, Some(md.uid()), Some(md.gid()))?;
+    fs::File::open(target)?.set_times(fs::FileTimes::new().set_modified(md.modified()?))?;
+    Ok(true)
+}
+
+/// `rel` (relative to the root) with every symlink in it, found through the layers `below`,
+/// resolved inside the root as BuildKit resolves a copy's destination: an absolute target
+/// restarts at the root, `..` never climbs above it.
+fn resolve_in_layers(below: &[PathBuf], rel: &str) -> Result<String, OpError> {
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: std::collections::VecDeque<String> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_owned)
+        .collect();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        done.push(c);
+        if below.is_empty() {
+            continue;
+        }
+        let here: PathBuf = done.iter().collect();
+        let Some(found) = lookup(below, &here) else {
+            continue;
+        };
+        let md = fs::symlink_metadata(&found)?;
+        if !md.file_type().is_symlink() {
+            continue;
+        }
+        hops += 1;
+        if hops > 40 {
+            return Err(format!("/{rel}: too many levels of symbolic links").into());
+        }
+        let target = fs::read_link(&found)?;
+        let target = target.to_string_lossy();
+        done.pop();
+        if target.starts_with('/') {
+            done.clear();
+        }
+        let mut next: std::collections::VecDeque<String> = target
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_owned)
+            .collect();
+        next.extend(todo.drain(..));
+        todo = next;
+    }
+    Ok(done.join("/"))
 }
 
 fn copy_entry(

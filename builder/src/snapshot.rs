@@ -38,6 +38,16 @@ pub struct Snapshot {
     pub config: serde_json::Value,
 }
 
+impl Snapshot {
+    /// No layers, an empty config: what `COPY --link` makes its layer on.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            layers: Vec::new(),
+            config: serde_json::json!({}),
+        }
+    }
+}
+
 impl CacheValue for Snapshot {
     fn blobs(&self) -> Vec<Digest> {
         self.layers

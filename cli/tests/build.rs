@@ -296,6 +296,106 @@ fn from_scratch_makes_no_layer_and_chown_by_name_needs_passwd() {
 }
 
 #[test]
+fn copy_destination_follows_symlinks_and_keeps_existing_directories() {
+    let h = Home::new();
+    let base = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN mkdir -p /usr/lib/x /owned && ln -s usr/lib /mylib && ln -s /usr/lib/x /abs && chown 1000:1001 /owned && chmod 0770 /owned\n",
+    )]);
+    h.build(base.path(), &["-t", "merged-usr"]);
+    let ctx = context(&[
+        ("f", "payload\n"),
+        (
+            "Dockerfile",
+            "FROM merged-usr\nCOPY f /mylib/x/\nCOPY f /abs/g\nCOPY f /owned/\nCOPY f /owned/sub/deeper/\nRUN test -L /mylib && test -L /abs && cat /usr/lib/x/f /usr/lib/x/g && stat -c '%u:%g %a' /owned > /owned.stat\n",
+        ),
+    ]);
+    h.build(ctx.path(), &["-t", "copied"]);
+    let root = h.files("copied");
+    // The symlinks are still symlinks; the files went where they point.
+    for link in ["mylib", "abs"] {
+        let md = std::fs::symlink_metadata(root.join(link)).unwrap();
+        assert!(md.file_type().is_symlink(), "/{link} is still a symlink");
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.join("usr/lib/x/f")).unwrap(),
+        "payload\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("usr/lib/x/g")).unwrap(),
+        "payload\n"
+    );
+    // A directory the parent had keeps its owner and mode; new ones are 0755 root.
+    assert_eq!(
+        std::fs::read_to_string(root.join("owned.stat")).unwrap(),
+        "1000:1001 770\n"
+    );
+    let md = std::fs::metadata(root.join("owned")).unwrap();
+    assert_eq!(
+        (md.uid(), md.gid(), md.mode() & 0o7777),
+        (1000, 1001, 0o770)
+    );
+    let md = std::fs::metadata(root.join("owned/sub")).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (0, 0, 0o755));
+}
+
+#[test]
+fn copy_link_layers_are_reused_when_the_base_changes() {
+    let h = Home::new();
+    let other = context(&[("Dockerfile", "FROM busybox\nRUN echo other > /other\n")]);
+    h.build(other.path(), &["-t", "other-base"]);
+    h.ok(&["tag", "busybox:latest", "link-base"]);
+    let ctx = context(&[
+        ("big", "linked content\n"),
+        (
+            "Dockerfile",
+            "FROM link-base\nCOPY --link big /data/big\nCOPY --link --chown=nobody big /data/named\nRUN cat /data/big > /copy\n",
+        ),
+    ]);
+    let first = h.build(ctx.path(), &["-t", "linked"]);
+    assert!(!cached(&first, "COPY --link big"), "{first}");
+    let layers_of = |image: &str| -> Vec<String> {
+        h.inspect(image)["RootFS"]["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = layers_of("linked");
+    let base_layers = layers_of("link-base").len();
+    assert_eq!(before.len(), base_layers + 3);
+
+    // A new base: the linked COPY (numeric owner) does not depend on it, so it is cached and
+    // its layer is the same; the named --chown and the RUN after run again.
+    h.ok(&["tag", "other-base:latest", "link-base"]);
+    let second = h.build(ctx.path(), &["-t", "linked"]);
+    assert!(cached(&second, "COPY --link big"), "{second}");
+    assert!(!cached(&second, "COPY --link --chown=nobody"), "{second}");
+    assert!(!cached(&second, "RUN cat"), "{second}");
+    let after = layers_of("linked");
+    let new_base = layers_of("other-base");
+    assert_eq!(after.len(), new_base.len() + 3);
+    assert_eq!(&after[..new_base.len()], &new_base[..]);
+    assert_eq!(
+        after[new_base.len()],
+        before[base_layers],
+        "the linked layer is reused"
+    );
+    let root = h.files("linked");
+    assert_eq!(
+        std::fs::read_to_string(root.join("other")).unwrap(),
+        "other\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("copy")).unwrap(),
+        "linked content\n"
+    );
+    let md = std::fs::metadata(root.join("data/named")).unwrap();
+    assert_eq!(md.uid(), 65534);
+}
+
+#[test]
 fn pinger_entrypoint_and_cmd() {
     let h = Home::new();
     let ctx = context(&[(
