@@ -945,7 +945,7 @@ fn convert(
                 exclude: c.exclude.clone(),
                 parents: c.parents,
                 link: c.link,
-                link_parent: link_parent,
+                link_parent,
                 from,
                 created_by: created_by(&instr.source),
                 checksum: c.checksum.as_deref().map(|s| ex(s, st)).transpose()?,
@@ -1797,11 +1797,9 @@ impl Op<Snapshot> for CopyOp {
                     };
                     let target = root.join(&rel);
                     if p.contents_only {
-                        if !target.is_dir() {
-                            if !copy_dir_meta(below, &rel, &target)? {
-                                fs::create_dir_all(&target)?;
-                                std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
-                            }
+                        if !target.is_dir() && !copy_dir_meta(below, &rel, &target)? {
+                            fs::create_dir_all(&target)?;
+                            std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
                         }
                         continue;
                     }
