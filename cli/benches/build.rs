@@ -6,8 +6,11 @@
 //! `hoist` writes gzip layers (level 3, `hoist build`'s pinned level) and `hoist-z` zstd layers
 //! (`--compression zstd`); buildah keeps its layers uncompressed until a push.
 //!
-//! Docker's BuildKit is measured only when `docker buildx` is installed (the `docker` CLI of this
-//! machine has no buildx plugin, so `docker build` cannot use BuildKit here).
+//! Docker's BuildKit is measured when `dockerd` and Debian's docker.io client (`/usr/bin/docker`,
+//! 20.10, which drives the daemon's built-in BuildKit with `DOCKER_BUILDKIT=1`, no buildx plugin
+//! needed) are installed: a private daemon (own data root and socket, no bridge, so RUN steps use
+//! `--network host`) with the same base imported by `docker import`. BuildKit keeps layers
+//! uncompressed in dockerd's overlay2 store, as buildah does.
 //!
 //! Run: `cargo bench -p hoist --bench build` (as root; buildah from `.ci/peers.sh`).
 
@@ -233,11 +236,116 @@ fn main() {
         b.noop.as_secs_f64() / h.noop.as_secs_f64(),
         h.cold.as_secs_f64() / b.cold.as_secs_f64()
     );
-    let buildx = Command::new("docker")
-        .args(["buildx", "version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !buildx {
-        println!("docker BuildKit: not measured (no `docker buildx` on this machine)");
+    match Dockerd::start(work.path()) {
+        Some(d) => {
+            run(d
+                .docker()
+                .arg("import")
+                .arg(&base)
+                .arg("localhost/bench-base:latest"));
+            let k = measure(&ctx, &|| {
+                let mut c = d.docker();
+                c.env("DOCKER_BUILDKIT", "1")
+                    .args(["build", "--network", "host", "-q", "-t", "bench"])
+                    .arg(&ctx);
+                c
+            });
+            row("buildkit", &k);
+            println!(
+                "no-op: hoist {:.1}x faster than BuildKit; cold: hoist/BuildKit = {:.2}; one-file change: hoist/BuildKit = {:.2}",
+                k.noop.as_secs_f64() / h.noop.as_secs_f64(),
+                h.cold.as_secs_f64() / k.cold.as_secs_f64(),
+                h.change.as_secs_f64() / k.change.as_secs_f64()
+            );
+        }
+        None => println!("docker BuildKit: not measured (no dockerd and docker.io client here)"),
+    }
+}
+
+/// A private dockerd for the BuildKit row: its own data root, exec root and socket under `dir`.
+struct Dockerd {
+    child: std::process::Child,
+    root: PathBuf,
+}
+
+impl Dockerd {
+    const CLIENT: &str = "/usr/bin/docker";
+
+    fn start(dir: &Path) -> Option<Dockerd> {
+        if !Path::new(Self::CLIENT).exists()
+            || Command::new("dockerd").arg("--version").output().is_err()
+        {
+            return None;
+        }
+        // Short paths: the sockets under it must stay below the 108-byte sun_path limit.
+        let root = tempfile::Builder::new()
+            .prefix("hoist-bench-dockerd-")
+            .tempdir_in("/tmp")
+            .unwrap()
+            .keep();
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("exec"))
+            .arg("--pidfile")
+            .arg(root.join("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", root.join("sock").display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-masq=false",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .ok()?;
+        let d = Dockerd { child, root };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if d.docker()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                return Some(d);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!(
+            "dockerd did not answer within 60 s (log: {})",
+            dir.join("dockerd.log").display()
+        );
+        None
+    }
+
+    fn docker(&self) -> Command {
+        let mut c = Command::new(Self::CLIENT);
+        c.env(
+            "DOCKER_HOST",
+            format!("unix://{}", self.root.join("sock").display()),
+        );
+        c
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = self.docker().args(["image", "prune", "-af"]).output();
+        let _ = self.docker().args(["builder", "prune", "-af"]).output();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.root.join("data"))
+            .output();
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
