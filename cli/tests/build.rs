@@ -778,8 +778,17 @@ fn oci_and_docker_outputs_read_by_skopeo_and_umoci_and_reproducible() {
     let o1 = format!("type=oci,dest={}", oci.display());
     let o2 = format!("type=docker,dest={}", docker.display());
     h.build(ctx.path(), &["-t", "out:1", "-o", &o1, "-o", &o2]);
-    // zstd layers (docker-archives need gzip or plain layers, so only the store here).
-    h.build(ctx.path(), &["-t", "zstd", "--compression", "zstd"]);
+    // zstd layers: in the store as zstd; in a docker-archive as plain tars (what `docker save`
+    // writes), which another home loads and runs.
+    let zdocker = h.path().join("zstd.docker.tar");
+    let o3 = format!("type=docker,dest={}", zdocker.display());
+    h.build(
+        ctx.path(),
+        &["-t", "zstd", "--compression", "zstd", "-o", &o3],
+    );
+    let other = Home::new();
+    other.ok(&["load", "-i", zdocker.to_str().unwrap()]);
+    assert_eq!(other.ok(&["run", "--rm", "zstd"]).trim(), "built");
     let c = h.inspect("zstd");
     for l in c["Layers"].as_array().unwrap().iter().skip(1) {
         assert_eq!(

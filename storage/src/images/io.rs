@@ -78,8 +78,8 @@ pub fn sniff<R: BufRead>(r: &mut R) -> io::Result<Compressed> {
     })
 }
 
-/// A reader that yields the uncompressed bytes of a plain or gzipped stream. Zstd is refused
-/// with `what` named in the error.
+/// A reader that yields the uncompressed bytes of a plain, gzip or zstd stream (`what` names it
+/// in errors).
 pub fn decompressed<'a, R: Read + Send + 'a>(
     r: R,
     what: &str,
@@ -88,9 +88,13 @@ pub fn decompressed<'a, R: Read + Send + 'a>(
     match sniff(&mut r)? {
         Compressed::None => Ok(Box::new(r)),
         Compressed::Gzip => Ok(Box::new(flate2::read::MultiGzDecoder::new(r))),
-        Compressed::Zstd => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{what} is zstd-compressed, which hoist cannot decompress yet"),
+        Compressed::Zstd => Ok(Box::new(
+            zstd::stream::read::Decoder::with_buffer(r).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("{what}: starting zstd decompression: {e}"),
+                )
+            })?,
         )),
     }
 }
@@ -230,8 +234,21 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, data);
-        let zstd = [0x28u8, 0xb5, 0x2f, 0xfd, 0];
-        let err = decompressed(&zstd[..], "layer").err().unwrap();
-        assert!(err.to_string().contains("zstd"), "{err}");
+        let z = zstd::encode_all(&data[..], 3).unwrap();
+        assert_eq!(sniff(&mut &z[..]).unwrap(), Compressed::Zstd);
+        let mut out = Vec::new();
+        decompressed(&z[..], "x")
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+        // A truncated frame is an error, not a short read.
+        let mut out = Vec::new();
+        let cut = &z[..z.len() - 4];
+        assert!(
+            decompressed(cut, "x")
+                .and_then(|mut r| r.read_to_end(&mut out))
+                .is_err()
+        );
     }
 }
