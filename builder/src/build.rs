@@ -163,6 +163,9 @@ pub struct Env {
     pub puller: Option<Arc<dyn Puller>>,
     pub layer_options: LayerOptions,
     pub platform: Platform,
+    /// The layer store is in use: the layers this build makes are referenced by nothing until
+    /// its cache records them, so the layer collector waits for the build to end.
+    _hold: hoist_runtime::layers::InUse,
 }
 
 /// A converted build: the graph and its target.
@@ -185,10 +188,12 @@ impl Env {
         compression: LayerCompression,
         source_date_epoch: Option<i64>,
     ) -> Result<Self> {
+        let layers = LayerStore::open(home)?;
         Ok(Env {
             images,
             cache,
-            layers: LayerStore::open(home)?,
+            _hold: layers.hold()?,
+            layers,
             work_dir: {
                 let d = home.join("builder/work");
                 fs::create_dir_all(&d).map_err(|source| BuildError::Io {

@@ -280,6 +280,21 @@ impl BuildCache {
         Ok(())
     }
 
+    /// Every stored value (for a caller that must know what the records reference, such as the
+    /// collector of unpacked layers).
+    pub fn values(&self) -> Result<Vec<Vec<u8>>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare("SELECT value FROM records")
+            .map_err(self.db())?;
+        let out = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(self.db())?
+            .collect::<Result<Vec<Vec<u8>>, _>>()
+            .map_err(self.db())?;
+        Ok(out)
+    }
+
     /// What the cache holds.
     pub fn usage(&self) -> Result<Usage> {
         let conn = self.conn.lock();

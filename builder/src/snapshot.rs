@@ -48,6 +48,19 @@ impl Snapshot {
     }
 }
 
+/// The diff_ids of the layers the build cache's records use: their unpacked trees must stay in
+/// the layer store while the records do.
+pub fn cached_diff_ids(
+    cache: &crate::cache::BuildCache,
+) -> crate::cache::Result<std::collections::HashSet<Digest>> {
+    Ok(cache
+        .values()?
+        .iter()
+        .filter_map(|v| serde_json::from_slice::<Snapshot>(v).ok())
+        .flat_map(|s| s.layers.into_iter().map(|l| l.diff_id))
+        .collect())
+}
+
 impl CacheValue for Snapshot {
     fn blobs(&self) -> Vec<Digest> {
         self.layers

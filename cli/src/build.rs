@@ -108,10 +108,24 @@ pub fn run(cmd: BuildCommand) -> Result<()> {
             let dir = home.join("builder");
             let r = BuildCache::prune(&dir, keep)
                 .with_context(|| format!("pruning the build cache in {}", dir.display()))?;
+            // The unpacked layers only the pruned records used.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let layers = rt.block_on(async {
+                let images = ImageStore::open(&home)
+                    .await
+                    .with_context(|| format!("opening the local store in {}", home.display()))?;
+                crate::layer_gc::collect(&home, &images).await
+            })?;
+            if layers.is_none() {
+                eprintln!("hoist: a build is running: unpacked layers are collected next time");
+            }
             println!(
                 "Deleted build cache objects: {}\nTotal reclaimed space: {}",
-                r.records_removed,
-                human(r.bytes_freed)
+                r.records_removed + layers.as_ref().map_or(0, |l| l.removed.len() as u64),
+                human(r.bytes_freed + layers.as_ref().map_or(0, |l| l.bytes))
             );
             Ok(())
         }

@@ -499,6 +499,11 @@ async fn rmi(a: RmiArgs) -> Result<()> {
             }
         }
     }
+    // The unpacked layers only the removed images used.
+    let home = home::hoist_home()?;
+    if let Err(e) = crate::layer_gc::collect(&home, &store).await {
+        eprintln!("hoist: {e:#}");
+    }
     failed.map_or(Ok(()), Err)
 }
 
@@ -647,8 +652,10 @@ async fn prune(a: PruneArgs) -> Result<()> {
         out.push('\n');
     }
     // What no image references any more; blobs younger than the collector's grace are freed
-    // from disk by a later collection.
-    let reclaimed = before.size.saturating_sub(after.size);
+    // from disk by a later collection. The unpacked layers only those images used go now.
+    let home = home::hoist_home()?;
+    let layers = crate::layer_gc::collect(&home, &store).await?;
+    let reclaimed = before.size.saturating_sub(after.size) + layers.as_ref().map_or(0, |l| l.bytes);
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
         human_size(reclaimed, 4)

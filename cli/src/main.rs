@@ -7,6 +7,7 @@ mod containers;
 mod home;
 mod images;
 mod images_format;
+mod layer_gc;
 mod run;
 mod serve;
 mod transfer;

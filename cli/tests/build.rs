@@ -8,6 +8,7 @@
 //! that they ran); a real Debian minbase with gcc (debootstrap, built once per machine under
 //! `target/tmp`) for `apt-get` and the compiler of the multi-stage hello world.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
@@ -393,6 +394,55 @@ fn copy_link_layers_are_reused_when_the_base_changes() {
     );
     let md = std::fs::metadata(root.join("data/named")).unwrap();
     assert_eq!(md.uid(), 65534);
+}
+
+#[test]
+fn unpacked_layers_go_when_nothing_references_them() {
+    let h = Home::new();
+    let layers = h.path().join("home/layers/sha256");
+    let unpacked = || -> BTreeSet<String> {
+        std::fs::read_dir(&layers)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN echo gc > /gc\n")]);
+    h.build(ctx.path(), &["-t", "gc"]);
+    let diff_ids = |image: &str| -> Vec<String> {
+        h.inspect(image)["RootFS"]["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().trim_start_matches("sha256:").to_owned())
+            .collect()
+    };
+    let base = diff_ids("busybox");
+    let built = diff_ids("gc");
+    let run_layer = built.last().unwrap().clone();
+    assert!(unpacked().contains(&run_layer), "the RUN layer is unpacked");
+
+    // The image is gone but the build cache still uses the layer.
+    h.ok(&["rmi", "gc"]);
+    assert!(unpacked().contains(&run_layer), "the cache still uses it");
+
+    // While a build holds the store, nothing is collected.
+    let lock = std::fs::File::open(h.path().join("home/layers/locks/gc")).unwrap();
+    lock.lock_shared().unwrap();
+    let out = h.ok(&["builder", "prune", "-f"]);
+    assert!(out.contains("a build is running"), "{out}");
+    assert!(unpacked().contains(&run_layer));
+    drop(lock);
+
+    // Prune again: the record is gone, then the layer; the base image's layers stay.
+    h.build(ctx.path(), &["-t", "gc"]);
+    h.ok(&["rmi", "gc"]);
+    let out = h.ok(&["builder", "prune", "-f"]);
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    let left = unpacked();
+    assert!(!left.contains(&run_layer), "{left:?}");
+    for b in &base {
+        assert!(left.contains(b), "busybox's layer {b} stays: {left:?}");
+    }
 }
 
 #[test]

@@ -22,7 +22,7 @@
 //! waits, then finds the layer in place. A crash leaves at most a directory in `tmp/`, removed by
 //! the next [`LayerStore::open`] when older than an hour.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -185,6 +185,20 @@ pub fn size_limit(compressed: u64) -> u64 {
         .clamp(MIN_LIMIT, DEFAULT_MAX_SIZE)
 }
 
+/// What [`LayerStore::gc`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerGc {
+    pub removed: Vec<Digest>,
+    /// Their uncompressed sizes, summed.
+    pub bytes: u64,
+}
+
+/// A shared hold on a [`LayerStore`] ([`LayerStore::hold`]); released when dropped.
+#[derive(Debug)]
+pub struct InUse {
+    _file: fs::File,
+}
+
 /// The unpacked layers under `$HOIST_HOME/layers`.
 #[derive(Debug, Clone)]
 pub struct LayerStore {
@@ -247,6 +261,50 @@ impl LayerStore {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// Marks the store in use by a process that makes layers nothing references yet (a build:
+    /// its new layers are referenced only once its cache records them). [`LayerStore::gc`]
+    /// collects nothing while any such guard is held.
+    pub fn hold(&self) -> Result<InUse> {
+        let p = self.dir.join("locks").join("gc");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_err(&p))?;
+        f.lock_shared().map_err(io_err(&p))?;
+        Ok(InUse { _file: f })
+    }
+
+    /// Removes every unpacked layer not in `keep` (the diff_ids images, containers and the build
+    /// cache still reference). `None`, with nothing removed, while a [`LayerStore::hold`] guard
+    /// is held somewhere (a build is running).
+    pub fn gc(&self, keep: &HashSet<Digest>) -> Result<Option<LayerGc>> {
+        let p = self.dir.join("locks").join("gc");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_err(&p))?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&p)(e)),
+        }
+        let mut report = LayerGc::default();
+        for d in self.list()? {
+            if keep.contains(&d) {
+                continue;
+            }
+            let size = self.record(&d)?.map_or(0, |r| r.size);
+            self.remove(&d)?;
+            report.removed.push(d);
+            report.bytes += size;
+        }
+        Ok(Some(report))
     }
 
     /// Removes an unpacked layer (the caller makes sure no container uses it).

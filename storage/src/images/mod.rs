@@ -600,6 +600,29 @@ impl ImageStore {
         Ok(self.entries().await?.into_iter().map(|e| e.row).collect())
     }
 
+    /// The layer diff_ids of every image in the store (tagged or dangling), from their configs:
+    /// what the runtime's unpacked layers must keep.
+    pub async fn diff_ids(&self) -> Result<HashSet<Digest>> {
+        let mut out = HashSet::new();
+        let mut seen = HashSet::new();
+        for e in self.entries().await? {
+            if !seen.insert((e.repo.clone(), e.row.id.clone())) {
+                continue;
+            }
+            let bytes = self.read_blob(&e.repo, &e.row.id, MAX_CONFIG_SIZE).await?;
+            let config: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|err| ImageError::invalid(&e.row.id, format!("image config: {err}")))?;
+            if let Some(ids) = config["rootfs"]["diff_ids"].as_array() {
+                out.extend(
+                    ids.iter()
+                        .filter_map(|d| d.as_str())
+                        .filter_map(|d| Digest::parse(d).ok()),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     async fn entries(&self) -> Result<Vec<Entry>> {
         let mut cache: HashMap<(RepoName, Digest), Option<Summary>> = HashMap::new();
         let mut rows: Vec<(RepoName, Option<String>, Digest)> = Vec::new();
