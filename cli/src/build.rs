@@ -661,7 +661,7 @@ fn render(st: &PrinterState, now: Instant, width: usize, height: usize) -> Vec<S
             if let Some(p) = st.partial.get(&v)
                 && !p.is_empty()
             {
-                l.push(String::from_utf8_lossy(p).into_owned());
+                l.push(partial_line(p));
             }
             let skip = l.len().saturating_sub(n);
             l.split_off(skip)
@@ -808,11 +808,24 @@ fn wrap(s: &str, prefix: &str, width: usize) -> Vec<String> {
     out
 }
 
+/// Bytes shown in a display row: more would be cut anyway.
+const SHOWN_BYTES: usize = 4096;
+
+/// What a terminal shows of a line still being written: the part after its last carriage return
+/// (a progress bar rewrites its line without ever ending it), and not more than a row shows.
+fn partial_line(p: &[u8]) -> String {
+    let p = p.strip_suffix(b"\r").unwrap_or(p);
+    let start = p.iter().rposition(|b| *b == b'\r').map_or(0, |i| i + 1);
+    let p = &p[start..];
+    String::from_utf8_lossy(&p[..p.len().min(SHOWN_BYTES)]).into_owned()
+}
+
 /// Output as a terminal line would show it, without what could move the cursor or change colors:
 /// a carriage return starts the line over, escape sequences and control characters go, tabs
 /// become spaces.
 fn clean(s: &str) -> String {
     let s = s.rsplit('\r').find(|p| !p.is_empty()).unwrap_or("");
+    let s = &s[..s.floor_char_boundary(SHOWN_BYTES)];
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
@@ -841,6 +854,7 @@ fn clean(s: &str) -> String {
                 _ => {}
             },
             '\t' => out.push_str("    "),
+            '\n' => out.push(' '),
             c if c.is_control() => {}
             c => out.push(c),
         }
@@ -1271,6 +1285,14 @@ mod tests {
         // An escape cut off at the end of the line leaves nothing behind.
         assert_eq!(clean("text\x1b[3"), "text");
         assert_eq!(clean("text\x1b"), "text");
+        assert_eq!(clean("RUN <<EOF\necho hi\nEOF"), "RUN <<EOF echo hi EOF");
+        // A progress bar that rewrites its line: only its last state shows, and a huge line is
+        // cut before it is cleaned.
+        assert_eq!(partial_line(b"10%\r20%\r30%\r"), "30%");
+        assert_eq!(partial_line(b"10%\r20%"), "20%");
+        let long = "\u{e9}".repeat(10_000);
+        assert_eq!(partial_line(long.as_bytes()).len(), SHOWN_BYTES);
+        assert_eq!(clean(&long).len(), SHOWN_BYTES);
     }
 
     #[test]
