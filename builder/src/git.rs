@@ -673,6 +673,14 @@ mod tests {
                 "GIT://example.com/foo.git#v1",
                 Some(r("GIT://example.com/foo.git", Some("v1"), None)),
             ),
+            (
+                "git://127.0.0.1:9418/repo.git#v1",
+                Some(r("git://127.0.0.1:9418/repo.git", Some("v1"), None)),
+            ),
+            (
+                "http://127.0.0.1:8080/repo.git",
+                Some(r("http://127.0.0.1:8080/repo.git", None, None)),
+            ),
             ("ftp://example.com/foo.git", None),
             ("file:///srv/foo.git", None),
             ("https://example.com/foo.git?ref=main", None),
