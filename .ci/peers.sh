@@ -11,6 +11,7 @@
 #   uidmap, fuse-overlayfs   what podman/buildah expect to find (storage helpers, id mapping)
 #   runc, crun        the reference OCI runtimes hoist's executor is checked and benchmarked against
 #   umoci, debootstrap   hoist build's outputs are unpacked by umoci; a Debian minbase with gcc is a build test base
+#   git               ADD <git ref> (hoist build) runs the git CLI; the tests serve repos with git daemon
 set -euo pipefail
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -21,7 +22,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
-packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap)
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git)
 
 # The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
 # own repository; if those (or any dockerd) are already there, use them instead. A docker client

@@ -955,6 +955,8 @@ fn convert(
                 created_by: created_by(&instr.source),
                 checksum: c.checksum.as_deref().map(|s| ex(s, st)).transpose()?,
                 fetched: parking_lot::Mutex::new(HashMap::new()),
+                keep_git_dir: c.keep_git_dir,
+                git: parking_lot::Mutex::new(Vec::new()),
             };
             let mut inputs = Vec::new();
             if !c.link || link_parent {
@@ -1641,6 +1643,10 @@ struct CopyOp {
     fetched: parking_lot::Mutex<
         HashMap<String, (tempfile::NamedTempFile, hoist_client::fetch::Fetched)>,
     >,
+    /// `ADD --keep-git-dir`.
+    keep_git_dir: bool,
+    /// Git sources ADD resolved while computing its key (checked out by `run` on a miss).
+    git: parking_lot::Mutex<Vec<(crate::git::GitRef, crate::git::Resolved)>>,
 }
 
 /// One file to copy: where it comes from (absolute) and its path under the destination.
@@ -1662,7 +1668,7 @@ impl CopyOp {
         let sources: Vec<String> = self
             .sources
             .iter()
-            .filter(|s| !(self.is_add && is_url(s)))
+            .filter(|s| !(self.is_add && (is_url(s) || crate::git::is_git_ref(s))))
             .cloned()
             .collect();
         let files = ctx.resolve(&sources, &self.exclude, self.parents)?;
@@ -1687,8 +1693,9 @@ impl CopyOp {
     }
 }
 
+/// A plain HTTP download for ADD (a git repository URL is a git source, not a download).
 fn is_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://")
+    (s.starts_with("http://") || s.starts_with("https://")) && !crate::git::is_git_ref(s)
 }
 
 impl Op<Snapshot> for CopyOp {
@@ -1725,8 +1732,20 @@ impl Op<Snapshot> for CopyOp {
                     Ok(ctx.checksum(&files)?)
                 })?;
                 k.str(&checksum);
+                self.git.lock().clear();
                 for s in &self.sources {
-                    if self.is_add && is_url(s) {
+                    if self.is_add && crate::git::is_git_ref(s) {
+                        // Keyed by the commit the ref resolves to now (`git ls-remote`): a moved
+                        // branch is a miss, an unchanged one a hit without a fetch.
+                        let g = crate::git::parse(s)?;
+                        let resolved = tokio::task::block_in_place(|| crate::git::resolve(&g))?;
+                        crate::git::verify(&g, &resolved, self.checksum.as_deref())?;
+                        k.str("git")
+                            .str(s)
+                            .str(&resolved.commit)
+                            .u64(u64::from(self.keep_git_dir));
+                        self.git.lock().push((g, resolved));
+                    } else if self.is_add && is_url(s) {
                         // Keyed by what the URL serves (and its time), as BuildKit does.
                         let tmp = self.env.cache.temp_file()?;
                         let out = io::BufWriter::new(tmp.reopen()?);
@@ -1819,6 +1838,33 @@ impl Op<Snapshot> for CopyOp {
                         continue;
                     }
                     copy_entry(&p.src, &target, &p.md, uid, gid, self.chmod)?;
+                }
+                let git_sources = self.git.lock().clone();
+                for (g, resolved) in &git_sources {
+                    // The checked-out tree (or its subdir) becomes the destination directory's
+                    // contents; everything gets the commit's time (reproducible layers).
+                    let work = tempfile::Builder::new()
+                        .prefix("git-")
+                        .tempdir_in(env.cache.dir().join("tmp"))?;
+                    let co = crate::git::checkout(g, resolved, work.path(), self.keep_git_dir)?;
+                    make_parents(&root, dest_rel, true)?;
+                    let mut entries = Vec::new();
+                    walk(&co.root, &mut |rel, p, md| {
+                        entries.push((PathBuf::from(rel), p.to_path_buf(), md.clone()));
+                    })?;
+                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    let mut copied = Vec::new();
+                    for (rel, src, md) in &entries {
+                        let target = dest_root.join(rel);
+                        copy_entry(src, &target, md, uid, gid, self.chmod)?;
+                        copied.push(target);
+                    }
+                    if !dest_rel.is_empty() {
+                        copied.push(dest_root.clone());
+                    }
+                    for t in &copied {
+                        crate::git::set_mtime(t, co.commit_time)?;
+                    }
                 }
                 for (url, (tmp, fetched)) in self.fetched.lock().iter() {
                     // Never extracted; 0600 unless --chmod, as docker does.

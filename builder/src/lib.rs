@@ -21,6 +21,7 @@ pub mod cache;
 pub mod context;
 pub mod dockerfile;
 pub mod export;
+pub mod git;
 pub mod graph;
 pub mod ignore;
 pub mod run;
