@@ -1847,7 +1847,7 @@ impl Op<Snapshot> for CopyOp {
                         .prefix("git-")
                         .tempdir_in(env.cache.dir().join("tmp"))?;
                     let co = crate::git::checkout(g, resolved, work.path(), self.keep_git_dir)?;
-                    make_parents(&root, dest_rel, true)?;
+                    make_parents(&root, &dest_rel, true, below)?;
                     let mut entries = Vec::new();
                     walk(&co.root, &mut |rel, p, md| {
                         entries.push((PathBuf::from(rel), p.to_path_buf(), md.clone()));
