@@ -2230,7 +2230,13 @@ impl Op<Snapshot> for RunOp {
                                     let at = mount_from(i, &mut from_mounts)?;
                                     let src = m.source.as_deref().unwrap_or("");
                                     let p = crate::run::resolve_confined(&at, src, true)
-                                        .map_err(|e| format!("{}: source {e}", m.describe()))?;
+                                        .map_err(|e| {
+                                            format!(
+                                                "{}: source {src} {}",
+                                                m.describe(),
+                                                e.replace("the root", "the stage's root")
+                                            )
+                                        })?;
                                     if fs::symlink_metadata(&p).is_err() {
                                         return Err(format!(
                                             "{}: source /{} not found in from=",
@@ -2266,16 +2272,17 @@ impl Op<Snapshot> for RunOp {
                                 Some(i) => (mount_from(i, &mut from_mounts)?, true),
                                 None => (self.context.root().to_path_buf(), false),
                             };
+                            let root_name = if in_stage {
+                                "the stage's root"
+                            } else {
+                                "the build context"
+                            };
                             let path = crate::run::resolve_confined(&root, src, in_stage)
                                 .map_err(|e| {
                                     format!(
-                                        "{}: source {e} ({})",
+                                        "{}: source {src} {}",
                                         m.describe(),
-                                        if in_stage {
-                                            "the stage's root"
-                                        } else {
-                                            "the build context"
-                                        }
+                                        e.replace("the root", root_name)
                                     )
                                 })?;
                             let meta = fs::symlink_metadata(&path).map_err(|_| {

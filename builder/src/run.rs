@@ -337,9 +337,9 @@ pub(crate) fn resolve_confined(
                         continue;
                     }
                     return Err(if from_link {
-                        "a symlink in it points outside the root".into()
+                        "goes through a symlink that points outside the root".into()
                     } else {
-                        "it points outside the root (..)".into()
+                        "points outside the root (..)".into()
                     });
                 }
             }
@@ -357,8 +357,8 @@ pub(crate) fn resolve_confined(
                         if t.starts_with('/') {
                             if !links_may_escape {
                                 return Err(format!(
-                                    "symlink {}/{name} points outside the root (to {t})",
-                                    here.display()
+                                    "goes through symlink /{}, which points outside the root (to {t})",
+                                    here.join(name).display()
                                 ));
                             }
                             stack.clear();
