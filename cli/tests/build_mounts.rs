@@ -370,6 +370,20 @@ fn bind_mount_source_cannot_escape_the_context() {
     );
     let (out, _) = h.build(&ctx, &[]);
     assert_eq!(read(&out.join("seen")), "staged\n");
+
+    // from= an image (not a stage): its filesystem, for a bind and to seed a cache.
+    let ctx = h.context(
+        "FROM busybox
+\
+         RUN --mount=type=bind,from=busybox:latest,source=/bin,target=/imgbin ls /imgbin/busybox > /seen
+\
+         RUN --mount=type=cache,id=img,target=/c,from=busybox:latest,source=/bin ls /c/busybox > /seen2
+",
+        &[],
+    );
+    let (out, _) = h.build(&ctx, &[]);
+    assert_eq!(read(&out.join("seen")), "/imgbin/busybox\n");
+    assert_eq!(read(&out.join("seen2")), "/c/busybox\n");
 }
 
 #[test]
