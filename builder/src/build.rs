@@ -2220,47 +2220,68 @@ impl Op<Snapshot> for RunOp {
                     from_mounts.push(o);
                     Ok(at)
                 };
+                // Cache directories first, locked in the order of their paths, so two RUNs that
+                // lock the same caches never wait on each other crosswise; a cache named twice in
+                // one RUN is one directory, locked once.
+                let mut pending = Vec::new();
                 for (n, m) in self.mounts.iter().enumerate() {
+                    if m.kind != dockerfile::MountType::Cache {
+                        continue;
+                    }
                     let target = m.target.clone().unwrap_or_default();
-                    match m.kind {
-                        dockerfile::MountType::Cache => {
-                            let id = m.id.clone().unwrap_or_else(|| target.clone());
-                            let seed = match m.from {
-                                Some(i) => {
-                                    let at = mount_from(i, &mut from_mounts)?;
-                                    let src = m.source.as_deref().unwrap_or("");
-                                    let p = crate::run::resolve_confined(&at, src, true)
-                                        .map_err(|e| {
-                                            format!(
-                                                "{}: source {src} {}",
-                                                m.describe(),
-                                                e.replace("the root", "the stage's root")
-                                            )
-                                        })?;
-                                    if fs::symlink_metadata(&p).is_err() {
-                                        return Err(format!(
-                                            "{}: source /{} not found in from=",
-                                            m.describe(),
-                                            normalize_src(src)
-                                        )
-                                        .into());
-                                    }
-                                    Some(p)
-                                }
-                                None => None,
-                            };
+                    let id = m.id.clone().unwrap_or(target);
+                    let seed = match m.from {
+                        Some(i) => {
+                            let at = mount_from(i, &mut from_mounts)?;
+                            let src = m.source.as_deref().unwrap_or("");
+                            let p = crate::run::resolve_confined(&at, src, true).map_err(|e| {
+                                format!(
+                                    "{}: source {src} {}",
+                                    m.describe(),
+                                    e.replace("the root", "the stage's root")
+                                )
+                            })?;
+                            if fs::symlink_metadata(&p).is_err() {
+                                return Err(format!(
+                                    "{}: source /{} not found in from=",
+                                    m.describe(),
+                                    normalize_src(src)
+                                )
+                                .into());
+                            }
+                            Some(p)
+                        }
+                        None => None,
+                    };
+                    pending.push((cache_mount_base(&env, &id), n, seed));
+                }
+                pending.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut cache_dirs: HashMap<usize, PathBuf> = HashMap::new();
+                let mut by_base: HashMap<PathBuf, PathBuf> = HashMap::new();
+                for (base, n, seed) in pending {
+                    let m = &self.mounts[n];
+                    let dir = match by_base.get(&base) {
+                        Some(d) => d.clone(),
+                        None => {
                             let init = crate::run::CacheInit {
                                 uid: m.uid,
                                 gid: m.gid,
                                 mode: m.mode,
                                 seed: seed.as_deref(),
                             };
-                            let (dir, lock) = crate::run::cache_dir(
-                                &cache_mount_base(&env, &id),
-                                m.sharing,
-                                &init,
-                            )?;
+                            let (dir, lock) = crate::run::cache_dir(&base, m.sharing, &init)?;
                             locks.push(lock);
+                            by_base.insert(base, dir.clone());
+                            dir
+                        }
+                    };
+                    cache_dirs.insert(n, dir);
+                }
+                for (n, m) in self.mounts.iter().enumerate() {
+                    let target = m.target.clone().unwrap_or_default();
+                    match m.kind {
+                        dockerfile::MountType::Cache => {
+                            let dir = cache_dirs.get(&n).cloned().unwrap_or_default();
                             request.binds.push((dir, target.clone(), m.readonly));
                         }
                         dockerfile::MountType::Tmpfs => {

@@ -156,13 +156,16 @@ fn cache_mount_uid_gid_mode_and_ro() {
         "FROM busybox\n\
          RUN --mount=type=cache,target=/c,uid=1000,gid=1001,mode=0750 stat -c '%u %g %a' /c > /st\n\
          RUN --mount=type=cache,target=/d stat -c '%u %g %a' /d > /st2\n\
-         RUN --mount=type=cache,id=ro,target=/r,ro sh -c 'if touch /r/x 2>/dev/null; then echo writable; else echo read-only; fi' > /st3\n",
+         RUN --mount=type=cache,id=ro,target=/r,ro sh -c 'if touch /r/x 2>/dev/null; then echo writable; else echo read-only; fi' > /st3\n\
+         RUN --mount=type=cache,id=dup,target=/a,sharing=locked --mount=type=cache,id=dup,target=/b,sharing=locked sh -c 'echo twice > /a/f; cat /b/f > /st4'\n",
         &[],
     );
     let (out, _) = h.build(&ctx, &[]);
     assert_eq!(read(&out.join("st")), "1000 1001 750\n");
     assert_eq!(read(&out.join("st2")), "0 0 755\n");
     assert_eq!(read(&out.join("st3")), "read-only\n");
+    // One cache named twice in a RUN (locked): one directory, and no wait on itself.
+    assert_eq!(read(&out.join("st4")), "twice\n");
 }
 
 /// Two builds at once whose RUN appends `start-X`, sleeps and appends `end-X` to one cache;
