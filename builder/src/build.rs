@@ -2314,6 +2314,35 @@ impl Op<Snapshot> for RunOp {
                                     if in_stage { "the stage" } else { "the build context" }
                                 )
                             })?;
+                            let mut path = path;
+                            if !in_stage {
+                                // The context as the build sees it: without what the ignore
+                                // file excludes.
+                                let rel = path
+                                    .strip_prefix(&root)
+                                    .unwrap_or(&path)
+                                    .to_string_lossy()
+                                    .into_owned();
+                                if self.context.is_ignored(&rel)
+                                    && (!meta.is_dir() || self.context.ignore().can_skip_dir(&rel))
+                                {
+                                    return Err(format!(
+                                        "{}: /{} is excluded by {}",
+                                        m.describe(),
+                                        normalize_src(src),
+                                        self.context.ignore_file().map_or_else(
+                                            || ".dockerignore".into(),
+                                            |f| f.display().to_string()
+                                        )
+                                    )
+                                    .into());
+                                }
+                                if meta.is_dir() && !self.context.ignore().is_empty() {
+                                    let view = work.path().join(format!("bind{n}-view"));
+                                    crate::run::context_view(&self.context, &path, &view)?;
+                                    path = view;
+                                }
+                            }
                             let source = if in_stage || m.readonly {
                                 path
                             } else if meta.is_dir() {

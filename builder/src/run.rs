@@ -471,3 +471,51 @@ impl Drop for SshProxy {
         }
     }
 }
+
+/// The part of the build context under `src` (a directory inside `ctx.root()`) as the build
+/// sees it: `dst` gets everything the ignore file does not exclude, as hard links to the
+/// context's files where the filesystem allows (the caller mounts it read-only or under an
+/// overlay, so nothing writes through them) and copies elsewhere.
+pub(crate) fn context_view(
+    ctx: &crate::context::Context,
+    src: &Path,
+    dst: &Path,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown};
+    let rel_of = |p: &Path| -> String {
+        p.strip_prefix(ctx.root())
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let meta = std::fs::symlink_metadata(src)?;
+    std::fs::create_dir(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let path = entry.path();
+        let rel = rel_of(&path);
+        let ft = entry.file_type()?;
+        let ignored = ctx.is_ignored(&rel);
+        let to = dst.join(entry.file_name());
+        if ft.is_dir() {
+            if ignored && ctx.ignore().can_skip_dir(&rel) {
+                continue;
+            }
+            context_view(ctx, &path, &to)?;
+            // An excluded directory kept only for what an exception re-includes below it.
+            if ignored && std::fs::read_dir(&to)?.next().is_none() {
+                std::fs::remove_dir(&to)?;
+            }
+        } else if ignored {
+            continue;
+        } else if ft.is_file() {
+            if std::fs::hard_link(&path, &to).is_err() {
+                copy_tree(&path, &to)?;
+            }
+        } else {
+            copy_tree(&path, &to)?;
+        }
+    }
+    lchown(dst, Some(meta.uid()), Some(meta.gid()))?;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+}

@@ -314,6 +314,43 @@ fn bind_mount_is_read_only_and_rw_writes_reach_neither_context_nor_layer() {
 }
 
 #[test]
+fn bind_mount_of_the_context_leaves_out_what_dockerignore_excludes() {
+    let h = Home::new();
+    let files = [
+        (".dockerignore", "secret.txt\nlogs\n!logs/keep.txt\n"),
+        ("f", "orig\n"),
+        ("secret.txt", "hidden\n"),
+        ("logs/a.txt", "log\n"),
+        ("logs/keep.txt", "kept\n"),
+    ];
+    let ctx = h.context(
+        "FROM busybox\n\
+         RUN --mount=type=bind,target=/ctx sh -c 'cd /ctx && find . -type f | sort > /seen'\n\
+         RUN --mount=type=bind,target=/ctx,rw sh -c 'echo changed > /ctx/f; echo more >> /ctx/logs/keep.txt; cat /ctx/f /ctx/logs/keep.txt > /seen2'\n",
+        &files,
+    );
+    let (out, _) = h.build(&ctx, &[]);
+    assert_eq!(
+        read(&out.join("seen")),
+        "./.dockerignore\n./Dockerfile\n./f\n./logs/keep.txt\n"
+    );
+    assert_eq!(read(&out.join("seen2")), "changed\nkept\nmore\n");
+    // Writes through the (hard-linked) view never reach the user's files.
+    assert_eq!(read(&ctx.join("f")), "orig\n");
+    assert_eq!(read(&ctx.join("logs/keep.txt")), "kept\n");
+
+    let ctx = h.context(
+        "FROM busybox\nRUN --mount=type=bind,source=secret.txt,target=/s cat /s\n",
+        &files,
+    );
+    let err = h.build_fails(&ctx, &[]);
+    assert!(
+        err.contains("source=secret.txt") && err.contains("excluded by"),
+        "no clear error: {err}"
+    );
+}
+
+#[test]
 fn bind_mount_source_cannot_escape_the_context() {
     let h = Home::new();
     // `..` above the context.
