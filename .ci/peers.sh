@@ -12,6 +12,7 @@
 #   runc, crun        the reference OCI runtimes hoist's executor is checked and benchmarked against
 #   umoci, debootstrap   hoist build's outputs are unpacked by umoci; a Debian minbase with gcc is a build test base
 #   git               ADD <git ref> (hoist build) runs the git CLI; the tests serve repos with git daemon
+#   openssh-client    ssh-agent, ssh-keygen, ssh-add: hoist build --ssh (RUN --mount=type=ssh) tests
 set -euo pipefail
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -22,7 +23,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
-packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git)
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client)
 
 # The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
 # own repository; if those (or any dockerd) are already there, use them instead. A docker client
@@ -62,7 +63,7 @@ if ((${#missing[@]})); then
 fi
 
 # Sanity checks, so a broken install fails here and not in the middle of a test.
-for tool in docker-registry skopeo podman buildah dockerd docker runc crun umoci debootstrap; do
+for tool in docker-registry skopeo podman buildah dockerd docker runc crun umoci debootstrap ssh-agent ssh-add ssh-keygen; do
     command -v "$tool" >/dev/null || { echo "peers.sh: $tool missing after install" >&2; exit 1; }
 done
 busybox=$(command -v busybox)

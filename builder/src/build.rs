@@ -55,8 +55,8 @@ pub struct RunRequest {
     pub network: bool,
     /// `(host path, container path, read-only)` bind mounts (cache, bind, secret mounts).
     pub binds: Vec<(PathBuf, String, bool)>,
-    /// Container paths to mount as tmpfs.
-    pub tmpfs: Vec<String>,
+    /// Container paths to mount as tmpfs, with their `size=` in bytes.
+    pub tmpfs: Vec<(String, Option<u64>)>,
     /// The image config (for `spec` defaults: user resolution and the like).
     pub image_config: Value,
 }
@@ -98,6 +98,8 @@ pub struct BuildOptions {
     pub network_none: bool,
     /// `--secret id=ID,src=PATH`.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh default|ID[=SOCKET]`: ssh agent sockets by id, for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
     pub compression: LayerCompression,
     pub source_date_epoch: Option<i64>,
 }
@@ -423,16 +425,20 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
         });
     }
 
-    // Images named by COPY --from (not stages) in the needed stages.
+    // Images named by COPY --from or RUN --mount from= (not stages) in the needed stages.
     let mut from_image_refs: Vec<String> = Vec::new();
     for (i, s) in df.stages.iter().enumerate() {
         if !needed[i] {
             continue;
         }
         for instr in &s.instructions {
-            if let Instruction::Copy(c) | Instruction::Add(c) = &instr.kind
-                && let Some(f) = &c.from
-            {
+            let froms: Vec<&String> = match &instr.kind {
+                Instruction::Copy(c) | Instruction::Add(c) => c.from.iter().collect(),
+                // RUN --mount=...,from=IMAGE (bind, cache).
+                Instruction::Run(r) => r.mounts.iter().filter_map(|m| m.from.as_ref()).collect(),
+                _ => Vec::new(),
+            };
+            for f in froms {
                 let lookup = |k: &str| global.get(k).cloned().flatten();
                 let f = dockerfile::expand(f, &lookup, escape)
                     .map_err(|e| instr_error(&file, instr, e.to_string()))?;
@@ -1015,16 +1021,18 @@ fn convert(
             let mut extra_inputs = Vec::new();
             for m in &r.mounts {
                 let target = m.target.as_deref().map(|t| ex(t, st)).transpose()?;
-                // `from=` a stage (or an image named by COPY --from elsewhere): an extra input.
+                // `from=` a stage or an image (bind, cache): an extra input.
                 let from = match m.from.as_deref().map(|f| ex(f, st)).transpose()? {
                     None => None,
                     Some(f) => {
-                        if m.kind != dockerfile::MountType::Bind {
+                        if !matches!(
+                            m.kind,
+                            dockerfile::MountType::Bind | dockerfile::MountType::Cache
+                        ) {
                             return Err(err(format!(
-                                "RUN --mount=type={:?},from={f}: from= is supported for bind mounts only",
-                                m.kind
-                            )
-                            .to_lowercase()));
+                                "RUN --mount=type={},from={f}: from= is for bind and cache mounts only",
+                                format!("{:?}", m.kind).to_lowercase()
+                            )));
                         }
                         let lower = f.to_ascii_lowercase();
                         let v = df
@@ -1034,10 +1042,9 @@ fn convert(
                             .or_else(|| f.parse::<usize>().ok())
                             .and_then(|j| tips.get(j).and_then(|t| t.as_ref()))
                             .map(|(v, _)| *v)
+                            .or_else(|| from_images.get(&f).copied())
                             .ok_or_else(|| {
-                                err(format!(
-                                    "RUN --mount from={f}: no earlier stage of that name"
-                                ))
+                                err(format!("RUN --mount from={f}: no such stage or image"))
                             })?;
                         extra_inputs.push(v);
                         Some(extra_inputs.len())
@@ -1052,9 +1059,15 @@ fn convert(
                     required: m.required,
                     env: m.env.clone(),
                     from,
+                    sharing: m.sharing.unwrap_or(dockerfile::CacheSharing::Shared),
+                    mode: m.mode,
+                    uid: m.uid,
+                    gid: m.gid,
+                    size: m.size,
                 });
             }
             let secrets = opts.secrets.clone();
+            let ssh = opts.ssh.clone();
             graph.add(
                 Arc::new(RunOp {
                     env: env.clone(),
@@ -1075,6 +1088,7 @@ fn convert(
                     },
                     mounts,
                     secrets,
+                    ssh,
                     context: context.clone(),
                     created_by: format!("RUN {}", run_created_by(r)),
                 }),
@@ -2255,8 +2269,33 @@ struct RunMountSpec {
     required: bool,
     /// `env=`: a secret as an environment variable.
     env: Option<String>,
-    /// The input (index into the op's inputs) a bind mount reads from.
+    /// The input (index into the op's inputs) a bind mount reads from or a cache is seeded from.
     from: Option<usize>,
+    /// `sharing=` (cache).
+    sharing: dockerfile::CacheSharing,
+    /// `mode=`, `uid=`, `gid=` (cache: the new directory; secret: the file; ssh: the socket).
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    /// `size=` in bytes (tmpfs).
+    size: Option<u64>,
+}
+
+impl RunMountSpec {
+    /// `type=...,source=...,target=...` for messages.
+    fn describe(&self) -> String {
+        let mut s = format!(
+            "RUN --mount=type={}",
+            format!("{:?}", self.kind).to_lowercase()
+        );
+        if let Some(src) = &self.source {
+            s.push_str(&format!(",source={src}"));
+        }
+        if let Some(t) = &self.target {
+            s.push_str(&format!(",target={t}"));
+        }
+        s
+    }
 }
 
 struct RunOp {
@@ -2265,8 +2304,50 @@ struct RunOp {
     request: RunRequest,
     mounts: Vec<RunMountSpec>,
     secrets: BTreeMap<String, PathBuf>,
+    ssh: BTreeMap<String, PathBuf>,
     context: Arc<Context>,
     created_by: String,
+}
+
+/// The directory of cache mount `id`: named by a hash of the id, so ids never share (nor reach
+/// outside `mounts/`).
+fn cache_mount_base(env: &Env, id: &str) -> PathBuf {
+    let mut k = KeyBuilder::new("cache-mount");
+    k.str(id);
+    env.cache
+        .dir()
+        .join("mounts")
+        .join(crate::graph::CacheKey::compute(OpKind::Meta, &k.finish(), &[]).hex())
+}
+
+/// Removes the mount points the runtime made for the RUN's mounts (empty files and directories
+/// not in the parent's layers), as BuildKit does: they are not part of the layer.
+fn remove_mount_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String]) {
+    let mut targets: Vec<&String> = targets.iter().collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.matches('/').count()));
+    for t in targets {
+        let mut rel = PathBuf::from(normalize_src(t));
+        while !rel.as_os_str().is_empty() {
+            if lookup(lowers, &rel).is_some() {
+                break;
+            }
+            let p = upper.join(&rel);
+            let Ok(meta) = fs::symlink_metadata(&p) else {
+                break;
+            };
+            let removed = if meta.is_dir() {
+                fs::remove_dir(&p).is_ok()
+            } else if meta.is_file() && meta.len() == 0 {
+                fs::remove_file(&p).is_ok()
+            } else {
+                false
+            };
+            if !removed {
+                break;
+            }
+            rel.pop();
+        }
+    }
 }
 
 impl Op<Snapshot> for RunOp {
@@ -2286,6 +2367,8 @@ impl Op<Snapshot> for RunOp {
                 .str(&r.cwd)
                 .str(&r.user)
                 .u64(u64::from(r.network));
+            // Every option of every mount; never a cache's contents, a secret's or the agent.
+            let opt = |v: Option<u32>| v.map_or(u64::MAX, u64::from);
             for m in &self.mounts {
                 k.str(&format!("{:?}", m.kind))
                     .opt(m.target.as_deref())
@@ -2293,7 +2376,13 @@ impl Op<Snapshot> for RunOp {
                     .opt(m.id.as_deref())
                     .opt(m.env.as_deref())
                     .u64(m.from.map_or(u64::MAX, |f| f as u64))
-                    .u64(u64::from(m.readonly));
+                    .u64(u64::from(m.readonly))
+                    .u64(u64::from(m.required))
+                    .str(&format!("{:?}", m.sharing))
+                    .u64(opt(m.mode))
+                    .u64(opt(m.uid))
+                    .u64(opt(m.gid))
+                    .u64(m.size.unwrap_or(u64::MAX));
             }
             Ok(k.finish())
         }
@@ -2331,43 +2420,169 @@ impl Op<Snapshot> for RunOp {
                 fs::set_permissions(&upper, fs::Permissions::from_mode(0o755))?;
                 let mut request = self.request.clone();
                 request.image_config = parent.config.clone();
-                let mut keep = Vec::new();
-                for m in &self.mounts {
+                // Held until the RUN ends: cache locks, ssh agent proxies.
+                let mut locks = Vec::new();
+                let mut proxies = Vec::new();
+                let mut targets = Vec::new();
+                let mut ssh_n = 0usize;
+                // A stage's (or image's) filesystem as an overlay with a throwaway upper: writes
+                // (rw) vanish with the step, as BuildKit discards them.
+                let mount_from = |i: usize,
+                                      from_mounts: &mut Vec<Mounted>|
+                 -> Result<PathBuf, OpError> {
+                    let n = from_mounts.len();
+                    let at = work.path().join(format!("from{n}"));
+                    let o = Mounted::new(Rootfs::mount(
+                        from_dirs.get(&i).map_or(&[][..], |d| &d[..]),
+                        &work.path().join(format!("from{n}-upper")),
+                        &work.path().join(format!("from{n}-work")),
+                        &at,
+                    )?);
+                    from_mounts.push(o);
+                    Ok(at)
+                };
+                // Cache directories first, locked in the order of their paths, so two RUNs that
+                // lock the same caches never wait on each other crosswise; a cache named twice in
+                // one RUN is one directory, locked once.
+                let mut pending = Vec::new();
+                for (n, m) in self.mounts.iter().enumerate() {
+                    if m.kind != dockerfile::MountType::Cache {
+                        continue;
+                    }
+                    let target = m.target.clone().unwrap_or_default();
+                    let id = m.id.clone().unwrap_or(target);
+                    let seed = match m.from {
+                        Some(i) => {
+                            let at = mount_from(i, &mut from_mounts)?;
+                            let src = m.source.as_deref().unwrap_or("");
+                            let p = crate::run::resolve_confined(&at, src, true).map_err(|e| {
+                                format!(
+                                    "{}: source {src} {}",
+                                    m.describe(),
+                                    e.replace("the root", "the stage's root")
+                                )
+                            })?;
+                            if fs::symlink_metadata(&p).is_err() {
+                                return Err(format!(
+                                    "{}: source /{} not found in from=",
+                                    m.describe(),
+                                    normalize_src(src)
+                                )
+                                .into());
+                            }
+                            Some(p)
+                        }
+                        None => None,
+                    };
+                    pending.push((cache_mount_base(&env, &id), n, seed));
+                }
+                pending.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut cache_dirs: HashMap<usize, PathBuf> = HashMap::new();
+                let mut by_base: HashMap<PathBuf, PathBuf> = HashMap::new();
+                for (base, n, seed) in pending {
+                    let m = &self.mounts[n];
+                    let dir = match by_base.get(&base) {
+                        Some(d) => d.clone(),
+                        None => {
+                            let init = crate::run::CacheInit {
+                                uid: m.uid,
+                                gid: m.gid,
+                                mode: m.mode,
+                                seed: seed.as_deref(),
+                            };
+                            let (dir, lock) = crate::run::cache_dir(&base, m.sharing, &init)?;
+                            locks.push(lock);
+                            by_base.insert(base, dir.clone());
+                            dir
+                        }
+                    };
+                    cache_dirs.insert(n, dir);
+                }
+                for (n, m) in self.mounts.iter().enumerate() {
                     let target = m.target.clone().unwrap_or_default();
                     match m.kind {
                         dockerfile::MountType::Cache => {
-                            let id = m.id.clone().unwrap_or_else(|| target.clone());
-                            let mut k = KeyBuilder::new("cache-mount");
-                            k.str(&id);
-                            let dir = env
-                                .cache
-                                .dir()
-                                .join("mounts")
-                                .join(crate::graph::CacheKey::compute(OpKind::Meta, &k.finish(), &[]).hex());
-                            fs::create_dir_all(&dir)?;
-                            request.binds.push((dir, target, false));
+                            let dir = cache_dirs.get(&n).cloned().unwrap_or_default();
+                            request.binds.push((dir, target.clone(), m.readonly));
                         }
-                        dockerfile::MountType::Tmpfs => request.tmpfs.push(target),
+                        dockerfile::MountType::Tmpfs => {
+                            request.tmpfs.push((target.clone(), m.size));
+                        }
                         dockerfile::MountType::Bind => {
-                            let src = normalize_src(m.source.as_deref().unwrap_or(""));
-                            let root = match m.from.and_then(|i| from_dirs.get(&i)) {
-                                Some(dirs) => {
-                                    // The stage's filesystem; writes (rw) go to a throwaway
-                                    // upper dir, as BuildKit discards them.
-                                    let n = from_mounts.len();
-                                    let at = work.path().join(format!("from{n}"));
-                                    let o = Mounted::new(Rootfs::mount(
-                                        dirs,
-                                        &work.path().join(format!("from{n}-upper")),
-                                        &work.path().join(format!("from{n}-work")),
-                                        &at,
-                                    )?);
-                                    from_mounts.push(o);
-                                    at
-                                }
-                                None => self.context.root().to_path_buf(),
+                            let src = m.source.as_deref().unwrap_or("");
+                            let (root, in_stage) = match m.from {
+                                Some(i) => (mount_from(i, &mut from_mounts)?, true),
+                                None => (self.context.root().to_path_buf(), false),
                             };
-                            request.binds.push((root.join(src), target, m.readonly));
+                            let root_name = if in_stage {
+                                "the stage's root"
+                            } else {
+                                "the build context"
+                            };
+                            let path = crate::run::resolve_confined(&root, src, in_stage)
+                                .map_err(|e| {
+                                    format!(
+                                        "{}: source {src} {}",
+                                        m.describe(),
+                                        e.replace("the root", root_name)
+                                    )
+                                })?;
+                            let meta = fs::symlink_metadata(&path).map_err(|_| {
+                                format!(
+                                    "{}: /{} not found in {}",
+                                    m.describe(),
+                                    normalize_src(src),
+                                    if in_stage { "the stage" } else { "the build context" }
+                                )
+                            })?;
+                            let mut path = path;
+                            if !in_stage {
+                                // The context as the build sees it: without what the ignore
+                                // file excludes.
+                                let rel = path
+                                    .strip_prefix(&root)
+                                    .unwrap_or(&path)
+                                    .to_string_lossy()
+                                    .into_owned();
+                                if self.context.is_ignored(&rel)
+                                    && (!meta.is_dir() || self.context.ignore().can_skip_dir(&rel))
+                                {
+                                    return Err(format!(
+                                        "{}: /{} is excluded by {}",
+                                        m.describe(),
+                                        normalize_src(src),
+                                        self.context.ignore_file().map_or_else(
+                                            || ".dockerignore".into(),
+                                            |f| f.display().to_string()
+                                        )
+                                    )
+                                    .into());
+                                }
+                                if meta.is_dir() && !self.context.ignore().is_empty() {
+                                    let view = work.path().join(format!("bind{n}-view"));
+                                    crate::run::context_view(&self.context, &path, &view)?;
+                                    path = view;
+                                }
+                            }
+                            let source = if in_stage || m.readonly {
+                                path
+                            } else if meta.is_dir() {
+                                // rw over the context: an overlay whose upper is thrown away, so
+                                // writes never reach the user's files.
+                                let at = work.path().join(format!("bind{n}"));
+                                from_mounts.push(Mounted::new(Rootfs::mount(
+                                    &[path],
+                                    &work.path().join(format!("bind{n}-upper")),
+                                    &work.path().join(format!("bind{n}-work")),
+                                    &at,
+                                )?));
+                                at
+                            } else {
+                                let copy = work.path().join(format!("bind{n}-file"));
+                                crate::run::copy_tree(&path, &copy)?;
+                                copy
+                            };
+                            request.binds.push((source, target.clone(), m.readonly));
                         }
                         dockerfile::MountType::Secret => {
                             let id = m.id.clone().or_else(|| {
@@ -2388,7 +2603,12 @@ impl Op<Snapshot> for RunOp {
                                             .target
                                             .clone()
                                             .unwrap_or_else(|| format!("/run/secrets/{id}"));
-                                        request.binds.push((p.clone(), t, true));
+                                        // A private copy with the mount's mode and owner.
+                                        let copy = work.path().join(format!("secret{n}"));
+                                        crate::run::secret_copy(p, &copy, m.mode, m.uid, m.gid)
+                                            .map_err(|e| format!("secret {id}: {}: {e}", p.display()))?;
+                                        request.binds.push((copy, t.clone(), true));
+                                        targets.push(t);
                                     }
                                 }
                                 None if m.required => {
@@ -2396,12 +2616,35 @@ impl Op<Snapshot> for RunOp {
                                 }
                                 None => {}
                             }
+                            continue;
                         }
                         dockerfile::MountType::Ssh => {
-                            return Err("RUN --mount=type=ssh is not supported".into());
+                            let id = m.id.clone().unwrap_or_else(|| "default".into());
+                            let t = m
+                                .target
+                                .clone()
+                                .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{ssh_n}"));
+                            ssh_n += 1;
+                            match self.ssh.get(&id) {
+                                Some(sock) => {
+                                    let proxy = crate::run::SshProxy::start(sock, m.mode, m.uid, m.gid)
+                                        .map_err(|e| format!("ssh agent {id}: {}: {e}", sock.display()))?;
+                                    request.binds.push((proxy.socket(), t.clone(), false));
+                                    if !request.env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                                        request.env.push(format!("SSH_AUTH_SOCK={t}"));
+                                    }
+                                    proxies.push(proxy);
+                                    targets.push(t);
+                                }
+                                None if m.required => {
+                                    return Err(format!("{}: ssh agent {id} is required but was not given (--ssh {id}[=SOCKET])", m.describe()).into());
+                                }
+                                None => {}
+                            }
+                            continue;
                         }
                     }
-                    keep.push(());
+                    targets.push(target);
                 }
                 let overlay = Mounted::new(Rootfs::mount(&lowers, &upper, &wd, &merged)?);
                 if overlay.kind() == RootfsKind::Copy {
@@ -2423,6 +2666,8 @@ impl Op<Snapshot> for RunOp {
                 for o in from_mounts {
                     o.unmount()?;
                 }
+                drop(proxies);
+                drop(locks);
                 let code = code?;
                 if code != 0 {
                     return Err(format!(
@@ -2431,7 +2676,8 @@ impl Op<Snapshot> for RunOp {
                     )
                     .into());
                 }
-                // Mount points the runtime created for bind mounts are not part of the layer.
+                // Mount points the runtime created for the mounts are not part of the layer.
+                remove_mount_stubs(&upper, &lowers, &targets);
                 commit_layer(&env, &parent, &upper, &self.created_by)
             })
         }

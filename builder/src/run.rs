@@ -93,10 +93,14 @@ impl Runner for ExecutorRunner {
         };
         let s = spec::build(None, &opts, &ctx)?;
         let mut value = serde_json::to_value(&s)?;
-        for t in &req.tmpfs {
+        for (t, size) in &req.tmpfs {
+            let mut options = vec!["nosuid".to_owned(), "nodev".into(), "mode=1777".into()];
+            if let Some(size) = size {
+                options.push(format!("size={size}"));
+            }
             if let Some(m) = value["mounts"].as_array_mut() {
                 m.push(json!({"destination": t, "type": "tmpfs", "source": "tmpfs",
-                    "options": ["nosuid", "nodev", "mode=1777"]}));
+                    "options": options}));
             }
         }
         std::fs::write(
@@ -133,4 +137,385 @@ impl Runner for ExecutorRunner {
         deleted?;
         Ok(code)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What `RUN --mount` needs on the host side: cache directories and their locks, confined source
+// paths, private copies of secrets, the ssh agent proxy.
+
+/// A lock on a cache mount's directory, held for the RUN (released on drop).
+pub(crate) struct CacheLock {
+    _file: std::fs::File,
+}
+
+/// How a cache mount's directory is made the first time it is used.
+pub(crate) struct CacheInit<'a> {
+    /// `uid`, `gid`, `mode` as given (applied to the new directory; unset: root, 0755, or the
+    /// seed's own when seeded).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mode: Option<u32>,
+    /// `from`+`source`: a directory (or file) whose contents seed the new cache.
+    pub seed: Option<&'a Path>,
+}
+
+fn lock_path(dir: &Path) -> std::path::PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    dir.with_file_name(name)
+}
+
+fn open_lock(dir: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(lock_path(dir))
+}
+
+/// The directory of cache mount `base` (`<cache>/mounts/<hash of id>`) for this RUN, made if
+/// new, and the lock that keeps it ours per `sharing`: `shared` takes a shared lock (waits only
+/// while a `locked` user holds it), `locked` an exclusive one (a second user waits until the RUN
+/// ends), `private` the first of `base`, `base.1`, `base.2`, ... whose exclusive lock is free.
+pub(crate) fn cache_dir(
+    base: &Path,
+    sharing: crate::dockerfile::CacheSharing,
+    init: &CacheInit<'_>,
+) -> Result<(std::path::PathBuf, CacheLock), OpError> {
+    use crate::dockerfile::CacheSharing;
+    use rustix::fs::{FlockOperation, flock};
+    if let Some(parent) = base.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let (dir, file) = match sharing {
+        CacheSharing::Shared | CacheSharing::Locked => {
+            let file = open_lock(base)?;
+            let op = if sharing == CacheSharing::Shared {
+                FlockOperation::LockShared
+            } else {
+                FlockOperation::LockExclusive
+            };
+            flock(&file, op).map_err(std::io::Error::from)?;
+            (base.to_path_buf(), file)
+        }
+        CacheSharing::Private => {
+            let mut n = 0usize;
+            loop {
+                let dir = if n == 0 {
+                    base.to_path_buf()
+                } else {
+                    let mut name = base.file_name().unwrap_or_default().to_os_string();
+                    name.push(format!(".{n}"));
+                    base.with_file_name(name)
+                };
+                let file = open_lock(&dir)?;
+                match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                    Ok(()) => break (dir, file),
+                    Err(rustix::io::Errno::WOULDBLOCK) => n += 1,
+                    Err(e) => return Err(std::io::Error::from(e).into()),
+                }
+            }
+        }
+    };
+    if !dir.exists() {
+        make_cache_dir(&dir, init)?;
+    }
+    Ok((dir, CacheLock { _file: file }))
+}
+
+/// Makes `dir` whole in a temporary sibling and renames it in place (never over one another
+/// build made meanwhile), so a cache directory is never seen half seeded.
+fn make_cache_dir(dir: &Path, init: &CacheInit<'_>) -> Result<(), OpError> {
+    use std::os::unix::fs::{PermissionsExt, lchown};
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let tmp = tempfile::Builder::new()
+        .prefix(".new-")
+        .tempdir_in(parent)?;
+    let new = tmp.path().join("d");
+    match init.seed {
+        Some(seed) if std::fs::symlink_metadata(seed)?.is_dir() => copy_tree(seed, &new)?,
+        Some(seed) => {
+            // A file seeds a cache that holds it.
+            std::fs::create_dir(&new)?;
+            std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755))?;
+            let name = seed.file_name().unwrap_or_default();
+            copy_tree(seed, &new.join(name))?;
+        }
+        None => {
+            std::fs::create_dir(&new)?;
+            std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755))?;
+            lchown(&new, Some(0), Some(0))?;
+        }
+    }
+    if init.uid.is_some() || init.gid.is_some() {
+        lchown(&new, init.uid, init.gid)?;
+    }
+    if let Some(mode) = init.mode {
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    }
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        &new,
+        rustix::fs::CWD,
+        dir,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(std::io::Error::from(e).into()),
+    }
+}
+
+/// Copies `src` (a file, symlink, directory tree or special file) to `dst` with modes and
+/// owners; symlinks are copied as links, never followed.
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, lchown};
+    let meta = std::fs::symlink_metadata(src)?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(src)?, dst)?;
+    } else if ft.is_dir() {
+        match std::fs::create_dir(dst) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dst.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+        for entry in std::fs::read_dir(src)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &dst.join(entry.file_name()))?;
+        }
+    } else if ft.is_file() {
+        std::fs::copy(src, dst)?;
+    } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+        let kind = if ft.is_fifo() {
+            rustix::fs::FileType::Fifo
+        } else if ft.is_char_device() {
+            rustix::fs::FileType::CharacterDevice
+        } else {
+            rustix::fs::FileType::BlockDevice
+        };
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dst,
+            kind,
+            rustix::fs::Mode::from_raw_mode(meta.mode() & 0o7777),
+            meta.rdev(),
+        )
+        .map_err(std::io::Error::from)?;
+    } else {
+        // A socket: nothing to copy (a socket file is useless without its listener).
+        return Ok(());
+    }
+    lchown(dst, Some(meta.uid()), Some(meta.gid()))?;
+    if !ft.is_symlink() {
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    }
+    Ok(())
+}
+
+/// Resolves `source` (a `--mount` `source=`) under `root` the way a chroot would, following
+/// symlinks inside the root. `..` above the root is an error; so, when `links_may_escape` is
+/// false (the build context), is a symlink that points outside the root (absolute or through
+/// `..`). In a stage's filesystem (`links_may_escape` true) an absolute link target is taken from
+/// the stage's root, as the container would see it. The error says what escaped.
+pub(crate) fn resolve_confined(
+    root: &Path,
+    source: &str,
+    links_may_escape: bool,
+) -> Result<std::path::PathBuf, String> {
+    use std::collections::VecDeque;
+    let mut pending: VecDeque<(String, bool)> =
+        source.split('/').map(|c| (c.to_owned(), false)).collect();
+    let mut stack: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some((c, from_link)) = pending.pop_front() {
+        match c.as_str() {
+            "" | "." => {}
+            ".." => {
+                if stack.pop().is_none() {
+                    if from_link && links_may_escape {
+                        continue;
+                    }
+                    return Err(if from_link {
+                        "goes through a symlink that points outside the root".into()
+                    } else {
+                        "points outside the root (..)".into()
+                    });
+                }
+            }
+            name => {
+                let here: std::path::PathBuf = stack.iter().collect();
+                let p = root.join(&here).join(name);
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        links += 1;
+                        if links > 40 {
+                            return Err("too many levels of symbolic links".into());
+                        }
+                        let target = std::fs::read_link(&p).map_err(|e| e.to_string())?;
+                        let t = target.to_string_lossy().into_owned();
+                        if t.starts_with('/') {
+                            if !links_may_escape {
+                                return Err(format!(
+                                    "goes through symlink /{}, which points outside the root (to {t})",
+                                    here.join(name).display()
+                                ));
+                            }
+                            stack.clear();
+                        }
+                        for part in t.split('/').rev() {
+                            pending.push_front((part.to_owned(), true));
+                        }
+                    }
+                    _ => stack.push(name.to_owned()),
+                }
+            }
+        }
+    }
+    Ok(stack.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
+}
+
+/// A private copy of a secret for one RUN: `dst` with `mode` (default 0400) and owner.
+pub(crate) fn secret_copy(
+    src: &Path,
+    dst: &Path,
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{PermissionsExt, lchown};
+    std::fs::copy(src, dst)?;
+    lchown(dst, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))?;
+    std::fs::set_permissions(
+        dst,
+        std::fs::Permissions::from_mode(mode.unwrap_or(0o400) & 0o7777),
+    )
+}
+
+/// A unix socket that forwards each connection to an ssh agent's socket, with the mode and
+/// owner `RUN --mount=type=ssh` asks for (BuildKit forwards the agent the same way rather than
+/// exposing the client's socket). Stops listening on drop.
+pub(crate) struct SshProxy {
+    dir: tempfile::TempDir,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SshProxy {
+    pub(crate) fn start(
+        agent: &Path,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> std::io::Result<SshProxy> {
+        use std::os::unix::fs::{PermissionsExt, lchown};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        // In the system temp dir: socket paths are limited to 108 bytes.
+        let dir = tempfile::Builder::new().prefix("hoist-ssh-").tempdir()?;
+        let path = dir.path().join("agent.sock");
+        let listener = UnixListener::bind(&path)?;
+        lchown(&path, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))?;
+        std::fs::set_permissions(
+            &path,
+            std::fs::Permissions::from_mode(mode.unwrap_or(0o600) & 0o7777),
+        )?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let agent = agent.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = conn else { continue };
+                let agent = agent.clone();
+                std::thread::spawn(move || {
+                    let Ok(upstream) = UnixStream::connect(&agent) else {
+                        return;
+                    };
+                    let (Ok(mut c_read), Ok(mut u_write)) =
+                        (client.try_clone(), upstream.try_clone())
+                    else {
+                        return;
+                    };
+                    let t = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut c_read, &mut u_write);
+                        let _ = u_write.shutdown(std::net::Shutdown::Write);
+                    });
+                    let (mut u_read, mut c_write) = (upstream, client);
+                    let _ = std::io::copy(&mut u_read, &mut c_write);
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                    let _ = t.join();
+                });
+            }
+        });
+        Ok(SshProxy {
+            dir,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("agent.sock")
+    }
+}
+
+impl Drop for SshProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees `stop`.
+        let _ = std::os::unix::net::UnixStream::connect(self.socket());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The part of the build context under `src` (a directory inside `ctx.root()`) as the build
+/// sees it: `dst` gets everything the ignore file does not exclude, as hard links to the
+/// context's files where the filesystem allows (the caller mounts it read-only or under an
+/// overlay, so nothing writes through them) and copies elsewhere.
+pub(crate) fn context_view(
+    ctx: &crate::context::Context,
+    src: &Path,
+    dst: &Path,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown};
+    let rel_of = |p: &Path| -> String {
+        p.strip_prefix(ctx.root())
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let meta = std::fs::symlink_metadata(src)?;
+    std::fs::create_dir(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let path = entry.path();
+        let rel = rel_of(&path);
+        let ft = entry.file_type()?;
+        let ignored = ctx.is_ignored(&rel);
+        let to = dst.join(entry.file_name());
+        if ft.is_dir() {
+            if ignored && ctx.ignore().can_skip_dir(&rel) {
+                continue;
+            }
+            context_view(ctx, &path, &to)?;
+            // An excluded directory kept only for what an exception re-includes below it.
+            if ignored && std::fs::read_dir(&to)?.next().is_none() {
+                std::fs::remove_dir(&to)?;
+            }
+        } else if ignored {
+            continue;
+        } else if ft.is_file() {
+            if std::fs::hard_link(&path, &to).is_err() {
+                copy_tree(&path, &to)?;
+            }
+        } else {
+            copy_tree(&path, &to)?;
+        }
+    }
+    lchown(dst, Some(meta.uid()), Some(meta.gid()))?;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
 }

@@ -73,6 +73,9 @@ pub struct BuildArgs {
     /// A secret for RUN --mount=type=secret: id=ID,src=PATH
     #[arg(long, value_name = "id=ID,src=PATH")]
     secret: Vec<String>,
+    /// An ssh agent for RUN --mount=type=ssh: default|ID[=SOCKET] (no SOCKET: $SSH_AUTH_SOCK)
+    #[arg(long, value_name = "default|ID[=SOCKET]")]
+    ssh: Vec<String>,
     /// Progress output: auto, plain, tty or quiet
     #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
     progress: String,
@@ -1023,6 +1026,34 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
             .with_context(|| format!("secret {id}: {}", src.display()))?;
         secrets.insert(id, src);
     }
+    let mut ssh = BTreeMap::new();
+    for s in &args.ssh {
+        let (id, path) = match s.split_once('=') {
+            Some((id, p)) => (id, PathBuf::from(p)),
+            None => {
+                let sock = std::env::var_os("SSH_AUTH_SOCK")
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| {
+                        anyhow!("--ssh {s}: SSH_AUTH_SOCK is not set (give {s}=SOCKET)")
+                    })?;
+                (s.as_str(), PathBuf::from(sock))
+            }
+        };
+        if id.is_empty() || id.contains(',') {
+            bail!("invalid --ssh {s:?}: expected default|ID[=SOCKET]");
+        }
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("--ssh {id}: {}", path.display()))?;
+        if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
+            bail!(
+                "--ssh {id}: {} is not an ssh agent socket (key files are not supported: load them into an agent)",
+                path.display()
+            );
+        }
+        let path = std::fs::canonicalize(&path)
+            .with_context(|| format!("--ssh {id}: {}", path.display()))?;
+        ssh.insert(id.to_owned(), path);
+    }
     let source_date_epoch = build_args
         .get("SOURCE_DATE_EPOCH")
         .cloned()
@@ -1056,6 +1087,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         pull: args.pull,
         network_none: args.network == "none",
         secrets,
+        ssh,
         compression: if args.compression == "zstd" {
             LayerCompression::Zstd
         } else {
