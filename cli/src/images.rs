@@ -502,7 +502,7 @@ async fn rmi(a: RmiArgs) -> Result<()> {
     // The unpacked layers only the removed images used.
     let home = home::hoist_home()?;
     if let Err(e) = crate::layer_gc::collect(&home, &store).await {
-        eprintln!("hoist: {e:#}");
+        eprintln!("hoist: {}", crate::error_chain(&e));
     }
     failed.map_or(Ok(()), Err)
 }

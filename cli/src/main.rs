@@ -75,8 +75,58 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hoist: {e:#}");
+            eprintln!("hoist: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The cause chain as one message, `outer: inner: ...`, each cause said once: a library error
+/// whose message already includes its source is not followed by that source again.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
+}
+
+#[cfg(test)]
+mod error_tests {
+    /// A library error as thiserror's `#[error("step 2: {source}")]` makes it.
+    #[derive(Debug)]
+    struct Repeats {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "step 2: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let inner = std::io::Error::other("exec /bin/sh: no such file or directory");
+        let e = anyhow::Error::new(Repeats { source: inner }).context("building");
+        assert_eq!(
+            super::error_chain(&e),
+            "building: step 2: exec /bin/sh: no such file or directory"
+        );
+        let plain = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(super::error_chain(&plain), "outer: middle: inner");
     }
 }
