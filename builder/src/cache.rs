@@ -429,12 +429,31 @@ impl BuildCache {
         {
             remove_if_present(&entry.path())?;
         }
+        // Cache mounts (`RUN --mount=type=cache`) go with a full prune, as `docker builder
+        // prune` removes them; a prune down to `--keep-storage` keeps them.
+        let mounts = self.dir.join("mounts");
+        if keep_storage.is_none() && mounts.exists() {
+            report.bytes_freed += tree_size(&mounts);
+            fs::remove_dir_all(&mounts)
+                .map_err(io_err(format!("removing {}", mounts.display())))?;
+        }
         report.bytes_left = conn
             .query_row("SELECT COALESCE(SUM(size), 0) FROM blobs", [], |r| {
                 r.get::<_, i64>(0)
             })
             .map_err(self.db())? as u64;
         Ok(report)
+    }
+}
+
+/// Bytes of the regular files under `p` (symlinks not followed).
+fn tree_size(p: &Path) -> u64 {
+    match fs::symlink_metadata(p) {
+        Ok(md) if md.is_dir() => fs::read_dir(p)
+            .map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(md) if md.is_file() => md.len(),
+        _ => 0,
     }
 }
 

@@ -147,6 +147,24 @@ fn cache_mount_persists_across_builds_and_ids_do_not_share() {
     let (out, _) = h.build(&d, &[]);
     assert_eq!(read(&out.join("seen")), "shared\n");
     assert_eq!(read(&out.join("seen2")), "");
+
+    // `builder prune --keep-storage` keeps cache mounts; a full prune empties them, as docker's.
+    let prune = |extra: &[&str]| {
+        let mut args = vec!["builder", "prune", "-f"];
+        args.extend_from_slice(extra);
+        let o = h.cmd(&args).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    prune(&["--keep-storage", "1GB"]);
+    let (out, _) = h.build(&b, &["--no-cache"]);
+    assert_eq!(read(&out.join("seen")), "first\n");
+    prune(&[]);
+    let e = h.context(
+        "FROM busybox\nRUN --mount=type=cache,target=/c ls -A /c > /seen\n",
+        &[],
+    );
+    let (out, _) = h.build(&e, &[]);
+    assert_eq!(read(&out.join("seen")), "");
 }
 
 #[test]
