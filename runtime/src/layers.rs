@@ -267,6 +267,13 @@ impl LayerStore {
     /// its new layers are referenced only once its cache records them). [`LayerStore::gc`]
     /// collects nothing while any such guard is held.
     pub fn hold(&self) -> Result<InUse> {
+        let (f, p) = self.gc_lock()?;
+        f.lock_shared().map_err(io_err(&p))?;
+        Ok(InUse { _file: f })
+    }
+
+    /// The file whose flock [`LayerStore::hold`] shares and [`LayerStore::gc`] takes alone.
+    fn gc_lock(&self) -> Result<(fs::File, PathBuf)> {
         let p = self.dir.join("locks").join("gc");
         let f = fs::OpenOptions::new()
             .create(true)
@@ -274,21 +281,14 @@ impl LayerStore {
             .write(true)
             .open(&p)
             .map_err(io_err(&p))?;
-        f.lock_shared().map_err(io_err(&p))?;
-        Ok(InUse { _file: f })
+        Ok((f, p))
     }
 
     /// Removes every unpacked layer not in `keep` (the diff_ids images, containers and the build
     /// cache still reference). `None`, with nothing removed, while a [`LayerStore::hold`] guard
     /// is held somewhere (a build is running).
     pub fn gc(&self, keep: &HashSet<Digest>) -> Result<Option<LayerGc>> {
-        let p = self.dir.join("locks").join("gc");
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(io_err(&p))?;
+        let (f, p) = self.gc_lock()?;
         match f.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Ok(None),
