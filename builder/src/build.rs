@@ -33,7 +33,11 @@ use crate::snapshot::{LayerRef, Snapshot, lookup};
 
 /// Pulls an image into the local store (the CLI does it through hoist-client).
 pub trait Puller: Send + Sync {
-    fn pull<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, Result<(), OpError>>;
+    fn pull<'a>(
+        &'a self,
+        reference: &'a Reference,
+        platform: &'a Platform,
+    ) -> BoxFuture<'a, Result<(), OpError>>;
 }
 
 /// Runs a `RUN` step (the runtime's executor in production).
@@ -339,6 +343,8 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
     };
     let mut bases: Vec<Option<String>> = vec![None; df.stages.len()];
     let mut deps: Vec<Vec<usize>> = vec![Vec::new(); df.stages.len()];
+    // `FROM --platform=`: the platform whose image the stage starts from.
+    let mut platforms: Vec<Option<Platform>> = vec![None; df.stages.len()];
     for (i, s) in df.stages.iter().enumerate() {
         let lookup = |k: &str| global.get(k).cloned().flatten();
         let base =
@@ -384,18 +390,13 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                     source_line: s.source.clone(),
                     message: e.to_string(),
                 })?;
-            let host = &predefined["TARGETPLATFORM"];
-            let host_short = format!("{}/{}", env.platform.os, env.platform.architecture);
-            if p != *host && p != host_short {
-                return Err(BuildError::Instruction {
-                    file: file.clone(),
-                    line: s.line,
-                    source_line: s.source.clone(),
-                    message: format!(
-                        "FROM --platform={p}: hoist builds for this host's platform ({host}) only"
-                    ),
-                });
-            }
+            let parsed = Platform::parse(&p).map_err(|e| BuildError::Instruction {
+                file: file.clone(),
+                line: s.line,
+                source_line: s.source.clone(),
+                message: format!("FROM --platform={p}: {e}"),
+            })?;
+            platforms[i] = Some(parsed);
         }
         bases[i] = Some(base);
     }
@@ -417,9 +418,13 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
         resolved_bases[i] = Some(if base == "scratch" {
             Base::Scratch
         } else if let Some(j) = stage_index(&base).filter(|&j| j < i) {
+            if platforms[i].is_none() {
+                platforms[i] = platforms[j].clone();
+            }
             Base::Stage(j)
         } else {
-            let (reference, image, config) = resolve_image(env, &base, opts.pull).await?;
+            let (reference, image, config) =
+                resolve_image(env, &base, opts.pull, platforms[i].as_ref()).await?;
             resolved.push(format!("[internal] load metadata for {reference}"));
             Base::Image(Box::new((reference, image, config)))
         });
@@ -452,7 +457,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
     }
     let mut from_image_sources = Vec::new();
     for f in from_image_refs {
-        let (reference, image, config) = resolve_image(env, &f, opts.pull).await?;
+        let (reference, image, config) = resolve_image(env, &f, opts.pull, None).await?;
         resolved.push(format!("[internal] load metadata for {reference}"));
         from_image_sources.push((f, reference, image, config));
     }
@@ -502,7 +507,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
             Base::Scratch => {
                 let snap = Snapshot {
                     layers: Vec::new(),
-                    config: empty_config(&env.platform),
+                    config: empty_config(platforms[i].as_ref().unwrap_or(&env.platform)),
                 };
                 let v = graph.add(
                     Arc::new(SourceOp {
@@ -572,6 +577,18 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
         for instr in onbuild.iter().chain(&stage.instructions) {
             if is_step(&instr.kind) {
                 step += 1;
+            }
+            if let (Instruction::Run(_), Some(p)) = (&instr.kind, &platforms[i])
+                && !can_run(&env.platform, p)
+            {
+                return Err(instr_error(
+                    &file,
+                    instr,
+                    format!(
+                        "RUN in a {p} stage: this host runs {} programs, and no emulator for {} is registered (binfmt_misc)",
+                        env.platform, p.architecture
+                    ),
+                ));
             }
             let label = if is_step(&instr.kind) {
                 stage_label(step)
@@ -697,11 +714,37 @@ fn state_of(config: &Value, _global: &BTreeMap<String, Option<String>>) -> Stage
     }
 }
 
+/// Whether this host runs `p`'s programs: its own platform, or one with a binfmt_misc emulator
+/// (qemu-user) registered.
+fn can_run(host: &Platform, p: &Platform) -> bool {
+    if p.os != host.os {
+        return false;
+    }
+    if p.architecture == host.architecture {
+        return true;
+    }
+    let qemu = match p.architecture.as_str() {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "386" => "i386",
+        "ppc64le" => "ppc64le",
+        other => other,
+    };
+    Path::new("/proc/sys/fs/binfmt_misc")
+        .join(format!("qemu-{qemu}"))
+        .exists()
+}
+
+/// A base image from the local store (pulled when missing or with `pull`), for `platform` (from
+/// `FROM --platform`; the host's when `None`). An image that is not for the platform asked for is
+/// an error, not a silent substitute.
 async fn resolve_image(
     env: &Arc<Env>,
     name: &str,
     pull: bool,
+    platform: Option<&Platform>,
 ) -> Result<(Reference, hoist_storage::images::Image, Value)> {
+    let wanted = platform.unwrap_or(&env.platform);
     let reference = Reference::parse(name).map_err(|e| BuildError::Base {
         reference: name.to_owned(),
         message: e.to_string(),
@@ -710,13 +753,13 @@ async fn resolve_image(
         reference: reference.familiar(),
         message,
     };
-    let mut present = env.images.image(&reference, &env.platform).await;
+    let mut present = env.images.image(&reference, wanted).await;
     if pull || present.is_err() {
         match &env.puller {
             Some(p) => {
-                let pulled = p.pull(&reference).await;
+                let pulled = p.pull(&reference, wanted).await;
                 match (pulled, &present) {
-                    (Ok(()), _) => present = env.images.image(&reference, &env.platform).await,
+                    (Ok(()), _) => present = env.images.image(&reference, wanted).await,
                     // Without --pull a missing image must come from the registry.
                     (Err(e), Err(_)) => {
                         return Err(base_err(format!(
@@ -738,6 +781,16 @@ async fn resolve_image(
     let (_, bytes) = env.images.config(&image).await?;
     let config: Value =
         serde_json::from_slice(&bytes).map_err(|e| base_err(format!("config: {e}")))?;
+    if let Some(p) = platform {
+        let is = |k: &str, v: &str| config[k].as_str().is_none_or(|c| c == v);
+        if !is("os", &p.os) || !is("architecture", &p.architecture) {
+            return Err(base_err(format!(
+                "the image is for {}/{}, not {p}",
+                config["os"].as_str().unwrap_or("?"),
+                config["architecture"].as_str().unwrap_or("?")
+            )));
+        }
+    }
     Ok((reference, image, config))
 }
 

@@ -15,7 +15,7 @@ use hoist_builder::cache::{BuildCache, parse_size};
 use hoist_builder::graph::{OpError, OpKind, VertexId};
 use hoist_builder::solver::{Event, Progress};
 use hoist_oci::Reference;
-use hoist_storage::images::ImageStore;
+use hoist_storage::images::{ImageStore, Platform};
 use parking_lot::Mutex;
 
 use crate::home;
@@ -167,12 +167,18 @@ fn human(n: u64) -> String {
 struct ProcessPuller;
 
 impl Puller for ProcessPuller {
-    fn pull<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, Result<(), OpError>> {
+    fn pull<'a>(
+        &'a self,
+        reference: &'a Reference,
+        platform: &'a Platform,
+    ) -> BoxFuture<'a, Result<(), OpError>> {
         async move {
             let exe = std::env::current_exe()?;
             let out = tokio::process::Command::new(exe)
                 .arg("pull")
                 .arg("--quiet")
+                .arg("--platform")
+                .arg(platform.to_string())
                 .arg(reference.to_string())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())

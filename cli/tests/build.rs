@@ -446,6 +446,66 @@ fn unpacked_layers_go_when_nothing_references_them() {
 }
 
 #[test]
+fn from_platform_picks_the_platform_and_refuses_what_cannot_run() {
+    let h = Home::new();
+    // An arm64 image, made from scratch (none of its programs would run here).
+    let arm = context(&[
+        ("f", "arm file\n"),
+        (
+            "Dockerfile",
+            "FROM --platform=linux/arm64 scratch\nCOPY f /f\n",
+        ),
+    ]);
+    h.build(arm.path(), &["-t", "armimg"]);
+    let c = h.inspect("armimg");
+    assert_eq!(
+        (&c["Os"], &c["Architecture"]),
+        (&Value::from("linux"), &Value::from("arm64"))
+    );
+
+    // A stage of that platform feeds a stage of the host's.
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM --platform=linux/arm64 armimg AS arm\nFROM busybox\nCOPY --from=arm /f /from-arm\nRUN cat /from-arm > /seen\n",
+    )]);
+    h.build(ctx.path(), &["-t", "mixed"]);
+    assert_eq!(
+        std::fs::read_to_string(h.files("mixed").join("seen")).unwrap(),
+        "arm file\n"
+    );
+    assert_eq!(
+        h.inspect("mixed")["Architecture"],
+        h.inspect("busybox")["Architecture"]
+    );
+
+    // An image that is not for the platform asked for is an error, not a substitute.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM --platform=linux/arm64 busybox\nCOPY Dockerfile /d\n",
+    )
+    .unwrap();
+    let o = h.run(&["build", ctx.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not linux/arm64"), "{}", text(&o));
+
+    // RUN in an arm64 stage needs an emulator; without one the error names the line.
+    if !Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            "FROM --platform=linux/arm64 armimg\nRUN cat /f\n",
+        )
+        .unwrap();
+        let o = h.run(&["build", ctx.path().to_str().unwrap()]);
+        assert!(!o.status.success());
+        let t = text(&o);
+        assert!(
+            t.contains(":2:") && t.contains("no emulator for arm64"),
+            "{t}"
+        );
+    }
+}
+
+#[test]
 fn pinger_entrypoint_and_cmd() {
     let h = Home::new();
     let ctx = context(&[(
