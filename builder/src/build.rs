@@ -636,7 +636,7 @@ fn image_snapshot(image: &hoist_storage::images::Image, config: Value) -> Result
         .manifest
         .layers()
         .iter()
-        .zip(diff_ids(&config))
+        .zip(hoist_storage::images::config_diff_ids(&config))
         .map(|(l, diff_id)| {
             Ok(LayerRef {
                 digest: Digest::parse(l.digest().as_ref())
@@ -656,17 +656,6 @@ fn is_step(k: &Instruction) -> bool {
         k,
         Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
     )
-}
-
-fn diff_ids(config: &Value) -> Vec<Digest> {
-    config["rootfs"]["diff_ids"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d.as_str().and_then(|s| Digest::parse(s).ok()))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn empty_config(platform: &Platform) -> Value {

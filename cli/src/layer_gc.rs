@@ -26,13 +26,9 @@ pub async fn collect(home: &Path, images: &ImageStore) -> Result<Option<LayerGc>
         .list()
         .context("listing containers")?
     {
-        if let Some(ids) = c.config.image_config["rootfs"]["diff_ids"].as_array() {
-            keep.extend(
-                ids.iter()
-                    .filter_map(|d| d.as_str())
-                    .filter_map(|d| Digest::parse(d).ok()),
-            );
-        }
+        keep.extend(hoist_storage::images::config_diff_ids(
+            &c.config.image_config,
+        ));
     }
     let builder = home.join("builder");
     if builder.exists() {

@@ -612,13 +612,7 @@ impl ImageStore {
             let bytes = self.read_blob(&e.repo, &e.row.id, MAX_CONFIG_SIZE).await?;
             let config: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|err| ImageError::invalid(&e.row.id, format!("image config: {err}")))?;
-            if let Some(ids) = config["rootfs"]["diff_ids"].as_array() {
-                out.extend(
-                    ids.iter()
-                        .filter_map(|d| d.as_str())
-                        .filter_map(|d| Digest::parse(d).ok()),
-                );
-            }
+            out.extend(config_diff_ids(&config));
         }
         Ok(out)
     }
@@ -1031,6 +1025,19 @@ pub(crate) fn descriptor_digest(parent: &Digest, s: &str) -> Result<Digest> {
 }
 
 /// Seconds since the epoch of an RFC 3339 time (`2024-01-02T03:04:05.123Z`, `...+02:00`).
+/// The layer diff_ids of an image config (JSON), bottom to top; entries that are not digests are
+/// skipped.
+pub fn config_diff_ids(config: &serde_json::Value) -> Vec<Digest> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().and_then(|s| Digest::parse(s).ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
