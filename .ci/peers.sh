@@ -13,6 +13,10 @@
 #   umoci, debootstrap   hoist build's outputs are unpacked by umoci; a Debian minbase with gcc is a build test base
 #   git               ADD <git ref> (hoist build) runs the git CLI; the tests serve repos with git daemon
 #   openssh-client    ssh-agent, ssh-keygen, ssh-add: hoist build --ssh (RUN --mount=type=ssh) tests
+#   apache2-utils     htpasswd: the CNCF registry's htpasswd auth files (credential and transfer tests)
+#
+# cli/tests/tidy.rs checks that every program a test or bench starts is either in Debian's
+# required base system or comes from a package listed here.
 set -euo pipefail
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -23,7 +27,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
-packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client)
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils)
 
 # The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
 # own repository; if those (or any dockerd) are already there, use them instead. A docker client
@@ -63,7 +67,7 @@ if ((${#missing[@]})); then
 fi
 
 # Sanity checks, so a broken install fails here and not in the middle of a test.
-for tool in docker-registry skopeo podman buildah dockerd docker runc crun umoci debootstrap ssh-agent ssh-add ssh-keygen; do
+for tool in docker-registry skopeo podman buildah dockerd docker runc crun umoci debootstrap ssh-agent ssh-add ssh-keygen htpasswd git; do
     command -v "$tool" >/dev/null || { echo "peers.sh: $tool missing after install" >&2; exit 1; }
 done
 busybox=$(command -v busybox)
