@@ -1,0 +1,3 @@
+FROM busybox
+RUN cd /app/bin
+RUN touch sample.txt

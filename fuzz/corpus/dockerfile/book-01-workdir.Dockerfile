@@ -1,0 +1,3 @@
+FROM busybox
+WORKDIR /app/bin
+RUN touch sample.txt

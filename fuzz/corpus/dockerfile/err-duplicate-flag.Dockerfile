@@ -1,0 +1,2 @@
+FROM busybox
+COPY --chown=1 --chown=2 a b

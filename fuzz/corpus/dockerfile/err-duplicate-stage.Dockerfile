@@ -1,0 +1,2 @@
+FROM busybox AS base
+FROM busybox AS BASE
