@@ -399,34 +399,61 @@ fn validate_go_match(p: &str) -> Result<(), &'static str> {
 
 /// Anchored match of the token regexp against the whole string.
 fn toks_match(t: &[Tok], s: &[char]) -> bool {
-    match t.first() {
-        None => s.is_empty(),
-        Some(Tok::Star) => {
-            let max = s.iter().position(|&c| c == '/').unwrap_or(s.len());
-            (0..=max).any(|n| toks_match(&t[1..], &s[n..]))
-        }
-        Some(Tok::Any) => (0..=s.len()).any(|n| toks_match(&t[1..], &s[n..])),
-        Some(Tok::DoubleStar) => {
-            // (.*/)? : nothing, or up to and including any '/'
-            toks_match(&t[1..], s)
-                || s.iter()
-                    .enumerate()
-                    .filter(|&(_, &c)| c == '/')
-                    .any(|(i, _)| toks_match(&t[1..], &s[i + 1..]))
-        }
-        Some(tok) => {
-            let Some(&c) = s.first() else { return false };
-            let ok = match tok {
-                Tok::Lit(l) => *l == c,
-                Tok::Quest => c != '/',
-                Tok::Class { negated, ranges } => {
-                    ranges.iter().any(|&(a, b)| a <= c && c <= b) != *negated
+    toks_match_dp(t, s, true)
+}
+
+/// Matches tokens against the whole of `s` by dynamic programming over (token, position): time
+/// O(tokens x chars) and memory O(chars) whatever the pattern, where trying each split of every
+/// `*` in turn is exponential in the number of stars (`***...*x` against a long name).
+/// `class_sep`: whether a character class may match `/` (docker's regexp) or not (Go's `Match`).
+fn toks_match_dp(t: &[Tok], s: &[char], class_sep: bool) -> bool {
+    let n = s.len();
+    // next[i]: whether t[k + 1..] matches s[i..]; cur[i]: whether t[k..] does.
+    let mut next: Vec<bool> = (0..=n).map(|i| i == n).collect();
+    let mut cur = vec![false; n + 1];
+    for tok in t.iter().rev() {
+        match tok {
+            Tok::Star => {
+                cur[n] = next[n];
+                for i in (0..n).rev() {
+                    cur[i] = next[i] || (s[i] != '/' && cur[i + 1]);
                 }
-                _ => false,
-            };
-            ok && toks_match(&t[1..], &s[1..])
+            }
+            Tok::Any => {
+                cur[n] = next[n];
+                for i in (0..n).rev() {
+                    cur[i] = next[i] || cur[i + 1];
+                }
+            }
+            Tok::DoubleStar => {
+                // (.*/)? : nothing, or up to and including any '/' at or after i.
+                let mut after_slash = false;
+                cur[n] = next[n];
+                for i in (0..n).rev() {
+                    after_slash = after_slash || (s[i] == '/' && next[i + 1]);
+                    cur[i] = next[i] || after_slash;
+                }
+            }
+            tok => {
+                cur[n] = false;
+                for i in 0..n {
+                    let c = s[i];
+                    let ok = match tok {
+                        Tok::Lit(l) => *l == c,
+                        Tok::Quest => c != '/',
+                        Tok::Class { negated, ranges } => {
+                            (class_sep || c != '/')
+                                && ranges.iter().any(|&(a, b)| a <= c && c <= b) != *negated
+                        }
+                        _ => false,
+                    };
+                    cur[i] = ok && next[i + 1];
+                }
+            }
         }
+        std::mem::swap(&mut cur, &mut next);
     }
+    next[0]
 }
 
 /// Go's `filepath.Match` for one pattern against a whole name (`*` and `?` never match `/`):
@@ -485,26 +512,7 @@ pub fn go_match(pattern: &str, name: &str) -> Result<bool, &'static str> {
 }
 
 fn toks_match_no_sep(t: &[Tok], s: &[char]) -> bool {
-    match t.first() {
-        None => s.is_empty(),
-        Some(Tok::Star) => {
-            let max = s.iter().position(|&c| c == '/').unwrap_or(s.len());
-            (0..=max).any(|n| toks_match_no_sep(&t[1..], &s[n..]))
-        }
-        Some(Tok::Class { .. }) if s.first() == Some(&'/') => false,
-        Some(tok) => {
-            let Some(&c) = s.first() else { return false };
-            let ok = match tok {
-                Tok::Lit(l) => *l == c,
-                Tok::Quest => c != '/',
-                Tok::Class { negated, ranges } => {
-                    ranges.iter().any(|&(a, b)| a <= c && c <= b) != *negated
-                }
-                _ => false,
-            };
-            ok && toks_match_no_sep(&t[1..], &s[1..])
-        }
-    }
+    toks_match_dp(t, s, false)
 }
 
 /// Whether a COPY source contains wildcard characters (`*`, `?`, `[`).

@@ -190,14 +190,21 @@ impl Reference {
         }
     }
 
-    /// The short form docker shows: no `docker.io/`, no `library/`.
+    /// The short form docker shows: no `docker.io/`, no `library/`, as far as the short form
+    /// still parses back to this reference (`library/a/b` keeps its `library/`, and a Docker Hub
+    /// path whose first component looks like a host keeps `docker.io/`).
     pub fn familiar(&self) -> String {
+        let repo = self.repository.as_str();
         let mut out = if self.registry == DEFAULT_REGISTRY {
-            self.repository
-                .as_str()
-                .strip_prefix("library/")
-                .unwrap_or(self.repository.as_str())
-                .to_owned()
+            match repo.strip_prefix("library/") {
+                Some(short) if !short.contains('/') => short.to_owned(),
+                _ => match repo.split_once('/') {
+                    Some((first, _)) if looks_like_host(first) => {
+                        format!("{DEFAULT_REGISTRY}/{repo}")
+                    }
+                    _ => repo.to_owned(),
+                },
+            }
         } else {
             format!("{}/{}", self.registry, self.repository)
         };
