@@ -1301,10 +1301,21 @@ impl Op<Snapshot> for MetaOp {
     fn run<'a>(
         &'a self,
         inputs: &'a [Arc<Snapshot>],
-        _: &'a dyn LogSink,
+        log: &'a dyn LogSink,
     ) -> BoxFuture<'a, Result<Snapshot, OpError>> {
+        self.run_owned(inputs.to_vec(), log)
+    }
+    fn run_owned<'a>(
+        &'a self,
+        mut inputs: Vec<Arc<Snapshot>>,
+        _: &'a dyn LogSink,
+    ) -> BoxFuture<'a, Result<Snapshot, OpError>>
+    where
+        Snapshot: Send + Sync + 'a,
+    {
         async move {
-            let mut s = (*inputs[0]).clone();
+            // Unshared (the solver's last reference): changed in place, not copied.
+            let mut s = Arc::unwrap_or_clone(inputs.swap_remove(0));
             apply_meta(&mut s.config, &self.change);
             if let Some(h) = &self.history {
                 let created = last_created(&s.config);
@@ -1383,26 +1394,24 @@ fn apply_meta(config: &mut Value, change: &MetaChange) {
     let c = config["config"].as_object_mut().expect("config object");
     match change {
         MetaChange::Env(set) => {
-            let mut env: Vec<String> = c
-                .get("Env")
-                .and_then(|e| e.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
+            // In place: a step costs what it changes, not the size of the environment.
+            let env = c.entry("Env").or_insert_with(|| json!([]));
+            if !env.is_array() {
+                *env = json!([]);
+            }
+            let env = env.as_array_mut().expect("env array");
+            env.retain(Value::is_string);
             for (k, v) in set {
-                let entry = format!("{k}={v}");
-                match env
-                    .iter()
-                    .position(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k)
-                {
+                let entry = Value::String(format!("{k}={v}"));
+                let name = |e: &Value| {
+                    let e = e.as_str().unwrap_or_default();
+                    e.split_once('=').map_or(e, |(n, _)| n) == k
+                };
+                match env.iter().position(name) {
                     Some(i) => env[i] = entry,
                     None => env.push(entry),
                 }
             }
-            c.insert("Env".into(), json!(env));
         }
         MetaChange::Labels(set) => {
             let labels = c.entry("Labels").or_insert_with(|| json!({}));

@@ -79,6 +79,21 @@ pub trait Op<T>: Send + Sync {
         inputs: &'a [Arc<T>],
         log: &'a dyn LogSink,
     ) -> BoxFuture<'a, Result<T, OpError>>;
+
+    /// [`Op::run`] given the inputs' values to keep: what the solver calls. When the solver held
+    /// the last reference to an input, an op that derives its value from that input (a config
+    /// change) can take it with [`Arc::unwrap_or_clone`] instead of copying it, so a chain of
+    /// such steps costs time linear in its length.
+    fn run_owned<'a>(
+        &'a self,
+        inputs: Vec<Arc<T>>,
+        log: &'a dyn LogSink,
+    ) -> BoxFuture<'a, Result<T, OpError>>
+    where
+        T: Send + Sync + 'a,
+    {
+        Box::pin(async move { self.run(&inputs, log).await })
+    }
 }
 
 /// The id of a vertex in its [`Graph`].

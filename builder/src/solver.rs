@@ -203,18 +203,37 @@ impl<T: Send + Sync + 'static> Solver<T> {
     /// runtime: vertices are spawned as tasks.
     pub async fn solve(&self, targets: &[VertexId]) -> Result<Vec<Solved<T>>, SolveError> {
         let needed = self.graph.needed(targets);
-        let keyed: Arc<Mutex<HashMap<CacheKey, KeyCell<T>>>> = Arc::default();
+        let keyed = Arc::new(Keyed::new(&self.graph, &needed));
+        // Each vertex's outcome, for the tasks of its dependents: held here until its last
+        // dependent is spawned (targets: until the end), then only by the tasks that read it. A
+        // result lives while a vertex still to run needs it, so a long chain holds a bounded
+        // number of results at a time, whatever its length.
         let mut futures: HashMap<VertexId, SharedOutcome<T>> = HashMap::new();
-        let mut all = Vec::with_capacity(needed.len());
+        // How many vertices still to spawn read each one (targets count one more, for the end).
+        let mut readers: HashMap<VertexId, usize> = HashMap::new();
         for &v in &needed {
-            let inputs: Vec<SharedOutcome<T>> = self
-                .graph
-                .vertex(v)
-                .inputs
-                .iter()
-                .map(|i| futures[i].clone())
-                .collect();
-            let task = tokio::spawn(solve_vertex(
+            for &i in &self.graph.vertex(v).inputs {
+                *readers.entry(i).or_default() += 1;
+            }
+        }
+        for &t in targets {
+            *readers.entry(t).or_default() += 1;
+        }
+        let mut tasks = Vec::with_capacity(needed.len());
+        for &v in &needed {
+            let mut inputs: Vec<SharedOutcome<T>> = Vec::new();
+            for i in &self.graph.vertex(v).inputs {
+                inputs.push(futures[i].clone());
+                let left = readers.get_mut(i).expect("an input has readers");
+                *left -= 1;
+                if *left == 0 {
+                    // Its last reader holds it now: the vertices already done can be dropped
+                    // while the rest of the graph is still being spawned.
+                    futures.remove(i);
+                }
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel::<Outcome<T>>();
+            let solving = solve_vertex(
                 self.graph.clone(),
                 v,
                 inputs,
@@ -222,28 +241,37 @@ impl<T: Send + Sync + 'static> Solver<T> {
                 self.progress.clone(),
                 self.options,
                 keyed.clone(),
-            ));
+            );
+            let task = tokio::spawn(async move {
+                let outcome = solving.await;
+                let status = outcome.as_ref().map(|_| ()).map_err(Arc::clone);
+                let _ = tx.send(outcome);
+                status
+            });
             let name = self.graph.vertex(v).op.name();
-            let fut: BoxFuture<'static, Outcome<T>> = async move {
-                match task.await {
-                    Ok(r) => r,
-                    Err(_) => Err(Arc::new(SolveError::Task(name))),
+            let fut: BoxFuture<'static, Outcome<T>> = {
+                let name = name.clone();
+                async move {
+                    rx.await
+                        .unwrap_or_else(|_| Err(Arc::new(SolveError::Task(name))))
                 }
-            }
-            .boxed();
-            let shared = fut.shared();
-            futures.insert(v, shared.clone());
-            all.push((v, shared));
+                .boxed()
+            };
+            futures.insert(v, fut.shared());
+            tasks.push((task, name));
         }
         // Wait for everything started, so no op is left running when the solve returns.
         let mut first_error: Option<Arc<SolveError>> = None;
-        for (_, f) in &all {
-            if let Err(e) = f.clone().await {
-                // Prefer the root cause: the vertex that failed itself, i.e. the earliest one.
-                match &first_error {
-                    Some(prev) if prev.vertex() <= e.vertex() && prev.vertex().is_some() => {}
-                    _ => first_error = Some(e),
-                }
+        for (task, name) in tasks {
+            let e = match task.await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(_) => Arc::new(SolveError::Task(name)),
+            };
+            // Prefer the root cause: the vertex that failed itself, i.e. the earliest one.
+            match &first_error {
+                Some(prev) if prev.vertex() <= e.vertex() && prev.vertex().is_some() => {}
+                _ => first_error = Some(e),
             }
         }
         if let Some(e) = first_error {
@@ -254,6 +282,99 @@ impl<T: Send + Sync + 'static> Solver<T> {
             out.push(futures[t].clone().await.map_err(|e| clone_error(&e))?);
         }
         Ok(out)
+    }
+}
+
+/// The results of this solve by key, so each key runs once. Equal keys hash equal input keys, so
+/// two vertices with one key are at the same depth (the longest path from a source): once every
+/// vertex at a depth has looked its key up, that depth's entries are dropped and the map holds no
+/// result a vertex still to run could want.
+struct Keyed<T> {
+    inner: Mutex<KeyedInner<T>>,
+    depth: HashMap<VertexId, usize>,
+}
+
+struct KeyedInner<T> {
+    cells: HashMap<CacheKey, KeyCell<T>>,
+    /// Per depth: vertices that have not looked their key up yet, and the keys added.
+    pending: HashMap<usize, (usize, Vec<CacheKey>)>,
+}
+
+impl<T> Keyed<T> {
+    fn new(graph: &Graph<T>, needed: &[VertexId]) -> Self {
+        let mut depth: HashMap<VertexId, usize> = HashMap::with_capacity(needed.len());
+        let mut pending: HashMap<usize, (usize, Vec<CacheKey>)> = HashMap::new();
+        // `needed` lists inputs before the vertices that use them.
+        for &v in needed {
+            let d = graph
+                .vertex(v)
+                .inputs
+                .iter()
+                .map(|i| depth[i] + 1)
+                .max()
+                .unwrap_or(0);
+            depth.insert(v, d);
+            pending.entry(d).or_default().0 += 1;
+        }
+        Keyed {
+            inner: Mutex::new(KeyedInner {
+                cells: HashMap::new(),
+                pending,
+            }),
+            depth,
+        }
+    }
+
+    /// `v`'s cell for `key` (`None`: `v` failed before it had a key). Called once per vertex.
+    fn lookup(&self, v: VertexId, key: Option<CacheKey>) -> Option<KeyCell<T>> {
+        let d = self.depth[&v];
+        let mut g = self.inner.lock();
+        let KeyedInner { cells, pending } = &mut *g;
+        let cell = key.map(|k| {
+            cells
+                .entry(k)
+                .or_insert_with(|| {
+                    if let Some(p) = pending.get_mut(&d) {
+                        p.1.push(k);
+                    }
+                    Default::default()
+                })
+                .clone()
+        });
+        if let Some(p) = pending.get_mut(&d) {
+            p.0 -= 1;
+            if p.0 == 0 {
+                for k in &p.1 {
+                    cells.remove(k);
+                }
+                pending.remove(&d);
+            }
+        }
+        cell
+    }
+}
+
+/// Looks `v` up once in [`Keyed`] on every path, also when it fails before it has a key.
+struct LookupGuard<'a, T> {
+    keyed: &'a Keyed<T>,
+    v: VertexId,
+    done: bool,
+}
+
+impl<T> LookupGuard<'_, T> {
+    fn lookup(mut self, key: CacheKey) -> KeyCell<T> {
+        self.done = true;
+        self.keyed
+            .lookup(self.v, Some(key))
+            .expect("a key gives a cell")
+    }
+}
+
+impl<T> Drop for LookupGuard<'_, T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.keyed.lookup(self.v, None);
+        }
     }
 }
 
@@ -280,8 +401,13 @@ async fn solve_vertex<T: Send + Sync + 'static>(
     cache: Arc<dyn ResultCache<T>>,
     progress: Arc<dyn Progress>,
     options: SolveOptions,
-    keyed: Arc<Mutex<HashMap<CacheKey, KeyCell<T>>>>,
+    keyed: Arc<Keyed<T>>,
 ) -> Outcome<T> {
+    let guard = LookupGuard {
+        keyed: &*keyed,
+        v,
+        done: false,
+    };
     let vertex = graph.vertex(v);
     let op = vertex.op.clone();
     let op_err = |source: OpError| {
@@ -303,7 +429,7 @@ async fn solve_vertex<T: Send + Sync + 'static>(
     let key = CacheKey::compute(op.kind(), &material, &input_keys);
     let inputs_hit = ins.iter().all(|s| s.hit);
 
-    let cell = keyed.lock().entry(key).or_default().clone();
+    let cell = guard.lookup(key);
     let mut produced_here = false;
     let result = cell
         .get_or_init(|| async {
@@ -336,12 +462,13 @@ async fn solve_vertex<T: Send + Sync + 'static>(
                 });
             }
             let started = Instant::now();
-            let values: Vec<Arc<T>> = ins.iter().map(|s| s.value.clone()).collect();
+            // The inputs' values move to the op: it may hold the only reference to one.
+            let values: Vec<Arc<T>> = ins.drain(..).map(|s| s.value).collect();
             let log = VertexLog {
                 vertex: v,
                 progress: progress.clone(),
             };
-            match op.run(&values, &log).await {
+            match op.run_owned(values, &log).await {
                 Ok(value) => {
                     if op.cacheable() {
                         cache

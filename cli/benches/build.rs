@@ -12,6 +12,10 @@
 //! `--network host`) with the same base imported by `docker import`. BuildKit keeps layers
 //! uncompressed in dockerd's overlay2 store, as buildah does.
 //!
+//! A second row builds a Dockerfile of 10,000 `ENV` lines (FROM scratch): wall time and the peak
+//! RSS of the `hoist build` process (`getrusage(RUSAGE_CHILDREN)`, measured before the bench runs
+//! any other child).
+//!
 //! Run: `cargo bench -p hoist --bench build` (as root; buildah from `.ci/peers.sh`).
 
 use std::io::Write;
@@ -108,12 +112,43 @@ fn measure(ctx: &Path, build: &dyn Fn() -> Command) -> Numbers {
     Numbers { cold, noop, change }
 }
 
+const MANY: usize = 10_000;
+
+/// A cold `hoist build` of `FROM scratch` and [`MANY`] `ENV` lines: wall time and peak RSS in MB.
+/// Must run before any other child of the bench (ru_maxrss of children is the largest one's).
+fn many_instructions(hoist: &Path, work: &Path) -> (Duration, i64) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let ctx = work.join("ctx-many");
+    std::fs::create_dir(&ctx).unwrap();
+    let mut df = String::from("FROM scratch\n");
+    for i in 0..MANY {
+        df.push_str(&format!("ENV V{i}=value-{i}\n"));
+    }
+    std::fs::write(ctx.join("Dockerfile"), df).unwrap();
+    let before = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();
+    assert_eq!(
+        before, 0,
+        "the {MANY}-ENV row must run before any other child"
+    );
+    let took = run(Command::new(hoist)
+        .env("HOIST_HOME", work.join("hoist-home-many"))
+        .args(["build", "--progress", "quiet", "-t", "many"])
+        .arg(&ctx));
+    let peak_kib = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();
+    (took, peak_kib / 1024)
+}
+
 fn main() {
     let hoist = PathBuf::from(env!("CARGO_BIN_EXE_hoist"));
     let work = tempfile::Builder::new()
         .prefix("hoist-build-bench-")
         .tempdir_in("/var/tmp")
         .unwrap();
+    let (many_time, many_rss) = many_instructions(&hoist, work.path());
+    eprintln!(
+        "{MANY} ENV lines: {:.0} ms, peak RSS {many_rss} MB",
+        many_time.as_secs_f64() * 1e3
+    );
     let ctx = work.path().join("ctx");
     std::fs::create_dir(&ctx).unwrap();
     let t = Instant::now();
@@ -231,6 +266,10 @@ fn main() {
     row("hoist", &h);
     row("hoist-z", &hz);
     row("buildah", &b);
+    println!(
+        "hoist    {MANY} ENV instructions: cold {:>8.0} ms   peak RSS {many_rss} MB (target < 200 MB)",
+        many_time.as_secs_f64() * 1e3
+    );
     println!(
         "no-op: hoist {:.1}x faster than buildah (target >= 3x, < 150 ms); cold: hoist/buildah = {:.2} (target <= 1)",
         b.noop.as_secs_f64() / h.noop.as_secs_f64(),
