@@ -353,7 +353,20 @@ impl Store {
         let mut writer = self.driver.writer(key, offset).await?;
         let mut body = std::pin::pin!(body);
         let mut broken = None;
-        while let Some(chunk) = body.next().await {
+        loop {
+            // Nothing ready (a slow or stalled client): write out what is buffered first, so
+            // a waiting upload holds no buffered bytes.
+            let next = match futures::poll!(body.next()) {
+                std::task::Poll::Ready(next) => next,
+                std::task::Poll::Pending => {
+                    if let Err(e) = writer.flush().await {
+                        let _ = writer.cancel().await;
+                        return Err(e.into());
+                    }
+                    body.next().await
+                }
+            };
+            let Some(chunk) = next else { break };
             match chunk {
                 Ok(chunk) => {
                     digester.update(&chunk);
