@@ -36,23 +36,63 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// How often an operation that creates under a directory tries again when a concurrent delete
+/// pruned that directory (or a parent) between its creation and the operation's use of it.
+const PRUNED_RETRIES: usize = 64;
+
 /// Creates `dir` and its missing parents, fsyncing each parent whose entries changed.
+///
+/// Deletes prune directories they leave empty, in this process or another sharing the root, so
+/// any directory may vanish the moment it is empty: a parent removed between our check and our
+/// `mkdir` is created again.
 fn create_dirs_durable(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    let mut attempt = 0;
+    loop {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent() {
+            create_dirs_durable(parent)?;
+        }
+        let made = fs::create_dir(dir).and_then(|()| match dir.parent() {
+            Some(parent) => sync_dir(parent),
+            None => Ok(()),
+        });
+        match made {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < PRUNED_RETRIES => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    if let Some(parent) = dir.parent() {
-        create_dirs_durable(parent)?;
+}
+
+/// Runs `op`, which creates an entry in `dir`, after creating `dir`. When `op` finds no `dir`
+/// (a concurrent delete pruned it once it was empty), `dir` is created again and `op` retried:
+/// no delete can make a concurrent writer fail. `source` is what `op` moves, if anything: when
+/// it is gone, the `NotFound` is about it and is returned at once.
+fn in_dir<T>(
+    dir: &Path,
+    source: Option<&Path>,
+    mut op: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let mut attempt = 0;
+    loop {
+        create_dirs_durable(dir)?;
+        match op() {
+            // Whether `dir` exists now says nothing: another writer may have made it again.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && attempt < PRUNED_RETRIES
+                    && source.is_none_or(Path::exists) =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
-    match fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -278,13 +318,13 @@ impl StorageDriver for FsDriver {
         let path = self.path(key)?;
         let tmp = self.tmp_path();
         blocking(key, move || {
-            create_dirs_durable(tmp.parent().expect("tmp has a parent"))?;
-            let mut f = File::create(&tmp)?;
+            let mut f = in_dir(tmp.parent().expect("tmp has a parent"), None, || {
+                File::create(&tmp)
+            })?;
             f.write_all(&data)?;
             f.sync_data()?;
             let parent = path.parent().expect("key has a parent");
-            create_dirs_durable(parent)?;
-            fs::rename(&tmp, &path)?;
+            in_dir(parent, Some(&tmp), || fs::rename(&tmp, &path))?;
             sync_dir(parent)
         })
         .await
@@ -370,12 +410,13 @@ impl StorageDriver for FsDriver {
         let p = path.clone();
         let owned_key = key.to_owned();
         let file = blocking(key, move || {
-            create_dirs_durable(p.parent().expect("key has a parent"))?;
-            let mut f = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(false)
-                .open(&p)?;
+            let mut f = in_dir(p.parent().expect("key has a parent"), None, || {
+                OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(false)
+                    .open(&p)
+            })?;
             let size = f.metadata()?.len();
             if offset > size {
                 return Err(std::io::Error::new(
@@ -446,15 +487,18 @@ impl StorageDriver for FsDriver {
                 ));
             }
             let dst_parent = dst.parent().expect("key has a parent").to_owned();
-            create_dirs_durable(&dst_parent)?;
             if dst.is_dir() {
                 fs::remove_dir_all(&dst)?;
             }
-            fs::rename(&src, &dst)?;
+            in_dir(&dst_parent, Some(&src), || fs::rename(&src, &dst))?;
             sync_dir(&dst_parent)?;
             let src_parent = src.parent().expect("key has a parent");
             if src_parent != dst_parent && src_parent.exists() {
-                sync_dir(src_parent)?;
+                // A concurrent delete may have pruned it since: then there is nothing to sync.
+                match sync_dir(src_parent) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    other => other?,
+                }
                 driver.prune_empty(src_parent);
             }
             debug_assert!(dst.starts_with(&root));
