@@ -262,7 +262,11 @@ fn at(out: &Path, s: &Sentinel, p: &str) -> PathBuf {
 fn read(p: &Path) -> String {
     // Never through a symlink: the image's files are checked as they are.
     let md = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    assert!(md.is_file(), "{} is not a regular file: {md:?}", p.display());
+    assert!(
+        md.is_file(),
+        "{} is not a regular file: {md:?}",
+        p.display()
+    );
     std::fs::read_to_string(p).unwrap()
 }
 
@@ -529,7 +533,10 @@ fn chown_with_etc_itself_linked_to_a_host_dir_uses_the_images_files() {
     for p in &prefixes {
         entries.push((p.as_str(), Src::Dir));
     }
-    entries.push((hp.trim_start_matches('/'), Src::File("app:x:4242:4343::/:/bin/sh\n")));
+    entries.push((
+        hp.trim_start_matches('/'),
+        Src::File("app:x:4242:4343::/:/bin/sh\n"),
+    ));
     entries.push((hg.trim_start_matches('/'), Src::File("grp:x:4344:\n")));
     entries.push(("etc", Src::Link(hd.clone())));
     h.import("linked-etc:latest", &entries);
@@ -585,7 +592,8 @@ fn workdir_through_an_absolute_symlink_is_made_inside() {
         &[],
     );
     assert!(at(&out, &s, "{H}/new/deep").is_dir());
-    assert_eq!(read(&out.join("tmp/pwd")), "/w/new/deep\n");
+    // The process starts in the directory inside the image (pwd prints the physical path).
+    assert_eq!(read(&out.join("tmp/pwd")), s.fill("{H}/new/deep\n"));
 }
 
 #[test]
@@ -630,7 +638,10 @@ fn add_tar_into_a_symlinked_directory_of_the_base_extracts_inside() {
         &h,
         &s,
         "FROM busybox\nRUN ln -s {H} /t\nADD x.tar /t/\n",
-        &[("x.tar", Src::Tar(vec![("f", "tar\n"), ("sub/inner", "tar\n")]))],
+        &[(
+            "x.tar",
+            Src::Tar(vec![("f", "tar\n"), ("sub/inner", "tar\n")]),
+        )],
     );
     assert_eq!(read(&at(&out, &s, "{H}/f")), "tar\n");
     assert_eq!(read(&at(&out, &s, "{H}/sub/inner")), "tar\n");
@@ -639,18 +650,36 @@ fn add_tar_into_a_symlinked_directory_of_the_base_extracts_inside() {
 #[test]
 fn add_tar_after_a_source_that_made_a_symlink_extracts_inside() {
     let (h, s) = (Home::new(), Sentinel::new());
+    let inside = format!("a{}/.keep", s.h());
     let out = build(
         &h,
         &s,
         "FROM busybox\nADD a/ x.tar /d/\n",
         &[
             ("a/s", Src::Link(s.h())),
+            (inside.as_str(), Src::File("")),
             ("x.tar", Src::Tar(vec![("s/f", "tar\n")])),
         ],
     );
     assert_eq!(link(&out.join("d/s")), s.h());
     // As docker's chrooted untar: the tar's symlinks resolve inside the destination directory.
     assert_eq!(read(&at(&out, &s, "/d{H}/f")), "tar\n");
+}
+
+#[test]
+fn add_tar_through_a_dangling_symlink_an_earlier_source_made_is_refused() {
+    let (h, s) = (Home::new(), Sentinel::new());
+    let ctx = h.context(
+        "FROM busybox\nADD a/ x.tar /d/\n",
+        &[
+            ("a/s", Src::Link(s.h())),
+            ("x.tar", Src::Tar(vec![("s/f", "tar\n")])),
+        ],
+    );
+    let r = h.try_build(&ctx);
+    s.assert_untouched();
+    let e = r.expect_err("the build should fail");
+    assert!(e.contains("\"s\" is a dangling symlink"), "{e}");
 }
 
 // ----- RUN mounts -----
