@@ -244,7 +244,8 @@ fn make_cache_dir(dir: &Path, init: &CacheInit<'_>) -> Result<(), OpError> {
             std::fs::create_dir(&new)?;
             std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755))?;
             let name = rel.file_name().unwrap_or_default();
-            copy_tree(root, rel, &new.join(name))?;
+            let to = new.join(name);
+            copy_tree(root, rel, &to)?;
         }
         None => {
             std::fs::create_dir(&new)?;

@@ -409,7 +409,7 @@ impl Source {
         }
     }
 
-    pub fn read_link(&self) -> io::Result<PathBuf> {
+    pub fn link_target(&self) -> io::Result<PathBuf> {
         match self {
             Source::Tree(v, e) => v.read_link(e),
             Source::Dir(root, rel) => {
@@ -662,7 +662,7 @@ impl Upper {
             Kind::Dir => self.write_dir(rel, mode, uid, gid, t),
             Kind::File => self.write_file(rel, &mut src.open()?, mode, uid, gid, t),
             Kind::Symlink => {
-                self.write_symlink(rel, &src.read_link()?, uid, gid, mtime.map(|s| (s, 0)))
+                self.write_symlink(rel, &src.link_target()?, uid, gid, mtime.map(|s| (s, 0)))
             }
             Kind::Other => Ok(()),
         }
