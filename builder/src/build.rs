@@ -31,7 +31,7 @@ use crate::context::{Context, ContextFile, FileKind, destination_paths};
 use crate::dockerfile::{self, Command, Dockerfile, Instr, Instruction};
 use crate::graph::{Graph, KeyBuilder, LogSink, Op, OpError, OpKind, VertexId};
 use crate::snapshot::{LayerRef, Snapshot};
-use crate::tree::{Meta, NewDir, Source, Upper, View};
+use crate::tree::{CopyAs, Meta, NewDir, Source, Upper, View};
 
 /// Pulls an image into the local store (the CLI does it through hoist-client).
 pub trait Puller: Send + Sync {
@@ -1933,7 +1933,13 @@ impl Op<Snapshot> for CopyOp {
                     {
                         continue;
                     }
-                    up.copy(&p.src, &p.md, &target, uid, gid, self.chmod, None)
+                    let how = CopyAs {
+                        uid,
+                        gid,
+                        chmod: self.chmod,
+                        mtime: None,
+                    };
+                    up.copy(&p.src, &p.md, &target, &how)
                         .map_err(|e| io_at(&format!("{} to /{target}", p.src.describe()), e))?;
                 }
                 let git_sources = self.git.lock().clone();
@@ -1954,15 +1960,13 @@ impl Op<Snapshot> for CopyOp {
                             format!("{dest}/{rel}")
                         };
                         let md = e.meta.clone();
-                        up.copy(
-                            &Source::Tree(tree.clone(), e),
-                            &md,
-                            &target,
+                        let how = CopyAs {
                             uid,
                             gid,
-                            self.chmod,
-                            Some(co.commit_time),
-                        )?;
+                            chmod: self.chmod,
+                            mtime: Some(co.commit_time),
+                        };
+                        up.copy(&Source::Tree(tree.clone(), e), &md, &target, &how)?;
                         copied.push(target);
                     }
                     if !dest.is_empty() {

@@ -459,6 +459,15 @@ fn owner(uid: u32, gid: u32) -> (Option<Uid>, Option<Gid>) {
     (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
 }
 
+/// Who a copied entry belongs to, a `--chmod`, and an mtime that replaces the source's.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyAs {
+    pub uid: u32,
+    pub gid: u32,
+    pub chmod: Option<u32>,
+    pub mtime: Option<i64>,
+}
+
 /// A step's upper dir, written over the layers below it. Paths are resolved through the merged
 /// view (below + what this step wrote so far), so a symlink an earlier source wrote is followed
 /// inside the root like one from a lower layer.
@@ -646,16 +655,13 @@ impl Upper {
 
     /// Copies `src` to `rel`: a directory's mode, owner and mtime, a file's content, a symlink as
     /// a link. Devices, fifos and sockets are not copied (docker copies none from a context).
-    pub fn copy(
-        &self,
-        src: &Source,
-        meta: &Meta,
-        rel: &str,
-        uid: u32,
-        gid: u32,
-        chmod: Option<u32>,
-        mtime: Option<i64>,
-    ) -> io::Result<()> {
+    pub fn copy(&self, src: &Source, meta: &Meta, rel: &str, how: &CopyAs) -> io::Result<()> {
+        let CopyAs {
+            uid,
+            gid,
+            chmod,
+            mtime,
+        } = *how;
         let t = Some(mtime.map_or((meta.mtime, meta.mtime_nsec), |s| (s, 0)));
         let mode = chmod.unwrap_or(meta.mode);
         match meta.kind {

@@ -342,7 +342,7 @@ fn imports_a_function(code: &str) -> bool {
     let items = code[i + 4..].trim_end_matches(';');
     let items = items.trim_start_matches('{').trim_end_matches('}');
     items.split(',').any(|it| {
-        let name = it.trim().split_whitespace().next().unwrap_or("");
+        let name = it.split_whitespace().next().unwrap_or("");
         name.chars().next().is_some_and(|c| c.is_lowercase()) && name != "self"
     })
 }
