@@ -1710,6 +1710,215 @@ mod tests {
         assert!(auth.login("admin", "admin-password", "10.0.0.1").is_ok());
     }
 
+    fn pat_expiry(auth: &Auth, id: &str) -> i64 {
+        auth.db
+            .lock()
+            .query_row("SELECT expires_at FROM tokens WHERE id = ?", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    fn expire_now(auth: &Auth, id: &str) {
+        // Behind the service's back, as the clock does it: no change is announced.
+        auth.db
+            .lock()
+            .execute(
+                "UPDATE tokens SET expires_at = ? WHERE id = ?",
+                params![now() as i64 - 1, id],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn a_cached_token_login_is_checked_for_expiry_every_time() {
+        let (_dir, auth) = open();
+        auth.add_user(&admin(), "alice", "alice-password").unwrap();
+        let alice = Identity::user("alice", false);
+        let t = auth
+            .create_token(&alice, "ci", &["repository:alice/*:pull".into()], None)
+            .unwrap();
+        assert!(auth.login("alice", &t.token, "t").is_ok());
+        assert!(auth.login("alice", &t.token, "t").is_ok(), "cached");
+        expire_now(&auth, &t.id);
+        assert!(
+            matches!(auth.login("alice", &t.token, "t"), Err(LoginError::Refused)),
+            "an expired token is refused even while it is cached"
+        );
+    }
+
+    #[test]
+    fn refresh_tokens_and_registry_tokens_end_with_their_parent() {
+        let (_dir, auth) = open();
+        auth.add_user(&admin(), "alice", "alice-password").unwrap();
+        let alice = Identity::user("alice", false);
+        let scope = ["repository:alice/*:pull".to_owned()];
+        // A short parent: what comes from it expires no later than it does.
+        let short = auth.create_token(&alice, "short", &scope, Some(3)).unwrap();
+        let id = auth.login("alice", &short.token, "t").unwrap();
+        let issued = auth
+            .issue(&id, &[Scope::parse("repository:alice/app:pull").unwrap()], true, "t")
+            .unwrap();
+        let refresh = issued.refresh_token.clone().unwrap();
+        let (_, rid, _) = split_token(&refresh).unwrap();
+        assert!(pat_expiry(&auth, rid) <= pat_expiry(&auth, &short.id));
+        let claims = auth.verify(&issued.token).unwrap();
+        assert!(claims.exp as i64 <= pat_expiry(&auth, &short.id));
+        assert!(issued.expires_in <= 3);
+        // Valid while the parent is.
+        assert!(auth.refresh_login(&refresh, "", "t").is_ok());
+        assert!(auth.login("alice", &refresh, "t").is_ok());
+        assert!(auth.identity_of(&claims).is_ok());
+        // The parent expires: the refresh token (as a grant and as a password) and the
+        // registry token issued through it end with it.
+        expire_now(&auth, &short.id);
+        assert!(auth.refresh_login(&refresh, "", "t").is_err());
+        assert!(auth.login("alice", &refresh, "t2").is_err());
+        assert!(auth.identity_of(&claims).is_err());
+        // A refresh token of a refresh token (docker keeps refreshing) ends with the first
+        // parent too.
+        let long = auth.create_token(&alice, "long", &scope, None).unwrap();
+        let id = auth.login("alice", &long.token, "t").unwrap();
+        let refresh = auth.issue(&id, &[], true, "t").unwrap().refresh_token.unwrap();
+        let via_refresh = auth.refresh_login(&refresh, "", "t").unwrap();
+        let second = auth
+            .issue(&via_refresh, &[], true, "t")
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        let jwt = auth
+            .issue(&via_refresh, &[Scope::parse("repository:alice/app:pull").unwrap()], false, "t")
+            .unwrap();
+        let claims = auth.verify(&jwt.token).unwrap();
+        assert!(auth.refresh_login(&second, "", "t").is_ok());
+        assert!(auth.identity_of(&claims).is_ok());
+        expire_now(&auth, &long.id);
+        assert!(auth.refresh_login(&refresh, "", "t").is_err());
+        assert!(auth.refresh_login(&second, "", "t").is_err());
+        assert!(auth.identity_of(&claims).is_err());
+    }
+
+    #[test]
+    fn a_removed_users_tokens_stay_dead_when_the_name_returns() {
+        let (_dir, auth) = open();
+        auth.add_user(&admin(), "bob", "bob-password").unwrap();
+        let bob = auth.login("bob", "bob-password", "t").unwrap();
+        let issued = auth
+            .issue(&bob, &[Scope::parse("repository:bob/app:pull").unwrap()], true, "t")
+            .unwrap();
+        let claims = auth.verify(&issued.token).unwrap();
+        assert!(auth.identity_of(&claims).is_ok());
+        // bob is the newest user: an id that is merely the next free row would come back.
+        auth.remove_user(&admin(), "bob").unwrap();
+        auth.add_user(&admin(), "bob", "bob-password").unwrap();
+        assert!(
+            auth.identity_of(&auth.verify(&issued.token).unwrap())
+                .is_err(),
+            "the old bob's token names the old bob"
+        );
+        let refresh = issued.refresh_token.unwrap();
+        assert!(auth.refresh_login(&refresh, "", "t").is_err());
+        // The new bob's tokens work.
+        let bob = auth.login("bob", "bob-password", "t").unwrap();
+        let fresh = auth.issue(&bob, &[], false, "t").unwrap();
+        assert!(auth.identity_of(&auth.verify(&fresh.token).unwrap()).is_ok());
+        // Robots too: a revoked robot's token does not come back with a new robot of its name.
+        auth.create_org(&admin(), "acme").unwrap();
+        let scopes = ["repository:acme/*:pull".to_owned()];
+        let r = auth.create_robot(&admin(), "acme", "ci", &scopes, None).unwrap();
+        let robot = auth.login("acme+ci", &r.token, "t").unwrap();
+        let robot_jwt = auth.issue(&robot, &[], false, "t").unwrap();
+        auth.revoke_token(&admin(), &r.id).unwrap();
+        auth.create_robot(&admin(), "acme", "ci", &scopes, None).unwrap();
+        assert!(auth.identity_of(&auth.verify(&robot_jwt.token).unwrap()).is_err());
+    }
+
+    #[test]
+    fn only_a_password_login_gets_the_admin_api_scope() {
+        let (_dir, auth) = open();
+        auth.add_user(&admin(), "alice", "alice-password").unwrap();
+        let admin_scope = Scope::parse("registry:admin:*").unwrap();
+        let has_admin = |id: &Identity| {
+            auth.issue(id, std::slice::from_ref(&admin_scope), false, "t")
+                .unwrap()
+                .access
+                .iter()
+                .any(|a| a.kind == "registry" && a.name == "admin")
+        };
+        let by_password = auth.login("alice", "alice-password", "t").unwrap();
+        assert!(has_admin(&by_password));
+        assert!(has_admin(&auth.login("admin", "admin-password", "t").unwrap()));
+        let pat = auth
+            .create_token(
+                &by_password,
+                "all",
+                &["repository:alice/*:pull,push,delete,admin".into()],
+                None,
+            )
+            .unwrap();
+        let by_pat = auth.login("alice", &pat.token, "t").unwrap();
+        assert!(!has_admin(&by_pat));
+        assert!(!has_admin(&Identity::anonymous()));
+        let refresh_of_pat = auth.issue(&by_pat, &[], true, "t").unwrap().refresh_token.unwrap();
+        assert!(!has_admin(&auth.refresh_login(&refresh_of_pat, "", "t").unwrap()));
+        // A refresh token of a password login stands for the password (docker's identity
+        // token), as `hoist admin` after `hoist login` needs.
+        let refresh = auth
+            .issue(&by_password, &[], true, "t")
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        assert!(has_admin(&auth.refresh_login(&refresh, "", "t").unwrap()));
+        auth.create_org(&admin(), "acme").unwrap();
+        let r = auth
+            .create_robot(&admin(), "acme", "ci", &["repository:acme/*:pull".into()], None)
+            .unwrap();
+        assert!(!has_admin(&auth.login("acme+ci", &r.token, "t").unwrap()));
+    }
+
+    #[test]
+    fn patterns_with_dot_or_empty_segments_are_refused_when_stored() {
+        let (_dir, auth) = open();
+        let a = admin();
+        auth.add_user(&a, "alice", "alice-password").unwrap();
+        auth.create_org(&a, "acme").unwrap();
+        auth.create_team(&a, "acme", "devs").unwrap();
+        let alice = Identity::user("alice", false);
+        for bad in [
+            "acme/../other",
+            "acme/..",
+            "acme/x/../../other",
+            "acme//x",
+            "acme/",
+            "acme/./x",
+            "acme/x/.",
+            "acme/x//*",
+        ] {
+            let e = auth
+                .add_grant(&a, "acme", "devs", bad, Actions::PULL)
+                .unwrap_err();
+            assert!(
+                matches!(&e, AuthError::Invalid { value, .. } if value == bad),
+                "{bad}: {e}"
+            );
+            assert!(e.to_string().contains(bad), "{e}");
+            let scope = format!("repository:{}:pull", bad.replacen("acme", "alice", 1));
+            assert!(
+                auth.create_token(&alice, "x", &[scope.clone()], None).is_err(),
+                "{scope}"
+            );
+            assert!(
+                auth.create_robot(&a, "acme", "ci", &[format!("repository:{bad}:pull")], None)
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        for good in ["acme/*", "acme/app", "acme/team/*-dev", "acme/a.b/c"] {
+            auth.add_grant(&a, "acme", "devs", good, Actions::PULL)
+                .unwrap();
+        }
+    }
+
     #[test]
     fn names() {
         for ok in ["a", "alice", "a.b", "a_b-c9"] {
