@@ -1147,9 +1147,17 @@ async fn concurrent_failed_logins_are_bounded() {
         assert_eq!(r.status, 401);
     }
     assert_eq!(
-        send(&client(), &server.url, Method::GET, "/v2/", &Auth::admin(), &[], None)
-            .await
-            .status,
+        send(
+            &client(),
+            &server.url,
+            Method::GET,
+            "/v2/",
+            &Auth::admin(),
+            &[],
+            None
+        )
+        .await
+        .status,
         200
     );
     let idle = status_kib(pid, "VmRSS");
@@ -1157,7 +1165,12 @@ async fn concurrent_failed_logins_are_bounded() {
         .map(|i| {
             let url = server.url.clone();
             async move {
-                let http = client_from(std::net::IpAddr::from([127, 0, 91 + (i / 200) as u8, 1 + (i % 200) as u8]));
+                let http = client_from(std::net::IpAddr::from([
+                    127,
+                    0,
+                    91 + (i / 200) as u8,
+                    1 + (i % 200) as u8,
+                ]));
                 let auth = Auth::basic(&format!("nobody{i}"), &format!("wrong-password-{i}"));
                 // Half at /v2/, half at the token endpoint: both check the password.
                 let path = if i % 2 == 0 { "/v2/" } else { "/token" };
@@ -1175,7 +1188,10 @@ async fn concurrent_failed_logins_are_bounded() {
             401 => {}
             429 => {
                 let retry = r.header("retry-after").expect("429 with Retry-After");
-                assert!(retry.parse::<u64>().is_ok_and(|s| s >= 1), "Retry-After {retry}");
+                assert!(
+                    retry.parse::<u64>().is_ok_and(|s| s >= 1),
+                    "Retry-After {retry}"
+                );
             }
             other => panic!("a failed login answered {other}: {}", r.text()),
         }
@@ -1199,9 +1215,17 @@ async fn concurrent_failed_logins_are_bounded() {
     );
     // Still answering, and the right password still works.
     assert_eq!(
-        send(&client(), &server.url, Method::GET, "/v2/", &Auth::admin(), &[], None)
-            .await
-            .status,
+        send(
+            &client(),
+            &server.url,
+            Method::GET,
+            "/v2/",
+            &Auth::admin(),
+            &[],
+            None
+        )
+        .await
+        .status,
         200
     );
 }

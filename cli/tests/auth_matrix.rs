@@ -1277,21 +1277,16 @@ async fn the_admin_api_by_every_kind_of_credential() {
         (Cred::RevokedPat, revoked),
         (Cred::ExpiredParentToken, vec![parent_expired]),
     ];
-    // Wait for the short tokens to expire: their owners' own logins are refused.
-    let first_expired = creds
-        .iter()
-        .find(|(c, _)| *c == Cred::ExpiredPat)
-        .unwrap()
-        .1[0]
-        .clone();
+    // Wait for the short tokens to expire: dora's, made last with the longest life, is refused
+    // (polling one user only: each refusal counts towards that user's lockout).
     assert!(
         until(std::time::Duration::from_secs(10), || {
-            let (server, a, d) = (&server, first_expired.clone(), dora.clone());
-            async move { base_status(server, &a).await == 401 && base_status(server, &d).await == 401 }
+            let (server, d) = (&server, dora.clone());
+            async move { base_status(server, &d).await == 401 }
         })
         .await
         .is_some(),
-        "the one-second tokens expire"
+        "the short tokens expire"
     );
 
     let mut cells = 0;
@@ -1489,7 +1484,11 @@ async fn a_revoked_pat_is_refused_at_once_even_while_cached() {
     assert_eq!(base_status(&server, &jwt).await, 200);
     ivan.revoke_token(&t.id).await.unwrap();
     assert_eq!(base_status(&server, &pat).await, 401, "the token, cached");
-    assert_eq!(base_status(&server, &jwt).await, 401, "a registry token through it");
+    assert_eq!(
+        base_status(&server, &jwt).await,
+        401,
+        "a registry token through it"
+    );
     assert_eq!(
         base_status(&server, &Auth::basic("ivan", &refresh)).await,
         401,
@@ -1540,7 +1539,10 @@ async fn a_refresh_token_ends_with_the_pat_it_came_from() {
     .await;
     assert_eq!(r.status, 200, "password grant with a PAT: {}", r.text());
     let v = r.json();
-    let refresh = v["refresh_token"].as_str().expect("refresh token").to_owned();
+    let refresh = v["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
     assert!(
         v["expires_in"].as_u64().unwrap() <= 3,
         "a registry token does not outlive its parent: {v}"
@@ -1568,7 +1570,12 @@ async fn a_refresh_token_ends_with_the_pat_it_came_from() {
         ],
     )
     .await;
-    assert_eq!(r.status, 401, "refresh grant after the parent's expiry: {}", r.text());
+    assert_eq!(
+        r.status,
+        401,
+        "refresh grant after the parent's expiry: {}",
+        r.text()
+    );
     assert_eq!(
         base_status(&server, &as_password).await,
         401,
@@ -1610,7 +1617,11 @@ async fn a_removed_users_tokens_stay_dead_when_the_name_returns() {
     admin.remove_user("gina").await.unwrap();
     assert_eq!(tags(old.clone()).await, 401, "the removed user's token");
     admin.add_user("gina", &pw("gina")).await.unwrap();
-    assert_eq!(tags(old.clone()).await, 401, "the removed user's token, the name taken again");
+    assert_eq!(
+        tags(old.clone()).await,
+        401,
+        "the removed user's token, the name taken again"
+    );
     let r = send(
         &client(),
         &server.url,
@@ -1622,7 +1633,10 @@ async fn a_removed_users_tokens_stay_dead_when_the_name_returns() {
     )
     .await;
     assert_eq!(r.status, 401, "the removed user's admin-API token");
-    assert_eq!(base_status(&server, &Auth::basic("gina", &refresh)).await, 401);
+    assert_eq!(
+        base_status(&server, &Auth::basic("gina", &refresh)).await,
+        401
+    );
     // The new gina's own token works.
     let new = Auth::Bearer(token(&server, &service, &scope, &gina).await);
     assert_eq!(tags(new).await, 200);
@@ -1637,7 +1651,13 @@ async fn patterns_with_dot_or_empty_segments_are_refused() {
     admin.create_org("acme").await.unwrap();
     admin.create_team("acme", "devs").await.unwrap();
     let http = client();
-    for bad in ["acme/../other", "acme//app", "acme/", "acme/./app", "acme/app/.."] {
+    for bad in [
+        "acme/../other",
+        "acme//app",
+        "acme/",
+        "acme/./app",
+        "acme/app/..",
+    ] {
         let r = send(
             &http,
             &server.url,
@@ -1645,11 +1665,18 @@ async fn patterns_with_dot_or_empty_segments_are_refused() {
             "/admin/v1/orgs/acme/teams/devs/grants",
             &Auth::admin(),
             &[("content-type", "application/json")],
-            Some(serde_json::to_vec(&serde_json::json!({"pattern": bad, "actions": ["pull"]})).unwrap()),
+            Some(
+                serde_json::to_vec(&serde_json::json!({"pattern": bad, "actions": ["pull"]}))
+                    .unwrap(),
+            ),
         )
         .await;
         assert_eq!(r.status, 400, "grant {bad}: {}", r.text());
-        assert!(r.text().contains(bad), "the error names {bad}: {}", r.text());
+        assert!(
+            r.text().contains(bad),
+            "the error names {bad}: {}",
+            r.text()
+        );
         let scope = format!("repository:{}:pull", bad.replacen("acme", "admin", 1));
         let r = send(
             &http,
