@@ -2131,7 +2131,7 @@ mod tests {
             assert!(e.to_string().contains(bad), "{e}");
             let scope = format!("repository:{}:pull", bad.replacen("acme", "alice", 1));
             assert!(
-                auth.create_token(&alice, "x", &[scope.clone()], None)
+                auth.create_token(&alice, "x", std::slice::from_ref(&scope), None)
                     .is_err(),
                 "{scope}"
             );
