@@ -14,6 +14,7 @@
 #   git               ADD <git ref> (hoist build) runs the git CLI; the tests serve repos with git daemon
 #   openssh-client    ssh-agent, ssh-keygen, ssh-add: hoist build --ssh (RUN --mount=type=ssh) tests
 #   apache2-utils     htpasswd: the CNCF registry's htpasswd auth files (credential and transfer tests)
+#   procps            kill, ps: the benches signal the daemons they start (priority important, not required)
 #
 # cli/tests/tidy.rs checks that every program a test or bench starts is either in Debian's
 # required base system or comes from a package listed here.
@@ -27,7 +28,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
-packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils)
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils procps)
 
 # The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
 # own repository; if those (or any dockerd) are already there, use them instead. A docker client

@@ -144,7 +144,18 @@ impl Scope {
         }
     }
 
-    /// Parses `repository:NAME:ACTIONS` (also `repository(plugin):...`) or `registry:catalog:*`.
+    /// `registry:admin:*`: the administration API (`/admin/v1`, `/metrics`), which only a
+    /// password login (or a refresh token of one) is granted.
+    pub fn admin_api() -> Scope {
+        Scope {
+            kind: ResourceKind::Registry,
+            name: "admin".into(),
+            actions: Actions::ALL,
+        }
+    }
+
+    /// Parses `repository:NAME:ACTIONS` (also `repository(plugin):...`), `registry:catalog:*` or
+    /// `registry:admin:*`.
     pub fn parse(s: &str) -> Result<Scope, AuthError> {
         let invalid = |reason: &str| AuthError::Invalid {
             what: "scope",
@@ -229,22 +240,32 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-/// Checks a repository pattern: repository-name characters and `*`.
+/// Checks a repository pattern: repository-name characters and `*`, in `/`-separated segments
+/// none of which is empty, `.` or `..` (nor holds `..`). Every stored pattern (team grants,
+/// token and robot scopes) passes here.
 pub fn check_pattern(pattern: &str) -> Result<(), AuthError> {
-    let ok = !pattern.is_empty()
+    let invalid = |reason: &str| AuthError::Invalid {
+        what: "pattern",
+        value: pattern.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let chars_ok = !pattern.is_empty()
         && pattern.len() <= 255
         && pattern
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/*".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(AuthError::Invalid {
-            what: "pattern",
-            value: pattern.to_owned(),
-            reason: "expected lowercase repository name characters and *".into(),
-        })
+    if !chars_ok {
+        return Err(invalid(
+            "expected lowercase repository name characters and *",
+        ));
     }
+    if pattern.split('/').any(str::is_empty) {
+        return Err(invalid("a path segment is empty"));
+    }
+    if pattern.contains("..") || pattern.split('/').any(|seg| seg == ".") {
+        return Err(invalid("a path segment is . or holds .."));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -328,8 +349,27 @@ mod tests {
         ] {
             assert_eq!(pattern_matches(p, n), want, "{p} vs {n}");
         }
-        assert!(check_pattern("acme/*").is_ok());
-        assert!(check_pattern("Acme/*").is_err());
-        assert!(check_pattern("").is_err());
+        for ok in ["acme/*", "acme/app", "*", "acme/a.b/*-dev", "acme/a_b.c-d"] {
+            assert!(check_pattern(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "Acme/*",
+            "",
+            "acme/../x",
+            "acme/..",
+            "..",
+            "../acme",
+            "acme//x",
+            "acme/",
+            "/acme",
+            "acme/./x",
+            ".",
+            "acme/.",
+            "acme/x..y",
+            "acme/*/",
+        ] {
+            let e = check_pattern(bad).unwrap_err();
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
     }
 }

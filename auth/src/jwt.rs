@@ -66,6 +66,10 @@ pub struct Claims {
     /// cap the subject's rights).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tid: Option<String>,
+    /// The subject's id (users and robots have ids never reused): a token of a removed subject
+    /// stays dead when another of the same name is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<i64>,
 }
 
 impl Claims {
@@ -78,6 +82,13 @@ impl Claims {
             .map(Access::actions)
             .fold(Actions::NONE, Actions::union);
         granted.contains(actions)
+    }
+
+    /// Whether the token carries `registry:admin:*` (the administration API).
+    pub fn allows_admin_api(&self) -> bool {
+        self.access.iter().any(|a| {
+            a.kind == "registry" && a.name == "admin" && a.actions().contains(Actions::ALL)
+        })
     }
 
     /// Whether the token carries `registry:catalog:*`.
@@ -196,7 +207,8 @@ impl TokenKeys {
             return Err(AuthError::InvalidToken("unknown key id".into()));
         }
         let mut v = Validation::new(Algorithm::ES256);
-        v.leeway = 5;
+        // The issuer is the verifier (one clock): a token is refused from the second it expires.
+        v.leeway = 0;
         v.validate_nbf = true;
         v.set_audience(&[audience]);
         v.set_issuer(&[issuer]);
@@ -229,6 +241,7 @@ mod tests {
                 &Scope::parse("repository:alice/app:pull,push").unwrap(),
             )],
             tid: None,
+            uid: Some(7),
         }
     }
 
@@ -279,6 +292,7 @@ mod tests {
         assert!(!back.allows_repo("alice/app", Actions::DELETE));
         assert!(!back.allows_repo("alice/other", Actions::PULL));
         assert!(!back.allows_catalog());
+        assert!(!back.allows_admin_api());
 
         // Expired (beyond the leeway).
         let expired = k.sign(&claims(-60)).unwrap();
@@ -330,5 +344,17 @@ mod tests {
         c.access.push(Access::from_scope(&Scope::catalog()));
         assert_eq!(c.access[1].actions, vec!["*"]);
         assert!(c.allows_catalog());
+        assert!(!c.allows_admin_api());
+        c.access.push(Access::from_scope(&Scope::admin_api()));
+        assert!(c.allows_admin_api());
+        // Just expired: no leeway.
+        let dir = tempfile::tempdir().unwrap();
+        let k = TokenKeys::load_or_generate(dir.path()).unwrap();
+        let mut just = claims(0);
+        just.exp = now() - 1;
+        assert!(
+            k.verify(&k.sign(&just).unwrap(), "hoist", "registry")
+                .is_err()
+        );
     }
 }

@@ -59,4 +59,7 @@ pub enum AuthError {
     },
     #[error("crypto: {0}")]
     Crypto(String),
+    /// Too many password hashes or checks are in progress (see [`password::max_concurrent`]).
+    #[error("too many password checks in progress, retry in {} seconds", .0.as_secs().max(1))]
+    Busy(std::time::Duration),
 }

@@ -30,6 +30,8 @@ pub struct Identity {
     /// A site administrator (user `admin` and any user made admin).
     pub admin: bool,
     pub cap: Option<TokenCap>,
+    /// The subject's id in the identity store (never reused), when it came from there.
+    pub uid: Option<i64>,
 }
 
 impl Identity {
@@ -39,6 +41,7 @@ impl Identity {
             name: String::new(),
             admin: false,
             cap: None,
+            uid: None,
         }
     }
 
@@ -48,6 +51,7 @@ impl Identity {
             name: name.to_owned(),
             admin,
             cap: None,
+            uid: None,
         }
     }
 
@@ -58,6 +62,13 @@ impl Identity {
     /// A site administrator not limited by a token's scopes.
     pub fn is_site_admin(&self) -> bool {
         self.admin && self.kind == IdentityKind::User && self.cap.is_none()
+    }
+
+    /// Whether the caller may use the administration API: a user not limited by a token's
+    /// scopes (a password login, or a refresh token of one). Personal access tokens, robot
+    /// tokens and what was obtained through them never may.
+    pub fn may_administer(&self) -> bool {
+        self.kind == IdentityKind::User && self.cap.is_none()
     }
 
     /// How the audit log names the caller.
@@ -127,6 +138,7 @@ mod tests {
             name: "acme+ci".into(),
             admin: false,
             cap: None,
+            uid: Some(1),
         };
         let alice_pat = Identity {
             cap: Some(TokenCap {
@@ -199,6 +211,9 @@ mod tests {
         assert!(admin.is_site_admin());
         assert!(!admin_pat.is_site_admin());
         assert!(!alice.is_site_admin());
+        assert!(alice.may_administer() && admin.may_administer());
+        assert!(!alice_pat.may_administer() && !admin_pat.may_administer());
+        assert!(!robot.may_administer() && !anon.may_administer());
         assert_eq!(anon.audit_name(), "-");
     }
 }

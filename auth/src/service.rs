@@ -72,6 +72,9 @@ pub enum LoginError {
     Limited(Duration),
     #[error("invalid credentials")]
     Refused,
+    /// Too many password checks in progress: retry after the duration.
+    #[error("too many password checks in progress, retry in {} seconds", .0.as_secs().max(1))]
+    Busy(Duration),
     #[error(transparent)]
     Internal(#[from] AuthError),
 }
@@ -126,8 +129,8 @@ pub struct AuditEntry {
 const SCHEMA: &str = "
 PRAGMA foreign_keys = ON;
 CREATE TABLE IF NOT EXISTS users(
-    name TEXT PRIMARY KEY, hash TEXT NOT NULL, admin INTEGER NOT NULL DEFAULT 0,
-    created INTEGER NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,
+    admin INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS orgs(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS teams(
     org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE, name TEXT NOT NULL,
@@ -144,7 +147,8 @@ CREATE TABLE IF NOT EXISTS grants(
 CREATE TABLE IF NOT EXISTS repos(
     name TEXT PRIMARY KEY, public INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS robots(
-    name TEXT PRIMARY KEY, org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
+    org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
     scopes TEXT NOT NULL, created INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens(
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, owner TEXT NOT NULL, name TEXT NOT NULL,
@@ -154,6 +158,66 @@ CREATE TABLE IF NOT EXISTS audit(
     id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL, remote TEXT NOT NULL);
 ";
+
+/// Databases of earlier versions keyed users and robots by name only: their tables get ids
+/// (`AUTOINCREMENT`, so an id is never reused), existing rows keeping their order.
+const MIGRATE_IDS: &[(&str, &str)] = &[
+    (
+        "users",
+        "CREATE TABLE users_new(
+            id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,
+            admin INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
+         INSERT INTO users_new(name, hash, admin, created)
+            SELECT name, hash, admin, created FROM users ORDER BY rowid;
+         DROP TABLE users;
+         ALTER TABLE users_new RENAME TO users;",
+    ),
+    (
+        "robots",
+        "CREATE TABLE robots_new(
+            id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
+            org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+            scopes TEXT NOT NULL, created INTEGER NOT NULL);
+         INSERT INTO robots_new(name, org, scopes, created)
+            SELECT name, org, scopes, created FROM robots ORDER BY rowid;
+         DROP TABLE robots;
+         ALTER TABLE robots_new RENAME TO robots;",
+    ),
+];
+
+fn migrate_ids(conn: &mut Connection) -> rusqlite::Result<()> {
+    for (table, sql) in MIGRATE_IDS {
+        let exists: bool = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                [table],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !exists {
+            continue;
+        }
+        let has_id: bool = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = 'id'"
+            ))?
+            .exists([])?;
+        if has_id {
+            continue;
+        }
+        // SQLite's recipe for changing a table: foreign keys off while it is rebuilt.
+        conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.commit()?;
+        conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    }
+    Ok(())
+}
+
+/// Most parents a token may have (a refresh token of a refresh token of a PAT...).
+const MAX_TOKEN_DEPTH: usize = 16;
 
 /// Token kinds and their prefixes: `hpat.ID.SECRET`, `hrob.ID.SECRET`, `hrt.ID.SECRET`.
 const PAT: &str = "hpat";
@@ -228,6 +292,7 @@ struct TokenRow {
     hash: Vec<u8>,
     scopes: Option<String>,
     expires_at: Option<i64>,
+    parent: Option<String>,
 }
 
 fn scopes_json(scopes: &[Scope]) -> String {
@@ -303,10 +368,11 @@ impl Auth {
                 .map_err(io)?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         }
-        let conn = Connection::open(&path).map_err(db_err)?;
+        let mut conn = Connection::open(&path).map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
+        migrate_ids(&mut conn).map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         // Expired refresh tokens are useless: every `docker login` makes one.
         conn.execute(
@@ -403,13 +469,20 @@ impl Auth {
         Ok(true)
     }
 
-    fn user_row(&self, name: &str) -> Result<Option<(String, bool)>, AuthError> {
+    /// A user's (id, password hash, admin flag).
+    fn user_row(&self, name: &str) -> Result<Option<(i64, String, bool)>, AuthError> {
         self.db
             .lock()
             .query_row(
-                "SELECT hash, admin FROM users WHERE name = ?",
+                "SELECT id, hash, admin FROM users WHERE name = ?",
                 [name],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)? != 0,
+                    ))
+                },
             )
             .optional()
             .map_err(|e| self.db_err(e))
@@ -540,19 +613,17 @@ impl Auth {
                 params![hash, name],
             )
             .map_err(|e| self.db_err(e))?;
-        self.changed();
         if n == 0 {
+            self.changed();
             return Err(AuthError::NotFound(format!("user {name}")));
         }
-        // Refresh tokens issued on the old password stop working.
-        self.db
-            .lock()
-            .execute(
-                "DELETE FROM tokens WHERE owner = ? AND kind = ? AND parent IS NULL",
-                params![name, REFRESH],
-            )
-            .map_err(|e| self.db_err(e))?;
-        Ok(())
+        // Refresh tokens issued on the old password stop working (and any issued through them).
+        let r = self.delete_tokens_where(
+            "SELECT id FROM tokens WHERE owner = ?1 AND kind = ?2 AND parent IS NULL",
+            params![name, REFRESH],
+        );
+        self.changed();
+        r
     }
 
     /// Lists users (administrators only).
@@ -860,28 +931,48 @@ impl Auth {
         }
         let key = self.cache_key(user, secret);
         let generation = self.generation();
-        {
+        let token = split_token(secret);
+        let hit = {
             let cache = self.cache.lock();
-            if let Some(e) = cache.get(&key)
-                && e.generation == generation
-                && e.at.elapsed() < self.config.credential_cache_ttl
-            {
-                return Ok(e.identity.clone());
+            cache
+                .get(&key)
+                .filter(|e| {
+                    e.generation == generation && e.at.elapsed() < self.config.credential_cache_ttl
+                })
+                .map(|e| e.identity.clone())
+        };
+        if let Some(identity) = hit {
+            // A cached token is checked again (a lookup, no hashing): its expiry and revocation,
+            // and its parents', hold from the second they happen.
+            match token {
+                None => return Ok(identity),
+                Some((_, id, _)) if self.live_token(id)?.is_some() => return Ok(identity),
+                Some(_) => {
+                    self.cache.lock().remove(&key);
+                }
             }
         }
-        let result = if let Some((kind, id, s)) = split_token(secret) {
-            self.token_login(user, kind, id, s)?
-        } else {
-            match self.user_row(user)? {
-                Some((hash, admin)) => {
-                    password::verify(secret, &hash).then(|| Identity::user(user, admin))
-                }
-                None => {
-                    password::verify_dummy(secret);
-                    None
-                }
-            }
+        let busy = |e: AuthError| match e {
+            AuthError::Busy(d) => LoginError::Busy(d),
+            e => LoginError::Internal(e),
         };
+        let result =
+            if let Some((kind, id, s)) = token {
+                self.token_login(user, kind, id, s)?
+            } else {
+                match self.user_row(user)? {
+                    Some((uid, hash, admin)) => password::verify(secret, &hash)
+                        .map_err(busy)?
+                        .then(|| Identity {
+                            uid: Some(uid),
+                            ..Identity::user(user, admin)
+                        }),
+                    None => {
+                        password::verify_dummy(secret).map_err(busy)?;
+                        None
+                    }
+                }
+            };
         match result {
             Some(identity) => {
                 self.user_limiter.success(&user_key);
@@ -927,7 +1018,7 @@ impl Auth {
         self.db
             .lock()
             .query_row(
-                "SELECT kind, owner, hash, scopes, expires_at FROM tokens WHERE id = ?",
+                "SELECT kind, owner, hash, scopes, expires_at, parent FROM tokens WHERE id = ?",
                 [id],
                 |r| {
                     Ok(TokenRow {
@@ -936,11 +1027,62 @@ impl Auth {
                         hash: r.get(2)?,
                         scopes: r.get(3)?,
                         expires_at: r.get(4)?,
+                        parent: r.get(5)?,
                     })
                 },
             )
             .optional()
             .map_err(|e| self.db_err(e))
+    }
+
+    /// Token `id` if it is live: it exists and has not expired, nor has any token it was issued
+    /// through (a refresh token carries its parent's expiry and revocation). Also returns the
+    /// earliest expiry along the chain.
+    fn live_token(&self, id: &str) -> Result<Option<(TokenRow, Option<i64>)>, AuthError> {
+        let Some(row) = self.token_row(id)? else {
+            return Ok(None);
+        };
+        let t = now() as i64;
+        let mut expires = row.expires_at;
+        let mut next = row.parent.clone();
+        for _ in 0..=MAX_TOKEN_DEPTH {
+            if expires.is_some_and(|e| e <= t) {
+                return Ok(None);
+            }
+            let Some(pid) = next else {
+                return Ok(Some((row, expires)));
+            };
+            let Some(parent) = self.token_row(&pid)? else {
+                return Ok(None);
+            };
+            expires = match (expires, parent.expires_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            next = parent.parent;
+        }
+        Ok(None)
+    }
+
+    /// Deletes the tokens `select` names (its parameters `params`) and every token issued
+    /// through them.
+    fn delete_tokens_where(
+        &self,
+        select: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<(), AuthError> {
+        self.db
+            .lock()
+            .execute(
+                &format!(
+                    "WITH RECURSIVE doomed(id) AS ({select}
+                       UNION SELECT t.id FROM tokens t JOIN doomed d ON t.parent = d.id)
+                     DELETE FROM tokens WHERE id IN doomed"
+                ),
+                params,
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
     }
 
     /// Checks a token's secret; `user` must be its owner (any user for a refresh token when
@@ -952,14 +1094,13 @@ impl Auth {
         id: &str,
         secret: &str,
     ) -> Result<Option<Identity>, AuthError> {
-        let Some(row) = self.token_row(id)? else {
+        let Some((row, _)) = self.live_token(id)? else {
             return Ok(None);
         };
         let hash = sha256(&[secret.as_bytes()]);
         let secret_ok: bool = hash.ct_eq(row.hash.as_slice()).into();
         let owner_ok = user.is_empty() && kind == REFRESH || row.owner == user;
-        let fresh = row.expires_at.is_none_or(|e| e > now() as i64);
-        if !(secret_ok && owner_ok && fresh && row.kind == kind) {
+        if !(secret_ok && owner_ok && row.kind == kind) {
             return Ok(None);
         }
         let cap = row.scopes.as_deref().map(|s| TokenCap {
@@ -972,27 +1113,28 @@ impl Auth {
     /// The current identity of subject `name` (user or robot), with `cap`.
     fn subject(&self, name: &str, cap: Option<TokenCap>) -> Result<Option<Identity>, AuthError> {
         if let Some((org, _)) = name.split_once('+') {
-            let exists = self
+            let id: Option<i64> = self
                 .db
                 .lock()
-                .query_row("SELECT 1 FROM robots WHERE name = ?", [name], |_| Ok(()))
+                .query_row("SELECT id FROM robots WHERE name = ?", [name], |r| r.get(0))
                 .optional()
-                .map_err(|e| self.db_err(e))?
-                .is_some();
-            return Ok(exists.then(|| Identity {
+                .map_err(|e| self.db_err(e))?;
+            return Ok(id.map(|id| Identity {
                 kind: IdentityKind::Robot {
                     org: org.to_owned(),
                 },
                 name: name.to_owned(),
                 admin: false,
                 cap,
+                uid: Some(id),
             }));
         }
-        Ok(self.user_row(name)?.map(|(_, admin)| Identity {
+        Ok(self.user_row(name)?.map(|(id, _, admin)| Identity {
             kind: IdentityKind::User,
             name: name.to_owned(),
             admin,
             cap,
+            uid: Some(id),
         }))
     }
 
@@ -1041,8 +1183,10 @@ impl Auth {
         let cap = match &claims.tid {
             None => None,
             Some(tid) => {
-                let row = self.token_row(tid)?.ok_or_else(|| {
-                    AuthError::InvalidToken("the token it was issued for is revoked".into())
+                let (row, _) = self.live_token(tid)?.ok_or_else(|| {
+                    AuthError::InvalidToken(
+                        "the token it was issued through is revoked or expired".into(),
+                    )
                 })?;
                 row.scopes.as_deref().map(|s| TokenCap {
                     id: tid.clone(),
@@ -1050,9 +1194,13 @@ impl Auth {
                 })
             }
         };
-        self.subject(&claims.sub, cap)?.ok_or_else(|| {
-            AuthError::InvalidToken(format!("subject {} no longer exists", claims.sub))
-        })
+        let gone = || AuthError::InvalidToken(format!("subject {} no longer exists", claims.sub));
+        let id = self.subject(&claims.sub, cap)?.ok_or_else(gone)?;
+        // The name may have been given to someone else since: the id tells them apart.
+        if claims.uid.is_none() || claims.uid != id.uid {
+            return Err(gone());
+        }
+        Ok(id)
     }
 
     // ----- registry tokens -----
@@ -1072,6 +1220,13 @@ impl Auth {
                 ResourceKind::Registry if s.name == "catalog" => {
                     if s.actions == Actions::ALL {
                         Scope::catalog()
+                    } else {
+                        continue;
+                    }
+                }
+                ResourceKind::Registry if s.name == "admin" => {
+                    if s.actions == Actions::ALL && id.may_administer() {
+                        Scope::admin_api()
                     } else {
                         continue;
                     }
@@ -1104,16 +1259,35 @@ impl Auth {
             }
         }
         let t = now();
+        if !id.is_anonymous() && id.uid.is_none() {
+            return Err(AuthError::InvalidToken(format!(
+                "{} is not a subject of the identity store",
+                id.name
+            )));
+        }
+        // A token issued through another lives no longer than it.
+        let mut exp = t + self.config.token_ttl.as_secs();
+        if let Some(cap) = &id.cap {
+            let (_, parent_exp) = self.live_token(&cap.id)?.ok_or_else(|| {
+                AuthError::InvalidToken(
+                    "the token it is issued through is revoked or expired".into(),
+                )
+            })?;
+            if let Some(e) = parent_exp {
+                exp = exp.min(e.max(0) as u64);
+            }
+        }
         let claims = Claims {
             iss: self.config.issuer.clone(),
             sub: id.name.clone(),
             aud: self.config.service.clone(),
-            exp: t + self.config.token_ttl.as_secs(),
+            exp,
             nbf: t.saturating_sub(1),
             iat: t,
             jti: random_hex(8)?,
             access: access.clone(),
             tid: id.cap.as_ref().map(|c| c.id.clone()),
+            uid: id.uid,
         };
         let token = self.keys.sign(&claims)?;
         let refresh_token = if offline && !id.is_anonymous() {
@@ -1137,7 +1311,7 @@ impl Auth {
         }
         Ok(IssuedToken {
             token,
-            expires_in: self.config.token_ttl.as_secs(),
+            expires_in: exp.saturating_sub(t),
             issued_at: rfc3339(t),
             refresh_token,
             access,
@@ -1150,6 +1324,18 @@ impl Auth {
         let scopes = id.cap.as_ref().map(|c| scopes_json(&c.scopes));
         let parent = id.cap.as_ref().map(|c| c.id.clone());
         let t = now();
+        // It ends when what it came from ends (checked on use as well).
+        let mut expires_at = (t + self.config.refresh_ttl.as_secs()) as i64;
+        if let Some(p) = &parent {
+            let (_, parent_exp) = self.live_token(p)?.ok_or_else(|| {
+                AuthError::InvalidToken(
+                    "the token it is issued through is revoked or expired".into(),
+                )
+            })?;
+            if let Some(e) = parent_exp {
+                expires_at = expires_at.min(e);
+            }
+        }
         self.db
             .lock()
             .execute(
@@ -1162,7 +1348,7 @@ impl Auth {
                     sha256(&[secret.as_bytes()]).to_vec(),
                     scopes,
                     parent,
-                    (t + self.config.refresh_ttl.as_secs()) as i64,
+                    expires_at,
                     t as i64
                 ],
             )
@@ -1362,21 +1548,19 @@ impl Auth {
             // Someone else's token: indistinguishable from a missing one.
             return Err(AuthError::NotFound(format!("token {id}")));
         }
-        let mut db = self.db.lock();
-        let tx = db.transaction().map_err(|e| self.db_err(e))?;
-        tx.execute(
-            "DELETE FROM tokens WHERE id = ? OR parent = ?",
-            params![id, id],
-        )
-        .map_err(|e| self.db_err(e))?;
-        if row.kind == ROBOT {
-            tx.execute("DELETE FROM robots WHERE name = ?", [&row.owner])
-                .map_err(|e| self.db_err(e))?;
+        // Everything issued through it goes with it (refresh tokens of refresh tokens too).
+        let r = self.delete_tokens_where("SELECT ?1", params![id]);
+        if r.is_ok() && row.kind == ROBOT {
+            let deleted = self
+                .db
+                .lock()
+                .execute("DELETE FROM robots WHERE name = ?", [&row.owner])
+                .map_err(|e| self.db_err(e));
+            self.changed();
+            return deleted.map(|_| ());
         }
-        tx.commit().map_err(|e| self.db_err(e))?;
-        drop(db);
         self.changed();
-        Ok(())
+        r
     }
 
     /// The newest `limit` audit records, newest first (administrators only).
@@ -1442,7 +1626,8 @@ mod tests {
         let (_dir, auth) = open();
         auth.add_user(&admin(), "alice", "alice-password").unwrap();
         let alice = auth.login("alice", "alice-password", "t").unwrap();
-        assert_eq!(alice, Identity::user("alice", false));
+        assert_eq!((alice.name.as_str(), alice.admin), ("alice", false));
+        assert!(alice.uid.is_some());
         // Served from the cache.
         assert!(auth.login("alice", "alice-password", "t").is_ok());
         auth.set_password(&alice, "alice", "new-password").unwrap();
@@ -1708,6 +1893,326 @@ mod tests {
         ));
         // Another user is not affected.
         assert!(auth.login("admin", "admin-password", "10.0.0.1").is_ok());
+    }
+
+    fn pat_expiry(auth: &Auth, id: &str) -> i64 {
+        auth.db
+            .lock()
+            .query_row("SELECT expires_at FROM tokens WHERE id = ?", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    fn expire_now(auth: &Auth, id: &str) {
+        // Behind the service's back, as the clock does it: no change is announced.
+        auth.db
+            .lock()
+            .execute(
+                "UPDATE tokens SET expires_at = ? WHERE id = ?",
+                params![now() as i64 - 1, id],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn a_cached_token_login_is_checked_for_expiry_every_time() {
+        let (_dir, auth) = open();
+        auth.add_user(&admin(), "alice", "alice-password").unwrap();
+        let alice = Identity::user("alice", false);
+        let t = auth
+            .create_token(&alice, "ci", &["repository:alice/*:pull".into()], None)
+            .unwrap();
+        assert!(auth.login("alice", &t.token, "t").is_ok());
+        assert!(auth.login("alice", &t.token, "t").is_ok(), "cached");
+        expire_now(&auth, &t.id);
+        assert!(
+            matches!(auth.login("alice", &t.token, "t"), Err(LoginError::Refused)),
+            "an expired token is refused even while it is cached"
+        );
+    }
+
+    #[test]
+    fn refresh_tokens_and_registry_tokens_end_with_their_parent() {
+        let (_dir, auth) = open();
+        auth.add_user(&admin(), "alice", "alice-password").unwrap();
+        let alice = Identity::user("alice", false);
+        let scope = ["repository:alice/*:pull".to_owned()];
+        // A short parent: what comes from it expires no later than it does.
+        let short = auth.create_token(&alice, "short", &scope, Some(3)).unwrap();
+        let id = auth.login("alice", &short.token, "t").unwrap();
+        let issued = auth
+            .issue(
+                &id,
+                &[Scope::parse("repository:alice/app:pull").unwrap()],
+                true,
+                "t",
+            )
+            .unwrap();
+        let refresh = issued.refresh_token.clone().unwrap();
+        let (_, rid, _) = split_token(&refresh).unwrap();
+        assert!(pat_expiry(&auth, rid) <= pat_expiry(&auth, &short.id));
+        let claims = auth.verify(&issued.token).unwrap();
+        assert!(claims.exp as i64 <= pat_expiry(&auth, &short.id));
+        assert!(issued.expires_in <= 3);
+        // Valid while the parent is.
+        assert!(auth.refresh_login(&refresh, "", "t").is_ok());
+        assert!(auth.login("alice", &refresh, "t").is_ok());
+        assert!(auth.identity_of(&claims).is_ok());
+        // The parent expires: the refresh token (as a grant and as a password) and the
+        // registry token issued through it end with it.
+        expire_now(&auth, &short.id);
+        assert!(auth.refresh_login(&refresh, "", "t").is_err());
+        assert!(auth.login("alice", &refresh, "t2").is_err());
+        assert!(auth.identity_of(&claims).is_err());
+        // A refresh token of a refresh token (docker keeps refreshing) ends with the first
+        // parent too.
+        let long = auth.create_token(&alice, "long", &scope, None).unwrap();
+        let id = auth.login("alice", &long.token, "t").unwrap();
+        let refresh = auth
+            .issue(&id, &[], true, "t")
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        let via_refresh = auth.refresh_login(&refresh, "", "t").unwrap();
+        let second = auth
+            .issue(&via_refresh, &[], true, "t")
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        let jwt = auth
+            .issue(
+                &via_refresh,
+                &[Scope::parse("repository:alice/app:pull").unwrap()],
+                false,
+                "t",
+            )
+            .unwrap();
+        let claims = auth.verify(&jwt.token).unwrap();
+        assert!(auth.refresh_login(&second, "", "t").is_ok());
+        assert!(auth.identity_of(&claims).is_ok());
+        expire_now(&auth, &long.id);
+        assert!(auth.refresh_login(&refresh, "", "t").is_err());
+        assert!(auth.refresh_login(&second, "", "t").is_err());
+        assert!(auth.identity_of(&claims).is_err());
+    }
+
+    #[test]
+    fn a_removed_users_tokens_stay_dead_when_the_name_returns() {
+        let (_dir, auth) = open();
+        auth.add_user(&admin(), "bob", "bob-password").unwrap();
+        let bob = auth.login("bob", "bob-password", "t").unwrap();
+        let issued = auth
+            .issue(
+                &bob,
+                &[Scope::parse("repository:bob/app:pull").unwrap()],
+                true,
+                "t",
+            )
+            .unwrap();
+        let claims = auth.verify(&issued.token).unwrap();
+        assert!(auth.identity_of(&claims).is_ok());
+        // bob is the newest user: an id that is merely the next free row would come back.
+        auth.remove_user(&admin(), "bob").unwrap();
+        auth.add_user(&admin(), "bob", "bob-password").unwrap();
+        assert!(
+            auth.identity_of(&auth.verify(&issued.token).unwrap())
+                .is_err(),
+            "the old bob's token names the old bob"
+        );
+        let refresh = issued.refresh_token.unwrap();
+        assert!(auth.refresh_login(&refresh, "", "t").is_err());
+        // The new bob's tokens work.
+        let bob = auth.login("bob", "bob-password", "t").unwrap();
+        let fresh = auth.issue(&bob, &[], false, "t").unwrap();
+        assert!(
+            auth.identity_of(&auth.verify(&fresh.token).unwrap())
+                .is_ok()
+        );
+        // Robots too: a revoked robot's token does not come back with a new robot of its name.
+        auth.create_org(&admin(), "acme").unwrap();
+        let scopes = ["repository:acme/*:pull".to_owned()];
+        let r = auth
+            .create_robot(&admin(), "acme", "ci", &scopes, None)
+            .unwrap();
+        let robot = auth.login("acme+ci", &r.token, "t").unwrap();
+        let robot_jwt = auth.issue(&robot, &[], false, "t").unwrap();
+        auth.revoke_token(&admin(), &r.id).unwrap();
+        auth.create_robot(&admin(), "acme", "ci", &scopes, None)
+            .unwrap();
+        assert!(
+            auth.identity_of(&auth.verify(&robot_jwt.token).unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn only_a_password_login_gets_the_admin_api_scope() {
+        let (_dir, auth) = open();
+        auth.add_user(&admin(), "alice", "alice-password").unwrap();
+        let admin_scope = Scope::parse("registry:admin:*").unwrap();
+        let has_admin = |id: &Identity| {
+            auth.issue(id, std::slice::from_ref(&admin_scope), false, "t")
+                .unwrap()
+                .access
+                .iter()
+                .any(|a| a.kind == "registry" && a.name == "admin")
+        };
+        let by_password = auth.login("alice", "alice-password", "t").unwrap();
+        assert!(has_admin(&by_password));
+        assert!(has_admin(
+            &auth.login("admin", "admin-password", "t").unwrap()
+        ));
+        let pat = auth
+            .create_token(
+                &by_password,
+                "all",
+                &["repository:alice/*:pull,push,delete,admin".into()],
+                None,
+            )
+            .unwrap();
+        let by_pat = auth.login("alice", &pat.token, "t").unwrap();
+        assert!(!has_admin(&by_pat));
+        assert!(!has_admin(&Identity::anonymous()));
+        let refresh_of_pat = auth
+            .issue(&by_pat, &[], true, "t")
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        assert!(!has_admin(
+            &auth.refresh_login(&refresh_of_pat, "", "t").unwrap()
+        ));
+        // A refresh token of a password login stands for the password (docker's identity
+        // token), as `hoist admin` after `hoist login` needs.
+        let refresh = auth
+            .issue(&by_password, &[], true, "t")
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        assert!(has_admin(&auth.refresh_login(&refresh, "", "t").unwrap()));
+        auth.create_org(&admin(), "acme").unwrap();
+        let r = auth
+            .create_robot(
+                &admin(),
+                "acme",
+                "ci",
+                &["repository:acme/*:pull".into()],
+                None,
+            )
+            .unwrap();
+        assert!(!has_admin(&auth.login("acme+ci", &r.token, "t").unwrap()));
+    }
+
+    #[test]
+    fn patterns_with_dot_or_empty_segments_are_refused_when_stored() {
+        let (_dir, auth) = open();
+        let a = admin();
+        auth.add_user(&a, "alice", "alice-password").unwrap();
+        auth.create_org(&a, "acme").unwrap();
+        auth.create_team(&a, "acme", "devs").unwrap();
+        let alice = Identity::user("alice", false);
+        for bad in [
+            "acme/../other",
+            "acme/..",
+            "acme/x/../../other",
+            "acme//x",
+            "acme/",
+            "acme/./x",
+            "acme/x/.",
+            "acme/x//*",
+        ] {
+            let e = auth
+                .add_grant(&a, "acme", "devs", bad, Actions::PULL)
+                .unwrap_err();
+            assert!(
+                matches!(&e, AuthError::Invalid { value, .. } if value == bad),
+                "{bad}: {e}"
+            );
+            assert!(e.to_string().contains(bad), "{e}");
+            let scope = format!("repository:{}:pull", bad.replacen("acme", "alice", 1));
+            assert!(
+                auth.create_token(&alice, "x", std::slice::from_ref(&scope), None)
+                    .is_err(),
+                "{scope}"
+            );
+            assert!(
+                auth.create_robot(&a, "acme", "ci", &[format!("repository:{bad}:pull")], None)
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        for good in ["acme/*", "acme/app", "acme/team/*-dev", "acme/a.b/c"] {
+            auth.add_grant(&a, "acme", "devs", good, Actions::PULL)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_database_of_names_only_gets_ids_never_reused() {
+        // The schema before users and robots had ids.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            c.execute_batch(
+                "PRAGMA foreign_keys = ON;
+                 CREATE TABLE users(name TEXT PRIMARY KEY, hash TEXT NOT NULL,
+                    admin INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
+                 CREATE TABLE orgs(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
+                 CREATE TABLE teams(org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+                    name TEXT NOT NULL, PRIMARY KEY(org, name));
+                 CREATE TABLE members(org TEXT NOT NULL, team TEXT NOT NULL,
+                    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+                    PRIMARY KEY(org, team, user),
+                    FOREIGN KEY(org, team) REFERENCES teams(org, name) ON DELETE CASCADE);
+                 CREATE TABLE robots(name TEXT PRIMARY KEY,
+                    org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+                    scopes TEXT NOT NULL, created INTEGER NOT NULL);
+                 INSERT INTO orgs VALUES ('acme', 1);
+                 INSERT INTO teams VALUES ('acme', 'devs');
+                 INSERT INTO robots VALUES ('acme+ci', 'acme', '[\"repository:acme/*:pull\"]', 1);",
+            )
+            .unwrap();
+            for (u, admin) in [("admin", 1), ("alice", 0), ("bob", 0)] {
+                let h = password::hash(&format!("{u}-password")).unwrap();
+                c.execute(
+                    "INSERT INTO users VALUES (?, ?, ?, 1)",
+                    params![u, h, admin],
+                )
+                .unwrap();
+            }
+            c.execute("INSERT INTO members VALUES ('acme', 'devs', 'bob')", [])
+                .unwrap();
+        }
+        let auth = Auth::open(dir.path(), AuthConfig::default()).unwrap();
+        let a = auth.login("admin", "admin-password", "t").unwrap();
+        assert!(a.is_site_admin());
+        let bob = auth.login("bob", "bob-password", "t").unwrap();
+        assert!(bob.uid.is_some());
+        // Memberships survived and still cascade.
+        auth.add_grant(&a, "acme", "devs", "acme/*", Actions::PULL)
+            .unwrap();
+        assert_eq!(auth.allowed(&bob, "acme/app").unwrap(), Actions::PULL);
+        let jwt = auth.issue(&bob, &[], false, "t").unwrap();
+        auth.remove_user(&a, "bob").unwrap();
+        auth.add_user(&a, "bob", "bob-password").unwrap();
+        let new_bob = auth.login("bob", "bob-password", "t").unwrap();
+        assert!(
+            new_bob.uid > bob.uid,
+            "{:?} after {:?}",
+            new_bob.uid,
+            bob.uid
+        );
+        assert_eq!(auth.allowed(&new_bob, "acme/app").unwrap(), Actions::NONE);
+        assert!(auth.identity_of(&auth.verify(&jwt.token).unwrap()).is_err());
+        let robot = auth.subject("acme+ci", None).unwrap().unwrap();
+        assert!(robot.uid.is_some());
+        drop(auth);
+        // Opening again changes nothing.
+        let auth = Auth::open(dir.path(), AuthConfig::default()).unwrap();
+        assert_eq!(
+            auth.login("bob", "bob-password", "t").unwrap().uid,
+            new_bob.uid
+        );
     }
 
     #[test]

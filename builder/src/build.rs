@@ -12,16 +12,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use hoist_oci::{Digest, Reference};
+use hoist_runtime::confined::Root;
 use hoist_runtime::layers::LayerStore;
 use hoist_runtime::rootfs::{Compression, LayerOptions, Rootfs, RootfsKind, write_layer};
-use hoist_runtime::unpack::{UnpackOptions, Whiteouts, decompress, unpack_layer};
+use hoist_runtime::unpack::{UnpackOptions, Whiteouts, decompress, unpack_layer_at};
 use hoist_storage::images::{ImageStore, Platform};
 use serde_json::{Value, json};
 
@@ -29,7 +30,8 @@ use crate::cache::BuildCache;
 use crate::context::{Context, ContextFile, FileKind, destination_paths};
 use crate::dockerfile::{self, Command, Dockerfile, Instr, Instruction};
 use crate::graph::{Graph, KeyBuilder, LogSink, Op, OpError, OpKind, VertexId};
-use crate::snapshot::{LayerRef, Snapshot, lookup};
+use crate::snapshot::{LayerRef, Snapshot};
+use crate::tree::{CopyAs, Meta, NewDir, Source, Upper, View};
 
 /// Pulls an image into the local store (the CLI does it through hoist-client).
 pub trait Puller: Send + Sync {
@@ -1714,12 +1716,12 @@ struct CopyOp {
     git: parking_lot::Mutex<Vec<(crate::git::GitRef, crate::git::Resolved)>>,
 }
 
-/// One file to copy: where it comes from (absolute) and its path under the destination.
+/// One file to copy: where it comes from and its path under the destination.
 struct Planned {
-    src: PathBuf,
-    /// The destination, relative to the layer's root.
+    src: Source,
+    /// The destination as written (not resolved), relative to the layer's root.
     dest: PathBuf,
-    md: fs::Metadata,
+    md: Meta,
     /// A source argument itself (not found inside a source directory).
     top_level: bool,
     /// A source directory whose contents are copied: only its destination directory is made.
@@ -1743,12 +1745,21 @@ impl CopyOp {
 
     /// [`CopyOp::resolve_context`] with each entry's metadata.
     fn plan_context(&self, ctx: &Context) -> Result<Vec<Planned>, OpError> {
+        let root = Arc::new(Root::open(ctx.root())?);
         let mut out = Vec::new();
         for (f, dest) in self.resolve_context(ctx)? {
-            let md = fs::symlink_metadata(&f.host_path)?;
+            // Read through the context's directory descriptor, never by host path.
+            let rel = f
+                .host_path
+                .strip_prefix(ctx.root())
+                .map_err(|_| format!("{}: outside the build context", f.host_path.display()))?
+                .to_string_lossy()
+                .into_owned();
+            let src = Source::Dir(root.clone(), rel);
+            let md = src.meta()?;
             out.push(Planned {
                 contents_only: f.kind == FileKind::Dir && f.dest.is_empty(),
-                src: f.host_path,
+                src,
                 dest: PathBuf::from(dest.trim_start_matches('/')),
                 md,
                 top_level: f.top_level,
@@ -1858,51 +1869,87 @@ impl Op<Snapshot> for CopyOp {
                 let upper = env.temp_dir()?;
                 let root = upper.path().join("upper");
                 fs::create_dir(&root)?;
+                let parent_view = View::open(&parent_dirs)?;
                 let (uid, gid) = match &self.chown {
-                    Some(c) => resolve_chown(c, &parent_dirs)?,
+                    Some(c) => resolve_chown(c, &parent_view)?,
                     None => (0, 0),
                 };
-                // What the destination is resolved against: the parent's filesystem, unless the
-                // layer is linked (made on nothing, as BuildKit's `--link` is).
-                let below: &[PathBuf] = if self.link { &[] } else { &parent_dirs };
+                // What paths are resolved against: the parent's filesystem, unless the layer is
+                // linked (made on nothing, as BuildKit's `--link` is), and what this COPY wrote
+                // so far. Symlinks on the way are followed inside the root (a COPY into /lib/x
+                // of a merged-/usr image lands in /usr/lib/x; it never replaces the /lib symlink
+                // with a directory), and a symlink an earlier source wrote is followed inside
+                // the root too, never on the host.
+                let below = if self.link {
+                    View::default()
+                } else {
+                    parent_view
+                };
+                let up = Upper::new(&root, &below)?;
                 let planned = match (&self.from, &from_dirs) {
                     (CopyFrom::Context(ctx), _) => self.plan_context(ctx)?,
-                    (CopyFrom::Input, Some(dirs)) => self.plan_stage(dirs)?,
+                    (CopyFrom::Input, Some(dirs)) => {
+                        self.plan_stage(Arc::new(View::open(dirs)?))?
+                    }
                     _ => Vec::new(),
                 };
-                // Symlinks on the way to the destination are followed inside the root (a COPY
-                // into /lib/x of a merged-/usr image lands in /usr/lib/x; it never replaces the
-                // /lib symlink with a directory).
                 let dest_written = clean_abs(&self.dest);
-                let dest_written = dest_written.trim_start_matches('/');
-                let dest_rel = resolve_in_layers(below, dest_written)?;
-                let dest_root = root.join(&dest_rel);
-                make_parents(&root, &dest_rel, self.dest_is_dir, below)?;
-                for p in &planned {
-                    let rel = match p.dest.strip_prefix(dest_written) {
-                        Ok(rest) if !rest.as_os_str().is_empty() => Path::new(&dest_rel).join(rest),
-                        Ok(_) => PathBuf::from(&dest_rel),
-                        Err(_) => p.dest.clone(),
-                    };
-                    let target = root.join(&rel);
-                    if p.contents_only {
-                        if !target.is_dir() && !copy_dir_meta(below, &rel, &target)? {
-                            fs::create_dir_all(&target)?;
-                            std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
-                        }
-                        continue;
+                let dest_written = dest_written.trim_start_matches('/').to_owned();
+                // The destination itself is followed to the end, as BuildKit resolves it in the
+                // rootfs (`COPY x /lib` in a merged-/usr image writes into /usr/lib; a heredoc
+                // onto a symlink writes its target inside the image); what is copied under it
+                // replaces a symlink in its way instead of writing through it.
+                let dest = up.view().resolve(&dest_written, true)?.join("/");
+                let under_dest = |p: &Path| -> String {
+                    match p.strip_prefix(&dest_written) {
+                        Ok(rest) if rest.as_os_str().is_empty() => dest.clone(),
+                        Ok(rest) if dest.is_empty() => rest.to_string_lossy().into_owned(),
+                        Ok(rest) => format!("{dest}/{}", rest.to_string_lossy()),
+                        Err(_) => p.to_string_lossy().into_owned(),
                     }
-                    if let Some(parent) = target.parent() {
-                        fs::create_dir_all(parent)?;
+                };
+                let dest_parent = |d: &str| -> String {
+                    d.rsplit_once('/')
+                        .map_or(String::new(), |(p, _)| p.to_owned())
+                };
+                let dest_dir = if self.dest_is_dir {
+                    dest.clone()
+                } else {
+                    dest_parent(&dest)
+                };
+                up.dir(&dest_dir, NewDir::ROOT)?;
+                let io_at = |what: &str, e: io::Error| -> OpError {
+                    format!("{} {what}: {e}", if self.is_add { "ADD" } else { "COPY" }).into()
+                };
+                for p in &planned {
+                    let target = under_dest(&p.dest);
+                    if p.contents_only {
+                        up.dir(
+                            &target,
+                            NewDir {
+                                mode: 0o755,
+                                uid,
+                                gid,
+                            },
+                        )
+                        .map_err(|e| io_at(&format!("/{target}"), e))?;
+                        continue;
                     }
                     if self.is_add
                         && p.top_level
                         && p.md.is_file()
-                        && try_extract(&p.src, &dest_root)?.is_some()
+                        && try_extract(&p.src, &up, &dest)?.is_some()
                     {
                         continue;
                     }
-                    copy_entry(&p.src, &target, &p.md, uid, gid, self.chmod)?;
+                    let how = CopyAs {
+                        uid,
+                        gid,
+                        chmod: self.chmod,
+                        mtime: None,
+                    };
+                    up.copy(&p.src, &p.md, &target, &how)
+                        .map_err(|e| io_at(&format!("{} to /{target}", p.src.describe()), e))?;
                 }
                 let git_sources = self.git.lock().clone();
                 for (g, resolved) in &git_sources {
@@ -1912,23 +1959,31 @@ impl Op<Snapshot> for CopyOp {
                         .prefix("git-")
                         .tempdir_in(env.cache.dir().join("tmp"))?;
                     let co = crate::git::checkout(g, resolved, work.path(), self.keep_git_dir)?;
-                    make_parents(&root, &dest_rel, true, below)?;
-                    let mut entries = Vec::new();
-                    walk(&co.root, &mut |rel, p, md| {
-                        entries.push((PathBuf::from(rel), p.to_path_buf(), md.clone()));
-                    })?;
-                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    up.dir(&dest, NewDir::ROOT)?;
+                    let tree = Arc::new(View::open(std::slice::from_ref(&co.root))?);
                     let mut copied = Vec::new();
-                    for (rel, src, md) in &entries {
-                        let target = dest_root.join(rel);
-                        copy_entry(src, &target, md, uid, gid, self.chmod)?;
+                    for (rel, e) in tree.walk(&[])? {
+                        let target = if dest.is_empty() {
+                            rel
+                        } else {
+                            format!("{dest}/{rel}")
+                        };
+                        let md = e.meta.clone();
+                        let how = CopyAs {
+                            uid,
+                            gid,
+                            chmod: self.chmod,
+                            mtime: Some(co.commit_time),
+                        };
+                        up.copy(&Source::Tree(tree.clone(), e), &md, &target, &how)?;
                         copied.push(target);
                     }
-                    if !dest_rel.is_empty() {
-                        copied.push(dest_root.clone());
+                    if !dest.is_empty() {
+                        copied.push(dest.clone());
                     }
-                    for t in &copied {
-                        crate::git::set_mtime(t, co.commit_time)?;
+                    // Deepest first: writing into a directory changes its mtime.
+                    for t in copied.iter().rev() {
+                        up.set_mtime(t, co.commit_time)?;
                     }
                 }
                 for (url, (tmp, fetched)) in self.fetched.lock().iter() {
@@ -1943,43 +1998,35 @@ impl Op<Snapshot> for CopyOp {
                             .next()
                             .filter(|n| !n.is_empty() && !n.contains(':'))
                             .unwrap_or("download");
-                        dest_root.join(name)
+                        format!("{dest}/{name}")
                     } else {
-                        dest_root.clone()
+                        dest.clone()
                     };
-                    if let Some(parent) = target.parent() {
-                        fs::create_dir_all(parent)?;
-                    }
-                    fs::copy(tmp.path(), &target)?;
-                    fs::set_permissions(
+                    up.write_file(
                         &target,
-                        fs::Permissions::from_mode(self.chmod.unwrap_or(0o600)),
-                    )?;
-                    std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
-                    if let Some(t) = fetched.last_modified {
-                        let when =
-                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
-                        fs::File::options()
-                            .write(true)
-                            .open(&target)?
-                            .set_times(fs::FileTimes::new().set_modified(when))?;
-                    }
+                        &mut tmp.reopen()?,
+                        self.chmod.unwrap_or(0o600),
+                        uid,
+                        gid,
+                        fetched.last_modified.map(|t| (t.max(0), 0)),
+                    )
+                    .map_err(|e| io_at(&format!("{url} to /{target}"), e))?;
                 }
                 for (name, content) in &self.heredocs {
                     let target = if self.dest_is_dir {
-                        dest_root.join(name)
+                        format!("{dest}/{name}")
                     } else {
-                        dest_root.clone()
+                        dest.clone()
                     };
-                    if let Some(parent) = target.parent() {
-                        fs::create_dir_all(parent)?;
-                    }
-                    fs::write(&target, content)?;
-                    fs::set_permissions(
+                    up.write_file(
                         &target,
-                        fs::Permissions::from_mode(self.chmod.unwrap_or(0o644)),
-                    )?;
-                    std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
+                        &mut content.as_bytes(),
+                        self.chmod.unwrap_or(0o644),
+                        uid,
+                        gid,
+                        None,
+                    )
+                    .map_err(|e| io_at(&format!("/{target}"), e))?;
                 }
                 // A linked layer is a snapshot of its own (the layer and its history entry).
                 let base = if self.link {
@@ -1995,50 +2042,37 @@ impl Op<Snapshot> for CopyOp {
 }
 
 impl CopyOp {
-    /// Files of another stage this COPY reads.
-    fn plan_stage(&self, dirs: &[PathBuf]) -> Result<Vec<Planned>, OpError> {
+    /// Files of another stage this COPY reads: each source resolved inside the stage's root
+    /// (symlinked parents followed there, never on the host), a directory's contents merged
+    /// across its layers.
+    fn plan_stage(&self, view: Arc<View>) -> Result<Vec<Planned>, OpError> {
         let dest = PathBuf::from(clean_abs(&self.dest).trim_start_matches('/'));
         let mut out = Vec::new();
         for s in &self.sources {
             let src = normalize_src(s);
-            let Some(path) = lookup(dirs, Path::new(&src)) else {
+            let Some(found) = view.lstat(&src)? else {
                 return Err(format!("COPY --from: /{src}: not found").into());
             };
-            let md = fs::symlink_metadata(&path)?;
-            if md.is_dir() {
-                // Merge the directory's contents across layers.
-                let mut seen: BTreeMap<String, (PathBuf, fs::Metadata)> = BTreeMap::new();
-                for d in dirs.iter() {
-                    let base = d.join(&src);
-                    if !base.is_dir() {
-                        continue;
-                    }
-                    walk(&base, &mut |rel, p, md| {
-                        seen.insert(rel.to_owned(), (p.to_path_buf(), md.clone()));
-                    })?;
-                }
-                for (rel, (_, _)) in seen {
-                    if let Some(p) = lookup(dirs, &Path::new(&src).join(&rel)) {
-                        let md = fs::symlink_metadata(&p)?;
-                        out.push(Planned {
-                            src: p,
-                            dest: dest.join(rel),
-                            md,
-                            top_level: false,
-                            contents_only: false,
-                        });
-                    }
+            if found.meta.is_dir() {
+                for (rel, e) in view.walk(&found.path)? {
+                    out.push(Planned {
+                        md: e.meta.clone(),
+                        src: Source::Tree(view.clone(), e),
+                        dest: dest.join(rel),
+                        top_level: false,
+                        contents_only: false,
+                    });
                 }
             } else {
                 let base = src.rsplit('/').next().unwrap_or(&src).to_owned();
                 out.push(Planned {
-                    src: path,
+                    md: found.meta.clone(),
+                    src: Source::Tree(view.clone(), found),
                     dest: if self.dest_is_dir {
                         dest.join(base)
                     } else {
                         dest.clone()
                     },
-                    md,
                     top_level: true,
                     contents_only: false,
                 });
@@ -2048,165 +2082,14 @@ impl CopyOp {
     }
 }
 
-fn walk(dir: &Path, f: &mut dyn FnMut(&str, &Path, &fs::Metadata)) -> io::Result<()> {
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for e in fs::read_dir(dir.join(&rel))? {
-            let e = e?;
-            let r = rel.join(e.file_name());
-            let md = fs::symlink_metadata(e.path())?;
-            if md.is_dir() {
-                stack.push(r.clone());
-            }
-            f(&r.to_string_lossy(), &e.path(), &md);
-        }
-    }
-    Ok(())
-}
-
-/// Makes the directories leading to `dest_rel` in the layer root: a directory the layers `below`
-/// already have keeps its mode, owner and mtime (the layer must not change them), a new one is
-/// 0755 root.
-fn make_parents(
-    root: &Path,
-    dest_rel: &str,
-    dest_is_dir: bool,
-    below: &[PathBuf],
-) -> io::Result<()> {
-    let p = Path::new(dest_rel);
-    let dir = if dest_is_dir { Some(p) } else { p.parent() };
-    if let Some(d) = dir {
-        let mut cur = root.to_path_buf();
-        let mut rel = PathBuf::new();
-        for c in d.components() {
-            if let Component::Normal(n) = c {
-                cur.push(n);
-                rel.push(n);
-                if !cur.exists() && !copy_dir_meta(below, &rel, &cur)? {
-                    fs::create_dir(&cur)?;
-                    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Makes `target` a directory with the mode, owner and mtime of `rel` in the layers `below`, when
-/// they have a directory there. `false` when they don't (nothing is made).
-fn copy_dir_meta(below: &[PathBuf], rel: &Path, target: &Path) -> io::Result<bool> {
-    let Some(md) = lookup(below, rel)
-        .and_then(|p| fs::symlink_metadata(p).ok())
-        .filter(fs::Metadata::is_dir)
-    else {
-        return Ok(false);
-    };
-    fs::create_dir_all(target)?;
-    fs::set_permissions(target, fs::Permissions::from_mode(md.mode() & 0o7777))?;
-    std::os::unix::fs::lchown(target, Some(md.uid()), Some(md.gid()))?;
-    fs::File::open(target)?.set_times(fs::FileTimes::new().set_modified(md.modified()?))?;
-    Ok(true)
-}
-
-/// `rel` (relative to the root) with every symlink in it, found through the layers `below`,
-/// resolved inside the root as BuildKit resolves a copy's destination: an absolute target
-/// restarts at the root, `..` never climbs above it.
-fn resolve_in_layers(below: &[PathBuf], rel: &str) -> Result<String, OpError> {
-    let mut done: Vec<String> = Vec::new();
-    let mut todo: std::collections::VecDeque<String> = rel
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .map(str::to_owned)
-        .collect();
-    let mut hops = 0;
-    while let Some(c) = todo.pop_front() {
-        if c == ".." {
-            done.pop();
-            continue;
-        }
-        done.push(c);
-        if below.is_empty() {
-            continue;
-        }
-        let here: PathBuf = done.iter().collect();
-        let Some(found) = lookup(below, &here) else {
-            continue;
-        };
-        let md = fs::symlink_metadata(&found)?;
-        if !md.file_type().is_symlink() {
-            continue;
-        }
-        hops += 1;
-        if hops > 40 {
-            return Err(format!("/{rel}: too many levels of symbolic links").into());
-        }
-        let target = fs::read_link(&found)?;
-        let target = target.to_string_lossy();
-        done.pop();
-        if target.starts_with('/') {
-            done.clear();
-        }
-        let mut next: std::collections::VecDeque<String> = target
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .map(str::to_owned)
-            .collect();
-        next.extend(todo.drain(..));
-        todo = next;
-    }
-    Ok(done.join("/"))
-}
-
-fn copy_entry(
-    src: &Path,
-    dst: &Path,
-    md: &fs::Metadata,
-    uid: u32,
-    gid: u32,
-    chmod: Option<u32>,
-) -> io::Result<()> {
-    let ft = md.file_type();
-    if ft.is_dir() {
-        if !dst.is_dir() {
-            fs::create_dir_all(dst)?;
-        }
-        fs::set_permissions(
-            dst,
-            fs::Permissions::from_mode(chmod.unwrap_or(md.mode() & 0o7777)),
-        )?;
-    } else if ft.is_symlink() {
-        let _ = fs::remove_file(dst);
-        std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
-    } else if ft.is_file() {
-        if dst.is_dir() {
-            fs::remove_dir_all(dst)?;
-        }
-        fs::copy(src, dst)?;
-        fs::set_permissions(
-            dst,
-            fs::Permissions::from_mode(chmod.unwrap_or(md.mode() & 0o7777)),
-        )?;
-    } else {
-        // Devices, fifos and sockets are not copied (docker copies none from a context either).
-        return Ok(());
-    }
-    std::os::unix::fs::lchown(dst, Some(uid), Some(gid))?;
-    if !ft.is_symlink() {
-        let t = fs::FileTimes::new().set_modified(md.modified()?);
-        if let Ok(f) = fs::File::options().write(ft.is_file()).read(true).open(dst) {
-            let _ = f.set_times(t);
-        }
-    }
-    Ok(())
-}
-
-/// Extracts `src` into `dest` when it is a tar archive (plain, gzip or zstd). `None` when it is
-/// not one (ADD then copies it as a file). Extraction goes through the runtime's confined
-/// unpacker with whiteouts applied: no entry (`..`, absolute names, symlinked parents, hard
-/// links) can write outside `dest`.
-fn try_extract(src: &Path, dest: &Path) -> Result<Option<()>, OpError> {
+/// Extracts `src` into the destination directory `dest` of `up` when it is a tar archive (plain,
+/// gzip or zstd). `None` when it is not one (ADD then copies it as a file). The directory is
+/// resolved inside the root and extraction goes through the runtime's confined unpacker (with
+/// whiteouts applied) on its descriptor: no entry (`..`, absolute names, symlinked parents, hard
+/// links) can write outside it, as docker's chrooted untar.
+fn try_extract(src: &Source, up: &Upper, dest: &str) -> Result<Option<()>, OpError> {
     let is_tar = {
-        let f = fs::File::open(src)?;
+        let f = src.open()?;
         let mut r = decompress(f)?;
         let mut head = [0u8; 512];
         let mut n = 0;
@@ -2223,17 +2106,17 @@ fn try_extract(src: &Path, dest: &Path) -> Result<Option<()>, OpError> {
     if !is_tar {
         return Ok(None);
     }
-    fs::create_dir_all(dest)?;
-    let f = fs::File::open(src)?;
-    unpack_layer(
+    let dir = up.dir(dest, NewDir::ROOT)?;
+    let f = src.open()?;
+    unpack_layer_at(
         decompress(f)?,
-        dest,
+        dir,
         &UnpackOptions {
             whiteouts: Whiteouts::Apply,
             ..UnpackOptions::default()
         },
     )
-    .map_err(|e| format!("ADD {}: {e}", src.display()))?;
+    .map_err(|e| format!("ADD {}: {e}", src.describe()))?;
     Ok(Some(()))
 }
 
@@ -2265,14 +2148,14 @@ impl Drop for Mounted {
 
 /// `--chown=user[:group]`: numbers as given; names through the image's /etc/passwd and
 /// /etc/group (found through the layers).
-fn resolve_chown(spec: &str, dirs: &[PathBuf]) -> Result<(u32, u32), OpError> {
+fn resolve_chown(spec: &str, view: &View) -> Result<(u32, u32), OpError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let read = |f: &str| -> Option<String> {
-        lookup(dirs, Path::new(f)).and_then(|p| fs::read_to_string(p).ok())
-    };
+    // Through the layers, symlinks resolved inside the image's root: an /etc/passwd that links
+    // to /etc/shadow reads the image's shadow, never the host's.
+    let read = |f: &str| -> Option<String> { view.read_to_string(f, 4 << 20).ok().flatten() };
     let find = |file: &str, name: &str| -> Result<(u32, Option<u32>), OpError> {
         let text = read(file).ok_or_else(|| {
             format!(
@@ -2373,32 +2256,14 @@ fn cache_mount_base(env: &Env, id: &str) -> PathBuf {
 
 /// Removes the mount points the runtime made for the RUN's mounts (empty files and directories
 /// not in the parent's layers), as BuildKit does: they are not part of the layer.
-fn remove_mount_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String]) {
+fn remove_mount_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String]) -> io::Result<()> {
+    let up = Upper::new(upper, &View::open(lowers)?)?;
     let mut targets: Vec<&String> = targets.iter().collect();
     targets.sort_by_key(|t| std::cmp::Reverse(t.matches('/').count()));
     for t in targets {
-        let mut rel = PathBuf::from(normalize_src(t));
-        while !rel.as_os_str().is_empty() {
-            if lookup(lowers, &rel).is_some() {
-                break;
-            }
-            let p = upper.join(&rel);
-            let Ok(meta) = fs::symlink_metadata(&p) else {
-                break;
-            };
-            let removed = if meta.is_dir() {
-                fs::remove_dir(&p).is_ok()
-            } else if meta.is_file() && meta.len() == 0 {
-                fs::remove_file(&p).is_ok()
-            } else {
-                false
-            };
-            if !removed {
-                break;
-            }
-            rel.pop();
-        }
+        up.remove_mount_stub(t)?;
     }
+    Ok(())
 }
 
 impl Op<Snapshot> for RunOp {
@@ -2506,22 +2371,24 @@ impl Op<Snapshot> for RunOp {
                         Some(i) => {
                             let at = mount_from(i, &mut from_mounts)?;
                             let src = m.source.as_deref().unwrap_or("");
-                            let p = crate::run::resolve_confined(&at, src, true).map_err(|e| {
-                                format!(
-                                    "{}: source {src} {}",
-                                    m.describe(),
-                                    e.replace("the root", "the stage's root")
-                                )
-                            })?;
-                            if fs::symlink_metadata(&p).is_err() {
+                            let (p, meta) = crate::run::resolve_confined(&at, src, true)
+                                .map_err(|e| {
+                                    format!(
+                                        "{}: source {src} {}",
+                                        m.describe(),
+                                        e.replace("the root", "the stage's root")
+                                    )
+                                })?;
+                            let Some(meta) = meta else {
                                 return Err(format!(
                                     "{}: source /{} not found in from=",
                                     m.describe(),
                                     normalize_src(src)
                                 )
                                 .into());
-                            }
-                            Some(p)
+                            };
+                            let rel = p.strip_prefix(&at).unwrap_or(Path::new("")).to_path_buf();
+                            Some((at, rel, meta.is_dir()))
                         }
                         None => None,
                     };
@@ -2539,7 +2406,9 @@ impl Op<Snapshot> for RunOp {
                                 uid: m.uid,
                                 gid: m.gid,
                                 mode: m.mode,
-                                seed: seed.as_deref(),
+                                seed: seed
+                                    .as_ref()
+                                    .map(|(at, rel, dir)| (at.as_path(), rel.as_path(), *dir)),
                             };
                             let (dir, lock) = crate::run::cache_dir(&base, m.sharing, &init)?;
                             locks.push(lock);
@@ -2570,7 +2439,7 @@ impl Op<Snapshot> for RunOp {
                             } else {
                                 "the build context"
                             };
-                            let path = crate::run::resolve_confined(&root, src, in_stage)
+                            let (path, meta) = crate::run::resolve_confined(&root, src, in_stage)
                                 .map_err(|e| {
                                     format!(
                                         "{}: source {src} {}",
@@ -2578,7 +2447,7 @@ impl Op<Snapshot> for RunOp {
                                         e.replace("the root", root_name)
                                     )
                                 })?;
-                            let meta = fs::symlink_metadata(&path).map_err(|_| {
+                            let meta = meta.ok_or_else(|| {
                                 format!(
                                     "{}: /{} not found in {}",
                                     m.describe(),
@@ -2630,7 +2499,8 @@ impl Op<Snapshot> for RunOp {
                                 at
                             } else {
                                 let copy = work.path().join(format!("bind{n}-file"));
-                                crate::run::copy_tree(&path, &copy)?;
+                                let rel = path.strip_prefix(&root).unwrap_or(Path::new(""));
+                                crate::run::copy_tree(&root, rel, &copy)?;
                                 copy
                             };
                             request.binds.push((source, target.clone(), m.readonly));
@@ -2707,11 +2577,12 @@ impl Op<Snapshot> for RunOp {
                     )
                     .into());
                 }
-                // The working directory exists, as docker makes it.
-                let cwd = merged.join(request.cwd.trim_start_matches('/'));
-                if !cwd.exists() {
-                    fs::create_dir_all(&cwd)?;
-                }
+                // The working directory exists, as docker makes it: inside the rootfs, through
+                // its symlinks resolved there (a WORKDIR behind a link to a host path is made in
+                // the image).
+                Root::open(&merged)?
+                    .create_dir_all(&request.cwd, 0o755)
+                    .map_err(|e| format!("WORKDIR {}: {e}", request.cwd))?;
                 let code = runner.run(&request, &merged, log);
                 overlay.unmount()?;
                 for o in from_mounts {
@@ -2728,7 +2599,7 @@ impl Op<Snapshot> for RunOp {
                     .into());
                 }
                 // Mount points the runtime created for the mounts are not part of the layer.
-                remove_mount_stubs(&upper, &lowers, &targets);
+                remove_mount_stubs(&upper, &lowers, &targets)?;
                 commit_layer(&env, &parent, &upper, &self.created_by)
             })
         }

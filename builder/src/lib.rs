@@ -14,7 +14,8 @@
 //! - [`build`]: the Dockerfile driver (stages -> ops; COPY/ADD written straight into an upper
 //!   dir, RUN through a [`build::Runner`]), [`run`]: the runner on the runtime's executor,
 //!   [`snapshot`]: layer stacks (unpacked in the runtime's layer store, mounted with its
-//!   `Rootfs`), [`export`]: image store, archives, local.
+//!   `Rootfs`), [`export`]: image store, archives, local, [`tree`]: every file operation on an
+//!   image or layer tree, confined to it (descriptors, `*at` calls, symlinks resolved inside).
 
 pub mod build;
 pub mod cache;
@@ -27,3 +28,4 @@ pub mod ignore;
 pub mod run;
 pub mod snapshot;
 pub mod solver;
+pub mod tree;

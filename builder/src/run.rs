@@ -54,8 +54,11 @@ impl Runner for ExecutorRunner {
             String::new()
         };
         std::fs::write(&resolv, resolv_text)?;
-        let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).ok();
-        let group = std::fs::read_to_string(rootfs.join("etc/group")).ok();
+        // The image's files, symlinks resolved inside the rootfs: an /etc/passwd linked to
+        // /etc/shadow reads the image's shadow, never the host's.
+        let root = hoist_runtime::confined::Root::open(rootfs)?;
+        let passwd = root.read_to_string("etc/passwd", 4 << 20).ok();
+        let group = root.read_to_string("etc/group", 4 << 20).ok();
         let opts = RunOptions {
             args: req.args.clone(),
             env: req.env.clone(),
@@ -155,8 +158,9 @@ pub(crate) struct CacheInit<'a> {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mode: Option<u32>,
-    /// `from`+`source`: a directory (or file) whose contents seed the new cache.
-    pub seed: Option<&'a Path>,
+    /// `from`+`source`: a directory (or file, `false`) whose contents seed the new cache: the
+    /// stage's root and the path inside it (no symlink in it, from [`resolve_confined`]).
+    pub seed: Option<(&'a Path, &'a Path, bool)>,
 }
 
 fn lock_path(dir: &Path) -> std::path::PathBuf {
@@ -234,13 +238,14 @@ fn make_cache_dir(dir: &Path, init: &CacheInit<'_>) -> Result<(), OpError> {
         .tempdir_in(parent)?;
     let new = tmp.path().join("d");
     match init.seed {
-        Some(seed) if std::fs::symlink_metadata(seed)?.is_dir() => copy_tree(seed, &new)?,
-        Some(seed) => {
+        Some((root, rel, true)) => copy_tree(root, rel, &new)?,
+        Some((root, rel, false)) => {
             // A file seeds a cache that holds it.
             std::fs::create_dir(&new)?;
             std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755))?;
-            let name = seed.file_name().unwrap_or_default();
-            copy_tree(seed, &new.join(name))?;
+            let name = rel.file_name().unwrap_or_default();
+            let to = new.join(name);
+            copy_tree(root, rel, &to)?;
         }
         None => {
             std::fs::create_dir(&new)?;
@@ -266,49 +271,79 @@ fn make_cache_dir(dir: &Path, init: &CacheInit<'_>) -> Result<(), OpError> {
     }
 }
 
-/// Copies `src` (a file, symlink, directory tree or special file) to `dst` with modes and
-/// owners; symlinks are copied as links, never followed.
-pub(crate) fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, lchown};
-    let meta = std::fs::symlink_metadata(src)?;
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        std::os::unix::fs::symlink(std::fs::read_link(src)?, dst)?;
-    } else if ft.is_dir() {
-        match std::fs::create_dir(dst) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dst.is_dir() => {}
-            Err(e) => return Err(e),
-        }
-        for entry in std::fs::read_dir(src)? {
-            let entry = entry?;
-            copy_tree(&entry.path(), &dst.join(entry.file_name()))?;
-        }
-    } else if ft.is_file() {
-        std::fs::copy(src, dst)?;
-    } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-        let kind = if ft.is_fifo() {
-            rustix::fs::FileType::Fifo
-        } else if ft.is_char_device() {
-            rustix::fs::FileType::CharacterDevice
-        } else {
-            rustix::fs::FileType::BlockDevice
-        };
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            dst,
-            kind,
-            rustix::fs::Mode::from_raw_mode(meta.mode() & 0o7777),
-            meta.rdev(),
-        )
-        .map_err(std::io::Error::from)?;
-    } else {
-        // A socket: nothing to copy (a socket file is useless without its listener).
-        return Ok(());
+/// Copies `rel` of the tree `root` (a file, symlink, directory tree or special file; `rel` has
+/// no symlink in it, as [`resolve_confined`] returns it) to `dst`, a new path in the builder's
+/// own work dirs, with modes and owners. The tree is read through its descriptor with no symlink
+/// followed (links are copied as links).
+pub(crate) fn copy_tree(root: &Path, rel: &Path, dst: &Path) -> std::io::Result<()> {
+    use hoist_runtime::confined::{Root, open_dir_beneath};
+    use std::os::unix::ffi::OsStrExt;
+    let r = Root::open(root)?;
+    let comps: Vec<&[u8]> = rel
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.as_bytes()),
+            _ => None,
+        })
+        .collect();
+    match comps.split_last() {
+        Some((base, parent)) => copy_out(&open_dir_beneath(r.fd(), parent)?, base, dst),
+        None => copy_out(&r.fd(), b".", dst),
     }
-    lchown(dst, Some(meta.uid()), Some(meta.gid()))?;
-    if !ft.is_symlink() {
-        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+}
+
+/// [`copy_tree`] of `name` in the directory `dir`.
+fn copy_out(dir: &impl std::os::fd::AsFd, name: &[u8], dst: &Path) -> std::io::Result<()> {
+    use hoist_runtime::confined::{DIR_FLAGS, list, lstat_at, read_link_at};
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{PermissionsExt, lchown};
+    let st = lstat_at(dir, name)?;
+    let ft = FileType::from_raw_mode(st.st_mode);
+    let n = std::ffi::OsStr::from_bytes(name);
+    match ft {
+        FileType::Symlink => std::os::unix::fs::symlink(read_link_at(dir, name)?, dst)?,
+        FileType::Directory => {
+            match std::fs::create_dir(dst) {
+                Ok(()) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                        && std::fs::symlink_metadata(dst).is_ok_and(|m| m.is_dir()) => {}
+                Err(e) => return Err(e),
+            }
+            let sub = rustix::fs::openat(dir, n, DIR_FLAGS, Mode::empty())?;
+            for child in list(&sub)? {
+                copy_out(&sub, &child, &dst.join(std::ffi::OsStr::from_bytes(&child)))?;
+            }
+        }
+        FileType::RegularFile => {
+            let from = rustix::fs::openat(
+                dir,
+                n,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let mut to = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dst)?;
+            std::io::copy(&mut std::fs::File::from(from), &mut to)?;
+        }
+        FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                dst,
+                ft,
+                Mode::from_raw_mode(st.st_mode & 0o7777),
+                st.st_rdev,
+            )?;
+        }
+        // A socket: nothing to copy (a socket file is useless without its listener).
+        _ => return Ok(()),
+    }
+    lchown(dst, Some(st.st_uid), Some(st.st_gid))?;
+    if ft != FileType::Symlink {
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(st.st_mode & 0o7777))?;
     }
     Ok(())
 }
@@ -317,17 +352,23 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
 /// symlinks inside the root. `..` above the root is an error; so, when `links_may_escape` is
 /// false (the build context), is a symlink that points outside the root (absolute or through
 /// `..`). In a stage's filesystem (`links_may_escape` true) an absolute link target is taken from
-/// the stage's root, as the container would see it. The error says what escaped.
+/// the stage's root, as the container would see it. The error says what escaped. Each step looks
+/// at one entry through the root's descriptor with no symlink followed
+/// ([`hoist_runtime::confined`]). Returns the path (below `root`, with no symlink in it) and its
+/// metadata (`None`: nothing there).
 pub(crate) fn resolve_confined(
     root: &Path,
     source: &str,
     links_may_escape: bool,
-) -> Result<std::path::PathBuf, String> {
+) -> Result<(std::path::PathBuf, Option<crate::tree::Meta>), String> {
+    use hoist_runtime::confined::{Root, lstat_at, open_dir_beneath, read_link_at};
     use std::collections::VecDeque;
+    let r = Root::open(root).map_err(|e| e.to_string())?;
     let mut pending: VecDeque<(String, bool)> =
         source.split('/').map(|c| (c.to_owned(), false)).collect();
     let mut stack: Vec<String> = Vec::new();
     let mut links = 0;
+    let mut last = None;
     while let Some((c, from_link)) = pending.pop_front() {
         match c.as_str() {
             "" | "." => {}
@@ -342,37 +383,56 @@ pub(crate) fn resolve_confined(
                         "points outside the root (..)".into()
                     });
                 }
+                last = None;
             }
             name => {
-                let here: std::path::PathBuf = stack.iter().collect();
-                let p = root.join(&here).join(name);
-                match std::fs::symlink_metadata(&p) {
-                    Ok(m) if m.file_type().is_symlink() => {
-                        links += 1;
-                        if links > 40 {
-                            return Err("too many levels of symbolic links".into());
-                        }
-                        let target = std::fs::read_link(&p).map_err(|e| e.to_string())?;
-                        let t = target.to_string_lossy().into_owned();
-                        if t.starts_with('/') {
-                            if !links_may_escape {
-                                return Err(format!(
-                                    "goes through symlink /{}, which points outside the root (to {t})",
-                                    here.join(name).display()
-                                ));
+                let comps: Vec<&[u8]> = stack.iter().map(|c| c.as_bytes()).collect();
+                let st = open_dir_beneath(r.fd(), &comps)
+                    .and_then(|d| lstat_at(&d, name.as_bytes()).map(|st| (d, st)));
+                match st {
+                    Ok((d, st)) => {
+                        let m = crate::tree::Meta::of(&st);
+                        if m.is_symlink() {
+                            links += 1;
+                            if links > 40 {
+                                return Err("too many levels of symbolic links".into());
                             }
-                            stack.clear();
+                            let target =
+                                read_link_at(&d, name.as_bytes()).map_err(|e| e.to_string())?;
+                            let t = target.to_string_lossy().into_owned();
+                            if t.starts_with('/') {
+                                if !links_may_escape {
+                                    let here: std::path::PathBuf = stack.iter().collect();
+                                    return Err(format!(
+                                        "goes through symlink /{}, which points outside the root (to {t})",
+                                        here.join(name).display()
+                                    ));
+                                }
+                                stack.clear();
+                            }
+                            for part in t.split('/').rev() {
+                                pending.push_front((part.to_owned(), true));
+                            }
+                            last = None;
+                            continue;
                         }
-                        for part in t.split('/').rev() {
-                            pending.push_front((part.to_owned(), true));
-                        }
+                        last = Some(m);
                     }
-                    _ => stack.push(name.to_owned()),
+                    Err(_) => last = None,
                 }
+                stack.push(name.to_owned());
             }
         }
     }
-    Ok(stack.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
+    if stack.is_empty() {
+        last = Some(crate::tree::Meta::of(
+            &rustix::fs::fstat(r.fd()).map_err(|e| e.to_string())?,
+        ));
+    }
+    Ok((
+        stack.iter().fold(root.to_path_buf(), |p, c| p.join(c)),
+        last,
+    ))
 }
 
 /// A private copy of a secret for one RUN: `dst` with `mode` (default 0400) and owner.
@@ -510,10 +570,10 @@ pub(crate) fn context_view(
             continue;
         } else if ft.is_file() {
             if std::fs::hard_link(&path, &to).is_err() {
-                copy_tree(&path, &to)?;
+                copy_tree(ctx.root(), Path::new(&rel), &to)?;
             }
         } else {
-            copy_tree(&path, &to)?;
+            copy_tree(ctx.root(), Path::new(&rel), &to)?;
         }
     }
     lchown(dst, Some(meta.uid()), Some(meta.gid()))?;

@@ -4,11 +4,8 @@
 //! The unpacked form of every layer lives in the runtime's content-addressed layer store
 //! (`$HOIST_HOME/layers`, [`hoist_runtime::layers::LayerStore`]), shared with `hoist run`: base
 //! image layers and cached layers are unpacked there from their verified blobs, a layer a build
-//! produced is its upper dir, adopted into the store. [`lookup`] reads through such dirs.
-
-use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Component, Path, PathBuf};
+//! produced is its upper dir, adopted into the store. [`crate::tree::View`] reads through such
+//! dirs.
 
 use hoist_oci::Digest;
 use serde::{Deserialize, Serialize};
@@ -69,45 +66,4 @@ impl CacheValue for Snapshot {
             .map(|l| l.digest.clone())
             .collect()
     }
-}
-
-/// Looks `rel` up through layer dirs (bottom..top) as overlay would: the topmost entry wins, a
-/// whiteout or an opaque directory above hides what is below. Returns the path of the file.
-pub fn lookup(lowers: &[PathBuf], rel: &Path) -> Option<PathBuf> {
-    let comps: Vec<&std::ffi::OsStr> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(p) => Some(p),
-            _ => None,
-        })
-        .collect();
-    'layers: for dir in lowers.iter().rev() {
-        let mut p = dir.clone();
-        for (i, c) in comps.iter().enumerate() {
-            p.push(c);
-            match fs::symlink_metadata(&p) {
-                Ok(md) => {
-                    if md.file_type().is_char_device() && md.rdev() == 0 {
-                        return None;
-                    }
-                    if i + 1 < comps.len() && md.is_dir() && is_opaque(&p) {
-                        // Below this layer, the directory's contents are hidden.
-                        let rest: PathBuf = comps[i + 1..].iter().collect();
-                        return fs::symlink_metadata(p.join(&rest))
-                            .ok()
-                            .filter(|m| !(m.file_type().is_char_device() && m.rdev() == 0))
-                            .map(|_| p.join(rest));
-                    }
-                }
-                Err(_) => continue 'layers,
-            }
-        }
-        return Some(p);
-    }
-    None
-}
-
-fn is_opaque(p: &Path) -> bool {
-    let mut buf = [0u8; 4];
-    matches!(rustix::fs::lgetxattr(p, "trusted.overlay.opaque", &mut buf), Ok(n) if &buf[..n] == b"y")
 }

@@ -1112,3 +1112,120 @@ async fn usage_md_admin_forms() {
     );
     assert!(err.contains("want ORG/TEAM"), "{err}");
 }
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    s.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// 200 concurrent failed logins (each a different user from a different address, so no rate
+/// limit applies) are each answered 401, or 429 with `Retry-After` beyond the bounded queue of
+/// password checks; never another error. The server's peak memory stays bounded (argon2 takes
+/// 19 MiB a check: unbounded, this was 2 GB), it returns to near its idle level, and it keeps
+/// answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_failed_logins_are_bounded() {
+    let server = start();
+    let pid = server.pid();
+    // Warm: a few password checks, so the idle level includes what a check keeps.
+    for i in 0..4 {
+        let http = client_from(std::net::IpAddr::from([127, 0, 90, 1 + i]));
+        let r = send(
+            &http,
+            &server.url,
+            Method::GET,
+            "/v2/",
+            &Auth::basic(&format!("warm{i}"), "wrong-password"),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(
+        send(
+            &client(),
+            &server.url,
+            Method::GET,
+            "/v2/",
+            &Auth::admin(),
+            &[],
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    let idle = status_kib(pid, "VmRSS");
+    let attempts: Vec<_> = (0..200u32)
+        .map(|i| {
+            let url = server.url.clone();
+            async move {
+                let http = client_from(std::net::IpAddr::from([
+                    127,
+                    0,
+                    91 + (i / 200) as u8,
+                    1 + (i % 200) as u8,
+                ]));
+                let auth = Auth::basic(&format!("nobody{i}"), &format!("wrong-password-{i}"));
+                // Half at /v2/, half at the token endpoint: both check the password.
+                let path = if i % 2 == 0 { "/v2/" } else { "/token" };
+                send(&http, &url, Method::GET, path, &auth, &[], None).await
+            }
+        })
+        .collect();
+    let answers = futures::future::join_all(attempts).await;
+    let peak = status_kib(pid, "VmHWM");
+    let after = status_kib(pid, "VmRSS");
+    let mut counts = std::collections::BTreeMap::new();
+    for r in &answers {
+        *counts.entry(r.status).or_insert(0) += 1;
+        match r.status {
+            401 => {}
+            429 => {
+                let retry = r.header("retry-after").expect("429 with Retry-After");
+                assert!(
+                    retry.parse::<u64>().is_ok_and(|s| s >= 1),
+                    "Retry-After {retry}"
+                );
+            }
+            other => panic!("a failed login answered {other}: {}", r.text()),
+        }
+    }
+    eprintln!(
+        "200 concurrent failed logins: {counts:?}; VmRSS idle {} MiB, peak (VmHWM) {} MiB, after {} MiB",
+        idle / 1024,
+        peak / 1024,
+        after / 1024
+    );
+    assert!(
+        counts.get(&401).copied().unwrap_or(0) > 0,
+        "some logins were checked: {counts:?}"
+    );
+    assert!(peak < 400 * 1024, "peak RSS {} MiB", peak / 1024);
+    assert!(
+        after < idle + 64 * 1024,
+        "RSS after the burst {} MiB, idle {} MiB",
+        after / 1024,
+        idle / 1024
+    );
+    // Still answering, and the right password still works.
+    assert_eq!(
+        send(
+            &client(),
+            &server.url,
+            Method::GET,
+            "/v2/",
+            &Auth::admin(),
+            &[],
+            None
+        )
+        .await
+        .status,
+        200
+    );
+}

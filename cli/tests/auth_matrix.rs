@@ -876,3 +876,818 @@ async fn public_repositories_allow_anonymous_pull_only() {
     .await;
     assert_eq!(r.status, 401, "anonymous pull after making it private");
 }
+
+// ----- the admin API × every kind of credential -----
+
+/// A credential, as the admin API (and `/metrics`) sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cred {
+    Anonymous,
+    /// Basic: the site administrator's password.
+    AdminPassword,
+    /// Basic: a user's password (no site rights).
+    UserPassword,
+    /// Bearer: asked with the admin's password for `registry:admin:*`.
+    AdminApiToken,
+    /// Bearer: asked with carol's password for `registry:admin:*`.
+    UserApiToken,
+    /// Bearer: the admin's token for `repository:acme/app:pull`.
+    AdminPullToken,
+    /// Bearer: the admin's token for `repository:acme/app:pull,push`.
+    AdminPushToken,
+    /// Bearer: the admin's token for `registry:catalog:*`.
+    AdminCatalogToken,
+    /// Bearer: the admin's token asked for no scope at all.
+    AdminBareToken,
+    /// Bearer: carol's token for `repository:carol/app:pull`.
+    UserPullToken,
+    /// Basic: the admin's personal access token `repository:acme/*:pull`.
+    AdminPatPull,
+    /// Basic: the admin's personal access token `repository:acme/*:pull,push,delete,admin`.
+    AdminPatAll,
+    /// Basic: carol's personal access token `repository:carol/*:pull,push`.
+    UserPatPush,
+    /// Bearer: asked with the admin's all-actions PAT for `registry:admin:*` (not granted).
+    PatApiToken,
+    /// Basic: a refresh token of the admin's password login (docker's identity token).
+    PasswordRefresh,
+    /// Bearer: from a refresh grant of that refresh token, for `registry:admin:*`.
+    PasswordRefreshApiToken,
+    /// Basic: a refresh token obtained through the admin's all-actions PAT.
+    PatRefresh,
+    /// Bearer: from a refresh grant of that refresh token, for `registry:admin:*`.
+    PatRefreshApiToken,
+    /// Basic: robot acme+ci's token.
+    Robot,
+    /// Basic: an expired personal access token (one user per cell).
+    ExpiredPat,
+    /// Basic: a revoked personal access token (one user per cell).
+    RevokedPat,
+    /// Bearer: issued through a personal access token that has expired since.
+    ExpiredParentToken,
+}
+
+const CREDS: [Cred; 22] = [
+    Cred::Anonymous,
+    Cred::AdminPassword,
+    Cred::UserPassword,
+    Cred::AdminApiToken,
+    Cred::UserApiToken,
+    Cred::AdminPullToken,
+    Cred::AdminPushToken,
+    Cred::AdminCatalogToken,
+    Cred::AdminBareToken,
+    Cred::UserPullToken,
+    Cred::AdminPatPull,
+    Cred::AdminPatAll,
+    Cred::UserPatPush,
+    Cred::PatApiToken,
+    Cred::PasswordRefresh,
+    Cred::PasswordRefreshApiToken,
+    Cred::PatRefresh,
+    Cred::PatRefreshApiToken,
+    Cred::Robot,
+    Cred::ExpiredPat,
+    Cred::RevokedPat,
+    Cred::ExpiredParentToken,
+];
+
+/// What a credential is to the admin API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    /// No credentials, or ones that are no longer valid: 401.
+    None,
+    /// Valid, but not a password login nor a token granting the admin API: 403 everywhere.
+    NotForAdmin,
+    /// The site administrator.
+    SiteAdmin,
+    /// A user: their own tokens, password and namespace.
+    User,
+}
+
+impl Cred {
+    fn standing(self) -> Standing {
+        match self {
+            Cred::Anonymous | Cred::ExpiredPat | Cred::RevokedPat | Cred::ExpiredParentToken => {
+                Standing::None
+            }
+            Cred::AdminPassword
+            | Cred::AdminApiToken
+            | Cred::PasswordRefresh
+            | Cred::PasswordRefreshApiToken => Standing::SiteAdmin,
+            Cred::UserPassword | Cred::UserApiToken => Standing::User,
+            _ => Standing::NotForAdmin,
+        }
+    }
+
+    /// The user whose own things (password, namespace) the cell names.
+    fn owner(self) -> &'static str {
+        match self {
+            Cred::UserPassword | Cred::UserApiToken | Cred::UserPullToken | Cred::UserPatPush => {
+                "carol"
+            }
+            _ => "admin",
+        }
+    }
+
+    fn source(self, cell: usize) -> IpAddr {
+        let i = CREDS.iter().position(|c| *c == self).unwrap() as u8;
+        IpAddr::from([127, 0, 60 + i, 1 + cell as u8])
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AdminEp {
+    ListUsers,
+    AddUser,
+    CreateOrg,
+    CreateToken,
+    ListTokens,
+    SetVisibility,
+    Audit,
+    Metrics,
+    /// Last: a successful change (to the same password) ends refresh tokens of the password.
+    SetOwnPassword,
+}
+
+const ADMIN_ENDPOINTS: [AdminEp; 9] = [
+    AdminEp::ListUsers,
+    AdminEp::AddUser,
+    AdminEp::CreateOrg,
+    AdminEp::CreateToken,
+    AdminEp::ListTokens,
+    AdminEp::SetVisibility,
+    AdminEp::Audit,
+    AdminEp::Metrics,
+    AdminEp::SetOwnPassword,
+];
+
+impl AdminEp {
+    fn site_admin_only(self) -> bool {
+        matches!(
+            self,
+            AdminEp::ListUsers
+                | AdminEp::AddUser
+                | AdminEp::CreateOrg
+                | AdminEp::Audit
+                | AdminEp::Metrics
+        )
+    }
+
+    fn success(self) -> u16 {
+        match self {
+            AdminEp::AddUser | AdminEp::CreateOrg | AdminEp::CreateToken => 201,
+            AdminEp::SetVisibility | AdminEp::SetOwnPassword => 204,
+            _ => 200,
+        }
+    }
+}
+
+fn admin_expected(cred: Cred, ep: AdminEp) -> u16 {
+    match cred.standing() {
+        Standing::None => 401,
+        Standing::NotForAdmin => 403,
+        Standing::SiteAdmin => ep.success(),
+        Standing::User if ep.site_admin_only() => 403,
+        Standing::User => ep.success(),
+    }
+}
+
+fn pw(u: &str) -> String {
+    format!("{u}-Pw-31415")
+}
+
+/// `POST /token` with a form; returns the response.
+async fn token_form(server: &Server, form: &[(&str, &str)]) -> Resp {
+    let resp = client()
+        .post(format!("{}/token", server.url))
+        .form(form)
+        .send()
+        .await
+        .expect("POST /token");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.expect("body");
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A refresh token from `GET /token?offline_token=true` with Basic `user:secret`.
+async fn offline_token(server: &Server, service: &str, user: &str, secret: &str) -> String {
+    let mut url = reqwest::Url::parse(&format!("{}/token", server.url)).unwrap();
+    url.query_pairs_mut()
+        .append_pair("service", service)
+        .append_pair("offline_token", "true");
+    let r = send(
+        &client(),
+        &server.url,
+        Method::GET,
+        url.as_str(),
+        &Auth::basic(user, secret),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "offline token for {user}: {}", r.text());
+    r.json()["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned()
+}
+
+/// A registry token from a refresh grant for `scope`.
+async fn refreshed(server: &Server, service: &str, refresh: &str, scope: &str) -> String {
+    let r = token_form(
+        server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("service", service),
+            ("client_id", "test"),
+            ("scope", scope),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "refresh grant: {}", r.text());
+    r.json()["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+/// Polls (every 100 ms, at most `bound`) until `refused` holds; returns how long it took.
+async fn until<F, Fut>(bound: std::time::Duration, mut refused: F) -> Option<std::time::Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < bound {
+        if refused().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
+}
+
+async fn make_pat(api: &hoist_client::admin::AdminClient, name: &str, scope: &str) -> String {
+    api.create_token(name, &[scope.to_owned()], None)
+        .await
+        .expect("a personal access token")
+        .token
+}
+
+/// `GET /v2/` with `auth`: the status.
+async fn base_status(server: &Server, auth: &Auth) -> u16 {
+    send(&client(), &server.url, Method::GET, "/v2/", auth, &[], None)
+        .await
+        .status
+}
+
+/// The admin API (and `/metrics`) open only to a password login (Basic) or a token whose scope
+/// grants the admin API (`registry:admin:*`, which only a password login, or a refresh token of
+/// one, is given). Any repository- or catalog-scoped token, any personal access token or robot
+/// token, and refresh tokens obtained through one get 403; expired, revoked or orphaned
+/// credentials get 401. Each cell is asserted; a failure names `credential/endpoint`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_by_every_kind_of_credential() {
+    let server = start();
+    let service = service(&server).await;
+    let admin = admin_api(&server, "admin", ADMIN_PASSWORD);
+    let n_eps = ADMIN_ENDPOINTS.len();
+    admin.add_user("carol", &pw("carol")).await.unwrap();
+    admin.create_org("acme").await.unwrap();
+    let carol = admin_api(&server, "carol", &pw("carol"));
+    let pat_pull = make_pat(&admin, "pull", "repository:acme/*:pull").await;
+    let pat_all = make_pat(&admin, "all", "repository:acme/*:pull,push,delete,admin").await;
+    let carol_pat = make_pat(&carol, "push", "repository:carol/*:pull,push").await;
+    let robot = admin
+        .create_robot("acme", "ci", &["repository:acme/*:pull".to_owned()], None)
+        .await
+        .expect("robot");
+    let admin_basic = Auth::admin();
+    let carol_basic = Auth::basic("carol", &pw("carol"));
+    let bearer = |scopes: Vec<&'static str>, auth: Auth| {
+        let (server, service) = (&server, &service);
+        async move { Auth::Bearer(token(server, service, &scopes, &auth).await) }
+    };
+    let password_refresh = offline_token(&server, &service, "admin", ADMIN_PASSWORD).await;
+    let pat_refresh = offline_token(&server, &service, "admin", &pat_all).await;
+
+    // Expired and revoked tokens: one user each per cell, as refused logins lock a user.
+    let mut expired = Vec::new();
+    let mut revoked = Vec::new();
+    for i in 0..n_eps {
+        for (kind, list) in [("exp", &mut expired), ("rev", &mut revoked)] {
+            let u = format!("admin{kind}{i}");
+            admin.add_user(&u, &pw(&u)).await.unwrap();
+            let api = admin_api(&server, &u, &pw(&u));
+            let life = (kind == "exp").then_some(std::time::Duration::from_secs(1));
+            let t = api
+                .create_token("t", &[format!("repository:{u}/*:pull")], life)
+                .await
+                .unwrap();
+            if kind == "rev" {
+                api.revoke_token(&t.id).await.unwrap();
+            }
+            list.push(Auth::basic(&u, &t.token));
+        }
+    }
+    // A registry token issued through a PAT that then expires.
+    admin.add_user("dora", &pw("dora")).await.unwrap();
+    let dora_pat = admin_api(&server, "dora", &pw("dora"))
+        .create_token(
+            "short",
+            &["repository:dora/*:pull".to_owned()],
+            Some(std::time::Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    let dora = Auth::basic("dora", &dora_pat.token);
+    let parent_expired = bearer(vec!["repository:dora/app:pull"], dora.clone()).await;
+
+    let creds: Vec<(Cred, Vec<Auth>)> = vec![
+        (Cred::Anonymous, vec![Auth::None]),
+        (Cred::AdminPassword, vec![admin_basic.clone()]),
+        (Cred::UserPassword, vec![carol_basic.clone()]),
+        (
+            Cred::AdminApiToken,
+            vec![bearer(vec!["registry:admin:*"], admin_basic.clone()).await],
+        ),
+        (
+            Cred::UserApiToken,
+            vec![bearer(vec!["registry:admin:*"], carol_basic.clone()).await],
+        ),
+        (
+            Cred::AdminPullToken,
+            vec![bearer(vec!["repository:acme/app:pull"], admin_basic.clone()).await],
+        ),
+        (
+            Cred::AdminPushToken,
+            vec![bearer(vec!["repository:acme/app:pull,push"], admin_basic.clone()).await],
+        ),
+        (
+            Cred::AdminCatalogToken,
+            vec![bearer(vec!["registry:catalog:*"], admin_basic.clone()).await],
+        ),
+        (
+            Cred::AdminBareToken,
+            vec![bearer(vec![], admin_basic.clone()).await],
+        ),
+        (
+            Cred::UserPullToken,
+            vec![bearer(vec!["repository:carol/app:pull"], carol_basic.clone()).await],
+        ),
+        (Cred::AdminPatPull, vec![Auth::basic("admin", &pat_pull)]),
+        (Cred::AdminPatAll, vec![Auth::basic("admin", &pat_all)]),
+        (Cred::UserPatPush, vec![Auth::basic("carol", &carol_pat)]),
+        (
+            Cred::PatApiToken,
+            vec![
+                bearer(
+                    vec!["registry:admin:*", "repository:acme/app:pull"],
+                    Auth::basic("admin", &pat_all),
+                )
+                .await,
+            ],
+        ),
+        (
+            Cred::PasswordRefresh,
+            vec![Auth::basic("admin", &password_refresh)],
+        ),
+        (
+            Cred::PasswordRefreshApiToken,
+            vec![Auth::Bearer(
+                refreshed(&server, &service, &password_refresh, "registry:admin:*").await,
+            )],
+        ),
+        (Cred::PatRefresh, vec![Auth::basic("admin", &pat_refresh)]),
+        (
+            Cred::PatRefreshApiToken,
+            vec![Auth::Bearer(
+                refreshed(&server, &service, &pat_refresh, "registry:admin:*").await,
+            )],
+        ),
+        (Cred::Robot, vec![Auth::basic(&robot.name, &robot.token)]),
+        (Cred::ExpiredPat, expired),
+        (Cred::RevokedPat, revoked),
+        (Cred::ExpiredParentToken, vec![parent_expired]),
+    ];
+    // Wait for the short tokens to expire: dora's, made last with the longest life, is refused
+    // (polling one user only: each refusal counts towards that user's lockout).
+    assert!(
+        until(std::time::Duration::from_secs(10), || {
+            let (server, d) = (&server, dora.clone());
+            async move { base_status(server, &d).await == 401 }
+        })
+        .await
+        .is_some(),
+        "the short tokens expire"
+    );
+
+    let mut cells = 0;
+    for (e, ep) in ADMIN_ENDPOINTS.into_iter().enumerate() {
+        // In the last column, refresh tokens of the password go before the password changes.
+        let mut order: Vec<&(Cred, Vec<Auth>)> = creds.iter().collect();
+        if ep == AdminEp::SetOwnPassword {
+            order.sort_by_key(|(c, _)| !matches!(c, Cred::PasswordRefresh));
+        }
+        for (cred, pool) in order {
+            let cred = *cred;
+            let auth = &pool[e % pool.len()];
+            let cell = format!("{cred:?}/{ep:?}");
+            let http = client_from(cred.source(e));
+            let owner = cred.owner();
+            let n = cells;
+            let (method, path, body) = match ep {
+                AdminEp::ListUsers => (Method::GET, "/admin/v1/users".to_owned(), None),
+                AdminEp::AddUser => (
+                    Method::POST,
+                    "/admin/v1/users".to_owned(),
+                    Some(serde_json::json!({"name": format!("new{n}"), "password": pw("new")})),
+                ),
+                AdminEp::CreateOrg => (
+                    Method::POST,
+                    "/admin/v1/orgs".to_owned(),
+                    Some(serde_json::json!({"name": format!("org{n}")})),
+                ),
+                AdminEp::CreateToken => (
+                    Method::POST,
+                    "/admin/v1/tokens".to_owned(),
+                    Some(serde_json::json!({
+                        "name": format!("made by {cell}"),
+                        "scopes": ["repository:acme/*:pull,push,delete,admin"],
+                        "expires_in_secs": 31_000_000,
+                    })),
+                ),
+                AdminEp::ListTokens => (Method::GET, "/admin/v1/tokens".to_owned(), None),
+                AdminEp::SetVisibility => (
+                    Method::PUT,
+                    format!("/admin/v1/repos/{owner}/vis{n}/visibility"),
+                    Some(serde_json::json!({"visibility": "public"})),
+                ),
+                AdminEp::Audit => (Method::GET, "/admin/v1/audit".to_owned(), None),
+                AdminEp::Metrics => (Method::GET, "/metrics".to_owned(), None),
+                AdminEp::SetOwnPassword => (
+                    Method::PUT,
+                    format!("/admin/v1/users/{owner}/password"),
+                    Some(serde_json::json!({
+                        "password": if owner == "admin" { ADMIN_PASSWORD.to_owned() } else { pw(owner) }
+                    })),
+                ),
+            };
+            let headers: &[(&str, &str)] = if body.is_some() {
+                &[("content-type", "application/json")]
+            } else {
+                &[]
+            };
+            let r = send(
+                &http,
+                &server.url,
+                method,
+                &path,
+                auth,
+                headers,
+                body.map(|b| serde_json::to_vec(&b).unwrap()),
+            )
+            .await;
+            let want = admin_expected(cred, ep);
+            assert_eq!(r.status, want, "{cell}: status (body: {})", r.text());
+            match r.status {
+                401 => {
+                    let c = r
+                        .header("www-authenticate")
+                        .unwrap_or_else(|| panic!("{cell}: 401 without a challenge"));
+                    assert!(c.starts_with("Bearer "), "{cell}: challenge {c}");
+                }
+                403 => assert_eq!(
+                    r.error_code().as_deref(),
+                    Some("DENIED"),
+                    "{cell}: {}",
+                    r.text()
+                ),
+                _ => {}
+            }
+            cells += 1;
+        }
+    }
+    assert_eq!(cells, CREDS.len() * ADMIN_ENDPOINTS.len());
+
+    // Nothing a refused cell asked for happened: the only tokens are the ones made above and
+    // by the cells that were allowed to.
+    let made: Vec<String> = admin
+        .tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .filter(|n| n.starts_with("made by"))
+        .collect();
+    let mut want: Vec<String> = CREDS
+        .iter()
+        .filter(|c| c.owner() == "admin" && c.standing() == Standing::SiteAdmin)
+        .map(|c| format!("made by {c:?}/CreateToken"))
+        .collect();
+    let mut made = made;
+    made.sort();
+    want.sort();
+    assert_eq!(made, want, "the admin's tokens made through the admin API");
+}
+
+/// A personal access token is refused from the second it expires, however recently it was
+/// verified (the credential cache checks expiry on every request), and so is a registry token
+/// issued through it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pat_is_refused_once_expired_even_while_cached() {
+    let server = start();
+    let service = service(&server).await;
+    let admin = admin_api(&server, "admin", ADMIN_PASSWORD);
+    admin.add_user("erin", &pw("erin")).await.unwrap();
+    let created = std::time::Instant::now();
+    let t = admin_api(&server, "erin", &pw("erin"))
+        .create_token(
+            "short",
+            &["repository:erin/*:pull".to_owned()],
+            Some(std::time::Duration::from_secs(3)),
+        )
+        .await
+        .unwrap();
+    let pat = Auth::basic("erin", &t.token);
+    let jwt = Auth::Bearer(token(&server, &service, &["repository:erin/app:pull"], &pat).await);
+    // Valid now (and verified, so cached).
+    assert_eq!(base_status(&server, &pat).await, 200);
+    assert_eq!(base_status(&server, &jwt).await, 200);
+    let tags = |auth: Auth| {
+        let server = &server;
+        async move {
+            send(
+                &client(),
+                &server.url,
+                Method::GET,
+                "/v2/erin/app/tags/list",
+                &auth,
+                &[],
+                None,
+            )
+            .await
+            .status
+        }
+    };
+    // Asked every 100 ms: accepted until it expires, then refused at once.
+    let mut accepted = 0;
+    let mut refused = false;
+    while created.elapsed() < std::time::Duration::from_secs(20) {
+        match base_status(&server, &pat).await {
+            200 => accepted += 1,
+            401 => {
+                refused = true;
+                break;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the token is refused after its expiry");
+    let age = created.elapsed();
+    assert!(accepted > 0, "it was accepted before it expired");
+    // expires_at is whole seconds: at most 3 s after creation, plus the poll's step.
+    assert!(
+        age <= std::time::Duration::from_millis(4500),
+        "refused {age:?} after creation: the cache kept an expired token"
+    );
+    assert_eq!(tags(jwt).await, 401, "a registry token issued through it");
+}
+
+/// Revoking a token ends it at once, within the credential cache's window, with everything
+/// issued through it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_pat_is_refused_at_once_even_while_cached() {
+    let server = start();
+    let service = service(&server).await;
+    let admin = admin_api(&server, "admin", ADMIN_PASSWORD);
+    admin.add_user("ivan", &pw("ivan")).await.unwrap();
+    let ivan = admin_api(&server, "ivan", &pw("ivan"));
+    let t = ivan
+        .create_token("ci", &["repository:ivan/*:pull,push".to_owned()], None)
+        .await
+        .unwrap();
+    let pat = Auth::basic("ivan", &t.token);
+    let jwt = Auth::Bearer(token(&server, &service, &["repository:ivan/app:pull"], &pat).await);
+    let refresh = offline_token(&server, &service, "ivan", &t.token).await;
+    for _ in 0..3 {
+        assert_eq!(base_status(&server, &pat).await, 200);
+    }
+    assert_eq!(base_status(&server, &jwt).await, 200);
+    ivan.revoke_token(&t.id).await.unwrap();
+    assert_eq!(base_status(&server, &pat).await, 401, "the token, cached");
+    assert_eq!(
+        base_status(&server, &jwt).await,
+        401,
+        "a registry token through it"
+    );
+    assert_eq!(
+        base_status(&server, &Auth::basic("ivan", &refresh)).await,
+        401,
+        "a refresh token through it, as a password"
+    );
+    let r = token_form(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("service", &service),
+            ("client_id", "test"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 401, "a refresh grant through it");
+}
+
+/// A refresh token obtained through a personal access token ends when the token does: both as
+/// a refresh grant and as a Basic password, however long refresh tokens otherwise live.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_token_ends_with_the_pat_it_came_from() {
+    let server = start();
+    let service = service(&server).await;
+    let admin = admin_api(&server, "admin", ADMIN_PASSWORD);
+    admin.add_user("frank", &pw("frank")).await.unwrap();
+    let t = admin_api(&server, "frank", &pw("frank"))
+        .create_token(
+            "short",
+            &["repository:frank/*:pull".to_owned()],
+            Some(std::time::Duration::from_secs(3)),
+        )
+        .await
+        .unwrap();
+    // docker's way: a password grant with the PAT, offline.
+    let r = token_form(
+        &server,
+        &[
+            ("grant_type", "password"),
+            ("username", "frank"),
+            ("password", &t.token),
+            ("service", &service),
+            ("client_id", "test"),
+            ("access_type", "offline"),
+            ("scope", "repository:frank/app:pull"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "password grant with a PAT: {}", r.text());
+    let v = r.json();
+    let refresh = v["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    assert!(
+        v["expires_in"].as_u64().unwrap() <= 3,
+        "a registry token does not outlive its parent: {v}"
+    );
+    let as_password = Auth::basic("frank", &refresh);
+    assert_eq!(base_status(&server, &as_password).await, 200);
+    refreshed(&server, &service, &refresh, "repository:frank/app:pull").await;
+    // Wait until the PAT itself is refused.
+    let pat = Auth::basic("frank", &t.token);
+    until(std::time::Duration::from_secs(20), || {
+        let pat = pat.clone();
+        let server = &server;
+        async move { base_status(server, &pat).await == 401 }
+    })
+    .await
+    .expect("the PAT expires");
+    let r = token_form(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("service", &service),
+            ("client_id", "test"),
+            ("scope", "repository:frank/app:pull"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        401,
+        "refresh grant after the parent's expiry: {}",
+        r.text()
+    );
+    assert_eq!(
+        base_status(&server, &as_password).await,
+        401,
+        "the refresh token as a password after the parent's expiry"
+    );
+}
+
+/// Tokens name a user id that is never reused: removing a user and creating another of the
+/// same name (and password) does not bring the first one's tokens back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_users_tokens_stay_dead_when_the_name_returns() {
+    let server = start();
+    let service = service(&server).await;
+    let admin = admin_api(&server, "admin", ADMIN_PASSWORD);
+    admin.add_user("gina", &pw("gina")).await.unwrap();
+    let gina = Auth::basic("gina", &pw("gina"));
+    push_image(&server, "gina/app", "v1", &gina).await;
+    let scope = ["repository:gina/app:pull,push,delete"];
+    let old = Auth::Bearer(token(&server, &service, &scope, &gina).await);
+    let old_admin = Auth::Bearer(token(&server, &service, &["registry:admin:*"], &gina).await);
+    let refresh = offline_token(&server, &service, "gina", &pw("gina")).await;
+    let tags = |auth: Auth| {
+        let server = &server;
+        async move {
+            send(
+                &client(),
+                &server.url,
+                Method::GET,
+                "/v2/gina/app/tags/list",
+                &auth,
+                &[],
+                None,
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(tags(old.clone()).await, 200);
+    admin.remove_user("gina").await.unwrap();
+    assert_eq!(tags(old.clone()).await, 401, "the removed user's token");
+    admin.add_user("gina", &pw("gina")).await.unwrap();
+    assert_eq!(
+        tags(old.clone()).await,
+        401,
+        "the removed user's token, the name taken again"
+    );
+    let r = send(
+        &client(),
+        &server.url,
+        Method::GET,
+        "/admin/v1/tokens",
+        &old_admin,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 401, "the removed user's admin-API token");
+    assert_eq!(
+        base_status(&server, &Auth::basic("gina", &refresh)).await,
+        401
+    );
+    // The new gina's own token works.
+    let new = Auth::Bearer(token(&server, &service, &scope, &gina).await);
+    assert_eq!(tags(new).await, 200);
+}
+
+/// Grant patterns and token scopes with `..`, `.` or empty segments are refused when stored,
+/// naming the pattern.
+#[tokio::test(flavor = "multi_thread")]
+async fn patterns_with_dot_or_empty_segments_are_refused() {
+    let server = start();
+    let admin = admin_api(&server, "admin", ADMIN_PASSWORD);
+    admin.create_org("acme").await.unwrap();
+    admin.create_team("acme", "devs").await.unwrap();
+    let http = client();
+    for bad in [
+        "acme/../other",
+        "acme//app",
+        "acme/",
+        "acme/./app",
+        "acme/app/..",
+    ] {
+        let r = send(
+            &http,
+            &server.url,
+            Method::POST,
+            "/admin/v1/orgs/acme/teams/devs/grants",
+            &Auth::admin(),
+            &[("content-type", "application/json")],
+            Some(
+                serde_json::to_vec(&serde_json::json!({"pattern": bad, "actions": ["pull"]}))
+                    .unwrap(),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 400, "grant {bad}: {}", r.text());
+        assert!(
+            r.text().contains(bad),
+            "the error names {bad}: {}",
+            r.text()
+        );
+        let scope = format!("repository:{}:pull", bad.replacen("acme", "admin", 1));
+        let r = send(
+            &http,
+            &server.url,
+            Method::POST,
+            "/admin/v1/tokens",
+            &Auth::admin(),
+            &[("content-type", "application/json")],
+            Some(serde_json::to_vec(&serde_json::json!({"name": "x", "scopes": [scope]})).unwrap()),
+        )
+        .await;
+        assert_eq!(r.status, 400, "token scope {scope}: {}", r.text());
+    }
+}

@@ -260,23 +260,32 @@ async fn scheduled_garbage_collection_removes_unreferenced_blobs() {
     let url = format!("{}/v2/gc/me/blobs/uploads/?digest={digest}", server.url);
     assert_eq!(c.post(&url).body(data).send().await.unwrap().status(), 201);
     let blob = format!("{}/v2/gc/me/blobs/{digest}", server.url);
-    let mut status = 200;
-    for _ in 0..100 {
-        status = c.head(&blob).send().await.unwrap().status().as_u16();
-        if status == 404 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        status, 404,
-        "the unreferenced blob was still there after 10 s"
-    );
     let on_disk = server
         .data
         .path()
         .join("blobs/sha256")
         .join(&digest.hex()[..2])
         .join(digest.hex());
-    assert!(!on_disk.exists(), "bytes left at {}", on_disk.display());
+    assert!(
+        on_disk.exists(),
+        "the pushed bytes are not at {}",
+        on_disk.display()
+    );
+    // A collection first removes the repository's link (the blob answers 404 from then on), then,
+    // in the same pass, the unlinked blob's row and bytes. Wait for the end state of one whole pass:
+    // both, not only the first.
+    let (mut status, mut present) = (200, true);
+    for _ in 0..100 {
+        status = c.head(&blob).send().await.unwrap().status().as_u16();
+        present = on_disk.exists();
+        if status == 404 && !present {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 404,
+        "the unreferenced blob was still served after 10 s"
+    );
+    assert!(!present, "bytes left at {} after 10 s", on_disk.display());
 }

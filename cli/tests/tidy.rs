@@ -228,3 +228,415 @@ fn code_is_formatted() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// `Command::new(EXPR)` arguments that are not a literal program name, with the programs each
+/// one can start (empty: the workspace's own binaries, cargo, or helpers a test writes itself).
+/// A new indirect form fails [`every_started_program_is_installed_by_peers_sh`] until it is
+/// listed here, so a program can never hide behind a variable.
+const INDIRECT: &[(&str, &[&str], &str)] = &[
+    ("BIN", &[], "env!(\"CARGO_BIN_EXE_…\"): a workspace binary"),
+    ("HOIST", &[], "env!(\"CARGO_BIN_EXE_hoist\")"),
+    ("env!(\"CARGO_BIN_EXE_hoist\")", &[], "the hoist binary"),
+    ("hoist_bin()", &[], "the hoist binary"),
+    ("&hoist", &[], "the hoist binary (cli/benches/build.rs)"),
+    (
+        "exe",
+        &[],
+        "std::env::current_exe(), or a docker-credential-* helper the test writes",
+    ),
+    (
+        "&exe",
+        &[],
+        "a docker-credential-* helper (tests write their own)",
+    ),
+    (
+        "binary",
+        &[],
+        "the executor's init helper: the hoist binary re-executed",
+    ),
+    (
+        "&self.binary",
+        &["runc", "crun"],
+        "OciCliExecutor::runc/crun or --runtime PATH",
+    ),
+    (
+        "Self::CLIENT",
+        &["docker"],
+        "cli/benches/build.rs: the docker.io client",
+    ),
+    ("dockerd", &["dockerd"], "tool(\"dockerd\", \"docker.io\")"),
+    ("skopeo", &["skopeo"], "which(\"skopeo\")"),
+    ("skopeo()", &["skopeo"], "which(\"skopeo\")"),
+    ("htpasswd", &["htpasswd"], "which(\"htpasswd\")"),
+    (
+        "busybox",
+        &["busybox"],
+        "conformance::fixtures::busybox_binary()",
+    ),
+    (
+        "bin",
+        &["docker-registry", "skopeo"],
+        "which(\"docker-registry\"), which(\"skopeo\"), or a workspace binary",
+    ),
+    (
+        "std::env::var(\"CARGO\").unwrap_or_else(|_| \"cargo\".into())",
+        &[],
+        "cargo itself",
+    ),
+];
+
+/// Calls that name a program to look up or start, besides `Command::new`.
+const LOOKUPS: &[&str] = &["which(\"", "tool(\"", "Command::new(\""];
+
+/// Host shells started with a script (`sh -c "…"`): the script's commands are programs too.
+const SHELLS: &[&str] = &[
+    "Command::new(\"sh\")",
+    "Command::new(\"bash\")",
+    "Command::new(\"/bin/sh\")",
+];
+
+/// Shell words that are not programs.
+const BUILTINS: &[&str] = &[
+    "cd", "echo", "exec", "exit", "export", "set", "test", "true", "false", "read", "wait", "trap",
+    "printf", "kill", "then", "do", "done", "fi", "if", "for", "while",
+];
+
+/// The commands a line of shell script starts: the first word of each string literal that
+/// holds a space, and of each segment after `|`, `&&`, `||`, `;` or `$(`.
+fn shell_commands(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, literal) in line.split('"').enumerate() {
+        // Only script-like literals (with a space): not file names or flags near the call.
+        if i % 2 == 0 || !literal.contains(' ') {
+            continue;
+        }
+        for segment in literal.split(['|', '&', ';']).flat_map(|s| s.split("$(")) {
+            let Some(word) = segment.split_whitespace().next() else {
+                continue;
+            };
+            let program = word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.+-/".contains(c))
+                && word.starts_with(|c: char| c.is_ascii_lowercase() || c == '/')
+                && !word.starts_with("/tmp")
+                && !BUILTINS.contains(&word);
+            if program {
+                out.push(word.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The text of the parenthesised argument that starts at `s` (just after the opening paren).
+fn call_argument(s: &str) -> &str {
+    let mut depth = 0usize;
+    let mut in_str = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => in_str = !in_str,
+            '(' if !in_str => depth += 1,
+            ')' if !in_str && depth == 0 => return s[..i].trim(),
+            ')' if !in_str => depth -= 1,
+            ',' if !in_str && depth == 0 => return s[..i].trim(),
+            _ => {}
+        }
+    }
+    s.trim()
+}
+
+/// Every external program a source file starts, with `file:line` for each, and the indirect
+/// `Command::new` arguments nobody has accounted for.
+fn started_programs(files: &[PathBuf]) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+    let mut programs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).expect("read");
+        let mut shell_lines = 0usize;
+        for (i, line) in text.lines().enumerate() {
+            let at = format!("{}:{}", f.display(), i + 1);
+            let mut rest = line;
+            while let Some(pos) = rest.find("Command::new(") {
+                let arg = call_argument(&rest[pos + "Command::new(".len()..]);
+                rest = &rest[pos + 1..];
+                if arg.starts_with('"') {
+                    continue; // taken by LOOKUPS below
+                }
+                match INDIRECT.iter().find(|(expr, _, _)| *expr == arg) {
+                    Some((_, names, _)) => {
+                        for n in *names {
+                            programs.entry(n.to_string()).or_default().push(at.clone());
+                        }
+                    }
+                    None if arg.contains("tool(\"") || arg.contains("which(\"") => {}
+                    None => unknown.push(format!("{at}: Command::new({arg})")),
+                }
+            }
+            for lookup in LOOKUPS {
+                let mut rest = line;
+                while let Some(pos) = rest.find(lookup) {
+                    let after = &rest[pos + lookup.len()..];
+                    rest = after;
+                    // `tool` and `which` must be calls, not the end of another name.
+                    let before = line[..line.len() - after.len() - lookup.len()]
+                        .chars()
+                        .last();
+                    if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                        continue;
+                    }
+                    let Some(end) = after.find('"') else { continue };
+                    let name = &after[..end];
+                    if !name.is_empty() && !name.contains(char::is_whitespace) {
+                        programs
+                            .entry(name.to_owned())
+                            .or_default()
+                            .push(at.clone());
+                    }
+                }
+            }
+            // A host shell's script: the programs its pipelines start.
+            if SHELLS.iter().any(|sh| line.contains(sh)) {
+                shell_lines = 8;
+            }
+            if shell_lines > 0 {
+                shell_lines -= 1;
+                for name in shell_commands(line) {
+                    programs.entry(name).or_default().push(at.clone());
+                }
+            }
+            // Programs the tests copy or read from the host by absolute path.
+            for prefix in ["\"/bin/", "\"/usr/bin/", "\"/sbin/", "\"/usr/sbin/"] {
+                let mut rest = line;
+                while let Some(pos) = rest.find(prefix) {
+                    let after = &rest[pos + 1..];
+                    rest = after;
+                    let Some(end) = after.find('"') else { continue };
+                    let path = &after[..end];
+                    let copied = line.contains("fs::copy(") || line.contains("Path::new(");
+                    if copied
+                        && path
+                            .chars()
+                            .all(|c| c.is_alphanumeric() || "/-_.".contains(c))
+                    {
+                        programs
+                            .entry(path.to_owned())
+                            .or_default()
+                            .push(at.clone());
+                    }
+                }
+            }
+        }
+    }
+    (programs, unknown)
+}
+
+/// Where `program` is found: an absolute path as is, else every match on `PATH` (with the sbin
+/// directories, since the suite runs as root). All of them: a loose copy in `/usr/local/bin` on
+/// this machine shadows the packaged one a fresh machine would use.
+fn locate(program: &str) -> Vec<PathBuf> {
+    if program.starts_with('/') {
+        return Path::new(program)
+            .exists()
+            .then(|| PathBuf::from(program))
+            .into_iter()
+            .collect();
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain([
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ])
+        .map(|d| Path::new(d).join(program))
+        .filter(|p| p.is_file())
+        .fold(Vec::new(), |mut seen, p| {
+            if !seen.contains(&p) {
+                seen.push(p);
+            }
+            seen
+        })
+}
+
+/// The Debian package that owns `path` (trying the merged-/usr twin and the resolved symlink).
+fn owning_package(path: &Path) -> Option<String> {
+    let s = path.to_string_lossy().into_owned();
+    let mut candidates = vec![s.clone()];
+    if let Some(rest) = s.strip_prefix("/usr") {
+        candidates.push(rest.to_owned());
+    } else {
+        candidates.push(format!("/usr{s}"));
+    }
+    if let Ok(real) = std::fs::canonicalize(path) {
+        candidates.push(real.to_string_lossy().into_owned());
+    }
+    candidates.iter().find_map(|c| {
+        let out = Command::new("dpkg-query").args(["-S", c]).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| !l.starts_with("diversion"))?;
+        let pkg = line.split(':').next()?.split(',').next()?.trim();
+        (out.status.success() && !pkg.is_empty()).then(|| pkg.to_owned())
+    })
+}
+
+/// Whether a package is part of every Debian 12 system: `Essential: yes` or `Priority: required`.
+fn in_base_system(package: &str) -> bool {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Essential} ${Priority}", package])
+        .output()
+        .expect("running dpkg-query");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .any(|w| w == "yes" || w == "required")
+}
+
+/// The packages `.ci/peers.sh` installs (its `packages=(…)` and `packages+=(…)` lists).
+fn peer_packages(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in script.lines() {
+        let line = line.trim();
+        let Some(list) = line
+            .strip_prefix("packages=(")
+            .or_else(|| line.strip_prefix("packages+=("))
+        else {
+            continue;
+        };
+        let list = list.split(')').next().unwrap_or("");
+        out.extend(list.split_whitespace().map(str::to_owned));
+    }
+    out
+}
+
+/// Every external program the tests, benches and code start (`Command::new`, `which`, `tool`,
+/// absolute paths copied from the host) is installed, and comes from Debian's required base
+/// system or from a package `.ci/peers.sh` installs. A program that is only on this machine
+/// because someone installed it by hand fails here, not on a fresh machine.
+#[test]
+fn every_started_program_is_installed_by_peers_sh() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in [
+        "oci",
+        "storage",
+        "auth",
+        "registry",
+        "client",
+        "builder",
+        "runtime",
+        "cli",
+        "conformance",
+    ] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    // This file names programs in its tables and tests; they are not started from here.
+    let this = root.join("cli/tests/tidy.rs");
+    files.retain(|f| *f != this);
+    let (programs, unknown) = started_programs(&files);
+    assert!(
+        unknown.is_empty(),
+        "Command::new with a program this test cannot see (list it in INDIRECT with the programs \
+         it can start):\n{}",
+        unknown.join("\n")
+    );
+    for expected in [
+        "htpasswd", "skopeo", "dockerd", "git", "runc", "crun", "busybox",
+    ] {
+        assert!(
+            programs.contains_key(expected),
+            "the scan missed {expected}: {programs:?}"
+        );
+    }
+    let peers = peer_packages(&std::fs::read_to_string(root.join(".ci/peers.sh")).unwrap());
+    assert!(
+        peers.iter().any(|p| p == "skopeo"),
+        "no package list in peers.sh: {peers:?}"
+    );
+    let mut problems = Vec::new();
+    for (program, sites) in &programs {
+        if program.starts_with("/proc/") {
+            continue; // the running binary itself
+        }
+        let found = locate(program);
+        if found.is_empty() {
+            problems.push(format!(
+                "{program} (started at {}) is not installed: add its package to .ci/peers.sh",
+                sites[0]
+            ));
+            continue;
+        }
+        // Fine if some copy comes from an allowed package; else say where each one came from.
+        let mut verdicts = Vec::new();
+        let allowed = found.iter().any(|path| match owning_package(path) {
+            None => {
+                verdicts.push(format!("{} belongs to no Debian package", path.display()));
+                false
+            }
+            Some(package) => {
+                let package = package.split(':').next().unwrap_or(&package).to_owned();
+                let ok = in_base_system(&package) || peers.contains(&package);
+                if !ok {
+                    verdicts.push(format!(
+                        "{} comes from package {package}, which is neither in Debian's required \
+                         base system nor installed by .ci/peers.sh",
+                        path.display()
+                    ));
+                }
+                ok
+            }
+        });
+        if !allowed {
+            problems.push(format!(
+                "{program} (started at {}): {}",
+                sites[0],
+                verdicts.join("; ")
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_program_scan_sees_every_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.rs");
+    std::fs::write(
+        &f,
+        concat!(
+            "let a = Command::new(\"zzlit\").arg(\"x\");\n",
+            "let b = which(\"zzwhich\").unwrap();\n",
+            "let c = Command::new(tool(\"zztool\", \"pkg\"));\n",
+            "std::fs::copy(\"/usr/bin/zzcopied\", dst);\n",
+            "let d = Command::new(mystery);\n",
+            "let e = Command::new(&self.binary);\n",
+            "let f = switch(\"notaprogram\");\n",
+            "let g = Command::new(\"sh\").arg(\"-c\")\n",
+            "    .arg(format!(\"zztar -C {} -cf - . | zzgzip > {}\", a, b));\n",
+        ),
+    )
+    .unwrap();
+    let (programs, unknown) = started_programs(&[f]);
+    let names: Vec<&str> = programs.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "/usr/bin/zzcopied",
+            "crun",
+            "runc",
+            "sh",
+            "zzgzip",
+            "zzlit",
+            "zztar",
+            "zztool",
+            "zzwhich"
+        ]
+    );
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert!(unknown[0].ends_with("Command::new(mystery)"), "{unknown:?}");
+    assert_eq!(
+        peer_packages("packages=(a b c)\n  packages+=(d)\nfoo=(x)\n"),
+        ["a", "b", "c", "d"]
+    );
+}

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::credentials::{Credential, CredentialError, DockerConfig};
 use crate::endpoint::{EndpointError, Endpoints};
 use crate::transfer::TransferError;
-use crate::transfer::auth::{Authenticator, Authorization};
+use crate::transfer::auth::{Authenticator, Authorization, Scope};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -337,7 +337,9 @@ impl AdminClient {
                 username: username.clone(),
                 password: password.clone(),
             },
-            Some(Credential::IdentityToken(_)) => self.auth.authorization(&[]).await?,
+            Some(Credential::IdentityToken(_)) => {
+                self.auth.authorization(&[Scope::admin_api()]).await?
+            }
         })
     }
 
@@ -366,7 +368,8 @@ impl AdminClient {
                 && matches!(self.credential, Some(Credential::IdentityToken(_)))
             {
                 // The token may have expired: get a fresh one once.
-                self.auth.unauthorized(&[], Some(resp.headers()));
+                self.auth
+                    .unauthorized(&[Scope::admin_api()], Some(resp.headers()));
                 continue;
             }
             let bytes = resp

@@ -1,6 +1,7 @@
-//! The administration API (`/admin/v1`, JSON), closed mode only. Callers authenticate like
-//! registry clients (Basic or a Bearer registry token); what each may do is decided by
-//! [`hoist_auth::Auth`]. Every change, allowed or not, goes to the audit log.
+//! The administration API (`/admin/v1`, JSON), closed mode only. Callers authenticate with a
+//! password (Basic) or a Bearer registry token granting `registry:admin:*` (see
+//! [`crate::auth::caller`]); what each may do is decided by [`hoist_auth::Auth`]. Every change,
+//! allowed or not, goes to the audit log.
 
 use std::sync::Arc;
 
@@ -69,13 +70,18 @@ impl FromRequestParts<Arc<App>> for Caller {
 }
 
 fn api_error(e: AuthError) -> ApiError {
+    if let AuthError::Busy(d) = e {
+        return crate::auth::busy(d);
+    }
     let code = match &e {
         AuthError::Invalid { .. } => Code::Invalid,
         AuthError::NotFound(_) => Code::NotFound,
         AuthError::Conflict(_) => Code::Conflict,
         AuthError::Forbidden(_) => Code::Denied,
         AuthError::InvalidToken(_) => Code::Unauthorized,
-        AuthError::Db { .. } | AuthError::Io { .. } | AuthError::Crypto(_) => Code::Unknown,
+        AuthError::Db { .. } | AuthError::Io { .. } | AuthError::Crypto(_) | AuthError::Busy(_) => {
+            Code::Unknown
+        }
     };
     ApiError::new(code, e.to_string())
 }

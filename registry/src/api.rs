@@ -327,13 +327,13 @@ async fn upload_start(app: &App, grant: &Grant, name: &RepoName, req: Request) -
 }
 
 /// Checks a chunk's `Content-Range` against the upload and the declared length; returns where
-/// the chunk must start.
-async fn chunk_start(
+/// the chunk must start and how many bytes it declares.
+async fn chunk_range(
     app: &App,
     name: &RepoName,
     id: &str,
     headers: &HeaderMap,
-) -> Result<Option<u64>, ApiError> {
+) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(v) = header_str(headers, "content-range") else {
         return Ok(None);
     };
@@ -346,11 +346,12 @@ async fn chunk_start(
     let Some((start, end)) = parse_content_range(v) else {
         return Err(range_error(format!("invalid Content-Range {v:?}")));
     };
-    if let Some(len) = content_length(headers)
-        && len != end - start + 1
+    let len = end - start + 1;
+    if let Some(declared) = content_length(headers)
+        && declared != len
     {
         return Err(range_error(format!(
-            "Content-Range {start}-{end} does not match Content-Length {len}"
+            "Content-Range {start}-{end} does not match Content-Length {declared}"
         )));
     }
     if start != current {
@@ -358,21 +359,47 @@ async fn chunk_start(
             "upload is at offset {current}, the chunk starts at {start}"
         )));
     }
-    Ok(Some(start))
+    Ok(Some((start, len)))
+}
+
+/// Appends a request's body to an upload: exactly the declared range when there is one.
+async fn append(
+    app: &App,
+    name: &RepoName,
+    id: &str,
+    range: Option<(u64, u64)>,
+    req: Request,
+) -> Result<hoist_storage::content::UploadStatus, ApiError> {
+    let appended = match range {
+        Some((start, len)) => {
+            app.store
+                .upload_append_exact(name, id, start, len, body_stream(req))
+                .await
+        }
+        None => {
+            app.store
+                .upload_append(name, id, None, body_stream(req))
+                .await
+        }
+    };
+    appended.map_err(|e| {
+        let current = match &e {
+            hoist_storage::ContentError::RangeInvalid { current, .. } => Some(*current),
+            hoist_storage::ContentError::ChunkLength { .. } => range.map(|(start, _)| start),
+            _ => None,
+        };
+        match current {
+            Some(current) => ApiError::from(e)
+                .with_header(header::LOCATION, &upload_location(name, id))
+                .with_header(header::RANGE, &range_value(current)),
+            None => e.into(),
+        }
+    })
 }
 
 async fn upload_patch(app: &App, name: &RepoName, id: &str, req: Request) -> ApiResult {
-    let start = chunk_start(app, name, id, req.headers()).await?;
-    let st = app
-        .store
-        .upload_append(name, id, start, body_stream(req))
-        .await
-        .map_err(|e| match e {
-            hoist_storage::ContentError::RangeInvalid { current, .. } => ApiError::from(e)
-                .with_header(header::LOCATION, &upload_location(name, id))
-                .with_header(header::RANGE, &range_value(current)),
-            other => other.into(),
-        })?;
+    let range = chunk_range(app, name, id, req.headers()).await?;
+    let st = append(app, name, id, range, req).await?;
     Ok(upload_response(StatusCode::ACCEPTED, name, id, st.offset))
 }
 
@@ -384,12 +411,10 @@ async fn upload_put(app: &App, name: &RepoName, id: &str, req: Request) -> ApiRe
             "the digest query parameter is required",
         )
     })?;
-    let start = chunk_start(app, name, id, req.headers()).await?;
-    if let Some(start) = start {
+    let range = chunk_range(app, name, id, req.headers()).await?;
+    if range.is_some() {
         // Appending at an explicit offset goes through the same check as PATCH.
-        app.store
-            .upload_append(name, id, Some(start), body_stream(req))
-            .await?;
+        append(app, name, id, range, req).await?;
         app.store
             .upload_complete(
                 name,
@@ -482,15 +507,22 @@ async fn manifest_put(
 
 // ----- listings -----
 
+/// The most entries one page of a listing holds, whatever `n` asks: the CNCF registry's default
+/// `catalog.maxentries`. A larger `n` is clamped to it and the `Link` header leads on.
+pub const MAX_PAGE: usize = 1000;
+
 fn page_size(q: &HashMap<String, String>) -> Result<Option<usize>, ApiError> {
     q.get("n")
         .map(|n| {
-            n.parse::<usize>().map_err(|_| {
-                ApiError::new(
+            // Any count of digits is a count: one past `u64::MAX` asks for everything as well.
+            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(n.parse::<usize>().map_or(MAX_PAGE, |n| n.min(MAX_PAGE)))
+            } else {
+                Err(ApiError::new(
                     Code::PaginationNumberInvalid,
                     format!("n={n} is not a count"),
-                )
-            })
+                ))
+            }
         })
         .transpose()
 }

@@ -348,6 +348,16 @@ fn limited(retry: Duration) -> ApiError {
     .with_header(header::RETRY_AFTER, &secs.to_string())
 }
 
+/// `429` with `Retry-After`: the bounded queue of password checks is full.
+pub fn busy(retry: Duration) -> ApiError {
+    let secs = retry.as_secs().max(1);
+    ApiError::new(
+        Code::TooManyRequests,
+        format!("too many password checks in progress, retry in {secs} seconds"),
+    )
+    .with_header(header::RETRY_AFTER, &secs.to_string())
+}
+
 /// Checks Basic credentials off the async threads (argon2).
 pub async fn login(
     auth: &Arc<Auth>,
@@ -379,6 +389,7 @@ pub async fn authenticate(
         return match login(auth, user, password, remote_addr(parts)).await {
             Ok(id) => Ok(Authn::Identity(id)),
             Err(LoginError::Limited(d)) => Err(limited(d)),
+            Err(LoginError::Busy(d)) => Err(busy(d)),
             Err(LoginError::Refused) => {
                 Err(challenge.unauthorized(scope, None, "invalid username or password"))
             }
@@ -425,17 +436,36 @@ impl FromRequestParts<Arc<App>> for Grant {
     }
 }
 
-/// The identity behind any credentials (admin API, `/metrics`); `401` without any.
+/// The caller of the administration API (`/admin/v1`, `/metrics`): a password login (Basic,
+/// or a refresh token of one) or a registry token whose scope grants `registry:admin:*`.
+/// Anything else (repository- or catalog-scoped tokens, personal access tokens, robot tokens,
+/// what was obtained through them) gets `403`; no or invalid credentials get `401`.
 pub async fn caller(app: &App, auth: &Arc<Auth>, parts: &Parts) -> Result<Identity, ApiError> {
     let challenge = challenge_for(app, &parts.headers);
-    let id = match authenticate(auth, parts, &challenge, None).await? {
-        Authn::Identity(id) => id,
-        Authn::Token(claims) => auth
-            .identity_of(&claims)
-            .map_err(|e| challenge.unauthorized(None, Some("invalid_token"), &e.to_string()))?,
+    let scope = Scope::admin_api().to_string();
+    let (id, token_grants) = match authenticate(auth, parts, &challenge, Some(&scope)).await? {
+        Authn::Identity(id) => (id, true),
+        Authn::Token(claims) => {
+            let id = auth.identity_of(&claims).map_err(|e| {
+                challenge.unauthorized(Some(&scope), Some("invalid_token"), &e.to_string())
+            })?;
+            (id, claims.allows_admin_api())
+        }
     };
     if id.is_anonymous() {
-        return Err(challenge.unauthorized(None, None, "authentication required"));
+        return Err(challenge.unauthorized(Some(&scope), None, "authentication required"));
+    }
+    if !token_grants {
+        return Err(ApiError::new(
+            Code::Denied,
+            format!("the token does not grant the admin API ({scope})"),
+        ));
+    }
+    if !id.may_administer() {
+        return Err(ApiError::new(
+            Code::Denied,
+            "the admin API takes a password login, not a personal access or robot token",
+        ));
     }
     Ok(id)
 }
@@ -544,6 +574,7 @@ pub async fn token_endpoint(State(app): State<Arc<App>>, req: axum::extract::Req
     let identity = match login_result {
         Ok(id) => id,
         Err(LoginError::Limited(d)) => return limited(d).into_response(),
+        Err(LoginError::Busy(d)) => return busy(d).into_response(),
         Err(LoginError::Refused) => return refused(),
         Err(LoginError::Internal(e)) => return internal(e).into_response(),
     };
@@ -565,6 +596,8 @@ pub async fn token_endpoint(State(app): State<Arc<App>>, req: axum::extract::Req
     };
     let issued = match issued {
         Ok(Ok(t)) => t,
+        // What it logged in with ended meanwhile.
+        Ok(Err(hoist_auth::AuthError::InvalidToken(_))) => return refused(),
         Ok(Err(e)) => return internal(e).into_response(),
         Err(e) => return token_error(Code::Unknown, &e.to_string()),
     };

@@ -80,6 +80,14 @@ pub struct Config {
     /// Failed logins per remote address within a minute (0: six times `login_max_failures`).
     pub login_max_failures_per_addr: u32,
     pub login_lockout_secs: u64,
+    /// Open connections at most; beyond it new clients wait until one closes.
+    pub max_connections: usize,
+    /// Seconds a request's header may take to arrive, from its first byte (slowloris).
+    pub header_timeout_secs: u64,
+    /// Seconds a connection with no request in progress stays open.
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may go without bytes, and a client may take no response bytes.
+    pub body_timeout_secs: u64,
     /// `HOIST_ADMIN_PASSWORD` (environment only, never from the file).
     #[serde(skip)]
     pub admin_password: Option<Secret>,
@@ -101,6 +109,10 @@ impl Default for Config {
             login_max_failures: 5,
             login_max_failures_per_addr: 0,
             login_lockout_secs: 60,
+            max_connections: 4096,
+            header_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            body_timeout_secs: 60,
             admin_password: None,
         }
     }
@@ -152,6 +164,9 @@ impl Config {
         for (key, slot) in [
             ("HOIST_TOKEN_TTL_SECS", &mut config.token_ttl_secs),
             ("HOIST_LOGIN_LOCKOUT_SECS", &mut config.login_lockout_secs),
+            ("HOIST_HEADER_TIMEOUT_SECS", &mut config.header_timeout_secs),
+            ("HOIST_IDLE_TIMEOUT_SECS", &mut config.idle_timeout_secs),
+            ("HOIST_BODY_TIMEOUT_SECS", &mut config.body_timeout_secs),
         ] {
             if let Some(v) = env(key) {
                 *slot = v
@@ -180,6 +195,29 @@ impl Config {
                         value: v.clone(),
                         reason: e.to_string(),
                     })?;
+        }
+        if let Some(v) = env("HOIST_MAX_CONNECTIONS") {
+            config.max_connections =
+                v.parse()
+                    .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                        key: "HOIST_MAX_CONNECTIONS".into(),
+                        value: v.clone(),
+                        reason: e.to_string(),
+                    })?;
+        }
+        for (key, value) in [
+            ("max_connections", config.max_connections as u64),
+            ("header_timeout_secs", config.header_timeout_secs),
+            ("idle_timeout_secs", config.idle_timeout_secs),
+            ("body_timeout_secs", config.body_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    value: "0".into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
         }
         if let Some(v) = env("HOIST_ADMIN_PASSWORD_FILE") {
             config.admin_password_file = Some(PathBuf::from(v));

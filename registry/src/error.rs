@@ -261,7 +261,9 @@ impl From<ContentError> for ApiError {
             ContentError::DigestMismatch { .. } | ContentError::DigestInvalid(_) => {
                 Code::DigestInvalid
             }
-            ContentError::RangeInvalid { .. } => Code::RangeInvalid,
+            ContentError::RangeInvalid { .. } | ContentError::ChunkLength { .. } => {
+                Code::RangeInvalid
+            }
             ContentError::SizeInvalid { .. } => Code::SizeInvalid,
             ContentError::ManifestInvalid(_) => Code::ManifestInvalid,
             ContentError::ManifestTooLarge(_) => Code::ManifestTooLarge,

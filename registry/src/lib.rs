@@ -6,6 +6,7 @@
 //! - [`auth`]: the [`auth::Grant`] extractor every request passes, the token endpoint, the JWKS.
 //! - [`admin`]: the administration API under `/admin/v1` (closed mode).
 //! - [`config`]: TOML + `HOIST_*` environment, defaults that need neither.
+//! - [`listener`]: the connection limit and the header, idle and body timeouts.
 //! - `/metrics`: Prometheus text: requests by method, route kind and status, and latency.
 //!
 //! **Architecture Invariant:** this is the only crate that depends on axum, and no handler
@@ -16,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod listener;
 pub mod route;
 
 use std::future::Future;
@@ -85,6 +87,16 @@ pub fn auth_config(config: &Config) -> AuthConfig {
             lockout,
         },
         ..AuthConfig::default()
+    }
+}
+
+/// The connection limits a configuration names.
+pub fn conn_limits(config: &Config) -> listener::ConnLimits {
+    listener::ConnLimits {
+        max_connections: config.max_connections,
+        header_timeout: Duration::from_secs(config.header_timeout_secs),
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        body_timeout: Duration::from_secs(config.body_timeout_secs),
     }
 }
 
@@ -197,6 +209,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2/{*rest}", any(api::dispatch))
         .fallback(|| async { error::ApiError::new(error::Code::NotFound, "no such route") })
         .layer(middleware::from_fn(common_headers))
+        .layer(middleware::from_fn(listener::track))
         .with_state(app)
 }
 
@@ -312,6 +325,17 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr()?;
+    listener::return_large_blocks_to_the_system();
+    match listener::raise_nofile_limit() {
+        Ok(Some(n)) if (n as usize) < config.max_connections + 64 => tracing::warn!(
+            open_files = n,
+            max_connections = config.max_connections,
+            "the open-file limit is below max_connections: connections beyond it are refused"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "raising the open-file limit"),
+    }
+    let listener = listener::BoundedListener::new(listener, conn_limits(&config));
     tracing::info!(data = %config.data.display(), "hoist registry listening on {addr}");
     // A plain line as well, for scripts and tests whatever the log format.
     eprintln!("hoist serve: listening on {addr}");
@@ -327,7 +351,7 @@ pub async fn serve(
     ));
     axum::serve(
         listener,
-        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router(app).into_make_service_with_connect_info::<listener::Peer>(),
     )
     .with_graceful_shutdown(shutdown)
     .await?;

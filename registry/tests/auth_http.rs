@@ -940,6 +940,7 @@ async fn expired_tampered_wrong_audience_and_wrong_scope_tokens_are_rejected() {
             actions: vec!["pull".into()],
         }],
         tid: None,
+        uid: env.auth.login("admin", ADMIN_PW, "t").unwrap().uid,
     };
     let uri = "/v2/admin/app/manifests/latest";
     let t = env.auth.keys().sign(&good).unwrap();
@@ -967,6 +968,20 @@ async fn expired_tampered_wrong_audience_and_wrong_scope_tokens_are_rejected() {
             "wrong issuer",
             Claims {
                 iss: "elsewhere".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "no subject id",
+            Claims {
+                uid: None,
+                ..good.clone()
+            },
+        ),
+        (
+            "another subject id",
+            Claims {
+                uid: good.uid.map(|u| u + 1000),
                 ..good.clone()
             },
         ),

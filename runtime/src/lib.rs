@@ -3,6 +3,7 @@
 //! `Image -> layers (unpacked once, verified once) -> rootfs (overlay or copy) -> bundle (OCI
 //! runtime config from the image config) -> executor (namespaces, mounts, cgroups) -> container`.
 
+pub mod confined;
 pub mod container;
 pub mod exec;
 pub mod layers;

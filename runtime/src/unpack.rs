@@ -33,9 +33,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use hoist_oci::{Digest, Digester};
-use rustix::fs::{
-    AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags, makedev,
-};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags, makedev};
 use rustix::io::Errno;
 
 use crate::rootfs::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
@@ -173,6 +171,16 @@ pub fn unpack_layer(reader: impl Read, dest: &Path, opts: &UnpackOptions) -> Res
         path: dest.to_owned(),
         source: e.into(),
     })?;
+    unpack_layer_at(reader, root, opts)
+}
+
+/// [`unpack_layer`] into the directory `root` (a descriptor the caller opened inside its own
+/// confined tree, e.g. [`crate::confined::Root::create_dir_all`]).
+pub fn unpack_layer_at(
+    reader: impl Read,
+    root: OwnedFd,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats> {
     let exceeded = Rc::new(Cell::new(false));
     let read = Rc::new(Cell::new(0));
     let bounded = Bounded {
@@ -294,14 +302,8 @@ fn os(b: &[u8]) -> &OsStr {
     OsStr::from_bytes(b)
 }
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::CLOEXEC)
-    .union(OFlags::NOFOLLOW);
-
-fn resolve_flags() -> ResolveFlags {
-    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
-}
+pub(crate) use crate::confined::remove_all_at;
+use crate::confined::{DIR_FLAGS, in_root as resolve_flags, list};
 
 impl Unpacker<'_> {
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>, raw: &[u8], name: &str) -> Result<()> {
@@ -753,36 +755,6 @@ fn set_xattrs_fd(fd: impl AsFd, xattrs: &[(Vec<u8>, Vec<u8>)]) {
             tracing::debug!("xattr {} not set: {e}", String::from_utf8_lossy(k));
         }
     }
-}
-
-/// Removes `name` in `dir`, recursively, never following a symlink.
-pub(crate) fn remove_all_at(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
-    let st = rustix::fs::statat(&dir, os(name), AtFlags::SYMLINK_NOFOLLOW)?;
-    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-        let sub = rustix::fs::openat(&dir, os(name), DIR_FLAGS, Mode::empty())?;
-        for child in list(&sub)? {
-            remove_all_at(&sub, &child)?;
-        }
-        rustix::fs::unlinkat(&dir, os(name), AtFlags::REMOVEDIR)?;
-    } else {
-        rustix::fs::unlinkat(&dir, os(name), AtFlags::empty())?;
-    }
-    Ok(())
-}
-
-/// The names in a directory, `.` and `..` excluded.
-fn list(dir: impl AsFd) -> io::Result<Vec<Vec<u8>>> {
-    let fd = rustix::fs::openat(&dir, ".", DIR_FLAGS, Mode::empty())?;
-    let mut d = rustix::fs::Dir::new(fd)?;
-    let mut out = Vec::new();
-    while let Some(ent) = d.read() {
-        let ent = ent?;
-        let n = ent.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            out.push(n.to_vec());
-        }
-    }
-    Ok(out)
 }
 
 /// In a merged tree, removes what lower layers put under `dir` (relative path `rel`): every

@@ -55,31 +55,35 @@ impl Authorization {
     }
 }
 
-/// Access to one repository: `repository:NAME:ACTIONS`.
+/// What a token is asked for: `repository:NAME:ACTIONS`, or `registry:admin:*` (hoist's
+/// administration API).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Scope {
-    pub repository: String,
-    pub push: bool,
+    scope: String,
 }
 
 impl Scope {
     pub fn pull(repository: &str) -> Self {
         Self {
-            repository: repository.to_owned(),
-            push: false,
+            scope: format!("repository:{repository}:pull"),
         }
     }
 
     pub fn push(repository: &str) -> Self {
         Self {
-            repository: repository.to_owned(),
-            push: true,
+            scope: format!("repository:{repository}:pull,push"),
+        }
+    }
+
+    /// hoist's administration API (`/admin/v1`).
+    pub fn admin_api() -> Self {
+        Self {
+            scope: "registry:admin:*".to_owned(),
         }
     }
 
     pub fn to_scope_string(&self) -> String {
-        let actions = if self.push { "pull,push" } else { "pull" };
-        format!("repository:{}:{actions}", self.repository)
+        self.scope.clone()
     }
 }
 

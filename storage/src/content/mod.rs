@@ -48,6 +48,8 @@ pub enum ContentError {
     DigestInvalid(String),
     #[error("upload is at offset {current}, the chunk starts at {requested}")]
     RangeInvalid { current: u64, requested: u64 },
+    #[error("the chunk declared {declared} bytes and its body has {received}")]
+    ChunkLength { declared: u64, received: u64 },
     #[error("size mismatch: expected {expected} bytes, got {actual}")]
     SizeInvalid { expected: u64, actual: u64 },
     #[error("manifest invalid: {0}")]
@@ -337,6 +339,82 @@ impl Store {
         Ok(self.append_locked(&session, body).await?.0)
     }
 
+    /// Appends a chunk that declares where it starts and how long it is (a `Content-Range`). It
+    /// is taken whole or not at all: a body longer or shorter than `len` is refused with
+    /// [`ContentError::ChunkLength`] and the upload's offset does not move. A body that breaks
+    /// off keeps what arrived, as [`Store::upload_append`] does.
+    pub async fn upload_append_exact<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        start: u64,
+        len: u64,
+        body: S,
+    ) -> Result<UploadStatus>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display + Send,
+    {
+        let lock = self.upload_lock(id);
+        let _guard = lock.lock().await;
+        let session = self.session(repo, id).await?;
+        if start != session.offset {
+            return Err(ContentError::RangeInvalid {
+                current: session.offset,
+                requested: start,
+            });
+        }
+        let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = received.clone();
+        // Stops the body at the first byte past `len`, so an overlong chunk never lands.
+        let limited = body.map(move |item| {
+            let chunk = item.map_err(|e| e.to_string())?;
+            let total = seen.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed)
+                + chunk.len() as u64;
+            if total > len {
+                Err(format!("the chunk is longer than its declared {len} bytes"))
+            } else {
+                Ok(chunk)
+            }
+        });
+        let mut digester =
+            Digester::resume(&session.hash).map_err(|e| ContentError::Corrupt(e.to_string()))?;
+        let key = paths::upload_data(&session.id);
+        let (offset, broken) = self
+            .stream_into(&key, session.offset, &mut digester, limited)
+            .await?;
+        let received = received.load(std::sync::atomic::Ordering::Relaxed);
+        if received > len || (broken.is_none() && received != len) {
+            // Cut the file back to the upload's offset: the next chunk starts there, and a
+            // completion must not find these bytes behind it.
+            self.driver
+                .writer(&key, session.offset)
+                .await?
+                .commit()
+                .await?;
+            return Err(ContentError::ChunkLength {
+                declared: len,
+                received,
+            });
+        }
+        if offset != session.offset {
+            let moved = self
+                .meta
+                .upload_advance(&session.id, session.offset, offset, &digester.state())
+                .await?;
+            if !moved {
+                return Err(ContentError::UploadUnknown(session.id.clone()));
+            }
+        }
+        if let Some(e) = broken {
+            return Err(ContentError::Body(e));
+        }
+        Ok(UploadStatus {
+            id: session.id.clone(),
+            offset,
+        })
+    }
+
     /// Streams `body` into `key` from `offset`, hashing as it goes, and makes what arrived
     /// durable. Returns the new size and, if the body broke off, why.
     async fn stream_into<S, E>(
@@ -353,7 +431,20 @@ impl Store {
         let mut writer = self.driver.writer(key, offset).await?;
         let mut body = std::pin::pin!(body);
         let mut broken = None;
-        while let Some(chunk) = body.next().await {
+        loop {
+            // Nothing ready (a slow or stalled client): write out what is buffered first, so
+            // a waiting upload holds no buffered bytes.
+            let next = match futures::poll!(body.next()) {
+                std::task::Poll::Ready(next) => next,
+                std::task::Poll::Pending => {
+                    if let Err(e) = writer.flush().await {
+                        let _ = writer.cancel().await;
+                        return Err(e.into());
+                    }
+                    body.next().await
+                }
+            };
+            let Some(chunk) = next else { break };
             match chunk {
                 Ok(chunk) => {
                     digester.update(&chunk);

@@ -707,3 +707,248 @@ async fn gc_running_during_pushes_never_loses_a_linked_blob() {
         }
     }
 }
+
+/// Makes every row of the store's metadata `secs` older, as if that much time had passed.
+fn age_metadata(dir: &std::path::Path, secs: i64) {
+    let c = rusqlite::Connection::open(dir.join("metadata.db")).unwrap();
+    c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    for table in ["blobs", "repo_blobs", "manifests"] {
+        c.execute(
+            &format!("UPDATE {table} SET created_at = created_at - ?1"),
+            [secs],
+        )
+        .unwrap();
+    }
+}
+
+async fn chunked_put(store: &Store, r: &RepoName, data: &[u8]) -> Digest {
+    let d = Digest::sha256_of(data);
+    let up = store.upload_start(r).await.unwrap();
+    let half = data.len() / 2;
+    store
+        .upload_append(r, &up.id, Some(0), body(&[&data[..half]]))
+        .await
+        .unwrap();
+    store
+        .upload_complete(r, &up.id, &d, Some(body(&[&data[half..]])))
+        .await
+        .unwrap();
+    d
+}
+
+/// Every write that makes content reachable (a monolithic or chunked upload, a mount, a manifest
+/// naming the blob) restarts its grace period, even when an old link or blob row is still there.
+/// Before: the old rows kept their time (`INSERT OR IGNORE`) and the next collection removed
+/// content a client had just been told was stored.
+#[tokio::test]
+async fn writes_that_make_content_reachable_restart_its_grace() {
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_fs(dir.path()).await.unwrap();
+    let (r, other) = (repo("grace/app"), repo("grace/other"));
+    let (mono, chunked, mounted, named) = (
+        &b"monolithic layer"[..],
+        &b"chunked layer"[..],
+        &b"mounted layer"[..],
+        &b"named layer"[..],
+    );
+    let mut manifests = Vec::new();
+    for layer in [mono, chunked, mounted, named] {
+        manifests.push(put_image(&store, &r, "v1", layer).await);
+    }
+    store
+        .blob_mount(&other, &r, &Digest::sha256_of(mounted))
+        .await
+        .unwrap();
+    // Long past the grace period, the images go; their links and blobs are old and unreferenced.
+    age_metadata(dir.path(), 2 * GRACE.as_secs() as i64);
+    for m in &manifests {
+        store
+            .manifest_delete(&r, &Reference::Digest(m.clone()))
+            .await
+            .unwrap();
+    }
+    // Now each layer is made reachable again, each in its own way.
+    let d = Digest::sha256_of(mono);
+    store.blob_put(&r, &d, body(&[mono])).await.unwrap();
+    assert_eq!(
+        chunked_put(&store, &r, chunked).await,
+        Digest::sha256_of(chunked)
+    );
+    let d = Digest::sha256_of(mounted);
+    assert!(store.blob_mount(&other, &r, &d).await.unwrap().is_some());
+    // A manifest naming the old link, deleted at once: the link keeps its grace from the put.
+    let config = Digest::sha256_of(b"{}");
+    store.blob_put(&r, &config, body(&[b"{}"])).await.unwrap();
+    let d = Digest::sha256_of(named);
+    let m = image_manifest(&config, &[(&d, named.len())], "");
+    let put = store
+        .manifest_put(
+            &r,
+            &Reference::parse("named").unwrap(),
+            Some(media_type::OCI_MANIFEST),
+            Bytes::from(m),
+        )
+        .await
+        .unwrap();
+    store
+        .manifest_delete(&r, &Reference::Digest(put.digest))
+        .await
+        .unwrap();
+
+    let report = store.gc(GRACE).await.unwrap();
+    for (where_, layer) in [(&r, mono), (&r, chunked), (&other, mounted), (&r, named)] {
+        let d = Digest::sha256_of(layer);
+        assert_eq!(
+            read_blob(&store, where_, &d, 0).await,
+            layer,
+            "{} lost in {where_} inside its grace: {report:?}",
+            String::from_utf8_lossy(layer)
+        );
+    }
+    // A manifest naming each of them is accepted.
+    for layer in [mono, chunked, named] {
+        let d = Digest::sha256_of(layer);
+        let m = image_manifest(&config, &[(&d, layer.len())], "");
+        store
+            .manifest_put(
+                &r,
+                &Reference::parse("again").unwrap(),
+                Some(media_type::OCI_MANIFEST),
+                Bytes::from(m),
+            )
+            .await
+            .unwrap();
+    }
+    // What nothing refreshed did go: the mounted layer's link in `r` itself.
+    assert_eq!(
+        store
+            .blob_stat(&r, &Digest::sha256_of(mounted))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// The sweep checks each marked candidate again: one linked again between mark and sweep stays.
+#[tokio::test]
+async fn sweep_keeps_a_candidate_linked_after_the_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_fs(dir.path()).await.unwrap();
+    let r = repo("race/mark");
+    let (a, b) = (&b"relinked"[..], &b"still garbage"[..]);
+    for data in [a, b] {
+        let d = Digest::sha256_of(data);
+        store.blob_put(&r, &d, body(&[data])).await.unwrap();
+        store.blob_delete(&r, &d).await.unwrap();
+    }
+    age_metadata(dir.path(), 3600);
+    let before = now() - 60;
+    let marked = store.meta.blob_candidates(before, None, 10).await.unwrap();
+    assert_eq!(marked.len(), 2, "{marked:?}");
+    // A push of `a` lands between the mark and the sweep.
+    let da = Digest::sha256_of(a);
+    store.blob_put(&r, &da, body(&[a])).await.unwrap();
+    let swept = store.meta.sweep_blobs(before, &marked).await.unwrap();
+    assert_eq!(
+        swept,
+        vec![(Digest::sha256_of(b), b.len() as u64)],
+        "the sweep took a blob pushed after the mark"
+    );
+    assert_eq!(read_blob(&store, &r, &da, 0).await, a);
+}
+
+/// A collection over thousands of garbage blobs holds the commit lock exclusive only in short
+/// batches: a commit waiting meanwhile waits for one batch, not the whole collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_over_many_blobs_keeps_exclusive_sections_short() {
+    const GARBAGE: usize = 6000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open_fs(dir.path()).await.unwrap());
+    // Half recorded blobs nothing links, half bytes with no metadata at all.
+    {
+        let mut c = rusqlite::Connection::open(dir.path().join("metadata.db")).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        let tx = c.transaction().unwrap();
+        for i in 0..GARBAGE {
+            let data = format!("garbage {i}");
+            let d = Digest::sha256_of(data.as_bytes());
+            let path = dir.path().join(paths::blob_data(&d));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &data).unwrap();
+            if i % 2 == 0 {
+                tx.execute(
+                    "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, 1)",
+                    rusqlite::params![d.as_str(), data.len() as i64],
+                )
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let started = std::time::Instant::now();
+    let gc = {
+        let store = store.clone();
+        tokio::spawn(async move { store.gc_before(now() - 60).await.unwrap() })
+    };
+    let (mut waits, mut worst) = (0usize, std::time::Duration::ZERO);
+    while !gc.is_finished() {
+        let t = std::time::Instant::now();
+        let guard = store.commit_lock.shared().await.unwrap();
+        worst = worst.max(t.elapsed());
+        waits += 1;
+        drop(guard);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let report = gc.await.unwrap();
+    let took = started.elapsed();
+    eprintln!("gc of {GARBAGE} blobs took {took:?}; {waits} commits waited, the longest {worst:?}");
+    assert_eq!(report.blobs_removed as usize, GARBAGE / 2, "{report:?}");
+    assert_eq!(report.orphans_removed as usize, GARBAGE / 2, "{report:?}");
+    assert!(
+        worst < std::time::Duration::from_secs(1) && worst * 4 < took,
+        "a commit waited {worst:?} during a {took:?} collection"
+    );
+}
+
+/// A chunk that declares its length is taken whole or not at all, on every driver.
+#[tokio::test]
+async fn a_chunk_whose_body_disagrees_with_its_range_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs_store = Store::open_fs(dir.path()).await.unwrap();
+    let (mem_store, _) = memory_store().await;
+    for store in [&fs_store, &mem_store] {
+        let r = repo("exact/chunks");
+        let data = b"0123456789abcdef";
+        let up = store.upload_start(&r).await.unwrap();
+        let st = store
+            .upload_append_exact(&r, &up.id, 0, 4, body(&[b"01", b"23"]))
+            .await
+            .unwrap();
+        assert_eq!(st.offset, 4);
+        for (parts, received) in [
+            (&[&b"4567"[..], b"89"][..], 6), // longer than declared
+            (&[&b"45"[..]][..], 2),          // shorter
+        ] {
+            let err = store
+                .upload_append_exact(&r, &up.id, 4, 4, body(parts))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, ContentError::ChunkLength { declared: 4, received: got } if got == received),
+                "{err}"
+            );
+            assert_eq!(store.upload_status(&r, &up.id).await.unwrap().offset, 4);
+        }
+        store
+            .upload_append_exact(&r, &up.id, 4, 12, body(&[&data[4..]]))
+            .await
+            .unwrap();
+        let d = Digest::sha256_of(data);
+        store
+            .upload_complete(&r, &up.id, &d, None::<stream::Empty<Chunk>>)
+            .await
+            .unwrap();
+        assert_eq!(read_blob(store, &r, &d, 0).await, data);
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! Small keys are written to `.tmp/` beside the tree, fsynced, and renamed into place, then the
 //! directory is fsynced. Writers buffer up to [`WRITE_BUF`] and write from the blocking pool, so a
-//! multi-gigabyte stream costs one buffer of memory.
+//! multi-gigabyte stream costs two buffers of memory, and a stalled one none and no thread.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncSeekExt;
-use tokio::sync::mpsc;
 
 use super::{
     BoxReader, ByteStream, DriverError, DriverWriter, FileInfo, StorageDriver, validate_key,
@@ -19,14 +18,10 @@ use super::{
 
 /// How much a writer gathers before one write to the file.
 const WRITE_BUF: usize = 1 << 20;
-/// How many full buffers may wait for the writing thread.
-const IN_FLIGHT: usize = 4;
 /// The writing thread flushes to disk every this many bytes.
 const SYNC_EVERY: u64 = 16 << 20;
 /// Chunk size of streamed reads.
 const READ_CHUNK: usize = 512 * 1024;
-/// How many chunks a streamed read keeps ahead of its consumer.
-const READ_AHEAD: usize = 4;
 /// Temporary files older than this are leftovers of a crash.
 pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Where temporary files live, beside the key tree. Not a valid content key prefix.
@@ -41,23 +36,63 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// How often an operation that creates under a directory tries again when a concurrent delete
+/// pruned that directory (or a parent) between its creation and the operation's use of it.
+const PRUNED_RETRIES: usize = 64;
+
 /// Creates `dir` and its missing parents, fsyncing each parent whose entries changed.
+///
+/// Deletes prune directories they leave empty, in this process or another sharing the root, so
+/// any directory may vanish the moment it is empty: a parent removed between our check and our
+/// `mkdir` is created again.
 fn create_dirs_durable(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    let mut attempt = 0;
+    loop {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent() {
+            create_dirs_durable(parent)?;
+        }
+        let made = fs::create_dir(dir).and_then(|()| match dir.parent() {
+            Some(parent) => sync_dir(parent),
+            None => Ok(()),
+        });
+        match made {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < PRUNED_RETRIES => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    if let Some(parent) = dir.parent() {
-        create_dirs_durable(parent)?;
+}
+
+/// Runs `op`, which creates an entry in `dir`, after creating `dir`. When `op` finds no `dir`
+/// (a concurrent delete pruned it once it was empty), `dir` is created again and `op` retried:
+/// no delete can make a concurrent writer fail. `source` is what `op` moves, if anything: when
+/// it is gone, the `NotFound` is about it and is returned at once.
+fn in_dir<T>(
+    dir: &Path,
+    source: Option<&Path>,
+    mut op: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let mut attempt = 0;
+    loop {
+        create_dirs_durable(dir)?;
+        match op() {
+            // Whether `dir` exists now says nothing: another writer may have made it again.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && attempt < PRUNED_RETRIES
+                    && source.is_none_or(Path::exists) =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
-    match fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -136,65 +171,79 @@ impl FsDriver {
     }
 }
 
-/// A writer hands full buffers to its own thread over a bounded channel, so hashing and
-/// receiving overlap with writing, and memory stays at `IN_FLIGHT` buffers.
+/// Reads up to `want` bytes of `f` on the blocking pool; gives the file back.
+fn read_chunk(mut f: File, want: usize) -> tokio::task::JoinHandle<(File, std::io::Result<Bytes>)> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = BytesMut::zeroed(want);
+        loop {
+            match f.read(&mut buf) {
+                Ok(k) => {
+                    buf.truncate(k);
+                    return (f, Ok(buf.freeze()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return (f, Err(e)),
+            }
+        }
+    })
+}
+
+/// A writer keeps at most one buffer's write in flight on the blocking pool while the next
+/// buffer fills, so receiving and hashing overlap with writing. Between writes it holds no
+/// thread, so a slow or stalled upload costs a file descriptor and at most one buffer.
 struct FsWriter {
     key: String,
     path: PathBuf,
-    tx: Option<mpsc::Sender<Bytes>>,
-    thread: Option<tokio::task::JoinHandle<std::io::Result<File>>>,
+    /// The file, while no write is in flight.
+    file: Option<File>,
+    /// The write in flight; it gives the file back with the bytes not yet flushed to disk.
+    pending: Option<tokio::task::JoinHandle<std::io::Result<(File, u64)>>>,
+    /// Bytes written since the last `sync_data`.
+    unsynced: u64,
     buf: BytesMut,
     size: u64,
 }
 
 impl FsWriter {
     fn start(key: &str, path: PathBuf, file: File, offset: u64) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(IN_FLIGHT);
-        let thread = tokio::task::spawn_blocking(move || {
-            let mut file = file;
-            let mut unsynced = 0u64;
-            // Flush as we go, on a second descriptor in a second thread, so the disk works
-            // while more bytes arrive and the final fsync has little left to do. At most one
-            // background flush runs at a time; writing never waits for it.
-            let mut flushing: Option<std::thread::JoinHandle<std::io::Result<()>>> = None;
-            while let Some(data) = rx.blocking_recv() {
-                file.write_all(&data)?;
-                unsynced += data.len() as u64;
-                if unsynced >= SYNC_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished()) {
-                    if let Some(done) = flushing.take() {
-                        done.join()
-                            .map_err(|_| std::io::Error::other("flush thread panicked"))??;
-                    }
-                    let dup = file.try_clone()?;
-                    flushing = Some(std::thread::spawn(move || dup.sync_data()));
-                    unsynced = 0;
-                }
-            }
-            if let Some(done) = flushing {
-                done.join()
-                    .map_err(|_| std::io::Error::other("flush thread panicked"))??;
-            }
-            Ok(file)
-        });
         FsWriter {
             key: key.to_owned(),
             path,
-            tx: Some(tx),
-            thread: Some(thread),
+            file: Some(file),
+            pending: None,
+            unsynced: 0,
             buf: BytesMut::new(),
             size: offset,
         }
     }
 
-    async fn send(&mut self, data: Bytes) -> Result<(), DriverError> {
-        let tx = self.tx.as_ref().expect("writer used after commit");
-        if tx.send(data).await.is_err() {
-            // The thread stopped early: it hit an error; report it.
-            return Err(match self.stop().await {
-                Err(e) => e,
-                Ok(_) => DriverError::io(&self.key, std::io::Error::other("writer thread stopped")),
-            });
+    /// Waits for the write in flight, if any, and takes the file back.
+    async fn wait(&mut self) -> Result<(), DriverError> {
+        if let Some(write) = self.pending.take() {
+            let (file, unsynced) = write
+                .await
+                .map_err(|e| DriverError::io(&self.key, std::io::Error::other(e)))?
+                .map_err(|e| DriverError::io(&self.key, e))?;
+            self.file = Some(file);
+            self.unsynced = unsynced;
         }
+        Ok(())
+    }
+
+    /// Starts writing `data` once the previous write is done. Every [`SYNC_EVERY`] bytes the
+    /// write also flushes to disk, so the final fsync has little left to do.
+    async fn send(&mut self, data: Bytes) -> Result<(), DriverError> {
+        self.wait().await?;
+        let mut file = self.file.take().expect("writer used after commit");
+        let mut unsynced = self.unsynced + data.len() as u64;
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            file.write_all(&data)?;
+            if unsynced >= SYNC_EVERY {
+                file.sync_data()?;
+                unsynced = 0;
+            }
+            Ok((file, unsynced))
+        }));
         Ok(())
     }
 
@@ -206,14 +255,10 @@ impl FsWriter {
         self.send(data).await
     }
 
-    /// Closes the channel and waits for the thread to write everything it was given.
+    /// Waits for everything given to be written and returns the file.
     async fn stop(&mut self) -> Result<File, DriverError> {
-        self.tx = None;
-        let thread = self.thread.take().expect("writer used after commit");
-        thread
-            .await
-            .map_err(|e| DriverError::io(&self.key, std::io::Error::other(e)))?
-            .map_err(|e| DriverError::io(&self.key, e))
+        self.wait().await?;
+        Ok(self.file.take().expect("writer used after commit"))
     }
 }
 
@@ -233,6 +278,13 @@ impl DriverWriter for FsWriter {
 
     fn size(&self) -> u64 {
         self.size
+    }
+
+    async fn flush(&mut self) -> Result<(), DriverError> {
+        self.flush_buf().await?;
+        self.wait().await?;
+        self.buf = BytesMut::new();
+        Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), DriverError> {
@@ -266,13 +318,13 @@ impl StorageDriver for FsDriver {
         let path = self.path(key)?;
         let tmp = self.tmp_path();
         blocking(key, move || {
-            create_dirs_durable(tmp.parent().expect("tmp has a parent"))?;
-            let mut f = File::create(&tmp)?;
+            let mut f = in_dir(tmp.parent().expect("tmp has a parent"), None, || {
+                File::create(&tmp)
+            })?;
             f.write_all(&data)?;
             f.sync_data()?;
             let parent = path.parent().expect("key has a parent");
-            create_dirs_durable(parent)?;
-            fs::rename(&tmp, &path)?;
+            in_dir(parent, Some(&tmp), || fs::rename(&tmp, &path))?;
             sync_dir(parent)
         })
         .await
@@ -324,39 +376,33 @@ impl StorageDriver for FsDriver {
         })
         .await
         .map_err(|e| invalid_offset(e, key, offset))?;
-        let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
-        // A thread reads ahead a bounded number of chunks; it stops when the receiver goes.
-        tokio::task::spawn_blocking(move || {
-            let (mut f, _) = file;
-            let mut remaining = len;
-            loop {
-                let want = remaining.map_or(READ_CHUNK, |n| n.min(READ_CHUNK as u64) as usize);
-                if want == 0 {
-                    break;
-                }
-                let mut buf = BytesMut::zeroed(want);
-                let item = match f.read(&mut buf) {
-                    Ok(0) => match remaining.filter(|n| *n > 0) {
-                        Some(n) => Err(super::missing(n)),
-                        None => break,
-                    },
-                    Ok(k) => {
-                        buf.truncate(k);
-                        remaining = remaining.map(|n| n - k as u64);
-                        Ok(buf.freeze())
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => Err(e),
+        // One chunk is read ahead on the blocking pool while the consumer takes the last; a
+        // consumer that stops reading holds no thread.
+        let (f, _) = file;
+        let want = |remaining: Option<u64>| {
+            remaining.map_or(READ_CHUNK, |n| n.min(READ_CHUNK as u64) as usize)
+        };
+        let next = (want(len) > 0).then(|| read_chunk(f, want(len)));
+        Ok(Box::pin(futures::stream::unfold(
+            (next, len),
+            move |(next, remaining)| async move {
+                let (f, item) = match next?.await {
+                    Ok(done) => done,
+                    Err(e) => return Some((Err(std::io::Error::other(e)), (None, remaining))),
                 };
-                let failed = item.is_err();
-                if tx.blocking_send(item).is_err() || failed {
-                    break;
+                match item {
+                    Ok(chunk) if chunk.is_empty() => remaining
+                        .filter(|n| *n > 0)
+                        .map(|n| (Err(super::missing(n)), (None, remaining))),
+                    Ok(chunk) => {
+                        let remaining = remaining.map(|n| n - chunk.len() as u64);
+                        let next = (want(remaining) > 0).then(|| read_chunk(f, want(remaining)));
+                        Some((Ok(chunk), (next, remaining)))
+                    }
+                    Err(e) => Some((Err(e), (None, remaining))),
                 }
-            }
-        });
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })))
+            },
+        )))
     }
 
     async fn writer(&self, key: &str, offset: u64) -> Result<Box<dyn DriverWriter>, DriverError> {
@@ -364,12 +410,13 @@ impl StorageDriver for FsDriver {
         let p = path.clone();
         let owned_key = key.to_owned();
         let file = blocking(key, move || {
-            create_dirs_durable(p.parent().expect("key has a parent"))?;
-            let mut f = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(false)
-                .open(&p)?;
+            let mut f = in_dir(p.parent().expect("key has a parent"), None, || {
+                OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(false)
+                    .open(&p)
+            })?;
             let size = f.metadata()?.len();
             if offset > size {
                 return Err(std::io::Error::new(
@@ -440,15 +487,18 @@ impl StorageDriver for FsDriver {
                 ));
             }
             let dst_parent = dst.parent().expect("key has a parent").to_owned();
-            create_dirs_durable(&dst_parent)?;
             if dst.is_dir() {
                 fs::remove_dir_all(&dst)?;
             }
-            fs::rename(&src, &dst)?;
+            in_dir(&dst_parent, Some(&src), || fs::rename(&src, &dst))?;
             sync_dir(&dst_parent)?;
             let src_parent = src.parent().expect("key has a parent");
             if src_parent != dst_parent && src_parent.exists() {
-                sync_dir(src_parent)?;
+                // A concurrent delete may have pruned it since: then there is nothing to sync.
+                match sync_dir(src_parent) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    other => other?,
+                }
                 driver.prune_empty(src_parent);
             }
             debug_assert!(dst.starts_with(&root));

@@ -81,6 +81,11 @@ pub trait DriverWriter: Send {
     async fn write(&mut self, data: Bytes) -> Result<(), DriverError>;
     /// Bytes in the key so far (the starting offset plus what was written).
     fn size(&self) -> u64;
+    /// Hands what is buffered to the backend and releases the buffer: called when the source
+    /// has nothing ready, so a stalled upload holds no buffered bytes.
+    async fn flush(&mut self) -> Result<(), DriverError> {
+        Ok(())
+    }
     /// Makes everything written durable.
     async fn commit(self: Box<Self>) -> Result<(), DriverError>;
     /// Abandons the writer and removes the key.

@@ -275,6 +275,54 @@ async fn concurrent_puts_are_atomic<D: StorageDriver + Clone>(d: &D) {
     d.delete(key).await.unwrap();
 }
 
+/// Creating under a directory while another key under the same parent is deleted (which may prune
+/// the parent once it is empty) never fails: every kind of creation, many rounds.
+async fn creation_races_deletes_of_siblings<D: StorageDriver + Clone>(d: &D) {
+    const ROUNDS: usize = 300;
+    let deleter = {
+        let d = d.clone();
+        tokio::spawn(async move {
+            for i in 0..ROUNDS {
+                let key = format!("suite/shared/del/{i}/data");
+                d.put_content(&key, Bytes::from_static(b"x")).await?;
+                d.delete(&format!("suite/shared/del/{i}")).await?;
+            }
+            Ok::<_, DriverError>(())
+        })
+    };
+    let creators: Vec<_> = (0..3)
+        .map(|kind| {
+            let d = d.clone();
+            tokio::spawn(async move {
+                for i in 0..ROUNDS {
+                    let key = format!("suite/shared/new{kind}/{i}/data");
+                    match kind {
+                        0 => d.put_content(&key, Bytes::from_static(b"y")).await?,
+                        1 => {
+                            let mut w = d.writer(&key, 0).await?;
+                            w.write(Bytes::from_static(b"z")).await?;
+                            w.commit().await?;
+                        }
+                        _ => {
+                            let from = format!("suite/from{i}");
+                            d.put_content(&from, Bytes::from_static(b"w")).await?;
+                            d.rename(&from, &key).await?;
+                        }
+                    }
+                    d.delete(&format!("suite/shared/new{kind}/{i}")).await?;
+                }
+                Ok::<_, DriverError>(())
+            })
+        })
+        .collect();
+    deleter.await.unwrap().expect("deleting");
+    for (kind, c) in creators.into_iter().enumerate() {
+        c.await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("creation kind {kind} failed beside a delete: {e}"));
+    }
+}
+
 /// Runs every case against fresh drivers from `make`, checking after each that nothing is left.
 pub async fn run_all<D, F, Fut>(make: F)
 where
@@ -305,4 +353,5 @@ where
     case!(delete_files_and_trees);
     case!(invalid_keys_are_refused);
     case!(concurrent_puts_are_atomic);
+    case!(creation_races_deletes_of_siblings);
 }

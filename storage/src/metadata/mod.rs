@@ -171,12 +171,26 @@ pub trait MetadataStore: Send + Sync + 'static {
         repo: &str,
         subject: &Digest,
     ) -> Result<Vec<ManifestRecord>, MetaError>;
-    /// Garbage collection, first half: removes links created before `before` that no manifest of
-    /// their repository references. Returns how many went.
-    async fn unlink_unreferenced(&self, before: i64) -> Result<u64, MetaError>;
-    /// Garbage collection, second half: removes and returns blobs recorded before `before` that
-    /// no repository links and that are no manifest's bytes.
-    async fn sweep_blobs(&self, before: i64) -> Result<Vec<(Digest, u64)>, MetaError>;
+    /// Garbage collection, first step: removes up to `limit` links created before `before` that
+    /// no manifest of their repository references, checking both as they go. Returns how many
+    /// went (fewer than `limit`: no more are due).
+    async fn unlink_unreferenced(&self, before: i64, limit: usize) -> Result<u64, MetaError>;
+    /// Garbage collection, mark: up to `limit` blobs after `after` (in digest order) recorded
+    /// before `before` that no repository links and that are no manifest's bytes. Reads only.
+    async fn blob_candidates(
+        &self,
+        before: i64,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Digest>, MetaError>;
+    /// Garbage collection, sweep: removes and returns those of `candidates` that are still
+    /// garbage by the rules of [`MetadataStore::blob_candidates`], checked again in the same
+    /// transaction (a write since the mark refreshes or links them).
+    async fn sweep_blobs(
+        &self,
+        before: i64,
+        candidates: &[Digest],
+    ) -> Result<Vec<(Digest, u64)>, MetaError>;
     /// Every blob digest that is recorded, for garbage collection and consistency checks.
     async fn all_blobs(&self) -> Result<Vec<Digest>, MetaError>;
 

@@ -15,7 +15,8 @@ use super::{
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE repositories (
     name        TEXT PRIMARY KEY,
     created_at  INTEGER NOT NULL
@@ -78,7 +79,14 @@ CREATE TABLE uploads (
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
 );
-"#];
+"#,
+    // Garbage collection asks "does any manifest reference this link / own these bytes" for every
+    // candidate; without these it scans a table per row.
+    r#"
+CREATE INDEX manifest_refs_child ON manifest_refs(repo, child, kind);
+CREATE INDEX manifests_digest ON manifests(digest);
+"#,
+];
 
 struct Inner {
     path: Option<PathBuf>,
@@ -151,6 +159,27 @@ fn ensure_repo(tx: &rusqlite::Transaction<'_>, repo: &str) -> rusqlite::Result<(
     tx.execute(
         "INSERT OR IGNORE INTO repositories (name, created_at) VALUES (?1, ?2)",
         params![repo, now()],
+    )?;
+    Ok(())
+}
+
+/// Records a blob, or refreshes the time garbage collection's grace period reads from.
+fn touch_blob(tx: &rusqlite::Transaction<'_>, digest: &str, size: u64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (digest) DO UPDATE SET created_at = MAX(created_at, excluded.created_at)",
+        params![digest, size as i64, now()],
+    )?;
+    Ok(())
+}
+
+/// Links a blob into a repository, or refreshes the link's time: a write that makes content
+/// reachable again restarts its grace period, whatever an earlier link's age.
+fn touch_link(tx: &rusqlite::Transaction<'_>, repo: &str, digest: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO repo_blobs (repo, digest, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (repo, digest) DO UPDATE SET created_at = MAX(created_at, excluded.created_at)",
+        params![repo, digest, now()],
     )?;
     Ok(())
 }
@@ -306,14 +335,8 @@ impl MetadataStore for SqliteMetadata {
         let (repo, d) = (repo.to_owned(), digest.to_string());
         self.write(move |tx| {
             ensure_repo(tx, &repo)?;
-            tx.execute(
-                "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)",
-                params![d, size as i64, now()],
-            )?;
-            tx.execute(
-                "INSERT OR IGNORE INTO repo_blobs (repo, digest, created_at) VALUES (?1, ?2, ?3)",
-                params![repo, d, now()],
-            )?;
+            touch_blob(tx, &d, size)?;
+            touch_link(tx, &repo, &d)?;
             Ok(())
         })
         .await
@@ -435,14 +458,8 @@ impl MetadataStore for SqliteMetadata {
                 })?;
             tx.execute("DELETE FROM uploads WHERE id = ?1", [&id])?;
             ensure_repo(tx, &repo)?;
-            tx.execute(
-                "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)",
-                params![d, size as i64, now()],
-            )?;
-            tx.execute(
-                "INSERT OR IGNORE INTO repo_blobs (repo, digest, created_at) VALUES (?1, ?2, ?3)",
-                params![repo, d, now()],
-            )?;
+            touch_blob(tx, &d, size)?;
+            touch_link(tx, &repo, &d)?;
             Ok(())
         })
         .await
@@ -481,10 +498,7 @@ impl MetadataStore for SqliteMetadata {
             }
             ensure_repo(tx, &repo)?;
             let d = rec.digest.as_str();
-            tx.execute(
-                "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)",
-                params![d, rec.size as i64, rec.created_at],
-            )?;
+            touch_blob(tx, d, rec.size)?;
             tx.execute(
                 "INSERT OR IGNORE INTO manifests
                  (repo, digest, media_type, size, artifact_type, subject, annotations, created_at)
@@ -501,6 +515,11 @@ impl MetadataStore for SqliteMetadata {
                 ],
             )?;
             for (child, kind) in &refs {
+                if *kind == RefKind::Blob {
+                    // The manifest makes the blob reachable: its link's grace restarts too, so a
+                    // manifest deleted right after still leaves the client its grace period.
+                    touch_link(tx, &repo, child.as_str())?;
+                }
                 tx.execute(
                     "INSERT OR IGNORE INTO manifest_refs (repo, manifest, child, kind) VALUES (?1, ?2, ?3, ?4)",
                     params![repo, d, child.as_str(), kind.as_str()],
@@ -677,34 +696,67 @@ impl MetadataStore for SqliteMetadata {
         .await
     }
 
-    async fn unlink_unreferenced(&self, before: i64) -> Result<u64, MetaError> {
+    async fn unlink_unreferenced(&self, before: i64, limit: usize) -> Result<u64, MetaError> {
         self.write(move |tx| {
+            // One statement: the age and the references are checked as the rows go, so a link
+            // refreshed or referenced since any earlier look is kept.
             Ok(tx.execute(
-                "DELETE FROM repo_blobs WHERE created_at < ?1 AND NOT EXISTS (
-                     SELECT 1 FROM manifest_refs r
-                     WHERE r.repo = repo_blobs.repo AND r.child = repo_blobs.digest AND r.kind = 'blob')",
-                [before],
+                "DELETE FROM repo_blobs WHERE rowid IN (
+                     SELECT l.rowid FROM repo_blobs l WHERE l.created_at < ?1 AND NOT EXISTS (
+                         SELECT 1 FROM manifest_refs r
+                         WHERE r.repo = l.repo AND r.child = l.digest AND r.kind = 'blob')
+                     LIMIT ?2)",
+                params![before, limit as i64],
             )? as u64)
         })
         .await
     }
 
-    async fn sweep_blobs(&self, before: i64) -> Result<Vec<(Digest, u64)>, MetaError> {
+    async fn blob_candidates(
+        &self,
+        before: i64,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Digest>, MetaError> {
+        let after = after.map(Digest::to_string).unwrap_or_default();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT digest FROM blobs b WHERE digest > ?1 AND created_at < ?2
+                 AND NOT EXISTS (SELECT 1 FROM repo_blobs l WHERE l.digest = b.digest)
+                 AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
+                 ORDER BY digest LIMIT ?3",
+            )?
+            .query_map(params![after, before, limit as i64], |r| {
+                digest(&r.get::<_, String>(0)?)
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn sweep_blobs(
+        &self,
+        before: i64,
+        candidates: &[Digest],
+    ) -> Result<Vec<(Digest, u64)>, MetaError> {
+        let candidates = candidates.to_vec();
         self.write(move |tx| {
-            let doomed = tx
-                .prepare(
-                    "SELECT digest, size FROM blobs b WHERE created_at < ?1
-                     AND NOT EXISTS (SELECT 1 FROM repo_blobs l WHERE l.digest = b.digest)
-                     AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
-                     ORDER BY digest",
-                )?
-                .query_map([before], |r| {
-                    Ok((digest(&r.get::<_, String>(0)?)?, r.get::<_, i64>(1)? as u64))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut del = tx.prepare_cached("DELETE FROM blobs WHERE digest = ?1")?;
-            for (d, _) in &doomed {
-                del.execute([d.as_str()])?;
+            // Each candidate is checked again as it goes: a push, mount or manifest since the
+            // mark made it reachable (and refreshed its time).
+            let mut del = tx.prepare_cached(
+                "DELETE FROM blobs WHERE digest = ?1 AND created_at < ?2
+                 AND NOT EXISTS (SELECT 1 FROM repo_blobs l WHERE l.digest = blobs.digest)
+                 AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = blobs.digest)
+                 RETURNING size",
+            )?;
+            let mut doomed = Vec::new();
+            for d in candidates {
+                let size = del
+                    .query_row(params![d.as_str(), before], |r| r.get::<_, i64>(0))
+                    .optional()?;
+                if let Some(size) = size {
+                    doomed.push((d, size as u64));
+                }
             }
             Ok(doomed)
         })
