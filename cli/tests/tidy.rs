@@ -239,6 +239,7 @@ const INDIRECT: &[(&str, &[&str], &str)] = &[
     ("env!(\"CARGO_BIN_EXE_hoist\")", &[], "the hoist binary"),
     ("hoist_bin()", &[], "the hoist binary"),
     ("&hoist", &[], "the hoist binary (cli/benches/build.rs)"),
+    ("hoist", &[], "the hoist binary (cli/benches/build.rs)"),
     (
         "exe",
         &[],
