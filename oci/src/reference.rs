@@ -32,7 +32,8 @@ pub enum ReferenceError {
     },
 }
 
-/// A normalised image reference. The registry is lowercased, `docker.io` is filled in when none is
+/// A normalised image reference. The registry is lowercased (unless only its capitals make it a
+/// host, as in docker's `MyReg/app`: then it is kept as written), `docker.io` is filled in when none is
 /// given, single-component Docker Hub names get `library/`, and `latest` is the tag when neither tag
 /// nor digest is given.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -117,7 +118,14 @@ impl Reference {
                 if !valid_host(first) {
                     return Err(ReferenceError::Registry(s.to_owned()));
                 }
-                let host = first.to_ascii_lowercase();
+                // Lowercased, unless that makes it no longer read as a host (`MyReg/app`: only
+                // its capitals make it one), so that the printed form parses back to it.
+                let lower = first.to_ascii_lowercase();
+                let host = if looks_like_host(&lower) {
+                    lower
+                } else {
+                    first.to_owned()
+                };
                 let host = match host.as_str() {
                     "index.docker.io" | "registry-1.docker.io" => DEFAULT_REGISTRY.to_owned(),
                     _ => host,
@@ -147,7 +155,7 @@ impl Reference {
         })
     }
 
-    /// The registry host, lowercased (`docker.io` for Docker Hub).
+    /// The registry host, lowercased where it stays a host (`docker.io` for Docker Hub).
     pub fn registry(&self) -> &str {
         &self.registry
     }

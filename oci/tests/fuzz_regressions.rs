@@ -60,3 +60,28 @@ fn every_docker_hub_path_has_a_familiar_form_naming_it() {
         "docker.io/foo.bar/x:latest"
     );
 }
+
+#[test]
+fn a_host_named_only_by_its_capitals_keeps_them() {
+    // fuzz/regressions/reference/crash-3280...: `aUkb-d/e` names the registry `aUkb-d` (docker:
+    // capitals make the first part a host); lowercased it printed as `aukb-d/e`, a Docker Hub
+    // repository.
+    let data = include_bytes!(
+        "../../fuzz/regressions/reference/crash-32808d4ec47c0c23d3cda2f59232c74e2b10857f"
+    );
+    let s = std::str::from_utf8(data).unwrap();
+    let r = Reference::parse(s).unwrap();
+    assert_eq!(r.registry(), "aUkb-d");
+    let printed = r.to_string();
+    assert_eq!(Reference::parse(&printed).unwrap(), r, "{printed}");
+    assert_familiar_round_trips(s);
+    // Real hosts are still lowercased.
+    assert_eq!(
+        Reference::parse("Reg.Example.COM/a").unwrap().registry(),
+        "reg.example.com"
+    );
+    assert_eq!(
+        Reference::parse("LocalHost:5000/a").unwrap().registry(),
+        "localhost:5000"
+    );
+}
