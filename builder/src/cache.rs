@@ -131,14 +131,12 @@ impl BuildCache {
             path: db_path.clone(),
             source,
         };
-        let conn = Connection::open(&db_path).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        let conn = hoist_storage::metadata::open_wal(&db_path, std::time::Duration::from_secs(30))
             .map_err(db)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+            .map_err(db)?;
         Ok(BuildCache {
             dir: dir.to_path_buf(),
             db_path,
@@ -259,7 +257,9 @@ impl BuildCache {
     /// Stores `value` under `key`, naming the blobs it needs (already committed).
     pub fn put(&self, key: &CacheKey, value: &[u8], blobs: &[Digest]) -> Result<()> {
         let mut conn = self.conn.lock();
-        let tx = conn.transaction().map_err(self.db())?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.db())?;
         let hex = key.hex();
         let t = now();
         tx.execute(
@@ -326,7 +326,9 @@ impl BuildCache {
     fn prune_locked(&self, keep_storage: Option<u64>) -> Result<PruneReport> {
         let mut report = PruneReport::default();
         let mut conn = self.conn.lock();
-        let tx = conn.transaction().map_err(self.db())?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.db())?;
         {
             // Records, least recently used first, with the blobs each needs.
             let mut stmt = tx
@@ -547,6 +549,31 @@ mod tests {
         assert_eq!(parse_size("2GiB"), Some(2 << 30));
         assert_eq!(parse_size("x"), None);
         assert_eq!(parse_size("1q"), None);
+    }
+
+    /// Builds run as separate processes, so several open one fresh cache at once, and each then
+    /// writes. SQLite answers a lock conflict it sees as a deadlock with SQLITE_BUSY at once (no
+    /// busy handler), so the open and every write must be written to never meet one.
+    #[test]
+    fn concurrent_opens_of_a_fresh_cache_all_succeed() {
+        for round in 0..20u8 {
+            let dir = tempfile::tempdir().unwrap();
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                for t in 0..8u8 {
+                    let (dir, barrier) = (dir.path(), &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let c = BuildCache::open(dir)
+                            .unwrap_or_else(|e| panic!("round {round} thread {t}: {e}"));
+                        let (d, _) = c.put_blob(&[round, t][..]).unwrap();
+                        c.put(&key(t), &[t], &[d])
+                            .unwrap_or_else(|e| panic!("round {round} thread {t}: {e}"));
+                        assert!(c.get(&key(t)).unwrap().is_some());
+                    });
+                }
+            });
+        }
     }
 
     #[test]

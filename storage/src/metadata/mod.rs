@@ -10,7 +10,7 @@ mod sqlite;
 use async_trait::async_trait;
 use hoist_oci::{Digest, DigesterState};
 
-pub use sqlite::SqliteMetadata;
+pub use sqlite::{SqliteMetadata, open_wal};
 
 /// What went wrong in the metadata store.
 #[derive(Debug, thiserror::Error)]

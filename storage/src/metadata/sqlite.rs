@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hoist_oci::{Algorithm, Digest, DigesterState};
@@ -15,6 +16,9 @@ use super::{
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+/// How long a writer waits for another connection's lock.
+const BUSY: Duration = Duration::from_secs(10);
+
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE repositories (
@@ -100,16 +104,42 @@ pub struct SqliteMetadata {
     inner: Arc<Inner>,
 }
 
+/// Opens the SQLite database at `path` in WAL mode for one of several processes that may open
+/// it at once (builds, a server and its admin commands): waits up to `busy` for another's lock.
+///
+/// The busy handler does not cover the switch to WAL: when two connections open a fresh file at
+/// once, SQLite sees the lock upgrade as a possible deadlock and answers SQLITE_BUSY at once. The
+/// switch is idempotent, so it is retried until `busy` has passed.
+pub fn open_wal(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(busy)?;
+    let deadline = Instant::now() + busy;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            r => return r.map(|()| conn),
+        }
+    }
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), MetaError> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    // The version is read inside the write transaction: a process that opened the file at the
+    // same time may have migrated it since.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
@@ -225,8 +255,7 @@ impl SqliteMetadata {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MetaError> {
         let path = path.as_ref().to_owned();
-        let mut conn = Connection::open(&path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let mut conn = open_wal(&path, BUSY)?;
         configure(&conn)?;
         migrate(&mut conn)?;
         Ok(SqliteMetadata {
@@ -986,6 +1015,38 @@ mod tests {
             m.repositories(Some(1), Some("q")).await.unwrap().items,
             ["r"]
         );
+    }
+
+    /// Several processes (or connections) opening one fresh database at once all open it, and
+    /// migrate it once.
+    #[tokio::test]
+    async fn concurrent_opens_of_a_fresh_database_all_succeed() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("meta.db");
+            let barrier = std::sync::Barrier::new(8);
+            let stores: Vec<SqliteMetadata> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|t| {
+                        let (path, barrier) = (&path, &barrier);
+                        s.spawn(move || {
+                            barrier.wait();
+                            SqliteMetadata::open(path)
+                                .unwrap_or_else(|e| panic!("round {round} opener {t}: {e}"))
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for (t, m) in stores.iter().enumerate() {
+                m.link_blob("r", &d(&format!("b{t}")), 1).await.unwrap();
+            }
+            let c = Connection::open(&path).unwrap();
+            let version: i64 = c
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, MIGRATIONS.len() as i64);
+        }
     }
 
     #[tokio::test]
