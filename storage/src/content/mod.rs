@@ -397,6 +397,20 @@ impl Store {
                 received,
             });
         }
+        self.record_progress(&session, offset, &digester, broken)
+            .await
+    }
+
+    /// Records that `session` has reached `offset` with `digester`'s state, then reports a
+    /// body that broke off (what arrived before the break is kept, as the spec's resumption
+    /// needs).
+    async fn record_progress(
+        &self,
+        session: &UploadSession,
+        offset: u64,
+        digester: &Digester,
+        broken: Option<String>,
+    ) -> Result<UploadStatus> {
         if offset != session.offset {
             let moved = self
                 .meta
@@ -479,22 +493,9 @@ impl Store {
         let (offset, broken) = self
             .stream_into(&key, session.offset, &mut digester, body)
             .await?;
-        if offset != session.offset {
-            let moved = self
-                .meta
-                .upload_advance(&session.id, session.offset, offset, &digester.state())
-                .await?;
-            if !moved {
-                return Err(ContentError::UploadUnknown(session.id.clone()));
-            }
-        }
-        if let Some(e) = broken {
-            return Err(ContentError::Body(e));
-        }
-        let status = UploadStatus {
-            id: session.id.clone(),
-            offset,
-        };
+        let status = self
+            .record_progress(session, offset, &digester, broken)
+            .await?;
         Ok((status, digester))
     }
 
