@@ -349,7 +349,7 @@ impl Unpacker<'_> {
                 // The same layer created it: a whiteout hides only what lower layers hold.
                 return Ok(());
             }
-            return self.whiteout(&parent, target).map_err(io_err);
+            return self.whiteout(&parent, target, &meta).map_err(io_err);
         }
 
         let parent = self.parent(parent_comps, name)?;
@@ -669,7 +669,7 @@ impl Unpacker<'_> {
         remove_all_at(dir, name)
     }
 
-    fn whiteout(&mut self, parent: &OwnedFd, target: &[u8]) -> io::Result<()> {
+    fn whiteout(&mut self, parent: &OwnedFd, target: &[u8], meta: &Meta) -> io::Result<()> {
         match self.opts.whiteouts {
             Whiteouts::Apply => match self.remove(parent, target) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -686,6 +686,15 @@ impl Unpacker<'_> {
                     FileType::CharacterDevice,
                     Mode::empty(),
                     makedev(0, 0),
+                )?;
+                // The whiteout keeps the entry's owner and time, so the tree writes back to
+                // the same layer.
+                self.owner_at(parent, target, meta)?;
+                rustix::fs::utimensat(
+                    parent,
+                    os(target),
+                    &times(meta.mtime),
+                    AtFlags::SYMLINK_NOFOLLOW,
                 )?;
                 Ok(())
             }

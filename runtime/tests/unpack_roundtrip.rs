@@ -67,6 +67,38 @@ fn tree(root: &Path) {
     let deep = root.join("d".repeat(120)).join("e".repeat(120));
     fs::create_dir_all(&deep).unwrap();
     fs::write(deep.join("f".repeat(150)), b"long").unwrap();
+    // Times long past and each different, so an entry the unpacker leaves at "now" shows.
+    let mut n = 0;
+    backdate(root, &mut n);
+}
+
+/// Gives every entry under `dir` (children before their directory) its own old mtime.
+fn backdate(dir: &Path, n: &mut i64) {
+    let mut es: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    es.sort();
+    for e in es {
+        if fs::symlink_metadata(&e).unwrap().is_dir() {
+            backdate(&e, n);
+        }
+        *n += 1;
+        let t = rustix::fs::Timespec {
+            tv_sec: 1_000_000_000 + *n * 1000,
+            tv_nsec: 0,
+        };
+        rustix::fs::utimensat(
+            CWD,
+            &e,
+            &rustix::fs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    }
 }
 
 fn plain(root: &Path) -> (Vec<u8>, hoist_runtime::rootfs::LayerInfo) {
@@ -82,6 +114,39 @@ fn plain(root: &Path) -> (Vec<u8>, hoist_runtime::rootfs::LayerInfo) {
     )
     .unwrap();
     (out, info)
+}
+
+/// A layer's entries, one line each with every header field, so that a mismatch shows where.
+fn layer_listing(layer: &[u8]) -> Vec<String> {
+    let mut a = tar::Archive::new(layer);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let h = e.header().clone();
+            let pax: Vec<String> = e
+                .pax_extensions()
+                .unwrap()
+                .into_iter()
+                .flatten()
+                .map(|x| {
+                    let x = x.unwrap();
+                    format!("{}={:?}", x.key().unwrap(), x.value_bytes())
+                })
+                .collect();
+            format!(
+                "{} {:?} mode={:o} uid={} gid={} mtime={} size={} link={:?} pax={pax:?}",
+                e.path().unwrap().display(),
+                h.entry_type(),
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.mtime().unwrap(),
+                h.size().unwrap(),
+                e.link_name().unwrap(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -105,6 +170,7 @@ fn a_tree_round_trips_through_a_layer() {
     // mtimes, links, devices, xattrs, whiteouts and opaque dirs all survived.
     let (again, info2) = plain(&dst);
     let (first, _) = plain(&src);
+    assert_eq!(layer_listing(&again), layer_listing(&first));
     assert_eq!(info2.diff_id, info.diff_id);
     assert_eq!(again, first);
     // And on disk, in overlay form.
