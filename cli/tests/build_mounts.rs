@@ -186,15 +186,15 @@ fn cache_mount_uid_gid_mode_and_ro() {
     assert_eq!(read(&out.join("st4")), "twice\n");
 }
 
-/// Two builds at once whose RUN appends `start-X`, sleeps and appends `end-X` to one cache;
-/// returns the cache's log afterwards.
-fn concurrent_log(h: &Home, id: &str, sharing: &str) -> Vec<String> {
+/// Two builds at once whose RUN appends `start-X`, runs `middle` and appends `end-X` to one
+/// cache; returns the cache's log afterwards.
+fn concurrent_log(h: &Home, id: &str, sharing: &str, middle: &str) -> Vec<String> {
     let mut children: Vec<(PathBuf, Child)> = Vec::new();
     for who in ["one", "two"] {
         let ctx = h.context(
             &format!(
                 "FROM busybox\nRUN --mount=type=cache,id={id},target=/c,sharing={sharing} \
-                 sh -c 'echo start-{who} >> /c/log; sleep 3; echo end-{who} >> /c/log'\n"
+                 sh -c 'echo start-{who} >> /c/log; {middle}; echo end-{who} >> /c/log'\n"
             ),
             &[],
         );
@@ -221,15 +221,21 @@ fn concurrent_log(h: &Home, id: &str, sharing: &str) -> Vec<String> {
 #[test]
 fn cache_mount_locked_serialises_concurrent_builds() {
     let h = Home::new();
-    let log = concurrent_log(&h, "lk", "locked");
+    let log = concurrent_log(&h, "lk", "locked", "sleep 2");
     assert_eq!(log.len(), 4, "{log:?}");
     for pair in log.chunks(2) {
         let who = pair[0].strip_prefix("start-").expect("a start line first");
         assert_eq!(pair[1], format!("end-{who}"), "interleaved: {log:?}");
     }
     // The control: shared lets both run at once, so their lines interleave (which is what makes
-    // the locked assertion above meaningful).
-    let log = concurrent_log(&h, "sh", "shared");
+    // the locked assertion above meaningful). Each waits (bounded) until both have started,
+    // which under locked would never happen.
+    let log = concurrent_log(
+        &h,
+        "sh",
+        "shared",
+        "i=0; until [ $(grep -c start /c/log) -ge 2 ] || [ $i -ge 1200 ]; do sleep 0.1; i=$((i+1)); done",
+    );
     assert_eq!(log.len(), 4, "{log:?}");
     assert!(
         log[0].starts_with("start-") && log[1].starts_with("start-"),
@@ -242,20 +248,45 @@ fn cache_mount_private_gives_a_concurrent_build_its_own_dir() {
     let h = Home::new();
     let mut children = Vec::new();
     for who in ["one", "two"] {
+        // Each marks its instance, then waits (bounded) for the test's `go`: the test writes it
+        // once both marks are on disk, so both RUNs certainly hold their mounts at once.
         let ctx = h.context(
             &format!(
                 "FROM busybox\nRUN --mount=type=cache,id=pv,target=/c,sharing=private \
-                 sh -c 'touch /c/mark-{who}; sleep 3; ls /c > /seen'\n"
+                 sh -c 'touch /c/mark-{who}; i=0; until [ -e /c/go ] || [ $i -ge 1200 ]; \
+                 do sleep 0.1; i=$((i+1)); done; ls /c > /seen'\n"
             ),
             &[],
         );
         let child = h.build_cmd(&ctx, &[]).spawn().unwrap();
         children.push((who, ctx, child));
     }
+    let mounts = h.dir.path().join("home/builder/mounts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let marks = loop {
+        let marks = find_named(&mounts, &["mark-one", "mark-two"]);
+        if marks.len() == 2 || std::time::Instant::now() > deadline {
+            break marks;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        marks.len(),
+        2,
+        "both builds' RUNs never held the cache at once"
+    );
+    assert_ne!(
+        marks[0].parent(),
+        marks[1].parent(),
+        "private mounts shared one directory"
+    );
+    for m in &marks {
+        std::fs::write(m.with_file_name("go"), "").unwrap();
+    }
     for (who, ctx, child) in children {
         let o = child.wait_with_output().unwrap();
         assert!(o.status.success(), "build {who} failed:\n{}", text(&o));
-        assert_eq!(read(&ctx.join("out/seen")), format!("mark-{who}\n"));
+        assert_eq!(read(&ctx.join("out/seen")), format!("go\nmark-{who}\n"));
     }
     // Afterwards, with nobody else using it, a private mount gets the first instance again.
     let ctx = h.context(
@@ -265,9 +296,28 @@ fn cache_mount_private_gives_a_concurrent_build_its_own_dir() {
     let (out, _) = h.build(&ctx, &[]);
     let seen = read(&out.join("seen"));
     assert!(
-        seen == "mark-one\n" || seen == "mark-two\n",
+        seen == "go\nmark-one\n" || seen == "go\nmark-two\n",
         "first instance holds one mark: {seen:?}"
     );
+}
+
+/// The files under `dir` (recursively) whose names are in `names`.
+fn find_named(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            out.extend(find_named(&p, names));
+        } else if names.iter().any(|n| e.file_name() == *n) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]
