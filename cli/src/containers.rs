@@ -58,7 +58,7 @@ pub enum ContainerGroup {
     /// Remove all stopped containers
     Prune(PruneArgs),
     /// Display detailed information on one or more containers
-    Inspect(NamesArgs),
+    Inspect(InspectArgs),
     /// Remove one or more containers
     Rm(RmArgs),
     /// Start one or more stopped containers
@@ -80,6 +80,15 @@ pub struct PsArgs {
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
+    /// Filter output (status=, name=, label=, ancestor=, id=, exited=, before=, since=)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    filter: Vec<String>,
+    /// Format output: table TEMPLATE, json, or a Go template
+    #[arg(long)]
+    format: Option<String>,
 }
 
 #[derive(Args)]
@@ -93,6 +102,12 @@ pub struct LogsArgs {
     /// Show timestamps
     #[arg(short, long)]
     timestamps: bool,
+    /// Show logs since a time (RFC 3339, Unix timestamp) or a duration before now (10m)
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a time (RFC 3339, Unix timestamp) or a duration before now (10m)
+    #[arg(long)]
+    until: Option<String>,
     container: String,
 }
 
@@ -144,6 +159,18 @@ pub struct KillArgs {
 
 #[derive(Args)]
 pub struct NamesArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Format output: json, or a Go template
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -257,6 +284,13 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
             for n in &a.containers {
                 out.push(inspect_json(&store.get(n)?));
             }
+            let f = crate::format::Format::parse(a.format.as_deref())?;
+            if matches!(
+                f,
+                crate::format::Format::Raw(_) | crate::format::Format::Table(_)
+            ) {
+                return crate::format::print(&f, &out, &[]);
+            }
             print_json(&Value::Array(out))
         }
     }
@@ -296,10 +330,37 @@ fn command_line(c: &Container) -> String {
     parts.join(" ")
 }
 
+/// `ps`'s COMMAND: the daemon's summary (arguments with a space in single quotes), cut to 20
+/// characters with `…` unless `no_trunc`, then Go-quoted, as docker prints it.
+pub(crate) fn ps_command(c: &Container, no_trunc: bool) -> String {
+    let cmd = crate::format::docker_command(&c.config.path, &c.config.args);
+    crate::format::go_quote(&if no_trunc { cmd } else { ellipsis(&cmd, 20) })
+}
+
 fn ps(a: PsArgs) -> Result<()> {
     let (_, store, _) = open()?;
+    let filters = crate::filter::Filters::parse(&a.filter, crate::listing::PS_FILTERS)?;
+    let format = crate::format::Format::parse(a.format.as_deref())?;
     let all = store.list()?;
-    let shown: Vec<&Container> = all.iter().filter(|c| a.all || c.state.running()).collect();
+    // Like docker: a status filter looks at every container, not just the running ones.
+    let every = a.all || filters.has("status") || filters.has("exited");
+    let created_of = |key: &str| -> Result<Option<i64>> {
+        match filters.values(key).last() {
+            None => Ok(None),
+            Some(n) => Ok(Some(store.get(n)?.config.created_unix)),
+        }
+    };
+    let (before, since) = (created_of("before")?, created_of("since")?);
+    let mut shown: Vec<&Container> = Vec::new();
+    for c in &all {
+        if (every || c.state.running())
+            && before.is_none_or(|t| c.config.created_unix < t)
+            && since.is_none_or(|t| c.config.created_unix > t)
+            && crate::listing::ps_keep(&filters, c)?
+        {
+            shown.push(c);
+        }
+    }
     if a.quiet {
         let s: String = shown
             .iter()
@@ -308,18 +369,30 @@ fn ps(a: PsArgs) -> Result<()> {
         return print_out(&s);
     }
     let now = now_unix();
+    let size_of = |c: &Container| {
+        a.size.then(|| {
+            let rw = dir_size(&c.upper());
+            (rw, rw + image_size(c))
+        })
+    };
+    if !format.is_default() {
+        let rows: Vec<Value> = shown
+            .iter()
+            .map(|c| crate::listing::ps_row(c, a.no_trunc, now, size_of(c)))
+            .collect();
+        return crate::format::print(&format, &rows, crate::listing::PS_HEADERS);
+    }
     let rows: Vec<Vec<String>> = shown
         .iter()
         .map(|c| {
-            let cmd = command_line(c);
-            vec![
+            let mut row = vec![
                 if a.no_trunc {
                     c.id().to_owned()
                 } else {
                     c.short_id().to_owned()
                 },
                 c.config.image.clone(),
-                format!("\"{}\"", if a.no_trunc { cmd } else { ellipsis(&cmd, 20) }),
+                ps_command(c, a.no_trunc),
                 format!(
                     "{} ago",
                     container::human_duration(now - c.config.created_unix)
@@ -327,21 +400,35 @@ fn ps(a: PsArgs) -> Result<()> {
                 c.state.describe(now),
                 String::new(),
                 c.name().to_owned(),
-            ]
+            ];
+            if let Some((rw, virt)) = size_of(c) {
+                row.push(format!(
+                    "{} (virtual {})",
+                    human_size(rw, 3),
+                    human_size(virt, 3)
+                ));
+            }
+            row
         })
         .collect();
-    print_out(&table(
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ],
-        &rows,
-    ))
+    let mut header = vec![
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ];
+    if a.size {
+        header.push("SIZE");
+    }
+    print_out(&table(&header, &rows))
+}
+
+/// The image part of a container's virtual size: its layers as the manifest lists them.
+fn image_size(c: &Container) -> u64 {
+    c.config.layers.iter().map(|p| dir_size(p)).sum()
 }
 
 fn format_record(r: &logs::Record, timestamps: bool) -> String {
@@ -376,7 +463,26 @@ fn logs_cmd(a: LogsArgs) -> Result<()> {
         ),
     };
     let path = c.log_path();
-    let records = logs::read_all(&path).context("reading the logs")?;
+    let now = now_unix();
+    let since = a
+        .since
+        .as_deref()
+        .map(|t| crate::filter::parse_time(t, now).context("invalid --since"))
+        .transpose()?;
+    let until = a
+        .until
+        .as_deref()
+        .map(|t| crate::filter::parse_time(t, now).context("invalid --until"))
+        .transpose()?;
+    let records: Vec<logs::Record> = logs::read_all(&path)
+        .context("reading the logs")?
+        .into_iter()
+        .filter(|r| {
+            let t = record_time(r);
+            since.is_none_or(|s| t.is_some_and(|t| t >= s))
+                && until.is_none_or(|u| t.is_some_and(|t| t < u))
+        })
+        .collect();
     let skip = tail.map_or(0, |t| records.len().saturating_sub(t));
     for r in &records[skip..] {
         write_record(r, a.timestamps).context("writing the logs")?;
@@ -400,6 +506,11 @@ fn logs_cmd(a: LogsArgs) -> Result<()> {
         |r| write_record(r, a.timestamps),
     )
     .context("following the logs")
+}
+
+/// A log record's time, in seconds since the epoch.
+fn record_time(r: &logs::Record) -> Option<f64> {
+    crate::filter::parse_time(&r.time, 0).ok()
 }
 
 fn exec_cmd(a: ExecArgs) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Local image commands: the store under `$HOIST_HOME`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -13,6 +13,7 @@ use hoist_storage::images::{
 };
 use serde_json::{Value, json};
 
+use crate::filter::{Filters, glob};
 use crate::home;
 use crate::images_format::{ellipsis, human_ago, human_size, now_unix, short_id, table};
 
@@ -40,6 +41,10 @@ pub enum ImageCommand {
     /// Manage hoist
     #[command(subcommand)]
     System(SystemGroup),
+    /// Show the hoist version information
+    Version(crate::sysinfo::VersionArgs),
+    /// Display system-wide information
+    Info(crate::sysinfo::InfoArgs),
 }
 
 /// `hoist image ...`: docker's management command names.
@@ -72,6 +77,8 @@ pub enum ImageGroup {
 pub enum SystemGroup {
     /// Show disk usage
     Df,
+    /// Display system-wide information
+    Info(crate::sysinfo::InfoArgs),
 }
 
 #[derive(Args)]
@@ -93,6 +100,15 @@ pub struct ImagesArgs {
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
+    /// Show all images (hoist keeps no intermediate images: the same list)
+    #[arg(short, long)]
+    all: bool,
+    /// Filter output (dangling=, reference=, label=, before=, since=)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    filters: Vec<String>,
+    /// Format output: table TEMPLATE, json, or a Go template
+    #[arg(long)]
+    format: Option<String>,
     /// Only images of this repository (and tag)
     #[arg(value_name = "REPOSITORY[:TAG]")]
     filter: Option<String>,
@@ -100,6 +116,9 @@ pub struct ImagesArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
+    /// Format output: json, or a Go template
+    #[arg(short, long)]
+    format: Option<String>,
     /// Images (NAME[:TAG], NAME@DIGEST or image id)
     #[arg(required = true)]
     images: Vec<String>,
@@ -204,6 +223,10 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             ImageCommand::Import(a) | ImageCommand::Image(ImageGroup::Import(a)) => import(a).await,
             ImageCommand::Image(ImageGroup::Prune(a)) => prune(a).await,
             ImageCommand::System(SystemGroup::Df) => df().await,
+            ImageCommand::Version(a) => crate::sysinfo::version(&a),
+            ImageCommand::Info(a) | ImageCommand::System(SystemGroup::Info(a)) => {
+                crate::sysinfo::info(&a, open_store().await?).await
+            }
         }
     })
 }
@@ -231,19 +254,89 @@ fn images_filter(s: &str) -> Result<(String, Option<String>)> {
     Ok((familiar_repo(repo.as_str()), tag))
 }
 
-async fn images(a: ImagesArgs) -> Result<()> {
+/// The `images --filter`s (and the REPOSITORY[:TAG] argument) applied to the store's rows.
+async fn filter_images(
+    store: &ImageStore,
+    a: &ImagesArgs,
+) -> Result<Vec<hoist_storage::images::ImageSummary>> {
     let filter = a.filter.as_deref().map(images_filter).transpose()?;
-    let store = open_store().await?;
-    let rows = store.list().await.context("listing images")?;
-    let rows: Vec<_> = rows
-        .into_iter()
-        .filter(|r| match &filter {
+    let filters = Filters::parse(&a.filters, crate::listing::IMAGE_FILTERS)?;
+    let dangling = filters.bool("dangling")?;
+    let all = store.list().await.context("listing images")?;
+    let created_of = |key: &str| -> Result<Option<i64>> {
+        let Some(name) = filters.values(key).last() else {
+            return Ok(None);
+        };
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        let row = all
+            .iter()
+            .find(|r| {
+                r.id.hex().starts_with(hex) && hex.len() >= 4
+                    || r.tag
+                        .as_ref()
+                        .is_some_and(|t| format!("{}:{t}", r.repository) == *name)
+                    || (r.repository == *name && r.tag.as_deref() == Some("latest"))
+            })
+            .with_context(|| format!("no such image: {name}"))?;
+        Ok(Some(row.created_unix.unwrap_or(0)))
+    };
+    let (before, since) = (created_of("before")?, created_of("since")?);
+    let mut rows = Vec::new();
+    for r in all.iter() {
+        let name = match &r.tag {
+            Some(t) => format!("{}:{t}", r.repository),
+            None => r.repository.clone(),
+        };
+        let keep = match &filter {
             None => true,
             Some((repo, tag)) => {
                 r.repository == *repo && tag.as_ref().is_none_or(|t| r.tag.as_ref() == Some(t))
             }
-        })
-        .collect();
+        } && dangling.is_none_or(|d| d == r.tag.is_none())
+            && filters.any("reference", |p| glob(p, &name) || glob(p, &r.repository))
+            && before.is_none_or(|t| r.created_unix.unwrap_or(0) < t)
+            && since.is_none_or(|t| r.created_unix.unwrap_or(0) > t);
+        if !keep {
+            continue;
+        }
+        if filters.has("label") {
+            let i = store
+                .inspect(&reference(&row_reference(r))?, &Platform::host())
+                .await
+                .with_context(|| format!("inspecting {name}"))?;
+            if !filters.labels(
+                i.config
+                    .pointer("/config/Labels")
+                    .and_then(Value::as_object),
+            ) {
+                continue;
+            }
+        }
+        rows.push(r.clone());
+    }
+    Ok(rows)
+}
+
+/// A reference that names exactly this row's image.
+fn row_reference(r: &hoist_storage::images::ImageSummary) -> String {
+    match &r.tag {
+        Some(t) => format!("{}:{t}", r.repository),
+        None => format!("{}@{}", r.repository, r.digest),
+    }
+}
+
+async fn images(a: ImagesArgs) -> Result<()> {
+    let format = crate::format::Format::parse(a.format.as_deref())?;
+    let store = open_store().await?;
+    let rows = filter_images(&store, &a).await?;
+    if !format.is_default() && !a.quiet {
+        let now = now_unix();
+        let cells: Vec<Value> = rows
+            .iter()
+            .map(|r| crate::listing::image_row(r, a.no_trunc, now, r.size))
+            .collect();
+        return crate::format::print(&format, &cells, crate::listing::IMAGE_HEADERS);
+    }
     let id_of = |id: &hoist_oci::Digest| {
         if a.no_trunc {
             id.to_string()
@@ -367,6 +460,13 @@ async fn inspect(a: InspectArgs) -> Result<()> {
             .with_context(|| format!("inspecting {name}"))?;
         out.push(inspect_json(&i));
     }
+    let f = crate::format::Format::parse(a.format.as_deref())?;
+    if matches!(
+        f,
+        crate::format::Format::Raw(_) | crate::format::Format::Table(_)
+    ) {
+        return crate::format::print(&f, &out, &[]);
+    }
     let mut s = serde_json::to_string_pretty(&out).context("encoding the inspect output")?;
     s.push('\n');
     print_out(&s)
@@ -426,14 +526,42 @@ async fn history(a: HistoryArgs) -> Result<()> {
     ))
 }
 
-fn removed_lines(removed: &[Removed], untagged: &str, deleted: &str) -> String {
-    removed
-        .iter()
-        .map(|r| match r {
-            Removed::Untagged(name) => format!("{untagged}: {name}\n"),
-            Removed::Deleted(d) => format!("{deleted}: {d}\n"),
-        })
-        .collect()
+/// Docker's lines for what went: `Untagged: REF` for each name, then `Deleted: <image id>` once
+/// for each image. The store reports manifest (and index) digests; `ids` maps them to image ids
+/// (config digests), read before the removal. A manifest of no known image is not a line.
+fn removed_lines(
+    removed: &[Removed],
+    ids: &HashMap<hoist_oci::Digest, hoist_oci::Digest>,
+    untagged: &str,
+    deleted: &str,
+) -> String {
+    let mut out = String::new();
+    let mut said = BTreeSet::new();
+    for r in removed {
+        if let Removed::Untagged(name) = r {
+            out.push_str(&format!("{untagged}: {name}\n"));
+        }
+    }
+    for r in removed {
+        if let Removed::Deleted(d) = r
+            && let Some(id) = ids.get(d)
+            && said.insert(id.clone())
+        {
+            out.push_str(&format!("{deleted}: {id}\n"));
+        }
+    }
+    out
+}
+
+/// Manifest (or index) digest to image id, for every image in the store.
+async fn image_ids(store: &ImageStore) -> Result<HashMap<hoist_oci::Digest, hoist_oci::Digest>> {
+    Ok(store
+        .list()
+        .await
+        .context("listing images")?
+        .into_iter()
+        .map(|r| (r.digest, r.id))
+        .collect())
 }
 
 /// Refuses (unless forced) to remove the last name of an image a container uses, as docker does.
@@ -482,19 +610,20 @@ async fn rmi(a: RmiArgs) -> Result<()> {
             Ok(()) => {}
             Err(e) => {
                 if let Some(prev) = failed.replace(e) {
-                    eprintln!("hoist: {prev:#}");
+                    eprintln!("{}", crate::error_line(&prev));
                 }
                 continue;
             }
         }
+        let ids = image_ids(&store).await?;
         match store.remove(name, a.force).await {
-            Ok(removed) => print_out(&removed_lines(&removed, "Untagged", "Deleted"))?,
+            Ok(removed) => print_out(&removed_lines(&removed, &ids, "Untagged", "Deleted"))?,
             Err(e) => {
                 // Like docker: report, go on with the others, fail at the end.
                 if let Some(prev) =
                     failed.replace(anyhow::Error::new(e).context(format!("removing image {name}")))
                 {
-                    eprintln!("hoist: {prev:#}");
+                    eprintln!("{}", crate::error_line(&prev));
                 }
             }
         }
@@ -502,7 +631,7 @@ async fn rmi(a: RmiArgs) -> Result<()> {
     // The unpacked layers only the removed images used.
     let home = home::hoist_home()?;
     if let Err(e) = crate::layer_gc::collect(&home, &store).await {
-        eprintln!("hoist: {}", crate::error_chain(&e));
+        eprintln!("{}", crate::error_line(&e));
     }
     failed.map_or(Ok(()), Err)
 }
@@ -637,6 +766,7 @@ async fn prune(a: PruneArgs) -> Result<()> {
         .disk_usage(&in_use)
         .await
         .context("measuring images")?;
+    let ids = image_ids(&store).await?;
     let report = store
         .prune(a.all, &in_use)
         .await
@@ -648,7 +778,7 @@ async fn prune(a: PruneArgs) -> Result<()> {
     let mut out = String::new();
     if !report.removed.is_empty() {
         out.push_str("Deleted Images:\n");
-        out.push_str(&removed_lines(&report.removed, "untagged", "deleted"));
+        out.push_str(&removed_lines(&report.removed, &ids, "untagged", "deleted"));
         out.push('\n');
     }
     // What no image references any more; blobs younger than the collector's grace are freed
@@ -674,15 +804,6 @@ async fn df() -> Result<()> {
         Some(percent) => format!("{} ({percent}%)", human_size(u.reclaimable, 4)),
         None => human_size(u.reclaimable, 4),
     };
-    let zero = |t: &str| {
-        vec![
-            t.to_owned(),
-            "0".to_owned(),
-            "0".to_owned(),
-            "0B".to_owned(),
-            "0B".to_owned(),
-        ]
-    };
     let rows = vec![
         vec![
             "Images".to_owned(),
@@ -693,10 +814,31 @@ async fn df() -> Result<()> {
         ],
         crate::containers::df_containers_row()?,
         crate::containers::df_volumes_row()?,
-        zero("Build Cache"),
+        build_cache_row()?,
     ];
     print_out(&table(
         &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
         &rows,
     ))
+}
+
+/// `system df`'s Build Cache row: the build cache's records and the bytes of its blobs (none in
+/// use outside a build, so all reclaimable), as `hoist builder du` counts them.
+fn build_cache_row() -> Result<Vec<String>> {
+    let dir = home::hoist_home()?.join("builder");
+    let (records, bytes) = if dir.exists() {
+        let u = hoist_builder::cache::BuildCache::open(&dir)
+            .and_then(|c| c.usage())
+            .context("measuring the build cache")?;
+        (u.records, u.bytes)
+    } else {
+        (0, 0)
+    };
+    Ok(vec![
+        "Build Cache".to_owned(),
+        records.to_string(),
+        "0".to_owned(),
+        human_size(bytes, 4),
+        human_size(bytes, 4),
+    ])
 }
