@@ -820,7 +820,79 @@ pub fn inspect_json(c: &Container) -> Value {
             })
         })
         .collect();
-    json!({
+    let spec = std::fs::read(c.bundle().join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .unwrap_or(Value::Null);
+    let shm_size = spec
+        .get("mounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|m| m.get("destination").and_then(Value::as_str) == Some("/dev/shm"))
+        .and_then(|m| m.get("options").and_then(Value::as_array))
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|o| o.strip_prefix("size="))
+        .and_then(parse_shm_size)
+        .unwrap_or(0);
+    // docker's HostConfig keys for what hoist does not set: docker's defaults of `docker run`.
+    let host_defaults = json!({
+            "ContainerIDFile": "",
+            "PortBindings": {},
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "VolumeDriver": "",
+            "VolumesFrom": Value::Null,
+            "ConsoleSize": [0, 0],
+            "CgroupnsMode": "private",
+            "Dns": [],
+            "DnsOptions": [],
+            "DnsSearch": [],
+            "ExtraHosts": Value::Null,
+            "GroupAdd": Value::Null,
+            "IpcMode": "private",
+            "Cgroup": "",
+            "Links": Value::Null,
+            "OomScoreAdj": 0,
+            "PidMode": "",
+            "PublishAllPorts": false,
+            "SecurityOpt": Value::Null,
+            "UTSMode": "",
+            "UsernsMode": "",
+            "ShmSize": shm_size,
+            "Runtime": cfg.runtime.clone().unwrap_or_else(|| "hoist".to_owned()),
+            "Isolation": "",
+    });
+    let host_defaults2 = json!({
+            "CpuShares": 0,
+            "CgroupParent": "",
+            "BlkioWeight": 0,
+            "BlkioWeightDevice": [],
+            "BlkioDeviceReadBps": Value::Null,
+            "BlkioDeviceWriteBps": Value::Null,
+            "BlkioDeviceReadIOps": Value::Null,
+            "BlkioDeviceWriteIOps": Value::Null,
+            "CpuPeriod": 0,
+            "CpuQuota": 0,
+            "CpuRealtimePeriod": 0,
+            "CpuRealtimeRuntime": 0,
+            "CpusetCpus": "",
+            "CpusetMems": "",
+            "Devices": [],
+            "DeviceCgroupRules": Value::Null,
+            "DeviceRequests": Value::Null,
+            "MemoryReservation": 0,
+            "MemorySwap": 0,
+            "MemorySwappiness": Value::Null,
+            "OomKillDisable": false,
+            "Ulimits": Value::Null,
+            "CpuCount": 0,
+            "CpuPercent": 0,
+            "IOMaximumIOps": 0,
+            "IOMaximumBandwidth": 0,
+    });
+    let mut v = json!({
         "Id": cfg.id,
         "Created": cfg.created,
         "Path": cfg.path,
@@ -847,7 +919,13 @@ pub fn inspect_json(c: &Container) -> Value {
         "RestartCount": st.restart_count,
         "Driver": "overlay2",
         "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": Value::Null,
         "HostConfig": {
+            "MaskedPaths": spec.pointer("/linux/maskedPaths").cloned().unwrap_or(json!([])),
+            "ReadonlyPaths": spec.pointer("/linux/readonlyPaths").cloned().unwrap_or(json!([])),
             "Binds": cfg.mounts.iter().filter(|m| m.kind == "bind").map(|m| format!("{}:{}{}", m.source.display(), m.destination, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
             "NetworkMode": cfg.network_mode,
             "AutoRemove": cfg.auto_remove,
@@ -872,6 +950,12 @@ pub fn inspect_json(c: &Container) -> Value {
         "Mounts": mounts,
         "Config": {
             "Hostname": std::fs::read_to_string(c.hostname_path()).map(|s| s.trim().to_owned()).unwrap_or_default(),
+            "Domainname": "",
+            "AttachStdin": o.interactive,
+            "AttachStdout": !o.interactive || o.tty,
+            "AttachStderr": !o.interactive || o.tty,
+            "StdinOnce": false,
+            "OnBuild": Value::Null,
             "User": o.user.clone().or_else(|| image_cfg.get("User").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
             "Tty": o.tty,
             "OpenStdin": o.interactive,
@@ -882,11 +966,54 @@ pub fn inspect_json(c: &Container) -> Value {
             "WorkingDir": o.workdir.clone().or_else(|| image_cfg.get("WorkingDir").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
             "Entrypoint": match &o.entrypoint { Some(e) if e.is_empty() => Value::Null, Some(e) => json!([e]), None => image_cfg.get("Entrypoint").cloned().unwrap_or(Value::Null) },
             "Labels": image_cfg.get("Labels").cloned().unwrap_or(json!({})),
-            "StopSignal": cfg.stop_signal,
-            "StopTimeout": cfg.stop_timeout,
         },
-        "NetworkSettings": {"Networks": {cfg.network_mode.clone(): {}}},
-    })
+    });
+    v["NetworkSettings"] = json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": {},
+        "SandboxKey": "",
+        "SecondaryIPAddresses": Value::Null,
+        "SecondaryIPv6Addresses": Value::Null,
+        "EndpointID": "",
+        "Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "MacAddress": "",
+        "Networks": {cfg.network_mode.clone(): {}},
+    });
+    for d in [&host_defaults, &host_defaults2] {
+        if let (Some(h), Some(d)) = (v["HostConfig"].as_object_mut(), d.as_object()) {
+            for (k, val) in d {
+                h.entry(k.clone()).or_insert_with(|| val.clone());
+            }
+        }
+    }
+    // docker leaves these out when unset.
+    if let Some(s) = &cfg.stop_signal {
+        v["Config"]["StopSignal"] = json!(s);
+    }
+    if let Some(t) = cfg.stop_timeout {
+        v["Config"]["StopTimeout"] = json!(t);
+    }
+    v
+}
+
+/// `/dev/shm`'s `size=` mount option (`65536k`, `64m`, bytes) in bytes.
+fn parse_shm_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1 << 10),
+        (i, 'm' | 'M') => (&s[..i], 1 << 20),
+        (i, 'g' | 'G') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
 }
 
 fn commit(a: CommitArgs) -> Result<()> {

@@ -349,7 +349,7 @@ mod tests {
         assert_eq!(render("{{.ID}}", &rows), "abc\ndefdefdefdef\n");
         assert_eq!(
             render("table {{.ID}}\\t{{.Repository}}", &rows),
-            "IMAGE ID         REPOSITORY\nabc              busybox\ndefdefdefdef     alpine\n"
+            "IMAGE ID       REPOSITORY\nabc            busybox\ndefdefdefdef   alpine\n"
         );
         assert_eq!(render("{{json .Labels}}", &rows[..1]), "{\"a\":\"b\"}\n");
         assert_eq!(render("{{.Labels.missing}}", &rows[..1]), "<no value>\n");

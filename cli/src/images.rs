@@ -329,11 +329,26 @@ async fn images(a: ImagesArgs) -> Result<()> {
     let format = crate::format::Format::parse(a.format.as_deref())?;
     let store = open_store().await?;
     let rows = filter_images(&store, &a).await?;
+    let mut sizes = HashMap::new();
+    if !a.quiet {
+        for r in &rows {
+            if !sizes.contains_key(&r.id) {
+                let size = crate::layer_sizes::image_size(
+                    &store,
+                    &reference(&row_reference(r))?,
+                    &Platform::host(),
+                )
+                .await?;
+                sizes.insert(r.id.clone(), size);
+            }
+        }
+    }
+    let size_of = |r: &hoist_storage::images::ImageSummary| sizes.get(&r.id).copied().unwrap_or(0);
     if !format.is_default() && !a.quiet {
         let now = now_unix();
         let cells: Vec<Value> = rows
             .iter()
-            .map(|r| crate::listing::image_row(r, a.no_trunc, now, r.size))
+            .map(|r| crate::listing::image_row(r, a.no_trunc, now, size_of(r)))
             .collect();
         return crate::format::print(&format, &cells, crate::listing::IMAGE_HEADERS);
     }
@@ -373,7 +388,7 @@ async fn images(a: ImagesArgs) -> Result<()> {
                 row.extend([
                     id_of(&r.id),
                     human_ago(r.created_unix, now),
-                    human_size(r.size, 3),
+                    human_size(size_of(r), 3),
                 ]);
                 row
             })
@@ -417,9 +432,9 @@ async fn image_reference(store: &ImageStore, name: &str) -> Result<Reference> {
 }
 
 /// Docker's `inspect` keys, plus hoist's manifest view (`ManifestDigest`, `Layers`, ...).
-fn inspect_json(i: &ImageInspect) -> Value {
+fn inspect_json(i: &ImageInspect, size: u64) -> Value {
     let cfg = &i.config;
-    json!({
+    let mut v = json!({
         "Id": i.id.to_string(),
         "RepoTags": i.repo_tags,
         "RepoDigests": i.repo_digests,
@@ -428,10 +443,12 @@ fn inspect_json(i: &ImageInspect) -> Value {
         "Created": i.created,
         "Author": cfg.get("author").cloned().unwrap_or(Value::from("")),
         "Config": cfg.get("config").cloned().unwrap_or(Value::Null),
+        "DockerVersion": cfg.get("docker_version").cloned().unwrap_or(Value::from("")),
         "Architecture": i.architecture,
-        "Variant": i.variant,
         "Os": i.os,
-        "Size": i.size,
+        "Size": size,
+        "GraphDriver": {"Name": "overlay2", "Data": Value::Null},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         "RootFS": {
             "Type": cfg.pointer("/rootfs/type").cloned().unwrap_or(Value::from("layers")),
             "Layers": cfg.pointer("/rootfs/diff_ids").cloned().unwrap_or(json!([])),
@@ -440,7 +457,12 @@ fn inspect_json(i: &ImageInspect) -> Value {
         "IndexDigest": i.index_digest.as_ref().map(ToString::to_string),
         "MediaType": i.media_type,
         "Layers": i.layers,
-    })
+    });
+    // docker leaves the variant out when there is none.
+    if let Some(variant) = &i.variant {
+        v["Variant"] = json!(variant);
+    }
+    v
 }
 
 async fn inspect(a: InspectArgs) -> Result<()> {
@@ -458,7 +480,8 @@ async fn inspect(a: InspectArgs) -> Result<()> {
             .inspect(&r, &platform)
             .await
             .with_context(|| format!("inspecting {name}"))?;
-        out.push(inspect_json(&i));
+        let size = crate::layer_sizes::image_size(&store, &r, &platform).await?;
+        out.push(inspect_json(&i, size));
     }
     let f = crate::format::Format::parse(a.format.as_deref())?;
     if matches!(
@@ -485,6 +508,18 @@ async fn history(a: HistoryArgs) -> Result<()> {
         .history(&r, &platform)
         .await
         .with_context(|| format!("reading the history of {}", a.image))?;
+    let repo = store
+        .image(&r, &platform)
+        .await
+        .with_context(|| format!("reading the history of {}", a.image))?
+        .repo;
+    let mut sizes = Vec::with_capacity(entries.len());
+    for e in &entries {
+        sizes.push(match &e.layer {
+            Some(l) => crate::layer_sizes::layer_size(&store, &repo, l).await?,
+            None => 0,
+        });
+    }
     // Docker shows the image id on the newest row; older rows have no image of their own.
     let ids: Vec<String> = (0..entries.len())
         .map(|i| match i {
@@ -500,7 +535,8 @@ async fn history(a: HistoryArgs) -> Result<()> {
     let rows: Vec<Vec<String>> = entries
         .iter()
         .zip(ids)
-        .map(|(e, id)| {
+        .zip(sizes)
+        .map(|((e, id), size)| {
             let created_by = e.created_by.clone().unwrap_or_default();
             vec![
                 id,
@@ -515,7 +551,7 @@ async fn history(a: HistoryArgs) -> Result<()> {
                 } else {
                     ellipsis(&created_by, 45)
                 },
-                human_size(e.size, 3),
+                human_size(size, 3),
                 e.comment.clone().unwrap_or_default(),
             ]
         })
@@ -716,6 +752,12 @@ async fn load(a: LoadArgs) -> Result<()> {
                 .context("loading from stdin")?
         }
     };
+    // The unpacked sizes `images` shows, measured now, while the layers are in the page cache.
+    for r in &loaded {
+        if let Err(e) = crate::layer_sizes::image_size(&store, r, &Platform::host()).await {
+            eprintln!("{}", crate::error_line(&e));
+        }
+    }
     let out: String = loaded
         .iter()
         .map(|r| format!("Loaded image: {}\n", r.familiar()))

@@ -121,6 +121,7 @@ pub fn ps_row(c: &Container, no_trunc: bool, now: i64, size: Option<(u64, u64)>)
         "Mounts": mounts.join(","),
         "Networks": c.config.network_mode,
         "LocalVolumes": volumes.len().to_string(),
+        "Platform": Value::Null,
     })
 }
 
@@ -188,13 +189,14 @@ pub fn image_row(
         "Repository": r.repository,
         "Tag": r.tag.clone().unwrap_or_else(|| "<none>".to_owned()),
         "Digest": r.digest.to_string(),
+        "Platform": Value::Null,
         "CreatedSince": human_ago(r.created_unix, now),
         "CreatedAt": r.created_unix.map_or_else(String::new, go_time),
         "Size": human_size(size, 3),
         "Containers": "N/A",
         "SharedSize": "N/A",
         "UniqueSize": "N/A",
-        "VirtualSize": human_size(size, 3),
+        "VirtualSize": human_size(size, 4),
     })
 }
 

@@ -10,6 +10,7 @@ mod home;
 mod images;
 mod images_format;
 mod layer_gc;
+mod layer_sizes;
 mod listing;
 mod run;
 mod serve;
