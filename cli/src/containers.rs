@@ -369,8 +369,10 @@ fn ps(a: PsArgs) -> Result<()> {
         return print_out(&s);
     }
     let now = now_unix();
+    // Like docker: a template that shows the size asks for it.
+    let want_size = a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size"));
     let size_of = |c: &Container| {
-        a.size.then(|| {
+        want_size.then(|| {
             let rw = dir_size(&c.upper());
             (rw, rw + image_size(c))
         })
@@ -891,6 +893,8 @@ pub fn inspect_json(c: &Container) -> Value {
             "CpuPercent": 0,
             "IOMaximumIOps": 0,
             "IOMaximumBandwidth": 0,
+            "KernelMemory": 0,
+            "KernelMemoryTCP": 0,
     });
     let mut v = json!({
         "Id": cfg.id,
@@ -986,7 +990,7 @@ pub fn inspect_json(c: &Container) -> Value {
         "IPPrefixLen": 0,
         "IPv6Gateway": "",
         "MacAddress": "",
-        "Networks": {cfg.network_mode.clone(): {}},
+        "Networks": {cfg.network_mode.clone(): network_endpoint()},
     });
     for d in [&host_defaults, &host_defaults2] {
         if let (Some(h), Some(d)) = (v["HostConfig"].as_object_mut(), d.as_object()) {
@@ -1003,6 +1007,26 @@ pub fn inspect_json(c: &Container) -> Value {
         v["Config"]["StopTimeout"] = json!(t);
     }
     v
+}
+
+/// docker's endpoint keys of a container's network: hoist has no network objects, so no ids
+/// or addresses to report in them.
+fn network_endpoint() -> Value {
+    json!({
+        "IPAMConfig": Value::Null,
+        "Links": Value::Null,
+        "Aliases": Value::Null,
+        "NetworkID": "",
+        "EndpointID": "",
+        "Gateway": "",
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": "",
+        "DriverOpts": Value::Null,
+    })
 }
 
 /// `/dev/shm`'s `size=` mount option (`65536k`, `64m`, bytes) in bytes.

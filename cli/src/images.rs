@@ -132,6 +132,9 @@ pub struct HistoryArgs {
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
+    /// Format output: table TEMPLATE, json, or a Go template
+    #[arg(long)]
+    format: Option<String>,
     image: String,
 }
 
@@ -361,12 +364,10 @@ async fn images(a: ImagesArgs) -> Result<()> {
     };
     let mut out = String::new();
     if a.quiet {
-        let mut seen = BTreeSet::new();
+        // One line a row, as docker: an image with two tags is listed twice.
         for r in &rows {
-            if seen.insert(r.id.clone()) {
-                out.push_str(&id_of(&r.id));
-                out.push('\n');
-            }
+            out.push_str(&id_of(&r.id));
+            out.push('\n');
         }
     } else {
         let now = now_unix();
@@ -532,6 +533,41 @@ async fn history(a: HistoryArgs) -> Result<()> {
         return print_out(&ids.iter().map(|i| format!("{i}\n")).collect::<String>());
     }
     let now = now_unix();
+    let format = crate::format::Format::parse(a.format.as_deref())?;
+    if !format.is_default() {
+        let rows: Vec<Value> = entries
+            .iter()
+            .zip(&ids)
+            .zip(&sizes)
+            .map(|((e, id), size)| {
+                let created = e
+                    .created
+                    .as_deref()
+                    .and_then(hoist_storage::images::parse_rfc3339);
+                let by = e.created_by.clone().unwrap_or_default();
+                json!({
+                    "ID": id,
+                    "CreatedSince": human_ago(created, now),
+                    "CreatedAt": created.map_or_else(String::new, |c| crate::listing::go_time(c)),
+                    "CreatedBy": if a.no_trunc { by } else { ellipsis(&by, 45) },
+                    "Size": human_size(*size, 3),
+                    "Comment": e.comment.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        return crate::format::print(
+            &format,
+            &rows,
+            &[
+                ("ID", "IMAGE"),
+                ("CreatedSince", "CREATED"),
+                ("CreatedAt", "CREATED AT"),
+                ("CreatedBy", "CREATED BY"),
+                ("Size", "SIZE"),
+                ("Comment", "COMMENT"),
+            ],
+        );
+    }
     let rows: Vec<Vec<String>> = entries
         .iter()
         .zip(ids)

@@ -189,7 +189,6 @@ pub fn image_row(
         "Repository": r.repository,
         "Tag": r.tag.clone().unwrap_or_else(|| "<none>".to_owned()),
         "Digest": r.digest.to_string(),
-        "Platform": Value::Null,
         "CreatedSince": human_ago(r.created_unix, now),
         "CreatedAt": r.created_unix.map_or_else(String::new, go_time),
         "Size": human_size(size, 3),
