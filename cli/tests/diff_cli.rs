@@ -14,6 +14,16 @@ use serde_json::Value;
 mod common;
 use common::*;
 
+/// Removes hoist's containers of a home when dropped (a failed assertion included), so no
+/// supervisor outlives the test.
+struct RemoveContainers<'a>(&'a Path, &'a [&'a str]);
+
+impl Drop for RemoveContainers<'_> {
+    fn drop(&mut self) {
+        let _ = hoist(self.0).args(["rm", "-f"]).args(self.1).output();
+    }
+}
+
 fn hoist(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hoist"));
     cmd.env("HOIST_HOME", home);
@@ -149,6 +159,7 @@ fn cli_shapes_match_docker() {
 
     // A running container, an exited one (an argument with a space: COMMAND's quoting) and a
     // labelled volume, in both.
+    let _cleanup = RemoveContainers(&home, &["up", "ex"]);
     let both = |args: &[&str]| {
         run(docker().args(args));
         run(hoist(&home).args(args));
@@ -486,4 +497,55 @@ fn system_df_counts_the_build_cache() {
         .collect();
     assert_eq!(row[2], records.to_string(), "TOTAL of {df}");
     assert_ne!(row[4], "0B", "SIZE of {df}");
+}
+
+/// Push and pull progress list the layers, as docker does, and not the image config.
+#[test]
+fn progress_lists_layers_not_the_config() {
+    let server = hoist_conformance::harness::Server::hoist(Path::new(env!("CARGO_BIN_EXE_hoist")))
+        .expect("a hoist registry");
+    let work = tmp();
+    let (home, fresh) = (work.path().join("home"), work.path().join("fresh"));
+    let docker_config = work.path().join("docker");
+    let cli = |home: &Path| {
+        let mut c = hoist(home);
+        c.env("DOCKER_CONFIG", &docker_config)
+            .env("RUST_LOG", "warn");
+        c
+    };
+    let rootfs = work.path().join("rootfs.tar");
+    fixtures::write_busybox_rootfs_tar(&rootfs).expect("rootfs tar");
+    let name = format!("{}/progress/app:1", server.addr);
+    run(cli(&home).arg("import").arg(&rootfs).arg(&name));
+    let image: Value =
+        serde_json::from_str(&run(cli(&home).args(["image", "inspect", &name]))).expect("json");
+    let config = image[0]["Id"]
+        .as_str()
+        .expect("Id")
+        .trim_start_matches("sha256:")[..12]
+        .to_owned();
+    let layers: Vec<String> = image[0]["Layers"]
+        .as_array()
+        .expect("Layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest")[7..19].to_owned())
+        .collect();
+    let blob_lines = |out: &str, done: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.ends_with(done))
+            .map(|l| l.split(':').next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let pushed = run(cli(&home).args(["push", &name]));
+    assert_eq!(blob_lines(&pushed, ": Pushed"), layers, "{pushed}");
+    assert!(
+        !pushed.contains(&config),
+        "the config is no line:\n{pushed}"
+    );
+    let pulled = run(cli(&fresh).args(["pull", &name]));
+    assert_eq!(blob_lines(&pulled, ": Pull complete"), layers, "{pulled}");
+    assert!(
+        !pulled.contains(&config),
+        "the config is no line:\n{pulled}"
+    );
 }
