@@ -548,7 +548,7 @@ async fn history(a: HistoryArgs) -> Result<()> {
                 json!({
                     "ID": id,
                     "CreatedSince": human_ago(created, now),
-                    "CreatedAt": created.map_or_else(String::new, |c| crate::listing::go_time(c)),
+                    "CreatedAt": created.map_or_else(String::new, crate::listing::go_time),
                     "CreatedBy": if a.no_trunc { by } else { ellipsis(&by, 45) },
                     "Size": human_size(*size, 3),
                     "Comment": e.comment.clone().unwrap_or_default(),

@@ -28,6 +28,9 @@ enum Mode {
     },
 }
 
+/// Plain lines waiting for a pull's end, with their blobs.
+type HeldLines = Vec<(Digest, String)>;
+
 /// A blob at most this large may be a config: a pull's plain line for it waits.
 const MAYBE_CONFIG: u64 = 1 << 20;
 
@@ -40,7 +43,7 @@ pub struct Reporter {
     /// Config blobs: not shown.
     hidden: Arc<Mutex<HashSet<Digest>>>,
     /// Plain lines of small blobs, held until [`Reporter::settle`] (pull only).
-    held: Arc<Mutex<Option<Vec<(Digest, String)>>>>,
+    held: Arc<Mutex<Option<HeldLines>>>,
 }
 
 impl Reporter {
