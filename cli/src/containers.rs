@@ -318,7 +318,7 @@ fn for_each(
         if let Err(e) = r
             && let Some(prev) = failed.replace(e)
         {
-            eprintln!("hoist: {prev:#}");
+            eprintln!("{}", crate::error_line(&prev));
         }
     }
     failed.map_or(Ok(()), Err)
@@ -635,7 +635,7 @@ fn rm(a: RmArgs) -> Result<()> {
         if let Err(e) = r
             && let Some(prev) = failed.replace(e)
         {
-            eprintln!("hoist: {prev:#}");
+            eprintln!("{}", crate::error_line(&prev));
         }
     }
     failed.map_or(Ok(()), Err)

@@ -139,7 +139,7 @@ pub fn run(cmd: VolumeCommand) -> Result<()> {
                     Ok(()) => print_out(&format!("{n}\n"))?,
                     Err(e) => {
                         if let Some(prev) = failed.replace(anyhow::Error::new(e)) {
-                            eprintln!("hoist: {prev:#}");
+                            eprintln!("{}", crate::error_line(&prev));
                         }
                     }
                 }
