@@ -282,7 +282,15 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
             let (_, store, _) = open()?;
             let mut out = Vec::new();
             for n in &a.containers {
-                out.push(inspect_json(&store.get(n)?));
+                let c = store.get(n)?;
+                let mut v = inspect_json(&c);
+                if a.size {
+                    // docker's -s: the writable layer, and it with the image.
+                    let rw = dir_size(&c.upper());
+                    v["SizeRw"] = json!(rw);
+                    v["SizeRootFs"] = json!(rw + image_size(&c));
+                }
+                out.push(v);
             }
             let f = crate::format::Format::parse(a.format.as_deref())?;
             if matches!(

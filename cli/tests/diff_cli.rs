@@ -327,6 +327,18 @@ fn cli_shapes_match_docker() {
         &plain,
     );
     same(
+        "container inspect -s",
+        &[
+            "container",
+            "inspect",
+            "-s",
+            "--format",
+            "{{.SizeRw}} {{.SizeRootFs}}",
+            "ex",
+        ],
+        &plain,
+    );
+    same(
         "inspect picks the container",
         &["inspect", "--format", "{{.Name}} {{.Image}}", "up"],
         &plain,
