@@ -874,10 +874,42 @@ async fn prune(a: PruneArgs) -> Result<()> {
 async fn df() -> Result<()> {
     let store = open_store().await?;
     let in_use = crate::containers::images_in_use()?;
-    let u = store
+    let mut u = store
         .disk_usage(&in_use)
         .await
         .context("measuring images")?;
+    // Unpacked sizes, as docker counts them: each layer once; reclaimable what only images no
+    // container uses hold.
+    let mut used = BTreeSet::new();
+    let mut all = HashMap::new();
+    let mut seen = BTreeSet::new();
+    for r in store.list().await.context("listing images")? {
+        if !seen.insert(r.id.clone()) {
+            continue;
+        }
+        let image = store
+            .image(&reference(&row_reference(&r))?, &Platform::host())
+            .await
+            .with_context(|| format!("reading {}", r.repository))?;
+        for l in image.manifest.layers() {
+            let Ok(d) = hoist_oci::Digest::parse(l.digest().as_ref()) else {
+                continue;
+            };
+            if !all.contains_key(&d) {
+                let size = crate::layer_sizes::layer_size(&store, &image.repo, &d).await?;
+                all.insert(d.clone(), size);
+            }
+            if in_use.contains(&r.id) {
+                used.insert(d);
+            }
+        }
+    }
+    u.size = all.values().sum();
+    u.reclaimable = all
+        .iter()
+        .filter(|(d, _)| !used.contains(*d))
+        .map(|(_, s)| s)
+        .sum();
     let reclaimable = match (u.reclaimable * 100).checked_div(u.size) {
         Some(percent) => format!("{} ({percent}%)", human_size(u.reclaimable, 4)),
         None => human_size(u.reclaimable, 4),

@@ -406,6 +406,14 @@ fn cli_shapes_match_docker() {
     same("rmi of a second tag", &["rmi", "extra:1"], &plain);
     same("rmi of an unused image", &["rmi", "solo:1"], &plain);
 
+    // system df: the same rows (unpacked image sizes, each layer once).
+    same("system df", &["system", "df"], &|s| {
+        s.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+
     // JSON keys: --format json lines and inspect, recursively.
     let both_out = |args: &[&str]| (run(docker().args(args)), run(hoist(&home).args(args)));
     for (what, args) in [
