@@ -767,6 +767,68 @@ pub fn df_volumes_row() -> Result<Vec<String>> {
     ])
 }
 
+/// `system df -v`'s containers table.
+pub fn df_containers_table() -> Result<String> {
+    let (_, store, _) = open()?;
+    let now = now_unix();
+    let rows: Vec<Vec<String>> = store
+        .list()?
+        .iter()
+        .map(|c| {
+            let volumes = c
+                .config
+                .mounts
+                .iter()
+                .filter(|m| m.kind == "volume")
+                .count();
+            vec![
+                c.short_id().to_owned(),
+                c.config.image.clone(),
+                ps_command(c, false),
+                volumes.to_string(),
+                human_size(dir_size(&c.upper()), 3),
+                format!(
+                    "{} ago",
+                    container::human_duration(now - c.config.created_unix)
+                ),
+                c.state.describe(now),
+                c.name().to_owned(),
+            ]
+        })
+        .collect();
+    Ok(table(
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "LOCAL VOLUMES",
+            "SIZE",
+            "CREATED",
+            "STATUS",
+            "NAMES",
+        ],
+        &rows,
+    ))
+}
+
+/// `system df -v`'s volumes table: LINKS is the number of containers using the volume.
+pub fn df_volumes_table() -> Result<String> {
+    let (_, store, volumes) = open()?;
+    let used = store.volumes_in_use()?;
+    let rows: Vec<Vec<String>> = volumes
+        .list()?
+        .iter()
+        .map(|v| {
+            vec![
+                v.name.clone(),
+                used.get(&v.name).map_or(0, |u| u.len()).to_string(),
+                human_size(dir_size(&v.mountpoint), 3),
+            ]
+        })
+        .collect();
+    Ok(table(&["VOLUME NAME", "LINKS", "SIZE"], &rows))
+}
+
 /// The ids of the containers (any state) that use the image `id`.
 pub fn containers_using(id: &hoist_oci::Digest) -> Result<Vec<String>> {
     let home = home::hoist_home()?;

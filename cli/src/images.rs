@@ -76,9 +76,16 @@ pub enum ImageGroup {
 #[derive(Subcommand)]
 pub enum SystemGroup {
     /// Show disk usage
-    Df,
+    Df(DfArgs),
     /// Display system-wide information
     Info(crate::sysinfo::InfoArgs),
+}
+
+#[derive(Args)]
+pub struct DfArgs {
+    /// Show detailed information on space usage
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Args)]
@@ -225,7 +232,7 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             ImageCommand::Load(a) | ImageCommand::Image(ImageGroup::Load(a)) => load(a).await,
             ImageCommand::Import(a) | ImageCommand::Image(ImageGroup::Import(a)) => import(a).await,
             ImageCommand::Image(ImageGroup::Prune(a)) => prune(a).await,
-            ImageCommand::System(SystemGroup::Df) => df().await,
+            ImageCommand::System(SystemGroup::Df(a)) => df(a).await,
             ImageCommand::Version(a) => crate::sysinfo::version(&a),
             ImageCommand::Info(a) | ImageCommand::System(SystemGroup::Info(a)) => {
                 crate::sysinfo::info(&a, open_store().await?).await
@@ -871,7 +878,7 @@ async fn prune(a: PruneArgs) -> Result<()> {
     print_out(&out)
 }
 
-async fn df() -> Result<()> {
+async fn df(a: DfArgs) -> Result<()> {
     let store = open_store().await?;
     let in_use = crate::containers::images_in_use()?;
     let mut u = store
@@ -883,12 +890,14 @@ async fn df() -> Result<()> {
     let mut used = BTreeSet::new();
     let mut all = HashMap::new();
     let mut seen = BTreeSet::new();
-    for r in store.list().await.context("listing images")? {
+    let list = store.list().await.context("listing images")?;
+    let mut layers_of: HashMap<hoist_oci::Digest, Vec<hoist_oci::Digest>> = HashMap::new();
+    for r in &list {
         if !seen.insert(r.id.clone()) {
             continue;
         }
         let image = store
-            .image(&reference(&row_reference(&r))?, &Platform::host())
+            .image(&reference(&row_reference(r))?, &Platform::host())
             .await
             .with_context(|| format!("reading {}", r.repository))?;
         for l in image.manifest.layers() {
@@ -900,8 +909,9 @@ async fn df() -> Result<()> {
                 all.insert(d.clone(), size);
             }
             if in_use.contains(&r.id) {
-                used.insert(d);
+                used.insert(d.clone());
             }
+            layers_of.entry(r.id.clone()).or_default().push(d);
         }
     }
     u.size = all.values().sum();
@@ -926,10 +936,76 @@ async fn df() -> Result<()> {
         crate::containers::df_volumes_row()?,
         build_cache_row()?,
     ];
-    print_out(&table(
-        &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-        &rows,
-    ))
+    if !a.verbose {
+        return print_out(&table(
+            &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            &rows,
+        ));
+    }
+    // `-v`: docker's sections. A layer more than one image holds is shared.
+    let mut holders: HashMap<&hoist_oci::Digest, usize> = HashMap::new();
+    for ls in layers_of.values() {
+        for d in ls.iter().collect::<BTreeSet<_>>() {
+            *holders.entry(d).or_default() += 1;
+        }
+    }
+    let now = now_unix();
+    let mut image_rows = Vec::new();
+    for r in &list {
+        let ls = layers_of.get(&r.id).map_or(&[][..], Vec::as_slice);
+        let size: u64 = ls.iter().map(|d| all.get(d).copied().unwrap_or(0)).sum();
+        let shared: u64 = ls
+            .iter()
+            .filter(|d| holders.get(d).is_some_and(|n| *n > 1))
+            .map(|d| all.get(d).copied().unwrap_or(0))
+            .sum();
+        image_rows.push(vec![
+            r.repository.clone(),
+            r.tag.clone().unwrap_or_else(|| "<none>".to_owned()),
+            short_id(r.id.hex()).to_owned(),
+            human_ago(r.created_unix, now),
+            human_size(size, 3),
+            human_size(shared, 4),
+            human_size(size - shared, 4),
+            crate::containers::containers_using(&r.id)?
+                .len()
+                .to_string(),
+        ]);
+    }
+    let cache = build_cache_row()?;
+    let mut out = String::from("Images space usage:\n\n");
+    out.push_str(&table(
+        &[
+            "REPOSITORY",
+            "TAG",
+            "IMAGE ID",
+            "CREATED",
+            "SIZE",
+            "SHARED SIZE",
+            "UNIQUE SIZE",
+            "CONTAINERS",
+        ],
+        &image_rows,
+    ));
+    out.push_str("\nContainers space usage:\n\n");
+    out.push_str(&crate::containers::df_containers_table()?);
+    out.push_str("\nLocal Volumes space usage:\n\n");
+    out.push_str(&crate::containers::df_volumes_table()?);
+    // hoist's build cache records are not BuildKit's cache entries: the total only.
+    out.push_str(&format!("\nBuild cache usage: {}\n\n", cache[3]));
+    out.push_str(&table(
+        &[
+            "CACHE ID",
+            "CACHE TYPE",
+            "SIZE",
+            "CREATED",
+            "LAST USED",
+            "USAGE",
+            "SHARED",
+        ],
+        &[],
+    ));
+    print_out(&out)
 }
 
 /// `system df`'s Build Cache row: the build cache's records and the bytes of its blobs (none in

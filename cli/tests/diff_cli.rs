@@ -414,6 +414,15 @@ fn cli_shapes_match_docker() {
             .join("\n")
     });
 
+    // system df -v: docker's sections, their headers, and the rows that hold no times or ids.
+    same("system df -v", &["system", "df", "-v"], &|s| {
+        s.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|l| !l.contains(" ago"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+
     // JSON keys: --format json lines and inspect, recursively.
     let both_out = |args: &[&str]| (run(docker().args(args)), run(hoist(&home).args(args)));
     for (what, args) in [
