@@ -38,6 +38,22 @@ impl Filters {
         self.0.get(key).is_none_or(|vs| vs.iter().any(|v| f(v)))
     }
 
+    /// No value of `key` given, or one of them, a regular expression as in docker's name
+    /// filters, matches `s`. A value that is no regular expression is an error naming it.
+    pub fn matches(&self, key: &str, s: &str) -> Result<bool> {
+        let Some(vs) = self.0.get(key) else {
+            return Ok(true);
+        };
+        for v in vs {
+            let re = regex::Regex::new(v)
+                .map_err(|e| anyhow::anyhow!("invalid filter '{key}={v}': {e}"))?;
+            if re.is_match(s) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// `key` is a boolean filter (`dangling=true`): its value, checked.
     pub fn bool(&self, key: &str) -> Result<Option<bool>> {
         match self.values(key).last().map(|v| v.to_ascii_lowercase()) {
@@ -170,6 +186,11 @@ mod tests {
         assert!(f.any("status", |v| v == "created"));
         assert!(!f.any("status", |v| v == "running"));
         assert!(f.any("name", |_| false), "a key not given matches");
+        let n = Filters::parse(&["name=^u.$".into()], &["name"]).unwrap();
+        assert!(n.matches("name", "up").unwrap());
+        assert!(!n.matches("name", "cup").unwrap());
+        let bad = Filters::parse(&["name=(".into()], &["name"]).unwrap();
+        assert!(bad.matches("name", "x").is_err());
         let labels = serde_json::json!({"a": "b", "c": "d"});
         assert!(f.labels(labels.as_object()));
         let labels = serde_json::json!({"a": "x"});

@@ -165,7 +165,7 @@ pub fn ps_keep(f: &Filters, c: &Container) -> Result<bool> {
         .unwrap_or(&c.config.image_id);
     Ok(exited_ok
         && f.any("status", |v| v == c.state.status_name())
-        && f.any("name", |v| c.name().contains(v.trim_start_matches('/')))
+        && f.matches("name", c.name())?
         && f.any("id", |v| c.id().starts_with(v))
         && f.any("ancestor", |v| {
             let v_id = v.strip_prefix("sha256:").unwrap_or(v);
@@ -228,7 +228,7 @@ pub fn volume_keep(f: &Filters, v: &hoist_runtime::volume::Volume, used: bool) -
         .map(|(k, v)| (k.clone(), Value::from(v.clone())))
         .collect();
     Ok(f.bool("dangling")?.is_none_or(|d| d != used)
-        && f.any("name", |n| v.name.contains(n))
+        && f.matches("name", &v.name)?
         && f.any("driver", |d| v.driver == d)
         && f.labels(Some(&labels)))
 }

@@ -349,6 +349,9 @@ fn cli_shapes_match_docker() {
         "status=exited",
         "status=running",
         "name=u",
+        "name=^u",
+        "name=^e.$",
+        "name=p$",
         "exited=3",
         "exited=0",
         "ancestor=busybox",
@@ -390,6 +393,8 @@ fn cli_shapes_match_docker() {
     }
     for f in [
         "name=vol",
+        "name=^vol1$",
+        "name=^ol",
         "name=nope",
         "dangling=true",
         "label=k=v",
