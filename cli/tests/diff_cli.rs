@@ -411,6 +411,52 @@ fn cli_shapes_match_docker() {
     same("rmi of a second tag", &["rmi", "extra:1"], &plain);
     same("rmi of an unused image", &["rmi", "solo:1"], &plain);
 
+    // logs --since/--until: docker's time forms (durations, RFC 3339, Unix timestamps).
+    for args in [
+        &["logs", "ex"][..],
+        &["logs", "--since", "10m", "ex"][..],
+        &["logs", "--until", "10m", "ex"][..],
+        &["logs", "--since", "2000-01-01T00:00:00Z", "ex"][..],
+        &["logs", "--since", "2000-01-01", "ex"][..],
+        &["logs", "--until", "1000000000", "ex"][..],
+        &["logs", "--since", "4000000000", "ex"][..],
+        &["logs", "--since", "1h30m", "--until", "4000000000.5", "ex"][..],
+    ] {
+        same("logs", args, &plain);
+    }
+
+    // images -a: the same list (hoist keeps no intermediate images).
+    same(
+        "images -a",
+        &[
+            "images",
+            "-a",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}}",
+        ],
+        &sorted,
+    );
+
+    // version and info: docker's field names for the facts both know.
+    same(
+        "version --format",
+        &[
+            "version",
+            "--format",
+            "{{.Client.Os}}/{{.Client.Arch}} {{.Server.Os}}/{{.Server.Arch}} {{.Server.KernelVersion}}",
+        ],
+        &plain,
+    );
+    same(
+        "info --format",
+        &[
+            "info",
+            "--format",
+            "{{.OSType}} {{.Architecture}} {{.NCPU}} {{.MemTotal}} {{.KernelVersion}} {{.Containers}} {{.ContainersRunning}} {{.ContainersPaused}} {{.ContainersStopped}} {{.Images}} {{.LoggingDriver}}",
+        ],
+        &plain,
+    );
+
     // system df: the same rows (unpacked image sizes, each layer once).
     same("system df", &["system", "df"], &|s| {
         s.lines()
