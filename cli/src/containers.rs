@@ -58,7 +58,7 @@ pub enum ContainerGroup {
     /// Remove all stopped containers
     Prune(PruneArgs),
     /// Display detailed information on one or more containers
-    Inspect(NamesArgs),
+    Inspect(InspectArgs),
     /// Remove one or more containers
     Rm(RmArgs),
     /// Start one or more stopped containers
@@ -80,6 +80,15 @@ pub struct PsArgs {
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
+    /// Filter output (status=, name=, label=, ancestor=, id=, exited=, before=, since=)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    filter: Vec<String>,
+    /// Format output: table TEMPLATE, json, or a Go template
+    #[arg(long)]
+    format: Option<String>,
 }
 
 #[derive(Args)]
@@ -93,6 +102,12 @@ pub struct LogsArgs {
     /// Show timestamps
     #[arg(short, long)]
     timestamps: bool,
+    /// Show logs since a time (RFC 3339, Unix timestamp) or a duration before now (10m)
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a time (RFC 3339, Unix timestamp) or a duration before now (10m)
+    #[arg(long)]
+    until: Option<String>,
     container: String,
 }
 
@@ -144,6 +159,18 @@ pub struct KillArgs {
 
 #[derive(Args)]
 pub struct NamesArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Format output: json, or a Go template
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -255,7 +282,22 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
             let (_, store, _) = open()?;
             let mut out = Vec::new();
             for n in &a.containers {
-                out.push(inspect_json(&store.get(n)?));
+                let c = store.get(n)?;
+                let mut v = inspect_json(&c);
+                if a.size {
+                    // docker's -s: the writable layer, and it with the image.
+                    let rw = dir_size(&c.upper());
+                    v["SizeRw"] = json!(rw);
+                    v["SizeRootFs"] = json!(rw + image_size(&c));
+                }
+                out.push(v);
+            }
+            let f = crate::format::Format::parse(a.format.as_deref())?;
+            if matches!(
+                f,
+                crate::format::Format::Raw(_) | crate::format::Format::Table(_)
+            ) {
+                return crate::format::print(&f, &out, &[]);
             }
             print_json(&Value::Array(out))
         }
@@ -284,7 +326,7 @@ fn for_each(
         if let Err(e) = r
             && let Some(prev) = failed.replace(e)
         {
-            eprintln!("hoist: {prev:#}");
+            eprintln!("{}", crate::error_line(&prev));
         }
     }
     failed.map_or(Ok(()), Err)
@@ -296,10 +338,37 @@ fn command_line(c: &Container) -> String {
     parts.join(" ")
 }
 
+/// `ps`'s COMMAND: the daemon's summary (arguments with a space in single quotes), cut to 20
+/// characters with `…` unless `no_trunc`, then Go-quoted, as docker prints it.
+pub(crate) fn ps_command(c: &Container, no_trunc: bool) -> String {
+    let cmd = crate::format::docker_command(&c.config.path, &c.config.args);
+    crate::format::go_quote(&if no_trunc { cmd } else { ellipsis(&cmd, 20) })
+}
+
 fn ps(a: PsArgs) -> Result<()> {
     let (_, store, _) = open()?;
+    let filters = crate::filter::Filters::parse(&a.filter, crate::listing::PS_FILTERS)?;
+    let format = crate::format::Format::parse(a.format.as_deref())?;
     let all = store.list()?;
-    let shown: Vec<&Container> = all.iter().filter(|c| a.all || c.state.running()).collect();
+    // Like docker: a status filter looks at every container, not just the running ones.
+    let every = a.all || filters.has("status") || filters.has("exited");
+    let created_of = |key: &str| -> Result<Option<i64>> {
+        match filters.values(key).last() {
+            None => Ok(None),
+            Some(n) => Ok(Some(store.get(n)?.config.created_unix)),
+        }
+    };
+    let (before, since) = (created_of("before")?, created_of("since")?);
+    let mut shown: Vec<&Container> = Vec::new();
+    for c in &all {
+        if (every || c.state.running())
+            && before.is_none_or(|t| c.config.created_unix < t)
+            && since.is_none_or(|t| c.config.created_unix > t)
+            && crate::listing::ps_keep(&filters, c)?
+        {
+            shown.push(c);
+        }
+    }
     if a.quiet {
         let s: String = shown
             .iter()
@@ -308,18 +377,32 @@ fn ps(a: PsArgs) -> Result<()> {
         return print_out(&s);
     }
     let now = now_unix();
+    // Like docker: a template that shows the size asks for it.
+    let want_size = a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size"));
+    let size_of = |c: &Container| {
+        want_size.then(|| {
+            let rw = dir_size(&c.upper());
+            (rw, rw + image_size(c))
+        })
+    };
+    if !format.is_default() {
+        let rows: Vec<Value> = shown
+            .iter()
+            .map(|c| crate::listing::ps_row(c, a.no_trunc, now, size_of(c)))
+            .collect();
+        return crate::format::print(&format, &rows, crate::listing::PS_HEADERS);
+    }
     let rows: Vec<Vec<String>> = shown
         .iter()
         .map(|c| {
-            let cmd = command_line(c);
-            vec![
+            let mut row = vec![
                 if a.no_trunc {
                     c.id().to_owned()
                 } else {
                     c.short_id().to_owned()
                 },
                 c.config.image.clone(),
-                format!("\"{}\"", if a.no_trunc { cmd } else { ellipsis(&cmd, 20) }),
+                ps_command(c, a.no_trunc),
                 format!(
                     "{} ago",
                     container::human_duration(now - c.config.created_unix)
@@ -327,21 +410,35 @@ fn ps(a: PsArgs) -> Result<()> {
                 c.state.describe(now),
                 String::new(),
                 c.name().to_owned(),
-            ]
+            ];
+            if let Some((rw, virt)) = size_of(c) {
+                row.push(format!(
+                    "{} (virtual {})",
+                    human_size(rw, 3),
+                    human_size(virt, 3)
+                ));
+            }
+            row
         })
         .collect();
-    print_out(&table(
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ],
-        &rows,
-    ))
+    let mut header = vec![
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ];
+    if a.size {
+        header.push("SIZE");
+    }
+    print_out(&table(&header, &rows))
+}
+
+/// The image part of a container's virtual size: its layers as the manifest lists them.
+fn image_size(c: &Container) -> u64 {
+    c.config.layers.iter().map(|p| dir_size(p)).sum()
 }
 
 fn format_record(r: &logs::Record, timestamps: bool) -> String {
@@ -376,7 +473,26 @@ fn logs_cmd(a: LogsArgs) -> Result<()> {
         ),
     };
     let path = c.log_path();
-    let records = logs::read_all(&path).context("reading the logs")?;
+    let now = now_unix();
+    let since = a
+        .since
+        .as_deref()
+        .map(|t| crate::filter::parse_time(t, now).context("invalid --since"))
+        .transpose()?;
+    let until = a
+        .until
+        .as_deref()
+        .map(|t| crate::filter::parse_time(t, now).context("invalid --until"))
+        .transpose()?;
+    let records: Vec<logs::Record> = logs::read_all(&path)
+        .context("reading the logs")?
+        .into_iter()
+        .filter(|r| {
+            let t = record_time(r);
+            since.is_none_or(|s| t.is_some_and(|t| t >= s))
+                && until.is_none_or(|u| t.is_some_and(|t| t < u))
+        })
+        .collect();
     let skip = tail.map_or(0, |t| records.len().saturating_sub(t));
     for r in &records[skip..] {
         write_record(r, a.timestamps).context("writing the logs")?;
@@ -400,6 +516,11 @@ fn logs_cmd(a: LogsArgs) -> Result<()> {
         |r| write_record(r, a.timestamps),
     )
     .context("following the logs")
+}
+
+/// A log record's time, in seconds since the epoch.
+fn record_time(r: &logs::Record) -> Option<f64> {
+    crate::filter::parse_time(&r.time, 0).ok()
 }
 
 fn exec_cmd(a: ExecArgs) -> Result<()> {
@@ -522,7 +643,7 @@ fn rm(a: RmArgs) -> Result<()> {
         if let Err(e) = r
             && let Some(prev) = failed.replace(e)
         {
-            eprintln!("hoist: {prev:#}");
+            eprintln!("{}", crate::error_line(&prev));
         }
     }
     failed.map_or(Ok(()), Err)
@@ -646,6 +767,68 @@ pub fn df_volumes_row() -> Result<Vec<String>> {
     ])
 }
 
+/// `system df -v`'s containers table.
+pub fn df_containers_table() -> Result<String> {
+    let (_, store, _) = open()?;
+    let now = now_unix();
+    let rows: Vec<Vec<String>> = store
+        .list()?
+        .iter()
+        .map(|c| {
+            let volumes = c
+                .config
+                .mounts
+                .iter()
+                .filter(|m| m.kind == "volume")
+                .count();
+            vec![
+                c.short_id().to_owned(),
+                c.config.image.clone(),
+                ps_command(c, false),
+                volumes.to_string(),
+                human_size(dir_size(&c.upper()), 3),
+                format!(
+                    "{} ago",
+                    container::human_duration(now - c.config.created_unix)
+                ),
+                c.state.describe(now),
+                c.name().to_owned(),
+            ]
+        })
+        .collect();
+    Ok(table(
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "LOCAL VOLUMES",
+            "SIZE",
+            "CREATED",
+            "STATUS",
+            "NAMES",
+        ],
+        &rows,
+    ))
+}
+
+/// `system df -v`'s volumes table: LINKS is the number of containers using the volume.
+pub fn df_volumes_table() -> Result<String> {
+    let (_, store, volumes) = open()?;
+    let used = store.volumes_in_use()?;
+    let rows: Vec<Vec<String>> = volumes
+        .list()?
+        .iter()
+        .map(|v| {
+            vec![
+                v.name.clone(),
+                used.get(&v.name).map_or(0, |u| u.len()).to_string(),
+                human_size(dir_size(&v.mountpoint), 3),
+            ]
+        })
+        .collect();
+    Ok(table(&["VOLUME NAME", "LINKS", "SIZE"], &rows))
+}
+
 /// The ids of the containers (any state) that use the image `id`.
 pub fn containers_using(id: &hoist_oci::Digest) -> Result<Vec<String>> {
     let home = home::hoist_home()?;
@@ -709,7 +892,81 @@ pub fn inspect_json(c: &Container) -> Value {
             })
         })
         .collect();
-    json!({
+    let spec = std::fs::read(c.bundle().join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .unwrap_or(Value::Null);
+    let shm_size = spec
+        .get("mounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|m| m.get("destination").and_then(Value::as_str) == Some("/dev/shm"))
+        .and_then(|m| m.get("options").and_then(Value::as_array))
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|o| o.strip_prefix("size="))
+        .and_then(parse_shm_size)
+        .unwrap_or(0);
+    // docker's HostConfig keys for what hoist does not set: docker's defaults of `docker run`.
+    let host_defaults = json!({
+            "ContainerIDFile": "",
+            "PortBindings": {},
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "VolumeDriver": "",
+            "VolumesFrom": Value::Null,
+            "ConsoleSize": [0, 0],
+            "CgroupnsMode": "private",
+            "Dns": [],
+            "DnsOptions": [],
+            "DnsSearch": [],
+            "ExtraHosts": Value::Null,
+            "GroupAdd": Value::Null,
+            "IpcMode": "private",
+            "Cgroup": "",
+            "Links": Value::Null,
+            "OomScoreAdj": 0,
+            "PidMode": "",
+            "PublishAllPorts": false,
+            "SecurityOpt": Value::Null,
+            "UTSMode": "",
+            "UsernsMode": "",
+            "ShmSize": shm_size,
+            "Runtime": cfg.runtime.clone().unwrap_or_else(|| "hoist".to_owned()),
+            "Isolation": "",
+    });
+    let host_defaults2 = json!({
+            "CpuShares": 0,
+            "CgroupParent": "",
+            "BlkioWeight": 0,
+            "BlkioWeightDevice": [],
+            "BlkioDeviceReadBps": Value::Null,
+            "BlkioDeviceWriteBps": Value::Null,
+            "BlkioDeviceReadIOps": Value::Null,
+            "BlkioDeviceWriteIOps": Value::Null,
+            "CpuPeriod": 0,
+            "CpuQuota": 0,
+            "CpuRealtimePeriod": 0,
+            "CpuRealtimeRuntime": 0,
+            "CpusetCpus": "",
+            "CpusetMems": "",
+            "Devices": [],
+            "DeviceCgroupRules": Value::Null,
+            "DeviceRequests": Value::Null,
+            "MemoryReservation": 0,
+            "MemorySwap": 0,
+            "MemorySwappiness": Value::Null,
+            "OomKillDisable": false,
+            "Ulimits": Value::Null,
+            "CpuCount": 0,
+            "CpuPercent": 0,
+            "IOMaximumIOps": 0,
+            "IOMaximumBandwidth": 0,
+            "KernelMemory": 0,
+            "KernelMemoryTCP": 0,
+    });
+    let mut v = json!({
         "Id": cfg.id,
         "Created": cfg.created,
         "Path": cfg.path,
@@ -736,7 +993,13 @@ pub fn inspect_json(c: &Container) -> Value {
         "RestartCount": st.restart_count,
         "Driver": "overlay2",
         "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": Value::Null,
         "HostConfig": {
+            "MaskedPaths": spec.pointer("/linux/maskedPaths").cloned().unwrap_or(json!([])),
+            "ReadonlyPaths": spec.pointer("/linux/readonlyPaths").cloned().unwrap_or(json!([])),
             "Binds": cfg.mounts.iter().filter(|m| m.kind == "bind").map(|m| format!("{}:{}{}", m.source.display(), m.destination, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
             "NetworkMode": cfg.network_mode,
             "AutoRemove": cfg.auto_remove,
@@ -761,6 +1024,12 @@ pub fn inspect_json(c: &Container) -> Value {
         "Mounts": mounts,
         "Config": {
             "Hostname": std::fs::read_to_string(c.hostname_path()).map(|s| s.trim().to_owned()).unwrap_or_default(),
+            "Domainname": "",
+            "AttachStdin": o.interactive,
+            "AttachStdout": !o.interactive || o.tty,
+            "AttachStderr": !o.interactive || o.tty,
+            "StdinOnce": false,
+            "OnBuild": Value::Null,
             "User": o.user.clone().or_else(|| image_cfg.get("User").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
             "Tty": o.tty,
             "OpenStdin": o.interactive,
@@ -771,11 +1040,74 @@ pub fn inspect_json(c: &Container) -> Value {
             "WorkingDir": o.workdir.clone().or_else(|| image_cfg.get("WorkingDir").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
             "Entrypoint": match &o.entrypoint { Some(e) if e.is_empty() => Value::Null, Some(e) => json!([e]), None => image_cfg.get("Entrypoint").cloned().unwrap_or(Value::Null) },
             "Labels": image_cfg.get("Labels").cloned().unwrap_or(json!({})),
-            "StopSignal": cfg.stop_signal,
-            "StopTimeout": cfg.stop_timeout,
         },
-        "NetworkSettings": {"Networks": {cfg.network_mode.clone(): {}}},
+    });
+    v["NetworkSettings"] = json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": {},
+        "SandboxKey": "",
+        "SecondaryIPAddresses": Value::Null,
+        "SecondaryIPv6Addresses": Value::Null,
+        "EndpointID": "",
+        "Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "MacAddress": "",
+        "Networks": {cfg.network_mode.clone(): network_endpoint()},
+    });
+    for d in [&host_defaults, &host_defaults2] {
+        if let (Some(h), Some(d)) = (v["HostConfig"].as_object_mut(), d.as_object()) {
+            for (k, val) in d {
+                h.entry(k.clone()).or_insert_with(|| val.clone());
+            }
+        }
+    }
+    // docker leaves these out when unset.
+    if let Some(s) = &cfg.stop_signal {
+        v["Config"]["StopSignal"] = json!(s);
+    }
+    if let Some(t) = cfg.stop_timeout {
+        v["Config"]["StopTimeout"] = json!(t);
+    }
+    v
+}
+
+/// docker's endpoint keys of a container's network: hoist has no network objects, so no ids
+/// or addresses to report in them.
+fn network_endpoint() -> Value {
+    json!({
+        "IPAMConfig": Value::Null,
+        "Links": Value::Null,
+        "Aliases": Value::Null,
+        "NetworkID": "",
+        "EndpointID": "",
+        "Gateway": "",
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": "",
+        "DriverOpts": Value::Null,
     })
+}
+
+/// `/dev/shm`'s `size=` mount option (`65536k`, `64m`, bytes) in bytes.
+fn parse_shm_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1 << 10),
+        (i, 'm' | 'M') => (&s[..i], 1 << 20),
+        (i, 'g' | 'G') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
 }
 
 fn commit(a: CommitArgs) -> Result<()> {

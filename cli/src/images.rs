@@ -1,6 +1,6 @@
 //! Local image commands: the store under `$HOIST_HOME`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -13,6 +13,7 @@ use hoist_storage::images::{
 };
 use serde_json::{Value, json};
 
+use crate::filter::{Filters, glob};
 use crate::home;
 use crate::images_format::{ellipsis, human_ago, human_size, now_unix, short_id, table};
 
@@ -40,6 +41,10 @@ pub enum ImageCommand {
     /// Manage hoist
     #[command(subcommand)]
     System(SystemGroup),
+    /// Show the hoist version information
+    Version(crate::sysinfo::VersionArgs),
+    /// Display system-wide information
+    Info(crate::sysinfo::InfoArgs),
 }
 
 /// `hoist image ...`: docker's management command names.
@@ -71,7 +76,16 @@ pub enum ImageGroup {
 #[derive(Subcommand)]
 pub enum SystemGroup {
     /// Show disk usage
-    Df,
+    Df(DfArgs),
+    /// Display system-wide information
+    Info(crate::sysinfo::InfoArgs),
+}
+
+#[derive(Args)]
+pub struct DfArgs {
+    /// Show detailed information on space usage
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Args)]
@@ -93,6 +107,15 @@ pub struct ImagesArgs {
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
+    /// Show all images (hoist keeps no intermediate images: the same list)
+    #[arg(short, long)]
+    all: bool,
+    /// Filter output (dangling=, reference=, label=, before=, since=)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    filters: Vec<String>,
+    /// Format output: table TEMPLATE, json, or a Go template
+    #[arg(long)]
+    format: Option<String>,
     /// Only images of this repository (and tag)
     #[arg(value_name = "REPOSITORY[:TAG]")]
     filter: Option<String>,
@@ -100,6 +123,9 @@ pub struct ImagesArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
+    /// Format output: json, or a Go template
+    #[arg(short, long)]
+    format: Option<String>,
     /// Images (NAME[:TAG], NAME@DIGEST or image id)
     #[arg(required = true)]
     images: Vec<String>,
@@ -113,6 +139,9 @@ pub struct HistoryArgs {
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
+    /// Format output: table TEMPLATE, json, or a Go template
+    #[arg(long)]
+    format: Option<String>,
     image: String,
 }
 
@@ -203,7 +232,11 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             ImageCommand::Load(a) | ImageCommand::Image(ImageGroup::Load(a)) => load(a).await,
             ImageCommand::Import(a) | ImageCommand::Image(ImageGroup::Import(a)) => import(a).await,
             ImageCommand::Image(ImageGroup::Prune(a)) => prune(a).await,
-            ImageCommand::System(SystemGroup::Df) => df().await,
+            ImageCommand::System(SystemGroup::Df(a)) => df(a).await,
+            ImageCommand::Version(a) => crate::sysinfo::version(&a),
+            ImageCommand::Info(a) | ImageCommand::System(SystemGroup::Info(a)) => {
+                crate::sysinfo::info(&a, open_store().await?).await
+            }
         }
     })
 }
@@ -231,19 +264,104 @@ fn images_filter(s: &str) -> Result<(String, Option<String>)> {
     Ok((familiar_repo(repo.as_str()), tag))
 }
 
-async fn images(a: ImagesArgs) -> Result<()> {
+/// The `images --filter`s (and the REPOSITORY[:TAG] argument) applied to the store's rows.
+async fn filter_images(
+    store: &ImageStore,
+    a: &ImagesArgs,
+) -> Result<Vec<hoist_storage::images::ImageSummary>> {
     let filter = a.filter.as_deref().map(images_filter).transpose()?;
-    let store = open_store().await?;
-    let rows = store.list().await.context("listing images")?;
-    let rows: Vec<_> = rows
-        .into_iter()
-        .filter(|r| match &filter {
+    let filters = Filters::parse(&a.filters, crate::listing::IMAGE_FILTERS)?;
+    let dangling = filters.bool("dangling")?;
+    let all = store.list().await.context("listing images")?;
+    let created_of = |key: &str| -> Result<Option<i64>> {
+        let Some(name) = filters.values(key).last() else {
+            return Ok(None);
+        };
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        let row = all
+            .iter()
+            .find(|r| {
+                r.id.hex().starts_with(hex) && hex.len() >= 4
+                    || r.tag
+                        .as_ref()
+                        .is_some_and(|t| format!("{}:{t}", r.repository) == *name)
+                    || (r.repository == *name && r.tag.as_deref() == Some("latest"))
+            })
+            .with_context(|| format!("no such image: {name}"))?;
+        Ok(Some(row.created_unix.unwrap_or(0)))
+    };
+    let (before, since) = (created_of("before")?, created_of("since")?);
+    let mut rows = Vec::new();
+    for r in all.iter() {
+        let name = match &r.tag {
+            Some(t) => format!("{}:{t}", r.repository),
+            None => r.repository.clone(),
+        };
+        let keep = match &filter {
             None => true,
             Some((repo, tag)) => {
                 r.repository == *repo && tag.as_ref().is_none_or(|t| r.tag.as_ref() == Some(t))
             }
-        })
-        .collect();
+        } && dangling.is_none_or(|d| d == r.tag.is_none())
+            && filters.any("reference", |p| glob(p, &name) || glob(p, &r.repository))
+            && before.is_none_or(|t| r.created_unix.unwrap_or(0) < t)
+            && since.is_none_or(|t| r.created_unix.unwrap_or(0) > t);
+        if !keep {
+            continue;
+        }
+        if filters.has("label") {
+            let i = store
+                .inspect(&reference(&row_reference(r))?, &Platform::host())
+                .await
+                .with_context(|| format!("inspecting {name}"))?;
+            if !filters.labels(
+                i.config
+                    .pointer("/config/Labels")
+                    .and_then(Value::as_object),
+            ) {
+                continue;
+            }
+        }
+        rows.push(r.clone());
+    }
+    Ok(rows)
+}
+
+/// A reference that names exactly this row's image.
+fn row_reference(r: &hoist_storage::images::ImageSummary) -> String {
+    match &r.tag {
+        Some(t) => format!("{}:{t}", r.repository),
+        None => format!("{}@{}", r.repository, r.digest),
+    }
+}
+
+async fn images(a: ImagesArgs) -> Result<()> {
+    let format = crate::format::Format::parse(a.format.as_deref())?;
+    let store = open_store().await?;
+    let rows = filter_images(&store, &a).await?;
+    let mut sizes = HashMap::new();
+    if !a.quiet {
+        for r in &rows {
+            if !sizes.contains_key(&r.id) {
+                let size = crate::layer_sizes::image_size(
+                    &store,
+                    &reference(&row_reference(r))?,
+                    &Platform::host(),
+                )
+                .await?;
+                sizes.insert(r.id.clone(), size);
+            }
+        }
+    }
+    let size_of = |r: &hoist_storage::images::ImageSummary| sizes.get(&r.id).copied().unwrap_or(0);
+    if !format.is_default() && !a.quiet {
+        let now = now_unix();
+        let cells: Vec<Value> = rows
+            .iter()
+            .map(|r| crate::listing::image_row(r, a.no_trunc, now, size_of(r)))
+            .collect();
+        return crate::format::print(&format, &cells, crate::listing::IMAGE_HEADERS);
+    }
     let id_of = |id: &hoist_oci::Digest| {
         if a.no_trunc {
             id.to_string()
@@ -253,12 +371,10 @@ async fn images(a: ImagesArgs) -> Result<()> {
     };
     let mut out = String::new();
     if a.quiet {
-        let mut seen = BTreeSet::new();
+        // One line a row, as docker: an image with two tags is listed twice.
         for r in &rows {
-            if seen.insert(r.id.clone()) {
-                out.push_str(&id_of(&r.id));
-                out.push('\n');
-            }
+            out.push_str(&id_of(&r.id));
+            out.push('\n');
         }
     } else {
         let now = now_unix();
@@ -280,7 +396,7 @@ async fn images(a: ImagesArgs) -> Result<()> {
                 row.extend([
                     id_of(&r.id),
                     human_ago(r.created_unix, now),
-                    human_size(r.size, 3),
+                    human_size(size_of(r), 3),
                 ]);
                 row
             })
@@ -324,9 +440,9 @@ async fn image_reference(store: &ImageStore, name: &str) -> Result<Reference> {
 }
 
 /// Docker's `inspect` keys, plus hoist's manifest view (`ManifestDigest`, `Layers`, ...).
-fn inspect_json(i: &ImageInspect) -> Value {
+fn inspect_json(i: &ImageInspect, size: u64) -> Value {
     let cfg = &i.config;
-    json!({
+    let mut v = json!({
         "Id": i.id.to_string(),
         "RepoTags": i.repo_tags,
         "RepoDigests": i.repo_digests,
@@ -335,10 +451,12 @@ fn inspect_json(i: &ImageInspect) -> Value {
         "Created": i.created,
         "Author": cfg.get("author").cloned().unwrap_or(Value::from("")),
         "Config": cfg.get("config").cloned().unwrap_or(Value::Null),
+        "DockerVersion": cfg.get("docker_version").cloned().unwrap_or(Value::from("")),
         "Architecture": i.architecture,
-        "Variant": i.variant,
         "Os": i.os,
-        "Size": i.size,
+        "Size": size,
+        "GraphDriver": {"Name": "overlay2", "Data": Value::Null},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         "RootFS": {
             "Type": cfg.pointer("/rootfs/type").cloned().unwrap_or(Value::from("layers")),
             "Layers": cfg.pointer("/rootfs/diff_ids").cloned().unwrap_or(json!([])),
@@ -347,7 +465,12 @@ fn inspect_json(i: &ImageInspect) -> Value {
         "IndexDigest": i.index_digest.as_ref().map(ToString::to_string),
         "MediaType": i.media_type,
         "Layers": i.layers,
-    })
+    });
+    // docker leaves the variant out when there is none.
+    if let Some(variant) = &i.variant {
+        v["Variant"] = json!(variant);
+    }
+    v
 }
 
 async fn inspect(a: InspectArgs) -> Result<()> {
@@ -365,7 +488,15 @@ async fn inspect(a: InspectArgs) -> Result<()> {
             .inspect(&r, &platform)
             .await
             .with_context(|| format!("inspecting {name}"))?;
-        out.push(inspect_json(&i));
+        let size = crate::layer_sizes::image_size(&store, &r, &platform).await?;
+        out.push(inspect_json(&i, size));
+    }
+    let f = crate::format::Format::parse(a.format.as_deref())?;
+    if matches!(
+        f,
+        crate::format::Format::Raw(_) | crate::format::Format::Table(_)
+    ) {
+        return crate::format::print(&f, &out, &[]);
     }
     let mut s = serde_json::to_string_pretty(&out).context("encoding the inspect output")?;
     s.push('\n');
@@ -385,6 +516,18 @@ async fn history(a: HistoryArgs) -> Result<()> {
         .history(&r, &platform)
         .await
         .with_context(|| format!("reading the history of {}", a.image))?;
+    let repo = store
+        .image(&r, &platform)
+        .await
+        .with_context(|| format!("reading the history of {}", a.image))?
+        .repo;
+    let mut sizes = Vec::with_capacity(entries.len());
+    for e in &entries {
+        sizes.push(match &e.layer {
+            Some(l) => crate::layer_sizes::layer_size(&store, &repo, l).await?,
+            None => 0,
+        });
+    }
     // Docker shows the image id on the newest row; older rows have no image of their own.
     let ids: Vec<String> = (0..entries.len())
         .map(|i| match i {
@@ -397,10 +540,46 @@ async fn history(a: HistoryArgs) -> Result<()> {
         return print_out(&ids.iter().map(|i| format!("{i}\n")).collect::<String>());
     }
     let now = now_unix();
+    let format = crate::format::Format::parse(a.format.as_deref())?;
+    if !format.is_default() {
+        let rows: Vec<Value> = entries
+            .iter()
+            .zip(&ids)
+            .zip(&sizes)
+            .map(|((e, id), size)| {
+                let created = e
+                    .created
+                    .as_deref()
+                    .and_then(hoist_storage::images::parse_rfc3339);
+                let by = e.created_by.clone().unwrap_or_default();
+                json!({
+                    "ID": id,
+                    "CreatedSince": human_ago(created, now),
+                    "CreatedAt": created.map_or_else(String::new, crate::listing::go_time),
+                    "CreatedBy": if a.no_trunc { by } else { ellipsis(&by, 45) },
+                    "Size": human_size(*size, 3),
+                    "Comment": e.comment.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        return crate::format::print(
+            &format,
+            &rows,
+            &[
+                ("ID", "IMAGE"),
+                ("CreatedSince", "CREATED"),
+                ("CreatedAt", "CREATED AT"),
+                ("CreatedBy", "CREATED BY"),
+                ("Size", "SIZE"),
+                ("Comment", "COMMENT"),
+            ],
+        );
+    }
     let rows: Vec<Vec<String>> = entries
         .iter()
         .zip(ids)
-        .map(|(e, id)| {
+        .zip(sizes)
+        .map(|((e, id), size)| {
             let created_by = e.created_by.clone().unwrap_or_default();
             vec![
                 id,
@@ -415,7 +594,7 @@ async fn history(a: HistoryArgs) -> Result<()> {
                 } else {
                     ellipsis(&created_by, 45)
                 },
-                human_size(e.size, 3),
+                human_size(size, 3),
                 e.comment.clone().unwrap_or_default(),
             ]
         })
@@ -426,14 +605,42 @@ async fn history(a: HistoryArgs) -> Result<()> {
     ))
 }
 
-fn removed_lines(removed: &[Removed], untagged: &str, deleted: &str) -> String {
-    removed
-        .iter()
-        .map(|r| match r {
-            Removed::Untagged(name) => format!("{untagged}: {name}\n"),
-            Removed::Deleted(d) => format!("{deleted}: {d}\n"),
-        })
-        .collect()
+/// Docker's lines for what went: `Untagged: REF` for each name, then `Deleted: <image id>` once
+/// for each image. The store reports manifest (and index) digests; `ids` maps them to image ids
+/// (config digests), read before the removal. A manifest of no known image is not a line.
+fn removed_lines(
+    removed: &[Removed],
+    ids: &HashMap<hoist_oci::Digest, hoist_oci::Digest>,
+    untagged: &str,
+    deleted: &str,
+) -> String {
+    let mut out = String::new();
+    let mut said = BTreeSet::new();
+    for r in removed {
+        if let Removed::Untagged(name) = r {
+            out.push_str(&format!("{untagged}: {name}\n"));
+        }
+    }
+    for r in removed {
+        if let Removed::Deleted(d) = r
+            && let Some(id) = ids.get(d)
+            && said.insert(id.clone())
+        {
+            out.push_str(&format!("{deleted}: {id}\n"));
+        }
+    }
+    out
+}
+
+/// Manifest (or index) digest to image id, for every image in the store.
+async fn image_ids(store: &ImageStore) -> Result<HashMap<hoist_oci::Digest, hoist_oci::Digest>> {
+    Ok(store
+        .list()
+        .await
+        .context("listing images")?
+        .into_iter()
+        .map(|r| (r.digest, r.id))
+        .collect())
 }
 
 /// Refuses (unless forced) to remove the last name of an image a container uses, as docker does.
@@ -482,19 +689,20 @@ async fn rmi(a: RmiArgs) -> Result<()> {
             Ok(()) => {}
             Err(e) => {
                 if let Some(prev) = failed.replace(e) {
-                    eprintln!("hoist: {prev:#}");
+                    eprintln!("{}", crate::error_line(&prev));
                 }
                 continue;
             }
         }
+        let ids = image_ids(&store).await?;
         match store.remove(name, a.force).await {
-            Ok(removed) => print_out(&removed_lines(&removed, "Untagged", "Deleted"))?,
+            Ok(removed) => print_out(&removed_lines(&removed, &ids, "Untagged", "Deleted"))?,
             Err(e) => {
                 // Like docker: report, go on with the others, fail at the end.
                 if let Some(prev) =
                     failed.replace(anyhow::Error::new(e).context(format!("removing image {name}")))
                 {
-                    eprintln!("hoist: {prev:#}");
+                    eprintln!("{}", crate::error_line(&prev));
                 }
             }
         }
@@ -502,7 +710,7 @@ async fn rmi(a: RmiArgs) -> Result<()> {
     // The unpacked layers only the removed images used.
     let home = home::hoist_home()?;
     if let Err(e) = crate::layer_gc::collect(&home, &store).await {
-        eprintln!("hoist: {}", crate::error_chain(&e));
+        eprintln!("{}", crate::error_line(&e));
     }
     failed.map_or(Ok(()), Err)
 }
@@ -587,6 +795,12 @@ async fn load(a: LoadArgs) -> Result<()> {
                 .context("loading from stdin")?
         }
     };
+    // The unpacked sizes `images` shows, measured now, while the layers are in the page cache.
+    for r in &loaded {
+        if let Err(e) = crate::layer_sizes::image_size(&store, r, &Platform::host()).await {
+            eprintln!("{}", crate::error_line(&e));
+        }
+    }
     let out: String = loaded
         .iter()
         .map(|r| format!("Loaded image: {}\n", r.familiar()))
@@ -637,6 +851,7 @@ async fn prune(a: PruneArgs) -> Result<()> {
         .disk_usage(&in_use)
         .await
         .context("measuring images")?;
+    let ids = image_ids(&store).await?;
     let report = store
         .prune(a.all, &in_use)
         .await
@@ -648,7 +863,7 @@ async fn prune(a: PruneArgs) -> Result<()> {
     let mut out = String::new();
     if !report.removed.is_empty() {
         out.push_str("Deleted Images:\n");
-        out.push_str(&removed_lines(&report.removed, "untagged", "deleted"));
+        out.push_str(&removed_lines(&report.removed, &ids, "untagged", "deleted"));
         out.push('\n');
     }
     // What no image references any more; blobs younger than the collector's grace are freed
@@ -663,25 +878,51 @@ async fn prune(a: PruneArgs) -> Result<()> {
     print_out(&out)
 }
 
-async fn df() -> Result<()> {
+async fn df(a: DfArgs) -> Result<()> {
     let store = open_store().await?;
     let in_use = crate::containers::images_in_use()?;
-    let u = store
+    let mut u = store
         .disk_usage(&in_use)
         .await
         .context("measuring images")?;
+    // Unpacked sizes, as docker counts them: each layer once; reclaimable what only images no
+    // container uses hold.
+    let mut used = BTreeSet::new();
+    let mut all = HashMap::new();
+    let mut seen = BTreeSet::new();
+    let list = store.list().await.context("listing images")?;
+    let mut layers_of: HashMap<hoist_oci::Digest, Vec<hoist_oci::Digest>> = HashMap::new();
+    for r in &list {
+        if !seen.insert(r.id.clone()) {
+            continue;
+        }
+        let image = store
+            .image(&reference(&row_reference(r))?, &Platform::host())
+            .await
+            .with_context(|| format!("reading {}", r.repository))?;
+        for l in image.manifest.layers() {
+            let Ok(d) = hoist_oci::Digest::parse(l.digest().as_ref()) else {
+                continue;
+            };
+            if !all.contains_key(&d) {
+                let size = crate::layer_sizes::layer_size(&store, &image.repo, &d).await?;
+                all.insert(d.clone(), size);
+            }
+            if in_use.contains(&r.id) {
+                used.insert(d.clone());
+            }
+            layers_of.entry(r.id.clone()).or_default().push(d);
+        }
+    }
+    u.size = all.values().sum();
+    u.reclaimable = all
+        .iter()
+        .filter(|(d, _)| !used.contains(*d))
+        .map(|(_, s)| s)
+        .sum();
     let reclaimable = match (u.reclaimable * 100).checked_div(u.size) {
         Some(percent) => format!("{} ({percent}%)", human_size(u.reclaimable, 4)),
         None => human_size(u.reclaimable, 4),
-    };
-    let zero = |t: &str| {
-        vec![
-            t.to_owned(),
-            "0".to_owned(),
-            "0".to_owned(),
-            "0B".to_owned(),
-            "0B".to_owned(),
-        ]
     };
     let rows = vec![
         vec![
@@ -693,10 +934,97 @@ async fn df() -> Result<()> {
         ],
         crate::containers::df_containers_row()?,
         crate::containers::df_volumes_row()?,
-        zero("Build Cache"),
+        build_cache_row()?,
     ];
-    print_out(&table(
-        &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-        &rows,
-    ))
+    if !a.verbose {
+        return print_out(&table(
+            &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            &rows,
+        ));
+    }
+    // `-v`: docker's sections. A layer more than one image holds is shared.
+    let mut holders: HashMap<&hoist_oci::Digest, usize> = HashMap::new();
+    for ls in layers_of.values() {
+        for d in ls.iter().collect::<BTreeSet<_>>() {
+            *holders.entry(d).or_default() += 1;
+        }
+    }
+    let now = now_unix();
+    let mut image_rows = Vec::new();
+    for r in &list {
+        let ls = layers_of.get(&r.id).map_or(&[][..], Vec::as_slice);
+        let size: u64 = ls.iter().map(|d| all.get(d).copied().unwrap_or(0)).sum();
+        let shared: u64 = ls
+            .iter()
+            .filter(|d| holders.get(d).is_some_and(|n| *n > 1))
+            .map(|d| all.get(d).copied().unwrap_or(0))
+            .sum();
+        image_rows.push(vec![
+            r.repository.clone(),
+            r.tag.clone().unwrap_or_else(|| "<none>".to_owned()),
+            short_id(r.id.hex()).to_owned(),
+            human_ago(r.created_unix, now),
+            human_size(size, 3),
+            human_size(shared, 4),
+            human_size(size - shared, 4),
+            crate::containers::containers_using(&r.id)?
+                .len()
+                .to_string(),
+        ]);
+    }
+    let cache = build_cache_row()?;
+    let mut out = String::from("Images space usage:\n\n");
+    out.push_str(&table(
+        &[
+            "REPOSITORY",
+            "TAG",
+            "IMAGE ID",
+            "CREATED",
+            "SIZE",
+            "SHARED SIZE",
+            "UNIQUE SIZE",
+            "CONTAINERS",
+        ],
+        &image_rows,
+    ));
+    out.push_str("\nContainers space usage:\n\n");
+    out.push_str(&crate::containers::df_containers_table()?);
+    out.push_str("\nLocal Volumes space usage:\n\n");
+    out.push_str(&crate::containers::df_volumes_table()?);
+    // hoist's build cache records are not BuildKit's cache entries: the total only.
+    out.push_str(&format!("\nBuild cache usage: {}\n\n", cache[3]));
+    out.push_str(&table(
+        &[
+            "CACHE ID",
+            "CACHE TYPE",
+            "SIZE",
+            "CREATED",
+            "LAST USED",
+            "USAGE",
+            "SHARED",
+        ],
+        &[],
+    ));
+    print_out(&out)
+}
+
+/// `system df`'s Build Cache row: the build cache's records and the bytes of its blobs (none in
+/// use outside a build, so all reclaimable), as `hoist builder du` counts them.
+fn build_cache_row() -> Result<Vec<String>> {
+    let dir = home::hoist_home()?.join("builder");
+    let (records, bytes) = if dir.exists() {
+        let u = hoist_builder::cache::BuildCache::open(&dir)
+            .and_then(|c| c.usage())
+            .context("measuring the build cache")?;
+        (u.records, u.bytes)
+    } else {
+        (0, 0)
+    };
+    Ok(vec![
+        "Build Cache".to_owned(),
+        records.to_string(),
+        "0".to_owned(),
+        human_size(bytes, 4),
+        human_size(bytes, 4),
+    ])
 }

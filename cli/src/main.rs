@@ -4,12 +4,17 @@
 mod admin;
 mod build;
 mod containers;
+mod filter;
+mod format;
 mod home;
 mod images;
 mod images_format;
 mod layer_gc;
+mod layer_sizes;
+mod listing;
 mod run;
 mod serve;
+mod sysinfo;
 mod transfer;
 mod transfer_progress;
 mod transfer_store;
@@ -75,9 +80,20 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hoist: {}", error_chain(&e));
+            eprintln!("{}", error_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The line an error ends the program with: `hoist: ` and the cause chain, said once even when
+/// the outermost context already names the program (`hoist serve: ...`).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let chain = error_chain(e);
+    if chain.starts_with("hoist ") || chain.starts_with("hoist:") {
+        chain
+    } else {
+        format!("hoist: {chain}")
     }
 }
 
@@ -128,5 +144,16 @@ mod error_tests {
         );
         let plain = anyhow::anyhow!("inner").context("middle").context("outer");
         assert_eq!(super::error_chain(&plain), "outer: middle: inner");
+    }
+
+    #[test]
+    fn the_program_is_named_once() {
+        let e = anyhow::anyhow!("address in use").context("hoist serve");
+        assert_eq!(super::error_line(&e), "hoist serve: address in use");
+        let e = anyhow::anyhow!("no such image: x").context("inspecting x");
+        assert_eq!(
+            super::error_line(&e),
+            "hoist: inspecting x: no such image: x"
+        );
     }
 }

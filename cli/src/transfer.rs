@@ -367,6 +367,7 @@ pub(crate) async fn pull(
         .pull(&reference, &sink, &options)
         .await
         .map_err(|e| explain(e, "pull", &reference))?;
+    reporter.settle(&pulled.config.digest);
     reporter.finish();
 
     // Blobs and manifests are in the store as blobs; record the manifests, the index last, and
@@ -524,6 +525,8 @@ async fn push(image: &str, quiet: bool, net: &NetArgs) -> Result<()> {
         );
     }
     let reporter = Reporter::new(quiet, "Pushed");
+    reporter
+        .hide(crate::transfer_progress::configs_of(&store, &resolved.repo, &resolved.bytes).await);
     let options = PushOptions {
         mount_from,
         progress: reporter.callback(),

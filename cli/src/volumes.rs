@@ -47,6 +47,12 @@ pub struct LsArgs {
     /// Only display volume names
     #[arg(short, long)]
     quiet: bool,
+    /// Filter output (name=, dangling=, label=, driver=)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    filter: Vec<String>,
+    /// Format output: table TEMPLATE, json, or a Go template
+    #[arg(long)]
+    format: Option<String>,
 }
 
 #[derive(Args)]
@@ -88,7 +94,19 @@ pub fn run(cmd: VolumeCommand) -> Result<()> {
             print_out(&format!("{}\n", v.name))
         }
         VolumeGroup::Ls(a) => {
-            let list = volumes.list()?;
+            let filters = crate::filter::Filters::parse(&a.filter, crate::listing::VOLUME_FILTERS)?;
+            let format = crate::format::Format::parse(a.format.as_deref())?;
+            let used = containers.volumes_in_use()?;
+            let mut list = Vec::new();
+            for v in volumes.list()? {
+                if crate::listing::volume_keep(&filters, &v, used.contains_key(&v.name))? {
+                    list.push(v);
+                }
+            }
+            if !format.is_default() && !a.quiet {
+                let rows: Vec<_> = list.iter().map(crate::listing::volume_row).collect();
+                return crate::format::print(&format, &rows, crate::listing::VOLUME_HEADERS);
+            }
             if a.quiet {
                 return print_out(
                     &list
@@ -121,7 +139,7 @@ pub fn run(cmd: VolumeCommand) -> Result<()> {
                     Ok(()) => print_out(&format!("{n}\n"))?,
                     Err(e) => {
                         if let Some(prev) = failed.replace(anyhow::Error::new(e)) {
-                            eprintln!("hoist: {prev:#}");
+                            eprintln!("{}", crate::error_line(&prev));
                         }
                     }
                 }
