@@ -41,6 +41,7 @@ enum Command {
     #[command(flatten)]
     Build(build::BuildCommand),
     /// Create and run a new container from an image
+    #[command(override_usage = "hoist run [OPTIONS] IMAGE [COMMAND] [ARG...]")]
     Run(Box<run::RunArgs>),
     /// The detached supervisor of a container (internal)
     #[command(name = "__supervise", hide = true)]
@@ -68,15 +69,47 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Errors end the program with one line (the whole cause chain) and exit status 1.
+/// The exit status a failure ends the program with when it is not 1: docker's 125 (`run` failed
+/// before the command), 126 (the command cannot be invoked) and 127 (no such command). Attached
+/// as context, it is not part of the message.
+#[derive(Debug, Clone, Copy)]
+pub struct Status(pub u8);
+
+/// Says nothing: the message is the error's.
+impl std::fmt::Display for Status {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+/// The commands whose usage errors exit 125, as docker's do (the others keep clap's 2).
+const DOCKER_STATUS_COMMANDS: &[&str] = &["run", "exec"];
+
+/// Errors end the program with one line (the whole cause chain) and exit status 1 (or the
+/// [`Status`] attached to the error).
 fn main() -> ExitCode {
     // A re-exec of this binary as a container's init helper never returns from here.
     hoist_runtime::exec::init_if_requested();
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let docker = std::env::args()
+                .nth(1)
+                .is_some_and(|c| DOCKER_STATUS_COMMANDS.contains(&c.as_str()));
+            let code = e.exit_code();
+            let _ = e.print();
+            return if docker && code == 2 {
+                ExitCode::from(125)
+            } else {
+                ExitCode::from(u8::try_from(code).unwrap_or(1))
+            };
+        }
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hoist: {}", error_chain(&e));
-            ExitCode::FAILURE
+            e.downcast_ref::<Status>().map_or(ExitCode::FAILURE, |s| ExitCode::from(s.0))
         }
     }
 }
@@ -87,6 +120,10 @@ pub fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let s = cause.to_string();
+        if s.is_empty() {
+            // A [`Status`] context.
+            continue;
+        }
         if out.contains(&s) {
             continue;
         }

@@ -111,11 +111,27 @@ pub struct RunArgs {
     /// Log options: max-size=10m, max-file=3
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     log_opt: Vec<String>,
-    /// The image
-    image: String,
-    /// The command and its arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The image, then the command and its arguments: everything after IMAGE belongs to the
+    /// container, even words that look like hoist's flags
+    #[arg(
+        value_name = "IMAGE",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
+    )]
+    argv: Vec<String>,
+}
+
+impl RunArgs {
+    /// The image (the first word after the flags).
+    fn image(&self) -> &str {
+        &self.argv[0]
+    }
+
+    /// The command and its arguments (the words after IMAGE).
+    fn command(&self) -> &[String] {
+        &self.argv[1..]
+    }
 }
 
 #[derive(Args, Debug)]
@@ -164,7 +180,7 @@ fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RunOptions {
         entrypoint: a.entrypoint.clone(),
-        args: a.command.clone(),
+        args: a.command().to_vec(),
         env,
         user: a.user.clone(),
         workdir: a.workdir.clone(),
@@ -248,8 +264,8 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
     let mut opts = run_options(a, network)?;
     let (log_max_size, log_max_files) = log_options(&a.log_opt)?;
 
-    let reference = Reference::parse(&a.image)
-        .with_context(|| format!("invalid image reference {:?}", a.image))?;
+    let reference = Reference::parse(a.image())
+        .with_context(|| format!("invalid image reference {:?}", a.image()))?;
     let rt = home::runtime()?;
     let (image, config_value, layers) = rt.block_on(async {
         let store = ImageStore::open(home)
@@ -266,20 +282,20 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
         let image = match image {
             Some(found) => found,
             None => {
-                crate::transfer::pull(&a.image, None, false, &a.net, true).await?;
+                crate::transfer::pull(a.image(), None, false, &a.net, true).await?;
                 store.image(&reference, &Platform::host()).await
             }
         }
-        .with_context(|| format!("unable to find image {}", a.image))?;
+        .with_context(|| format!("unable to find image {}", a.image()))?;
         let (_, bytes) = store
             .config(&image)
             .await
-            .with_context(|| format!("reading the config of {}", a.image))?;
+            .with_context(|| format!("reading the config of {}", a.image()))?;
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).context("parsing the image config")?;
         let layers = prepare_layers(home, &store, &image)
             .await
-            .with_context(|| format!("preparing the layers of {}", a.image))?;
+            .with_context(|| format!("preparing the layers of {}", a.image()))?;
         anyhow::Ok((image, value, layers))
     })?;
     drop(rt);
@@ -384,7 +400,7 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             name: name.clone(),
             created: container::rfc3339(now),
             created_unix: container::now_unix(),
-            image: a.image.clone(),
+            image: a.image().to_owned(),
             image_id: image.id()?.to_string(),
             image_repo: image.repo.to_string(),
             image_manifest_digest: image.digest.to_string(),
@@ -479,14 +495,24 @@ pub fn start_detached(home: &Path, containers: &ContainerStore, id: &str) -> Res
         .spawn()
         .context("starting the container's supervisor")?;
     let deadline = Instant::now() + Duration::from_secs(60);
+    // A `--rm` container that ran and already removed itself is gone by the time it is looked
+    // at: it started.
+    let state = |id: &str| match containers.raw_state(id) {
+        Err(container::ContainerError::NotFound(_)) => Ok(None),
+        other => other.map(Some),
+    };
     loop {
-        let st = containers.raw_state(id)?;
+        let Some(st) = state(id)? else {
+            return Ok(());
+        };
         let progressed = st.started_at != before.started_at || st.finished_at != before.finished_at;
         if st.status == Status::Running || (st.status == Status::Exited && progressed) {
             return Ok(());
         }
         if let Some(status) = child.try_wait().context("waiting for the supervisor")? {
-            let st = containers.raw_state(id)?;
+            let Some(st) = state(id)? else {
+                return Ok(());
+            };
             if st.status == Status::Exited && st.started_at != before.started_at {
                 return Ok(());
             }
@@ -544,13 +570,14 @@ pub fn run(a: RunArgs) -> Result<()> {
     if a.detach && a.rm && a.interactive && a.tty {
         // Allowed by docker; nothing special.
     }
-    let id = create(&home, &a)?;
-    let (containers, volumes) = stores(&home)?;
+    let id = create(&home, &a).map_err(|e| e.context(crate::Status(125)))?;
+    let (containers, volumes) = stores(&home).map_err(|e| e.context(crate::Status(125)))?;
     if a.detach {
-        start_detached(&home, &containers, &id)?;
+        // docker prints the id of the created container even when it then fails to start.
         let mut out = std::io::stdout().lock();
         writeln!(out, "{id}").context("writing to stdout")?;
-        return Ok(());
+        drop(out);
+        return start_detached(&home, &containers, &id).map_err(start_failed);
     }
     let runtime = containers.load(&id)?.config.runtime;
     let executor = executor_for(&home, runtime.as_deref())?;
@@ -573,10 +600,30 @@ pub fn run(a: RunArgs) -> Result<()> {
         remove_with_volumes(&containers, &volumes, &id)
             .with_context(|| format!("removing container {id}"))?;
     }
-    let code = result?;
+    let code = result.map_err(|e| start_failed(e.into()))?;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code)
+}
+
+/// A container that could not start: docker's exit status for it (its daemon's
+/// `translateContainerdStartErr`): 127 when the command does not exist, 126 when it cannot be
+/// invoked, else 125.
+pub fn start_failed(e: anyhow::Error) -> anyhow::Error {
+    let code = start_status(&crate::error_chain(&e));
+    e.context(crate::Status(code))
+}
+
+fn start_status(msg: &str) -> u8 {
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("executable file not found") || lower.contains("no such file or directory")
+    {
+        127
+    } else if lower.contains("permission denied") {
+        126
+    } else {
+        125
+    }
 }
 
 /// `hoist __supervise ID`: the detached supervisor. It leaves the CLI's session first so it
