@@ -105,13 +105,44 @@ fn main() -> ExitCode {
             };
         }
     };
+    if !relays_or_serves(&cli.command) {
+        hoist_runtime::exec::sigpipe_default();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if broken_pipe(&e) => {
+            // The reader of our output went away (`hoist run ... | head -1`): a quiet end, with
+            // the status of a process that SIGPIPE ended.
+            ExitCode::from(128 + 13)
+        }
         Err(e) => {
             eprintln!("hoist: {}", error_chain(&e));
             e.downcast_ref::<Status>().map_or(ExitCode::FAILURE, |s| ExitCode::from(s.0))
         }
     }
+}
+
+/// The commands that keep SIGPIPE ignored: they relay containers' output (and must outlive a
+/// closed reader long enough to clean up), serve connections, or feed pipes of their own
+/// children. They handle EPIPE themselves; the other commands only print, and end quietly on a
+/// closed pipe.
+fn relays_or_serves(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Serve(_)
+            | Command::Run(_)
+            | Command::Supervise(_)
+            | Command::Build(_)
+            | Command::Containers(_)
+    )
+}
+
+/// Whether the failure is a write to a closed pipe.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The cause chain as one message, `outer: inner: ...`, each cause said once: a library error

@@ -144,6 +144,21 @@ pub fn init_if_requested() {
     }
 }
 
+/// Restores SIGPIPE's default action (the Rust runtime ignores it): a write to a closed pipe
+/// then ends the process quietly, as it does `cat` or `docker` (`hoist pull | head -1`), instead
+/// of failing the write with EPIPE. For processes that only print: one that relays a container's
+/// output, or serves connections, keeps it ignored and handles EPIPE itself.
+#[allow(unsafe_code)]
+pub fn sigpipe_default() {
+    // SAFETY: SIG_DFL installs no handler; nothing else of this process depends on SIGPIPE.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
+}
+
 struct Entry {
     sock: UnixStream,
     cgroups: Option<CgroupPaths>,
