@@ -231,7 +231,41 @@ struct StdioSetup {
     pty_path: Option<PathBuf>,
 }
 
+/// A new pty of the devpts instance whose `ptmx` is `ptmx` (a container's own, for `exec -t`:
+/// its `tty` is then `/dev/pts/N` of the container): the master, and the slave opened through
+/// the master (TIOCGPTPEER), so no path of the slave is needed in this mount namespace.
+fn pty_of(ptmx: &Path) -> Result<(OwnedFd, OwnedFd), ExecError> {
+    use rustix::pty::{OpenptFlags, ioctl_tiocgptpeer, unlockpt};
+    let master: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(ptmx)
+        .map_err(|e| ExecError::io(format!("open {}", ptmx.display()), e))?
+        .into();
+    unlockpt(&master).map_err(|e| ExecError::io("unlockpt", e.into()))?;
+    let slave = ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)
+        .map_err(|e| ExecError::io("open the pty slave (TIOCGPTPEER)", e.into()))?;
+    Ok((master, slave))
+}
+
 fn prepare_stdio(stdio: Stdio) -> Result<StdioSetup, ExecError> {
+    prepare_stdio_in(stdio, None)
+}
+
+/// [`prepare_stdio`], a pty coming from the devpts of `ptmx` when given.
+fn prepare_stdio_in(stdio: Stdio, ptmx: Option<&Path>) -> Result<StdioSetup, ExecError> {
+    if let (Stdio::Pty, Some(ptmx)) = (&stdio, ptmx) {
+        let (master, slave) = pty_of(ptmx)?;
+        let s1 = slave.try_clone().map_err(|e| ExecError::io("dup pty", e))?;
+        let s2 = slave.try_clone().map_err(|e| ExecError::io("dup pty", e))?;
+        return Ok(StdioSetup {
+            child: [Some(slave), Some(s1), Some(s2)],
+            null: false,
+            master: Some(master),
+            pty_path: None,
+        });
+    }
     Ok(match stdio {
         Stdio::Inherit => StdioSetup {
             child: [None, None, None],
@@ -652,7 +686,9 @@ pub fn exec_in_with(
             "process.terminal is {terminal} but the stdio does not match"
         )));
     }
-    let mut setup = prepare_stdio(stdio)?;
+    // The container's own devpts (docker's exec: `tty` is /dev/pts/N inside).
+    let ptmx = PathBuf::from(format!("/proc/{target_pid}/root/dev/pts/ptmx"));
+    let mut setup = prepare_stdio_in(stdio, Some(&ptmx))?;
     let (mut helper, mut sock) = spawn_helper(init_binary, &mut setup)?;
     if let Err(e) = cgroups::join_cgroups_of(target_pid, helper.id() as i32) {
         let _ = helper.kill();
