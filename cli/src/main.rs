@@ -41,7 +41,10 @@ enum Command {
     #[command(flatten)]
     Build(build::BuildCommand),
     /// Create and run a new container from an image
-    #[command(override_usage = "hoist run [OPTIONS] IMAGE [COMMAND] [ARG...]")]
+    #[command(
+        override_usage = "hoist run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+        disable_help_flag = true
+    )]
     Run(Box<run::RunArgs>),
     /// The detached supervisor of a container (internal)
     #[command(name = "__supervise", hide = true)]
@@ -98,7 +101,10 @@ fn main() -> ExitCode {
                 .is_some_and(|c| DOCKER_STATUS_COMMANDS.contains(&c.as_str()));
             let code = e.exit_code();
             let _ = e.print();
-            return if docker && code == 2 {
+            return if docker && e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+                // docker: `"docker run" requires at least 1 argument`, status 1.
+                ExitCode::FAILURE
+            } else if docker && code == 2 {
                 ExitCode::from(125)
             } else {
                 ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -117,7 +123,8 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("hoist: {}", error_chain(&e));
-            e.downcast_ref::<Status>().map_or(ExitCode::FAILURE, |s| ExitCode::from(s.0))
+            e.downcast_ref::<Status>()
+                .map_or(ExitCode::FAILURE, |s| ExitCode::from(s.0))
         }
     }
 }

@@ -62,9 +62,18 @@ pub struct RunArgs {
     /// Overwrite the image's ENTRYPOINT ("" clears it)
     #[arg(long)]
     entrypoint: Option<String>,
-    /// Container host name
-    #[arg(long)]
+    /// Container host name (`-h` as docker's; help is `--help`)
+    #[arg(short = 'h', long)]
     hostname: Option<String>,
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Add supplementary groups (GID or a group name of the image)
+    #[arg(long = "group-add", value_name = "GROUP")]
+    group_add: Vec<String>,
+    /// The platform of the image: only this machine's (os/arch) runs
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
     /// Username or UID (NAME|UID[:GROUP|GID])
     #[arg(short, long)]
     user: Option<String>,
@@ -183,6 +192,7 @@ fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
         args: a.command().to_vec(),
         env,
         user: a.user.clone(),
+        group_add: a.group_add.clone(),
         workdir: a.workdir.clone(),
         hostname: a.hostname.clone(),
         privileged: a.privileged,
@@ -239,6 +249,13 @@ fn log_options(opts: &[String]) -> Result<(u64, u32)> {
 /// Creates the container of `a`: returns its id.
 fn create(home: &Path, a: &RunArgs) -> Result<String> {
     let runtime = runtime_choice(&a.runtime)?;
+    if let Some(p) = &a.platform {
+        let host = Platform::host();
+        let want = format!("{}/{}", host.os, host.architecture);
+        if p.trim_end_matches('/') != want && !p.starts_with(&format!("{want}/")) {
+            bail!("image platform {p:?} cannot run here: this machine runs {want}");
+        }
+    }
     let (containers, volumes) = stores(home)?;
     // Network first: container:NAME must name a running container.
     let (network, share_from) = match Network::parse(&a.network)? {
@@ -616,8 +633,7 @@ pub fn start_failed(e: anyhow::Error) -> anyhow::Error {
 
 fn start_status(msg: &str) -> u8 {
     let lower = msg.to_ascii_lowercase();
-    if lower.contains("executable file not found") || lower.contains("no such file or directory")
-    {
+    if lower.contains("executable file not found") || lower.contains("no such file or directory") {
         127
     } else if lower.contains("permission denied") {
         126

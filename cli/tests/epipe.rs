@@ -65,7 +65,10 @@ fn closed_stdout(h: &Home, args: &[&str]) -> (std::process::ExitStatus, String) 
         .stderr(Stdio::piped())
         .output()
         .expect("running hoist");
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]

@@ -219,6 +219,9 @@ pub struct Ulimit {
 /// `docker run` options that shape the runtime spec.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunOptions {
+    /// `--group-add`: supplementary groups (gids or group names of the image).
+    #[serde(default)]
+    pub group_add: Vec<String>,
     /// `--entrypoint`: `Some("")` clears the image's entrypoint.
     pub entrypoint: Option<String>,
     /// Arguments after the image: they replace the image's Cmd.
@@ -591,7 +594,13 @@ pub fn build(
         .clone()
         .or_else(|| image.and_then(|c| c.user().clone()))
         .unwrap_or_default();
-    let user = resolve_user(&user_arg, ctx.passwd, ctx.group)?;
+    let mut user = resolve_user(&user_arg, ctx.passwd, ctx.group)?;
+    for g in &opts.group_add {
+        let gid = user::group_id(g, ctx.group).ok_or_else(|| SpecError::UnknownGroup(g.clone()))?;
+        if !user.additional_gids.contains(&gid) {
+            user.additional_gids.push(gid);
+        }
+    }
     let hostname = hostname(opts, ctx.id, ctx.host_hostname);
     let env = environment(image, opts, &hostname, &user.home);
     let cwd = workdir(image, opts)?;

@@ -244,14 +244,14 @@ fn users_resolve_through_the_image_files() {
     assert_eq!((root.uid, root.gid, root.home.as_str()), (0, 0, "/root"));
     let app = r("app").unwrap();
     assert_eq!((app.uid, app.gid), (1000, 1000));
-    assert_eq!(app.additional_gids, [10, 29]);
+    assert_eq!(app.additional_gids, [1000, 10, 29]);
     assert_eq!(app.home, "/home/app");
     // A uid found in passwd takes its entry.
     assert_eq!(r("1000").unwrap(), app);
-    // An explicit group: no supplementary groups.
+    // An explicit group: no supplementary groups but the primary one.
     let g = r("app:wheel").unwrap();
     assert_eq!((g.uid, g.gid), (1000, 10));
-    assert!(g.additional_gids.is_empty());
+    assert_eq!(g.additional_gids, [10]);
     // Numeric ids need no entries.
     let n = r("4242:4343").unwrap();
     assert_eq!((n.uid, n.gid, n.home.as_str()), (4242, 4343, "/"));
