@@ -42,6 +42,9 @@ struct Outcome {
     stderr: String,
 }
 
+/// A vector's name, its argv, docker's outcome and hoist's.
+type Compared = (String, Vec<String>, Outcome, Outcome);
+
 fn vectors() -> Vec<Vector> {
     include_str!("diff_run/vectors.jsonl")
         .lines()
@@ -200,7 +203,7 @@ fn run_matches_docker_run() {
             "expected.txt names {name}, which is no vector"
         );
     }
-    let results: Mutex<Vec<(String, Vec<String>, Outcome, Outcome)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<Compared>> = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
     std::thread::scope(|s| {
         for _ in 0..PARALLEL {
