@@ -287,7 +287,7 @@ fn non_root_users_only_keep_the_bounding_set() {
     assert_eq!(j["process"]["user"]["uid"], 1000);
     assert_eq!(
         j["process"]["user"]["additionalGids"],
-        serde_json::json!([10, 29])
+        serde_json::json!([1000, 10, 29])
     );
 }
 
