@@ -9,6 +9,7 @@ mod images;
 mod images_format;
 mod layer_gc;
 mod run;
+mod run_flags;
 mod serve;
 mod transfer;
 mod transfer_progress;

@@ -117,6 +117,30 @@ pub struct RunArgs {
     /// Seconds to wait for the container to stop before killing it
     #[arg(long = "stop-timeout")]
     stop_timeout: Option<u64>,
+    /// Attach a filesystem mount: type=bind|volume|tmpfs,source=...,target=...[,readonly]
+    #[arg(long, value_name = "MOUNT")]
+    mount: Vec<String>,
+    /// Mount a tmpfs directory: DEST[:OPTIONS] (size=64m,mode=1777)
+    #[arg(long, value_name = "DEST[:OPTIONS]")]
+    tmpfs: Vec<String>,
+    /// Add a host device: HOST[:CONTAINER][:PERMISSIONS]
+    #[arg(long, value_name = "HOST[:CONTAINER][:rwm]")]
+    device: Vec<String>,
+    /// Security options: no-new-privileges, seccomp=unconfined, seccomp=PATH
+    #[arg(long = "security-opt", value_name = "OPTION")]
+    security_opt: Vec<String>,
+    /// Run a reaper as PID 1 that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
+    /// Set metadata on the container: KEY=VALUE
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    label: Vec<String>,
+    /// Size of /dev/shm (64m when not given)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    shm_size: Option<String>,
+    /// Write the container id to this file (which must not exist)
+    #[arg(long, value_name = "FILE")]
+    cidfile: Option<PathBuf>,
     /// Log options: max-size=10m, max-file=3
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     log_opt: Vec<String>,
@@ -181,6 +205,32 @@ fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
     if let Some(w) = &a.workdir {
         spec::check_workdir(w)?;
     }
+    let security = crate::run_flags::parse_security(&a.security_opt)?;
+    let mut tmpfs = a
+        .tmpfs
+        .iter()
+        .map(|t| crate::run_flags::parse_tmpfs(t))
+        .collect::<Result<Vec<_>>>()?;
+    for m in &a.mount {
+        if let crate::run_flags::Mount::Tmpfs(t) = crate::run_flags::parse_mount(m)? {
+            tmpfs.push(t);
+        }
+    }
+    let devices = a
+        .device
+        .iter()
+        .map(|d| crate::run_flags::parse_device(d))
+        .collect::<Result<Vec<_>>>()?;
+    let shm_size = a
+        .shm_size
+        .as_deref()
+        .map(|s| {
+            crate::run_flags::parse_size(s)
+                .ok()
+                .filter(|b| *b > 0)
+                .with_context(|| format!("invalid --shm-size {s:?}: want a positive size (64m)"))
+        })
+        .transpose()?;
     let limits = spec::host_hard_limits();
     let ulimits = a
         .ulimit
@@ -193,6 +243,12 @@ fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
         env,
         user: a.user.clone(),
         group_add: a.group_add.clone(),
+        tmpfs,
+        shm_size,
+        no_new_privileges: security.no_new_privileges,
+        seccomp: security.seccomp,
+        init: a.init,
+        devices,
         workdir: a.workdir.clone(),
         hostname: a.hostname.clone(),
         privileged: a.privileged,
@@ -249,6 +305,18 @@ fn log_options(opts: &[String]) -> Result<(u64, u32)> {
 /// Creates the container of `a`: returns its id.
 fn create(home: &Path, a: &RunArgs) -> Result<String> {
     let runtime = runtime_choice(&a.runtime)?;
+    if a.init && runtime.is_some() {
+        bail!("--init needs hoist's own runtime (--runtime hoist): its reaper is hoist's init");
+    }
+    if let Some(f) = &a.cidfile
+        && f.exists()
+    {
+        bail!(
+            "container ID file found, make sure the other container isn't running or delete {}",
+            f.display()
+        );
+    }
+    let labels = crate::run_flags::parse_labels(&a.label)?;
     if let Some(p) = &a.platform {
         let host = Platform::host();
         let want = format!("{}/{}", host.os, host.architecture);
@@ -382,13 +450,55 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             }
             mounts.push(rec);
         }
+        for m in &a.mount {
+            let rec = match crate::run_flags::parse_mount(m)? {
+                crate::run_flags::Mount::Tmpfs(_) => continue,
+                crate::run_flags::Mount::Bind {
+                    source,
+                    destination,
+                    read_only,
+                } => MountRecord {
+                    kind: "bind".to_owned(),
+                    name: None,
+                    source,
+                    destination,
+                    read_only,
+                    anonymous: false,
+                },
+                crate::run_flags::Mount::Volume {
+                    name,
+                    destination,
+                    read_only,
+                } => {
+                    let anonymous = name.is_none();
+                    let vol = volumes.create(name.as_deref(), BTreeMap::new())?;
+                    MountRecord {
+                        kind: "volume".to_owned(),
+                        name: Some(vol.name),
+                        source: vol.mountpoint,
+                        destination,
+                        read_only,
+                        anonymous,
+                    }
+                }
+            };
+            if mounts.iter().any(|m| m.destination == rec.destination)
+                || opts.tmpfs.iter().any(|t| t.destination == rec.destination)
+            {
+                bail!("duplicate mount point: {}", rec.destination);
+            }
+            mounts.push(rec);
+        }
         for path in image_cfg
             .as_ref()
             .and_then(|c| c.volumes().clone())
             .unwrap_or_default()
         {
             let dest = path.trim_end_matches('/').to_owned();
-            if dest.is_empty() || mounts.iter().any(|m| m.destination == dest) {
+            if dest.is_empty()
+                || mounts.iter().any(|m| m.destination == dest)
+                || opts.tmpfs.iter().any(|t| t.destination == dest)
+            {
                 continue;
             }
             let vol = volumes.create(None, BTreeMap::new())?;
@@ -436,10 +546,14 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             log_max_size,
             log_max_files,
             runtime: runtime.clone(),
+            labels: labels.clone(),
         };
         let c = containers.create(&config)?;
         let hostname = spec::hostname(&opts, &id, &host_hostname());
         container::write_etc_files(&c, &hostname, share_from.as_ref())?;
+        if let Some(f) = &a.cidfile {
+            std::fs::write(f, &id).with_context(|| format!("writing {}", f.display()))?;
+        }
         anyhow::Ok(())
     })();
     if let Err(e) = result {

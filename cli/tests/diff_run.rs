@@ -180,6 +180,13 @@ fn run_matches_docker_run() {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::write(dir.join("data/file"), "in the bind mount\n").unwrap();
     std::fs::write(dir.join("env.list"), "# comment\nF1=one\nF2=two words\n").unwrap();
+    // A profile in moby's format: everything allowed but mkdir.
+    std::fs::write(
+        dir.join("seccomp.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
     let rootfs = h.dir.path().join("rootfs.tar");
     for (name, change) in [
         ("busybox", r#"CMD ["sh"]"#),

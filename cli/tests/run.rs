@@ -65,7 +65,8 @@ fn docker_default_isolation() {
     // docker's 14 default capabilities.
     assert_eq!(field(&status, "CapEff:"), "00000000a80425fb");
     assert_eq!(field(&status, "CapBnd:"), "00000000a80425fb");
-    assert_eq!(field(&status, "NoNewPrivs:"), "1");
+    // docker's default: no_new_privs only with --security-opt no-new-privileges.
+    assert_eq!(field(&status, "NoNewPrivs:"), "0");
     assert_eq!(field(&status, "Seccomp:"), "2");
     // The seccomp profile: mount and unshare are refused without CAP_SYS_ADMIN.
     let (_, _, err) = h.fails(&["run", "--rm", "busybox", "unshare", "-n", "true"]);

@@ -149,6 +149,9 @@ impl MountRecord {
 /// What a container is: written once at create.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ContainerConfig {
+    /// `-l KEY=VALUE`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     pub id: String,
     pub name: String,
     /// RFC 3339.

@@ -289,7 +289,12 @@ fn container_init(
         Some((p, s)) => (Some(p.as_slice()), Some(*s)),
         None => (None, None),
     };
-    run_process(sock, process, seccomp_prog, seccomp_spec)
+    let reaper = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::spec::INIT_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    run_process(sock, process, seccomp_prog, seccomp_spec, reaper)
 }
 
 /// The common tail of create and exec: rlimits, cwd, the executable, then "ready", wait for
@@ -299,6 +304,7 @@ fn run_process(
     process: &Process,
     seccomp_prog: Option<&[seccompiler::sock_filter]>,
     seccomp_spec: Option<&LinuxSeccomp>,
+    reaper: bool,
 ) -> R<Infallible> {
     for rl in process.rlimits().iter().flatten() {
         let res = rlimit_resource(rl.typ());
@@ -374,6 +380,9 @@ fn run_process(
                 libc::ioctl(0, libc::TIOCSWINSZ, &ws);
             }
         }
+    }
+    if reaper {
+        reap_as_init(sock)?;
     }
     if let (Some(prog), Some(s)) = (seccomp_prog, seccomp_spec)
         && !nnp
@@ -616,6 +625,58 @@ fn set_user_and_caps(
     Ok(())
 }
 
+/// `--init`: forks. The child returns, to become the command; this process stays PID 1, reaps
+/// every process that ends in the container, forwards the signals it gets to the command, and
+/// exits with the command's status (128+signal when a signal ended it), as docker's tini does.
+fn reap_as_init(sock: &UnixStream) -> R<()> {
+    // SAFETY: plain syscalls; the child only goes on to exec.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old);
+        let child = libc::fork();
+        if child < 0 {
+            return Err(format!(
+                "fork the init's command: {}",
+                io::Error::last_os_error()
+            ));
+        }
+        if child == 0 {
+            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            return Ok(());
+        }
+        // The supervisor learns that the command started from the socket's end.
+        libc::close(sock.as_raw_fd());
+        let timeout = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        loop {
+            loop {
+                let mut status = 0;
+                let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                if pid <= 0 {
+                    break;
+                }
+                if pid == child {
+                    let code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        128 + libc::WTERMSIG(status)
+                    };
+                    libc::_exit(code);
+                }
+            }
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let sig = libc::sigtimedwait(&all, &mut info, &timeout);
+            if sig > 0 && sig != libc::SIGCHLD {
+                libc::kill(child, sig);
+            }
+        }
+    }
+}
+
 /// Default dispositions and an empty mask for the user process (Rust's runtime ignores SIGPIPE,
 /// and ignored signals stay ignored across exec).
 fn reset_signals() {
@@ -701,7 +762,7 @@ fn exec(
     if spawn_reported(sock)?.is_some() {
         return Ok(());
     }
-    let Err(e) = run_process(sock, process, prog.as_deref(), seccomp_spec);
+    let Err(e) = run_process(sock, process, prog.as_deref(), seccomp_spec, false);
     let _ = proto::send_io(sock, &Msg::Error(e));
     // SAFETY: leave without running anything of the parent's.
     unsafe { libc::_exit(1) }
