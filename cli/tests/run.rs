@@ -463,7 +463,15 @@ fn named_volumes_bind_mounts_and_read_only() {
     // docker 25+: a source starting with . is relative to the working directory; other
     // relative paths are refused.
     let out = h
-        .cmd(&["run", "--rm", "-v", "./src:/app", "busybox", "cat", "/app/out"])
+        .cmd(&[
+            "run",
+            "--rm",
+            "-v",
+            "./src:/app",
+            "busybox",
+            "cat",
+            "/app/out",
+        ])
         .current_dir(src.parent().unwrap())
         .output()
         .unwrap();

@@ -535,7 +535,10 @@ impl HoistExecutor {
             .iter()
             .flatten()
             .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
-        let mut setup = prepare_stdio(stdio)?;
+        // A terminal comes from the container's own devpts, once the init has mounted it
+        // (docker's: `tty` says /dev/pts/0); until then the init's stdio is /dev/null.
+        let want_pty = matches!(stdio, Stdio::Pty);
+        let mut setup = prepare_stdio(if want_pty { Stdio::Null } else { stdio })?;
         let cgroups = CgroupPaths::for_container(id, linux.cgroups_path().as_deref())?;
         let (mut helper, mut sock) = spawn_helper(&self.init_binary, &mut setup)?;
         let placed = (|| {
@@ -569,7 +572,24 @@ impl HoistExecutor {
                 return Err(e);
             }
         };
-        if let Err(e) = wait_ready(&mut sock) {
+        let ready = wait_ready(&mut sock).and_then(|()| {
+            if !want_pty {
+                return Ok(());
+            }
+            let (master, _slave) = pty_of(Path::new(&format!("/proc/{pid}/root/dev/pts/ptmx")))?;
+            let name = rustix::pty::ptsname(&master, Vec::new())
+                .map_err(|e| ExecError::io("ptsname", e.into()))?;
+            let n = name
+                .to_str()
+                .ok()
+                .and_then(|p| p.rsplit('/').next())
+                .and_then(|n| n.parse::<u32>().ok())
+                .ok_or_else(|| ExecError::Init(format!("unexpected pty name {name:?}")))?;
+            proto::send(&mut sock, &Msg::Pty(n))?;
+            setup.master = Some(master);
+            Ok(())
+        });
+        if let Err(e) = ready {
             kill_and_reap(pid);
             let _ = cgroups.remove();
             return Err(e);

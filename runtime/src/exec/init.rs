@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -358,7 +358,12 @@ fn run_process(
     let terminal = process.terminal().unwrap_or(false);
 
     proto::send_io(sock, &Msg::Ready).ctx(|| "send ready".into())?;
-    match proto::recv_io(sock).ctx(|| "wait for start".into())? {
+    let mut msg = proto::recv_io(sock).ctx(|| "wait for start".into())?;
+    if let Msg::Pty(n) = msg {
+        container_pty(n)?;
+        msg = proto::recv_io(sock).ctx(|| "wait for start".into())?;
+    }
+    match msg {
         Msg::Start => {}
         other => return Err(format!("expected start, got {other:?}")),
     }
@@ -622,6 +627,32 @@ fn set_user_and_caps(
             }
         }
     }
+    Ok(())
+}
+
+/// The container's own pty `/dev/pts/N` (its master held by the caller) becomes stdio and
+/// `/dev/console`, as runc's console does.
+fn container_pty(n: u32) -> R<()> {
+    let path = format!("/dev/pts/{n}");
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&path)
+        .ctx(|| format!("open {path}"))?;
+    for fd in 0..3 {
+        // SAFETY: dup2 of an fd we own onto the stdio numbers.
+        sys(
+            unsafe { libc::dup2(slave.as_raw_fd(), fd) } as libc::c_long,
+            || format!("dup {path} to fd {fd}"),
+        )?;
+    }
+    let console = Path::new("/dev/console");
+    if std::fs::metadata(console).is_err() {
+        let _ = std::fs::File::create(console);
+    }
+    mounts::mount(Some(Path::new(&path)), console, None, libc::MS_BIND, None)
+        .ctx(|| format!("bind {path} to /dev/console"))?;
     Ok(())
 }
 
