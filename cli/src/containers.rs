@@ -23,6 +23,7 @@ pub enum ContainerCommand {
     /// Fetch the logs of a container
     Logs(LogsArgs),
     /// Run a command in a running container
+    #[command(override_usage = "hoist exec [OPTIONS] CONTAINER COMMAND [ARG...]")]
     Exec(ExecArgs),
     /// Stop one or more running containers
     Stop(StopArgs),
@@ -131,9 +132,15 @@ pub struct ExecArgs {
     /// Run without the container's seccomp profile
     #[arg(long)]
     privileged: bool,
-    container: String,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-    command: Vec<String>,
+    /// The container, then the command and its arguments: everything after CONTAINER belongs
+    /// to the command
+    #[arg(
+        value_names = ["CONTAINER", "COMMAND"],
+        required = true,
+        num_args = 2..,
+        trailing_var_arg = true
+    )]
+    argv: Vec<String>,
 }
 
 #[derive(Args)]
@@ -525,7 +532,7 @@ fn record_time(r: &logs::Record) -> Option<f64> {
 
 fn exec_cmd(a: ExecArgs) -> Result<()> {
     let (_, store, _) = open()?;
-    let c = store.get(&a.container)?;
+    let c = store.get(&a.argv[0])?;
     let mut env = Vec::new();
     for e in &a.env {
         if let Some(kv) = hoist_runtime::spec::env_entry(e, |k| std::env::var(k).ok())
@@ -535,7 +542,7 @@ fn exec_cmd(a: ExecArgs) -> Result<()> {
         }
     }
     let o = ExecOptions {
-        args: a.command,
+        args: a.argv[1..].to_vec(),
         env,
         user: a.user,
         workdir: a.workdir,
@@ -543,7 +550,10 @@ fn exec_cmd(a: ExecArgs) -> Result<()> {
         interactive: a.interactive,
         privileged: a.privileged,
     };
-    let code = container::exec(&c, &o).with_context(|| format!("exec in {}", c.name()))?;
+    // docker: a process that could not start exits 126.
+    let code = container::exec(&c, &o)
+        .with_context(|| format!("exec in {}", c.name()))
+        .map_err(|e| e.context(crate::Status(126)))?;
     let _ = std::io::stdout().flush();
     std::process::exit(code)
 }

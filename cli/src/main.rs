@@ -13,6 +13,7 @@ mod layer_gc;
 mod layer_sizes;
 mod listing;
 mod run;
+mod run_flags;
 mod serve;
 mod sysinfo;
 mod transfer;
@@ -46,6 +47,10 @@ enum Command {
     #[command(flatten)]
     Build(build::BuildCommand),
     /// Create and run a new container from an image
+    #[command(
+        override_usage = "hoist run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+        disable_help_flag = true
+    )]
     Run(Box<run::RunArgs>),
     /// The detached supervisor of a container (internal)
     #[command(name = "__supervise", hide = true)]
@@ -73,15 +78,59 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Errors end the program with one line (the whole cause chain) and exit status 1.
+/// The exit status a failure ends the program with when it is not 1: docker's 125 (`run` failed
+/// before the command), 126 (the command cannot be invoked) and 127 (no such command). Attached
+/// as context, it is not part of the message.
+#[derive(Debug, Clone, Copy)]
+pub struct Status(pub u8);
+
+/// Says nothing: the message is the error's.
+impl std::fmt::Display for Status {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+/// The commands whose usage errors exit 125, as docker's do (the others keep clap's 2).
+const DOCKER_STATUS_COMMANDS: &[&str] = &["run", "exec"];
+
+/// Errors end the program with one line (the whole cause chain) and exit status 1 (or the
+/// [`Status`] attached to the error).
 fn main() -> ExitCode {
     // A re-exec of this binary as a container's init helper never returns from here.
     hoist_runtime::exec::init_if_requested();
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let docker = std::env::args()
+                .nth(1)
+                .is_some_and(|c| DOCKER_STATUS_COMMANDS.contains(&c.as_str()));
+            let code = e.exit_code();
+            let _ = e.print();
+            return if docker && e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+                // docker: `"docker run" requires at least 1 argument`, status 1.
+                ExitCode::FAILURE
+            } else if docker && code == 2 {
+                ExitCode::from(125)
+            } else {
+                ExitCode::from(u8::try_from(code).unwrap_or(1))
+            };
+        }
+    };
+    if !relays_or_serves(&cli.command) {
+        hoist_runtime::exec::sigpipe_default();
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if broken_pipe(&e) => {
+            // The reader of our output went away (`hoist run ... | head -1`): a quiet end, with
+            // the status of a process that SIGPIPE ended.
+            ExitCode::from(128 + 13)
+        }
         Err(e) => {
             eprintln!("{}", error_line(&e));
-            ExitCode::FAILURE
+            e.downcast_ref::<Status>()
+                .map_or(ExitCode::FAILURE, |s| ExitCode::from(s.0))
         }
     }
 }
@@ -97,12 +146,39 @@ pub fn error_line(e: &anyhow::Error) -> String {
     }
 }
 
+/// The commands that keep SIGPIPE ignored: they relay containers' output (and must outlive a
+/// closed reader long enough to clean up), serve connections, or feed pipes of their own
+/// children. They handle EPIPE themselves; the other commands only print, and end quietly on a
+/// closed pipe.
+fn relays_or_serves(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Serve(_)
+            | Command::Run(_)
+            | Command::Supervise(_)
+            | Command::Build(_)
+            | Command::Containers(_)
+    )
+}
+
+/// Whether the failure is a write to a closed pipe.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// The cause chain as one message, `outer: inner: ...`, each cause said once: a library error
 /// whose message already includes its source is not followed by that source again.
 pub fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let s = cause.to_string();
+        if s.is_empty() {
+            // A [`Status`] context.
+            continue;
+        }
         if out.contains(&s) {
             continue;
         }

@@ -62,9 +62,18 @@ pub struct RunArgs {
     /// Overwrite the image's ENTRYPOINT ("" clears it)
     #[arg(long)]
     entrypoint: Option<String>,
-    /// Container host name
-    #[arg(long)]
+    /// Container host name (`-h` as docker's; help is `--help`)
+    #[arg(short = 'h', long)]
     hostname: Option<String>,
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Add supplementary groups (GID or a group name of the image)
+    #[arg(long = "group-add", value_name = "GROUP")]
+    group_add: Vec<String>,
+    /// The platform of the image: only this machine's (os/arch) runs
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
     /// Username or UID (NAME|UID[:GROUP|GID])
     #[arg(short, long)]
     user: Option<String>,
@@ -108,14 +117,54 @@ pub struct RunArgs {
     /// Seconds to wait for the container to stop before killing it
     #[arg(long = "stop-timeout")]
     stop_timeout: Option<u64>,
+    /// Attach a filesystem mount: type=bind|volume|tmpfs,source=...,target=...[,readonly]
+    #[arg(long, value_name = "MOUNT")]
+    mount: Vec<String>,
+    /// Mount a tmpfs directory: DEST[:OPTIONS] (size=64m,mode=1777)
+    #[arg(long, value_name = "DEST[:OPTIONS]")]
+    tmpfs: Vec<String>,
+    /// Add a host device: HOST[:CONTAINER][:PERMISSIONS]
+    #[arg(long, value_name = "HOST[:CONTAINER][:rwm]")]
+    device: Vec<String>,
+    /// Security options: no-new-privileges, seccomp=unconfined, seccomp=PATH
+    #[arg(long = "security-opt", value_name = "OPTION")]
+    security_opt: Vec<String>,
+    /// Run a reaper as PID 1 that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
+    /// Set metadata on the container: KEY=VALUE
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    label: Vec<String>,
+    /// Size of /dev/shm (64m when not given)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    shm_size: Option<String>,
+    /// Write the container id to this file (which must not exist)
+    #[arg(long, value_name = "FILE")]
+    cidfile: Option<PathBuf>,
     /// Log options: max-size=10m, max-file=3
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     log_opt: Vec<String>,
-    /// The image
-    image: String,
-    /// The command and its arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The image, then the command and its arguments: everything after IMAGE belongs to the
+    /// container, even words that look like hoist's flags
+    #[arg(
+        value_name = "IMAGE",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
+    )]
+    argv: Vec<String>,
+}
+
+impl RunArgs {
+    /// The image (the first word after the flags).
+    fn image(&self) -> &str {
+        &self.argv[0]
+    }
+
+    /// The command and its arguments (the words after IMAGE).
+    fn command(&self) -> &[String] {
+        &self.argv[1..]
+    }
 }
 
 #[derive(Args, Debug)]
@@ -156,6 +205,32 @@ fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
     if let Some(w) = &a.workdir {
         spec::check_workdir(w)?;
     }
+    let security = crate::run_flags::parse_security(&a.security_opt)?;
+    let mut tmpfs = a
+        .tmpfs
+        .iter()
+        .map(|t| crate::run_flags::parse_tmpfs(t))
+        .collect::<Result<Vec<_>>>()?;
+    for m in &a.mount {
+        if let crate::run_flags::Mount::Tmpfs(t) = crate::run_flags::parse_mount(m)? {
+            tmpfs.push(t);
+        }
+    }
+    let devices = a
+        .device
+        .iter()
+        .map(|d| crate::run_flags::parse_device(d))
+        .collect::<Result<Vec<_>>>()?;
+    let shm_size = a
+        .shm_size
+        .as_deref()
+        .map(|s| {
+            crate::run_flags::parse_size(s)
+                .ok()
+                .filter(|b| *b > 0)
+                .with_context(|| format!("invalid --shm-size {s:?}: want a positive size (64m)"))
+        })
+        .transpose()?;
     let limits = spec::host_hard_limits();
     let ulimits = a
         .ulimit
@@ -164,9 +239,16 @@ fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RunOptions {
         entrypoint: a.entrypoint.clone(),
-        args: a.command.clone(),
+        args: a.command().to_vec(),
         env,
         user: a.user.clone(),
+        group_add: a.group_add.clone(),
+        tmpfs,
+        shm_size,
+        no_new_privileges: security.no_new_privileges,
+        seccomp: security.seccomp,
+        init: a.init,
+        devices,
         workdir: a.workdir.clone(),
         hostname: a.hostname.clone(),
         privileged: a.privileged,
@@ -223,6 +305,25 @@ fn log_options(opts: &[String]) -> Result<(u64, u32)> {
 /// Creates the container of `a`: returns its id.
 fn create(home: &Path, a: &RunArgs) -> Result<String> {
     let runtime = runtime_choice(&a.runtime)?;
+    if a.init && runtime.is_some() {
+        bail!("--init needs hoist's own runtime (--runtime hoist): its reaper is hoist's init");
+    }
+    if let Some(f) = &a.cidfile
+        && f.exists()
+    {
+        bail!(
+            "container ID file found, make sure the other container isn't running or delete {}",
+            f.display()
+        );
+    }
+    let labels = crate::run_flags::parse_labels(&a.label)?;
+    if let Some(p) = &a.platform {
+        let host = Platform::host();
+        let want = format!("{}/{}", host.os, host.architecture);
+        if p.trim_end_matches('/') != want && !p.starts_with(&format!("{want}/")) {
+            bail!("image platform {p:?} cannot run here: this machine runs {want}");
+        }
+    }
     let (containers, volumes) = stores(home)?;
     // Network first: container:NAME must name a running container.
     let (network, share_from) = match Network::parse(&a.network)? {
@@ -248,8 +349,8 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
     let mut opts = run_options(a, network)?;
     let (log_max_size, log_max_files) = log_options(&a.log_opt)?;
 
-    let reference = Reference::parse(&a.image)
-        .with_context(|| format!("invalid image reference {:?}", a.image))?;
+    let reference = Reference::parse(a.image())
+        .with_context(|| format!("invalid image reference {:?}", a.image()))?;
     let rt = home::runtime()?;
     let (image, config_value, layers) = rt.block_on(async {
         let store = ImageStore::open(home)
@@ -266,20 +367,20 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
         let image = match image {
             Some(found) => found,
             None => {
-                crate::transfer::pull(&a.image, None, false, &a.net, true).await?;
+                crate::transfer::pull(a.image(), None, false, &a.net, true).await?;
                 store.image(&reference, &Platform::host()).await
             }
         }
-        .with_context(|| format!("unable to find image {}", a.image))?;
+        .with_context(|| format!("unable to find image {}", a.image()))?;
         let (_, bytes) = store
             .config(&image)
             .await
-            .with_context(|| format!("reading the config of {}", a.image))?;
+            .with_context(|| format!("reading the config of {}", a.image()))?;
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).context("parsing the image config")?;
         let layers = prepare_layers(home, &store, &image)
             .await
-            .with_context(|| format!("preparing the layers of {}", a.image))?;
+            .with_context(|| format!("preparing the layers of {}", a.image()))?;
         anyhow::Ok((image, value, layers))
     })?;
     drop(rt);
@@ -349,13 +450,55 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             }
             mounts.push(rec);
         }
+        for m in &a.mount {
+            let rec = match crate::run_flags::parse_mount(m)? {
+                crate::run_flags::Mount::Tmpfs(_) => continue,
+                crate::run_flags::Mount::Bind {
+                    source,
+                    destination,
+                    read_only,
+                } => MountRecord {
+                    kind: "bind".to_owned(),
+                    name: None,
+                    source,
+                    destination,
+                    read_only,
+                    anonymous: false,
+                },
+                crate::run_flags::Mount::Volume {
+                    name,
+                    destination,
+                    read_only,
+                } => {
+                    let anonymous = name.is_none();
+                    let vol = volumes.create(name.as_deref(), BTreeMap::new())?;
+                    MountRecord {
+                        kind: "volume".to_owned(),
+                        name: Some(vol.name),
+                        source: vol.mountpoint,
+                        destination,
+                        read_only,
+                        anonymous,
+                    }
+                }
+            };
+            if mounts.iter().any(|m| m.destination == rec.destination)
+                || opts.tmpfs.iter().any(|t| t.destination == rec.destination)
+            {
+                bail!("duplicate mount point: {}", rec.destination);
+            }
+            mounts.push(rec);
+        }
         for path in image_cfg
             .as_ref()
             .and_then(|c| c.volumes().clone())
             .unwrap_or_default()
         {
             let dest = path.trim_end_matches('/').to_owned();
-            if dest.is_empty() || mounts.iter().any(|m| m.destination == dest) {
+            if dest.is_empty()
+                || mounts.iter().any(|m| m.destination == dest)
+                || opts.tmpfs.iter().any(|t| t.destination == dest)
+            {
                 continue;
             }
             let vol = volumes.create(None, BTreeMap::new())?;
@@ -384,7 +527,7 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             name: name.clone(),
             created: container::rfc3339(now),
             created_unix: container::now_unix(),
-            image: a.image.clone(),
+            image: a.image().to_owned(),
             image_id: image.id()?.to_string(),
             image_repo: image.repo.to_string(),
             image_manifest_digest: image.digest.to_string(),
@@ -403,10 +546,14 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             log_max_size,
             log_max_files,
             runtime: runtime.clone(),
+            labels: labels.clone(),
         };
         let c = containers.create(&config)?;
         let hostname = spec::hostname(&opts, &id, &host_hostname());
         container::write_etc_files(&c, &hostname, share_from.as_ref())?;
+        if let Some(f) = &a.cidfile {
+            std::fs::write(f, &id).with_context(|| format!("writing {}", f.display()))?;
+        }
         anyhow::Ok(())
     })();
     if let Err(e) = result {
@@ -479,14 +626,24 @@ pub fn start_detached(home: &Path, containers: &ContainerStore, id: &str) -> Res
         .spawn()
         .context("starting the container's supervisor")?;
     let deadline = Instant::now() + Duration::from_secs(60);
+    // A `--rm` container that ran and already removed itself is gone by the time it is looked
+    // at: it started.
+    let state = |id: &str| match containers.raw_state(id) {
+        Err(container::ContainerError::NotFound(_)) => Ok(None),
+        other => other.map(Some),
+    };
     loop {
-        let st = containers.raw_state(id)?;
+        let Some(st) = state(id)? else {
+            return Ok(());
+        };
         let progressed = st.started_at != before.started_at || st.finished_at != before.finished_at;
         if st.status == Status::Running || (st.status == Status::Exited && progressed) {
             return Ok(());
         }
         if let Some(status) = child.try_wait().context("waiting for the supervisor")? {
-            let st = containers.raw_state(id)?;
+            let Some(st) = state(id)? else {
+                return Ok(());
+            };
             if st.status == Status::Exited && st.started_at != before.started_at {
                 return Ok(());
             }
@@ -544,13 +701,14 @@ pub fn run(a: RunArgs) -> Result<()> {
     if a.detach && a.rm && a.interactive && a.tty {
         // Allowed by docker; nothing special.
     }
-    let id = create(&home, &a)?;
-    let (containers, volumes) = stores(&home)?;
+    let id = create(&home, &a).map_err(|e| e.context(crate::Status(125)))?;
+    let (containers, volumes) = stores(&home).map_err(|e| e.context(crate::Status(125)))?;
     if a.detach {
-        start_detached(&home, &containers, &id)?;
+        // docker prints the id of the created container even when it then fails to start.
         let mut out = std::io::stdout().lock();
         writeln!(out, "{id}").context("writing to stdout")?;
-        return Ok(());
+        drop(out);
+        return start_detached(&home, &containers, &id).map_err(start_failed);
     }
     let runtime = containers.load(&id)?.config.runtime;
     let executor = executor_for(&home, runtime.as_deref())?;
@@ -573,10 +731,29 @@ pub fn run(a: RunArgs) -> Result<()> {
         remove_with_volumes(&containers, &volumes, &id)
             .with_context(|| format!("removing container {id}"))?;
     }
-    let code = result?;
+    let code = result.map_err(|e| start_failed(e.into()))?;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code)
+}
+
+/// A container that could not start: docker's exit status for it (its daemon's
+/// `translateContainerdStartErr`): 127 when the command does not exist, 126 when it cannot be
+/// invoked, else 125.
+pub fn start_failed(e: anyhow::Error) -> anyhow::Error {
+    let code = start_status(&crate::error_chain(&e));
+    e.context(crate::Status(code))
+}
+
+fn start_status(msg: &str) -> u8 {
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("executable file not found") || lower.contains("no such file or directory") {
+        127
+    } else if lower.contains("permission denied") {
+        126
+    } else {
+        125
+    }
 }
 
 /// `hoist __supervise ID`: the detached supervisor. It leaves the CLI's session first so it

@@ -149,6 +149,9 @@ impl MountRecord {
 /// What a container is: written once at create.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ContainerConfig {
+    /// `-l KEY=VALUE`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     pub id: String,
     pub name: String,
     /// RFC 3339.
@@ -785,8 +788,15 @@ impl ContainerStore {
     }
 
     /// The raw state of `id`, as last written.
+    /// [`ContainerError::NotFound`] once the container is removed (also while it removes
+    /// itself, `--rm`, under a caller that still holds its id).
     pub fn raw_state(&self, id: &str) -> Result<State, ContainerError> {
-        self.read_json(&self.root.join(id).join(STATE))
+        match self.read_json(&self.root.join(id).join(STATE)) {
+            Err(ContainerError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Err(ContainerError::NotFound(id.to_owned()))
+            }
+            other => other,
+        }
     }
 
     /// The state of `id`, checked: a `running` (or starting) container whose supervisor is gone
@@ -893,7 +903,13 @@ impl ContainerStore {
         }
         unmount_all(&c.rootfs())?;
         let gone = self.root.join(format!(".rm-{}", c.id()));
-        std::fs::rename(&c.dir, &gone).map_err(ioe(format!("removing {}", c.dir.display())))?;
+        match std::fs::rename(&c.dir, &gone) {
+            // Another remover (`rm -f` against `--rm`) was first.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ContainerError::NotFound(c.id().to_owned()));
+            }
+            r => r.map_err(ioe(format!("removing {}", c.dir.display())))?,
+        }
         let link = self.names_dir().join(c.name());
         if std::fs::read_link(&link).is_ok_and(|t| t == Path::new(c.id())) {
             let _ = std::fs::remove_file(&link);

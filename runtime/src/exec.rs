@@ -144,6 +144,21 @@ pub fn init_if_requested() {
     }
 }
 
+/// Restores SIGPIPE's default action (the Rust runtime ignores it): a write to a closed pipe
+/// then ends the process quietly, as it does `cat` or `docker` (`hoist pull | head -1`), instead
+/// of failing the write with EPIPE. For processes that only print: one that relays a container's
+/// output, or serves connections, keeps it ignored and handles EPIPE itself.
+#[allow(unsafe_code)]
+pub fn sigpipe_default() {
+    // SAFETY: SIG_DFL installs no handler; nothing else of this process depends on SIGPIPE.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
+}
+
 struct Entry {
     sock: UnixStream,
     cgroups: Option<CgroupPaths>,
@@ -216,7 +231,41 @@ struct StdioSetup {
     pty_path: Option<PathBuf>,
 }
 
+/// A new pty of the devpts instance whose `ptmx` is `ptmx` (a container's own, for `exec -t`:
+/// its `tty` is then `/dev/pts/N` of the container): the master, and the slave opened through
+/// the master (TIOCGPTPEER), so no path of the slave is needed in this mount namespace.
+fn pty_of(ptmx: &Path) -> Result<(OwnedFd, OwnedFd), ExecError> {
+    use rustix::pty::{OpenptFlags, ioctl_tiocgptpeer, unlockpt};
+    let master: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(ptmx)
+        .map_err(|e| ExecError::io(format!("open {}", ptmx.display()), e))?
+        .into();
+    unlockpt(&master).map_err(|e| ExecError::io("unlockpt", e.into()))?;
+    let slave = ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)
+        .map_err(|e| ExecError::io("open the pty slave (TIOCGPTPEER)", e.into()))?;
+    Ok((master, slave))
+}
+
 fn prepare_stdio(stdio: Stdio) -> Result<StdioSetup, ExecError> {
+    prepare_stdio_in(stdio, None)
+}
+
+/// [`prepare_stdio`], a pty coming from the devpts of `ptmx` when given.
+fn prepare_stdio_in(stdio: Stdio, ptmx: Option<&Path>) -> Result<StdioSetup, ExecError> {
+    if let (Stdio::Pty, Some(ptmx)) = (&stdio, ptmx) {
+        let (master, slave) = pty_of(ptmx)?;
+        let s1 = slave.try_clone().map_err(|e| ExecError::io("dup pty", e))?;
+        let s2 = slave.try_clone().map_err(|e| ExecError::io("dup pty", e))?;
+        return Ok(StdioSetup {
+            child: [Some(slave), Some(s1), Some(s2)],
+            null: false,
+            master: Some(master),
+            pty_path: None,
+        });
+    }
     Ok(match stdio {
         Stdio::Inherit => StdioSetup {
             child: [None, None, None],
@@ -486,7 +535,10 @@ impl HoistExecutor {
             .iter()
             .flatten()
             .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
-        let mut setup = prepare_stdio(stdio)?;
+        // A terminal comes from the container's own devpts, once the init has mounted it
+        // (docker's: `tty` says /dev/pts/0); until then the init's stdio is /dev/null.
+        let want_pty = matches!(stdio, Stdio::Pty);
+        let mut setup = prepare_stdio(if want_pty { Stdio::Null } else { stdio })?;
         let cgroups = CgroupPaths::for_container(id, linux.cgroups_path().as_deref())?;
         let (mut helper, mut sock) = spawn_helper(&self.init_binary, &mut setup)?;
         let placed = (|| {
@@ -520,7 +572,24 @@ impl HoistExecutor {
                 return Err(e);
             }
         };
-        if let Err(e) = wait_ready(&mut sock) {
+        let ready = wait_ready(&mut sock).and_then(|()| {
+            if !want_pty {
+                return Ok(());
+            }
+            let (master, _slave) = pty_of(Path::new(&format!("/proc/{pid}/root/dev/pts/ptmx")))?;
+            let name = rustix::pty::ptsname(&master, Vec::new())
+                .map_err(|e| ExecError::io("ptsname", e.into()))?;
+            let n = name
+                .to_str()
+                .ok()
+                .and_then(|p| p.rsplit('/').next())
+                .and_then(|n| n.parse::<u32>().ok())
+                .ok_or_else(|| ExecError::Init(format!("unexpected pty name {name:?}")))?;
+            proto::send(&mut sock, &Msg::Pty(n))?;
+            setup.master = Some(master);
+            Ok(())
+        });
+        if let Err(e) = ready {
             kill_and_reap(pid);
             let _ = cgroups.remove();
             return Err(e);
@@ -637,7 +706,9 @@ pub fn exec_in_with(
             "process.terminal is {terminal} but the stdio does not match"
         )));
     }
-    let mut setup = prepare_stdio(stdio)?;
+    // The container's own devpts (docker's exec: `tty` is /dev/pts/N inside).
+    let ptmx = PathBuf::from(format!("/proc/{target_pid}/root/dev/pts/ptmx"));
+    let mut setup = prepare_stdio_in(stdio, Some(&ptmx))?;
     let (mut helper, mut sock) = spawn_helper(init_binary, &mut setup)?;
     if let Err(e) = cgroups::join_cgroups_of(target_pid, helper.id() as i32) {
         let _ = helper.kill();

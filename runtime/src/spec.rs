@@ -125,6 +125,9 @@ pub const ALL_CAPS: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// The annotation that asks hoist's executor for a reaper as PID 1 (`--init`).
+pub const INIT_ANNOTATION: &str = "org.hoist.init";
+
 /// Docker's masked paths (bind-mounted over with /dev/null or an empty read-only tmpfs).
 pub const MASKED_PATHS: [&str; 12] = [
     "/proc/asound",
@@ -207,6 +210,39 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
+/// A `--tmpfs DEST[:OPTIONS]` (or `--mount type=tmpfs`): a new tmpfs at `destination`, mounted
+/// nosuid,nodev,noexec as docker's, with `options` (size=, mode=, ...) added.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TmpfsMount {
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
+/// A `--device HOST[:CONTAINER][:PERMISSIONS]`: the host node's type and numbers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceMapping {
+    pub path: String,
+    /// `c` or `b`.
+    pub kind: String,
+    pub major: i64,
+    pub minor: i64,
+    pub file_mode: u32,
+    /// `rwm` or a subset.
+    pub permissions: String,
+}
+
+/// `--security-opt seccomp=...`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SeccompChoice {
+    /// docker's default profile.
+    #[default]
+    Default,
+    /// `seccomp=unconfined`: no filter.
+    Unconfined,
+    /// `seccomp=PATH`: a profile in moby's format (the file's text, read at create time).
+    Profile(String),
+}
+
 /// A `--ulimit name=soft[:hard]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ulimit {
@@ -219,6 +255,27 @@ pub struct Ulimit {
 /// `docker run` options that shape the runtime spec.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunOptions {
+    /// `--tmpfs` and `--mount type=tmpfs`.
+    #[serde(default)]
+    pub tmpfs: Vec<TmpfsMount>,
+    /// `--shm-size` in bytes (docker's default 64 MiB when `None`).
+    #[serde(default)]
+    pub shm_size: Option<u64>,
+    /// `--security-opt no-new-privileges` (docker's default is off).
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    /// `--security-opt seccomp=...`.
+    #[serde(default)]
+    pub seccomp: SeccompChoice,
+    /// `--init`: a reaper runs as PID 1 and the command as its child.
+    #[serde(default)]
+    pub init: bool,
+    /// `--device`.
+    #[serde(default)]
+    pub devices: Vec<DeviceMapping>,
+    /// `--group-add`: supplementary groups (gids or group names of the image).
+    #[serde(default)]
+    pub group_add: Vec<String>,
     /// `--entrypoint`: `Some("")` clears the image's entrypoint.
     pub entrypoint: Option<String>,
     /// Arguments after the image: they replace the image's Cmd.
@@ -591,7 +648,13 @@ pub fn build(
         .clone()
         .or_else(|| image.and_then(|c| c.user().clone()))
         .unwrap_or_default();
-    let user = resolve_user(&user_arg, ctx.passwd, ctx.group)?;
+    let mut user = resolve_user(&user_arg, ctx.passwd, ctx.group)?;
+    for g in &opts.group_add {
+        let gid = user::group_id(g, ctx.group).ok_or_else(|| SpecError::UnknownGroup(g.clone()))?;
+        if !user.additional_gids.contains(&gid) {
+            user.additional_gids.push(gid);
+        }
+    }
     let hostname = hostname(opts, ctx.id, ctx.host_hostname);
     let env = environment(image, opts, &hostname, &user.home);
     let cwd = workdir(image, opts)?;
@@ -619,7 +682,7 @@ pub fn build(
         "env": env,
         "cwd": cwd,
         "capabilities": capabilities,
-        "noNewPrivileges": !opts.privileged,
+        "noNewPrivileges": opts.no_new_privileges,
         "oomScoreAdj": 0,
     });
     if !user.additional_gids.is_empty() {
@@ -645,7 +708,8 @@ pub fn build(
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
+               "options": ["nosuid", "noexec", "nodev", "mode=1777",
+                           format!("size={}", opts.shm_size.unwrap_or(64 << 20))]}),
     ];
     // User mounts, shallowest destination first; a user mount over one of the /etc files wins.
     let mut user_mounts: Vec<&BindMount> = opts.mounts.iter().collect();
@@ -680,6 +744,21 @@ pub fn build(
         mounts.push(json!({"destination": m.destination, "type": "bind",
                            "source": m.source, "options": options}));
     }
+    let mut tmpfs: Vec<&TmpfsMount> = opts.tmpfs.iter().collect();
+    tmpfs.sort_by_key(|m| m.destination.matches('/').count());
+    for t in tmpfs {
+        if !t.destination.starts_with('/') || t.destination == "/" {
+            return Err(invalid(
+                "tmpfs destination",
+                &t.destination,
+                "it needs to be an absolute path other than /",
+            ));
+        }
+        let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "noexec".to_owned()];
+        options.extend(t.options.iter().cloned());
+        mounts.push(json!({"destination": t.destination, "type": "tmpfs",
+                           "source": "tmpfs", "options": options}));
+    }
 
     let mut namespaces = vec![
         json!({"type": "pid"}),
@@ -693,7 +772,19 @@ pub fn build(
         Network::Default | Network::Host => {}
     }
 
-    let mut resources = json!({"devices": default_device_rules(opts.privileged)});
+    let mut device_rules = default_device_rules(opts.privileged);
+    let mut devices = Vec::new();
+    for d in &opts.devices {
+        devices.push(
+            json!({"path": d.path, "type": d.kind, "major": d.major, "minor": d.minor,
+                            "fileMode": d.file_mode, "uid": 0, "gid": 0}),
+        );
+        if let Some(rules) = device_rules.as_array_mut() {
+            rules.push(json!({"allow": true, "type": d.kind, "major": d.major,
+                              "minor": d.minor, "access": d.permissions}));
+        }
+    }
+    let mut resources = json!({"devices": device_rules});
     if let Some(m) = opts.memory {
         resources["memory"] = json!({"limit": m});
     }
@@ -711,12 +802,24 @@ pub fn build(
         "resources": resources,
         "cgroupsPath": ctx.cgroups_path,
     });
+    if !devices.is_empty() {
+        linux["devices"] = json!(devices);
+    }
     if !opts.privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
         // The profile's capability rules follow the container's capability list, as docker's do.
         let effective: Vec<&str> = caps.iter().map(String::as_str).collect();
-        linux["seccomp"] = default_profile(&effective, std::env::consts::ARCH);
+        match &opts.seccomp {
+            SeccompChoice::Default => {
+                linux["seccomp"] = default_profile(&effective, std::env::consts::ARCH);
+            }
+            SeccompChoice::Unconfined => {}
+            SeccompChoice::Profile(text) => {
+                linux["seccomp"] = seccomp::profile_from(text, &effective, std::env::consts::ARCH)
+                    .map_err(|e| invalid("seccomp profile", "", &e))?;
+            }
+        }
     }
 
     let spec = json!({
@@ -728,6 +831,10 @@ pub fn build(
         "linux": linux,
         "annotations": {"org.hoist.container.id": ctx.id},
     });
+    let mut spec = spec;
+    if opts.init {
+        spec["annotations"][INIT_ANNOTATION] = json!("true");
+    }
     serde_json::from_value(spec).map_err(|e| SpecError::Build(e.to_string()))
 }
 

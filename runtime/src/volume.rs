@@ -135,11 +135,39 @@ pub fn parse_volume_arg(spec: &str) -> Result<VolumeArg, VolumeError> {
             destination,
             read_only,
         },
+        // docker 25+: a source starting with `.` is a host path relative to the working
+        // directory (`./src`, `../data`, `.`).
+        Some(s) if s == "." || s == ".." || s.starts_with("./") || s.starts_with("../") => {
+            let cwd = std::env::current_dir()
+                .map_err(|e| bad(&format!("resolving the relative path: {e}")))?;
+            VolumeArg::Bind {
+                source: clean(&cwd.join(s)),
+                destination,
+                read_only,
+            }
+        }
         Some(s) if s.contains('/') || s.starts_with('.') => {
-            return Err(bad("bind mount sources must be absolute paths"));
+            return Err(bad(
+                "bind mount sources must be absolute paths or start with . (./dir)",
+            ));
         }
         Some(s) => return Err(VolumeError::InvalidName(s.to_owned())),
     })
+}
+
+/// `path` without `.` and `..` components (lexically, as Go's `filepath.Clean`).
+fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The volumes of one hoist home.
@@ -409,9 +437,21 @@ mod tests {
                 destination: "/cache".into()
             }
         );
+        let cwd = std::env::current_dir().unwrap();
+        for (rel, want) in [
+            ("./src:/x", cwd.join("src")),
+            ("../up:/x:ro", cwd.parent().unwrap_or(&cwd).join("up")),
+            (".:/x", cwd.clone()),
+            ("./a/../b/./c:/x", cwd.join("b/c")),
+        ] {
+            match parse_volume_arg(rel).unwrap() {
+                VolumeArg::Bind { source, .. } => assert_eq!(source, want, "{rel}"),
+                other => panic!("{rel}: {other:?}"),
+            }
+        }
         for bad in [
             "a/b:/x",
-            "./src:/x",
+            ".hidden:/x",
             "a:rel",
             "a:/",
             "v1:/x:bogus",

@@ -635,11 +635,8 @@ pub fn write_etc_files(
             )
         };
         std::fs::write(c.hosts_path(), hosts).map_err(ioe("writing the hosts file"))?;
-        let resolv = if c.config.options.network == spec::Network::None {
-            String::new()
-        } else {
-            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
-        };
+        // docker copies the host's resolv.conf even with `--network none`.
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(c.resolv_conf_path(), resolv).map_err(ioe("writing resolv.conf"))?;
     }
     std::fs::write(c.hostname_path(), format!("{hostname}\n")).map_err(ioe("writing hostname"))?;

@@ -4,6 +4,7 @@ use super::*;
 
 fn config(id: &str, name: &str) -> ContainerConfig {
     ContainerConfig {
+        labels: Default::default(),
         id: id.to_owned(),
         name: name.to_owned(),
         created: rfc3339(SystemTime::now()),

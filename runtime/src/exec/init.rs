@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -289,7 +289,12 @@ fn container_init(
         Some((p, s)) => (Some(p.as_slice()), Some(*s)),
         None => (None, None),
     };
-    run_process(sock, process, seccomp_prog, seccomp_spec)
+    let reaper = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::spec::INIT_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    run_process(sock, process, seccomp_prog, seccomp_spec, reaper)
 }
 
 /// The common tail of create and exec: rlimits, cwd, the executable, then "ready", wait for
@@ -299,6 +304,7 @@ fn run_process(
     process: &Process,
     seccomp_prog: Option<&[seccompiler::sock_filter]>,
     seccomp_spec: Option<&LinuxSeccomp>,
+    reaper: bool,
 ) -> R<Infallible> {
     for rl in process.rlimits().iter().flatten() {
         let res = rlimit_resource(rl.typ());
@@ -352,7 +358,12 @@ fn run_process(
     let terminal = process.terminal().unwrap_or(false);
 
     proto::send_io(sock, &Msg::Ready).ctx(|| "send ready".into())?;
-    match proto::recv_io(sock).ctx(|| "wait for start".into())? {
+    let mut msg = proto::recv_io(sock).ctx(|| "wait for start".into())?;
+    if let Msg::Pty(n) = msg {
+        container_pty(n)?;
+        msg = proto::recv_io(sock).ctx(|| "wait for start".into())?;
+    }
+    match msg {
         Msg::Start => {}
         other => return Err(format!("expected start, got {other:?}")),
     }
@@ -374,6 +385,9 @@ fn run_process(
                 libc::ioctl(0, libc::TIOCSWINSZ, &ws);
             }
         }
+    }
+    if reaper {
+        reap_as_init(sock)?;
     }
     if let (Some(prog), Some(s)) = (seccomp_prog, seccomp_spec)
         && !nnp
@@ -616,6 +630,84 @@ fn set_user_and_caps(
     Ok(())
 }
 
+/// The container's own pty `/dev/pts/N` (its master held by the caller) becomes stdio and
+/// `/dev/console`, as runc's console does.
+fn container_pty(n: u32) -> R<()> {
+    let path = format!("/dev/pts/{n}");
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&path)
+        .ctx(|| format!("open {path}"))?;
+    for fd in 0..3 {
+        // SAFETY: dup2 of an fd we own onto the stdio numbers.
+        sys(
+            unsafe { libc::dup2(slave.as_raw_fd(), fd) } as libc::c_long,
+            || format!("dup {path} to fd {fd}"),
+        )?;
+    }
+    let console = Path::new("/dev/console");
+    if std::fs::metadata(console).is_err() {
+        let _ = std::fs::File::create(console);
+    }
+    mounts::mount(Some(Path::new(&path)), console, None, libc::MS_BIND, None)
+        .ctx(|| format!("bind {path} to /dev/console"))?;
+    Ok(())
+}
+
+/// `--init`: forks. The child returns, to become the command; this process stays PID 1, reaps
+/// every process that ends in the container, forwards the signals it gets to the command, and
+/// exits with the command's status (128+signal when a signal ended it), as docker's tini does.
+fn reap_as_init(sock: &UnixStream) -> R<()> {
+    // SAFETY: plain syscalls; the child only goes on to exec.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old);
+        let child = libc::fork();
+        if child < 0 {
+            return Err(format!(
+                "fork the init's command: {}",
+                io::Error::last_os_error()
+            ));
+        }
+        if child == 0 {
+            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            return Ok(());
+        }
+        // The supervisor learns that the command started from the socket's end.
+        libc::close(sock.as_raw_fd());
+        let timeout = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        loop {
+            loop {
+                let mut status = 0;
+                let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                if pid <= 0 {
+                    break;
+                }
+                if pid == child {
+                    let code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        128 + libc::WTERMSIG(status)
+                    };
+                    libc::_exit(code);
+                }
+            }
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let sig = libc::sigtimedwait(&all, &mut info, &timeout);
+            if sig > 0 && sig != libc::SIGCHLD {
+                libc::kill(child, sig);
+            }
+        }
+    }
+}
+
 /// Default dispositions and an empty mask for the user process (Rust's runtime ignores SIGPIPE,
 /// and ignored signals stay ignored across exec).
 fn reset_signals() {
@@ -701,7 +793,7 @@ fn exec(
     if spawn_reported(sock)?.is_some() {
         return Ok(());
     }
-    let Err(e) = run_process(sock, process, prog.as_deref(), seccomp_spec);
+    let Err(e) = run_process(sock, process, prog.as_deref(), seccomp_spec, false);
     let _ = proto::send_io(sock, &Msg::Error(e));
     // SAFETY: leave without running anything of the parent's.
     unsafe { libc::_exit(1) }

@@ -177,6 +177,7 @@ impl Executor for OciCliExecutor {
             .arg("--pid-file")
             .arg(&pid_file);
         let mut console = None;
+        let mut console_dir = None;
         match stdio {
             Stdio::Inherit => {}
             Stdio::Null => {
@@ -196,9 +197,18 @@ impl Executor for OciCliExecutor {
                 cmd.stdout(stdout).stderr(stderr);
             }
             Stdio::Pty => {
-                let sock = work.path().join("console.sock");
+                // A short path: a socket's path must fit sun_path (108 bytes), which one under
+                // the runtime's root (`$HOIST_HOME/runtimes/...`) need not. The listener is
+                // bound before the directory goes, and is all the runtime needs until it has
+                // sent the pty.
+                let dir = tempfile::Builder::new()
+                    .prefix("hoist-console-")
+                    .tempdir_in("/tmp")
+                    .map_err(|e| ExecError::io("create the console socket's dir", e))?;
+                let sock = dir.path().join("c.sock");
                 let listener = UnixListener::bind(&sock)
                     .map_err(|e| ExecError::io(format!("bind {}", sock.display()), e))?;
+                console_dir = Some(dir);
                 cmd.arg("--console-socket").arg(&sock);
                 cmd.stdin(std::process::Stdio::null())
                     .stdout(std::process::Stdio::null());
@@ -224,6 +234,7 @@ impl Executor for OciCliExecutor {
             },
             None => None,
         };
+        drop(console_dir);
         let status = child
             .wait()
             .map_err(|e| ExecError::io(format!("wait for {} create", self.name()), e))?;

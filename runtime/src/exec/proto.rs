@@ -39,6 +39,9 @@ pub(crate) enum Msg {
     Pid(i32),
     /// init -> caller: set up, blocked before exec.
     Ready,
+    /// caller -> init (after Ready): make `/dev/pts/N` of the container's devpts the process's
+    /// terminal (stdio and `/dev/console`); the caller holds its master.
+    Pty(u32),
     /// caller -> init: exec now.
     Start,
     /// helper or init -> caller: what failed.
@@ -51,6 +54,7 @@ const T_MAPS_DONE: u8 = b'u';
 const T_PID: u8 = b'P';
 const T_READY: u8 = b'R';
 const T_START: u8 = b'S';
+const T_PTY: u8 = b'T';
 const T_ERROR: u8 = b'E';
 
 fn io_err(what: &str, e: io::Error) -> ExecError {
@@ -97,6 +101,7 @@ pub(crate) fn encode(msg: &Msg) -> (u8, Vec<u8>) {
         Msg::Pid(p) => (T_PID, p.to_le_bytes().to_vec()),
         Msg::Ready => (T_READY, Vec::new()),
         Msg::Start => (T_START, Vec::new()),
+        Msg::Pty(n) => (T_PTY, n.to_le_bytes().to_vec()),
         Msg::Error(e) => (T_ERROR, e.as_bytes().to_vec()),
     }
 }
@@ -110,6 +115,9 @@ fn decode(tag: u8, payload: Vec<u8>) -> io::Result<Msg> {
         ])),
         T_READY => Msg::Ready,
         T_START => Msg::Start,
+        T_PTY if payload.len() == 4 => Msg::Pty(u32::from_le_bytes([
+            payload[0], payload[1], payload[2], payload[3],
+        ])),
         T_ERROR => Msg::Error(String::from_utf8_lossy(&payload).into_owned()),
         _ => {
             return Err(io::Error::new(

@@ -258,9 +258,9 @@ pub(crate) fn install(prog: &[sock_filter], profile: &LinuxSeccomp) -> std::io::
             _ => 0,
         };
     }
-    if flags == 0 {
-        return seccompiler::apply_filter(prog).map_err(std::io::Error::other);
-    }
+    // The raw syscall, always: seccompiler's `apply_filter` also sets no_new_privs, which only
+    // `noNewPrivileges` (docker's `--security-opt no-new-privileges`) asks for. Without it the
+    // filter loads thanks to CAP_SYS_ADMIN, which the process still has at this point.
     #[repr(C)]
     struct Fprog {
         len: libc::c_ushort,

@@ -46,7 +46,16 @@ fn strings(v: Option<&Value>) -> Vec<&str> {
 /// The default profile for a container with capabilities `caps` on `rust_arch`
 /// (`std::env::consts::ARCH`), as the OCI `linux.seccomp` object.
 pub fn default_profile(caps: &[&str], rust_arch: &str) -> Value {
-    let profile: Value = serde_json::from_str(PROFILE).expect("the embedded profile is valid JSON");
+    profile_from(PROFILE, caps, rust_arch).expect("the embedded profile is valid")
+}
+
+/// A profile in moby's format (`docker run --security-opt seccomp=PATH`), resolved for a
+/// container with `caps` on `rust_arch`, as the OCI `linux.seccomp` object.
+pub fn profile_from(text: &str, caps: &[&str], rust_arch: &str) -> Result<Value, String> {
+    let profile: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if !profile["defaultAction"].is_string() {
+        return Err("it has no defaultAction".to_owned());
+    }
     let arch = go_arch(rust_arch);
     let native = scmp_arch(rust_arch);
     let mut architectures = vec![native.to_owned()];
@@ -98,5 +107,5 @@ pub fn default_profile(caps: &[&str], rust_arch: &str) -> Value {
     if let Some(e) = profile.get("defaultErrnoRet").filter(|e| !e.is_null()) {
         out["defaultErrnoRet"] = e.clone();
     }
-    out
+    Ok(out)
 }

@@ -84,7 +84,8 @@ fn docker_defaults() {
     assert_eq!(strs(&j["process"]["args"]), ["sh"]);
     assert_eq!(j["process"]["cwd"], "/");
     assert_eq!(j["process"]["user"]["uid"], 0);
-    assert_eq!(j["process"]["noNewPrivileges"], true);
+    // docker's default: no_new_privs only with --security-opt no-new-privileges.
+    assert_eq!(j["process"]["noNewPrivileges"], false);
     assert_eq!(j["process"]["terminal"], false);
     let caps = sorted(&j["process"]["capabilities"]["effective"]);
     let mut want: Vec<String> = DEFAULT_CAPS.iter().map(|c| (*c).to_owned()).collect();
@@ -244,14 +245,14 @@ fn users_resolve_through_the_image_files() {
     assert_eq!((root.uid, root.gid, root.home.as_str()), (0, 0, "/root"));
     let app = r("app").unwrap();
     assert_eq!((app.uid, app.gid), (1000, 1000));
-    assert_eq!(app.additional_gids, [10, 29]);
+    assert_eq!(app.additional_gids, [1000, 10, 29]);
     assert_eq!(app.home, "/home/app");
     // A uid found in passwd takes its entry.
     assert_eq!(r("1000").unwrap(), app);
-    // An explicit group: no supplementary groups.
+    // An explicit group: no supplementary groups but the primary one.
     let g = r("app:wheel").unwrap();
     assert_eq!((g.uid, g.gid), (1000, 10));
-    assert!(g.additional_gids.is_empty());
+    assert_eq!(g.additional_gids, [10]);
     // Numeric ids need no entries.
     let n = r("4242:4343").unwrap();
     assert_eq!((n.uid, n.gid, n.home.as_str()), (4242, 4343, "/"));
@@ -287,7 +288,7 @@ fn non_root_users_only_keep_the_bounding_set() {
     assert_eq!(j["process"]["user"]["uid"], 1000);
     assert_eq!(
         j["process"]["user"]["additionalGids"],
-        serde_json::json!([10, 29])
+        serde_json::json!([1000, 10, 29])
     );
 }
 
@@ -540,4 +541,50 @@ fn network_modes() {
     );
     assert!(Network::parse("weird").is_err());
     assert!(Network::parse("container:").is_err());
+}
+
+#[test]
+fn security_opts_tmpfs_shm_devices_init() {
+    let opts = RunOptions {
+        no_new_privileges: true,
+        seccomp: crate::spec::SeccompChoice::Unconfined,
+        tmpfs: vec![crate::spec::TmpfsMount {
+            destination: "/t".into(),
+            options: vec!["size=1m".into()],
+        }],
+        shm_size: Some(16 << 20),
+        devices: vec![crate::spec::DeviceMapping {
+            path: "/dev/mynull".into(),
+            kind: "c".into(),
+            major: 1,
+            minor: 3,
+            file_mode: 0o666,
+            permissions: "rw".into(),
+        }],
+        init: true,
+        ..Default::default()
+    };
+    let j = build_json(Some(&sh()), &opts);
+    assert_eq!(j["process"]["noNewPrivileges"], true);
+    assert!(j["linux"].get("seccomp").is_none());
+    let mounts = j["mounts"].as_array().unwrap();
+    let t = mounts.iter().find(|m| m["destination"] == "/t").unwrap();
+    assert_eq!(t["type"], "tmpfs");
+    assert_eq!(
+        strs(&t["options"]),
+        ["nosuid", "nodev", "noexec", "size=1m"]
+    );
+    let shm = mounts
+        .iter()
+        .find(|m| m["destination"] == "/dev/shm")
+        .unwrap();
+    assert!(strs(&shm["options"]).contains(&"size=16777216".to_owned()));
+    assert_eq!(j["linux"]["devices"][0]["path"], "/dev/mynull");
+    let rules = j["linux"]["resources"]["devices"].as_array().unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["major"] == 1 && r["minor"] == 3 && r["access"] == "rw")
+    );
+    assert_eq!(j["annotations"][crate::spec::INIT_ANNOTATION], "true");
 }

@@ -44,6 +44,15 @@ fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
     })
 }
 
+/// The gid of `g`: a number, or a group name in the image's `/etc/group` text.
+pub(crate) fn group_id(g: &str, group: Option<&str>) -> Option<u32> {
+    numeric(g).or_else(|| {
+        group_entries(group.unwrap_or(""))
+            .find(|e| e.name == g)
+            .map(|e| e.gid)
+    })
+}
+
 fn group_entries(text: &str) -> impl Iterator<Item = GroupEntry<'_>> {
     text.lines().filter_map(|l| {
         let l = l.trim();
@@ -123,6 +132,11 @@ pub fn resolve_user(
                 }
             }
         }
+    }
+    // docker (runc's GetExecUser): the supplementary groups always hold the primary group
+    // (`id` in `-u 1000` says `groups=0(root)`, in `-u root:nogroup` `groups=65534(nogroup)`).
+    if !user.additional_gids.contains(&user.gid) {
+        user.additional_gids.insert(0, user.gid);
     }
     Ok(user)
 }

@@ -1,0 +1,324 @@
+//! `hoist run` flags beyond the basic ones, parsed as docker's: `--mount`, `--tmpfs`,
+//! `--device`, `--security-opt`, `--label`.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use hoist_runtime::spec::{DeviceMapping, SeccompChoice, TmpfsMount};
+
+/// One `--mount`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mount {
+    Bind {
+        source: PathBuf,
+        destination: String,
+        read_only: bool,
+    },
+    /// A named volume, or an anonymous one (`name` None).
+    Volume {
+        name: Option<String>,
+        destination: String,
+        read_only: bool,
+    },
+    Tmpfs(TmpfsMount),
+}
+
+fn truthy(v: Option<&str>, spec: &str, key: &str) -> Result<bool> {
+    match v {
+        None | Some("1" | "true") => Ok(true),
+        Some("0" | "false") => Ok(false),
+        Some(other) => bail!("invalid mount {spec:?}: invalid value {other:?} for {key}"),
+    }
+}
+
+/// `--mount type=bind|volume|tmpfs,source=...,target=...,readonly,...` (docker's keys).
+pub fn parse_mount(spec: &str) -> Result<Mount> {
+    let (mut kind, mut source, mut target, mut read_only) = ("volume", None, None, false);
+    let mut tmpfs_opts = Vec::new();
+    for field in spec.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v)),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        match (k.as_str(), v) {
+            ("type", Some(t)) => {
+                kind = match t {
+                    "bind" => "bind",
+                    "volume" => "volume",
+                    "tmpfs" => "tmpfs",
+                    _ => bail!("invalid mount {spec:?}: unknown type {t:?} (bind, volume, tmpfs)"),
+                }
+            }
+            ("source" | "src", Some(s)) => source = Some(s.to_owned()),
+            ("target" | "destination" | "dst", Some(d)) => target = Some(d.to_owned()),
+            ("readonly" | "ro", v) => read_only = truthy(v, spec, &k)?,
+            ("tmpfs-size", Some(s)) => {
+                let bytes =
+                    parse_size(s).with_context(|| format!("invalid mount {spec:?}: tmpfs-size"))?;
+                tmpfs_opts.push(format!("size={bytes}"));
+            }
+            ("tmpfs-mode", Some(m)) => {
+                let mode = u32::from_str_radix(m, 8)
+                    .with_context(|| format!("invalid mount {spec:?}: tmpfs-mode {m:?}"))?;
+                tmpfs_opts.push(format!("mode={mode:o}"));
+            }
+            (
+                "bind-propagation" | "consistency" | "volume-nocopy" | "volume-driver"
+                | "volume-opt" | "volume-label" | "bind-nonrecursive",
+                _,
+            ) => {}
+            _ => bail!("invalid mount {spec:?}: unexpected key {k:?}"),
+        }
+    }
+    let Some(destination) = target else {
+        bail!("invalid mount {spec:?}: target is required");
+    };
+    if !destination.starts_with('/') {
+        bail!("invalid mount {spec:?}: the target must be an absolute path");
+    }
+    let destination = destination.trim_end_matches('/').to_owned();
+    if destination.is_empty() {
+        bail!("invalid mount {spec:?}: the target can't be /");
+    }
+    Ok(match kind {
+        "bind" => {
+            let Some(s) = source else {
+                bail!("invalid mount {spec:?}: source is required for a bind mount");
+            };
+            let source = std::path::absolute(&s)
+                .with_context(|| format!("invalid mount {spec:?}: source {s:?}"))?;
+            if !source.exists() {
+                bail!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                    source.display()
+                );
+            }
+            Mount::Bind {
+                source,
+                destination,
+                read_only,
+            }
+        }
+        "volume" => Mount::Volume {
+            name: source,
+            destination,
+            read_only,
+        },
+        _ => {
+            if source.is_some() {
+                bail!("invalid mount {spec:?}: a tmpfs mount takes no source");
+            }
+            Mount::Tmpfs(TmpfsMount {
+                destination,
+                options: tmpfs_opts,
+            })
+        }
+    })
+}
+
+/// A size as docker's `units.RAMInBytes`: a number with an optional b, k, m, g or t suffix
+/// (binary multiples, an optional trailing `b`: `64m`, `1GB`).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.strip_suffix('b').unwrap_or(unit) {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => bail!("invalid size {s:?}: unknown unit {unit:?}"),
+    };
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .with_context(|| format!("invalid size {s:?}"))?;
+    Ok((n * mult as f64) as u64)
+}
+
+/// `--tmpfs DEST[:OPTIONS]`.
+pub fn parse_tmpfs(spec: &str) -> Result<TmpfsMount> {
+    let (dest, opts) = spec.split_once(':').unwrap_or((spec, ""));
+    if !dest.starts_with('/') || dest.trim_end_matches('/').is_empty() {
+        bail!("invalid tmpfs {spec:?}: the destination must be an absolute path other than /");
+    }
+    Ok(TmpfsMount {
+        destination: dest.trim_end_matches('/').to_owned(),
+        options: opts
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`.
+pub fn parse_device(spec: &str) -> Result<DeviceMapping> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let perms_ok = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+    let (host, path, permissions) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, p] if perms_ok(p) => (*h, *h, *p),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] if perms_ok(p) => (*h, *c, *p),
+        _ => bail!("invalid device {spec:?}: want HOST[:CONTAINER][:PERMISSIONS]"),
+    };
+    if !path.starts_with('/') {
+        bail!("invalid device {spec:?}: the container path must be absolute");
+    }
+    let meta = std::fs::metadata(host)
+        .with_context(|| format!("error gathering device information for {host:?}"))?;
+    let ft = meta.file_type();
+    let kind = if ft.is_char_device() {
+        "c"
+    } else if ft.is_block_device() {
+        "b"
+    } else {
+        bail!("invalid device {spec:?}: {host} is not a device node");
+    };
+    let rdev = meta.rdev();
+    Ok(DeviceMapping {
+        path: path.to_owned(),
+        kind: kind.to_owned(),
+        major: libc_major(rdev),
+        minor: libc_minor(rdev),
+        file_mode: meta.mode() & 0o7777,
+        permissions: permissions.to_owned(),
+    })
+}
+
+/// The major number of a Linux `dev_t` (glibc's `gnu_dev_major`).
+fn libc_major(dev: u64) -> i64 {
+    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff)) as i64
+}
+
+/// The minor number of a Linux `dev_t` (glibc's `gnu_dev_minor`).
+fn libc_minor(dev: u64) -> i64 {
+    (((dev >> 12) & 0xffff_ff00) | (dev & 0xff)) as i64
+}
+
+/// What `--security-opt` asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Security {
+    pub no_new_privileges: bool,
+    pub seccomp: SeccompChoice,
+}
+
+/// `--security-opt no-new-privileges[=true|false]`, `seccomp=unconfined|PATH`; AppArmor and
+/// SELinux options are accepted and have no effect (hoist applies neither).
+pub fn parse_security(opts: &[String]) -> Result<Security> {
+    let mut out = Security::default();
+    for o in opts {
+        let (k, v) = match o.split_once(['=', ':']) {
+            Some((k, v)) => (k, Some(v)),
+            None => (o.as_str(), None),
+        };
+        match (k, v) {
+            ("no-new-privileges", None | Some("true")) => out.no_new_privileges = true,
+            ("no-new-privileges", Some("false")) => out.no_new_privileges = false,
+            ("seccomp", Some("unconfined")) => out.seccomp = SeccompChoice::Unconfined,
+            ("seccomp", Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("opening seccomp profile ({path})"))?;
+                out.seccomp = SeccompChoice::Profile(text);
+            }
+            ("apparmor" | "label", Some(_)) => {}
+            _ => bail!("invalid --security-opt: {o:?}"),
+        }
+    }
+    Ok(out)
+}
+
+/// `-l KEY=VALUE` (or `KEY` for an empty value).
+pub fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for l in labels {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        if k.is_empty() {
+            bail!("invalid label {l:?}: empty key");
+        }
+        out.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_parse_as_dockers() {
+        assert_eq!(
+            parse_mount("type=tmpfs,dst=/t,tmpfs-size=2m,tmpfs-mode=0755").unwrap(),
+            Mount::Tmpfs(TmpfsMount {
+                destination: "/t".into(),
+                options: vec!["size=2097152".into(), "mode=755".into()]
+            })
+        );
+        assert_eq!(
+            parse_mount("source=data,target=/d,readonly").unwrap(),
+            Mount::Volume {
+                name: Some("data".into()),
+                destination: "/d".into(),
+                read_only: true
+            }
+        );
+        assert_eq!(
+            parse_mount("type=bind,src=/,dst=/host,ro=false").unwrap(),
+            Mount::Bind {
+                source: "/".into(),
+                destination: "/host".into(),
+                read_only: false
+            }
+        );
+        for bad in [
+            "type=bind,dst=/x",
+            "type=bind,src=/no/such/dir,dst=/x",
+            "type=nfs,dst=/x",
+            "src=a",
+            "dst=rel",
+            "type=tmpfs,src=a,dst=/x",
+            "dst=/x,bogus=1",
+        ] {
+            assert!(parse_mount(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn tmpfs_devices_security_labels() {
+        assert_eq!(
+            parse_tmpfs("/s:size=1m,mode=700").unwrap(),
+            TmpfsMount {
+                destination: "/s".into(),
+                options: vec!["size=1m".into(), "mode=700".into()]
+            }
+        );
+        assert!(parse_tmpfs("rel").is_err());
+        let d = parse_device("/dev/null:/dev/mynull:rw").unwrap();
+        assert_eq!((d.kind.as_str(), d.major, d.minor), ("c", 1, 3));
+        assert_eq!(
+            (d.path.as_str(), d.permissions.as_str()),
+            ("/dev/mynull", "rw")
+        );
+        assert_eq!(parse_device("/dev/zero").unwrap().minor, 5);
+        assert!(parse_device("/etc/passwd").is_err());
+        let s = parse_security(&["no-new-privileges".into(), "seccomp=unconfined".into()]).unwrap();
+        assert!(s.no_new_privileges);
+        assert_eq!(s.seccomp, SeccompChoice::Unconfined);
+        assert!(parse_security(&["bogus".into()]).is_err());
+        assert!(parse_security(&["seccomp=/no/such.json".into()]).is_err());
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1GB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert!(parse_size("12x").is_err());
+        let l = parse_labels(&["a=b".into(), "c".into()]).unwrap();
+        assert_eq!(l["a"], "b");
+        assert_eq!(l["c"], "");
+    }
+}
