@@ -1049,7 +1049,7 @@ pub fn inspect_json(c: &Container) -> Value {
             "Volumes": image_cfg.get("Volumes").cloned().unwrap_or(Value::Null),
             "WorkingDir": o.workdir.clone().or_else(|| image_cfg.get("WorkingDir").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
             "Entrypoint": match &o.entrypoint { Some(e) if e.is_empty() => Value::Null, Some(e) => json!([e]), None => image_cfg.get("Entrypoint").cloned().unwrap_or(Value::Null) },
-            "Labels": image_cfg.get("Labels").cloned().unwrap_or(json!({})),
+            "Labels": crate::listing::container_labels(c),
         },
     });
     v["NetworkSettings"] = json!({

@@ -171,6 +171,8 @@ fn cli_shapes_match_docker() {
         "none",
         "--name",
         "up",
+        "-l",
+        "role=web",
         "busybox",
         "sleep",
         "1000",
@@ -358,6 +360,8 @@ fn cli_shapes_match_docker() {
         "ancestor=solo:1",
         "label=team=a",
         "label=team=b",
+        "label=role=web",
+        "label=role",
     ] {
         same(
             &format!("ps --filter {f}"),
@@ -365,6 +369,12 @@ fn cli_shapes_match_docker() {
             &sorted,
         );
     }
+    // A container's labels: the image's, with `-l` over them.
+    same(
+        "container labels",
+        &["inspect", "--format", "{{json .Config.Labels}}", "up"],
+        &|s: &str| s.to_owned(),
+    );
     same(
         "ps --filter status=exited without -a",
         &["ps", "--filter", "status=exited", "--format", "{{.Names}}"],
