@@ -926,8 +926,11 @@ fn convert(
             } else {
                 format!("{}/{}", st.workdir.trim_end_matches('/'), dest_raw)
             };
+            // `.` (the workdir) is a directory, as BuildKit's dockerfile2llb reads it.
             let dest_is_dir = dest_raw.ends_with('/')
                 || dest_raw.ends_with("/.")
+                || dest_raw == "."
+                || dest_raw.is_empty()
                 || sources.len() + c.heredocs.len() > 1
                 || sources.iter().any(|s| has_glob(s));
             let chown = c.chown.as_deref().map(|s| ex(s, st)).transpose()?;
@@ -1731,7 +1734,11 @@ struct Planned {
 impl CopyOp {
     /// The context entries this COPY reads (docker's source rules, `.dockerignore`, `--exclude`,
     /// `--parents`), each with its absolute destination.
-    fn resolve_context(&self, ctx: &Context) -> Result<Vec<(ContextFile, String)>, OpError> {
+    fn resolve_context(
+        &self,
+        ctx: &Context,
+        dest_is_dir: bool,
+    ) -> Result<Vec<(ContextFile, String)>, OpError> {
         let sources: Vec<String> = self
             .sources
             .iter()
@@ -1739,15 +1746,15 @@ impl CopyOp {
             .cloned()
             .collect();
         let files = ctx.resolve(&sources, &self.exclude, self.parents)?;
-        let dests = destination_paths(&files, &self.dest, self.dest_is_dir)?;
+        let dests = destination_paths(&files, &self.dest, dest_is_dir)?;
         Ok(files.into_iter().zip(dests).collect())
     }
 
     /// [`CopyOp::resolve_context`] with each entry's metadata.
-    fn plan_context(&self, ctx: &Context) -> Result<Vec<Planned>, OpError> {
+    fn plan_context(&self, ctx: &Context, dest_is_dir: bool) -> Result<Vec<Planned>, OpError> {
         let root = Arc::new(Root::open(ctx.root())?);
         let mut out = Vec::new();
-        for (f, dest) in self.resolve_context(ctx)? {
+        for (f, dest) in self.resolve_context(ctx, dest_is_dir)? {
             // Read through the context's directory descriptor, never by host path.
             let rel = f
                 .host_path
@@ -1801,7 +1808,7 @@ impl Op<Snapshot> for CopyOp {
                 // digest ([`Context::checksum`]); never mtime.
                 let checksum = tokio::task::block_in_place(|| -> Result<String, OpError> {
                     let files: Vec<ContextFile> = self
-                        .resolve_context(ctx)?
+                        .resolve_context(ctx, self.dest_is_dir)?
                         .into_iter()
                         .map(|(f, _)| f)
                         .collect();
@@ -1886,15 +1893,23 @@ impl Op<Snapshot> for CopyOp {
                     parent_view
                 };
                 let up = Upper::new(&root, &below)?;
+                let dest_written = clean_abs(&self.dest);
+                let dest_written = dest_written.trim_start_matches('/').to_owned();
+                // A destination that is a directory already (symlinks followed inside the root)
+                // is one whatever its spelling, as BuildKit's copy treats it: `COPY f /tmp` and
+                // `WORKDIR /srv` + `COPY f .` copy into it, never replace it with a file.
+                let dest_is_dir = self.dest_is_dir
+                    || up
+                        .view()
+                        .stat(&dest_written)?
+                        .is_some_and(|e| e.meta.is_dir());
                 let planned = match (&self.from, &from_dirs) {
-                    (CopyFrom::Context(ctx), _) => self.plan_context(ctx)?,
+                    (CopyFrom::Context(ctx), _) => self.plan_context(ctx, dest_is_dir)?,
                     (CopyFrom::Input, Some(dirs)) => {
-                        self.plan_stage(Arc::new(View::open(dirs)?))?
+                        self.plan_stage(Arc::new(View::open(dirs)?), dest_is_dir)?
                     }
                     _ => Vec::new(),
                 };
-                let dest_written = clean_abs(&self.dest);
-                let dest_written = dest_written.trim_start_matches('/').to_owned();
                 // The destination itself is followed to the end, as BuildKit resolves it in the
                 // rootfs (`COPY x /lib` in a merged-/usr image writes into /usr/lib; a heredoc
                 // onto a symlink writes its target inside the image); what is copied under it
@@ -1912,7 +1927,7 @@ impl Op<Snapshot> for CopyOp {
                     d.rsplit_once('/')
                         .map_or(String::new(), |(p, _)| p.to_owned())
                 };
-                let dest_dir = if self.dest_is_dir {
+                let dest_dir = if dest_is_dir {
                     dest.clone()
                 } else {
                     dest_parent(&dest)
@@ -1988,7 +2003,7 @@ impl Op<Snapshot> for CopyOp {
                 }
                 for (url, (tmp, fetched)) in self.fetched.lock().iter() {
                     // Never extracted; 0600 unless --chmod, as docker does.
-                    let target = if self.dest_is_dir {
+                    let target = if dest_is_dir {
                         let name = url
                             .split(['?', '#'])
                             .next()
@@ -2013,7 +2028,7 @@ impl Op<Snapshot> for CopyOp {
                     .map_err(|e| io_at(&format!("{url} to /{target}"), e))?;
                 }
                 for (name, content) in &self.heredocs {
-                    let target = if self.dest_is_dir {
+                    let target = if dest_is_dir {
                         format!("{dest}/{name}")
                     } else {
                         dest.clone()
@@ -2045,7 +2060,7 @@ impl CopyOp {
     /// Files of another stage this COPY reads: each source resolved inside the stage's root
     /// (symlinked parents followed there, never on the host), a directory's contents merged
     /// across its layers.
-    fn plan_stage(&self, view: Arc<View>) -> Result<Vec<Planned>, OpError> {
+    fn plan_stage(&self, view: Arc<View>, dest_is_dir: bool) -> Result<Vec<Planned>, OpError> {
         let dest = PathBuf::from(clean_abs(&self.dest).trim_start_matches('/'));
         let mut out = Vec::new();
         for s in &self.sources {
@@ -2068,7 +2083,7 @@ impl CopyOp {
                 out.push(Planned {
                     md: found.meta.clone(),
                     src: Source::Tree(view.clone(), found),
-                    dest: if self.dest_is_dir {
+                    dest: if dest_is_dir {
                         dest.join(base)
                     } else {
                         dest.clone()
@@ -2614,6 +2629,21 @@ pub fn stage_names(df: &Dockerfile) -> HashMap<usize, String> {
         .enumerate()
         .map(|(i, s)| (i, s.name.clone().unwrap_or_else(|| format!("stage-{i}"))))
         .collect()
+}
+
+/// `--label K=V`s on the built image's config (over the Dockerfile's `LABEL`s, with no history
+/// entry, as docker's `--label` does).
+pub fn apply_labels(snap: &mut Snapshot, labels: &BTreeMap<String, String>) {
+    if labels.is_empty() {
+        return;
+    }
+    let cfg = &mut snap.config["config"];
+    if !cfg["Labels"].is_object() {
+        cfg["Labels"] = json!({});
+    }
+    for (k, v) in labels {
+        cfg["Labels"][k] = json!(v);
+    }
 }
 
 /// Solves a plan: runs what is not cached and returns the target's snapshot.
