@@ -552,6 +552,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                         }
                     }
                 }
+                let config = base_config(config);
                 let st = state_of(&config, &global);
                 let snap = image_snapshot(&image, config)?;
                 let mut k = KeyBuilder::new("image");
@@ -633,7 +634,52 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
     })
 }
 
+/// The image config fields BuildKit keeps from a base image (the OCI ones and docker's
+/// extensions); the rest (`Hostname`, `AttachStdin`, `Tty`...) is dropped, as BuildKit's parse
+/// into its image struct drops it. A config with no `PATH` gets the default one, as
+/// dockerfile2llb adds it.
+fn base_config(mut config: Value) -> Value {
+    const KEEP: &[&str] = &[
+        "User",
+        "ExposedPorts",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "Volumes",
+        "WorkingDir",
+        "Labels",
+        "StopSignal",
+        "ArgsEscaped",
+        "Healthcheck",
+        "OnBuild",
+        "Shell",
+    ];
+    if !config["config"].is_object() {
+        config["config"] = json!({});
+    }
+    if let Some(c) = config["config"].as_object_mut() {
+        c.retain(|k, v| KEEP.contains(&k.as_str()) && !v.is_null());
+        let has_path = c.get("Env").and_then(Value::as_array).is_some_and(|e| {
+            e.iter()
+                .any(|e| e.as_str().is_some_and(|e| e.starts_with("PATH=")))
+        });
+        if !has_path {
+            let e = c.entry("Env").or_insert_with(|| json!([]));
+            if !e.is_array() {
+                *e = json!([]);
+            }
+            if let Some(a) = e.as_array_mut() {
+                a.insert(0, json!(DEFAULT_PATH));
+            }
+        }
+    }
+    config
+}
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 fn image_snapshot(image: &hoist_storage::images::Image, config: Value) -> Result<Snapshot> {
+    let config = base_config(config);
     let layers = image
         .manifest
         .layers()
@@ -664,7 +710,7 @@ fn empty_config(platform: &Platform) -> Value {
     let mut c = json!({
         "architecture": platform.architecture,
         "os": platform.os,
-        "config": {},
+        "config": {"Env": [DEFAULT_PATH]},
         "rootfs": {"type": "layers", "diff_ids": []},
         "history": [],
     });
@@ -809,11 +855,16 @@ fn convert(
     };
     let created_by = |s: &str| format!("{s} # buildkit");
     let meta = |graph: &mut Graph<Snapshot>, change: MetaChange, history: bool| {
+        let history = if history {
+            meta_created_by(&change)
+        } else {
+            None
+        };
         graph.add(
             Arc::new(MetaOp {
                 name: instr.source.clone(),
                 change,
-                history: history.then(|| created_by(&instr.source)),
+                history,
             }),
             vec![tip],
             label.clone(),
@@ -889,10 +940,13 @@ fn convert(
         }
         Instruction::Workdir(w) => {
             let w = ex(w, st)?;
+            // As BuildKit 0.8: an absolute path is kept as written, a relative one joined to
+            // the current workdir and cleaned.
             let abs = if w.starts_with('/') {
-                clean_abs(&w)
+                w.clone()
             } else {
-                clean_abs(&format!("{}/{w}", st.workdir))
+                let j = clean_abs(&format!("{}/{w}", st.workdir));
+                if j.is_empty() { "/".to_owned() } else { j }
             };
             st.workdir = abs.clone();
             meta(graph, MetaChange::Workdir(abs), true)
@@ -931,8 +985,7 @@ fn convert(
                 || dest_raw.ends_with("/.")
                 || dest_raw == "."
                 || dest_raw.is_empty()
-                || sources.len() + c.heredocs.len() > 1
-                || sources.iter().any(|s| has_glob(s));
+                || sources.len() + c.heredocs.len() > 1;
             let chown = c.chown.as_deref().map(|s| ex(s, st)).transpose()?;
             let chmod = match c.chmod.as_deref().map(|s| ex(s, st)).transpose()? {
                 Some(m) => Some(
@@ -1222,10 +1275,6 @@ fn clean_abs(p: &str) -> String {
     format!("/{}", out.join("/"))
 }
 
-fn has_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
 // ---------------------------------------------------------------------------------------------
 // Ops
 
@@ -1252,6 +1301,89 @@ impl Op<Snapshot> for SourceOp {
     ) -> BoxFuture<'a, Result<Snapshot, OpError>> {
         async move { Ok(self.snapshot.clone()) }.boxed()
     }
+}
+
+/// The history entry BuildKit's dockerfile2llb writes for a config-only instruction (its Go
+/// formatting: `EXPOSE map[80/tcp:{}]`, `CMD ["a" "b"]`, `VOLUME [/a /b]`); `ONBUILD` and
+/// `HEALTHCHECK`'s own forms aside, none for `ONBUILD`.
+fn meta_created_by(change: &MetaChange) -> Option<String> {
+    let q = |a: &[String]| {
+        a.iter()
+            .map(|s| serde_json::to_string(s).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let pairs = |set: &[(String, String)]| {
+        set.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    Some(match change {
+        MetaChange::Env(set) => format!("ENV {}", pairs(set)),
+        MetaChange::Labels(set) => format!("LABEL {}", pairs(set)),
+        MetaChange::Author(a) => format!("MAINTAINER {a}"),
+        MetaChange::Expose(ports) => {
+            let mut p: Vec<String> = ports.iter().map(|p| format!("{p}:{{}}")).collect();
+            p.sort();
+            p.dedup();
+            format!("EXPOSE map[{}]", p.join(" "))
+        }
+        MetaChange::Volumes(v) => format!("VOLUME [{}]", v.join(" ")),
+        MetaChange::User(u) => format!("USER {u}"),
+        MetaChange::Workdir(w) => format!("WORKDIR {w}"),
+        MetaChange::StopSignal(s) => format!("STOPSIGNAL {s}"),
+        MetaChange::Shell(s) => format!("SHELL [{}]", s.join(" ")),
+        MetaChange::Cmd(a) => format!("CMD [{}]", q(a)),
+        MetaChange::Entrypoint(a) => format!("ENTRYPOINT [{}]", q(a)),
+        MetaChange::Healthcheck(h) => {
+            let d = |k: &str| {
+                let ns = h[k].as_u64().unwrap_or(0);
+                go_duration(ns)
+            };
+            let test: Vec<String> = h["Test"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "HEALTHCHECK &{{[{}] {:?} {:?} {:?} '\\x{:02x}'}}",
+                q(&test),
+                d("Interval"),
+                d("Timeout"),
+                d("StartPeriod"),
+                h["Retries"].as_u64().unwrap_or(0)
+            )
+        }
+        MetaChange::OnBuild(_) => return None,
+    })
+}
+
+/// A duration in nanoseconds as Go's `time.Duration` prints it (`5s`, `1m30s`, `0s`).
+fn go_duration(ns: u64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let secs = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if frac == 0 {
+        out.push_str(&format!("{s}s"));
+    } else {
+        let f = format!("{frac:09}");
+        out.push_str(&format!("{s}.{}s", f.trim_end_matches('0')));
+    }
+    out
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -1932,7 +2064,17 @@ impl Op<Snapshot> for CopyOp {
                 } else {
                     dest_parent(&dest)
                 };
-                up.dir(&dest_dir, NewDir::ROOT)?;
+                // Directories COPY makes on the way belong to --chown's owner, as BuildKit's.
+                up.dir_all(
+                    &dest_dir,
+                    NewDir {
+                        mode: 0o755,
+                        uid,
+                        gid,
+                    },
+                )?;
+                // A file of another stage keeps its owner unless --chown says otherwise.
+                let keep_owner = self.chown.is_none() && matches!(self.from, CopyFrom::Input);
                 let io_at = |what: &str, e: io::Error| -> OpError {
                     format!("{} {what}: {e}", if self.is_add { "ADD" } else { "COPY" }).into()
                 };
@@ -1958,8 +2100,8 @@ impl Op<Snapshot> for CopyOp {
                         continue;
                     }
                     let how = CopyAs {
-                        uid,
-                        gid,
+                        uid: if keep_owner { p.md.uid } else { uid },
+                        gid: if keep_owner { p.md.gid } else { gid },
                         chmod: self.chmod,
                         mtime: None,
                     };
@@ -2614,6 +2756,11 @@ impl Op<Snapshot> for RunOp {
                     .into());
                 }
                 // Mount points the runtime created for the mounts are not part of the layer.
+                // The files the runtime binds onto /etc are not either, when the image has none.
+                let mut targets = targets.clone();
+                targets.extend(
+                    ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"].map(str::to_owned),
+                );
                 remove_mount_stubs(&upper, &lowers, &targets)?;
                 commit_layer(&env, &parent, &upper, &self.created_by)
             })

@@ -658,7 +658,19 @@ fn builder_matches_buildkit() {
                     let Some(case) = queue.lock().unwrap().pop() else {
                         break;
                     };
-                    let diffs = diff_case(&env, &home, &case);
+                    // A case whose tooling fails (a command that cannot run) is a failure of
+                    // that case, not of the others.
+                    let diffs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        diff_case(&env, &home, &case)
+                    }))
+                    .unwrap_or_else(|p| {
+                        let msg = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        vec![("harness".into(), msg)]
+                    });
                     results.lock().unwrap().insert(case.name.clone(), diffs);
                 }
             })
