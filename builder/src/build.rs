@@ -710,7 +710,7 @@ fn empty_config(platform: &Platform) -> Value {
     let mut c = json!({
         "architecture": platform.architecture,
         "os": platform.os,
-        "config": {"Env": [DEFAULT_PATH]},
+        "config": {"Env": [DEFAULT_PATH], "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": []},
         "history": [],
     });
@@ -853,7 +853,6 @@ fn convert(
     let ex = |w: &str, st: &StageState| -> Result<String> {
         dockerfile::expand(w, &|k| st.lookup(k), escape).map_err(|e| err(e.to_string()))
     };
-    let created_by = |s: &str| format!("{s} # buildkit");
     let meta = |graph: &mut Graph<Snapshot>, change: MetaChange, history: bool| {
         let history = if history {
             meta_created_by(&change)
@@ -872,6 +871,7 @@ fn convert(
     };
     let v = match &instr.kind {
         Instruction::Arg(decls) => {
+            let mut written = Vec::new();
             for a in decls {
                 let value = match opts.build_args.get(&a.name) {
                     Some(v) => Some(v.clone()),
@@ -884,18 +884,25 @@ fn convert(
                             .or_else(|| predefined.get(&a.name).cloned()),
                     },
                 };
+                written.push(match &a.default {
+                    Some(d) => format!("{}={}", a.name, ex(d, st)?),
+                    None => a.name.clone(),
+                });
                 st.args.insert(a.name.clone(), value);
             }
-            return Ok(tip);
+            // An empty history entry, as BuildKit's (`ARG A=default`, the default not the value).
+            meta(graph, MetaChange::Arg(written.join(" ")), true)
         }
         Instruction::Env(pairs) => {
+            // Every value is expanded against the environment before this ENV, as BuildKit's
+            // (`ENV A=2 B=$A` after `A=1` sets B=1).
             let mut set = Vec::new();
             for (k, v) in pairs {
-                let k = ex(k, st)?;
-                let v = ex(v, st)?;
-                st.env.retain(|(n, _)| *n != k);
+                set.push((ex(k, st)?, ex(v, st)?));
+            }
+            for (k, v) in &set {
+                st.env.retain(|(n, _)| n != k);
                 st.env.push((k.clone(), v.clone()));
-                set.push((k, v));
             }
             meta(graph, MetaChange::Env(set), true)
         }
@@ -1043,6 +1050,13 @@ fn convert(
                 && chown
                     .as_deref()
                     .is_some_and(|spec| spec.split(':').any(|part| part.parse::<u32>().is_err()));
+            // BuildKit's form: the sources and destination expanded, the flags left out.
+            let copy_created_by = format!(
+                "{} {} {} # buildkit",
+                if is_add { "ADD" } else { "COPY" },
+                sources.join(" "),
+                dest_raw
+            );
             let op = CopyOp {
                 env: env.clone(),
                 name: instr.source.clone(),
@@ -1058,7 +1072,7 @@ fn convert(
                 link: c.link,
                 link_parent,
                 from,
-                created_by: created_by(&instr.source),
+                created_by: copy_created_by,
                 checksum: c.checksum.as_deref().map(|s| ex(s, st)).transpose()?,
                 fetched: parking_lot::Mutex::new(HashMap::new()),
                 keep_git_dir: c.keep_git_dir,
@@ -1190,7 +1204,7 @@ fn convert(
                     secrets,
                     ssh,
                     context: context.clone(),
-                    created_by: format!("RUN {}", run_created_by(r)),
+                    created_by: format!("RUN {}", run_created_by(r, st)),
                 }),
                 std::iter::once(tip).chain(extra_inputs).collect(),
                 label,
@@ -1211,14 +1225,34 @@ fn layer_key(k: &mut KeyBuilder, o: &LayerOptions) {
     k.u64(o.source_date_epoch.map_or(u64::MAX, |t| t as u64));
 }
 
-fn run_created_by(r: &dockerfile::Run) -> String {
-    match &r.command {
-        Command::Shell(s) => format!("/bin/sh -c {s} # buildkit"),
-        Command::Exec(a) => format!(
-            "{} # buildkit",
-            serde_json::to_string(a).unwrap_or_default()
-        ),
-    }
+/// BuildKit's `runCommandString`: `|N K=V ...` for the stage's declared ARGs (an ENV of the same
+/// name wins), then the command's arguments (the SHELL's for the shell form) joined by spaces.
+fn run_created_by(r: &dockerfile::Run, st: &StageState) -> String {
+    let args: Vec<String> = st
+        .args
+        .iter()
+        .map(|(k, v)| {
+            let v = st
+                .env
+                .iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .or_else(|| v.clone())
+                .unwrap_or_default();
+            format!("{k}={v}")
+        })
+        .collect();
+    let prefix = if args.is_empty() {
+        String::new()
+    } else {
+        format!("|{} {} ", args.len(), args.join(" "))
+    };
+    let cmd = match &r.command {
+        Command::Shell(s) => format!("{} {s}", st.shell.join(" ")),
+        Command::Exec(a) => a.join(" "),
+    };
+    format!("{prefix}{cmd} # buildkit")
 }
 
 fn command_args(c: &Command, shell: &[String]) -> Vec<String> {
@@ -1359,6 +1393,7 @@ fn meta_created_by(change: &MetaChange) -> Option<String> {
             )
         }
         MetaChange::OnBuild(_) => return None,
+        MetaChange::Arg(a) => format!("ARG {a}"),
     })
 }
 
@@ -1401,6 +1436,8 @@ enum MetaChange {
     Entrypoint(Vec<String>),
     Healthcheck(Value),
     OnBuild(String),
+    /// No change: `ARG`'s history entry.
+    Arg(String),
 }
 
 struct MetaOp {
@@ -1603,6 +1640,7 @@ fn apply_meta(config: &mut Value, change: &MetaChange) {
         MetaChange::Healthcheck(h) => {
             c.insert("Healthcheck".into(), h.clone());
         }
+        MetaChange::Arg(_) => {}
         MetaChange::OnBuild(s) => {
             let e = c.entry("OnBuild").or_insert_with(|| json!([]));
             if !e.is_array() {
