@@ -950,7 +950,7 @@ fn convert(
             // As BuildKit 0.8: an absolute path is kept as written, a relative one joined to
             // the current workdir and cleaned.
             let abs = if w.starts_with('/') {
-                w.clone()
+                w
             } else {
                 let j = clean_abs(&format!("{}/{w}", st.workdir));
                 if j.is_empty() { "/".to_owned() } else { j }

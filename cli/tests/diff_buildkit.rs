@@ -647,7 +647,7 @@ fn builder_matches_buildkit() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
-    let queue = Arc::new(Mutex::new(cases.clone()));
+    let queue = Arc::new(Mutex::new(cases));
     let results = Arc::new(Mutex::new(BTreeMap::new()));
     let workers: Vec<_> = (0..jobs)
         .map(|w| {
