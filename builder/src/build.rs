@@ -1962,7 +1962,10 @@ impl Op<Snapshot> for CopyOp {
         async move {
             let mut k = KeyBuilder::new(if self.is_add { "add" } else { "copy" });
             layer_key(&mut k, &self.env.layer_options);
-            k.list(&self.sources)
+            // `existing-dir`: a destination that is a directory in the parent is one (keys of
+            // builds before that rule name other layers).
+            k.str("existing-dir")
+                .list(&self.sources)
                 .str(&self.dest)
                 .u64(u64::from(self.dest_is_dir))
                 .opt(self.chown.as_deref())
