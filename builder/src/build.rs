@@ -552,6 +552,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                         }
                     }
                 }
+                let config = base_config(config);
                 let st = state_of(&config, &global);
                 let snap = image_snapshot(&image, config)?;
                 let mut k = KeyBuilder::new("image");
@@ -633,7 +634,52 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
     })
 }
 
+/// The image config fields BuildKit keeps from a base image (the OCI ones and docker's
+/// extensions); the rest (`Hostname`, `AttachStdin`, `Tty`...) is dropped, as BuildKit's parse
+/// into its image struct drops it. A config with no `PATH` gets the default one, as
+/// dockerfile2llb adds it.
+fn base_config(mut config: Value) -> Value {
+    const KEEP: &[&str] = &[
+        "User",
+        "ExposedPorts",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "Volumes",
+        "WorkingDir",
+        "Labels",
+        "StopSignal",
+        "ArgsEscaped",
+        "Healthcheck",
+        "OnBuild",
+        "Shell",
+    ];
+    if !config["config"].is_object() {
+        config["config"] = json!({});
+    }
+    if let Some(c) = config["config"].as_object_mut() {
+        c.retain(|k, v| KEEP.contains(&k.as_str()) && !v.is_null());
+        let has_path = c.get("Env").and_then(Value::as_array).is_some_and(|e| {
+            e.iter()
+                .any(|e| e.as_str().is_some_and(|e| e.starts_with("PATH=")))
+        });
+        if !has_path {
+            let e = c.entry("Env").or_insert_with(|| json!([]));
+            if !e.is_array() {
+                *e = json!([]);
+            }
+            if let Some(a) = e.as_array_mut() {
+                a.insert(0, json!(DEFAULT_PATH));
+            }
+        }
+    }
+    config
+}
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 fn image_snapshot(image: &hoist_storage::images::Image, config: Value) -> Result<Snapshot> {
+    let config = base_config(config);
     let layers = image
         .manifest
         .layers()
@@ -664,7 +710,7 @@ fn empty_config(platform: &Platform) -> Value {
     let mut c = json!({
         "architecture": platform.architecture,
         "os": platform.os,
-        "config": {},
+        "config": {"Env": [DEFAULT_PATH], "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": []},
         "history": [],
     });
@@ -807,13 +853,17 @@ fn convert(
     let ex = |w: &str, st: &StageState| -> Result<String> {
         dockerfile::expand(w, &|k| st.lookup(k), escape).map_err(|e| err(e.to_string()))
     };
-    let created_by = |s: &str| format!("{s} # buildkit");
     let meta = |graph: &mut Graph<Snapshot>, change: MetaChange, history: bool| {
+        let history = if history {
+            meta_created_by(&change)
+        } else {
+            None
+        };
         graph.add(
             Arc::new(MetaOp {
                 name: instr.source.clone(),
                 change,
-                history: history.then(|| created_by(&instr.source)),
+                history,
             }),
             vec![tip],
             label.clone(),
@@ -821,6 +871,7 @@ fn convert(
     };
     let v = match &instr.kind {
         Instruction::Arg(decls) => {
+            let mut written = Vec::new();
             for a in decls {
                 let value = match opts.build_args.get(&a.name) {
                     Some(v) => Some(v.clone()),
@@ -833,18 +884,25 @@ fn convert(
                             .or_else(|| predefined.get(&a.name).cloned()),
                     },
                 };
+                written.push(match &a.default {
+                    Some(d) => format!("{}={}", a.name, ex(d, st)?),
+                    None => a.name.clone(),
+                });
                 st.args.insert(a.name.clone(), value);
             }
-            return Ok(tip);
+            // An empty history entry, as BuildKit's (`ARG A=default`, the default not the value).
+            meta(graph, MetaChange::Arg(written.join(" ")), true)
         }
         Instruction::Env(pairs) => {
+            // Every value is expanded against the environment before this ENV, as BuildKit's
+            // (`ENV A=2 B=$A` after `A=1` sets B=1).
             let mut set = Vec::new();
             for (k, v) in pairs {
-                let k = ex(k, st)?;
-                let v = ex(v, st)?;
-                st.env.retain(|(n, _)| *n != k);
+                set.push((ex(k, st)?, ex(v, st)?));
+            }
+            for (k, v) in &set {
+                st.env.retain(|(n, _)| n != k);
                 st.env.push((k.clone(), v.clone()));
-                set.push((k, v));
             }
             meta(graph, MetaChange::Env(set), true)
         }
@@ -889,10 +947,13 @@ fn convert(
         }
         Instruction::Workdir(w) => {
             let w = ex(w, st)?;
+            // As BuildKit 0.8: an absolute path is kept as written, a relative one joined to
+            // the current workdir and cleaned.
             let abs = if w.starts_with('/') {
-                clean_abs(&w)
+                w
             } else {
-                clean_abs(&format!("{}/{w}", st.workdir))
+                let j = clean_abs(&format!("{}/{w}", st.workdir));
+                if j.is_empty() { "/".to_owned() } else { j }
             };
             st.workdir = abs.clone();
             meta(graph, MetaChange::Workdir(abs), true)
@@ -926,10 +987,12 @@ fn convert(
             } else {
                 format!("{}/{}", st.workdir.trim_end_matches('/'), dest_raw)
             };
+            // `.` (the workdir) is a directory, as BuildKit's dockerfile2llb reads it.
             let dest_is_dir = dest_raw.ends_with('/')
                 || dest_raw.ends_with("/.")
-                || sources.len() + c.heredocs.len() > 1
-                || sources.iter().any(|s| has_glob(s));
+                || dest_raw == "."
+                || dest_raw.is_empty()
+                || sources.len() + c.heredocs.len() > 1;
             let chown = c.chown.as_deref().map(|s| ex(s, st)).transpose()?;
             let chmod = match c.chmod.as_deref().map(|s| ex(s, st)).transpose()? {
                 Some(m) => Some(
@@ -987,6 +1050,13 @@ fn convert(
                 && chown
                     .as_deref()
                     .is_some_and(|spec| spec.split(':').any(|part| part.parse::<u32>().is_err()));
+            // BuildKit's form: the sources and destination expanded, the flags left out.
+            let copy_created_by = format!(
+                "{} {} {} # buildkit",
+                if is_add { "ADD" } else { "COPY" },
+                sources.join(" "),
+                dest_raw
+            );
             let op = CopyOp {
                 env: env.clone(),
                 name: instr.source.clone(),
@@ -1002,7 +1072,7 @@ fn convert(
                 link: c.link,
                 link_parent,
                 from,
-                created_by: created_by(&instr.source),
+                created_by: copy_created_by,
                 checksum: c.checksum.as_deref().map(|s| ex(s, st)).transpose()?,
                 fetched: parking_lot::Mutex::new(HashMap::new()),
                 keep_git_dir: c.keep_git_dir,
@@ -1134,7 +1204,7 @@ fn convert(
                     secrets,
                     ssh,
                     context: context.clone(),
-                    created_by: format!("RUN {}", run_created_by(r)),
+                    created_by: format!("RUN {}", run_created_by(r, st)),
                 }),
                 std::iter::once(tip).chain(extra_inputs).collect(),
                 label,
@@ -1155,14 +1225,34 @@ fn layer_key(k: &mut KeyBuilder, o: &LayerOptions) {
     k.u64(o.source_date_epoch.map_or(u64::MAX, |t| t as u64));
 }
 
-fn run_created_by(r: &dockerfile::Run) -> String {
-    match &r.command {
-        Command::Shell(s) => format!("/bin/sh -c {s} # buildkit"),
-        Command::Exec(a) => format!(
-            "{} # buildkit",
-            serde_json::to_string(a).unwrap_or_default()
-        ),
-    }
+/// BuildKit's `runCommandString`: `|N K=V ...` for the stage's declared ARGs (an ENV of the same
+/// name wins), then the command's arguments (the SHELL's for the shell form) joined by spaces.
+fn run_created_by(r: &dockerfile::Run, st: &StageState) -> String {
+    let args: Vec<String> = st
+        .args
+        .iter()
+        .map(|(k, v)| {
+            let v = st
+                .env
+                .iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .or_else(|| v.clone())
+                .unwrap_or_default();
+            format!("{k}={v}")
+        })
+        .collect();
+    let prefix = if args.is_empty() {
+        String::new()
+    } else {
+        format!("|{} {} ", args.len(), args.join(" "))
+    };
+    let cmd = match &r.command {
+        Command::Shell(s) => format!("{} {s}", st.shell.join(" ")),
+        Command::Exec(a) => a.join(" "),
+    };
+    format!("{prefix}{cmd} # buildkit")
 }
 
 fn command_args(c: &Command, shell: &[String]) -> Vec<String> {
@@ -1219,10 +1309,6 @@ fn clean_abs(p: &str) -> String {
     format!("/{}", out.join("/"))
 }
 
-fn has_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
 // ---------------------------------------------------------------------------------------------
 // Ops
 
@@ -1251,6 +1337,90 @@ impl Op<Snapshot> for SourceOp {
     }
 }
 
+/// The history entry BuildKit's dockerfile2llb writes for a config-only instruction (its Go
+/// formatting: `EXPOSE map[80/tcp:{}]`, `CMD ["a" "b"]`, `VOLUME [/a /b]`); `ONBUILD` and
+/// `HEALTHCHECK`'s own forms aside, none for `ONBUILD`.
+fn meta_created_by(change: &MetaChange) -> Option<String> {
+    let q = |a: &[String]| {
+        a.iter()
+            .map(|s| serde_json::to_string(s).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let pairs = |set: &[(String, String)]| {
+        set.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    Some(match change {
+        MetaChange::Env(set) => format!("ENV {}", pairs(set)),
+        MetaChange::Labels(set) => format!("LABEL {}", pairs(set)),
+        MetaChange::Author(a) => format!("MAINTAINER {a}"),
+        MetaChange::Expose(ports) => {
+            let mut p: Vec<String> = ports.iter().map(|p| format!("{p}:{{}}")).collect();
+            p.sort();
+            p.dedup();
+            format!("EXPOSE map[{}]", p.join(" "))
+        }
+        MetaChange::Volumes(v) => format!("VOLUME [{}]", v.join(" ")),
+        MetaChange::User(u) => format!("USER {u}"),
+        MetaChange::Workdir(w) => format!("WORKDIR {w}"),
+        MetaChange::StopSignal(s) => format!("STOPSIGNAL {s}"),
+        MetaChange::Shell(s) => format!("SHELL [{}]", s.join(" ")),
+        MetaChange::Cmd(a) => format!("CMD [{}]", q(a)),
+        MetaChange::Entrypoint(a) => format!("ENTRYPOINT [{}]", q(a)),
+        MetaChange::Healthcheck(h) => {
+            let d = |k: &str| {
+                let ns = h[k].as_u64().unwrap_or(0);
+                go_duration(ns)
+            };
+            let test: Vec<String> = h["Test"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "HEALTHCHECK &{{[{}] {:?} {:?} {:?} '\\x{:02x}'}}",
+                q(&test),
+                d("Interval"),
+                d("Timeout"),
+                d("StartPeriod"),
+                h["Retries"].as_u64().unwrap_or(0)
+            )
+        }
+        MetaChange::OnBuild(_) => return None,
+        MetaChange::Arg(a) => format!("ARG {a}"),
+    })
+}
+
+/// A duration in nanoseconds as Go's `time.Duration` prints it (`5s`, `1m30s`, `0s`).
+fn go_duration(ns: u64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let secs = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if frac == 0 {
+        out.push_str(&format!("{s}s"));
+    } else {
+        let f = format!("{frac:09}");
+        out.push_str(&format!("{s}.{}s", f.trim_end_matches('0')));
+    }
+    out
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 enum MetaChange {
     Env(Vec<(String, String)>),
@@ -1266,6 +1436,8 @@ enum MetaChange {
     Entrypoint(Vec<String>),
     Healthcheck(Value),
     OnBuild(String),
+    /// No change: `ARG`'s history entry.
+    Arg(String),
 }
 
 struct MetaOp {
@@ -1468,6 +1640,7 @@ fn apply_meta(config: &mut Value, change: &MetaChange) {
         MetaChange::Healthcheck(h) => {
             c.insert("Healthcheck".into(), h.clone());
         }
+        MetaChange::Arg(_) => {}
         MetaChange::OnBuild(s) => {
             let e = c.entry("OnBuild").or_insert_with(|| json!([]));
             if !e.is_array() {
@@ -1731,7 +1904,11 @@ struct Planned {
 impl CopyOp {
     /// The context entries this COPY reads (docker's source rules, `.dockerignore`, `--exclude`,
     /// `--parents`), each with its absolute destination.
-    fn resolve_context(&self, ctx: &Context) -> Result<Vec<(ContextFile, String)>, OpError> {
+    fn resolve_context(
+        &self,
+        ctx: &Context,
+        dest_is_dir: bool,
+    ) -> Result<Vec<(ContextFile, String)>, OpError> {
         let sources: Vec<String> = self
             .sources
             .iter()
@@ -1739,15 +1916,15 @@ impl CopyOp {
             .cloned()
             .collect();
         let files = ctx.resolve(&sources, &self.exclude, self.parents)?;
-        let dests = destination_paths(&files, &self.dest, self.dest_is_dir)?;
+        let dests = destination_paths(&files, &self.dest, dest_is_dir)?;
         Ok(files.into_iter().zip(dests).collect())
     }
 
     /// [`CopyOp::resolve_context`] with each entry's metadata.
-    fn plan_context(&self, ctx: &Context) -> Result<Vec<Planned>, OpError> {
+    fn plan_context(&self, ctx: &Context, dest_is_dir: bool) -> Result<Vec<Planned>, OpError> {
         let root = Arc::new(Root::open(ctx.root())?);
         let mut out = Vec::new();
-        for (f, dest) in self.resolve_context(ctx)? {
+        for (f, dest) in self.resolve_context(ctx, dest_is_dir)? {
             // Read through the context's directory descriptor, never by host path.
             let rel = f
                 .host_path
@@ -1785,7 +1962,10 @@ impl Op<Snapshot> for CopyOp {
         async move {
             let mut k = KeyBuilder::new(if self.is_add { "add" } else { "copy" });
             layer_key(&mut k, &self.env.layer_options);
-            k.list(&self.sources)
+            // `existing-dir`: a destination that is a directory in the parent is one (keys of
+            // builds before that rule name other layers).
+            k.str("existing-dir")
+                .list(&self.sources)
                 .str(&self.dest)
                 .u64(u64::from(self.dest_is_dir))
                 .opt(self.chown.as_deref())
@@ -1801,7 +1981,7 @@ impl Op<Snapshot> for CopyOp {
                 // digest ([`Context::checksum`]); never mtime.
                 let checksum = tokio::task::block_in_place(|| -> Result<String, OpError> {
                     let files: Vec<ContextFile> = self
-                        .resolve_context(ctx)?
+                        .resolve_context(ctx, self.dest_is_dir)?
                         .into_iter()
                         .map(|(f, _)| f)
                         .collect();
@@ -1886,15 +2066,23 @@ impl Op<Snapshot> for CopyOp {
                     parent_view
                 };
                 let up = Upper::new(&root, &below)?;
+                let dest_written = clean_abs(&self.dest);
+                let dest_written = dest_written.trim_start_matches('/').to_owned();
+                // A destination that is a directory already (symlinks followed inside the root)
+                // is one whatever its spelling, as BuildKit's copy treats it: `COPY f /tmp` and
+                // `WORKDIR /srv` + `COPY f .` copy into it, never replace it with a file.
+                let dest_is_dir = self.dest_is_dir
+                    || up
+                        .view()
+                        .stat(&dest_written)?
+                        .is_some_and(|e| e.meta.is_dir());
                 let planned = match (&self.from, &from_dirs) {
-                    (CopyFrom::Context(ctx), _) => self.plan_context(ctx)?,
+                    (CopyFrom::Context(ctx), _) => self.plan_context(ctx, dest_is_dir)?,
                     (CopyFrom::Input, Some(dirs)) => {
-                        self.plan_stage(Arc::new(View::open(dirs)?))?
+                        self.plan_stage(Arc::new(View::open(dirs)?), dest_is_dir)?
                     }
                     _ => Vec::new(),
                 };
-                let dest_written = clean_abs(&self.dest);
-                let dest_written = dest_written.trim_start_matches('/').to_owned();
                 // The destination itself is followed to the end, as BuildKit resolves it in the
                 // rootfs (`COPY x /lib` in a merged-/usr image writes into /usr/lib; a heredoc
                 // onto a symlink writes its target inside the image); what is copied under it
@@ -1912,12 +2100,22 @@ impl Op<Snapshot> for CopyOp {
                     d.rsplit_once('/')
                         .map_or(String::new(), |(p, _)| p.to_owned())
                 };
-                let dest_dir = if self.dest_is_dir {
+                let dest_dir = if dest_is_dir {
                     dest.clone()
                 } else {
                     dest_parent(&dest)
                 };
-                up.dir(&dest_dir, NewDir::ROOT)?;
+                // Directories COPY makes on the way belong to --chown's owner, as BuildKit's.
+                up.dir_all(
+                    &dest_dir,
+                    NewDir {
+                        mode: 0o755,
+                        uid,
+                        gid,
+                    },
+                )?;
+                // A file of another stage keeps its owner unless --chown says otherwise.
+                let keep_owner = self.chown.is_none() && matches!(self.from, CopyFrom::Input);
                 let io_at = |what: &str, e: io::Error| -> OpError {
                     format!("{} {what}: {e}", if self.is_add { "ADD" } else { "COPY" }).into()
                 };
@@ -1943,8 +2141,8 @@ impl Op<Snapshot> for CopyOp {
                         continue;
                     }
                     let how = CopyAs {
-                        uid,
-                        gid,
+                        uid: if keep_owner { p.md.uid } else { uid },
+                        gid: if keep_owner { p.md.gid } else { gid },
                         chmod: self.chmod,
                         mtime: None,
                     };
@@ -1988,7 +2186,7 @@ impl Op<Snapshot> for CopyOp {
                 }
                 for (url, (tmp, fetched)) in self.fetched.lock().iter() {
                     // Never extracted; 0600 unless --chmod, as docker does.
-                    let target = if self.dest_is_dir {
+                    let target = if dest_is_dir {
                         let name = url
                             .split(['?', '#'])
                             .next()
@@ -2013,7 +2211,7 @@ impl Op<Snapshot> for CopyOp {
                     .map_err(|e| io_at(&format!("{url} to /{target}"), e))?;
                 }
                 for (name, content) in &self.heredocs {
-                    let target = if self.dest_is_dir {
+                    let target = if dest_is_dir {
                         format!("{dest}/{name}")
                     } else {
                         dest.clone()
@@ -2045,7 +2243,7 @@ impl CopyOp {
     /// Files of another stage this COPY reads: each source resolved inside the stage's root
     /// (symlinked parents followed there, never on the host), a directory's contents merged
     /// across its layers.
-    fn plan_stage(&self, view: Arc<View>) -> Result<Vec<Planned>, OpError> {
+    fn plan_stage(&self, view: Arc<View>, dest_is_dir: bool) -> Result<Vec<Planned>, OpError> {
         let dest = PathBuf::from(clean_abs(&self.dest).trim_start_matches('/'));
         let mut out = Vec::new();
         for s in &self.sources {
@@ -2068,7 +2266,7 @@ impl CopyOp {
                 out.push(Planned {
                     md: found.meta.clone(),
                     src: Source::Tree(view.clone(), found),
-                    dest: if self.dest_is_dir {
+                    dest: if dest_is_dir {
                         dest.join(base)
                     } else {
                         dest.clone()
@@ -2599,6 +2797,11 @@ impl Op<Snapshot> for RunOp {
                     .into());
                 }
                 // Mount points the runtime created for the mounts are not part of the layer.
+                // The files the runtime binds onto /etc are not either, when the image has none.
+                let mut targets = targets.clone();
+                targets.extend(
+                    ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"].map(str::to_owned),
+                );
                 remove_mount_stubs(&upper, &lowers, &targets)?;
                 commit_layer(&env, &parent, &upper, &self.created_by)
             })
@@ -2614,6 +2817,21 @@ pub fn stage_names(df: &Dockerfile) -> HashMap<usize, String> {
         .enumerate()
         .map(|(i, s)| (i, s.name.clone().unwrap_or_else(|| format!("stage-{i}"))))
         .collect()
+}
+
+/// `--label K=V`s on the built image's config (over the Dockerfile's `LABEL`s, with no history
+/// entry, as docker's `--label` does).
+pub fn apply_labels(snap: &mut Snapshot, labels: &BTreeMap<String, String>) {
+    if labels.is_empty() {
+        return;
+    }
+    let cfg = &mut snap.config["config"];
+    if !cfg["Labels"].is_object() {
+        cfg["Labels"] = json!({});
+    }
+    for (k, v) in labels {
+        cfg["Labels"][k] = json!(v);
+    }
 }
 
 /// Solves a plan: runs what is not cached and returns the target's snapshot.

@@ -815,13 +815,10 @@ pub fn destination_paths(
     dest: &str,
     dest_is_dir: bool,
 ) -> Result<Vec<String>, ContextError> {
+    // Several entries (a glob matching more than one) go into a directory, as several sources
+    // do; one match of a glob is copied to `dest` itself, as BuildKit copies it.
     let tops = files.iter().filter(|f| f.top_level).count();
-    if tops > 1 && !dest_is_dir {
-        return Err(ContextError::DestNotDir {
-            dest: dest.to_string(),
-            count: tops,
-        });
-    }
+    let dest_is_dir = dest_is_dir || tops > 1;
     Ok(files
         .iter()
         .map(|f| {

@@ -495,7 +495,7 @@ impl Upper {
     /// Makes the directories `path` (resolved: no symlink in it) in the upper dir: one the
     /// layers below have keeps its mode, owner and mtime; a new one is 0755 root, the last one
     /// `last`. A non-directory in the way in the upper dir is replaced.
-    fn make_dirs(&self, path: &[String], last: NewDir) -> io::Result<OwnedFd> {
+    fn make_dirs(&self, path: &[String], last: NewDir, all: bool) -> io::Result<OwnedFd> {
         let mut cur = rustix::io::dup(self.root.fd())?;
         for (i, c) in path.iter().enumerate() {
             let name = OsStr::new(c);
@@ -517,7 +517,7 @@ impl Upper {
                             rustix::fs::futimens(&fd, &times(e.meta.mtime, e.meta.mtime_nsec))?;
                         }
                         _ => {
-                            let n = if i + 1 == path.len() {
+                            let n = if all || i + 1 == path.len() {
                                 last
                             } else {
                                 NewDir::ROOT
@@ -538,7 +538,13 @@ impl Upper {
     /// (with its parents) when missing there.
     pub fn dir(&self, rel: &str, last: NewDir) -> io::Result<OwnedFd> {
         let path = self.view.resolve(rel, true)?;
-        self.make_dirs(&path, last)
+        self.make_dirs(&path, last, false)
+    }
+
+    /// [`Upper::dir`] with every directory it makes (not only the last) owned and moded as `new`.
+    pub fn dir_all(&self, rel: &str, new: NewDir) -> io::Result<OwnedFd> {
+        let path = self.view.resolve(rel, true)?;
+        self.make_dirs(&path, new, true)
     }
 
     /// The upper dir's directory that will hold `rel` (its parents followed inside the root,
@@ -550,7 +556,7 @@ impl Upper {
                 "/{rel}: the root cannot be replaced"
             )));
         };
-        let dir = self.make_dirs(parent, NewDir::ROOT)?;
+        let dir = self.make_dirs(parent, NewDir::ROOT, false)?;
         match lstat_at(&dir, base.as_bytes()) {
             Ok(_) => remove_all_at(&dir, base.as_bytes())?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

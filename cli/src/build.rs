@@ -56,8 +56,17 @@ pub struct BuildArgs {
     #[arg(short, long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
     /// Set a build-time variable (K=V, or K to take it from the environment)
-    #[arg(long = "build-arg", value_name = "K=V")]
+    #[arg(long = "build-arg", value_name = "K=V", value_parser = env_pair)]
     build_args: Vec<String>,
+    /// Set a label on the image (K=V, or K for an empty value); repeatable
+    #[arg(long = "label", value_name = "K=V", value_parser = env_pair)]
+    labels: Vec<String>,
+    /// Write the image id to this file
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// The platform to build for: only the host's (no cross or multi-platform builds)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
     /// The stage to build
     #[arg(long)]
     target: Option<String>,
@@ -918,8 +927,43 @@ fn is_tar(head: &[u8]) -> bool {
     head.len() >= 262 && &head[257..262] == b"ustar"
 }
 
+/// A `--build-arg`/`--label` value as docker's CLI checks it (`opts.ValidateEnv`): the name
+/// before `=` must not be empty.
+fn env_pair(s: &str) -> Result<String, String> {
+    match s.split_once('=').map_or(s, |(k, _)| k) {
+        "" => Err(format!("invalid environment variable: {s}")),
+        _ => Ok(s.to_owned()),
+    }
+}
+
+/// `--platform`: one platform, the host's (it is what RUN steps run as).
+fn check_platform(spec: &str) -> Result<()> {
+    let host = Platform::host();
+    if spec.contains(',') {
+        bail!("--platform {spec}: multi-platform builds are not supported (build for {host})");
+    }
+    let p = Platform::parse(spec).map_err(|e| anyhow!("--platform {spec}: {e}"))?;
+    if host.score(&p).is_none() || p.score(&host).is_none() {
+        bail!(
+            "--platform {spec}: only the host platform {host} can be built (use FROM --platform= for another platform's base)"
+        );
+    }
+    Ok(())
+}
+
 fn build_cmd(args: BuildArgs) -> Result<()> {
     let started = Instant::now();
+    if let Some(p) = &args.platform {
+        check_platform(p)?;
+    }
+    let labels: BTreeMap<String, String> = args
+        .labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (l.clone(), String::new()),
+        })
+        .collect();
     let home = home::hoist_home()?;
     // `tty` forces the live display even when stderr is not a terminal, as docker's does.
     let mode = match args.progress.as_str() {
@@ -1129,12 +1173,13 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         for r in &plan.resolved {
             printer.internal(r);
         }
-        let snapshot = match build::solve(&env, &plan, opts.no_cache, printer.clone()).await {
+        let mut snapshot = match build::solve(&env, &plan, opts.no_cache, printer.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 return Err(anyhow::Error::new(e));
             }
         };
+        build::apply_labels(&mut snapshot, &labels);
         let t = Instant::now();
         let n = {
             let mut st = printer.state.lock();
@@ -1189,6 +1234,10 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         Ok::<_, anyhow::Error>(exported.id)
     });
     let id = id.map_err(|e| explain(e, &printer))?;
+    if let Some(f) = &args.iidfile {
+        std::fs::write(f, id.to_string())
+            .with_context(|| format!("writing the image id to {}", f.display()))?;
+    }
     if mode == Mode::Quiet {
         println!("{id}");
     } else {
