@@ -65,6 +65,7 @@ impl Runner for ExecutorRunner {
             user: (!req.user.is_empty()).then(|| req.user.clone()),
             workdir: Some(req.cwd.clone()),
             hostname: Some("buildkitsandbox".into()),
+            groups_from_group_file_only: true,
             network: if req.network {
                 Network::Host
             } else {

@@ -243,6 +243,7 @@ fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
         env,
         user: a.user.clone(),
         group_add: a.group_add.clone(),
+        groups_from_group_file_only: false,
         tmpfs,
         shm_size,
         no_new_privileges: security.no_new_privileges,

@@ -280,6 +280,10 @@ pub struct RunOptions {
     pub entrypoint: Option<String>,
     /// Arguments after the image: they replace the image's Cmd.
     pub args: Vec<String>,
+    /// Supplementary groups from `/etc/group` only, as BuildKit's RUN has them (`docker run`
+    /// also lists the primary group, which is the default).
+    #[serde(default)]
+    pub groups_from_group_file_only: bool,
     /// `KEY=VALUE` from `--env-file` then `-e`, in order (later wins).
     pub env: Vec<String>,
     pub user: Option<String>,
@@ -648,7 +652,12 @@ pub fn build(
         .clone()
         .or_else(|| image.and_then(|c| c.user().clone()))
         .unwrap_or_default();
-    let mut user = resolve_user(&user_arg, ctx.passwd, ctx.group)?;
+    let mut user = user::resolve_user_as(
+        &user_arg,
+        ctx.passwd,
+        ctx.group,
+        !opts.groups_from_group_file_only,
+    )?;
     for g in &opts.group_add {
         let gid = user::group_id(g, ctx.group).ok_or_else(|| SpecError::UnknownGroup(g.clone()))?;
         if !user.additional_gids.contains(&gid) {

@@ -253,6 +253,13 @@ fn users_resolve_through_the_image_files() {
     let g = r("app:wheel").unwrap();
     assert_eq!((g.uid, g.gid), (1000, 10));
     assert_eq!(g.additional_gids, [10]);
+    // BuildKit's RUN: only the groups /etc/group names.
+    let bare = |s: &str| super::user::resolve_user_as(s, Some(PASSWD), Some(GROUP), false);
+    assert_eq!(bare("app").unwrap().additional_gids, [10, 29]);
+    assert_eq!(
+        bare("app:wheel").unwrap().additional_gids,
+        Vec::<u32>::new()
+    );
     // Numeric ids need no entries.
     let n = r("4242:4343").unwrap();
     assert_eq!((n.uid, n.gid, n.home.as_str()), (4242, 4343, "/"));

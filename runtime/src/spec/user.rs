@@ -78,11 +78,22 @@ fn numeric(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
-/// Resolves `spec` (`""`, `NAME`, `UID`, `NAME:GROUP`, `UID:GID`, ...).
+/// Resolves `spec` (`""`, `NAME`, `UID`, `NAME:GROUP`, `UID:GID`, ...) as `docker run` does.
 pub fn resolve_user(
     spec: &str,
     passwd: Option<&str>,
     group: Option<&str>,
+) -> Result<ExecUser, SpecError> {
+    resolve_user_as(spec, passwd, group, true)
+}
+
+/// [`resolve_user`], with the primary group among the supplementary ones (`docker run`) or not
+/// (BuildKit's RUN: only what `/etc/group` names).
+pub fn resolve_user_as(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+    primary_in_groups: bool,
 ) -> Result<ExecUser, SpecError> {
     let (user_arg, group_arg) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -135,7 +146,7 @@ pub fn resolve_user(
     }
     // docker (runc's GetExecUser): the supplementary groups always hold the primary group
     // (`id` in `-u 1000` says `groups=0(root)`, in `-u root:nogroup` `groups=65534(nogroup)`).
-    if !user.additional_gids.contains(&user.gid) {
+    if primary_in_groups && !user.additional_gids.contains(&user.gid) {
         user.additional_gids.insert(0, user.gid);
     }
     Ok(user)
