@@ -42,6 +42,16 @@ impl Actions {
         Actions(self.0 & other.0)
     }
 
+    /// With what an action implies: `push` implies `pull` (as in Harbor: whoever may write a
+    /// repository may read it, and a push reads: blob HEADs, mounts, manifest checks).
+    pub fn implied(self) -> Actions {
+        if self.contains(Actions::PUSH) {
+            self.union(Actions::PULL)
+        } else {
+            self
+        }
+    }
+
     /// The bits, as stored.
     pub fn bits(self) -> u8 {
         self.0

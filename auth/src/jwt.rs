@@ -80,7 +80,8 @@ impl Claims {
             .iter()
             .filter(|a| a.kind == "repository" && a.name == name)
             .map(Access::actions)
-            .fold(Actions::NONE, Actions::union);
+            .fold(Actions::NONE, Actions::union)
+            .implied();
         granted.contains(actions)
     }
 

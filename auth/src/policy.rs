@@ -93,6 +93,7 @@ pub fn namespace(repo: &str) -> &str {
 /// - a user: everything in their own namespace, plus every team grant whose pattern matches;
 /// - a robot: its scopes;
 /// - a token's scopes cap all of the above;
+/// - `push` implies `pull`, in a grant, a robot's scopes and a token's scopes;
 /// - anyone, anonymous included, may pull a public repository.
 pub fn evaluate(id: &Identity, grants: &[(String, Actions)], public: bool, repo: &str) -> Actions {
     let from_grants = || {
@@ -100,6 +101,7 @@ pub fn evaluate(id: &Identity, grants: &[(String, Actions)], public: bool, repo:
             .iter()
             .filter(|(p, _)| crate::pattern_matches(p, repo))
             .fold(Actions::NONE, |acc, (_, a)| acc.union(*a))
+            .implied()
     };
     let mut a = match &id.kind {
         IdentityKind::Anonymous => Actions::NONE,
@@ -111,7 +113,8 @@ pub fn evaluate(id: &Identity, grants: &[(String, Actions)], public: bool, repo:
         let capped = cap
             .scopes
             .iter()
-            .fold(Actions::NONE, |acc, s| acc.union(s.actions_on(repo)));
+            .fold(Actions::NONE, |acc, s| acc.union(s.actions_on(repo)))
+            .implied();
         a = a.intersect(capped);
     }
     if public {
@@ -160,6 +163,15 @@ mod tests {
             ("acme/tools-*".to_owned(), acts("pull,push,delete")),
         ];
         let robot_scopes = vec![("acme/app".to_owned(), acts("pull,push"))];
+        // `push` alone implies `pull` (a push reads: blob HEADs, mounts).
+        let push_only = vec![("acme/ci".to_owned(), acts("push"))];
+        let push_pat = Identity {
+            cap: Some(TokenCap {
+                id: "t3".into(),
+                scopes: vec![Scope::parse("repository:acme/*:push").unwrap()],
+            }),
+            ..alice.clone()
+        };
         let none: Vec<(String, Actions)> = Vec::new();
         // (identity, grants, public, repo, expected)
         type Row<'a> = (
@@ -198,6 +210,11 @@ mod tests {
             (&robot, &robot_scopes, false, "acme/lib", ""),
             (&robot, &robot_scopes, true, "acme/lib", "pull"),
             (&robot, &robot_scopes, false, "acme+ci/x", ""),
+            (&alice, &push_only, false, "acme/ci", "pull,push"),
+            (&alice, &push_only, false, "acme/other", ""),
+            (&robot, &push_only, false, "acme/ci", "pull,push"),
+            (&push_pat, &push_only, false, "acme/ci", "pull,push"),
+            (&push_pat, &team, false, "acme/lib", "pull"),
         ];
         for (id, grants, public, repo, want) in table {
             assert_eq!(

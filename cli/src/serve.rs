@@ -6,8 +6,9 @@ use anyhow::{Context, Result};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:5000]
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on: HOST:PORT, [IPV6]:PORT, or :PORT for every interface, as the CNCF
+    /// registry's `addr` [default: 127.0.0.1:5000]
+    #[arg(long, value_name = "ADDR", value_parser = hoist_registry::config::parse_listen)]
     listen: Option<std::net::SocketAddr>,
     /// Data directory [default: ./hoist-data]
     #[arg(long, value_name = "DIR")]

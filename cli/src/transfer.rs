@@ -418,6 +418,79 @@ async fn record_manifest(
 
 // ----- push -----
 
+/// What a push sends for `resolved`: itself, unless it is an index some of whose platforms are
+/// not stored locally (a one-platform pull keeps the whole index). Then, as docker does with a
+/// partial index, the single-platform image that is there (the host's, else the first stored)
+/// is pushed, and the index's digest is returned to say so. Docker's classic store and podman
+/// keep only the pulled platform, so they push the same manifest.
+async fn push_root(
+    store: &ImageStore,
+    resolved: &hoist_storage::images::Resolved,
+) -> Result<(Descriptor, Bytes, Option<Digest>)> {
+    let whole = Descriptor {
+        media_type: resolved.media_type.clone(),
+        digest: resolved.digest.clone(),
+        size: resolved.bytes.len() as u64,
+    };
+    if !hoist_oci::media_type::is_index(&resolved.media_type) {
+        return Ok((whole, resolved.bytes.clone(), None));
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&resolved.bytes).context("parsing the local index")?;
+    let mut stored = Vec::new();
+    let mut missing = false;
+    for m in index
+        .get("manifests")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let Some(d) = m
+            .get("digest")
+            .and_then(|d| d.as_str())
+            .and_then(|d| Digest::parse(d).ok())
+        else {
+            continue;
+        };
+        match store
+            .store()
+            .manifest_get(&resolved.repo, &ContentRef::Digest(d.clone()))
+            .await
+        {
+            Ok(child) => stored.push((m.get("platform").cloned(), child)),
+            Err(_) => missing = true,
+        }
+    }
+    if !missing {
+        return Ok((whole, resolved.bytes.clone(), None));
+    }
+    let host = hoist_storage::images::platform::Platform::host();
+    let is_host = |p: &Option<serde_json::Value>| {
+        p.as_ref().is_some_and(|p| {
+            p.get("os").and_then(|v| v.as_str()) == Some(host.os.as_str())
+                && p.get("architecture").and_then(|v| v.as_str())
+                    == Some(host.architecture.as_str())
+        })
+    };
+    let pick = stored
+        .iter()
+        .position(|(p, _)| is_host(p))
+        .or_else(|| (!stored.is_empty()).then_some(0));
+    let Some(i) = pick else {
+        bail!(
+            "{}: no platform of this multi-platform image is stored locally",
+            resolved.digest
+        );
+    };
+    let child = stored.swap_remove(i).1;
+    let root = Descriptor {
+        media_type: child.media_type,
+        digest: child.digest,
+        size: child.bytes.len() as u64,
+    };
+    Ok((root, child.bytes, Some(resolved.digest.clone())))
+}
+
 /// The blobs a stored manifest names (for an index, those of the children stored locally).
 async fn blobs_of(store: &ImageStore, repo: &RepoName, bytes: &Bytes) -> Result<Vec<Digest>> {
     let mut out = Vec::new();
@@ -509,12 +582,8 @@ async fn push(image: &str, quiet: bool, net: &NetArgs) -> Result<()> {
         ),
         Err(e) => return Err(e).context("reading the local store"),
     };
-    let root = Descriptor {
-        media_type: resolved.media_type.clone(),
-        digest: resolved.digest.clone(),
-        size: resolved.bytes.len() as u64,
-    };
-    let blobs = blobs_of(&store, &resolved.repo, &resolved.bytes).await?;
+    let (root, root_bytes, partial) = push_root(&store, &resolved).await?;
+    let blobs = blobs_of(&store, &resolved.repo, &root_bytes).await?;
     let mount_from = mount_candidates(&store, &resolved.repo, reference.registry(), &blobs).await?;
     let client = connect(&reference, &endpoints, "push").await?;
     if !quiet {
@@ -538,6 +607,15 @@ async fn push(image: &str, quiet: bool, net: &NetArgs) -> Result<()> {
         .await
         .map_err(|e| explain(e, "push", &reference))?;
     reporter.finish();
+    if let Some(index) = partial
+        && !quiet
+    {
+        println!(
+            "Not all multiplatform-content is present and only the available single-platform \
+             image was pushed\n{index} -> {}",
+            root.digest
+        );
+    }
     let target = match reference.tag() {
         Some(t) => t.to_string(),
         None => report.digest.to_string(),

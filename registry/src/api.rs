@@ -53,6 +53,7 @@ async fn handle(app: &App, grant: &Grant, route: Route, req: Request) -> ApiResu
     match route {
         Route::Base => {
             grant.require_base()?;
+            // `{}` without a newline, as the CNCF registry writes it.
             Ok((StatusCode::OK, axum::Json(serde_json::json!({}))).into_response())
         }
         Route::Catalog => catalog(app, grant, &query(&req)).await,
@@ -108,7 +109,10 @@ async fn handle(app: &App, grant: &Grant, route: Route, req: Request) -> ApiResu
                 Method::PUT => upload_put(app, &name, &id, req).await,
                 _ => {
                     app.store.upload_cancel(&name, &id).await?;
-                    Ok(StatusCode::NO_CONTENT.into_response())
+                    Ok(empty(
+                        StatusCode::NO_CONTENT,
+                        &[("docker-upload-uuid", id.to_string())],
+                    ))
                 }
             }
         }
@@ -120,6 +124,18 @@ async fn handle(app: &App, grant: &Grant, route: Route, req: Request) -> ApiResu
 }
 
 // ----- helpers -----
+
+/// A JSON answer as the CNCF registry writes one (Go's encoder): the value and a newline.
+fn json_body(v: &serde_json::Value) -> Response {
+    let mut bytes = serde_json::to_vec(v).unwrap_or_default();
+    bytes.push(b'\n');
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, bytes.len())
+        .body(Body::from(bytes))
+        .expect("valid response")
+}
 
 fn hv(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -273,7 +289,11 @@ async fn blob_get(
                 Code::RangeInvalid,
                 format!("range not satisfiable for {size} bytes"),
             )
-            .with_header(header::CONTENT_RANGE, &format!("bytes */{size}")));
+            .with_header(header::CONTENT_RANGE, &format!("bytes */{size}"))
+            .with_header(
+                header::HeaderName::from_static(DIGEST_HEADER),
+                digest.as_str(),
+            ));
         }
     };
     let mut b = Response::builder()
@@ -433,11 +453,27 @@ async fn upload_put(app: &App, name: &RepoName, id: &str, req: Request) -> ApiRe
 // ----- manifests -----
 
 async fn manifest_get(app: &App, name: &RepoName, reference: &Reference, head: bool) -> ApiResult {
+    // A manifest of a repository that does not exist is an unknown manifest, as the CNCF
+    // registry answers (docker prints `manifest unknown` either way).
+    let unknown = |e: hoist_storage::ContentError| match e {
+        hoist_storage::ContentError::NameUnknown(_) => {
+            ApiError::new(Code::ManifestUnknown, reference.to_string())
+        }
+        e => e.into(),
+    };
     let (digest, media_type, size, body) = if head {
-        let r = app.store.manifest_stat(name, reference).await?;
+        let r = app
+            .store
+            .manifest_stat(name, reference)
+            .await
+            .map_err(unknown)?;
         (r.digest, r.media_type, r.size, Body::empty())
     } else {
-        let m = app.store.manifest_get(name, reference).await?;
+        let m = app
+            .store
+            .manifest_get(name, reference)
+            .await
+            .map_err(unknown)?;
         let size = m.bytes.len() as u64;
         (m.digest, m.media_type, size, Body::from(m.bytes))
     };
@@ -507,16 +543,32 @@ async fn manifest_put(
 
 // ----- listings -----
 
-/// The most entries one page of a listing holds, whatever `n` asks: the CNCF registry's default
-/// `catalog.maxentries`. A larger `n` is clamped to it and the `Link` header leads on.
+/// The most entries one page of a listing holds: the CNCF registry's default
+/// `catalog.maxentries`. The catalog refuses a larger `n` as the CNCF registry does (`400
+/// PAGINATION_NUMBER_INVALID`); a tag list clamps it and the `Link` header leads on (the CNCF
+/// registry 2.8 does not page tags at all).
 pub const MAX_PAGE: usize = 1000;
 
-fn page_size(q: &HashMap<String, String>) -> Result<Option<usize>, ApiError> {
+/// How `n` past [`MAX_PAGE`] is taken.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Over {
+    Clamp,
+    Refuse,
+}
+
+fn page_size(q: &HashMap<String, String>, over: Over) -> Result<Option<usize>, ApiError> {
     q.get("n")
         .map(|n| {
             // Any count of digits is a count: one past `u64::MAX` asks for everything as well.
             if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-                Ok(n.parse::<usize>().map_or(MAX_PAGE, |n| n.min(MAX_PAGE)))
+                let count = n.parse::<usize>().unwrap_or(usize::MAX);
+                if count > MAX_PAGE && over == Over::Refuse {
+                    return Err(ApiError::new(
+                        Code::PaginationNumberInvalid,
+                        format!("n={n} is more than the {MAX_PAGE} entries a page holds"),
+                    ));
+                }
+                Ok(count.min(MAX_PAGE))
             } else {
                 Err(ApiError::new(
                     Code::PaginationNumberInvalid,
@@ -536,18 +588,17 @@ fn with_link(mut resp: Response, path: &str, n: Option<usize>, page: &Page) -> R
 }
 
 async fn tags(app: &App, name: &RepoName, q: &HashMap<String, String>) -> ApiResult {
-    let n = page_size(q)?;
+    let n = page_size(q, Over::Clamp)?;
     let page = app
         .store
         .tags(name, n, q.get("last").map(String::as_str))
         .await?;
-    let resp = axum::Json(serde_json::json!({ "name": name.as_str(), "tags": page.items }))
-        .into_response();
+    let resp = json_body(&serde_json::json!({ "name": name.as_str(), "tags": page.items }));
     Ok(with_link(resp, &format!("/v2/{name}/tags/list"), n, &page))
 }
 
 async fn catalog(app: &App, grant: &Grant, q: &HashMap<String, String>) -> ApiResult {
-    let n = page_size(q)?;
+    let n = page_size(q, Over::Refuse)?;
     let visible = grant.catalog_filter()?;
     // Hidden repositories must not shorten a page: read on until it is full.
     let mut last = q.get("last").cloned();
@@ -568,7 +619,7 @@ async fn catalog(app: &App, grant: &Grant, q: &HashMap<String, String>) -> ApiRe
         }
     };
     let page = Page { items, more };
-    let resp = axum::Json(serde_json::json!({ "repositories": page.items })).into_response();
+    let resp = json_body(&serde_json::json!({ "repositories": page.items }));
     Ok(with_link(resp, "/v2/_catalog", n, &page))
 }
 

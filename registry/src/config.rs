@@ -48,11 +48,47 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Reads a listen address as the CNCF registry's `http.addr` (Go's `net.Listen`) does:
+/// `HOST:PORT` with an IP or a host name (resolved; its first IPv4 address, else its first
+/// address), `[V6]:PORT`, or `:PORT` for every interface (IPv4's `0.0.0.0`).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err("expected HOST:PORT or :PORT".into());
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("invalid port {port:?}: expected a number from 0 to 65535"))?;
+    if host.is_empty() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if host.starts_with('[') || host.contains(':') {
+        return Err(format!("invalid IPv6 address {host:?}"));
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{host:?} resolves to no address"))
+}
+
+fn deserialize_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_listen(&s).map_err(|reason| serde::de::Error::custom(format!("listen {s:?}: {reason}")))
+}
+
 /// The registry's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on (written as [`parse_listen`] reads it).
+    #[serde(deserialize_with = "deserialize_listen")]
     pub listen: SocketAddr,
     /// Where blobs and metadata live (the `fs` driver).
     pub data: PathBuf,
@@ -139,13 +175,11 @@ impl Config {
             None => Config::default(),
         };
         if let Some(v) = env("HOIST_LISTEN") {
-            config.listen =
-                v.parse()
-                    .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                        key: "HOIST_LISTEN".into(),
-                        value: v.clone(),
-                        reason: e.to_string(),
-                    })?;
+            config.listen = parse_listen(&v).map_err(|reason| ConfigError::Invalid {
+                key: "HOIST_LISTEN".into(),
+                value: v.clone(),
+                reason,
+            })?;
         }
         for (key, slot) in [
             ("HOIST_GC_INTERVAL_SECS", &mut config.gc_interval_secs),
@@ -287,6 +321,41 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addresses_as_the_cncf_registry_reads_them() {
+        let p = |s: &str| parse_listen(s).map(|a| a.to_string());
+        assert_eq!(p(":5000").unwrap(), "0.0.0.0:5000");
+        assert_eq!(p("localhost:5000").unwrap(), "127.0.0.1:5000");
+        assert_eq!(p("127.0.0.1:6000").unwrap(), "127.0.0.1:6000");
+        assert_eq!(p("[::1]:5000").unwrap(), "[::1]:5000");
+        assert_eq!(p("0.0.0.0:0").unwrap(), "0.0.0.0:0");
+        for bad in [
+            "",
+            "5000",
+            ":",
+            ":http",
+            "localhost:99999",
+            "::1:5000",
+            "[::1:5000",
+        ] {
+            let e = parse_listen(bad).unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hoist.toml");
+        std::fs::write(&f, "listen = \":5001\"\n").unwrap();
+        let none = |_: &str| None;
+        assert_eq!(
+            Config::load(Some(&f), none).unwrap().listen.to_string(),
+            "0.0.0.0:5001"
+        );
+        let env = |k: &str| (k == "HOIST_LISTEN").then(|| "localhost:7001".to_string());
+        assert_eq!(
+            Config::load(None, env).unwrap().listen.to_string(),
+            "127.0.0.1:7001"
+        );
+    }
 
     #[test]
     fn defaults_file_and_env() {

@@ -251,6 +251,65 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The wire code for an error answer that did not come from the table (a framework rejection:
+/// an unknown method on `/token`, a malformed form or JSON body of the admin API).
+fn code_for_status(status: StatusCode) -> Code {
+    match status {
+        StatusCode::UNAUTHORIZED => Code::Unauthorized,
+        StatusCode::FORBIDDEN => Code::Denied,
+        StatusCode::NOT_FOUND => Code::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
+        StatusCode::CONFLICT => Code::Conflict,
+        StatusCode::TOO_MANY_REQUESTS => Code::TooManyRequests,
+        StatusCode::RANGE_NOT_SATISFIABLE => Code::RangeInvalid,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Code::Unsupported,
+        s if s.is_server_error() => Code::Unknown,
+        _ => Code::Invalid,
+    }
+}
+
+/// Middleware: every answer with a status of 400 or more carries an OCI error body
+/// (`{"errors":[{code,message,detail}]}`, `application/json`), as docker expects (it parses
+/// the body of every refusal). Answers built from [`ApiError`] pass as they are; anything else
+/// (axum's rejections: a method a route lacks, a form or JSON body it cannot read) gets the
+/// body of the code its status stands for, its text as the detail; its status and other headers
+/// are kept.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let code = code_for_status(status);
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or_default().to_lowercase()
+    } else {
+        text
+    };
+    let body = serde_json::to_vec(&serde_json::json!({
+        "errors": [{"code": code.as_str(), "message": code.message(), "detail": detail}]
+    }))
+    .unwrap_or_default();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 impl From<ContentError> for ApiError {
     fn from(e: ContentError) -> Self {
         let code = match &e {

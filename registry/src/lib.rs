@@ -208,6 +208,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2/", any(api::dispatch))
         .route("/v2/{*rest}", any(api::dispatch))
         .fallback(|| async { error::ApiError::new(error::Code::NotFound, "no such route") })
+        .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn(common_headers))
         .layer(middleware::from_fn(listener::track))
         .with_state(app)

@@ -70,7 +70,9 @@ fn upload_id_ok(id: &str) -> bool {
 pub fn parse_v2(method: &Method, rest: &str) -> Result<Route, ApiError> {
     let route = parse_path(method, rest)?;
     let allowed: &[Method] = match &route {
-        Route::Base | Route::Catalog | Route::Tags { .. } | Route::Referrers { .. } => {
+        // The CNCF registry answers `/v2/` whatever the method.
+        Route::Base => return Ok(route),
+        Route::Catalog | Route::Tags { .. } | Route::Referrers { .. } => {
             &[Method::GET, Method::HEAD]
         }
         Route::Manifest { .. } => &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],

@@ -38,6 +38,15 @@ pub enum TransferError {
         status: StatusCode,
         detail: String,
     },
+    /// The registry refused with an OCI error body (`{"errors":[{code,message}]}`): printed as
+    /// docker prints it, `denied: requested access to the resource is denied`.
+    #[error("{}", docker_errors(errors))]
+    Registry {
+        method: String,
+        url: String,
+        status: StatusCode,
+        errors: Vec<RegistryErrorItem>,
+    },
     #[error("{url}: unauthorized (check the credentials for this registry)")]
     Unauthorized { url: String },
     #[error("{url}: not found")]
@@ -74,6 +83,70 @@ pub enum TransferError {
     Join(String),
 }
 
+/// One entry of a registry's OCI error body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryErrorItem {
+    /// The wire code (`DENIED`, `MANIFEST_UNKNOWN`).
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for RegistryErrorItem {
+    /// Docker's `errcode.Error`: the code in lower case with spaces, then the message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = self.code.to_lowercase().replace('_', " ");
+        if self.message.is_empty() {
+            f.write_str(&code)
+        } else {
+            write!(f, "{code}: {}", self.message)
+        }
+    }
+}
+
+/// Docker's `errcode.Errors`: one error alone, else `errors:` and one per line.
+fn docker_errors(errors: &[RegistryErrorItem]) -> String {
+    match errors {
+        [one] => one.to_string(),
+        many => {
+            let lines: Vec<String> = many.iter().map(ToString::to_string).collect();
+            format!("errors:\n{}", lines.join("\n"))
+        }
+    }
+}
+
+/// What a `403` without a body (a `HEAD`) means: the registry's `DENIED`.
+pub(crate) fn denied() -> Vec<RegistryErrorItem> {
+    vec![RegistryErrorItem {
+        code: "DENIED".into(),
+        message: "requested access to the resource is denied".into(),
+    }]
+}
+
+/// The errors of an OCI error body, if `body` is one with at least one error.
+pub fn parse_registry_errors(body: &[u8]) -> Option<Vec<RegistryErrorItem>> {
+    #[derive(serde::Deserialize)]
+    struct Item {
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Item>,
+    }
+    let env: Envelope = serde_json::from_slice(body).ok()?;
+    let items: Vec<RegistryErrorItem> = env
+        .errors
+        .into_iter()
+        .filter(|i| !i.code.is_empty())
+        .map(|i| RegistryErrorItem {
+            code: i.code,
+            message: truncate(&i.message),
+        })
+        .collect();
+    (!items.is_empty()).then_some(items)
+}
+
 fn fmt_detail(detail: &str) -> String {
     if detail.is_empty() {
         String::new()
@@ -87,7 +160,7 @@ impl TransferError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Connection { source, .. } => is_transient(source),
-            Self::Status { status, .. } => status.is_server_error(),
+            Self::Status { status, .. } | Self::Registry { status, .. } => status.is_server_error(),
             Self::ShortRead { .. } => true,
             _ => false,
         }
@@ -112,6 +185,16 @@ impl From<oci_client::errors::OciDistributionError> for TransferError {
                 if status == StatusCode::NOT_FOUND {
                     return Self::NotFound { url };
                 }
+                let errors = parse_registry_errors(message.as_bytes())
+                    .or_else(|| (status == StatusCode::FORBIDDEN).then(denied));
+                if let Some(errors) = errors {
+                    return Self::Registry {
+                        method: "request".into(),
+                        url,
+                        status,
+                        errors,
+                    };
+                }
                 Self::Status {
                     method: "GET".into(),
                     url,
@@ -129,15 +212,40 @@ impl From<oci_client::errors::OciDistributionError> for TransferError {
                     )
                 });
                 if unknown {
-                    Self::NotFound { url }
-                } else if envelope
+                    return Self::NotFound { url };
+                }
+                if envelope
                     .errors
                     .iter()
-                    .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+                    .any(|e| matches!(e.code, OciErrorCode::Unauthorized))
                 {
-                    Self::Unauthorized { url }
+                    return Self::Unauthorized { url };
+                }
+                let errors: Vec<RegistryErrorItem> = envelope
+                    .errors
+                    .iter()
+                    .filter_map(|e| {
+                        let code = serde_json::to_value(&e.code).ok()?.as_str()?.to_owned();
+                        Some(RegistryErrorItem {
+                            code,
+                            message: truncate(&e.message),
+                        })
+                    })
+                    .collect();
+                if errors.is_empty() {
+                    return Self::Oci(format!("{url}: {envelope}"));
+                }
+                // oci-client keeps no status; a refusal with a body is a client error.
+                let status = if errors.iter().any(|e| e.code == "DENIED") {
+                    StatusCode::FORBIDDEN
                 } else {
-                    Self::Oci(format!("{url}: {envelope}"))
+                    StatusCode::BAD_REQUEST
+                };
+                Self::Registry {
+                    method: "request".into(),
+                    url,
+                    status,
+                    errors,
                 }
             }
             E::RequestError(source) => {
@@ -145,6 +253,12 @@ impl From<oci_client::errors::OciDistributionError> for TransferError {
                 match source.status() {
                     Some(StatusCode::UNAUTHORIZED) => Self::Unauthorized { url },
                     Some(StatusCode::NOT_FOUND) => Self::NotFound { url },
+                    Some(StatusCode::FORBIDDEN) => Self::Registry {
+                        method: "request".into(),
+                        url,
+                        status: StatusCode::FORBIDDEN,
+                        errors: denied(),
+                    },
                     Some(status) => Self::Status {
                         method: "request".into(),
                         url,
@@ -175,4 +289,45 @@ pub(crate) fn truncate(body: &str) -> String {
         end -= 1;
     }
     format!("{}...", &body[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_errors_print_as_docker_prints_them() {
+        let body = br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"x"}]}"#;
+        let errors = parse_registry_errors(body).unwrap();
+        let e = TransferError::Registry {
+            method: "PUT".into(),
+            url: "http://h/v2/a/manifests/1".into(),
+            status: StatusCode::FORBIDDEN,
+            errors,
+        };
+        assert_eq!(
+            e.to_string(),
+            "denied: requested access to the resource is denied"
+        );
+        let two = br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"},{"code":"NAME_INVALID","message":""}]}"#;
+        let e = TransferError::Registry {
+            method: "PUT".into(),
+            url: String::new(),
+            status: StatusCode::BAD_REQUEST,
+            errors: parse_registry_errors(two).unwrap(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "errors:\nmanifest blob unknown: blob unknown to registry\nname invalid"
+        );
+        for not_oci in [
+            &b""[..],
+            b"403 Forbidden",
+            b"{}",
+            br#"{"errors":[]}"#,
+            b"[1]",
+        ] {
+            assert!(parse_registry_errors(not_oci).is_none());
+        }
+    }
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use hoist_oci::Digest;
 
 pub use auth::Scope;
-pub use error::TransferError;
+pub use error::{RegistryErrorItem, TransferError, parse_registry_errors};
 pub use manifest::{Descriptor, MAX_MANIFEST_SIZE, Platform, PlatformError};
 pub use pull::{PullOptions, Pulled};
 pub use push::{PushOptions, PushReport};

@@ -243,19 +243,33 @@ impl RegistryClient {
     /// The error for an unexpected answer.
     async fn unexpected(method: &str, url: &str, resp: Response) -> TransferError {
         let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        match status {
-            StatusCode::NOT_FOUND => TransferError::NotFound {
+        let body = resp.bytes().await.unwrap_or_default();
+        let errors = super::error::parse_registry_errors(&body);
+        match (status, errors) {
+            (StatusCode::NOT_FOUND, _) => TransferError::NotFound {
                 url: url.to_owned(),
             },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => TransferError::Unauthorized {
+            (StatusCode::UNAUTHORIZED, _) => TransferError::Unauthorized {
                 url: url.to_owned(),
             },
-            status => TransferError::Status {
+            (StatusCode::FORBIDDEN, None) => TransferError::Registry {
                 method: method.to_owned(),
                 url: url.to_owned(),
                 status,
-                detail: truncate(&body),
+                errors: super::error::denied(),
+            },
+            // What docker prints: the registry's code and message.
+            (status, Some(errors)) => TransferError::Registry {
+                method: method.to_owned(),
+                url: url.to_owned(),
+                status,
+                errors,
+            },
+            (status, None) => TransferError::Status {
+                method: method.to_owned(),
+                url: url.to_owned(),
+                status,
+                detail: truncate(&String::from_utf8_lossy(&body)),
             },
         }
     }

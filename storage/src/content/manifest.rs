@@ -178,6 +178,34 @@ impl Store {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<PutManifest> {
+        self.put_manifest_checked(repo, reference, content_type, body, false)
+            .await
+    }
+
+    /// Stores an index some of whose child manifests are not in `repo`, as a local image store
+    /// keeps the index of a pull that fetched one platform (docker's and containerd's partial
+    /// index). Blobs must be there; only the children present are recorded as its references,
+    /// and storing it again once more children are there records those too. A registry never
+    /// calls this: a pushed index must name manifests the repository holds.
+    pub async fn index_put_partial(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PutManifest> {
+        self.put_manifest_checked(repo, reference, content_type, body, true)
+            .await
+    }
+
+    async fn put_manifest_checked(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        partial: bool,
+    ) -> Result<PutManifest> {
         if body.len() > MAX_MANIFEST_SIZE {
             return Err(ContentError::ManifestTooLarge(body.len()));
         }
@@ -194,7 +222,22 @@ impl Store {
             }
             Reference::Tag(_) => Digest::sha256_of(&body),
         };
-        let a = analyse(content_type, &body)?;
+        let mut a = analyse(content_type, &body)?;
+        if partial {
+            let mut present = Vec::with_capacity(a.refs.len());
+            for (d, kind) in a.refs {
+                if kind == RefKind::Blob
+                    || self
+                        .meta
+                        .manifest_by_digest(repo.as_str(), &d)
+                        .await?
+                        .is_some()
+                {
+                    present.push((d, kind));
+                }
+            }
+            a.refs = present;
+        }
         let key = paths::blob_data(&digest);
         let _commit = self.commit_lock.shared().await?;
         let present = self.bytes_present(&key, body.len() as u64).await?;

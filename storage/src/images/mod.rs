@@ -312,8 +312,10 @@ impl ImageStore {
         self.put_blob(repo, digest, body).await
     }
 
-    /// Stores a manifest in `repo` (validated: everything it names must be there), pointing
-    /// `tag` at it when given. Returns its digest.
+    /// Stores a manifest in `repo` (validated: every blob it names must be there), pointing
+    /// `tag` at it when given. Returns its digest. An index may name child manifests the store
+    /// lacks, as containerd's store keeps the index of a one-platform pull: reading it finds only
+    /// the platforms present ([`ImageStore::image`]), and a later pull of another platform adds it.
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
@@ -325,10 +327,15 @@ impl ImageStore {
             Some(t) => content::Reference::Tag(t.clone()),
             None => content::Reference::Digest(Digest::sha256_of(&bytes)),
         };
-        let put = self
-            .store
-            .manifest_put(repo, &reference, Some(media_type), bytes)
-            .await?;
+        let put = if media_type::is_index(media_type) {
+            self.store
+                .index_put_partial(repo, &reference, Some(media_type), bytes)
+                .await?
+        } else {
+            self.store
+                .manifest_put(repo, &reference, Some(media_type), bytes)
+                .await?
+        };
         Ok(put.digest)
     }
 
@@ -369,6 +376,10 @@ impl ImageStore {
             }
             let repos = self.store.manifest_repos(&d).await?;
             let Some(from) = repos.first().and_then(|r| RepoName::parse(r).ok()) else {
+                if d != *digest {
+                    // A platform of a partial index that was never pulled.
+                    continue;
+                }
                 return Err(ImageError::NotFound(d.to_string()));
             };
             let m = self.store.manifest_get(&from, &mref).await?;

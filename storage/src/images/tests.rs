@@ -650,3 +650,79 @@ async fn oci_layout_keeps_a_whole_index() {
     let img = s3.image(&reference, &Platform::host()).await.unwrap();
     assert_eq!(img.id().unwrap(), mine.id);
 }
+
+#[tokio::test]
+async fn a_partial_index_is_kept_and_completed_by_a_later_pull() {
+    // What a one-platform pull of a multi-platform image stores (docker and containerd keep the
+    // index): the index, and the children that were fetched.
+    let (_dir, s) = temp_store().await;
+    let reference = r("localhost:5000/partial:1");
+    let repo = repo_name(&reference).unwrap();
+    let other = if Platform::host().architecture == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let mine = make_image(&s, &repo, &[b"host"], "2024-01-01T00:00:00Z", &host()).await;
+    // The other platform's manifest is not stored (only its digest is known, from the index).
+    let (_tmp, scratch) = temp_store().await;
+    let theirs = make_image(&scratch, &repo, &[b"theirs"], "2024-01-01T00:00:00Z", other).await;
+    let entry = |m: &Made, p: &str| {
+        let (os, arch) = p.split_once('/').unwrap();
+        json!({"mediaType": media_type::OCI_MANIFEST, "digest": m.manifest.as_str(), "size": 1,
+               "platform": {"os": os, "architecture": arch}})
+    };
+    let index = Bytes::from(
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_INDEX,
+            "manifests": [entry(&theirs, other), entry(&mine, &host())],
+        }))
+        .unwrap(),
+    );
+    let tag = reference.tag().unwrap().clone();
+    let idx = s
+        .put_manifest(&repo, media_type::OCI_INDEX, index.clone(), Some(&tag))
+        .await
+        .unwrap();
+    assert_eq!(s.resolve(&reference).await.unwrap().digest, idx);
+    assert_eq!(
+        s.image(&reference, &Platform::host()).await.unwrap().digest,
+        mine.manifest
+    );
+    let err = s
+        .image(&reference, &Platform::parse(other).unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImageError::NoPlatform { .. }), "{err}");
+    let list = s.list().await.unwrap();
+    assert_eq!(
+        rows(&list),
+        vec![("localhost:5000/partial".into(), Some("1".into()))]
+    );
+    // Tagging it elsewhere copies what is there.
+    s.tag_reference(&reference, &r("copy:1")).await.unwrap();
+    assert_eq!(
+        s.image(&r("copy:1"), &Platform::host())
+            .await
+            .unwrap()
+            .digest,
+        mine.manifest
+    );
+
+    // A later pull of the other platform stores its manifest and the index again: the index
+    // names it now, so it is not a dangling image.
+    let theirs2 = make_image(&s, &repo, &[b"theirs"], "2024-01-01T00:00:00Z", other).await;
+    assert_eq!(theirs2.manifest, theirs.manifest);
+    s.put_manifest(&repo, media_type::OCI_INDEX, index, Some(&tag))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.image(&reference, &Platform::parse(other).unwrap())
+            .await
+            .unwrap()
+            .digest,
+        theirs.manifest
+    );
+    assert_eq!(s.list().await.unwrap().len(), 2, "the tag and the copy");
+}
