@@ -591,7 +591,7 @@ fn probes(c: &Content) -> Vec<Probe> {
         )
         .on_upload()
         .header("content-type", "application/octet-stream")
-        .body(chunk.clone()),
+        .body(chunk),
         probe(
             "upload-put-empty",
             Method::PUT,

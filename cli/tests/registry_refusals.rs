@@ -130,8 +130,7 @@ async fn every_refusal_carries_an_oci_error_body() {
                         }
                     };
                     let e = &v["errors"][0];
-                    if !e["code"].as_str().is_some_and(|c| !c.is_empty())
-                        || !e["message"].is_string()
+                    if e["code"].as_str().is_none_or(|c| c.is_empty()) || !e["message"].is_string()
                     {
                         bad.push(format!(
                             "{what}: {} body is not an OCI error: {v}",

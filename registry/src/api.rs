@@ -111,7 +111,7 @@ async fn handle(app: &App, grant: &Grant, route: Route, req: Request) -> ApiResu
                     app.store.upload_cancel(&name, &id).await?;
                     Ok(empty(
                         StatusCode::NO_CONTENT,
-                        &[("docker-upload-uuid", id.to_string())],
+                        &[("docker-upload-uuid", id.clone())],
                     ))
                 }
             }
