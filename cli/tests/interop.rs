@@ -378,6 +378,96 @@ fn podman_push_pull(kind: Kind) {
     }
 }
 
+/// An index pushed by `podman manifest push --all` (linux/amd64 + linux/arm64 of one busybox
+/// rootfs): hoist pulls the chosen platform into a fresh store and records the index, as docker
+/// and containerd do; no `<none>` image is left; `run` uses the host's platform; a later pull of
+/// the other platform adds it; a store that holds only one platform pushes what it has.
+fn podman_manifest_push_all(kind: Kind) {
+    let server = start(kind);
+    let work = tmp();
+    let store = Storage::new();
+    let rootfs = work.path().join("rootfs.tar");
+    fixtures::write_busybox_rootfs_tar(&rootfs).expect("rootfs tar");
+    for arch in ["amd64", "arm64"] {
+        run(store
+            .podman()
+            .args(["import", "--arch", arch])
+            .arg(&rootfs)
+            .arg(format!("localhost/multi-{arch}:1")));
+    }
+    run(store
+        .podman()
+        .args(["manifest", "create", "localhost/multi-list:1"]));
+    for arch in ["amd64", "arm64"] {
+        run(store.podman().args([
+            "manifest",
+            "add",
+            "localhost/multi-list:1",
+            &format!("containers-storage:localhost/multi-{arch}:1"),
+        ]));
+    }
+    let reference = format!("{}/multi/app:1", server.addr);
+    run(store.podman().args([
+        "manifest",
+        "push",
+        "--all",
+        "--tls-verify=false",
+        "localhost/multi-list:1",
+        &format!("docker://{reference}"),
+    ]));
+    let raw = json(&run(skopeo()
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))));
+    assert_eq!(raw["manifests"].as_array().map(Vec::len), Some(2), "{raw}");
+
+    let images = |home: &Path| run(hoist(home).args(["images"]));
+    let arch_of = |home: &Path| {
+        inspect_one(&run(hoist(home).args(["inspect", &reference])))["Architecture"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // The other platform, into a fresh store.
+    let arm = work.path().join("home-arm");
+    run(hoist(&arm).args(["pull", "--platform", "linux/arm64", &reference]));
+    assert_eq!(arch_of(&arm), "arm64", "{}", server.kind);
+    let listed = images(&arm);
+    assert!(listed.contains("multi/app"), "{listed}");
+    assert!(
+        !listed.contains("<none>"),
+        "a <none> image is left:\n{listed}"
+    );
+
+    // The host's platform, into another fresh store, and run.
+    let host = work.path().join("home-host");
+    run(hoist(&host).args(["pull", &reference]));
+    assert_eq!(arch_of(&host), "amd64", "{}", server.kind);
+    let out = run(hoist(&host).args(["run", "--rm", &reference, "echo", "ran"]));
+    assert_eq!(out.trim(), "ran");
+    // A later pull of the other platform adds it, and still leaves no <none> image.
+    run(hoist(&host).args(["pull", "--platform", "linux/arm64", &reference]));
+    let listed = images(&host);
+    assert!(
+        !listed.contains("<none>"),
+        "a <none> image is left:\n{listed}"
+    );
+    assert_eq!(
+        arch_of(&host),
+        "amd64",
+        "the tag still runs the host's platform"
+    );
+
+    // The store holding arm64 only pushes what it has; a fresh store pulls that back.
+    let partial = format!("{}/multi/partial:1", server.addr);
+    run(hoist(&arm).args(["tag", &reference, &partial]));
+    run(hoist(&arm).args(["push", &partial]));
+    let back = work.path().join("home-back");
+    run(hoist(&back).args(["pull", "--platform", "linux/arm64", &partial]));
+    let got = inspect_one(&run(hoist(&back).args(["inspect", &partial])));
+    assert_eq!(got["Architecture"], "arm64", "{got}");
+}
+
 /// buildah builds a new layer on top of the busybox image (no RUN, so no runtime needed), pushes it
 /// as a docker v2s2 image, and the registry serves exactly those bytes back.
 fn buildah_push_pull(kind: Kind) {
@@ -734,6 +824,7 @@ interop!(
     skopeo_inspect_list_tags,
     skopeo_delete,
     podman_push_pull,
+    podman_manifest_push_all,
     buildah_push_pull,
     docker_push_pull;
     local: docker_loads_what_hoist_saves,

@@ -433,15 +433,20 @@ impl ImageStore {
         }
     }
 
-    /// The image `reference` names, for `platform` when it names an index.
+    /// The image `reference` names, for `platform` when it names an index. For the host's
+    /// platform, an index that holds only other platforms (`pull --platform linux/arm64`) gives
+    /// its first stored image, as docker inspects and runs what was pulled.
     pub async fn image(&self, reference: &Reference, platform: &Platform) -> Result<Image> {
         let r = self.resolve(reference).await?;
-        self.image_in(&r.repo, &r.digest, platform)
-            .await?
-            .ok_or_else(|| ImageError::NoPlatform {
-                reference: reference.familiar(),
-                platform: platform.to_string(),
-            })
+        let found = match self.image_in(&r.repo, &r.digest, platform).await? {
+            Some(i) => Some(i),
+            None if *platform == Platform::host() => self.first_child(&r.repo, &r.digest).await?,
+            None => None,
+        };
+        found.ok_or_else(|| ImageError::NoPlatform {
+            reference: reference.familiar(),
+            platform: platform.to_string(),
+        })
     }
 
     /// The image manifest `digest` of `repo` stands for; for an index, its entry for `platform`
