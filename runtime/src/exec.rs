@@ -576,7 +576,10 @@ impl HoistExecutor {
             if !want_pty {
                 return Ok(());
             }
-            let (master, _slave) = pty_of(Path::new(&format!("/proc/{pid}/root/dev/pts/ptmx")))?;
+            // Our slave stays open until the init has opened its own: a pty whose every slave
+            // has closed reads EIO at the master, and the output relay would end before the
+            // command's first byte.
+            let (master, slave) = pty_of(Path::new(&format!("/proc/{pid}/root/dev/pts/ptmx")))?;
             let name = rustix::pty::ptsname(&master, Vec::new())
                 .map_err(|e| ExecError::io("ptsname", e.into()))?;
             let n = name
@@ -586,6 +589,8 @@ impl HoistExecutor {
                 .and_then(|n| n.parse::<u32>().ok())
                 .ok_or_else(|| ExecError::Init(format!("unexpected pty name {name:?}")))?;
             proto::send(&mut sock, &Msg::Pty(n))?;
+            wait_ready(&mut sock)?;
+            drop(slave);
             setup.master = Some(master);
             Ok(())
         });

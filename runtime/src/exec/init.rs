@@ -361,6 +361,8 @@ fn run_process(
     let mut msg = proto::recv_io(sock).ctx(|| "wait for start".into())?;
     if let Msg::Pty(n) = msg {
         container_pty(n)?;
+        // The caller holds a slave of its own until it hears this one is open.
+        proto::send_io(sock, &Msg::Ready).ctx(|| "send pty ready".into())?;
         msg = proto::recv_io(sock).ctx(|| "wait for start".into())?;
     }
     match msg {
