@@ -491,35 +491,25 @@ async fn push_root(
     Ok((root, child.bytes, Some(resolved.digest.clone())))
 }
 
-/// The blobs a stored manifest names (for an index, those of the children stored locally).
-async fn blobs_of(store: &ImageStore, repo: &RepoName, bytes: &Bytes) -> Result<Vec<Digest>> {
+/// A stored manifest and, for an index, every child manifest stored locally, parsed.
+pub(crate) async fn stored_manifests(
+    store: &ImageStore,
+    repo: &RepoName,
+    bytes: &Bytes,
+) -> Result<Vec<serde_json::Value>> {
     let mut out = Vec::new();
     let mut pending = vec![bytes.clone()];
     while let Some(b) = pending.pop() {
         let v: serde_json::Value = serde_json::from_slice(&b).context("parsing a manifest")?;
-        let digest_of = |d: &serde_json::Value| {
-            d.get("digest")
-                .and_then(|d| d.as_str())
-                .and_then(|d| Digest::parse(d).ok())
-        };
-        if let Some(c) = v.get("config").and_then(digest_of) {
-            out.push(c);
-        }
-        for l in v
-            .get("layers")
-            .and_then(|l| l.as_array())
-            .into_iter()
-            .flatten()
-        {
-            out.extend(digest_of(l));
-        }
         for m in v
             .get("manifests")
             .and_then(|m| m.as_array())
             .into_iter()
             .flatten()
         {
-            let Some(d) = digest_of(m) else { continue };
+            let Some(d) = descriptor_digest(m) else {
+                continue;
+            };
             if let Ok(child) = store
                 .store()
                 .manifest_get(repo, &ContentRef::Digest(d))
@@ -527,6 +517,31 @@ async fn blobs_of(store: &ImageStore, repo: &RepoName, bytes: &Bytes) -> Result<
             {
                 pending.push(child.bytes);
             }
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// The digest a descriptor names, when it is a valid one.
+pub(crate) fn descriptor_digest(d: &serde_json::Value) -> Option<Digest> {
+    d.get("digest")
+        .and_then(|d| d.as_str())
+        .and_then(|d| Digest::parse(d).ok())
+}
+
+/// The blobs a stored manifest names (for an index, those of the children stored locally).
+async fn blobs_of(store: &ImageStore, repo: &RepoName, bytes: &Bytes) -> Result<Vec<Digest>> {
+    let mut out = Vec::new();
+    for v in stored_manifests(store, repo, bytes).await? {
+        out.extend(v.get("config").and_then(descriptor_digest));
+        for l in v
+            .get("layers")
+            .and_then(|l| l.as_array())
+            .into_iter()
+            .flatten()
+        {
+            out.extend(descriptor_digest(l));
         }
     }
     Ok(out)

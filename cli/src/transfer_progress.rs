@@ -228,35 +228,12 @@ pub async fn configs_of(
     repo: &hoist_oci::RepoName,
     bytes: &bytes::Bytes,
 ) -> Vec<Digest> {
-    let mut out = Vec::new();
-    let mut pending = vec![bytes.clone()];
-    while let Some(b) = pending.pop() {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
-            continue;
-        };
-        let digest_of = |d: &serde_json::Value| {
-            d.get("digest")
-                .and_then(|d| d.as_str())
-                .and_then(|d| Digest::parse(d).ok())
-        };
-        out.extend(v.get("config").and_then(digest_of));
-        for m in v
-            .get("manifests")
-            .and_then(|m| m.as_array())
-            .into_iter()
-            .flatten()
-        {
-            let Some(d) = digest_of(m) else { continue };
-            if let Ok(child) = store
-                .store()
-                .manifest_get(repo, &hoist_storage::content::Reference::Digest(d))
-                .await
-            {
-                pending.push(child.bytes);
-            }
-        }
-    }
-    out
+    crate::transfer::stored_manifests(store, repo, bytes)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.get("config").and_then(crate::transfer::descriptor_digest))
+        .collect()
 }
 
 #[cfg(test)]
