@@ -31,7 +31,7 @@ use crate::context::{Context, ContextFile, FileKind, destination_paths};
 use crate::dockerfile::{self, Command, Dockerfile, Instr, Instruction};
 use crate::graph::{Graph, KeyBuilder, LogSink, Op, OpError, OpKind, VertexId};
 use crate::snapshot::{LayerRef, Snapshot};
-use crate::tree::{CopyAs, Meta, NewDir, Source, Upper, View};
+use crate::tree::{CopyAs, Entry, Meta, NewDir, Source, Upper, View};
 
 /// Pulls an image into the local store (the CLI does it through hoist-client).
 pub trait Puller: Send + Sync {
@@ -242,6 +242,11 @@ struct StageState {
     user: String,
     shell: Vec<String>,
     config: Value,
+    /// A CMD was set in this stage: a later ENTRYPOINT keeps it (BuildKit's `cmdSet`; an
+    /// ENTRYPOINT clears only a CMD the stage inherited).
+    cmd_set: bool,
+    /// The stage's ONBUILD triggers (its own ONBUILD lines): a stage built `FROM` it runs them.
+    onbuild: Vec<String>,
 }
 
 impl StageState {
@@ -531,8 +536,28 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                     user: prev.user.clone(),
                     shell: prev.shell.clone(),
                     config: prev.config.clone(),
+                    cmd_set: false,
+                    onbuild: Vec::new(),
                 };
-                (*v, st)
+                // The base stage's ONBUILD triggers run first here and are not inherited, as
+                // for an image base (BuildKit reads them from the stage's image config).
+                let mut v = *v;
+                if !prev.onbuild.is_empty() {
+                    for t in &prev.onbuild {
+                        let of = df.stages[j].name.clone().unwrap_or_else(|| format!("stage {j}"));
+                        onbuild.extend(onbuild_trigger(t, &of)?);
+                    }
+                    v = graph.add(
+                        Arc::new(MetaOp {
+                            name: "ONBUILD triggers".into(),
+                            change: MetaChange::ClearOnBuild,
+                            history: None,
+                        }),
+                        vec![v],
+                        String::new(),
+                    );
+                }
+                (v, st)
             }
             Base::Image(b) => {
                 let (reference, image, mut config) = *b;
@@ -543,13 +568,7 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                     .and_then(|t| t.as_array().cloned())
                 {
                     for t in triggers.iter().filter_map(|t| t.as_str()) {
-                        let parsed = dockerfile::parse(
-                            &format!("FROM scratch\n{t}\n"),
-                            &format!("ONBUILD trigger of {reference}"),
-                        )?;
-                        if let Some(s) = parsed.stages.into_iter().next() {
-                            onbuild.extend(s.instructions);
-                        }
+                        onbuild.extend(onbuild_trigger(t, &reference.to_string())?);
                     }
                 }
                 let config = base_config(config);
@@ -699,6 +718,63 @@ fn image_snapshot(image: &hoist_storage::images::Image, config: Value) -> Result
     Ok(Snapshot { layers, config })
 }
 
+/// The ports one EXPOSE word names, as docker's `nat.ParsePortSpecs` reads it: `80`,
+/// `80/udp`, a range `8000-8002/tcp` (one port each), an `ip:host:container` spec's container
+/// part; the number normalised (`080` is `80`), the protocol lowercased.
+fn expose_ports(spec: &str) -> std::result::Result<Vec<String>, String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let container = parts[parts.len() - 1];
+    let (port, proto) = match container.split_once('/') {
+        _ if container.is_empty() || container.starts_with('/') => ("", ""),
+        None => (container, "tcp"),
+        Some((p, "")) => (p, "tcp"),
+        Some((p, proto)) => (p, proto.split('/').next().unwrap_or(proto)),
+    };
+    if port.is_empty() {
+        return Err(format!("EXPOSE {spec}: no port specified"));
+    }
+    // Go's ParseUint: digits only (no sign), at most 65535.
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u16>().ok())
+            .flatten()
+    };
+    let range = |r: &str| match r.split_once('-') {
+        None => number(r).map(|p| (p, p)),
+        Some((a, b)) => match (number(a), number(b.split('-').next().unwrap_or(b))) {
+            (Some(a), Some(b)) if a <= b => Some((a, b)),
+            _ => None,
+        },
+    };
+    if parts.len() >= 2 {
+        let host = parts[parts.len() - 2];
+        if !host.is_empty() && range(host).is_none() {
+            return Err(format!("EXPOSE {spec}: invalid hostPort: {host}"));
+        }
+    }
+    let (start, end) =
+        range(port).ok_or_else(|| format!("EXPOSE {spec}: invalid containerPort: {port}"))?;
+    let proto = proto.to_ascii_lowercase();
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("EXPOSE {spec}: invalid proto: {proto}"));
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// The instructions of one ONBUILD trigger (`ENV A=1`) of `of` (an image or a stage).
+fn onbuild_trigger(trigger: &str, of: &str) -> Result<Vec<Instr>> {
+    let parsed = dockerfile::parse(
+        &format!("FROM scratch\n{trigger}\n"),
+        &format!("ONBUILD trigger of {of}"),
+    )?;
+    Ok(parsed
+        .stages
+        .into_iter()
+        .next()
+        .map(|s| s.instructions)
+        .unwrap_or_default())
+}
+
 fn is_step(k: &Instruction) -> bool {
     matches!(
         k,
@@ -748,6 +824,8 @@ fn state_of(config: &Value, _global: &BTreeMap<String, Option<String>>) -> Stage
             })
             .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]),
         config: config.clone(),
+        cmd_set: false,
+        onbuild: Vec::new(),
     }
 }
 
@@ -920,11 +998,7 @@ fn convert(
                 for w in dockerfile::expand_words(p, &|k| st.lookup(k), escape)
                     .map_err(|e| err(e.to_string()))?
                 {
-                    out.push(if w.contains('/') {
-                        w
-                    } else {
-                        format!("{w}/tcp")
-                    });
+                    out.extend(expose_ports(&w).map_err(err)?);
                 }
             }
             meta(graph, MetaChange::Expose(out), true)
@@ -956,17 +1030,39 @@ fn convert(
                 if j.is_empty() { "/".to_owned() } else { j }
             };
             st.workdir = abs.clone();
-            meta(graph, MetaChange::Workdir(abs), true)
+            if abs == "/" {
+                meta(graph, MetaChange::Workdir(abs), true)
+            } else {
+                // As BuildKit: the directory is made (with its parents, owned by USER) in a
+                // layer of its own, an empty one when it exists.
+                graph.add(
+                    Arc::new(WorkdirOp {
+                        env: env.clone(),
+                        name: instr.source.clone(),
+                        created_by: format!("WORKDIR {abs}"),
+                        path: abs,
+                        user: st.user.clone(),
+                    }),
+                    vec![tip],
+                    label,
+                )
+            }
         }
         Instruction::Stopsignal(s) => meta(graph, MetaChange::StopSignal(ex(s, st)?), true),
         Instruction::Shell(s) => {
             st.shell = s.clone();
             meta(graph, MetaChange::Shell(s.clone()), true)
         }
-        Instruction::Cmd(c) => meta(graph, MetaChange::Cmd(command_args(c, &st.shell)), true),
+        Instruction::Cmd(c) => {
+            st.cmd_set = true;
+            meta(graph, MetaChange::Cmd(command_args(c, &st.shell)), true)
+        }
         Instruction::Entrypoint(c) => meta(
             graph,
-            MetaChange::Entrypoint(command_args(c, &st.shell)),
+            MetaChange::Entrypoint {
+                args: command_args(c, &st.shell),
+                keep_cmd: st.cmd_set,
+            },
             true,
         ),
         Instruction::Healthcheck(h) => meta(
@@ -974,7 +1070,10 @@ fn convert(
             MetaChange::Healthcheck(serde_json::to_value(HealthJson::from(h)).unwrap_or_default()),
             true,
         ),
-        Instruction::Onbuild(inner) => meta(graph, MetaChange::OnBuild(inner.source.clone()), true),
+        Instruction::Onbuild(inner) => {
+            st.onbuild.push(inner.source.clone());
+            meta(graph, MetaChange::OnBuild(inner.source.clone()), true)
+        }
         Instruction::Copy(c) | Instruction::Add(c) => {
             let is_add = matches!(instr.kind, Instruction::Add(_));
             let mut sources = Vec::new();
@@ -1369,7 +1468,7 @@ fn meta_created_by(change: &MetaChange) -> Option<String> {
         MetaChange::StopSignal(s) => format!("STOPSIGNAL {s}"),
         MetaChange::Shell(s) => format!("SHELL [{}]", s.join(" ")),
         MetaChange::Cmd(a) => format!("CMD [{}]", q(a)),
-        MetaChange::Entrypoint(a) => format!("ENTRYPOINT [{}]", q(a)),
+        MetaChange::Entrypoint { args, .. } => format!("ENTRYPOINT [{}]", q(args)),
         MetaChange::Healthcheck(h) => {
             let d = |k: &str| {
                 let ns = h[k].as_u64().unwrap_or(0);
@@ -1392,7 +1491,7 @@ fn meta_created_by(change: &MetaChange) -> Option<String> {
                 h["Retries"].as_u64().unwrap_or(0)
             )
         }
-        MetaChange::OnBuild(_) => return None,
+        MetaChange::OnBuild(_) | MetaChange::ClearOnBuild => return None,
         MetaChange::Arg(a) => format!("ARG {a}"),
     })
 }
@@ -1433,9 +1532,15 @@ enum MetaChange {
     StopSignal(String),
     Shell(Vec<String>),
     Cmd(Vec<String>),
-    Entrypoint(Vec<String>),
+    /// `keep_cmd`: a CMD was set earlier in the stage (an inherited one is cleared).
+    Entrypoint {
+        args: Vec<String>,
+        keep_cmd: bool,
+    },
     Healthcheck(Value),
     OnBuild(String),
+    /// A stage built on another stage ran its ONBUILD triggers: they are not inherited.
+    ClearOnBuild,
     /// No change: `ARG`'s history entry.
     Arg(String),
 }
@@ -1499,6 +1604,94 @@ impl Op<Snapshot> for MetaOp {
         }
         .boxed()
     }
+}
+
+/// `WORKDIR DIR`: the working directory in the config, and DIR made in a layer of its own (its
+/// missing parents too, 0755, owned by the stage's USER), as BuildKit's mkdir file op: an empty
+/// layer when DIR exists, an error when a non-directory is in the way. Paths resolve inside the
+/// root (a symlinked parent is followed there).
+struct WorkdirOp {
+    env: Arc<Env>,
+    name: String,
+    path: String,
+    user: String,
+    created_by: String,
+}
+
+impl Op<Snapshot> for WorkdirOp {
+    fn kind(&self) -> OpKind {
+        OpKind::Copy
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn key<'a>(&'a self) -> BoxFuture<'a, Result<Vec<u8>, OpError>> {
+        async move {
+            let mut k = KeyBuilder::new("workdir");
+            layer_key(&mut k, &self.env.layer_options);
+            k.str(&self.path).str(&self.user);
+            Ok(k.finish())
+        }
+        .boxed()
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: &'a [Arc<Snapshot>],
+        _: &'a dyn LogSink,
+    ) -> BoxFuture<'a, Result<Snapshot, OpError>> {
+        async move {
+            let parent = inputs[0].clone();
+            let dirs = layer_dirs(&self.env, &parent).await?;
+            let env = self.env.clone();
+            tokio::task::block_in_place(|| -> Result<Snapshot, OpError> {
+                let upper = env.temp_dir()?;
+                let root = upper.path().join("upper");
+                fs::create_dir(&root)?;
+                let view = View::open(&dirs)?;
+                let up = Upper::new(&root, &view)?;
+                let resolved = up.view().resolve(&self.path, true)?;
+                let mut exists = true;
+                for i in 1..=resolved.len() {
+                    match up.view().get(&resolved[..i])? {
+                        Some(e) if e.meta.is_dir() => {}
+                        Some(_) => {
+                            return Err(format!(
+                                "WORKDIR {}: /{} is not a directory",
+                                self.path,
+                                resolved[..i].join("/")
+                            )
+                            .into());
+                        }
+                        None => {
+                            exists = false;
+                            break;
+                        }
+                    }
+                }
+                if !exists {
+                    let (uid, gid) = workdir_owner(&self.user, &view);
+                    up.dir_all(&self.path, NewDir { mode: 0o755, uid, gid })?;
+                }
+                let mut base = (*parent).clone();
+                apply_meta(&mut base.config, &MetaChange::Workdir(self.path.clone()));
+                commit_layer(&env, &base, &root, &self.created_by)
+            })
+        }
+        .boxed()
+    }
+}
+
+/// Who owns the directories WORKDIR makes: the stage's USER (`name`, `uid`, `user:group`)
+/// through the image's /etc/passwd and /etc/group; root when there is none or the image does not
+/// know the name, as BuildKit's file op reads it.
+fn workdir_owner(user: &str, view: &View) -> (u32, u32) {
+    if user.is_empty() {
+        return (0, 0);
+    }
+    resolve_chown(user, view).unwrap_or_else(|e| {
+        tracing::debug!("WORKDIR owner {user}: {e}: root");
+        (0, 0)
+    })
 }
 
 /// `COPY --link`: the linked layer(s) of its second input on top of its first, with their
@@ -1629,18 +1822,32 @@ fn apply_meta(config: &mut Value, change: &MetaChange) {
         MetaChange::Shell(s) => {
             c.insert("Shell".into(), json!(s));
         }
+        // An empty list is no value, as BuildKit's config (`omitempty`) writes it: `CMD []`
+        // clears the inherited command.
+        MetaChange::Cmd(a) if a.is_empty() => {
+            c.remove("Cmd");
+        }
         MetaChange::Cmd(a) => {
             c.insert("Cmd".into(), json!(a));
         }
-        MetaChange::Entrypoint(a) => {
-            c.insert("Entrypoint".into(), json!(a));
-            // As docker: a new ENTRYPOINT resets a CMD inherited from the base.
-            c.remove("Cmd");
+        MetaChange::Entrypoint { args, keep_cmd } => {
+            if args.is_empty() {
+                c.remove("Entrypoint");
+            } else {
+                c.insert("Entrypoint".into(), json!(args));
+            }
+            // As BuildKit: a new ENTRYPOINT resets a CMD the stage inherited, not one it set.
+            if !keep_cmd {
+                c.remove("Cmd");
+            }
         }
         MetaChange::Healthcheck(h) => {
             c.insert("Healthcheck".into(), h.clone());
         }
         MetaChange::Arg(_) => {}
+        MetaChange::ClearOnBuild => {
+            c.remove("OnBuild");
+        }
         MetaChange::OnBuild(s) => {
             let e = c.entry("OnBuild").or_insert_with(|| json!([]));
             if !e.is_array() {
@@ -2100,20 +2307,35 @@ impl Op<Snapshot> for CopyOp {
                     d.rsplit_once('/')
                         .map_or(String::new(), |(p, _)| p.to_owned())
                 };
+                // Several sources or matches went into the destination: it is a directory.
+                let dest_is_dir = dest_is_dir || planned.iter().filter(|p| p.top_level).count() > 1;
                 let dest_dir = if dest_is_dir {
                     dest.clone()
                 } else {
                     dest_parent(&dest)
                 };
                 // Directories COPY makes on the way belong to --chown's owner, as BuildKit's.
-                up.dir_all(
-                    &dest_dir,
-                    NewDir {
-                        mode: 0o755,
-                        uid,
-                        gid,
-                    },
-                )?;
+                // Wildcards that matched nothing copy nothing: no destination is made.
+                let nothing = planned.is_empty()
+                    && self.heredocs.is_empty()
+                    && self.fetched.lock().is_empty()
+                    && self.git.lock().is_empty();
+                if !nothing {
+                    up.dir_all(
+                        &dest_dir,
+                        NewDir {
+                            mode: 0o755,
+                            uid,
+                            gid,
+                        },
+                    )
+                    .map_err(|e| {
+                        format!(
+                            "{} to /{dest_dir}: {e}",
+                            if self.is_add { "ADD" } else { "COPY" }
+                        )
+                    })?;
+                }
                 // A file of another stage keeps its owner unless --chown says otherwise.
                 let keep_owner = self.chown.is_none() && matches!(self.from, CopyFrom::Input);
                 let io_at = |what: &str, e: io::Error| -> OpError {
@@ -2245,11 +2467,33 @@ impl CopyOp {
     /// across its layers.
     fn plan_stage(&self, view: Arc<View>, dest_is_dir: bool) -> Result<Vec<Planned>, OpError> {
         let dest = PathBuf::from(clean_abs(&self.dest).trim_start_matches('/'));
-        let mut out = Vec::new();
+        // Each source, its wildcards matched in the stage's tree (one that matches nothing
+        // copies nothing, as BuildKit's), with the name it is copied under.
+        let mut found = Vec::new();
         for s in &self.sources {
             let src = normalize_src(s);
-            let Some(found) = view.lstat(&src)? else {
+            if crate::ignore::has_wildcards(&src) {
+                crate::ignore::go_match(&src, "")
+                    .map_err(|reason| format!("COPY --from: {s}: {reason}"))?;
+                found.extend(glob_tree(&view, &src)?);
+                continue;
+            }
+            let Some(e) = view.lstat(&src)? else {
                 return Err(format!("COPY --from: /{src}: not found").into());
+            };
+            found.push((src, e));
+        }
+        // Several sources (or matches) go into a directory.
+        let dest_is_dir = dest_is_dir || found.len() > 1;
+        let mut out = Vec::new();
+        for (src, found) in found {
+            // A symlink source is followed inside the stage's root, as BuildKit's copy follows
+            // it: what it points to is copied, under the source's own name.
+            let found = if found.meta.is_symlink() {
+                view.stat(&src)?
+                    .ok_or_else(|| format!("COPY --from: /{src}: a dangling symlink"))?
+            } else {
+                found
             };
             if found.meta.is_dir() {
                 for (rel, e) in view.walk(&found.path)? {
@@ -2278,6 +2522,43 @@ impl CopyOp {
         }
         Ok(out)
     }
+}
+
+/// The entries of `tree` a wildcard path (`/a*`, `lib/*.so`) matches, Go's `filepath.Match` on
+/// the part from its first wildcard component, as BuildKit's copy resolves them: walked with no
+/// symlink followed, a matching directory not looked into, sorted by name.
+fn glob_tree(tree: &View, pattern: &str) -> Result<Vec<(String, Entry)>, OpError> {
+    let comps: Vec<&str> = pattern.split('/').collect();
+    let first = comps
+        .iter()
+        .position(|c| crate::ignore::has_wildcards(c))
+        .unwrap_or(0);
+    let base = tree.resolve(&comps[..first].join("/"), true)?;
+    let rest = comps[first..].join("/");
+    let depth = comps.len() - first;
+    let mut out = Vec::new();
+    let mut todo = vec![(base.clone(), String::new())];
+    while let Some((dir, rel)) = todo.pop() {
+        let mut found = Vec::new();
+        for name in tree.list(&dir)? {
+            let mut p = dir.clone();
+            p.push(name.clone());
+            let Some(e) = tree.get(&p)? else { continue };
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            if crate::ignore::go_match(&rest, &r).unwrap_or(false) {
+                out.push((p.join("/"), e));
+            } else if e.meta.is_dir() && r.split('/').count() < depth {
+                found.push((p, r));
+            }
+        }
+        todo.extend(found.into_iter().rev());
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 /// Extracts `src` into the destination directory `dest` of `up` when it is a tar archive (plain,

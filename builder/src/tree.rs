@@ -444,6 +444,14 @@ impl NewDir {
     };
 }
 
+/// BuildKit's refusal to write a directory where a non-directory is.
+fn not_a_directory(path: &[String]) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotADirectory,
+        format!("cannot copy to non-directory: /{}", path.join("/")),
+    )
+}
+
 fn times(secs: i64, nsec: i64) -> Timestamps {
     let t = Timespec {
         tv_sec: secs,
@@ -494,7 +502,8 @@ impl Upper {
 
     /// Makes the directories `path` (resolved: no symlink in it) in the upper dir: one the
     /// layers below have keeps its mode, owner and mtime; a new one is 0755 root, the last one
-    /// `last`. A non-directory in the way in the upper dir is replaced.
+    /// `last`. A non-directory in the way (below or written by this step) is an error, as
+    /// BuildKit's copy refuses it: a directory never silently replaces a file.
     fn make_dirs(&self, path: &[String], last: NewDir, all: bool) -> io::Result<OwnedFd> {
         let mut cur = rustix::io::dup(self.root.fd())?;
         for (i, c) in path.iter().enumerate() {
@@ -503,9 +512,12 @@ impl Upper {
                 Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
                 found => {
                     match found {
-                        Ok(_) => remove_all_at(&cur, c.as_bytes())?,
+                        Ok(_) => return Err(not_a_directory(&path[..=i])),
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => return Err(e),
+                    }
+                    if self.below.get(&path[..=i])?.is_some_and(|e| !e.meta.is_dir()) {
+                        return Err(not_a_directory(&path[..=i]));
                     }
                     rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(0o700))?;
                     let fd = rustix::fs::openat(&cur, name, DIR_FLAGS, Mode::empty())?;
@@ -547,8 +559,9 @@ impl Upper {
         self.make_dirs(&path, new, true)
     }
 
-    /// The upper dir's directory that will hold `rel` (its parents followed inside the root,
-    /// its last component not) with whatever the upper dir has at that name removed.
+    /// The upper dir's directory that will hold the non-directory `rel` (its parents followed
+    /// inside the root, its last component not) with whatever the upper dir has at that name
+    /// removed. A directory there is an error, as BuildKit's copy refuses to replace one.
     fn slot(&self, rel: &str) -> io::Result<(OwnedFd, String)> {
         let path = self.view.resolve(rel, false)?;
         let Some((base, parent)) = path.split_last() else {
@@ -556,6 +569,12 @@ impl Upper {
                 "/{rel}: the root cannot be replaced"
             )));
         };
+        if self.view.get(&path)?.is_some_and(|e| e.meta.is_dir()) {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("cannot replace to directory /{} with file", path.join("/")),
+            ));
+        }
         let dir = self.make_dirs(parent, NewDir::ROOT, false)?;
         match lstat_at(&dir, base.as_bytes()) {
             Ok(_) => remove_all_at(&dir, base.as_bytes())?,
@@ -619,7 +638,9 @@ impl Upper {
         Ok(())
     }
 
-    /// The directory `rel` (made when missing) with this mode, owner and mtime.
+    /// The directory `rel` (made when missing) with this mode, owner and mtime. A non-directory
+    /// at `rel` (a symlink too: it is not written through) is an error, as BuildKit's copy
+    /// refuses it.
     pub fn write_dir(
         &self,
         rel: &str,
@@ -628,6 +649,11 @@ impl Upper {
         gid: u32,
         mtime: Option<(i64, i64)>,
     ) -> io::Result<()> {
+        if let Some(e) = self.view.lstat(rel)?
+            && !e.meta.is_dir()
+        {
+            return Err(not_a_directory(&e.path));
+        }
         let fd = self.dir(
             rel,
             NewDir {
