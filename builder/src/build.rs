@@ -544,7 +544,10 @@ pub async fn plan(env: &Arc<Env>, opts: &BuildOptions) -> Result<Plan> {
                 let mut v = *v;
                 if !prev.onbuild.is_empty() {
                     for t in &prev.onbuild {
-                        let of = df.stages[j].name.clone().unwrap_or_else(|| format!("stage {j}"));
+                        let of = df.stages[j]
+                            .name
+                            .clone()
+                            .unwrap_or_else(|| format!("stage {j}"));
                         onbuild.extend(onbuild_trigger(t, &of)?);
                     }
                     v = graph.add(
@@ -1670,7 +1673,14 @@ impl Op<Snapshot> for WorkdirOp {
                 }
                 if !exists {
                     let (uid, gid) = workdir_owner(&self.user, &view);
-                    up.dir_all(&self.path, NewDir { mode: 0o755, uid, gid })?;
+                    up.dir_all(
+                        &self.path,
+                        NewDir {
+                            mode: 0o755,
+                            uid,
+                            gid,
+                        },
+                    )?;
                 }
                 let mut base = (*parent).clone();
                 apply_meta(&mut base.config, &MetaChange::Workdir(self.path.clone()));
@@ -2537,7 +2547,7 @@ fn glob_tree(tree: &View, pattern: &str) -> Result<Vec<(String, Entry)>, OpError
     let rest = comps[first..].join("/");
     let depth = comps.len() - first;
     let mut out = Vec::new();
-    let mut todo = vec![(base.clone(), String::new())];
+    let mut todo = vec![(base, String::new())];
     while let Some((dir, rel)) = todo.pop() {
         let mut found = Vec::new();
         for name in tree.list(&dir)? {

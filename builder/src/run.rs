@@ -66,6 +66,7 @@ impl Runner for ExecutorRunner {
             workdir: Some(req.cwd.clone()),
             hostname: Some("buildkitsandbox".into()),
             groups_from_group_file_only: true,
+            no_hostname_env: true,
             network: if req.network {
                 Network::Host
             } else {

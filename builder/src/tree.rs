@@ -516,7 +516,11 @@ impl Upper {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => return Err(e),
                     }
-                    if self.below.get(&path[..=i])?.is_some_and(|e| !e.meta.is_dir()) {
+                    if self
+                        .below
+                        .get(&path[..=i])?
+                        .is_some_and(|e| !e.meta.is_dir())
+                    {
                         return Err(not_a_directory(&path[..=i]));
                     }
                     rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(0o700))?;

@@ -244,6 +244,7 @@ fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
         user: a.user.clone(),
         group_add: a.group_add.clone(),
         groups_from_group_file_only: false,
+        no_hostname_env: false,
         tmpfs,
         shm_size,
         no_new_privileges: security.no_new_privileges,

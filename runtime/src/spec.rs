@@ -284,6 +284,10 @@ pub struct RunOptions {
     /// also lists the primary group, which is the default).
     #[serde(default)]
     pub groups_from_group_file_only: bool,
+    /// No `HOSTNAME` in the environment, as BuildKit's RUN has none (`docker run` sets it, the
+    /// default).
+    #[serde(default)]
+    pub no_hostname_env: bool,
     /// `KEY=VALUE` from `--env-file` then `-e`, in order (later wins).
     pub env: Vec<String>,
     pub user: Option<String>,
@@ -364,7 +368,8 @@ pub fn command(image: Option<&ImageConfig>, opts: &RunOptions) -> Result<Vec<Str
     Ok(all)
 }
 
-/// The environment: image Env (PATH defaulted), HOSTNAME, TERM with a tty, then the options'
+/// The environment: image Env (PATH defaulted), HOSTNAME (unless the options say none), TERM
+/// with a tty, then the options'
 /// variables (later keys replace earlier ones, keeping the first position), HOME last if unset.
 pub fn environment(
     image: Option<&ImageConfig>,
@@ -381,7 +386,9 @@ pub fn environment(
         }
     };
     set(&format!("PATH={DEFAULT_PATH}"));
-    set(&format!("HOSTNAME={hostname}"));
+    if !opts.no_hostname_env {
+        set(&format!("HOSTNAME={hostname}"));
+    }
     for kv in image.and_then(|c| c.env().clone()).unwrap_or_default() {
         set(&kv);
     }
