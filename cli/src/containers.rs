@@ -30,7 +30,7 @@ pub enum ContainerCommand {
     /// Kill one or more running containers
     Kill(KillArgs),
     /// Start one or more stopped containers
-    Start(NamesArgs),
+    Start(crate::attach::StartArgs),
     /// Pause all processes within one or more containers
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers
@@ -63,7 +63,7 @@ pub enum ContainerGroup {
     /// Remove one or more containers
     Rm(RmArgs),
     /// Start one or more stopped containers
-    Start(NamesArgs),
+    Start(crate::attach::StartArgs),
     /// Stop one or more running containers
     Stop(StopArgs),
     /// Fetch the logs of a container
@@ -258,6 +258,9 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
             })
         }
         ContainerCommand::Start(a) | ContainerCommand::Container(ContainerGroup::Start(a)) => {
+            if a.attaches() {
+                return crate::attach::start_attached(&a);
+            }
             let home = home::hoist_home()?;
             for_each(&a.containers, |store, c| start(&home, store, c))
         }

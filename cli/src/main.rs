@@ -2,6 +2,7 @@
 //! calls the libraries. Each command family lives in its own module.
 
 mod admin;
+mod attach;
 mod build;
 mod containers;
 mod filter;
@@ -52,6 +53,14 @@ enum Command {
         disable_help_flag = true
     )]
     Run(Box<run::RunArgs>),
+    /// Create a new container from an image, without starting it
+    #[command(
+        override_usage = "hoist create [OPTIONS] IMAGE [COMMAND] [ARG...]",
+        disable_help_flag = true
+    )]
+    Create(Box<run::RunArgs>),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(attach::AttachArgs),
     /// The detached supervisor of a container (internal)
     #[command(name = "__supervise", hide = true)]
     Supervise(run::SuperviseArgs),
@@ -71,6 +80,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Admin(cmd) => admin::run(cmd),
         Command::Build(cmd) => build::run(cmd),
         Command::Run(args) => run::run(*args),
+        Command::Create(args) => run::create_cmd(*args),
+        Command::Attach(args) => attach::attach_cmd(args),
         Command::Supervise(args) => run::supervise(args),
         Command::Containers(cmd) => containers::run(cmd),
         Command::Volumes(cmd) => volumes::run(cmd),
@@ -155,6 +166,7 @@ fn relays_or_serves(c: &Command) -> bool {
         c,
         Command::Serve(_)
             | Command::Run(_)
+            | Command::Attach(_)
             | Command::Supervise(_)
             | Command::Build(_)
             | Command::Containers(_)

@@ -170,6 +170,9 @@ impl RunArgs {
 #[derive(Args, Debug)]
 pub struct SuperviseArgs {
     id: String,
+    /// Start the process once a client has attached (`hoist start -a`)
+    #[arg(long)]
+    wait_attach: bool,
 }
 
 /// Opens the stores of `home`.
@@ -612,21 +615,8 @@ pub fn remove_with_volumes(
 pub fn start_detached(home: &Path, containers: &ContainerStore, id: &str) -> Result<()> {
     let c = containers.load(id)?;
     let sup_log = c.dir.join("supervisor.log");
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&sup_log)
-        .with_context(|| format!("opening {}", sup_log.display()))?;
     let before = containers.raw_state(id)?;
-    let mut child = std::process::Command::new("/proc/self/exe")
-        .arg("__supervise")
-        .arg(id)
-        .env("HOIST_HOME", home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting the container's supervisor")?;
+    let mut child = spawn_supervisor(home, containers, id, false)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     // A `--rm` container that ran and already removed itself is gone by the time it is looked
     // at: it started.
@@ -665,6 +655,44 @@ pub fn start_detached(home: &Path, containers: &ContainerStore, id: &str) -> Res
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Starts the detached supervisor of `id` (`hoist __supervise ID`), its stderr to the
+/// container's `supervisor.log`; with `wait_attach` it starts the process once a client has
+/// attached to it.
+pub fn spawn_supervisor(
+    home: &Path,
+    containers: &ContainerStore,
+    id: &str,
+    wait_attach: bool,
+) -> Result<std::process::Child> {
+    let c = containers.load(id)?;
+    let sup_log = c.dir.join("supervisor.log");
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&sup_log)
+        .with_context(|| format!("opening {}", sup_log.display()))?;
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg("__supervise").arg(id);
+    if wait_attach {
+        cmd.arg("--wait-attach");
+    }
+    cmd.env("HOIST_HOME", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting the container's supervisor")
+}
+
+/// `hoist create`: the container of `a`, created and not started; prints its id.
+pub fn create_cmd(a: RunArgs) -> Result<()> {
+    let home = home::hoist_home()?;
+    let id = create(&home, &a).map_err(|e| e.context(crate::Status(125)))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{id}").context("writing to stdout")?;
+    Ok(())
 }
 
 /// `--runtime`: `None` for hoist's own executor, else a runtime CLI that must exist.
@@ -771,7 +799,12 @@ pub fn supervise(a: SuperviseArgs) -> Result<()> {
         volumes: &volumes,
         executor: executor.as_ref(),
     };
-    let result = sup.run(&a.id, Attach::Detached);
+    let result = sup.run(
+        &a.id,
+        Attach::Detached {
+            wait_client: a.wait_attach,
+        },
+    );
     let c = containers.load(&a.id)?;
     if c.config.auto_remove {
         remove_with_volumes(&containers, &volumes, &a.id)?;

@@ -18,6 +18,7 @@
 //! died (even by SIGKILL) never leaves a container reported as running: its init is killed and
 //! the container is recorded as exited ([`ContainerStore::state`]).
 
+pub mod attach;
 pub mod logs;
 mod supervise;
 
@@ -30,7 +31,9 @@ use serde_json::Value;
 
 use crate::spec::{BindMount, RunOptions};
 
-pub use supervise::{Attach, ExecOptions, RunError, Supervisor, exec, write_etc_files};
+pub use supervise::{
+    Attach, ExecOptions, RawMode, RunError, Supervisor, exec, forwarded, write_etc_files,
+};
 
 /// What went wrong with a container.
 #[derive(Debug, thiserror::Error)]

@@ -9,11 +9,12 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use oci_spec::image::Config as ImageConfig;
 use oci_spec::runtime::Spec;
 
+use super::attach::{self, Hub};
 use super::logs::{self, LogWriter};
 use super::{
     Container, ContainerError, ContainerStore, ProcessId, State, Status, ioe, now_unix, rfc3339,
@@ -35,13 +36,17 @@ pub enum RunError {
     AlreadyRunning(String),
     #[error("mounting the rootfs of {id}: {reason}")]
     Mount { id: String, reason: String },
+    #[error("starting container {0}: no client attached within 60s")]
+    AttachTimeout(String),
 }
 
 /// How the container's stdio is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attach {
-    /// Output only to the log; stdin is /dev/null.
-    Detached,
+    /// Output to the log and to the clients of its attach socket ([`super::attach`]); stdin is
+    /// theirs when the container keeps it open (`-i`), else /dev/null. With `wait_client` the
+    /// process starts once a client has attached (`hoist start -a`), so it misses no output.
+    Detached { wait_client: bool },
     /// Output to the log and to this process's stdout/stderr; this process's stdin is the
     /// container's when `stdin`.
     Foreground { stdin: bool },
@@ -132,11 +137,11 @@ fn copy_winsize(master: &impl AsFd) {
     }
 }
 
-/// Puts our stdin in raw mode while alive.
-struct RawMode(Option<nix::sys::termios::Termios>);
+/// Puts our stdin in raw mode while alive (nothing when it is not a terminal).
+pub struct RawMode(Option<nix::sys::termios::Termios>);
 
 impl RawMode {
-    fn enter() -> RawMode {
+    pub fn enter() -> RawMode {
         use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
         let stdin = io::stdin();
         let Ok(orig) = tcgetattr(&stdin) else {
@@ -160,8 +165,8 @@ impl Drop for RawMode {
     }
 }
 
-/// The signals an attached CLI forwards to the container.
-fn forwarded() -> nix::sys::signal::SigSet {
+/// The signals an attached CLI forwards to the container (and SIGWINCH).
+pub fn forwarded() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     for s in [
@@ -206,9 +211,18 @@ fn start_pumps(
     out_r: Option<OwnedFd>,
     err_r: Option<OwnedFd>,
     pty: Option<Arc<OwnedFd>>,
+    hub: Option<Arc<Hub>>,
 ) -> Vec<std::thread::JoinHandle<()>> {
     let mut threads = Vec::new();
-    let tee = !matches!(attach, Attach::Detached);
+    // Where the output goes besides the log: our terminal, or the attached clients.
+    let sink = move |stream: u8| -> Option<Box<dyn Write + Send>> {
+        match (&hub, attach) {
+            (Some(h), _) => Some(Box::new(h.writer(stream))),
+            (None, Attach::Detached { .. }) => None,
+            (None, _) if stream == attach::STDERR => Some(Box::new(io::stderr())),
+            (None, _) => Some(Box::new(io::stdout())),
+        }
+    };
     if let Some(master) = pty {
         if matches!(attach, Attach::Tty { stdin: true }) {
             let m = master.clone();
@@ -225,24 +239,23 @@ fn start_pumps(
             });
         }
         let log = log.clone();
+        let mut out = sink(attach::STDOUT);
         threads.push(std::thread::spawn(move || {
             let r = File::from(master.try_clone().expect("dup the pty master"));
-            let mut stdout = io::stdout();
-            let tee: Option<&mut dyn Write> = if tee { Some(&mut stdout) } else { None };
+            let tee = out.as_deref_mut().map(|w| w as &mut dyn Write);
             logs::pump(r, &log, "stdout", tee);
         }));
         return threads;
     }
-    for (fd, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
+    for (fd, stream, kind) in [
+        (out_r, "stdout", attach::STDOUT),
+        (err_r, "stderr", attach::STDERR),
+    ] {
         let Some(fd) = fd else { continue };
         let log = log.clone();
+        let mut out = sink(kind);
         threads.push(std::thread::spawn(move || {
-            let mut out: Box<dyn Write> = if stream == "stdout" {
-                Box::new(io::stdout())
-            } else {
-                Box::new(io::stderr())
-            };
-            let tee: Option<&mut dyn Write> = if tee { Some(&mut *out) } else { None };
+            let tee = out.as_deref_mut().map(|w| w as &mut dyn Write);
             logs::pump(File::from(fd), &log, stream, tee);
         }));
     }
@@ -413,6 +426,9 @@ impl Supervisor<'_> {
                 .map_err(ioe(format!("opening {}", c.log_path().display())))?,
         );
         let tty = matches!(attach, Attach::Tty { .. }) || c.config.options.tty;
+        let detached = matches!(attach, Attach::Detached { .. });
+        // A detached container that keeps stdin open (`-i`) reads what attached clients write.
+        let mut stdin_w = None;
         let (stdio, out_r, err_r) = if tty {
             (Stdio::Pty, None, None)
         } else {
@@ -425,6 +441,11 @@ impl Supervisor<'_> {
                         .try_clone_to_owned()
                         .map_err(ioe("duplicating stdin"))?,
                 ),
+                Attach::Detached { .. } if c.config.options.interactive => {
+                    let (r, w) = pipe()?;
+                    stdin_w = Some(File::from(w));
+                    Some(r)
+                }
                 _ => None,
             };
             (
@@ -440,16 +461,44 @@ impl Supervisor<'_> {
         let mut created = self.executor.create(c.id(), &c.bundle(), stdio)?;
         let pty = created.pty.take().map(Arc::new);
         let init = ProcessId::of(created.pid);
-        let attached = !matches!(attach, Attach::Detached);
+        let attached = !detached;
         let _raw =
             (attached && tty && matches!(attach, Attach::Tty { stdin: true })).then(RawMode::enter);
-        if let Some(m) = &pty {
+        if let Some(m) = &pty
+            && attached
+        {
             copy_winsize(m.as_ref());
         }
         if attached {
             forward_signals(created.pid, pty.clone());
         }
-        let pumps = start_pumps(attach, &log, out_r, err_r, pty);
+        let hub = if detached {
+            let input = match &pty {
+                Some(m) if c.config.options.interactive => Some(File::from(
+                    m.try_clone().map_err(ioe("duplicating the pty master"))?,
+                )),
+                _ => stdin_w,
+            };
+            match Hub::listen(&c.dir, input, pty.clone()) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    let _ = self.executor.delete(&created);
+                    return Err(RunError::from(ioe(format!(
+                        "listening on {}",
+                        c.dir.join(attach::SOCKET).display()
+                    ))(e)));
+                }
+            }
+        } else {
+            None
+        };
+        if let (Some(h), Attach::Detached { wait_client: true }) = (&hub, attach)
+            && !h.wait_client(Duration::from_secs(60))
+        {
+            let _ = self.executor.delete(&created);
+            return Err(RunError::AttachTimeout(c.name().to_owned()));
+        }
+        let pumps = start_pumps(attach, &log, out_r, err_r, pty, hub.clone());
         let started = self.executor.start(&created);
         if let Err(e) = started {
             let _ = self.executor.delete(&created);
@@ -472,7 +521,12 @@ impl Supervisor<'_> {
         for p in pumps {
             let _ = p.join();
         }
-        Ok(code?)
+        let code = code?;
+        // After all the output: the clients see it, then the exit code.
+        if let Some(h) = &hub {
+            h.finish(code);
+        }
+        Ok(code)
     }
 }
 
