@@ -12,9 +12,11 @@ mod images_format;
 mod layer_gc;
 mod layer_sizes;
 mod listing;
+mod procs;
 mod run;
 mod run_flags;
 mod serve;
+mod stats;
 mod sysinfo;
 mod transfer;
 mod transfer_progress;
@@ -58,6 +60,8 @@ enum Command {
     #[command(flatten)]
     Containers(containers::ContainerCommand),
     #[command(flatten)]
+    Procs(procs::ProcsCommand),
+    #[command(flatten)]
     Volumes(volumes::VolumeCommand),
     /// Verify an image: manifest, config, layer blobs and unpacked layers
     Verify(verify::VerifyArgs),
@@ -73,6 +77,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run::run(*args),
         Command::Supervise(args) => run::supervise(args),
         Command::Containers(cmd) => containers::run(cmd),
+        Command::Procs(cmd) => procs::run(cmd),
         Command::Volumes(cmd) => volumes::run(cmd),
         Command::Verify(args) => verify::run(args),
     }

@@ -19,6 +19,7 @@
 //! the container is recorded as exited ([`ContainerStore::state`]).
 
 pub mod logs;
+mod rename;
 mod supervise;
 
 use std::collections::{BTreeMap, HashSet};
@@ -30,6 +31,7 @@ use serde_json::Value;
 
 use crate::spec::{BindMount, RunOptions};
 
+pub use rename::RenameError;
 pub use supervise::{Attach, ExecOptions, RunError, Supervisor, exec, write_etc_files};
 
 /// What went wrong with a container.
