@@ -466,7 +466,7 @@ fn streaming_stats_end_with_the_containers() {
         .arg(&rootfs)
         .arg("busybox"));
     run(hoist(&home).args([
-        "run", "-d", "--network", "none", "--name", "brief", "busybox", "sleep", "2",
+        "run", "-d", "--network", "none", "--name", "brief", "busybox", "sleep", "4",
     ]));
     let started = Instant::now();
     let (out, ended) = for_a_while(

@@ -133,6 +133,36 @@ mod tests {
         assert_eq!(s.resolve("a").unwrap(), a);
     }
 
+    /// A name `run --name` has reserved but whose container it has not created yet is taken:
+    /// neither a rename nor another `run` may reclaim it as a stale link.
+    #[test]
+    fn a_reservation_in_progress_stays_taken() {
+        let (_d, s) = store();
+        let a = make(&s, "a");
+        let pending = crate::container::new_id();
+        s.reserve_name(Some("soon"), &pending).unwrap();
+        assert!(matches!(
+            s.rename(&a, "soon"),
+            Err(RenameError::Container(ContainerError::NameInUse { .. }))
+        ));
+        assert!(s.reserve_name(Some("soon"), &crate::container::new_id()).is_err());
+        s.create(&config(&pending, "soon")).unwrap();
+        assert_eq!(s.resolve("soon").unwrap(), pending);
+    }
+
+    /// Removing a container through a copy loaded before its rename frees the new name (what a
+    /// `--rm` supervisor holds).
+    #[test]
+    fn removal_after_a_rename_frees_the_new_name() {
+        let (_d, s) = store();
+        let id = make(&s, "before");
+        let stale = s.load(&id).unwrap();
+        s.rename("before", "after").unwrap();
+        s.remove(&stale).unwrap();
+        assert!(!s.names_dir().join("after").exists());
+        make(&s, "after");
+    }
+
     /// Renames racing each other and `run --name`'s reservation for one name: exactly one
     /// wins, and every container ends with exactly one name that resolves to it.
     #[test]
