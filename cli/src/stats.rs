@@ -272,8 +272,8 @@ fn sample(c: &Container, host: &Host) -> Result<Sample> {
         // On the host's network (`bridge`, `host` here) there is no endpoint of its own: 0B, as
         // docker's `--network host`.
         if ns.is_some() && ns != host.netns {
-            let dev = std::fs::read_to_string(format!("/proc/{}/net/dev", init.pid))
-                .unwrap_or_default();
+            let dev =
+                std::fs::read_to_string(format!("/proc/{}/net/dev", init.pid)).unwrap_or_default();
             (s.net_rx, s.net_tx) = parse_net_dev(&dev);
         }
     }
@@ -286,7 +286,13 @@ struct Host {
 }
 
 /// A row of the table: docker's `StatsEntry` as its template fields.
-pub fn row(container: &str, c: &Container, prev: Option<&Sample>, cur: Option<&Sample>, trunc: bool) -> Value {
+pub fn row(
+    container: &str,
+    c: &Container,
+    prev: Option<&Sample>,
+    cur: Option<&Sample>,
+    trunc: bool,
+) -> Value {
     let id = if trunc { c.short_id() } else { c.id() };
     let name = if c.name().is_empty() { "--" } else { c.name() };
     let (cpu, mem, limit, perc, net, blk, pids) = match (prev, cur) {
@@ -396,7 +402,10 @@ pub fn run(a: StatsArgs) -> Result<()> {
             .iter()
             .zip(&current)
             .map(|((label, c), (id, cur))| {
-                let p = prev.iter().find(|(i, _)| i == id).and_then(|(_, s)| s.as_ref());
+                let p = prev
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .and_then(|(_, s)| s.as_ref());
                 row(label, c, p.or(cur.as_ref()), cur.as_ref(), !a.no_trunc)
             })
             .collect();

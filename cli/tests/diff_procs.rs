@@ -181,18 +181,18 @@ fn for_a_while(cmd: &mut Command, secs: u64) -> (String, Option<i32>) {
         .expect("spawning");
     let out = drain(child.stdout.take().expect("piped"));
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut ended = None;
+    let mut by_itself = false;
     while Instant::now() < deadline {
-        if let Some(s) = child.try_wait().expect("waiting") {
-            ended = s.code();
+        if child.try_wait().expect("waiting").is_some() {
+            by_itself = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if ended.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    // A no-op for a child that has ended (its status is kept).
+    let _ = child.kill();
+    let status = child.wait().expect("waiting");
+    let ended = if by_itself { status.code() } else { None };
     (out.join().unwrap_or_default(), ended)
 }
 
@@ -211,7 +211,10 @@ fn top_stats_port_rename_match_docker() {
         .arg(&rootfs)
         .arg("busybox:latest"));
     let archive = work.path().join("images.tar");
-    run(docker().args(["save", "-o"]).arg(&archive).arg("busybox:latest"));
+    run(docker()
+        .args(["save", "-o"])
+        .arg(&archive)
+        .arg("busybox:latest"));
     run(hoist(&home).arg("load").arg("-i").arg(&archive));
 
     let both = |args: &[&str]| {
@@ -229,10 +232,18 @@ fn top_stats_port_rename_match_docker() {
             "busybox",
             "sleep",
             "1000",
-        ])
+        ]);
     };
     detached("up");
-    let exited = ["run", "--network", "none", "--name", "ex", "busybox", "true"];
+    let exited = [
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "ex",
+        "busybox",
+        "true",
+    ];
     both(&exited);
 
     let mut mismatches: Vec<String> = Vec::new();
@@ -281,7 +292,14 @@ fn top_stats_port_rename_match_docker() {
             d.stdout.lines().next().unwrap_or_default().to_owned(),
             h.stdout.lines().next().unwrap_or_default().to_owned(),
         );
-        check(&format!("{args:?}"), numbers(&d.stdout), numbers(&h.stdout));
+        // Rows as their cells (pids of other lengths pad the columns otherwise).
+        let rows = |s: &str| {
+            s.lines()
+                .map(|l| numbers(&l.split_whitespace().collect::<Vec<_>>().join(" ")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        check(&format!("{args:?}"), rows(&d.stdout), rows(&h.stdout));
     }
     same_error(&["top", "ex"], None);
     same_error(&["top", "nope"], None);
@@ -299,7 +317,8 @@ fn top_stats_port_rename_match_docker() {
         let (d, h) = pair(args);
         assert_eq!(d.code, Some(0), "docker {args:?}: {}", d.stderr);
         assert_eq!(h.code, Some(0), "hoist {args:?}: {}", h.stderr);
-        let (dl, hl): (Vec<&str>, Vec<&str>) = (d.stdout.lines().collect(), h.stdout.lines().collect());
+        let (dl, hl): (Vec<&str>, Vec<&str>) =
+            (d.stdout.lines().collect(), h.stdout.lines().collect());
         check(
             &format!("{args:?} header"),
             dl.first().copied().unwrap_or_default().to_owned(),
@@ -350,7 +369,13 @@ fn top_stats_port_rename_match_docker() {
             "table {{.Container}}\\t{{.ID}}\\t{{.PIDs}}",
             "up",
         ],
-        &["stats", "--no-stream", "--format", "{{.MemPerc}} {{.CPUPerc}}", "ex"],
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.MemPerc}} {{.CPUPerc}}",
+            "ex",
+        ],
     ] {
         let (d, h) = pair(args);
         check(&format!("{args:?}"), ids(&d.stdout), ids(&h.stdout));
@@ -362,7 +387,11 @@ fn top_stats_port_rename_match_docker() {
                 .unwrap_or_else(|e| panic!("not one JSON object ({e}): {s}"));
             v.as_object().expect("an object").keys().cloned().collect()
         };
-        check("stats --format json keys", keys(&d.stdout).join(","), keys(&h.stdout).join(","));
+        check(
+            "stats --format json keys",
+            keys(&d.stdout).join(","),
+            keys(&h.stdout).join(","),
+        );
     }
     same_error(&["stats", "--no-stream", "nope"], None);
     same_error(&["stats", "--no-stream", "up", "nope"], None);
@@ -372,9 +401,23 @@ fn top_stats_port_rename_match_docker() {
         let (d, _) = for_a_while(docker().args(["stats", "up"]), 4);
         let (h, _) = for_a_while(hoist(&home).args(["stats", "up"]), 4);
         let frames = |s: &str| s.matches("\x1b[H").count();
-        assert!(frames(&h) >= 2, "hoist stats streamed {} frames: {h:?}", frames(&h));
-        assert!(frames(&d) >= 2, "docker stats streamed {} frames", frames(&d));
-        let first = |s: &str| strip_escapes(s).lines().next().unwrap_or_default().to_owned();
+        assert!(
+            frames(&h) >= 2,
+            "hoist stats streamed {} frames: {h:?}",
+            frames(&h)
+        );
+        assert!(
+            frames(&d) >= 2,
+            "docker stats streamed {} frames",
+            frames(&d)
+        );
+        let first = |s: &str| {
+            strip_escapes(s)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        };
         check("stats stream header", first(&d), first(&h));
         let rows = |s: &str| {
             strip_escapes(s)
@@ -390,7 +433,11 @@ fn top_stats_port_rename_match_docker() {
     }
 
     // port: nothing published in either; docker's errors for a port and a bad port.
-    for args in [&["port", "up"][..], &["port", "ex"], &["container", "port", "up"]] {
+    for args in [
+        &["port", "up"][..],
+        &["port", "ex"],
+        &["container", "port", "up"],
+    ] {
         let (d, h) = pair(args);
         check(
             &format!("{args:?}"),
@@ -407,7 +454,10 @@ fn top_stats_port_rename_match_docker() {
     // rename: docker's rules, running or stopped, and the names seen afterwards.
     same_error(&["rename", "up", "up"], None);
     same_error(&["rename", "up", "/up"], None);
-    same_error(&["rename", "up", "ex"], Some("is already in use by container"));
+    same_error(
+        &["rename", "up", "ex"],
+        Some("is already in use by container"),
+    );
     same_error(&["rename", "up", "a b"], Some("invalid container name"));
     same_error(&["rename", "up", "a b"], Some("[a-za-z0-9][a-za-z0-9_.-]"));
     same_error(&["rename", "nope", "x"], None);
@@ -436,7 +486,13 @@ fn top_stats_port_rename_match_docker() {
     // The renamed running container is still itself: top and stats find it by its new name.
     let (d, h) = pair(&["top", "ex", "-o", "comm"]);
     check("top after rename", d.stdout, h.stdout);
-    let (d, h) = pair(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "ex"]);
+    let (d, h) = pair(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+        "ex",
+    ]);
     check("stats after rename", d.stdout, h.stdout);
     // And a new container may take the name the rename left.
     detached("up2");
@@ -466,14 +522,26 @@ fn streaming_stats_end_with_the_containers() {
         .arg(&rootfs)
         .arg("busybox"));
     run(hoist(&home).args([
-        "run", "-d", "--network", "none", "--name", "brief", "busybox", "sleep", "4",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "brief",
+        "busybox",
+        "sleep",
+        "4",
     ]));
     let started = Instant::now();
     let (out, ended) = for_a_while(
         hoist(&home).args(["stats", "--format", "{{.Name}} {{.PIDs}}", "brief"]),
         20,
     );
-    assert_eq!(ended, Some(0), "stats did not end with its container: {out:?}");
+    assert_eq!(
+        ended,
+        Some(0),
+        "stats did not end with its container: {out:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(15));
     let text = strip_escapes(&out);
     assert!(text.lines().any(|l| l == "brief 1"), "{text:?}");

@@ -145,7 +145,10 @@ mod tests {
             s.rename(&a, "soon"),
             Err(RenameError::Container(ContainerError::NameInUse { .. }))
         ));
-        assert!(s.reserve_name(Some("soon"), &crate::container::new_id()).is_err());
+        assert!(
+            s.reserve_name(Some("soon"), &crate::container::new_id())
+                .is_err()
+        );
         s.create(&config(&pending, "soon")).unwrap();
         assert_eq!(s.resolve("soon").unwrap(), pending);
     }
