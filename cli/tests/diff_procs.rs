@@ -497,6 +497,36 @@ fn top_stats_port_rename_match_docker() {
     // And a new container may take the name the rename left.
     detached("up2");
 
+    // Measured, not made up: a spinning container's CPU % is well above zero in both, its memory
+    // usage is not nothing, and both count its one process.
+    both(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "spin",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    let (d, h) = pair(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}",
+        "spin",
+    ]);
+    both(&["rm", "-f", "spin"]);
+    for (engine, out) in [("docker", &d.stdout), ("hoist", &h.stdout)] {
+        let f: Vec<&str> = out.trim().split('|').collect();
+        let cpu: f64 = f[0].trim_end_matches('%').parse().unwrap_or(0.0);
+        assert!(cpu > 1.0, "{engine} stats of a spinning container: {out:?}");
+        assert!(!f[1].starts_with("0B "), "{engine}: {out:?}");
+        assert_eq!(f[2], "1", "{engine}: {out:?}");
+    }
+
     assert!(
         mismatches.is_empty() && errors.is_empty(),
         "{} outputs and {} errors differ from docker:\n{}\n{}",
