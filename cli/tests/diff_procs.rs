@@ -577,3 +577,65 @@ fn streaming_stats_end_with_the_containers() {
     assert!(text.lines().any(|l| l == "brief 1"), "{text:?}");
     assert_eq!(text.lines().last(), Some("brief 0"), "{text:?}");
 }
+
+/// `rename` and `run --name` racing for one name: exactly one gets it, every round, and the
+/// names `ps` shows stay unique.
+#[test]
+fn rename_and_run_race_for_a_name() {
+    require_root();
+    let work = tmp();
+    let home = work.path().join("home");
+    let _cleanup = RemoveContainers(&home);
+    let rootfs = work.path().join("rootfs.tar");
+    fixtures::write_busybox_rootfs_tar(&rootfs).expect("rootfs tar");
+    run(hoist(&home)
+        .args(["import", "--change", r#"CMD ["sh"]"#])
+        .arg(&rootfs)
+        .arg("busybox"));
+    for round in 0..4 {
+        let src = format!("src{round}");
+        let prize = format!("prize{round}");
+        run(hoist(&home).args([
+            "run",
+            "--network",
+            "none",
+            "--name",
+            &src,
+            "busybox",
+            "true",
+        ]));
+        let (renamed, ran) = std::thread::scope(|s| {
+            let r = s.spawn(|| outcome(hoist(&home).args(["rename", &src, &prize])));
+            let n = s.spawn(|| {
+                outcome(hoist(&home).args([
+                    "run",
+                    "--network",
+                    "none",
+                    "--name",
+                    &prize,
+                    "busybox",
+                    "true",
+                ]))
+            });
+            (r.join().unwrap(), n.join().unwrap())
+        });
+        let wins = [renamed.code, ran.code]
+            .iter()
+            .filter(|c| **c == Some(0))
+            .count();
+        assert_eq!(wins, 1, "round {round}: rename {renamed:?}, run {ran:?}");
+        let loser = if renamed.code == Some(0) {
+            &ran
+        } else {
+            &renamed
+        };
+        assert!(loser.stderr.contains("is already in use"), "{loser:?}");
+        let names = run(hoist(&home).args(["ps", "-a", "--format", "{{.Names}}"]));
+        let mut v: Vec<&str> = names.lines().collect();
+        let n = v.len();
+        v.sort_unstable();
+        v.dedup();
+        assert_eq!(v.len(), n, "duplicate names: {names}");
+        assert_eq!(v.iter().filter(|x| **x == prize).count(), 1, "{names}");
+    }
+}
