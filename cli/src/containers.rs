@@ -68,6 +68,8 @@ pub enum ContainerGroup {
     Stop(StopArgs),
     /// Fetch the logs of a container
     Logs(LogsArgs),
+    #[command(flatten)]
+    Procs(crate::procs::ProcsCommand),
 }
 
 #[derive(Args)]
@@ -285,6 +287,7 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
             print_out(&format!("{code}\n"))
         }),
         ContainerCommand::Rm(a) | ContainerCommand::Container(ContainerGroup::Rm(a)) => rm(a),
+        ContainerCommand::Container(ContainerGroup::Procs(c)) => crate::procs::run(c),
         ContainerCommand::Diff(a) => diff(a),
         ContainerCommand::Commit(a) => commit(a),
         ContainerCommand::Container(ContainerGroup::Prune(a)) => prune(a),

@@ -16,7 +16,7 @@ pub fn human_size(bytes: u64, precision: usize) -> String {
 }
 
 /// Go's `%.*g` for values in `[0, 1000)`.
-fn format_g(v: f64, precision: usize) -> String {
+pub(crate) fn format_g(v: f64, precision: usize) -> String {
     if v == 0.0 {
         return "0".to_owned();
     }

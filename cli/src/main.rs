@@ -13,9 +13,11 @@ mod images_format;
 mod layer_gc;
 mod layer_sizes;
 mod listing;
+mod procs;
 mod run;
 mod run_flags;
 mod serve;
+mod stats;
 mod sysinfo;
 mod transfer;
 mod transfer_progress;
@@ -67,6 +69,8 @@ enum Command {
     #[command(flatten)]
     Containers(containers::ContainerCommand),
     #[command(flatten)]
+    Procs(procs::ProcsCommand),
+    #[command(flatten)]
     Volumes(volumes::VolumeCommand),
     /// Verify an image: manifest, config, layer blobs and unpacked layers
     Verify(verify::VerifyArgs),
@@ -84,6 +88,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Attach(args) => attach::attach_cmd(args),
         Command::Supervise(args) => run::supervise(args),
         Command::Containers(cmd) => containers::run(cmd),
+        Command::Procs(cmd) => procs::run(cmd),
         Command::Volumes(cmd) => volumes::run(cmd),
         Command::Verify(args) => verify::run(args),
     }

@@ -20,6 +20,7 @@
 
 pub mod attach;
 pub mod logs;
+mod rename;
 mod supervise;
 
 use std::collections::{BTreeMap, HashSet};
@@ -31,6 +32,7 @@ use serde_json::Value;
 
 use crate::spec::{BindMount, RunOptions};
 
+pub use rename::RenameError;
 pub use supervise::{
     Attach, ExecOptions, RawMode, RunError, Supervisor, exec, forwarded, write_etc_files,
 };
@@ -558,6 +560,19 @@ pub fn random_name(attempt: u32) -> String {
     }
 }
 
+/// How long a name reserved for a container whose config does not exist yet stays taken: the
+/// time `run` takes from reserving the name to writing the config, with a wide margin (a name
+/// left by a `run` killed in between is free again after it).
+const RESERVATION_GRACE: Duration = Duration::from_secs(60);
+
+/// How long ago a symlink itself was made.
+fn link_age(path: &Path) -> Option<Duration> {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|t| t.elapsed().unwrap_or_default())
+}
+
 /// The containers of one hoist home.
 #[derive(Debug, Clone)]
 pub struct ContainerStore {
@@ -605,8 +620,14 @@ impl ContainerStore {
                         let owner = std::fs::read_link(self.names_dir().join(&n))
                             .map(|p| p.to_string_lossy().into_owned())
                             .unwrap_or_default();
-                        // A name left by a container whose directory is gone is free again.
-                        if !owner.is_empty() && !self.root.join(&owner).join(CONFIG).exists() {
+                        // A name left by a container whose directory is gone is free again;
+                        // one reserved moments ago is a `run --name` (or rename) that has not
+                        // written its config yet, and stays taken.
+                        if !owner.is_empty()
+                            && !self.root.join(&owner).join(CONFIG).exists()
+                            && link_age(&self.names_dir().join(&n))
+                                .is_some_and(|age| age > RESERVATION_GRACE)
+                        {
                             let _ = std::fs::remove_file(self.names_dir().join(&n));
                             continue;
                         }
@@ -905,6 +926,10 @@ impl ContainerStore {
             return Err(ContainerError::Running(c.name().to_owned()));
         }
         unmount_all(&c.rootfs())?;
+        // The name as recorded now: `c` may predate a rename.
+        let name = self
+            .read_json::<ContainerConfig>(&c.dir.join(CONFIG))
+            .map_or_else(|_| c.name().to_owned(), |cfg| cfg.name);
         let gone = self.root.join(format!(".rm-{}", c.id()));
         match std::fs::rename(&c.dir, &gone) {
             // Another remover (`rm -f` against `--rm`) was first.
@@ -913,7 +938,7 @@ impl ContainerStore {
             }
             r => r.map_err(ioe(format!("removing {}", c.dir.display())))?,
         }
-        let link = self.names_dir().join(c.name());
+        let link = self.names_dir().join(&name);
         if std::fs::read_link(&link).is_ok_and(|t| t == Path::new(c.id())) {
             let _ = std::fs::remove_file(&link);
         }

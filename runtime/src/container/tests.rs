@@ -2,7 +2,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 
-fn config(id: &str, name: &str) -> ContainerConfig {
+pub(super) fn config(id: &str, name: &str) -> ContainerConfig {
     ContainerConfig {
         labels: Default::default(),
         id: id.to_owned(),

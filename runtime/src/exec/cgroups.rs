@@ -1,4 +1,5 @@
-//! cgroups of a container: v1 (memory, cpu, pids, devices, freezer hierarchies under /sys/fs/cgroup/<ctrl>) or v2
+//! cgroups of a container: v1 (memory, cpu, cpuacct, blkio, pids, devices, freezer hierarchies
+//! under /sys/fs/cgroup/<ctrl>; cpuacct and blkio only for `hoist stats`' accounting) or v2
 //! (/sys/fs/cgroup is cgroup2), at `linux.cgroupsPath` (default `hoist/<id>`).
 
 use std::io;
@@ -9,7 +10,9 @@ use oci_spec::runtime::LinuxResources;
 use super::ExecError;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "pids", "devices", "freezer"];
+const V1_CONTROLLERS: [&str; 7] = [
+    "memory", "cpu", "cpuacct", "blkio", "pids", "devices", "freezer",
+];
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// Device rules added after `linux.resources.devices` (v1): null, zero, full, random, urandom,
 /// tty, console, ptmx, pty slaves, and mknod of any char/block node (opening stays denied).
