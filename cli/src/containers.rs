@@ -68,6 +68,8 @@ pub enum ContainerGroup {
     Stop(StopArgs),
     /// Fetch the logs of a container
     Logs(LogsArgs),
+    #[command(flatten)]
+    Cp(crate::cp::CpCommand),
 }
 
 #[derive(Args)]
@@ -285,6 +287,7 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Diff(a) => diff(a),
         ContainerCommand::Commit(a) => commit(a),
         ContainerCommand::Container(ContainerGroup::Prune(a)) => prune(a),
+        ContainerCommand::Container(ContainerGroup::Cp(c)) => crate::cp::run(c),
         ContainerCommand::Container(ContainerGroup::Inspect(a)) => {
             let (_, store, _) = open()?;
             let mut out = Vec::new();

@@ -4,6 +4,7 @@
 mod admin;
 mod build;
 mod containers;
+mod cp;
 mod filter;
 mod format;
 mod home;
@@ -58,6 +59,8 @@ enum Command {
     #[command(flatten)]
     Containers(containers::ContainerCommand),
     #[command(flatten)]
+    Cp(cp::CpCommand),
+    #[command(flatten)]
     Volumes(volumes::VolumeCommand),
     /// Verify an image: manifest, config, layer blobs and unpacked layers
     Verify(verify::VerifyArgs),
@@ -73,6 +76,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run::run(*args),
         Command::Supervise(args) => run::supervise(args),
         Command::Containers(cmd) => containers::run(cmd),
+        Command::Cp(cmd) => cp::run(cmd),
         Command::Volumes(cmd) => volumes::run(cmd),
         Command::Verify(args) => verify::run(args),
     }
