@@ -250,17 +250,41 @@ mod nix_lock {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// Waits for the lock.
+    pub fn lock(path: &Path) -> std::io::Result<Lock> {
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+        Ok(Lock(f))
+    }
 }
 
 impl ContainerFs {
     fn open(store: &ContainerStore, name: &str) -> Result<ContainerFs> {
         let c = store.get(name)?;
         let lock_path = c.dir.join("supervisor.lock");
-        let lock = nix_lock::try_lock(&lock_path)
+        let mut lock = nix_lock::try_lock(&lock_path)
             .with_context(|| format!("locking {}", lock_path.display()))?;
+        if lock.is_none() && !c.state.running() {
+            // Another copy holds a stopped container's filesystem: wait for it.
+            lock = Some(
+                nix_lock::lock(&lock_path)
+                    .with_context(|| format!("locking {}", lock_path.display()))?,
+            );
+        }
         let (root, mounted, sync_copy) = match lock {
             None => {
-                // Running: the supervisor's mount of the rootfs.
+                // Running: the supervisor's mount of the rootfs (or its copy, where overlay
+                // is unavailable: the runtime marks a complete copy in the work dir).
+                if !hoist_runtime::container::is_mount_point(&c.rootfs())
+                    && !c.work().join("hoist-copy-complete").exists()
+                {
+                    bail!("the filesystem of the running container {name} is not mounted");
+                }
                 let root = Root::open(&c.rootfs())
                     .with_context(|| format!("opening the filesystem of {name}"))?;
                 (root, None, false)
@@ -329,24 +353,39 @@ impl ContainerFs {
     }
 
     /// The container path `abs` resolves to, every symlink followed (docker's
-    /// `GetResourcePath`, as an absolute path inside the container): a missing last part is
-    /// kept as it is.
+    /// `GetResourcePath`, as an absolute path inside the container), a dangling one's target
+    /// included: a missing last part is kept as it is.
     fn resolve(&self, abs: &str) -> io::Result<String> {
-        match self.root.open_in(abs, OFlags::PATH) {
-            Ok(fd) => self.path_of(&fd),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let c = clean(abs);
-                let (d, b) = (dir(&c), base(&c));
-                let fd = self.root.open_in(&d, OFlags::PATH)?;
-                let p = self.path_of(&fd)?;
-                Ok(if p == "/" {
-                    format!("/{b}")
-                } else {
-                    format!("{p}/{b}")
-                })
+        let mut path = clean(abs);
+        for _ in 0..40 {
+            match self.root.open_in(&path, OFlags::PATH) {
+                Ok(fd) => return self.path_of(&fd),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
+            let (d, b) = (dir(&path), base(&path));
+            let pfd = self.root.open_dir(&d)?;
+            let p = self.path_of(&pfd)?;
+            let joined = if p == "/" {
+                format!("/{b}")
+            } else {
+                format!("{p}/{b}")
+            };
+            match confined::read_link_at(&pfd, b.as_bytes()) {
+                Ok(t) => {
+                    let t = t.to_string_lossy();
+                    path = if t.starts_with('/') {
+                        clean(&t)
+                    } else {
+                        clean(&format!("{p}/{t}"))
+                    };
+                }
+                Err(_) => return Ok(joined),
+            }
         }
+        Err(io::Error::other(format!(
+            "{abs}: too many levels of symbolic links"
+        )))
     }
 
     /// The path inside the container of a descriptor opened in it.
@@ -407,7 +446,7 @@ struct TarWriter<'a, W: Write> {
     out: tar::Builder<W>,
     opts: &'a TarOpts,
     seen: HashMap<(u64, u64), String>,
-    check: Option<&'a mut dyn FnMut(&str, bool) -> Result<()>>,
+    check: Option<&'a mut dyn FnMut(&str, tar::EntryType, Option<&[u8]>) -> Result<()>>,
 }
 
 impl<'a, W: Write> TarWriter<'a, W> {
@@ -450,7 +489,7 @@ impl<'a, W: Write> TarWriter<'a, W> {
                 let fd = rustix::fs::openat(
                     dir,
                     OsStr::from_bytes(name),
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
                     Mode::empty(),
                 )
                 .map_err(ioe)
@@ -564,7 +603,7 @@ impl<'a, W: Write> TarWriter<'a, W> {
     ) -> Result<()> {
         let name = self.name(tar_name);
         if let Some(check) = self.check.as_mut() {
-            check(&name, h.entry_type() == tar::EntryType::Directory)?;
+            check(&name, h.entry_type(), link)?;
         }
         let mut pax: Vec<(&str, &[u8])> = xattrs.to_vec();
         {
@@ -636,14 +675,37 @@ fn write_source<W: Write>(
     }
 }
 
-/// docker's `NoOverwriteDirNonDir` check of an entry against what `dest` holds: symlinks on the
-/// way resolve inside `dest` (as the unpacker resolves them), the entry itself is not followed.
-fn no_overwrite_check(dest: &Root, shown_dest: &str, name: &str, is_dir: bool) -> Result<()> {
+/// What docker's extraction refuses of an entry, checked before it is written: a directory
+/// replaced by a non-directory or the other way (`NoOverwriteDirNonDir`; symlinks on the way
+/// resolve inside `dest`, as the unpacker resolves them, the entry itself is not followed), and
+/// a symlink whose target, taken from its directory, leaves the extraction directory.
+fn entry_check(
+    dest: &Root,
+    shown_dest: &str,
+    name: &str,
+    kind: tar::EntryType,
+    link: Option<&[u8]>,
+) -> Result<()> {
     let c = clean(name);
     let rel = c.trim_start_matches('/');
     if rel.is_empty() || rel == "." {
         return Ok(());
     }
+    let path = if shown_dest == "/" {
+        format!("/{rel}")
+    } else {
+        format!("{shown_dest}/{rel}")
+    };
+    if kind == tar::EntryType::Symlink
+        && let Some(t) = link
+    {
+        let t = String::from_utf8_lossy(t);
+        let target = clean(&format!("{}/{t}", dir(&path)));
+        if !target.starts_with(shown_dest) {
+            bail!("invalid symlink {path:?} -> {t:?}");
+        }
+    }
+    let is_dir = kind == tar::EntryType::Directory;
     let (d, b) = (dir(rel), base(rel));
     let Ok(parent) = dest.open_dir(&d) else {
         return Ok(());
@@ -652,11 +714,6 @@ fn no_overwrite_check(dest: &Root, shown_dest: &str, name: &str, is_dir: bool) -
         return Ok(());
     };
     let existing_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-    let path = if shown_dest == "/" {
-        format!("/{rel}")
-    } else {
-        format!("{shown_dest}/{rel}")
-    };
     if existing_dir && !is_dir {
         bail!("cannot overwrite directory {path:?} with non-directory {shown_dest:?}");
     }
@@ -822,7 +879,7 @@ fn copy_from(fs: &ContainerFs, src: &str, dest: &str, follow: bool) -> Result<()
             let target = rustix::io::dup(dest_root.fd()).map_err(ioe)?;
             pipe_into(target, chown, |pw| {
                 let mut check =
-                    |n: &str, is_dir: bool| no_overwrite_check(&check_root, &into, n, is_dir);
+                    |n: &str, k: tar::EntryType, l: Option<&[u8]>| entry_check(&check_root, &into, n, k, l);
                 let mut w = TarWriter::new(io::BufWriter::with_capacity(256 * 1024, pw), &opts);
                 w.check = Some(&mut check);
                 write_source(&mut w, &dir_fd, name.as_deref(), &daemon_name)?;
@@ -961,7 +1018,7 @@ fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool)
             let ft = FileType::from_raw_mode(s.st_mode);
             if matches!(ft, FileType::BlockDevice | FileType::CharacterDevice) {
                 bail!(
-                    "destination \"{}:{dest}\": got a device: must be a directory or a regular file",
+                    "destination \"{}:{dest}\" must be a directory or a regular file: got a device",
                     fs.name
                 );
             }
@@ -1019,8 +1076,7 @@ fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool)
     let check_root = Root::from_fd(rustix::io::dup(&into).map_err(ioe)?, PathBuf::from(&shown));
     let root_user = rustix::process::geteuid().is_root();
     pipe_into(into, root_user, |pw| {
-        let mut check = |n: &str, is_dir: bool| no_overwrite_check(&check_root, &shown, n, is_dir);
-        check_symlinks_inside(&host_dir, name.as_deref(), &tar_name, &opts, &shown)?;
+        let mut check = |n: &str, k: tar::EntryType, l: Option<&[u8]>| entry_check(&check_root, &shown, n, k, l);
         let mut w = TarWriter::new(io::BufWriter::with_capacity(256 * 1024, pw), &opts);
         w.check = Some(&mut check);
         write_source(&mut w, &host_dir, name.as_deref(), &tar_name)?;
@@ -1029,85 +1085,20 @@ fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool)
     })
 }
 
-/// docker refuses, while extracting into a container, a symlink whose target (taken relative
-/// to its directory) leaves the extraction directory: `invalid symlink "/d/up" -> "../../x"`.
-/// Checked over the whole source before anything is written.
-fn check_symlinks_inside(
-    dir: &OwnedFd,
-    name: Option<&[u8]>,
-    tar_name: &str,
-    opts: &TarOpts,
-    shown: &str,
-) -> Result<()> {
-    struct Walk<'a> {
-        opts: &'a TarOpts,
-        shown: &'a str,
-    }
-    impl Walk<'_> {
-        fn name(&self, n: &str) -> String {
-            let mut n = n.to_owned();
-            for (old, new) in &self.opts.rebase {
-                n = if old.is_empty() {
-                    format!("{new}{n}")
-                } else {
-                    replace_first(&n, old, new)
-                };
-            }
-            n
-        }
-        fn at(&self, dir: &OwnedFd, name: &[u8], tar_name: &str) -> Result<()> {
-            let st = confined::lstat_at(dir, name)?;
-            match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => {
-                    let fd =
-                        rustix::fs::openat(dir, OsStr::from_bytes(name), DIR_FLAGS, Mode::empty())
-                            .map_err(ioe)?;
-                    self.children(&fd, tar_name)
-                }
-                FileType::Symlink => {
-                    let t = confined::read_link_at(dir, name)?;
-                    let t = t.to_string_lossy();
-                    let entry = clean(&format!("/{}", self.name(tar_name)));
-                    let target = clean(&format!("{}/{t}", dir_of(&entry)));
-                    if target.starts_with("/..")
-                        || (target != "/" && clean(&target).starts_with("../"))
-                    {
-                        let shown_entry = clean(&format!("{}/{entry}", self.shown));
-                        bail!("invalid symlink {shown_entry:?} -> {t:?}");
-                    }
-                    Ok(())
-                }
-                _ => Ok(()),
-            }
-        }
-        fn children(&self, fd: &OwnedFd, prefix: &str) -> Result<()> {
-            for n in confined::list(fd)? {
-                self.at(fd, &n, &format!("{prefix}/{}", String::from_utf8_lossy(&n)))?;
-            }
-            Ok(())
-        }
-    }
-    fn dir_of(p: &str) -> String {
-        dir(p)
-    }
-    let w = Walk { opts, shown };
-    match name {
-        Some(n) => w.at(dir, n, tar_name),
-        None => w.children(dir, tar_name),
-    }
-}
-
 /// The directory of the container an archive is extracted into: every symlink followed inside
 /// the root (docker's `GetResourcePath` of the last element too).
 fn extraction_point(fs: &ContainerFs, path: &str) -> Result<OwnedFd> {
     let abs = container_abs(path);
-    match fs.root.open_in(&abs, OFlags::RDONLY) {
+    // O_PATH first: opening a fifo planted there for reading would block.
+    match fs.root.open_in(&abs, OFlags::PATH) {
         Ok(fd) => {
             let st = rustix::fs::fstat(&fd).map_err(ioe)?;
             if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
                 bail!("extraction point is not a directory");
             }
-            Ok(fd)
+            fs.root
+                .open_dir(&abs)
+                .map_err(|e| path_error("open", &abs, &e))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(fs.not_found(path)),
         Err(e) if e.raw_os_error() == Some(libc_enotdir()) => {
@@ -1194,8 +1185,14 @@ fn host_source(path: &str, follow: bool) -> Result<(String, String)> {
         return Ok(rebase_name(path, &r));
     }
     let (d, b) = split(path);
-    let rd = std::fs::canonicalize(if d.is_empty() { "." } else { d })
-        .map_err(|e| path_error("lstat", &clean(d), &e))?;
+    let rd = std::fs::canonicalize(if d.is_empty() { "." } else { d }).map_err(|e| {
+        // Go's EvalSymlinks says only this of a file with a `/` after it.
+        if e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) {
+            anyhow!("not a directory")
+        } else {
+            path_error("lstat", &clean(d), &e)
+        }
+    })?;
     let rd = rd.to_string_lossy().into_owned();
     let resolved = if rd == "/" {
         format!("/{b}")
@@ -1232,8 +1229,14 @@ fn extract_stdin(into: OwnedFd, shown: &str, owner: Option<(u32, u32)>) -> Resul
             for e in entries {
                 let mut e = e.context("reading the archive")?;
                 let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
-                let is_dir = e.header().entry_type() == tar::EntryType::Directory;
-                no_overwrite_check(&check_root, &shown, &name, is_dir)?;
+                let link = e.link_name_bytes().map(|l| l.into_owned());
+                entry_check(
+                    &check_root,
+                    &shown,
+                    &name,
+                    e.header().entry_type(),
+                    link.as_deref(),
+                )?;
                 io::copy(&mut e, &mut io::sink()).context("reading the archive")?;
                 // This entry's headers and data go to the unpacker.
                 let b = std::mem::take(&mut *buf.borrow_mut());
@@ -1274,7 +1277,7 @@ fn export(a: ExportArgs) -> Result<()> {
     let (store, _) = crate::run::stores(&home)?;
     let fs = ContainerFs::open(&store, &a.container)?;
     let opts = TarOpts {
-        rebase: vec![(String::new(), String::new())],
+        rebase: Vec::new(),
         owner: None,
     };
     let root = fs
