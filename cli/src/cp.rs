@@ -26,7 +26,7 @@ use hoist_runtime::confined::{self, DIR_FLAGS, Root};
 use hoist_runtime::container::{Container, ContainerStore};
 use hoist_runtime::rootfs::{Rootfs, RootfsKind};
 use hoist_runtime::unpack::{UnpackOptions, Whiteouts, unpack_layer_at};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::fs::{FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use crate::home;
@@ -276,7 +276,7 @@ impl ContainerFs {
                     .with_context(|| format!("locking {}", lock_path.display()))?,
             );
         }
-        let (root, mounted, sync_copy) = match lock {
+        let (root, mounted, sync_copy) = match &lock {
             None => {
                 // Running: the supervisor's mount of the rootfs (or its copy, where overlay
                 // is unavailable: the runtime marks a complete copy in the work dir).
@@ -414,11 +414,8 @@ impl ContainerFs {
 /// with it.
 fn private_mount_namespace() -> Result<()> {
     use rustix::mount::{MountPropagationFlags, mount_change};
-    use rustix::thread::UnshareFlags;
-    // SAFETY: only the mount namespace (and the filesystem attributes it implies) is unshared;
-    // no file descriptor table is, so every descriptor stays valid in every thread.
-    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
-        .map_err(ioe)
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))
         .context("a private mount namespace (root is needed)")?;
     mount_change(
         "/",
@@ -439,6 +436,9 @@ struct TarOpts {
     owner: Option<(u32, u32)>,
 }
 
+/// What is checked of each entry (its final name, type, link target) before it is written.
+type EntryCheck<'a> = dyn FnMut(&str, tar::EntryType, Option<&[u8]>) -> Result<()> + 'a;
+
 /// Writes a tree as docker's `TarWithOptions` does: names sorted in each directory,
 /// directories with a trailing `/`, hard links (a file with several links seen before) as
 /// links, sockets left out, numeric owners, `security.capability` kept.
@@ -446,7 +446,8 @@ struct TarWriter<'a, W: Write> {
     out: tar::Builder<W>,
     opts: &'a TarOpts,
     seen: HashMap<(u64, u64), String>,
-    check: Option<&'a mut dyn FnMut(&str, tar::EntryType, Option<&[u8]>) -> Result<()>>,
+    names: Names,
+    check: Option<&'a mut EntryCheck<'a>>,
 }
 
 impl<'a, W: Write> TarWriter<'a, W> {
@@ -457,6 +458,7 @@ impl<'a, W: Write> TarWriter<'a, W> {
             out: b,
             opts,
             seen: HashMap::new(),
+            names: Names::default(),
             check: None,
         }
     }
@@ -582,10 +584,17 @@ impl<'a, W: Write> TarWriter<'a, W> {
     fn header(&self, st: &Stat, kind: tar::EntryType) -> tar::Header {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(kind);
-        h.set_mode(st.st_mode & 0o7777);
+        // Go's archive/tar keeps the file type bits in the mode (040755, 0100644, ...).
+        h.set_mode(st.st_mode & 0o177_777);
         let (uid, gid) = self.opts.owner.unwrap_or((st.st_uid, st.st_gid));
         h.set_uid(u64::from(uid));
         h.set_gid(u64::from(gid));
+        if let Some(n) = self.names.users.get(&uid) {
+            let _ = h.set_username(n);
+        }
+        if let Some(n) = self.names.groups.get(&gid) {
+            let _ = h.set_groupname(n);
+        }
         h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
         h.set_size(0);
         h
@@ -656,6 +665,46 @@ impl<'a, W: Write> TarWriter<'a, W> {
     fn finish(mut self) -> Result<W> {
         self.out.finish()?;
         Ok(self.out.into_inner()?)
+    }
+}
+
+/// User and group names by id, for the archive headers. docker's daemon writes a container's
+/// archives chrooted into it, so their names come from the container's `/etc/passwd` and
+/// `/etc/group`; its client names the host's files from the host's.
+#[derive(Default)]
+struct Names {
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+impl Names {
+    fn parse(passwd: &str, group: &str) -> Names {
+        let read = |text: &str| {
+            let mut m = HashMap::new();
+            for l in text.lines() {
+                let f: Vec<&str> = l.split(':').collect();
+                if f.len() >= 3
+                    && let Ok(id) = f[2].parse::<u32>()
+                {
+                    m.entry(id).or_insert_with(|| f[0].to_owned());
+                }
+            }
+            m
+        };
+        Names {
+            users: read(passwd),
+            groups: read(group),
+        }
+    }
+
+    fn host() -> Names {
+        let r = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        Names::parse(&r("/etc/passwd"), &r("/etc/group"))
+    }
+
+    fn of(root: &Root) -> Names {
+        let r = |p: &str| root.read_to_string(p, 4 << 20).unwrap_or_default();
+        Names::parse(&r("/etc/passwd"), &r("/etc/group"))
     }
 }
 
@@ -838,7 +887,7 @@ fn copy_from(fs: &ContainerFs, src: &str, dest: &str, follow: bool) -> Result<()
         let (_, mut src_base) = split_dir_entry(&src);
         if !rebase.is_empty() {
             renames.push((src_base.clone(), rebase.clone()));
-            src_base = rebase.clone();
+            src_base = rebase;
         }
         let info = destination_info(&dest)?;
         let (ddir, dbase) = split_dir_entry(&info.path);
@@ -865,6 +914,7 @@ fn copy_from(fs: &ContainerFs, src: &str, dest: &str, follow: bool) -> Result<()
         None => {
             let stdout = io::stdout().lock();
             let mut w = TarWriter::new(io::BufWriter::with_capacity(256 * 1024, stdout), &opts);
+            w.names = Names::of(&fs.root);
             write_source(&mut w, &dir_fd, name.as_deref(), &daemon_name)?;
             w.finish()?.flush().context("writing to stdout")?;
             Ok(())
@@ -878,9 +928,11 @@ fn copy_from(fs: &ContainerFs, src: &str, dest: &str, follow: bool) -> Result<()
             );
             let target = rustix::io::dup(dest_root.fd()).map_err(ioe)?;
             pipe_into(target, chown, |pw| {
-                let mut check =
-                    |n: &str, k: tar::EntryType, l: Option<&[u8]>| entry_check(&check_root, &into, n, k, l);
+                let mut check = |n: &str, k: tar::EntryType, l: Option<&[u8]>| {
+                    entry_check(&check_root, &into, n, k, l)
+                };
                 let mut w = TarWriter::new(io::BufWriter::with_capacity(256 * 1024, pw), &opts);
+                w.names = Names::of(&fs.root);
                 w.check = Some(&mut check);
                 write_source(&mut w, &dir_fd, name.as_deref(), &daemon_name)?;
                 w.finish()?.flush()?;
@@ -1068,7 +1120,7 @@ fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool)
     let host = Root::open(Path::new(&sdir)).map_err(|e| path_error("open", &sdir, &e))?;
     let host_dir = rustix::io::dup(host.fd()).map_err(ioe)?;
     let name = (sbase != "." && sbase != "/").then(|| sbase.clone().into_bytes());
-    let tar_name = sbase.clone();
+    let tar_name = sbase;
     let opts = TarOpts {
         rebase: renames,
         owner,
@@ -1076,8 +1128,11 @@ fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool)
     let check_root = Root::from_fd(rustix::io::dup(&into).map_err(ioe)?, PathBuf::from(&shown));
     let root_user = rustix::process::geteuid().is_root();
     pipe_into(into, root_user, |pw| {
-        let mut check = |n: &str, k: tar::EntryType, l: Option<&[u8]>| entry_check(&check_root, &shown, n, k, l);
+        let mut check = |n: &str, k: tar::EntryType, l: Option<&[u8]>| {
+            entry_check(&check_root, &shown, n, k, l)
+        };
         let mut w = TarWriter::new(io::BufWriter::with_capacity(256 * 1024, pw), &opts);
+        w.names = Names::host();
         w.check = Some(&mut check);
         write_source(&mut w, &host_dir, name.as_deref(), &tar_name)?;
         w.finish()?.flush()?;
@@ -1292,6 +1347,7 @@ fn export(a: ExportArgs) -> Result<()> {
             None => Box::new(io::stdout().lock()),
         };
         let mut w = TarWriter::new(io::BufWriter::with_capacity(256 * 1024, out), &opts);
+        w.names = Names::of(&fs.root);
         w.export_children(&root)?;
         w.finish()?.flush().context("writing the archive")?;
         Ok(())
