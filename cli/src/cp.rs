@@ -264,7 +264,9 @@ mod nix_lock {
 }
 
 impl ContainerFs {
-    fn open(store: &ContainerStore, name: &str) -> Result<ContainerFs> {
+    /// `volumes`: with the container's volumes and binds at their places (`cp`), or the rootfs
+    /// alone (`export`, as docker's).
+    fn open(store: &ContainerStore, name: &str, volumes: bool) -> Result<ContainerFs> {
         let c = store.get(name)?;
         let lock_path = c.dir.join("supervisor.lock");
         let mut lock = nix_lock::try_lock(&lock_path)
@@ -285,6 +287,11 @@ impl ContainerFs {
                 {
                     bail!("the filesystem of the running container {name} is not mounted");
                 }
+                if volumes && !c.config.mounts.is_empty() {
+                    private_mount_namespace().with_context(|| {
+                        format!("mounting the volumes of the running container {name}")
+                    })?;
+                }
                 let root = Root::open(&c.rootfs())
                     .with_context(|| format!("opening the filesystem of {name}"))?;
                 (root, None, false)
@@ -301,6 +308,9 @@ impl ContainerFs {
                 (root, Some(fs), copy)
             }
         };
+        if volumes {
+            mount_volumes(&c, &root).with_context(|| format!("mounting the volumes of {name}"))?;
+        }
         Ok(ContainerFs {
             root,
             name: name.to_owned(),
@@ -407,6 +417,42 @@ impl ContainerFs {
     fn not_found(&self, path: &str) -> anyhow::Error {
         anyhow!("could not find the file {path} in container {}", self.name)
     }
+}
+
+/// The container's volumes and binds, bind-mounted (in this process's own mount namespace) at
+/// their destinations inside `root`, as docker mounts them for a copy: what is copied into or
+/// out of a volume's path is the volume's. Each destination is resolved inside the root and
+/// mounted on through its descriptor; one that does not exist (a container never started) is
+/// left out.
+fn mount_volumes(c: &Container, root: &Root) -> Result<()> {
+    let mut mounts: Vec<_> = c.config.mounts.iter().collect();
+    mounts.sort_by_key(|m| m.destination.matches('/').count());
+    for m in mounts {
+        let Ok(fd) = root.open_in(&m.destination, OFlags::PATH) else {
+            continue;
+        };
+        let at = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        rustix::mount::mount_bind(&m.source, &at)
+            .map_err(ioe)
+            .with_context(|| format!("binding {} at {}", m.source.display(), m.destination))?;
+    }
+    Ok(())
+}
+
+/// The read-only volume or bind of the container whose destination holds `path`, if any; and
+/// whether `path` is in a volume at all.
+fn volume_of<'a>(
+    c: &'a Container,
+    path: &str,
+) -> Option<&'a hoist_runtime::container::MountRecord> {
+    c.config
+        .mounts
+        .iter()
+        .filter(|m| {
+            let d = clean(&m.destination);
+            path == d || path.starts_with(&format!("{}/", d.trim_end_matches('/')))
+        })
+        .max_by_key(|m| m.destination.len())
 }
 
 /// Moves this thread (and the threads it starts) into a mount namespace of its own whose
@@ -815,13 +861,13 @@ fn cp(a: CpArgs) -> Result<()> {
     let (store, _) = crate::run::stores(&home)?;
     match (sc, dc) {
         (Some(c), None) => {
-            let fs = ContainerFs::open(&store, c)?;
+            let fs = ContainerFs::open(&store, c, true)?;
             let r = copy_from(&fs, sp, dp, a.follow_link);
             fs.close(false)?;
             r
         }
         (None, Some(c)) => {
-            let fs = ContainerFs::open(&store, c)?;
+            let fs = ContainerFs::open(&store, c, true)?;
             let r = copy_to(&fs, sp, dp, a.follow_link, a.archive);
             fs.close(true)?;
             r
@@ -1087,6 +1133,7 @@ fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool)
         }
         let into = extraction_point(fs, &info.path)?;
         let shown = fs.path_of(&into).unwrap_or_else(|_| info.path.clone());
+        check_read_only(fs, &shown)?;
         return extract_stdin(into, &shown, owner);
     }
     // The source on the host (docker's `CopyInfoSourcePath`).
@@ -1114,9 +1161,9 @@ fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool)
             old.clear();
         }
     }
-    check_read_only(fs)?;
     let into = extraction_point(fs, &extract_dir)?;
     let shown = fs.path_of(&into).unwrap_or(extract_dir);
+    check_read_only(fs, &shown)?;
     let host = Root::open(Path::new(&sdir)).map_err(|e| path_error("open", &sdir, &e))?;
     let host_dir = rustix::io::dup(host.fd()).map_err(ioe)?;
     let name = (sbase != "." && sbase != "/").then(|| sbase.clone().into_bytes());
@@ -1167,11 +1214,17 @@ fn libc_enotdir() -> i32 {
     Errno::NOTDIR.raw_os_error()
 }
 
-fn check_read_only(fs: &ContainerFs) -> Result<()> {
-    if fs.container.config.options.read_only {
-        bail!("container rootfs is marked read-only");
+/// docker's refusals of a write at `path` (inside the container): a read-only volume, or a
+/// read-only rootfs outside any volume.
+fn check_read_only(fs: &ContainerFs, path: &str) -> Result<()> {
+    match volume_of(&fs.container, path) {
+        Some(m) if m.read_only => bail!("mounted volume is marked read-only"),
+        Some(_) => Ok(()),
+        None if fs.container.config.options.read_only => {
+            bail!("container rootfs is marked read-only")
+        }
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `cp -a`: docker gives every entry the container's user (and its primary group) when the
@@ -1330,7 +1383,7 @@ fn export(a: ExportArgs) -> Result<()> {
     }
     let home = home::hoist_home()?;
     let (store, _) = crate::run::stores(&home)?;
-    let fs = ContainerFs::open(&store, &a.container)?;
+    let fs = ContainerFs::open(&store, &a.container, false)?;
     let opts = TarOpts {
         rebase: Vec::new(),
         owner: None,

@@ -44,7 +44,7 @@ echo hello > /data/file; echo inner > /data/dir/inner; echo deep > /data/dir/sub
 chmod 640 /data/dir/inner; chmod 4755 /data/dir/sub/deep; chown 1234:5678 /data/dir/sub/deep; \
 chown 42:43 /data/file; ln -s file /data/link; ln -s /data/dir /data/dirlink; \
 ln -s nowhere /data/dangling; ln /data/file /data/hard; echo x > /data/.wh.lit; \
-rm /bin/vi; find /data -exec touch -h -d '2020-09-13 12:26:40' {} +";
+echo v > /vol/inv; rm /bin/vi; find /data /vol -exec touch -h -d '2020-09-13 12:26:40' {} +";
 
 /// The host's side of every case: the same tree for docker and for hoist.
 fn host_fixture(d: &Path) {
@@ -265,6 +265,9 @@ struct Case {
     args: &'static [&'static str],
     running: bool,
     stdin: Option<fn() -> Vec<u8>>,
+    /// The container's tree to compare is `cp {C}:THIS -` (a volume, which an export leaves
+    /// out), not its export.
+    tree: Option<&'static str>,
 }
 
 const fn case(name: &'static str, args: &'static [&'static str]) -> Case {
@@ -273,6 +276,7 @@ const fn case(name: &'static str, args: &'static [&'static str]) -> Case {
         args,
         running: false,
         stdin: None,
+        tree: None,
     }
 }
 
@@ -282,6 +286,7 @@ const fn running(name: &'static str, args: &'static [&'static str]) -> Case {
         args,
         running: true,
         stdin: None,
+        tree: None,
     }
 }
 
@@ -412,20 +417,40 @@ const CASES: &[Case] = &[
         name: "to-stdin-tar",
         args: &["-", "{C}:/data/empty"],
         running: false,
+        tree: None,
         stdin: Some(stdin_tar),
     },
     Case {
         name: "to-stdin-not-dir",
         args: &["-", "{C}:/data/file"],
         running: false,
+        tree: None,
         stdin: Some(stdin_tar),
     },
     Case {
         name: "to-stdin-conflict",
         args: &["-", "{C}:/data"],
         running: false,
+        tree: None,
         stdin: Some(stdin_conflict_tar),
     },
+    // Volumes: the volume's files, not what the rootfs has under its mount point.
+    case("from-volume", &["{C}:/vol/inv", "{H}/"]),
+    Case {
+        name: "to-volume",
+        args: &["{H}/hdir", "{C}:/vol"],
+        running: false,
+        stdin: None,
+        tree: Some("/vol"),
+    },
+    Case {
+        name: "to-volume-running",
+        args: &["{H}/hfile", "{C}:/vol/x"],
+        running: true,
+        stdin: None,
+        tree: Some("/vol"),
+    },
+    case("to-read-only-volume", &["{H}/hfile", "{C}:/rovol"]),
     // Usage errors.
     case("no-container", &["{H}/a", "{H}/b"]),
     case("two-containers", &["{C}:/a", "{C}:/b"]),
@@ -468,7 +493,17 @@ fn containers(dockerd: &Dockerd, home: &Path, name: &str, running: bool) {
     } else {
         SETUP.to_owned()
     };
-    let mut args = vec!["run", "--network", "none", "--name", name];
+    let mut args = vec![
+        "run",
+        "--network",
+        "none",
+        "-v",
+        "/vol",
+        "-v",
+        "rovol:/rovol:ro",
+        "--name",
+        name,
+    ];
     if running {
         args.push("-d");
     }
@@ -601,7 +636,17 @@ fn cp_and_export_match_docker() {
                     |l| l.join("\n"),
                 )
             };
-            let tree = if to {
+            let tree = if let (true, Some(path)) = (to, c.tree) {
+                let mut x = if engine == "docker" {
+                    dockerd.docker()
+                } else {
+                    hoist(&home)
+                };
+                x.arg("cp").arg(format!("{ctr}:{path}")).arg("-");
+                let (ok, out, err) = run_io(x, None);
+                assert!(ok, "{}: cp {path} -: {err}", c.name);
+                tar_listing(&out).expect("a tar")
+            } else if to {
                 let mut x = if engine == "docker" {
                     dockerd.docker()
                 } else {
