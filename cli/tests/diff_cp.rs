@@ -53,6 +53,7 @@ fn host_fixture(d: &Path) {
         std::fs::create_dir_all(d.join(p)).unwrap();
     }
     w("hfile", "host file\n");
+    w("hdir/.wh.a", "a file, not a whiteout\n");
     w("hdir/a", "a\n");
     w("hdir/sub/b", "bb\n");
     w("existing_file", "old\n");
@@ -688,6 +689,14 @@ fn cp_and_export_match_docker() {
         }
     }
     assert!(CASES.len() >= 25);
+    // `container cp` is `cp`.
+    let group = |mut x: Command| {
+        x.args(["container", "cp", "src:/data/dir", "-"]);
+        let (ok, out, err) = run_io(x, None);
+        assert!(ok, "container cp: {err}");
+        tar_listing(&out).unwrap()
+    };
+    assert_eq!(group(dockerd.docker()), group(hoist(&home)), "container cp");
     let mut failures = Vec::new();
     for (n, why) in &differ {
         if !expected.contains_key(n) {
