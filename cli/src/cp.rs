@@ -51,7 +51,8 @@ pub struct CpArgs {
     /// Always follow symbol link in SRC_PATH
     #[arg(short = 'L', long)]
     follow_link: bool,
-    /// Suppress progress output during copy (there is none without a terminal)
+    /// Suppress progress output during copy. Progress output is automatically suppressed if
+    /// no terminal is attached
     #[arg(short, long)]
     quiet: bool,
     #[arg(value_name = "SRC")]
@@ -864,16 +865,53 @@ fn cp(a: CpArgs) -> Result<()> {
             let fs = ContainerFs::open(&store, c, true)?;
             let r = copy_from(&fs, sp, dp, a.follow_link);
             fs.close(false)?;
-            r
+            progress_done(a.quiet, r?);
+            Ok(())
         }
         (None, Some(c)) => {
             let fs = ContainerFs::open(&store, c, true)?;
             let r = copy_to(&fs, sp, dp, a.follow_link, a.archive);
             fs.close(true)?;
-            r
+            progress_done(a.quiet, r?);
+            Ok(())
         }
         (Some(_), Some(_)) => bail!("copying between containers is not supported"),
         (None, None) => bail!("must specify at least one container source"),
+    }
+}
+
+/// What a copy wrote (the archive's bytes) and where, for docker's last line.
+type Copied = Option<(u64, String)>;
+
+/// docker's `Successfully copied 2.05kB to DEST`, on a terminal only (docker's progress output
+/// is suppressed without one, and with `-q`).
+fn progress_done(quiet: bool, copied: Copied) {
+    if let Some((n, dest)) = copied
+        && !quiet
+        && rustix::termios::isatty(io::stderr())
+    {
+        eprintln!(
+            "Successfully copied {} to {dest}",
+            crate::images_format::human_size(n, 3)
+        );
+    }
+}
+
+/// Counts what goes through.
+struct Counter<W> {
+    inner: W,
+    n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<W: Write> Write for Counter<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.n
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -894,7 +932,7 @@ fn container_abs(p: &str) -> String {
 }
 
 /// `hoist cp CONTAINER:SRC DEST`.
-fn copy_from(fs: &ContainerFs, src: &str, dest: &str, follow: bool) -> Result<()> {
+fn copy_from(fs: &ContainerFs, src: &str, dest: &str, follow: bool) -> Result<Copied> {
     let dest = if dest == "-" {
         dest.to_owned()
     } else {
@@ -963,7 +1001,7 @@ fn copy_from(fs: &ContainerFs, src: &str, dest: &str, follow: bool) -> Result<()
             w.names = Names::of(&fs.root);
             write_source(&mut w, &dir_fd, name.as_deref(), &daemon_name)?;
             w.finish()?.flush().context("writing to stdout")?;
-            Ok(())
+            Ok(None)
         }
         Some(into) => {
             let dest_root =
@@ -973,7 +1011,10 @@ fn copy_from(fs: &ContainerFs, src: &str, dest: &str, follow: bool) -> Result<()
                 PathBuf::from(&into),
             );
             let target = rustix::io::dup(dest_root.fd()).map_err(ioe)?;
+            let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let n = count.clone();
             pipe_into(target, chown, |pw| {
+                let pw = Counter { inner: pw, n };
                 let mut check = |n: &str, k: tar::EntryType, l: Option<&[u8]>| {
                     entry_check(&check_root, &into, n, k, l)
                 };
@@ -983,7 +1024,11 @@ fn copy_from(fs: &ContainerFs, src: &str, dest: &str, follow: bool) -> Result<()
                 write_source(&mut w, &dir_fd, name.as_deref(), &daemon_name)?;
                 w.finish()?.flush()?;
                 Ok(())
-            })
+            })?;
+            Ok(Some((
+                count.load(std::sync::atomic::Ordering::Relaxed),
+                dest,
+            )))
         }
     }
 }
@@ -1090,7 +1135,7 @@ fn prepare_copy(
 }
 
 /// `hoist cp SRC CONTAINER:DEST`.
-fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool) -> Result<()> {
+fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool) -> Result<Copied> {
     let src = if src == "-" {
         src.to_owned()
     } else {
@@ -1134,7 +1179,7 @@ fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool)
         let into = extraction_point(fs, &info.path)?;
         let shown = fs.path_of(&into).unwrap_or_else(|_| info.path.clone());
         check_read_only(fs, &shown)?;
-        return extract_stdin(into, &shown, owner);
+        return extract_stdin(into, &shown, owner).map(|()| None);
     }
     // The source on the host (docker's `CopyInfoSourcePath`).
     let (resolved, rebase) = host_source(&src, follow)?;
@@ -1174,7 +1219,11 @@ fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool)
     };
     let check_root = Root::from_fd(rustix::io::dup(&into).map_err(ioe)?, PathBuf::from(&shown));
     let root_user = rustix::process::geteuid().is_root();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let n = count.clone();
+    let shown_dest = format!("{}:{}", fs.name, info.path);
     pipe_into(into, root_user, |pw| {
+        let pw = Counter { inner: pw, n };
         let mut check = |n: &str, k: tar::EntryType, l: Option<&[u8]>| {
             entry_check(&check_root, &shown, n, k, l)
         };
@@ -1184,7 +1233,11 @@ fn copy_to(fs: &ContainerFs, src: &str, dest: &str, follow: bool, archive: bool)
         write_source(&mut w, &host_dir, name.as_deref(), &tar_name)?;
         w.finish()?.flush()?;
         Ok(())
-    })
+    })?;
+    Ok(Some((
+        count.load(std::sync::atomic::Ordering::Relaxed),
+        shown_dest,
+    )))
 }
 
 /// The directory of the container an archive is extracted into: every symlink followed inside
