@@ -1372,9 +1372,6 @@ fn host_source(path: &str, follow: bool) -> Result<(String, String)> {
 /// is checked first as docker's daemon checks it (a directory never replaced by a
 /// non-directory, nor the other way), and passed on, byte for byte, only then.
 fn extract_stdin(into: OwnedFd, shown: &str, owner: Option<(u32, u32)>) -> Result<()> {
-    if owner.is_some() {
-        bail!("cp -a of a tar stream into a container with a user is not supported");
-    }
     let check_root = Root::from_fd(rustix::io::dup(&into).map_err(ioe)?, PathBuf::from(shown));
     let shown = shown.to_owned();
     let root_user = rustix::process::geteuid().is_root();
@@ -1389,6 +1386,20 @@ fn extract_stdin(into: OwnedFd, shown: &str, owner: Option<(u32, u32)>) -> Resul
             let entries = archive.entries().context("reading the archive")?;
             for e in entries {
                 let mut e = e.context("reading the archive")?;
+                if let Some((uid, gid)) = owner {
+                    // `cp -a` into a container with a user: every entry is the user's. The
+                    // entry's own header is the last block read so far; it is rewritten.
+                    let mut b = buf.borrow_mut();
+                    let n = b.len();
+                    if n < 512 || b[n - 512..] != e.header().as_bytes()[..] {
+                        bail!("reading the archive: an entry header could not be rewritten");
+                    }
+                    let mut h = e.header().clone();
+                    h.set_uid(u64::from(uid));
+                    h.set_gid(u64::from(gid));
+                    h.set_cksum();
+                    b[n - 512..].copy_from_slice(h.as_bytes());
+                }
                 let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
                 let link = e.link_name_bytes().map(|l| l.into_owned());
                 entry_check(

@@ -269,6 +269,8 @@ struct Case {
     /// The container's tree to compare is `cp {C}:THIS -` (a volume, which an export leaves
     /// out), not its export.
     tree: Option<&'static str>,
+    /// The container runs as `nobody` (and has no fixture): what `-a` gives.
+    user: bool,
 }
 
 const fn case(name: &'static str, args: &'static [&'static str]) -> Case {
@@ -278,6 +280,7 @@ const fn case(name: &'static str, args: &'static [&'static str]) -> Case {
         running: false,
         stdin: None,
         tree: None,
+        user: false,
     }
 }
 
@@ -288,6 +291,7 @@ const fn running(name: &'static str, args: &'static [&'static str]) -> Case {
         running: true,
         stdin: None,
         tree: None,
+        user: false,
     }
 }
 
@@ -419,6 +423,7 @@ const CASES: &[Case] = &[
         args: &["-", "{C}:/data/empty"],
         running: false,
         tree: None,
+        user: false,
         stdin: Some(stdin_tar),
     },
     Case {
@@ -426,6 +431,7 @@ const CASES: &[Case] = &[
         args: &["-", "{C}:/data/file"],
         running: false,
         tree: None,
+        user: false,
         stdin: Some(stdin_tar),
     },
     Case {
@@ -433,6 +439,7 @@ const CASES: &[Case] = &[
         args: &["-", "{C}:/data"],
         running: false,
         tree: None,
+        user: false,
         stdin: Some(stdin_conflict_tar),
     },
     // Volumes: the volume's files, not what the rootfs has under its mount point.
@@ -443,6 +450,7 @@ const CASES: &[Case] = &[
         running: false,
         stdin: None,
         tree: Some("/vol"),
+        user: false,
     },
     Case {
         name: "to-volume-running",
@@ -450,8 +458,24 @@ const CASES: &[Case] = &[
         running: true,
         stdin: None,
         tree: Some("/vol"),
+        user: false,
     },
     case("to-read-only-volume", &["{H}/hfile", "{C}:/rovol"]),
+    // A container with a user: `-a` gives it every file (looked up in the container; docker
+    // looks on the host, where nobody is 65534:65534 too), without `-a` the owners stay.
+    Case {
+        user: true,
+        ..case("to-user-archive", &["-a", "{H}/hdir", "{C}:/tmp"])
+    },
+    Case {
+        user: true,
+        ..case("to-user-no-archive", &["{H}/hdir", "{C}:/tmp"])
+    },
+    Case {
+        user: true,
+        stdin: Some(stdin_tar),
+        ..case("to-user-archive-stdin", &["-a", "-", "{C}:/tmp"])
+    },
     // Usage errors.
     case("no-container", &["{H}/a", "{H}/b"]),
     case("two-containers", &["{C}:/a", "{C}:/b"]),
@@ -601,6 +625,22 @@ fn cp_and_export_match_docker() {
         // A case that writes into a container gets its own pair.
         let ctr = if c.running {
             "live".to_owned()
+        } else if c.user {
+            let n = format!("c-{}", c.name);
+            let args = [
+                "run",
+                "--network",
+                "none",
+                "-u",
+                "nobody",
+                "--name",
+                &n,
+                "busybox",
+                "true",
+            ];
+            run(dockerd.docker().args(args));
+            run(hoist(&home).args(args));
+            n
         } else if to {
             let n = format!("c-{}", c.name);
             containers(&dockerd, &home, &n, false);
