@@ -217,6 +217,10 @@ fn split_arg(arg: &str) -> (Option<&str>, &str) {
 
 // ---- the container's filesystem ----
 
+/// The file the runtime leaves in a container's work dir once its rootfs is a complete copy
+/// (`rootfs::mount`'s marker, private to the runtime; its name is the contract).
+const COPY_DONE: &str = "hoist-copy-complete";
+
 /// A container's merged filesystem, open for the time of a copy.
 struct ContainerFs {
     root: Root,
@@ -284,7 +288,7 @@ impl ContainerFs {
                 // Running: the supervisor's mount of the rootfs (or its copy, where overlay
                 // is unavailable: the runtime marks a complete copy in the work dir).
                 if !hoist_runtime::container::is_mount_point(&c.rootfs())
-                    && !c.work().join("hoist-copy-complete").exists()
+                    && !c.work().join(COPY_DONE).exists()
                 {
                     bail!("the filesystem of the running container {name} is not mounted");
                 }
@@ -301,8 +305,20 @@ impl ContainerFs {
                 private_mount_namespace().with_context(|| {
                     format!("mounting the filesystem of the stopped container {name}")
                 })?;
+                let marker = c.work().join(COPY_DONE);
+                let was_copy = marker.exists();
                 let fs = Rootfs::mount(&c.lowers(), &c.upper(), &c.work(), &c.rootfs())
                     .with_context(|| format!("mounting the filesystem of {name}"))?;
+                if fs.kind() == RootfsKind::Copy
+                    && !was_copy
+                    && std::fs::read_dir(c.upper()).is_ok_and(|mut d| d.next().is_some())
+                {
+                    // Overlay failed here although the container's changes are in overlay
+                    // form: a copy made now would stand for the container's filesystem from
+                    // then on and lose them at its next stop. Undone, and refused.
+                    let _ = std::fs::remove_file(&marker);
+                    bail!("cannot mount the filesystem of {name}: overlay is unavailable");
+                }
                 let root = Root::open(fs.target())
                     .with_context(|| format!("opening the filesystem of {name}"))?;
                 let copy = fs.kind() == RootfsKind::Copy;
