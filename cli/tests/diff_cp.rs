@@ -989,3 +989,62 @@ fn escaping_tar(secret: &str) -> Vec<u8> {
     drop(b);
     out
 }
+
+/// Where overlay is unavailable a container's rootfs is a copy (`HOIST_ROOTFS_COPY=1`): `cp`
+/// writes into it, running or stopped, and what it wrote into a stopped one is among the
+/// container's changes (`diff`), as for an overlay rootfs.
+#[test]
+fn copy_rootfs_containers_take_copies() {
+    require_root();
+    let work = tmp();
+    let home = work.path().join("home");
+    let rootfs = work.path().join("rootfs.tar");
+    fixtures::write_busybox_rootfs_tar(&rootfs).expect("rootfs tar");
+    let h = || {
+        let mut c = hoist(&home);
+        c.env("HOIST_ROOTFS_COPY", "1");
+        c
+    };
+    run(h().arg("import").arg(&rootfs).arg("busybox:latest"));
+    let _cleanup = Cleanup(home.clone(), vec!["kopy".into(), "kopy-up".into()]);
+    run(h().args([
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "kopy",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a > /a",
+    ]));
+    let f = work.path().join("f");
+    std::fs::write(&f, "copied\n").unwrap();
+    run(h().arg("cp").arg(&f).arg("kopy:/b"));
+    let diff = run(h().args(["diff", "kopy"]));
+    assert!(diff.lines().any(|l| l == "A /b"), "diff after cp:\n{diff}");
+    assert!(diff.lines().any(|l| l == "A /a"), "diff after cp:\n{diff}");
+    let (ok, out, err) = run_io(
+        {
+            let mut c = h();
+            c.args(["cp", "kopy:/b", "-"]);
+            c
+        },
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(tar_listing(&out).unwrap()[0].contains("\"copied\\n\""));
+    run(h().args([
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "kopy-up",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    run(h().arg("cp").arg(&f).arg("kopy-up:/c"));
+    assert_eq!(run(h().args(["exec", "kopy-up", "cat", "/c"])), "copied\n");
+}
