@@ -70,6 +70,7 @@ pub enum ContainerGroup {
     Logs(LogsArgs),
     #[command(flatten)]
     Procs(crate::procs::ProcsCommand),
+    Cp(crate::cp::CpCommand),
 }
 
 #[derive(Args)]
@@ -291,6 +292,7 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Diff(a) => diff(a),
         ContainerCommand::Commit(a) => commit(a),
         ContainerCommand::Container(ContainerGroup::Prune(a)) => prune(a),
+        ContainerCommand::Container(ContainerGroup::Cp(c)) => crate::cp::run(c),
         ContainerCommand::Container(ContainerGroup::Inspect(a)) => {
             let (_, store, _) = open()?;
             let mut out = Vec::new();

@@ -5,6 +5,7 @@ mod admin;
 mod attach;
 mod build;
 mod containers;
+mod cp;
 mod filter;
 mod format;
 mod home;
@@ -70,6 +71,7 @@ enum Command {
     Containers(containers::ContainerCommand),
     #[command(flatten)]
     Procs(procs::ProcsCommand),
+    Cp(cp::CpCommand),
     #[command(flatten)]
     Volumes(volumes::VolumeCommand),
     /// Verify an image: manifest, config, layer blobs and unpacked layers
@@ -89,6 +91,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Supervise(args) => run::supervise(args),
         Command::Containers(cmd) => containers::run(cmd),
         Command::Procs(cmd) => procs::run(cmd),
+        Command::Cp(cmd) => cp::run(cmd),
         Command::Volumes(cmd) => volumes::run(cmd),
         Command::Verify(args) => verify::run(args),
     }

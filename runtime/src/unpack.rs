@@ -51,6 +51,8 @@ pub enum Whiteouts {
     /// The destination is a merged tree holding the lower layers: `.wh.NAME` deletes NAME,
     /// `.wh..wh..opq` deletes what lower layers put in its directory.
     Apply,
+    /// The tar is a plain tree, not a layer (`hoist cp`): `.wh.` names are files like any.
+    Keep,
 }
 
 /// Options for [`unpack_layer`].
@@ -329,7 +331,10 @@ impl Unpacker<'_> {
         let rel = join(&comps);
 
         // Whiteouts.
-        if let Some(target) = base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        if let Some(target) = base
+            .strip_prefix(WHITEOUT_PREFIX.as_bytes())
+            .filter(|_| self.opts.whiteouts != Whiteouts::Keep)
+        {
             let parent = self.parent(parent_comps, name)?;
             if *base == OPAQUE_MARKER.as_bytes() {
                 return self.opaque(&parent, parent_comps).map_err(io_err);
@@ -671,6 +676,7 @@ impl Unpacker<'_> {
 
     fn whiteout(&mut self, parent: &OwnedFd, target: &[u8], meta: &Meta) -> io::Result<()> {
         match self.opts.whiteouts {
+            Whiteouts::Keep => Ok(()),
             Whiteouts::Apply => match self.remove(parent, target) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 r => r,
@@ -703,6 +709,7 @@ impl Unpacker<'_> {
 
     fn opaque(&mut self, parent: &OwnedFd, parent_comps: &[&[u8]]) -> io::Result<()> {
         match self.opts.whiteouts {
+            Whiteouts::Keep => Ok(()),
             Whiteouts::Overlay => {
                 rustix::fs::fsetxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())?;
                 Ok(())
