@@ -70,6 +70,7 @@ pub enum ContainerGroup {
     Logs(LogsArgs),
     #[command(flatten)]
     Procs(crate::procs::ProcsCommand),
+    #[command(flatten)]
     Cp(crate::cp::CpCommand),
 }
 

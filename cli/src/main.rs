@@ -71,6 +71,7 @@ enum Command {
     Containers(containers::ContainerCommand),
     #[command(flatten)]
     Procs(procs::ProcsCommand),
+    #[command(flatten)]
     Cp(cp::CpCommand),
     #[command(flatten)]
     Volumes(volumes::VolumeCommand),
