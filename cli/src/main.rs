@@ -14,6 +14,7 @@ mod images_format;
 mod layer_gc;
 mod layer_sizes;
 mod listing;
+mod manifest;
 mod procs;
 mod run;
 mod run_flags;
@@ -75,6 +76,8 @@ enum Command {
     Cp(cp::CpCommand),
     #[command(flatten)]
     Volumes(volumes::VolumeCommand),
+    #[command(flatten)]
+    Manifest(manifest::ManifestCommand),
     /// Verify an image: manifest, config, layer blobs and unpacked layers
     Verify(verify::VerifyArgs),
 }
@@ -95,6 +98,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cp(cmd) => cp::run(cmd),
         Command::Volumes(cmd) => volumes::run(cmd),
         Command::Verify(args) => verify::run(args),
+        Command::Manifest(cmd) => manifest::run(cmd),
     }
 }
 

@@ -18,6 +18,7 @@
 
 pub mod auth;
 mod error;
+mod lists;
 mod manifest;
 mod pull;
 mod push;

@@ -1,0 +1,720 @@
+//! `hoist manifest create|annotate|inspect|push|rm`: docker's manifest lists. A list is made
+//! locally from images already in a registry (each one's descriptor and its config's platform),
+//! annotated, and pushed as docker pushes it: the same JSON (docker's manifest list, indented
+//! as Go's `MarshalIndent` with three spaces), so the same images give the same list digest.
+//! Images of another repository of the registry are copied into the list's repository first
+//! (blobs mounted, manifest put by digest). Local lists live in `$HOIST_HOME/manifests/`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use hoist_client::{ClientOptions, DockerConfig, Endpoints, RegistryClient};
+use hoist_oci::{Digest, Reference, media_type};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::home;
+
+#[derive(Subcommand)]
+pub enum ManifestCommand {
+    /// Manage Docker image manifests and manifest lists
+    #[command(subcommand)]
+    Manifest(ManifestGroup),
+}
+
+#[derive(Subcommand)]
+pub enum ManifestGroup {
+    /// Create a local manifest list for annotating and pushing to a registry
+    Create(CreateArgs),
+    /// Add additional information to a local image manifest
+    Annotate(AnnotateArgs),
+    /// Display an image manifest, or manifest list
+    Inspect(InspectArgs),
+    /// Push a manifest list to a repository
+    Push(PushArgs),
+    /// Delete one or more manifest lists from local storage
+    Rm(RmArgs),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Amend an existing manifest list
+    #[arg(short, long)]
+    amend: bool,
+    /// Allow communication with an insecure registry
+    #[arg(long)]
+    insecure: bool,
+    #[arg(value_name = "MANIFEST_LIST")]
+    list: String,
+    #[arg(value_name = "MANIFEST", required = true)]
+    manifests: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct AnnotateArgs {
+    /// Set architecture
+    #[arg(long)]
+    arch: Option<String>,
+    /// Set operating system
+    #[arg(long)]
+    os: Option<String>,
+    /// Set operating system feature
+    #[arg(long = "os-features", value_delimiter = ',')]
+    os_features: Vec<String>,
+    /// Set operating system version
+    #[arg(long = "os-version")]
+    os_version: Option<String>,
+    /// Set architecture variant
+    #[arg(long)]
+    variant: Option<String>,
+    #[arg(value_name = "MANIFEST_LIST")]
+    list: String,
+    #[arg(value_name = "MANIFEST")]
+    manifest: String,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Allow communication with an insecure registry
+    #[arg(long)]
+    insecure: bool,
+    /// `[MANIFEST_LIST] MANIFEST`
+    #[arg(num_args = 1..=2, required = true, value_name = "MANIFEST")]
+    refs: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// Allow push to an insecure registry
+    #[arg(long)]
+    insecure: bool,
+    /// Remove the local manifest list after push
+    #[arg(short, long)]
+    purge: bool,
+    #[arg(value_name = "MANIFEST_LIST")]
+    list: String,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    #[arg(value_name = "MANIFEST_LIST", required = true)]
+    lists: Vec<String>,
+}
+
+/// The platform of a list entry, in docker's field order.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+struct PlatformSpec {
+    architecture: String,
+    os: String,
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    os_version: String,
+    #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
+    os_features: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    variant: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    features: Vec<String>,
+}
+
+/// One entry of docker's manifest list.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct ManifestDescriptor {
+    #[serde(rename = "mediaType")]
+    media_type: String,
+    size: u64,
+    digest: String,
+    platform: PlatformSpec,
+}
+
+#[derive(Serialize)]
+struct ManifestList<'a> {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    manifests: Vec<&'a ManifestDescriptor>,
+}
+
+/// A local list: its images, each with where it came from.
+#[derive(Serialize, Deserialize, Default)]
+struct LocalList {
+    reference: String,
+    images: Vec<LocalImage>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct LocalImage {
+    reference: String,
+    /// The repository the image is in (copied from there into the list's on push).
+    repository: String,
+    descriptor: ManifestDescriptor,
+    /// The image's manifest as the registry served it (`inspect LIST IMAGE` prints it).
+    #[serde(default)]
+    manifest: String,
+}
+
+fn parse(s: &str) -> Result<Reference> {
+    Reference::parse(s).with_context(|| format!("invalid reference format: {s}"))
+}
+
+/// The reference as docker names it in messages: registry, repository and tag (`latest` when
+/// none is given).
+fn full(r: &Reference) -> String {
+    let mut s = format!("{}/{}", r.registry(), r.repository());
+    if let Some(d) = r.digest() {
+        s.push('@');
+        s.push_str(d.as_str());
+    } else {
+        s.push(':');
+        s.push_str(&r.target());
+    }
+    s
+}
+
+fn lists_dir(home: &Path) -> PathBuf {
+    home.join("manifests")
+}
+
+/// The file of a local list: its full name with `/` and `:` made safe (`%2F`, `%3A`; `%`
+/// itself as `%25`), so two names never share a file.
+fn list_path(home: &Path, r: &Reference) -> PathBuf {
+    let name: String = full(r)
+        .chars()
+        .map(|c| match c {
+            '%' => "%25".to_owned(),
+            '/' => "%2F".to_owned(),
+            ':' => "%3A".to_owned(),
+            '@' => "%40".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    lists_dir(home).join(format!("{name}.json"))
+}
+
+fn load(home: &Path, r: &Reference) -> Result<Option<LocalList>> {
+    let p = list_path(home, r);
+    match std::fs::read(&p) {
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).with_context(|| format!("reading {}", p.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+    }
+}
+
+fn save(home: &Path, r: &Reference, list: &LocalList) -> Result<()> {
+    let dir = lists_dir(home);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let p = list_path(home, r);
+    let bytes = serde_json::to_vec_pretty(list).context("encoding the manifest list")?;
+    let tmp = tempfile::NamedTempFile::new_in(&dir).context("writing the manifest list")?;
+    std::fs::write(tmp.path(), bytes).context("writing the manifest list")?;
+    tmp.persist(&p)
+        .with_context(|| format!("writing {}", p.display()))?;
+    Ok(())
+}
+
+/// docker's manifest list JSON of `entries`: Go's `json.MarshalIndent(list, "", "   ")`.
+fn list_json(entries: &[&ManifestDescriptor]) -> Result<Vec<u8>> {
+    let list = ManifestList {
+        schema_version: 2,
+        media_type: media_type::DOCKER_MANIFEST_LIST,
+        manifests: entries.to_vec(),
+    };
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"   ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    list.serialize(&mut ser)
+        .context("encoding the manifest list")?;
+    Ok(out)
+}
+
+/// Go's `json.Indent(dst, src, "", "\t")`: the same bytes re-indented (order, numbers and
+/// escapes as they are), a space after each colon, `{}`/`[]` kept empty.
+fn go_indent(src: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(src.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut need_indent = false;
+    let newline = |out: &mut Vec<u8>, depth: usize| {
+        out.push(b'\n');
+        out.extend(std::iter::repeat_n(b'\t', depth));
+    };
+    for &c in src {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            continue;
+        }
+        if need_indent && c != b']' && c != b'}' {
+            need_indent = false;
+            depth += 1;
+            newline(&mut out, depth);
+        }
+        match c {
+            b'"' => {
+                in_string = true;
+                out.push(c);
+            }
+            b'{' | b'[' => {
+                out.push(c);
+                need_indent = true;
+            }
+            b',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            b':' => {
+                out.push(c);
+                out.push(b' ');
+            }
+            b'}' | b']' => {
+                if need_indent {
+                    // An empty object or array.
+                    need_indent = false;
+                } else {
+                    depth = depth.saturating_sub(1);
+                    newline(&mut out, depth);
+                }
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+struct Session {
+    home: PathBuf,
+    endpoints: Endpoints,
+    config: DockerConfig,
+}
+
+impl Session {
+    fn open(insecure_host: Option<&str>) -> Result<Session> {
+        let home = home::hoist_home()?;
+        let net = crate::transfer::NetArgs::default();
+        let mut endpoints = crate::transfer::endpoints(&net, &home)?;
+        if let Some(h) = insecure_host {
+            endpoints = endpoints
+                .with_insecure([h])
+                .context("invalid insecure registry")?;
+        }
+        let config = DockerConfig::from_env().context("reading the docker config")?;
+        Ok(Session {
+            home,
+            endpoints,
+            config,
+        })
+    }
+
+    async fn client(&self, r: &Reference) -> Result<RegistryClient> {
+        RegistryClient::connect(
+            r.registry(),
+            &self.endpoints,
+            &self.config,
+            ClientOptions::default(),
+        )
+        .await
+        .with_context(|| format!("connecting to {}", r.registry()))
+    }
+}
+
+/// The descriptor of the image `r` as a list entry: its manifest's media type, size and digest,
+/// and the platform of its config.
+async fn describe(client: &RegistryClient, r: &Reference) -> Result<(ManifestDescriptor, Bytes)> {
+    let repo = r.repository().as_str();
+    let (bytes, mt, digest) = client
+        .fetch_manifest(repo, &r.target())
+        .await
+        .with_context(|| format!("{}: no such manifest", full(r)))?;
+    if media_type::is_index(&mt) {
+        bail!("{} is a manifest list", full(r));
+    }
+    let v: Value = serde_json::from_slice(&bytes).with_context(|| full(r))?;
+    let config = v["config"]["digest"]
+        .as_str()
+        .and_then(|d| Digest::parse(d).ok())
+        .ok_or_else(|| anyhow!("{}: the manifest names no config", full(r)))?;
+    let cfg = client
+        .fetch_config(repo, &config)
+        .await
+        .with_context(|| format!("{}: reading its config", full(r)))?;
+    let c: Value = serde_json::from_slice(&cfg).with_context(|| format!("{}: config", full(r)))?;
+    let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+    let list = |k: &str| -> Vec<String> {
+        c[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let d = ManifestDescriptor {
+        media_type: mt,
+        size: bytes.len() as u64,
+        digest: digest.to_string(),
+        platform: PlatformSpec {
+            architecture: s("architecture"),
+            os: s("os"),
+            os_version: s("os.version"),
+            os_features: list("os.features"),
+            variant: s("variant"),
+            features: Vec::new(),
+        },
+    };
+    Ok((d, bytes))
+}
+
+pub fn run(cmd: ManifestCommand) -> Result<()> {
+    let ManifestCommand::Manifest(cmd) = cmd;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async {
+        match cmd {
+            ManifestGroup::Create(a) => create(a).await,
+            ManifestGroup::Annotate(a) => annotate(a),
+            ManifestGroup::Inspect(a) => inspect(a).await,
+            ManifestGroup::Push(a) => push(a).await,
+            ManifestGroup::Rm(a) => rm(a),
+        }
+    })
+}
+
+async fn create(a: CreateArgs) -> Result<()> {
+    let list_ref = parse(&a.list)?;
+    let s = Session::open(a.insecure.then_some(list_ref.registry()))?;
+    let existing = load(&s.home, &list_ref)?;
+    if existing.is_some() && !a.amend {
+        bail!(
+            "refusing to amend an existing manifest list with no --amend flag: {}",
+            full(&list_ref)
+        );
+    }
+    let mut list = existing.unwrap_or_default();
+    list.reference = full(&list_ref);
+    let client = s.client(&list_ref).await?;
+    for m in &a.manifests {
+        let r = parse(m)?;
+        if r.registry() != list_ref.registry() {
+            bail!(
+                "cannot use source images from a different registry than the target image: {} != {}",
+                r.registry(),
+                list_ref.registry()
+            );
+        }
+        let (descriptor, manifest) = describe(&client, &r).await?;
+        let entry = LocalImage {
+            reference: full(&r),
+            repository: r.repository().as_str().to_owned(),
+            descriptor,
+            manifest: String::from_utf8(manifest.to_vec())
+                .with_context(|| format!("{}: the manifest is not UTF-8", full(&r)))?,
+        };
+        // An image named again replaces its entry, as docker's store keeps one file per image.
+        match list
+            .images
+            .iter_mut()
+            .find(|e| e.reference == entry.reference)
+        {
+            Some(e) => *e = entry,
+            None => list.images.push(entry),
+        }
+    }
+    save(&s.home, &list_ref, &list)?;
+    println!("Created manifest list {}", full(&list_ref));
+    Ok(())
+}
+
+fn annotate(a: AnnotateArgs) -> Result<()> {
+    let list_ref = parse(&a.list)?;
+    let image = parse(&a.manifest)?;
+    let home = home::hoist_home()?;
+    let mut list = load(&home, &list_ref)?.ok_or_else(|| {
+        anyhow!(
+            "No such manifest: {}: create it with `hoist manifest create`",
+            full(&list_ref)
+        )
+    })?;
+    let want = full(&image);
+    let entry = list
+        .images
+        .iter_mut()
+        .find(|e| e.reference == want)
+        .ok_or_else(|| {
+            anyhow!(
+                "manifest for image {want} does not exist in {}",
+                list.reference
+            )
+        })?;
+    let p = &mut entry.descriptor.platform;
+    if let Some(os) = a.os {
+        p.os = os;
+    }
+    if let Some(arch) = a.arch {
+        p.architecture = arch;
+    }
+    if let Some(v) = a.variant {
+        p.variant = v;
+    }
+    if let Some(v) = a.os_version {
+        p.os_version = v;
+    }
+    if !a.os_features.is_empty() {
+        p.os_features = a.os_features;
+    }
+    // docker's check: a known os/arch pair (`go tool dist list`'s), else a warning-free refusal.
+    if !valid_os_arch(&p.os, &p.architecture) {
+        bail!(
+            "manifest entry for image has unsupported os/arch combination: {}/{}",
+            p.os,
+            p.architecture
+        );
+    }
+    save(&home, &list_ref, &list)
+}
+
+/// The os/arch pairs docker's `manifest annotate` accepts (Go's ports).
+fn valid_os_arch(os: &str, arch: &str) -> bool {
+    const PAIRS: &[(&str, &[&str])] = &[
+        ("aix", &["ppc64"]),
+        ("android", &["386", "amd64", "arm", "arm64"]),
+        ("darwin", &["386", "amd64", "arm", "arm64"]),
+        ("dragonfly", &["amd64"]),
+        ("freebsd", &["386", "amd64", "arm", "arm64"]),
+        ("illumos", &["amd64"]),
+        ("ios", &["arm64"]),
+        ("js", &["wasm"]),
+        (
+            "linux",
+            &[
+                "386", "amd64", "arm", "arm64", "loong64", "ppc64", "ppc64le", "mips", "mipsle",
+                "mips64", "mips64le", "riscv64", "s390x",
+            ],
+        ),
+        ("netbsd", &["386", "amd64", "arm", "arm64"]),
+        ("openbsd", &["386", "amd64", "arm", "arm64", "mips64"]),
+        ("plan9", &["386", "amd64", "arm"]),
+        ("solaris", &["amd64"]),
+        ("windows", &["386", "amd64", "arm", "arm64"]),
+    ];
+    PAIRS
+        .iter()
+        .any(|(o, archs)| *o == os && archs.contains(&arch))
+}
+
+async fn inspect(a: InspectArgs) -> Result<()> {
+    let (list_name, name) = match a.refs.as_slice() {
+        [list, image] => (Some(list.as_str()), image.as_str()),
+        [image] => (None, image.as_str()),
+        _ => bail!("\"hoist manifest inspect\" requires at least 1 and at most 2 arguments"),
+    };
+    let r = parse(name)?;
+    let home = home::hoist_home()?;
+    // One image of a local list.
+    if let Some(l) = list_name {
+        let list_ref = parse(l)?;
+        let list = load(&home, &list_ref)?
+            .ok_or_else(|| anyhow!("No such manifest: {}", full(&list_ref)))?;
+        let want = full(&r);
+        let e = list
+            .images
+            .iter()
+            .find(|e| e.reference == want)
+            .ok_or_else(|| anyhow!("No such manifest: {want}"))?;
+        return print_json(e.manifest.as_bytes());
+    }
+    // A local list first, as docker looks.
+    if let Some(list) = load(&home, &r)? {
+        let entries: Vec<&ManifestDescriptor> = list.images.iter().map(|e| &e.descriptor).collect();
+        return print_list(&entries);
+    }
+    let s = Session::open(a.insecure.then_some(r.registry()))?;
+    let client = s.client(&r).await?;
+    let repo = r.repository().as_str();
+    let (bytes, mt, _) = client
+        .fetch_manifest(repo, &r.target())
+        .await
+        .map_err(|e| anyhow!("no such manifest: {}: {e}", full(&r)))?;
+    if !media_type::is_index(&mt) {
+        return print_json(&bytes);
+    }
+    // A remote list, as docker renders it: each entry's image fetched (its media type, size
+    // and digest checked), with the platform the list gives it, in docker's list form.
+    let v: Value = serde_json::from_slice(&bytes).context("decoding the manifest list")?;
+    let mut entries = Vec::new();
+    for m in v["manifests"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let Some(d) = m["digest"].as_str() else {
+            continue;
+        };
+        let (child, cmt, digest) = client
+            .fetch_manifest(repo, d)
+            .await
+            .with_context(|| format!("{}@{d}", full(&r)))?;
+        let platform: PlatformSpec =
+            serde_json::from_value(m["platform"].clone()).unwrap_or_default();
+        entries.push(ManifestDescriptor {
+            media_type: cmt,
+            size: child.len() as u64,
+            digest: digest.to_string(),
+            platform,
+        });
+    }
+    let refs: Vec<&ManifestDescriptor> = entries.iter().collect();
+    print_list(&refs)
+}
+
+fn print_list(entries: &[&ManifestDescriptor]) -> Result<()> {
+    let mut out = list_json(entries)?;
+    out.push(b'\n');
+    write_out(&out)
+}
+
+fn print_json(raw: &[u8]) -> Result<()> {
+    let mut out = go_indent(raw);
+    out.push(b'\n');
+    write_out(&out)
+}
+
+fn write_out(b: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    o.write_all(b).context("writing to stdout")?;
+    o.flush().context("writing to stdout")
+}
+
+async fn push(a: PushArgs) -> Result<()> {
+    let list_ref = parse(&a.list)?;
+    if list_ref.digest().is_some() {
+        bail!("cannot push to a digest reference");
+    }
+    let s = Session::open(a.insecure.then_some(list_ref.registry()))?;
+    let list = load(&s.home, &list_ref)?
+        .ok_or_else(|| anyhow!("No such manifest: {}", full(&list_ref)))?;
+    if list.images.is_empty() {
+        bail!("{} has no images", full(&list_ref));
+    }
+    let client = s.client(&list_ref).await?;
+    let target = list_ref.repository().as_str();
+    // Every image goes into the list's repository by digest first (blobs of another
+    // repository mounted), as docker pushes them, saying so as docker does.
+    for e in &list.images {
+        let (bytes, mt, digest) = client
+            .fetch_manifest(&e.repository, &e.descriptor.digest)
+            .await
+            .with_context(|| e.reference.clone())?;
+        client
+            .copy_manifest(&e.repository, target, &digest, &mt, bytes)
+            .await
+            .with_context(|| format!("copying {} into {target}", e.reference))?;
+        println!(
+            "Pushed ref {}/{target}@{digest} with digest: {digest}",
+            list_ref.registry()
+        );
+    }
+    let entries: Vec<&ManifestDescriptor> = list.images.iter().map(|e| &e.descriptor).collect();
+    let body = list_json(&entries)?;
+    let digest = Digest::sha256_of(&body);
+    client
+        .store_manifest(
+            target,
+            &list_ref.target(),
+            media_type::DOCKER_MANIFEST_LIST,
+            Bytes::from(body),
+        )
+        .await
+        .with_context(|| format!("pushing {}", full(&list_ref)))?;
+    println!("{digest}");
+    if a.purge {
+        remove(&s.home, &list_ref)?;
+    }
+    Ok(())
+}
+
+fn remove(home: &Path, r: &Reference) -> Result<()> {
+    let p = list_path(home, r);
+    match std::fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("No such manifest: {}", full(r))
+        }
+        Err(e) => Err(e).with_context(|| format!("removing {}", p.display())),
+    }
+}
+
+fn rm(a: RmArgs) -> Result<()> {
+    let home = home::hoist_home()?;
+    let mut failed = None;
+    for l in &a.lists {
+        if let Err(e) = parse(l).and_then(|r| remove(&home, &r)) {
+            eprintln!("{}", crate::error_chain(&e));
+            failed = Some(e);
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_indent_matches_go_json_indent() {
+        let src =
+            br#"{"schemaVersion":2,"config":{"a":[],"b":{}},"layers":[{"s":"x\"y,{"},1.5e3]}"#;
+        let want = "{\n\t\"schemaVersion\": 2,\n\t\"config\": {\n\t\t\"a\": [],\n\t\t\"b\": {}\n\t},\n\t\"layers\": [\n\t\t{\n\t\t\t\"s\": \"x\\\"y,{\"\n\t\t},\n\t\t1.5e3\n\t]\n}";
+        assert_eq!(String::from_utf8(go_indent(src)).unwrap(), want);
+        // Already indented input comes out the same.
+        assert_eq!(String::from_utf8(go_indent(want.as_bytes())).unwrap(), want);
+    }
+
+    #[test]
+    fn the_list_is_docker_s_marshal_indent() {
+        let d = ManifestDescriptor {
+            media_type: media_type::OCI_MANIFEST.into(),
+            size: 7,
+            digest: "sha256:00".into(),
+            platform: PlatformSpec {
+                architecture: "arm".into(),
+                os: "linux".into(),
+                variant: "v7".into(),
+                ..PlatformSpec::default()
+            },
+        };
+        let got = String::from_utf8(list_json(&[&d]).unwrap()).unwrap();
+        let want = "{\n   \"schemaVersion\": 2,\n   \"mediaType\": \"application/vnd.docker.distribution.manifest.list.v2+json\",\n   \"manifests\": [\n      {\n         \"mediaType\": \"application/vnd.oci.image.manifest.v1+json\",\n         \"size\": 7,\n         \"digest\": \"sha256:00\",\n         \"platform\": {\n            \"architecture\": \"arm\",\n            \"os\": \"linux\",\n            \"variant\": \"v7\"\n         }\n      }\n   ]\n}";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn list_files_never_collide() {
+        let home = Path::new("/h");
+        let a = list_path(home, &parse("127.0.0.1:5000/a/b:c").unwrap());
+        let b = list_path(home, &parse("127.0.0.1:5000/a_b:c").unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.parent().unwrap(), Path::new("/h/manifests"));
+    }
+}
