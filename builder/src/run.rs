@@ -79,6 +79,7 @@ impl Runner for ExecutorRunner {
                     source: s.clone(),
                     destination: d.clone(),
                     read_only: *ro,
+                    options: Default::default(),
                 })
                 .collect(),
             ..RunOptions::default()

@@ -404,6 +404,7 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
         // Volumes: -v first, then the image's VOLUME paths not covered by one.
         let mut mounts: Vec<MountRecord> = Vec::new();
         for v in &a.volume {
+            let vopts = hoist_runtime::volume::volume_arg_options(v)?;
             let rec = match parse_volume_arg(v)? {
                 VolumeArg::Named {
                     name,
@@ -418,6 +419,8 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
                         destination,
                         read_only,
                         anonymous: false,
+                        no_copy: vopts.no_copy,
+                        bind: Default::default(),
                     }
                 }
                 VolumeArg::Bind {
@@ -436,6 +439,11 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
                         destination,
                         read_only,
                         anonymous: false,
+                        no_copy: false,
+                        bind: hoist_runtime::spec::BindOptions {
+                            propagation: vopts.propagation.clone(),
+                            non_recursive: false,
+                        },
                     }
                 }
                 VolumeArg::Anonymous { destination } => {
@@ -447,6 +455,8 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
                         destination,
                         read_only: false,
                         anonymous: true,
+                        no_copy: vopts.no_copy,
+                        bind: Default::default(),
                     }
                 }
             };
@@ -462,6 +472,7 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
                     source,
                     destination,
                     read_only,
+                    options,
                 } => MountRecord {
                     kind: "bind".to_owned(),
                     name: None,
@@ -469,14 +480,18 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
                     destination,
                     read_only,
                     anonymous: false,
+                    no_copy: false,
+                    bind: options,
                 },
                 crate::run_flags::Mount::Volume {
                     name,
                     destination,
                     read_only,
+                    no_copy,
+                    labels,
                 } => {
                     let anonymous = name.is_none();
-                    let vol = volumes.create(name.as_deref(), BTreeMap::new())?;
+                    let vol = volumes.create(name.as_deref(), labels)?;
                     MountRecord {
                         kind: "volume".to_owned(),
                         name: Some(vol.name),
@@ -484,6 +499,8 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
                         destination,
                         read_only,
                         anonymous,
+                        no_copy,
+                        bind: Default::default(),
                     }
                 }
             };
@@ -514,6 +531,8 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
                 destination: dest,
                 read_only: false,
                 anonymous: true,
+                no_copy: false,
+                bind: Default::default(),
             });
         }
         opts.mounts = mounts.iter().map(MountRecord::bind_mount).collect();

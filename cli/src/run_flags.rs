@@ -6,7 +6,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use hoist_runtime::spec::{DeviceMapping, SeccompChoice, TmpfsMount};
+use hoist_runtime::spec::{BindOptions, DeviceMapping, SeccompChoice, TmpfsMount};
 
 /// One `--mount`.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,12 +15,17 @@ pub enum Mount {
         source: PathBuf,
         destination: String,
         read_only: bool,
+        options: BindOptions,
     },
     /// A named volume, or an anonymous one (`name` None).
     Volume {
         name: Option<String>,
         destination: String,
         read_only: bool,
+        /// `volume-nocopy`.
+        no_copy: bool,
+        /// `volume-label=K=V`: labels of a volume this mount creates.
+        labels: BTreeMap<String, String>,
     },
     Tmpfs(TmpfsMount),
 }
@@ -37,6 +42,11 @@ fn truthy(v: Option<&str>, spec: &str, key: &str) -> Result<bool> {
 pub fn parse_mount(spec: &str) -> Result<Mount> {
     let (mut kind, mut source, mut target, mut read_only) = ("volume", None, None, false);
     let mut tmpfs_opts = Vec::new();
+    let mut bind = BindOptions::default();
+    let (mut no_copy, mut labels) = (false, BTreeMap::new());
+    // Which type's options were given (docker refuses another type's: "field BindOptions must
+    // not be specified").
+    let mut option_kinds: Vec<(&str, &str)> = Vec::new();
     for field in spec.split(',').filter(|f| !f.is_empty()) {
         let (k, v) = match field.split_once('=') {
             Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v)),
@@ -55,22 +65,62 @@ pub fn parse_mount(spec: &str) -> Result<Mount> {
             ("target" | "destination" | "dst", Some(d)) => target = Some(d.to_owned()),
             ("readonly" | "ro", v) => read_only = truthy(v, spec, &k)?,
             ("tmpfs-size", Some(s)) => {
+                option_kinds.push(("tmpfs", "TmpfsOptions"));
                 let bytes =
                     parse_size(s).with_context(|| format!("invalid mount {spec:?}: tmpfs-size"))?;
                 tmpfs_opts.push(format!("size={bytes}"));
             }
             ("tmpfs-mode", Some(m)) => {
+                option_kinds.push(("tmpfs", "TmpfsOptions"));
                 let mode = u32::from_str_radix(m, 8)
                     .with_context(|| format!("invalid mount {spec:?}: tmpfs-mode {m:?}"))?;
                 tmpfs_opts.push(format!("mode={mode:o}"));
             }
-            (
-                "bind-propagation" | "consistency" | "volume-nocopy" | "volume-driver"
-                | "volume-opt" | "volume-label" | "bind-nonrecursive",
-                _,
-            ) => {}
+            ("bind-propagation", Some(p)) => {
+                option_kinds.push(("bind", "BindOptions"));
+                let p = p.to_ascii_lowercase();
+                if !matches!(
+                    p.as_str(),
+                    "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+                ) {
+                    bail!("invalid mount {spec:?}: invalid propagation mode: {p}");
+                }
+                bind.propagation = Some(p);
+            }
+            ("bind-nonrecursive", v) => {
+                option_kinds.push(("bind", "BindOptions"));
+                bind.non_recursive = truthy(v, spec, &k)?;
+            }
+            ("volume-nocopy", v) => {
+                option_kinds.push(("volume", "VolumeOptions"));
+                no_copy = truthy(v, spec, &k)?;
+            }
+            ("volume-label", Some(l)) => {
+                option_kinds.push(("volume", "VolumeOptions"));
+                let (lk, lv) = l.split_once('=').unwrap_or((l, ""));
+                labels.insert(lk.to_owned(), lv.to_owned());
+            }
+            ("volume-driver", Some(d)) => {
+                option_kinds.push(("volume", "VolumeOptions"));
+                if d != "local" {
+                    bail!(
+                        "invalid mount {spec:?}: volume driver {d:?} is not available (hoist has the local driver)"
+                    );
+                }
+            }
+            ("volume-opt", Some(o)) => {
+                option_kinds.push(("volume", "VolumeOptions"));
+                bail!(
+                    "invalid mount {spec:?}: volume-opt {o:?}: hoist's local volumes are directories and take no driver options"
+                );
+            }
+            // docker accepts it for macOS's file sharing and ignores it on Linux.
+            ("consistency", Some("consistent" | "cached" | "delegated" | "default")) => {}
             _ => bail!("invalid mount {spec:?}: unexpected key {k:?}"),
         }
+    }
+    if let Some((_, field)) = option_kinds.iter().find(|(k, _)| *k != kind) {
+        bail!("invalid mount config for type {kind:?}: field {field} must not be specified");
     }
     let Some(destination) = target else {
         bail!("invalid mount {spec:?}: target is required");
@@ -99,12 +149,15 @@ pub fn parse_mount(spec: &str) -> Result<Mount> {
                 source,
                 destination,
                 read_only,
+                options: bind,
             }
         }
         "volume" => Mount::Volume {
             name: source,
             destination,
             read_only,
+            no_copy,
+            labels,
         },
         _ => {
             if source.is_some() {
@@ -266,7 +319,9 @@ mod tests {
             Mount::Volume {
                 name: Some("data".into()),
                 destination: "/d".into(),
-                read_only: true
+                read_only: true,
+                no_copy: false,
+                labels: BTreeMap::new(),
             }
         );
         assert_eq!(
@@ -274,9 +329,61 @@ mod tests {
             Mount::Bind {
                 source: "/".into(),
                 destination: "/host".into(),
-                read_only: false
+                read_only: false,
+                options: BindOptions::default(),
             }
         );
+        assert_eq!(
+            parse_mount("type=bind,src=/,dst=/h,bind-propagation=RSHARED,bind-nonrecursive")
+                .unwrap(),
+            Mount::Bind {
+                source: "/".into(),
+                destination: "/h".into(),
+                read_only: false,
+                options: BindOptions {
+                    propagation: Some("rshared".into()),
+                    non_recursive: true
+                },
+            }
+        );
+        assert_eq!(
+            parse_mount(
+                "src=v,dst=/v,volume-nocopy,volume-label=a=b,volume-driver=local,consistency=cached"
+            )
+            .unwrap(),
+            Mount::Volume {
+                name: Some("v".into()),
+                destination: "/v".into(),
+                read_only: false,
+                no_copy: true,
+                labels: BTreeMap::from([("a".to_owned(), "b".to_owned())]),
+            }
+        );
+        // Another type's options, unknown values, what hoist's local driver cannot do.
+        for (bad, why) in [
+            (
+                "type=volume,dst=/x,bind-propagation=shared",
+                "field BindOptions must not be specified",
+            ),
+            (
+                "type=bind,src=/,dst=/x,volume-nocopy",
+                "field VolumeOptions must not be specified",
+            ),
+            (
+                "type=bind,src=/,dst=/x,tmpfs-size=1m",
+                "field TmpfsOptions must not be specified",
+            ),
+            (
+                "type=bind,src=/,dst=/x,bind-propagation=sideways",
+                "invalid propagation mode",
+            ),
+            ("dst=/x,volume-driver=nfs", "is not available"),
+            ("dst=/x,volume-opt=type=tmpfs", "take no driver options"),
+            ("dst=/x,consistency=sometimes", "unexpected key"),
+        ] {
+            let e = parse_mount(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
         for bad in [
             "type=bind,dst=/x",
             "type=bind,src=/no/such/dir,dst=/x",

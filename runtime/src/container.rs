@@ -139,6 +139,12 @@ pub struct MountRecord {
     /// An anonymous volume made for this container: removed with it by `rm -v` and `--rm`.
     #[serde(default)]
     pub anonymous: bool,
+    /// `volume-nocopy`: a new volume is not filled with what the image has at its path.
+    #[serde(default)]
+    pub no_copy: bool,
+    /// A bind's propagation and recursion.
+    #[serde(default)]
+    pub bind: crate::spec::BindOptions,
 }
 
 impl MountRecord {
@@ -147,6 +153,7 @@ impl MountRecord {
             source: self.source.clone(),
             destination: self.destination.clone(),
             read_only: self.read_only,
+            options: self.bind.clone(),
         }
     }
 }
@@ -386,6 +393,7 @@ impl Container {
         self.dir.join("work")
     }
     /// Docker's "init layer": the mount points the runtime needs (`/etc/hosts`, `/etc/hostname`,
+    /// `/etc/mtab` -> `/proc/mounts`,
     /// `/etc/resolv.conf`, `/dev`, `/proc`, `/sys`), made once, stacked above the image's
     /// layers and below the upper dir, so they never show as changes of the container.
     pub fn init_layer(&self) -> PathBuf {
@@ -664,6 +672,10 @@ impl ContainerStore {
             let p = init.join(f);
             std::fs::write(&p, b"").map_err(ioe(format!("creating {}", p.display())))?;
         }
+        // As docker's init layer: /etc/mtab is the kernel's mount table.
+        let mtab = init.join("etc/mtab");
+        std::os::unix::fs::symlink("/proc/mounts", &mtab)
+            .map_err(ioe(format!("creating {}", mtab.display())))?;
         let bytes = serde_json::to_vec_pretty(config).expect("a container config serialises");
         write_atomic(&dir.join(CONFIG), &bytes)?;
         let state = State::created();

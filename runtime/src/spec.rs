@@ -208,6 +208,19 @@ pub struct BindMount {
     pub source: PathBuf,
     pub destination: String,
     pub read_only: bool,
+    #[serde(default)]
+    pub options: BindOptions,
+}
+
+/// `--mount type=bind`'s `bind-propagation` and `bind-nonrecursive`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BindOptions {
+    /// private, rprivate (the default), shared, rshared, slave, rslave.
+    #[serde(default)]
+    pub propagation: Option<String>,
+    /// A plain bind (submounts of the source left out) instead of docker's recursive one.
+    #[serde(default)]
+    pub non_recursive: bool,
 }
 
 /// A `--tmpfs DEST[:OPTIONS]` (or `--mount type=tmpfs`): a new tmpfs at `destination`, mounted
@@ -727,25 +740,27 @@ pub fn build(
                "options": ["nosuid", "noexec", "nodev", "mode=1777",
                            format!("size={}", opts.shm_size.unwrap_or(64 << 20))]}),
     ];
-    // User mounts, shallowest destination first; a user mount over one of the /etc files wins.
-    let mut user_mounts: Vec<&BindMount> = opts.mounts.iter().collect();
-    user_mounts.sort_by_key(|m| m.destination.matches('/').count());
+    // The /etc files and the user mounts, shallowest destination first (a volume on /etc goes
+    // under /etc/hosts, as docker orders them); a user mount over one of the /etc files wins.
+    let mut binds: Vec<(String, Value)> = Vec::new();
     for (dest, src) in [
         ("/etc/resolv.conf", ctx.resolv_conf_path),
         ("/etc/hostname", ctx.hostname_path),
         ("/etc/hosts", ctx.hosts_path),
     ] {
-        if user_mounts.iter().any(|m| m.destination == dest) {
+        if opts.mounts.iter().any(|m| m.destination == dest) {
             continue;
         }
         let mut options = vec!["rbind", "rprivate"];
         if opts.read_only {
             options.push("ro");
         }
-        mounts.push(json!({"destination": dest, "type": "bind",
-                           "source": src, "options": options}));
+        binds.push((
+            dest.to_owned(),
+            json!({"destination": dest, "type": "bind", "source": src, "options": options}),
+        ));
     }
-    for m in user_mounts {
+    for m in &opts.mounts {
         if !m.destination.starts_with('/') {
             return Err(invalid(
                 "mount destination",
@@ -753,13 +768,25 @@ pub fn build(
                 "it needs to be an absolute path",
             ));
         }
-        let mut options = vec!["rbind", "rprivate"];
+        let mut options = vec![
+            if m.options.non_recursive {
+                "bind"
+            } else {
+                "rbind"
+            },
+            m.options.propagation.as_deref().unwrap_or("rprivate"),
+        ];
         if m.read_only {
             options.push("ro");
         }
-        mounts.push(json!({"destination": m.destination, "type": "bind",
-                           "source": m.source, "options": options}));
+        binds.push((
+            m.destination.clone(),
+            json!({"destination": m.destination, "type": "bind",
+                   "source": m.source, "options": options}),
+        ));
     }
+    binds.sort_by_key(|(d, _)| d.trim_end_matches('/').matches('/').count());
+    mounts.extend(binds.into_iter().map(|(_, m)| m));
     let mut tmpfs: Vec<&TmpfsMount> = opts.tmpfs.iter().collect();
     tmpfs.sort_by_key(|m| m.destination.matches('/').count());
     for t in tmpfs {

@@ -91,9 +91,54 @@ impl VolumeArg {
     }
 }
 
+/// What a `-v` argument's OPTS say besides `ro`/`rw`: a bind's propagation (`rshared`, ...;
+/// refused on a volume) and a volume's `nocopy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VolumeArgOptions {
+    pub propagation: Option<String>,
+    pub no_copy: bool,
+}
+
+/// The options of `-v SPEC` (see [`parse_volume_arg`], which validates the rest).
+pub fn volume_arg_options(spec: &str) -> Result<VolumeArgOptions, VolumeError> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, opts) = match parts.as_slice() {
+        [s, _, o] => (Some(*s), *o),
+        [s, _] => (Some(*s), ""),
+        _ => (None, ""),
+    };
+    let bind = src.is_some_and(|s| s.starts_with('/') || s.starts_with('.'));
+    let mut out = VolumeArgOptions::default();
+    for o in opts.split(',') {
+        match o {
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
+                if !bind {
+                    return Err(VolumeError::InvalidSpec {
+                        spec: spec.to_owned(),
+                        reason: format!("propagation {o:?} is for bind mounts only"),
+                    });
+                }
+                out.propagation = Some(o.to_owned());
+            }
+            "nocopy" => {
+                if bind {
+                    return Err(VolumeError::InvalidSpec {
+                        spec: spec.to_owned(),
+                        reason: "nocopy is for volumes only".to_owned(),
+                    });
+                }
+                out.no_copy = true;
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Parses `-v SRC:DEST[:OPTS]` or `-v DEST`. SRC is a volume name or an absolute host path;
-/// OPTS is a comma list of `ro`/`rw` (and docker's propagation/label options, accepted and
-/// ignored: `z`, `Z`, `rprivate`, ...). Destinations must be absolute and not `/`.
+/// OPTS is a comma list of `ro`/`rw`, a bind's propagation and a volume's `nocopy`
+/// ([`volume_arg_options`]), and options docker ignores on a Linux host without SELinux (`z`,
+/// `Z`, `consistent`, `cached`, `delegated`). Destinations must be absolute and not `/`.
 pub fn parse_volume_arg(spec: &str) -> Result<VolumeArg, VolumeError> {
     let bad = |reason: &str| VolumeError::InvalidSpec {
         spec: spec.to_owned(),
@@ -338,7 +383,9 @@ impl VolumeStore {
             .map_err(ioe(format!("reading {}", v.mountpoint.display())))?
             .next()
             .is_none();
-        let meta = match std::fs::symlink_metadata(src) {
+        // Followed: `src` is the caller's descriptor of the directory, resolved inside the
+        // container's root (`/proc/self/fd/N`, a link to it).
+        let meta = match std::fs::metadata(src) {
             Ok(m) if m.is_dir() => m,
             _ => return Ok(()),
         };
@@ -394,6 +441,24 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<(), VolumeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volume_options_carry_propagation_and_nocopy() {
+        assert_eq!(
+            volume_arg_options("/src:/app:ro,rshared").unwrap(),
+            VolumeArgOptions {
+                propagation: Some("rshared".into()),
+                no_copy: false
+            }
+        );
+        assert!(volume_arg_options("data:/d:nocopy").unwrap().no_copy);
+        assert!(volume_arg_options("data:/d:rshared").is_err());
+        assert!(volume_arg_options("/src:/d:nocopy").is_err());
+        assert_eq!(
+            volume_arg_options("/d").unwrap(),
+            VolumeArgOptions::default()
+        );
+    }
 
     #[test]
     fn names() {

@@ -328,6 +328,7 @@ impl Supervisor<'_> {
             }
             // A new volume gets what the image has at its mount point (docker's copy-up).
             if m.kind == "volume"
+                && !m.no_copy
                 && let Some(name) = &m.name
                 && let Ok(v) = self.volumes.get(name)
                 && let Ok(fd) = open_in_root(&rootfs, &m.destination, true)

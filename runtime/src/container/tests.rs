@@ -29,6 +29,8 @@ pub(super) fn config(id: &str, name: &str) -> ContainerConfig {
             destination: "/data".to_owned(),
             read_only: false,
             anonymous: false,
+            no_copy: false,
+            bind: Default::default(),
         }],
         network_mode: "bridge".to_owned(),
         log_max_size: 1 << 20,

@@ -476,11 +476,16 @@ fn read_only_workdir_and_mounts() {
                 source: "/v/data/_data".into(),
                 destination: "/data".into(),
                 read_only: true,
+                options: Default::default(),
             },
             BindMount {
                 source: "/src".into(),
                 destination: "/app/src".into(),
                 read_only: false,
+                options: crate::spec::BindOptions {
+                    propagation: Some("rshared".into()),
+                    non_recursive: true,
+                },
             },
         ],
         ..Default::default()
@@ -492,8 +497,10 @@ fn read_only_workdir_and_mounts() {
     let data = m.iter().find(|m| m["destination"] == "/data").unwrap();
     assert_eq!(data["source"], "/v/data/_data");
     assert!(strs(&data["options"]).contains(&"ro".to_owned()));
+    assert_eq!(strs(&data["options"])[..2], ["rbind", "rprivate"]);
+    // bind-nonrecursive and bind-propagation, as runc reads them.
     let src = m.iter().find(|m| m["destination"] == "/app/src").unwrap();
-    assert!(!strs(&src["options"]).contains(&"ro".to_owned()));
+    assert_eq!(strs(&src["options"]), ["bind", "rshared"]);
     let hosts = m.iter().find(|m| m["destination"] == "/etc/hosts").unwrap();
     assert!(strs(&hosts["options"]).contains(&"ro".to_owned()));
     let bad = RunOptions {
