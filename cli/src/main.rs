@@ -115,8 +115,9 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// The commands whose usage errors exit 125, as docker's do (the others keep clap's 2).
-const DOCKER_STATUS_COMMANDS: &[&str] = &["run", "exec"];
+/// hoist's own commands, which keep clap's usage status 2; the docker-shaped ones (every other)
+/// exit 125 for a usage error and 1 for a missing argument, as docker's do.
+const HOIST_ONLY_COMMANDS: &[&str] = &["serve", "admin", "verify", "__supervise"];
 
 /// Errors end the program with one line (the whole cause chain) and exit status 1 (or the
 /// [`Status`] attached to the error).
@@ -128,11 +129,18 @@ fn main() -> ExitCode {
         Err(e) => {
             let docker = std::env::args()
                 .nth(1)
-                .is_some_and(|c| DOCKER_STATUS_COMMANDS.contains(&c.as_str()));
+                .is_none_or(|c| !HOIST_ONLY_COMMANDS.contains(&c.as_str()));
             let code = e.exit_code();
             let _ = e.print();
-            return if docker && e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
-                // docker: `"docker run" requires at least 1 argument`, status 1.
+            use clap::error::ErrorKind;
+            let missing = matches!(
+                e.kind(),
+                ErrorKind::MissingRequiredArgument
+                    | ErrorKind::WrongNumberOfValues
+                    | ErrorKind::TooFewValues
+            );
+            return if docker && missing {
+                // docker: `"docker start" requires at least 1 argument`, status 1.
                 ExitCode::FAILURE
             } else if docker && code == 2 {
                 ExitCode::from(125)

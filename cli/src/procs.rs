@@ -31,8 +31,7 @@ pub struct TopArgs {
         value_names = ["CONTAINER", "ps OPTIONS"],
         required = true,
         num_args = 1..,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
+        trailing_var_arg = true
     )]
     argv: Vec<String>,
 }

@@ -135,6 +135,9 @@ pub struct RunArgs {
     /// Set metadata on the container: KEY=VALUE
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     label: Vec<String>,
+    /// Read labels from a file of KEY=VALUE lines (before the --label ones)
+    #[arg(long = "label-file", value_name = "FILE")]
+    label_file: Vec<PathBuf>,
     /// Size of /dev/shm (64m when not given)
     #[arg(long = "shm-size", value_name = "SIZE")]
     shm_size: Option<String>,
@@ -321,7 +324,20 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             f.display()
         );
     }
-    let labels = crate::run_flags::parse_labels(&a.label)?;
+    // docker's order: the files' labels, then --label (a later one wins); a bare KEY line (no
+    // `=`) is dropped, as docker's file reader drops it.
+    let mut label_args = Vec::new();
+    for f in &a.label_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        label_args.extend(spec::parse_env_file(
+            &text,
+            &f.display().to_string(),
+            |_| None,
+        )?);
+    }
+    label_args.extend(a.label.iter().cloned());
+    let labels = crate::run_flags::parse_labels(&label_args)?;
     if let Some(p) = &a.platform {
         let host = Platform::host();
         let want = format!("{}/{}", host.os, host.architecture);
