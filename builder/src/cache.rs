@@ -70,6 +70,21 @@ pub struct Usage {
     pub bytes: u64,
 }
 
+/// One record as `system df -v` lists it (BuildKit's cache entries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordInfo {
+    /// The cache key, hex.
+    pub key: String,
+    pub created: i64,
+    pub last_used: i64,
+    /// How many builds stored or reused it.
+    pub uses: u64,
+    /// The bytes of the blobs it needs.
+    pub size: u64,
+    /// Whether another record needs one of its blobs too.
+    pub shared: bool,
+}
+
 /// The build cache of one hoist home. Opening it takes the shared build lock, held until drop.
 pub struct BuildCache {
     dir: PathBuf,
@@ -135,8 +150,19 @@ impl BuildCache {
             .map_err(db)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))
             .map_err(db)?;
+        // Caches made before records counted their uses get the column (in the same
+        // transaction, so two openers never both add it).
+        let has_uses = conn
+            .prepare("SELECT 1 FROM pragma_table_info('records') WHERE name = 'uses'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db)?;
+        if !has_uses {
+            conn.execute_batch("ALTER TABLE records ADD COLUMN uses INTEGER NOT NULL DEFAULT 1")
+                .map_err(db)?;
+        }
+        conn.execute_batch("COMMIT").map_err(db)?;
         Ok(BuildCache {
             dir: dir.to_path_buf(),
             db_path,
@@ -247,7 +273,7 @@ impl BuildCache {
             }
         }
         conn.execute(
-            "UPDATE records SET last_used = ?2 WHERE key = ?1",
+            "UPDATE records SET last_used = ?2, uses = uses + 1 WHERE key = ?1",
             params![hex, now()],
         )
         .map_err(self.db())?;
@@ -291,6 +317,36 @@ impl BuildCache {
             .query_map([], |r| r.get(0))
             .map_err(self.db())?
             .collect::<Result<Vec<Vec<u8>>, _>>()
+            .map_err(self.db())?;
+        Ok(out)
+    }
+
+    /// Every record with its size and whether it shares a blob, most recently used first.
+    pub fn records(&self) -> Result<Vec<RecordInfo>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT r.key, r.created, r.last_used, r.uses,
+                    COALESCE((SELECT SUM(b.size) FROM record_blobs rb JOIN blobs b
+                              ON b.digest = rb.digest WHERE rb.key = r.key), 0),
+                    EXISTS (SELECT 1 FROM record_blobs rb JOIN record_blobs o
+                            ON o.digest = rb.digest AND o.key != rb.key WHERE rb.key = r.key)
+                 FROM records r ORDER BY r.last_used DESC, r.key",
+            )
+            .map_err(self.db())?;
+        let out = stmt
+            .query_map([], |r| {
+                Ok(RecordInfo {
+                    key: r.get(0)?,
+                    created: r.get(1)?,
+                    last_used: r.get(2)?,
+                    uses: r.get::<_, i64>(3)?.max(0) as u64,
+                    size: r.get::<_, i64>(4)?.max(0) as u64,
+                    shared: r.get(5)?,
+                })
+            })
+            .map_err(self.db())?
+            .collect::<Result<Vec<_>, _>>()
             .map_err(self.db())?;
         Ok(out)
     }
@@ -574,6 +630,46 @@ mod tests {
                 }
             });
         }
+    }
+
+    #[test]
+    fn records_list_their_size_sharing_and_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = BuildCache::open(dir.path()).unwrap();
+        let (a, _) = c.put_blob(&b"aaaa"[..]).unwrap();
+        let (b, _) = c.put_blob(&b"bbbbbbbb"[..]).unwrap();
+        let (only, _) = c.put_blob(&b"cc"[..]).unwrap();
+        c.put(&key(1), b"v1", &[a.clone(), b.clone()]).unwrap();
+        c.put(&key(2), b"v2", std::slice::from_ref(&b)).unwrap();
+        c.put(&key(3), b"v3", std::slice::from_ref(&only)).unwrap();
+        c.get(&key(1)).unwrap();
+        c.get(&key(1)).unwrap();
+        let by_key = |k: u8| {
+            c.records()
+                .unwrap()
+                .into_iter()
+                .find(|r| r.key == key(k).hex())
+                .unwrap()
+        };
+        let (r1, r2, r3) = (by_key(1), by_key(2), by_key(3));
+        assert_eq!((r1.size, r1.shared, r1.uses), (12, true, 3));
+        assert_eq!((r2.size, r2.shared, r2.uses), (8, true, 1));
+        assert_eq!((r3.size, r3.shared, r3.uses), (2, false, 1));
+        assert_eq!(c.records().unwrap().len(), 3);
+        drop(c);
+        // A cache made before the column existed gets it, its records counted once.
+        let old = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(old.path().join("cache.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE records (key TEXT PRIMARY KEY, value BLOB NOT NULL,
+                created INTEGER NOT NULL, last_used INTEGER NOT NULL);
+             INSERT INTO records VALUES ('k', x'00', 1, 2);",
+        )
+        .unwrap();
+        drop(conn);
+        let c = BuildCache::open(old.path()).unwrap();
+        let r = c.records().unwrap();
+        assert_eq!((r.len(), r[0].uses, r[0].size), (1, 1, 0));
     }
 
     #[test]

@@ -991,8 +991,22 @@ async fn df(a: DfArgs) -> Result<()> {
     out.push_str(&crate::containers::df_containers_table()?);
     out.push_str("\nLocal Volumes space usage:\n\n");
     out.push_str(&crate::containers::df_volumes_table()?);
-    // hoist's build cache records are not BuildKit's cache entries: the total only.
+    // Each build cache record as BuildKit's entries are listed (a step's result: "regular").
     out.push_str(&format!("\nBuild cache usage: {}\n\n", cache[3]));
+    let rows: Vec<Vec<String>> = build_cache_records()?
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.key.chars().take(12).collect(),
+                "regular".to_owned(),
+                human_size(r.size, 4),
+                human_ago(Some(r.created), now),
+                human_ago(Some(r.last_used), now),
+                r.uses.to_string(),
+                r.shared.to_string(),
+            ]
+        })
+        .collect();
     out.push_str(&table(
         &[
             "CACHE ID",
@@ -1003,9 +1017,20 @@ async fn df(a: DfArgs) -> Result<()> {
             "USAGE",
             "SHARED",
         ],
-        &[],
+        &rows,
     ));
     print_out(&out)
+}
+
+/// The build cache's records (none when there is no cache yet).
+fn build_cache_records() -> Result<Vec<hoist_builder::cache::RecordInfo>> {
+    let dir = home::hoist_home()?.join("builder");
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    hoist_builder::cache::BuildCache::open(&dir)
+        .and_then(|c| c.records())
+        .context("listing the build cache")
 }
 
 /// `system df`'s Build Cache row: the build cache's records and the bytes of its blobs (none in

@@ -587,6 +587,28 @@ fn system_df_counts_the_build_cache() {
         .collect();
     assert_eq!(row[2], records.to_string(), "TOTAL of {df}");
     assert_ne!(row[4], "0B", "SIZE of {df}");
+    // -v lists each record under BuildKit's columns.
+    let dfv = run(hoist(&home).args(["system", "df", "-v"]));
+    let section = dfv
+        .split("Build cache usage:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no build cache section: {dfv}"));
+    let rows: Vec<Vec<&str>> = section
+        .lines()
+        .skip_while(|l| !l.starts_with("CACHE ID"))
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len() as u64, records, "{section}");
+    for r in &rows {
+        assert_eq!(r[1], "regular", "{section}");
+        assert!(matches!(*r.last().unwrap(), "true" | "false"), "{section}");
+    }
+    assert!(
+        rows.iter().any(|r| r[2] != "0B"),
+        "the COPY's layer has a size: {section}"
+    );
 }
 
 /// Push and pull progress list the layers, as docker does, and not the image config.
