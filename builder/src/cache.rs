@@ -639,7 +639,7 @@ mod tests {
         let (a, _) = c.put_blob(&b"aaaa"[..]).unwrap();
         let (b, _) = c.put_blob(&b"bbbbbbbb"[..]).unwrap();
         let (only, _) = c.put_blob(&b"cc"[..]).unwrap();
-        c.put(&key(1), b"v1", &[a.clone(), b.clone()]).unwrap();
+        c.put(&key(1), b"v1", &[a, b.clone()]).unwrap();
         c.put(&key(2), b"v2", std::slice::from_ref(&b)).unwrap();
         c.put(&key(3), b"v3", std::slice::from_ref(&only)).unwrap();
         c.get(&key(1)).unwrap();
