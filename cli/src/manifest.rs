@@ -80,6 +80,9 @@ pub struct InspectArgs {
     /// Allow communication with an insecure registry
     #[arg(long)]
     insecure: bool,
+    /// Output additional info including layers and platform
+    #[arg(short, long)]
+    verbose: bool,
     /// `[MANIFEST_LIST] MANIFEST`
     #[arg(num_args = 1..=2, required = true, value_name = "MANIFEST")]
     refs: Vec<String>,
@@ -538,10 +541,21 @@ async fn inspect(a: InspectArgs) -> Result<()> {
             .iter()
             .find(|e| e.reference == want)
             .ok_or_else(|| anyhow!("No such manifest: {want}"))?;
+        if a.verbose {
+            return print_verbose(&[(e.reference.clone(), &e.descriptor, e.manifest.as_bytes())]);
+        }
         return print_json(e.manifest.as_bytes());
     }
     // A local list first, as docker looks.
     if let Some(list) = load(&home, &r)? {
+        if a.verbose {
+            let all: Vec<(String, &ManifestDescriptor, &[u8])> = list
+                .images
+                .iter()
+                .map(|e| (e.reference.clone(), &e.descriptor, e.manifest.as_bytes()))
+                .collect();
+            return print_verbose_list(&all);
+        }
         let entries: Vec<&ManifestDescriptor> = list.images.iter().map(|e| &e.descriptor).collect();
         return print_list(&entries);
     }
@@ -553,12 +567,18 @@ async fn inspect(a: InspectArgs) -> Result<()> {
         .await
         .map_err(|e| anyhow!("no such manifest: {}: {e}", full(&r)))?;
     if !media_type::is_index(&mt) {
+        if a.verbose {
+            // The platform of a single image is its config's.
+            let (d, _) = describe(&client, &r).await?;
+            return print_verbose(&[(full(&r), &d, &bytes)]);
+        }
         return print_json(&bytes);
     }
     // A remote list, as docker renders it: each entry's image fetched (its media type, size
     // and digest checked), with the platform the list gives it, in docker's list form.
     let v: Value = serde_json::from_slice(&bytes).context("decoding the manifest list")?;
     let mut entries = Vec::new();
+    let mut raws: Vec<Bytes> = Vec::new();
     for m in v["manifests"]
         .as_array()
         .map(Vec::as_slice)
@@ -579,9 +599,67 @@ async fn inspect(a: InspectArgs) -> Result<()> {
             digest: digest.to_string(),
             platform,
         });
+        raws.push(child);
+    }
+    if a.verbose {
+        let all: Vec<(String, &ManifestDescriptor, &[u8])> = entries
+            .iter()
+            .zip(&raws)
+            .map(|(d, raw)| (format!("{}@{}", full(&r), d.digest), d, raw.as_ref()))
+            .collect();
+        return print_verbose_list(&all);
     }
     let refs: Vec<&ManifestDescriptor> = entries.iter().collect();
     print_list(&refs)
+}
+
+/// One image as docker's `manifest inspect -v` prints it: its reference, descriptor (with the
+/// platform), the manifest's bytes in base64 and the manifest itself (`SchemaV2Manifest`, or
+/// `OCIManifest` for an OCI one), indented as Go's `MarshalIndent(.., "\t")`.
+fn verbose_json(reference: &str, d: &ManifestDescriptor, raw: &[u8]) -> Result<String> {
+    use base64::Engine as _;
+    #[derive(Serialize)]
+    struct VerboseDescriptor<'a> {
+        #[serde(rename = "mediaType")]
+        media_type: &'a str,
+        digest: &'a str,
+        size: u64,
+        platform: &'a PlatformSpec,
+    }
+    let desc = serde_json::to_string(&VerboseDescriptor {
+        media_type: &d.media_type,
+        digest: &d.digest,
+        size: d.size,
+        platform: &d.platform,
+    })?;
+    let field = if d.media_type == media_type::OCI_MANIFEST {
+        "OCIManifest"
+    } else {
+        "SchemaV2Manifest"
+    };
+    let raw_text = std::str::from_utf8(raw).context("the manifest is not UTF-8")?;
+    Ok(format!(
+        "{{\"Ref\":{},\"Descriptor\":{desc},\"Raw\":\"{}\",\"{field}\":{raw_text}}}",
+        serde_json::to_string(reference)?,
+        base64::engine::general_purpose::STANDARD.encode(raw),
+    ))
+}
+
+fn print_verbose(one: &[(String, &ManifestDescriptor, &[u8])]) -> Result<()> {
+    let (r, d, raw) = &one[0];
+    let mut out = go_indent(verbose_json(r, d, raw)?.as_bytes());
+    out.push(b'\n');
+    write_out(&out)
+}
+
+fn print_verbose_list(all: &[(String, &ManifestDescriptor, &[u8])]) -> Result<()> {
+    let items: Vec<String> = all
+        .iter()
+        .map(|(r, d, raw)| verbose_json(r, d, raw))
+        .collect::<Result<_>>()?;
+    let mut out = go_indent(format!("[{}]", items.join(",")).as_bytes());
+    out.push(b'\n');
+    write_out(&out)
 }
 
 fn print_list(entries: &[&ManifestDescriptor]) -> Result<()> {

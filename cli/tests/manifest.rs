@@ -130,8 +130,15 @@ fn lists_match_docker(server: Server) {
         local.contains("linux") && local.contains("arm64"),
         "{local}"
     );
-    // One image of a local list.
+    // One image of a local list, and -v's forms of both.
     e.same(&["inspect", &dl, &arm], &["inspect", &hl, &arm], &dl, &hl);
+    e.same(&["inspect", "-v", &dl], &["inspect", "-v", &hl], &dl, &hl);
+    e.same(
+        &["inspect", "-v", &dl, &arm],
+        &["inspect", "-v", &hl, &arm],
+        &dl,
+        &hl,
+    );
     // push: the same bytes, so the same digest.
     let pushed = e.same(
         &["push", "--insecure", &dl],
@@ -158,6 +165,18 @@ fn lists_match_docker(server: Server) {
         &["inspect", "--insecure", &amd],
         "",
         "",
+    );
+    e.same(
+        &["inspect", "--insecure", "-v", &amd],
+        &["inspect", "--insecure", "-v", &amd],
+        "",
+        "",
+    );
+    e.same(
+        &["inspect", "--insecure", "-v", &hl],
+        &["inspect", "--insecure", "-v", &dl],
+        &hl,
+        &dl,
     );
 
     // annotate, then push again: still the same digest.
