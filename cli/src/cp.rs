@@ -6,8 +6,8 @@
 //! The container's filesystem is the merged view it sees: the rootfs mounted by its supervisor
 //! while it runs (writes go through the overlay to its upper dir, as docker's into the running
 //! container's mount), else the same overlay mounted in a private mount namespace of this process
-//! for the time of the copy (holding the container's supervisor lock, so it cannot start
-//! meanwhile). Every file operation inside it goes through [`hoist_runtime::confined`] on a
+//! for the time of the copy (holding the container's supervisor lock: a `start` meanwhile
+//! waits for the copy). Every file operation inside it goes through [`hoist_runtime::confined`] on a
 //! descriptor of that root (`openat2(RESOLVE_IN_ROOT)` to follow symlinks as the container would,
 //! `*at` calls that follow none), and archives are extracted into it by the runtime's confined
 //! unpacker: a symlink in the container never makes a copy read or write a host path.

@@ -476,3 +476,43 @@ fn pause_freezes_every_process_and_unpause_resumes() {
     h.ok(&["rm", "-f", "ticker"]);
     assert_eq!(h.ok(&["ps", "-aq"]), "");
 }
+
+/// `hoist cp` and `export` hold a stopped container's supervisor lock while they use its
+/// filesystem; `start` waits for them (as docker's start waits for a copy) instead of failing
+/// with "already running".
+#[test]
+fn start_waits_for_a_command_holding_a_stopped_container() {
+    let h = Home::new();
+    h.ok(&[
+        "create", "--name", "held", "busybox", "sh", "-c", "echo ran",
+    ]);
+    let lock_path = h.container_dir("held").join("supervisor.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let mut child = h
+        .cmd(&["start", "-a", "held"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "start gave up while the lock was held"
+    );
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+}

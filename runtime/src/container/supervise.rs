@@ -38,6 +38,8 @@ pub enum RunError {
     Mount { id: String, reason: String },
     #[error("starting container {0}: no client attached within 60s")]
     AttachTimeout(String),
+    #[error("container {0} is busy: another command has held its filesystem for 60s")]
+    Busy(String),
 }
 
 /// How the container's stdio is connected.
@@ -365,8 +367,28 @@ impl Supervisor<'_> {
             .write(true)
             .open(&lock_path)
             .map_err(ioe(format!("opening {}", lock_path.display())))?;
-        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|_| RunError::AlreadyRunning(c.name().to_owned()))?;
+        // The lock is held by this container's supervisor while it runs, and by `hoist cp` or
+        // `export` while they use a stopped one's filesystem: that one is waited for, as
+        // docker's start waits for a copy.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut file = lock_file;
+        let _lock = loop {
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => break l,
+                Err((back, _)) => {
+                    if self.store.raw_state(id)?.running() {
+                        return Err(RunError::AlreadyRunning(c.name().to_owned()));
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(RunError::Busy(c.name().to_owned()));
+                    }
+                    std::thread::sleep(Duration::from_millis(25));
+                    file = back;
+                }
+            }
+        };
+        // What it is now, after any wait.
+        let c = self.store.load(id)?;
         if c.state.running() {
             return Err(RunError::AlreadyRunning(c.name().to_owned()));
         }
