@@ -714,7 +714,7 @@ async fn push(a: PushArgs) -> Result<()> {
     let body = list_json(&entries)?;
     let digest = Digest::sha256_of(&body);
     client
-        .store_manifest(
+        .put_manifest(
             target,
             &list_ref.target(),
             media_type::DOCKER_MANIFEST_LIST,

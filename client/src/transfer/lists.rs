@@ -49,17 +49,6 @@ impl RegistryClient {
         Ok(Bytes::from(out))
     }
 
-    /// Stores `bytes` as the manifest `reference` (a tag or its digest) of `repo`.
-    pub async fn store_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-        media_type: &str,
-        bytes: Bytes,
-    ) -> Result<(), TransferError> {
-        self.put_manifest(repo, reference, media_type, bytes).await
-    }
-
     /// Makes the image manifest `bytes` (of `from`) present in `to`: each blob it names is
     /// mounted from `from` unless `to` has it, then the manifest is put by its digest. A blob
     /// the registry will not mount is an error naming it.

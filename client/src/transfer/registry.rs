@@ -471,7 +471,7 @@ impl RegistryClient {
     }
 
     /// Stores a manifest's exact bytes under `reference` (a tag or its digest).
-    pub(crate) async fn put_manifest(
+    pub async fn put_manifest(
         &self,
         repo: &str,
         reference: &str,
