@@ -189,18 +189,25 @@ fn lookup_env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
-/// The run options from the flags (everything but mounts).
-fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
-    let mut env = Vec::new();
-    for f in &a.env_file {
+/// `KEY=VALUE` lines of docker's env-file format from `files`, in order (a bare `KEY` through
+/// `lookup`): `--env-file` and `--label-file`.
+fn read_kv_files(files: &[PathBuf], lookup: fn(&str) -> Option<String>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in files {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        env.extend(spec::parse_env_file(
+        out.extend(spec::parse_env_file(
             &text,
             &f.display().to_string(),
-            lookup_env,
+            lookup,
         )?);
     }
+    Ok(out)
+}
+
+/// The run options from the flags (everything but mounts).
+fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
+    let mut env = read_kv_files(&a.env_file, lookup_env)?;
     for e in &a.env {
         if let Some(kv) = spec::env_entry(e, lookup_env)
             .map_err(|reason| anyhow::anyhow!("invalid environment variable {e:?}: {reason}"))?
@@ -326,16 +333,7 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
     }
     // docker's order: the files' labels, then --label (a later one wins); a bare KEY line (no
     // `=`) is dropped, as docker's file reader drops it.
-    let mut label_args = Vec::new();
-    for f in &a.label_file {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        label_args.extend(spec::parse_env_file(
-            &text,
-            &f.display().to_string(),
-            |_| None,
-        )?);
-    }
+    let mut label_args = read_kv_files(&a.label_file, |_| None)?;
     label_args.extend(a.label.iter().cloned());
     let labels = crate::run_flags::parse_labels(&label_args)?;
     if let Some(p) = &a.platform {

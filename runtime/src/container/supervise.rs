@@ -188,20 +188,9 @@ pub fn forwarded() -> nix::sys::signal::SigSet {
 /// Blocks the forwarded signals in this thread (threads spawned after inherit it) and forwards
 /// them to `pid` from a thread; SIGWINCH resizes `pty`.
 fn forward_signals(pid: i32, pty: Option<Arc<OwnedFd>>) {
-    let set = forwarded();
-    let _ = set.thread_block();
-    std::thread::spawn(move || {
-        loop {
-            let Ok(sig) = set.wait() else { return };
-            if sig == nix::sys::signal::Signal::SIGWINCH {
-                if let Some(m) = &pty {
-                    copy_winsize(m.as_ref());
-                }
-                continue;
-            }
-            if exec::signal_pid(pid, sig as i32).is_err() {
-                return;
-            }
+    attach::forward_signals(Some(pid), move || {
+        if let Some(m) = &pty {
+            copy_winsize(m.as_ref());
         }
     });
 }
