@@ -161,7 +161,8 @@ fn tar_listing(bytes: &[u8]) -> Result<Vec<String>, String> {
             .unwrap_or_default();
         let mut data = Vec::new();
         e.read_to_end(&mut data).map_err(|e| e.to_string())?;
-        let mtime = if kind.is_dir() {
+        // A directory's mtime moves with any write; `/.dockerenv` is made when its container is.
+        let mtime = if kind.is_dir() || name.ends_with(".dockerenv") {
             0
         } else {
             h.mtime().unwrap_or(0)
@@ -181,14 +182,13 @@ fn tar_listing(bytes: &[u8]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// An export's listing: what the two engines' own mount points hold (`/.dockerenv`, the
+/// An export's listing: what the two engines' own mount points hold (the
 /// `/etc/hostname`-like files they bind over, `/dev` stubs) is what they make at run time, not
 /// the container's, and directories' mtimes change with any write: left out.
 fn export_listing(bytes: &[u8]) -> Vec<String> {
     let mut l = tar_listing(bytes).expect("an export is a tar");
     l.retain(|e| {
-        !e.starts_with(".dockerenv ")
-            && !e.starts_with("dev/")
+        !e.starts_with("dev/")
             && !e.starts_with("etc/hostname ")
             && !e.starts_with("etc/hosts ")
             && !e.starts_with("etc/resolv.conf ")

@@ -25,6 +25,7 @@ mod supervise;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -393,8 +394,8 @@ impl Container {
         self.dir.join("work")
     }
     /// Docker's "init layer": the mount points the runtime needs (`/etc/hosts`, `/etc/hostname`,
-    /// `/etc/mtab` -> `/proc/mounts`,
-    /// `/etc/resolv.conf`, `/dev`, `/proc`, `/sys`), made once, stacked above the image's
+    /// `/etc/mtab` -> `/proc/mounts`, `/etc/resolv.conf`, `/dev`, `/proc`, `/sys`, and the empty
+    /// `/.dockerenv`), made once, stacked above the image's
     /// layers and below the upper dir, so they never show as changes of the container.
     pub fn init_layer(&self) -> PathBuf {
         self.dir.join("init")
@@ -668,10 +669,16 @@ impl ContainerStore {
             let p = init.join(d);
             std::fs::create_dir_all(&p).map_err(ioe(format!("creating {}", p.display())))?;
         }
-        for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        // `/.dockerenv` is docker's marker that a process runs in a container: scripts and
+        // runtimes (Go's, Node's `is-docker`) look for it.
+        for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv"] {
             let p = init.join(f);
             std::fs::write(&p, b"").map_err(ioe(format!("creating {}", p.display())))?;
         }
+        // Docker makes its marker 0755.
+        let marker = init.join(".dockerenv");
+        std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o755))
+            .map_err(ioe(format!("setting the mode of {}", marker.display())))?;
         // As docker's init layer: /etc/mtab is the kernel's mount table.
         let mtab = init.join("etc/mtab");
         std::os::unix::fs::symlink("/proc/mounts", &mtab)
