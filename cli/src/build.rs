@@ -8,11 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use hoist_builder::build::{self, BuildOptions, Env, LayerCompression, Puller};
+use hoist_builder::build::{self, BuildOptions, Env, LayerCompression};
 use hoist_builder::cache::{BuildCache, parse_size};
-use hoist_builder::graph::{OpError, OpKind, VertexId};
+use hoist_builder::graph::{OpKind, VertexId};
 use hoist_builder::solver::{Event, Progress};
 use hoist_oci::Reference;
 use hoist_storage::images::{ImageStore, Platform};
@@ -125,12 +123,7 @@ pub fn run(cmd: BuildCommand) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let layers = rt.block_on(async {
-                let images = ImageStore::open(&home)
-                    .await
-                    .with_context(|| format!("opening the local store in {}", home.display()))?;
-                crate::layer_gc::collect(&home, &images).await
-            })?;
+            let layers = rt.block_on(hoist_engine::Host::new(home).collect_layers())?;
             if layers.is_none() {
                 eprintln!("hoist: a build is running: unpacked layers are collected next time");
             }
@@ -168,43 +161,6 @@ fn human(n: u64) -> String {
         format!("{n}B")
     } else {
         format!("{v:.3}{}", units[u])
-    }
-}
-
-/// Pulls with `hoist pull` (the same binary), so progress and credentials are exactly those of
-/// the pull command.
-struct ProcessPuller;
-
-impl Puller for ProcessPuller {
-    fn pull<'a>(
-        &'a self,
-        reference: &'a Reference,
-        platform: &'a Platform,
-    ) -> BoxFuture<'a, Result<(), OpError>> {
-        async move {
-            let exe = std::env::current_exe()?;
-            let out = tokio::process::Command::new(exe)
-                .arg("pull")
-                .arg("--quiet")
-                .arg("--platform")
-                .arg(platform.to_string())
-                .arg(reference.to_string())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .output()
-                .await?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                let msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-                Err(msg
-                    .strip_prefix("hoist: ")
-                    .unwrap_or(&msg)
-                    .to_owned()
-                    .into())
-            }
-        }
-        .boxed()
     }
 }
 
@@ -1164,7 +1120,13 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
             opts.compression,
             opts.source_date_epoch,
         )?;
-        env.puller = Some(Arc::new(ProcessPuller));
+        env.puller = Some(Arc::new(hoist_engine::puller::HostPuller {
+            host: Arc::new(hoist_engine::Host::with_images(
+                home.clone(),
+                images.clone(),
+            )),
+            endpoints: Arc::new(crate::transfer::endpoints(&Default::default(), &home)?),
+        }));
         env.runner = Some(Arc::new(hoist_builder::run::ExecutorRunner::new(Arc::new(
             hoist_runtime::exec::HoistExecutor::new(),
         ))));
@@ -1219,16 +1181,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         let push = args.push || outputs.iter().any(|(k, _)| k == "registry");
         if push {
             for t in &tags {
-                let exe = std::env::current_exe()?;
-                let st = tokio::process::Command::new(exe)
-                    .arg("push")
-                    .arg(t.to_string())
-                    .stdout(std::process::Stdio::inherit())
-                    .status()
-                    .await?;
-                if !st.success() {
-                    bail!("pushing {t} failed");
-                }
+                crate::transfer::push(&t.to_string(), false, &Default::default()).await?;
             }
         }
         Ok::<_, anyhow::Error>(exported.id)

@@ -708,8 +708,8 @@ async fn rmi(a: RmiArgs) -> Result<()> {
         }
     }
     // The unpacked layers only the removed images used.
-    let home = home::hoist_home()?;
-    if let Err(e) = crate::layer_gc::collect(&home, &store).await {
+    let host = hoist_engine::Host::with_images(home::hoist_home()?, store.clone());
+    if let Err(e) = host.collect_layers().await.map_err(anyhow::Error::new) {
         eprintln!("{}", crate::error_line(&e));
     }
     failed.map_or(Ok(()), Err)
@@ -868,8 +868,8 @@ async fn prune(a: PruneArgs) -> Result<()> {
     }
     // What no image references any more; blobs younger than the collector's grace are freed
     // from disk by a later collection. The unpacked layers only those images used go now.
-    let home = home::hoist_home()?;
-    let layers = crate::layer_gc::collect(&home, &store).await?;
+    let host = hoist_engine::Host::with_images(home::hoist_home()?, store.clone());
+    let layers = host.collect_layers().await?;
     let reclaimed = before.size.saturating_sub(after.size) + layers.as_ref().map_or(0, |l| l.bytes);
     out.push_str(&format!(
         "Total reclaimed space: {}\n",

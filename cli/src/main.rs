@@ -11,7 +11,6 @@ mod format;
 mod home;
 mod images;
 mod images_format;
-mod layer_gc;
 mod layer_sizes;
 mod listing;
 mod manifest;
@@ -23,7 +22,6 @@ mod stats;
 mod sysinfo;
 mod transfer;
 mod transfer_progress;
-mod transfer_store;
 mod verify;
 mod volumes;
 

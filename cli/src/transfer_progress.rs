@@ -228,11 +228,14 @@ pub async fn configs_of(
     repo: &hoist_oci::RepoName,
     bytes: &bytes::Bytes,
 ) -> Vec<Digest> {
-    crate::transfer::stored_manifests(store, repo, bytes)
+    hoist_engine::transfer::stored_manifests(store, repo, bytes)
         .await
         .unwrap_or_default()
         .iter()
-        .filter_map(|v| v.get("config").and_then(crate::transfer::descriptor_digest))
+        .filter_map(|v| {
+            v.get("config")
+                .and_then(hoist_engine::transfer::descriptor_digest)
+        })
         .collect()
 }
 

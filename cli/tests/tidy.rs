@@ -40,10 +40,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "hoist-oci",
         ],
     ),
+    (
+        "hoist-engine",
+        &[
+            "hoist-builder",
+            "hoist-runtime",
+            "hoist-client",
+            "hoist-storage",
+            "hoist-oci",
+        ],
+    ),
     ("hoist-conformance", &["hoist-client", "hoist-oci"]),
     (
         "hoist",
         &[
+            "hoist-engine",
             "hoist-builder",
             "hoist-runtime",
             "hoist-registry",
@@ -73,6 +84,7 @@ const RESTRICTED: &[(&str, &[&str])] = &[
             "hoist-registry",
             "hoist-runtime",
             "hoist-builder",
+            "hoist-engine",
             "hoist-conformance",
             "hoist",
         ],

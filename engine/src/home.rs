@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use crate::{EngineError, Result};
 
 /// Resolves the hoist home directory from the environment.
 pub fn hoist_home() -> Result<PathBuf> {
@@ -27,17 +27,12 @@ fn home_from(env: impl Fn(&str) -> Option<std::ffi::OsString>, root: bool) -> Re
     if let Some(xdg) = env("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
         return Ok(PathBuf::from(xdg).join("hoist"));
     }
-    let home =
-        env("HOME").context("neither HOIST_HOME nor HOME is set: cannot place the local store")?;
+    let home = env("HOME").ok_or_else(|| {
+        EngineError::Invalid(
+            "neither HOIST_HOME nor HOME is set: cannot place the local store".into(),
+        )
+    })?;
     Ok(PathBuf::from(home).join(".local/share/hoist"))
-}
-
-/// A multi-threaded runtime for one command.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 #[cfg(test)]
