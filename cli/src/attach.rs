@@ -120,7 +120,7 @@ pub fn start_attached(a: &StartArgs) -> Result<()> {
         let code = relay(&store, &c, conn, stdin, true, &keys)?;
         exit(code)
     }
-    let mut child = crate::run::spawn_supervisor(&home, &store, c.id(), true)?;
+    let mut child = hoist_engine::Host::new(home).spawn_supervisor(c.id(), true)?;
     // The supervisor listens once the container is created; until then it may still fail.
     let deadline = Instant::now() + Duration::from_secs(60);
     let conn = loop {

@@ -4,17 +4,17 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use hoist_runtime::container::{self, Container, ContainerStore, ExecOptions, Status, logs};
-use hoist_runtime::exec;
 use serde_json::{Value, json};
 
 use crate::home;
 use crate::images_format::{ellipsis, human_size, now_unix, table};
-use crate::run::{self, stores};
+use crate::run::stores;
+use hoist_engine::Host;
 
 #[derive(Subcommand)]
 pub enum ContainerCommand {
@@ -249,8 +249,9 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
         }
         ContainerCommand::Exec(a) => exec_cmd(a),
         ContainerCommand::Stop(a) | ContainerCommand::Container(ContainerGroup::Stop(a)) => {
-            for_each(&a.containers, |store, c| {
-                stop(store, c, a.time, a.signal.as_deref())
+            let home = home::hoist_home()?;
+            for_each(&a.containers, |_, c| {
+                stop(&home, c, a.time, a.signal.as_deref())
             })
         }
         ContainerCommand::Kill(a) => {
@@ -266,7 +267,7 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
                 return crate::attach::start_attached(&a);
             }
             let home = home::hoist_home()?;
-            for_each(&a.containers, |store, c| start(&home, store, c))
+            for_each(&a.containers, |_, c| start(&home, c))
         }
         ContainerCommand::Pause(a) => for_each(&a.containers, |store, c| {
             store.pause(c.id())?;
@@ -279,13 +280,13 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Restart(a) => {
             let home = home::hoist_home()?;
             for_each(&a.containers, |store, c| {
-                stop(store, c, a.time, a.signal.as_deref())?;
+                stop(&home, c, a.time, a.signal.as_deref())?;
                 let c = store.load(c.id())?;
-                start(&home, store, &c)
+                start(&home, &c)
             })
         }
         ContainerCommand::Wait(a) => for_each(&a.containers, |store, c| {
-            let code = wait_exit(store, c.id(), None)?;
+            let code = hoist_engine::containers::wait_exit(store, c.id(), None)?;
             print_out(&format!("{code}\n"))
         }),
         ContainerCommand::Rm(a) | ContainerCommand::Container(ContainerGroup::Rm(a)) => rm(a),
@@ -346,12 +347,6 @@ fn for_each(
         }
     }
     failed.map_or(Ok(()), Err)
-}
-
-fn command_line(c: &Container) -> String {
-    let mut parts = vec![c.config.path.clone()];
-    parts.extend(c.config.args.iter().cloned());
-    parts.join(" ")
 }
 
 /// `ps`'s COMMAND: the daemon's summary (arguments with a space in single quotes), cut to 20
@@ -567,68 +562,19 @@ fn exec_cmd(a: ExecArgs) -> Result<()> {
     std::process::exit(code)
 }
 
-/// Sends `sig` to the container's init (checked to be the same process by its start time).
-fn signal(c: &Container, sig: i32) -> Result<()> {
-    let Some(init) = c.state.init.filter(|i| c.state.running() && i.alive()) else {
-        bail!("container {} is not running", c.name());
-    };
-    exec::signal_pid(init.pid, sig)
-        .with_context(|| format!("signalling container {}", c.name()))?;
-    Ok(())
-}
-
 fn kill(c: &Container, sig: i32) -> Result<()> {
-    signal(c, sig)?;
+    hoist_engine::containers::signal(c, sig)?;
     print_out(&format!("{}\n", c.name()))
-}
-
-/// Waits until `id` is not running (at most `timeout`): its exit code.
-fn wait_exit(store: &ContainerStore, id: &str, timeout: Option<Duration>) -> Result<i32> {
-    let start = Instant::now();
-    loop {
-        let st = store.state(id)?;
-        if !st.running() && st.supervisor.is_none() {
-            return Ok(st.exit_code.unwrap_or(0));
-        }
-        if timeout.is_some_and(|t| start.elapsed() >= t) {
-            bail!("timed out");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// docker stop: the stop signal, `time` seconds, then SIGKILL.
-fn stop(store: &ContainerStore, c: &Container, time: Option<u64>, sig: Option<&str>) -> Result<()> {
-    // A paused container is thawed first: a frozen process cannot handle its stop signal.
-    store.thaw_if_paused(c)?;
-    if c.state.running() {
-        let sig = match sig {
-            Some(s) => {
-                container::parse_signal(s).with_context(|| format!("invalid signal {s:?}"))?
-            }
-            None => c.stop_signal(),
-        };
-        let t = time.or(c.config.stop_timeout).unwrap_or(10);
-        // A process that exits between the check and the signal is fine.
-        let _ = signal(c, sig);
-        if wait_exit(store, c.id(), Some(Duration::from_secs(t))).is_err() {
-            let c = store.load(c.id())?;
-            let _ = signal(&c, libc_sigkill());
-            wait_exit(store, c.id(), Some(Duration::from_secs(30)))
-                .with_context(|| format!("container {} did not stop after SIGKILL", c.name()))?;
-        }
-    }
+fn stop(home: &Path, c: &Container, time: Option<u64>, sig: Option<&str>) -> Result<()> {
+    Host::new(home.to_path_buf()).stop(c, time, sig)?;
     print_out(&format!("{}\n", c.name()))
 }
 
-fn libc_sigkill() -> i32 {
-    container::parse_signal("KILL").unwrap_or(9)
-}
-
-fn start(home: &Path, store: &ContainerStore, c: &Container) -> Result<()> {
-    if !c.state.running() {
-        run::start_detached(home, store, c.id())?;
-    }
+fn start(home: &Path, c: &Container) -> Result<()> {
+    Host::new(home.to_path_buf()).start(c)?;
     print_out(&format!("{}\n", c.name()))
 }
 
@@ -643,8 +589,8 @@ fn rm(a: RmArgs) -> Result<()> {
                     return Err(container::ContainerError::Running(c.name().to_owned()).into());
                 }
                 store.thaw_if_paused(&c)?;
-                let _ = signal(&c, libc_sigkill());
-                wait_exit(&store, c.id(), Some(Duration::from_secs(30)))
+                let _ = hoist_engine::containers::signal(&c, hoist_engine::containers::SIGKILL);
+                hoist_engine::containers::wait_exit(&store, c.id(), Some(Duration::from_secs(30)))
                     .with_context(|| format!("killing container {}", c.name()))?;
             }
             let c = store.load(c.id())?;
@@ -1137,223 +1083,12 @@ fn commit(a: CommitArgs) -> Result<()> {
         .as_deref()
         .map(|r| hoist_oci::Reference::parse(r).with_context(|| format!("invalid reference {r:?}")))
         .transpose()?;
-    let id = home::runtime()?.block_on(commit_image(
-        &home,
+    let host = Host::new(home);
+    let id = home::runtime()?.block_on(host.commit(
         &c,
         reference.as_ref(),
         a.message.as_deref(),
         a.author.as_deref(),
     ))?;
     print_out(&format!("{id}\n"))
-}
-
-/// The image config of a commit: the container's image config, its run options applied (as
-/// docker records the container's config), one more layer and history entry.
-fn committed_config(
-    c: &Container,
-    diff_id: &hoist_oci::Digest,
-    message: Option<&str>,
-    author: Option<&str>,
-) -> Value {
-    let mut cfg = c.config.image_config.clone();
-    if !cfg.is_object() {
-        cfg = json!({});
-    }
-    let now = container::rfc3339(std::time::SystemTime::now());
-    let o = &c.config.options;
-    let conf = cfg
-        .as_object_mut()
-        .expect("an object")
-        .entry("config")
-        .or_insert_with(|| json!({}));
-    if !conf.is_object() {
-        *conf = json!({});
-    }
-    if !o.args.is_empty() {
-        conf["Cmd"] = json!(o.args);
-    }
-    match &o.entrypoint {
-        Some(e) if e.is_empty() => conf["Entrypoint"] = Value::Null,
-        Some(e) => {
-            conf["Entrypoint"] = json!([e]);
-            if o.args.is_empty() {
-                conf["Cmd"] = Value::Null;
-            }
-        }
-        None => {}
-    }
-    if !o.env.is_empty() {
-        let mut env: Vec<String> = conf
-            .get("Env")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for kv in &o.env {
-            let key = kv.split('=').next().unwrap_or(kv);
-            env.retain(|e| e.split('=').next() != Some(key));
-            env.push(kv.clone());
-        }
-        conf["Env"] = json!(env);
-    }
-    if let Some(w) = &o.workdir {
-        conf["WorkingDir"] = json!(w);
-    }
-    if let Some(u) = &o.user {
-        conf["User"] = json!(u);
-    }
-    cfg["created"] = json!(now);
-    if let Some(a) = author {
-        cfg["author"] = json!(a);
-    }
-    let rootfs = cfg
-        .as_object_mut()
-        .expect("an object")
-        .entry("rootfs")
-        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
-    if let Some(ids) = rootfs.get_mut("diff_ids").and_then(Value::as_array_mut) {
-        ids.push(json!(diff_id.to_string()));
-    } else {
-        rootfs["diff_ids"] = json!([diff_id.to_string()]);
-    }
-    let mut h = json!({"created": now, "created_by": command_line(c)});
-    if let Some(m) = message {
-        h["comment"] = json!(m);
-    }
-    if let Some(a) = author {
-        h["author"] = json!(a);
-    }
-    match cfg.get_mut("history").and_then(Value::as_array_mut) {
-        Some(hist) => hist.push(h),
-        None => cfg["history"] = json!([h]),
-    }
-    cfg
-}
-
-struct TmpFile(std::path::PathBuf);
-
-impl Drop for TmpFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// `commit`: the container's upper dir as a new layer on its image; stored (tagged when a
-/// reference is given, else a dangling image of the base's repository). Returns the image id.
-async fn commit_image(
-    home: &Path,
-    c: &Container,
-    reference: Option<&hoist_oci::Reference>,
-    message: Option<&str>,
-    author: Option<&str>,
-) -> Result<hoist_oci::Digest> {
-    use hoist_oci::{Digest, RepoName};
-    use hoist_runtime::rootfs::{Compression, LayerOptions, write_layer};
-    use hoist_storage::images::{ImageStore, repo_name};
-
-    let store = ImageStore::open(home)
-        .await
-        .with_context(|| format!("opening the local store in {}", home.display()))?;
-    let base_repo = RepoName::parse(&c.config.image_repo)
-        .with_context(|| format!("invalid repository {}", c.config.image_repo))?;
-    let repo = match reference {
-        Some(r) => repo_name(r)?,
-        None => base_repo.clone(),
-    };
-    // A uniquely named spool file in the store's tmp dir, removed when done.
-    let tmp = TmpFile(
-        store
-            .tmp_dir()
-            .join(format!("commit-{}", container::new_id())),
-    );
-    let file =
-        std::fs::File::create(&tmp.0).with_context(|| format!("creating {}", tmp.0.display()))?;
-    let upper = c.upper();
-    let info = tokio::task::spawn_blocking(move || {
-        write_layer(
-            &upper,
-            std::io::BufWriter::new(file),
-            &LayerOptions {
-                compression: Compression::Gzip,
-                source_date_epoch: None,
-                ..LayerOptions::default()
-            },
-        )
-    })
-    .await
-    .context("writing the layer")?
-    .with_context(|| format!("writing the layer of {}", c.name()))?;
-    let cfg = committed_config(c, &info.diff_id, message, author);
-    let cfg_bytes = serde_json::to_vec(&cfg).context("encoding the config")?;
-    let cfg_digest = Digest::sha256_of(&cfg_bytes);
-
-    let mut manifest = c.config.image_manifest.clone();
-    let manifest_type = manifest
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .unwrap_or(hoist_oci::media_type::OCI_MANIFEST)
-        .to_owned();
-    let docker = manifest_type.contains("docker");
-    let layer_type = if docker {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip"
-    } else {
-        info.media_type
-    };
-    // Base blobs: linked into the target repository from the base's.
-    let base_layers: Vec<Digest> = manifest
-        .get("layers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|l| l.get("digest").and_then(Value::as_str))
-                .filter_map(|d| Digest::parse(d).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    for d in &base_layers {
-        if store.store().blob_stat(&repo, d).await?.is_none()
-            && store
-                .store()
-                .blob_mount(&repo, &base_repo, d)
-                .await?
-                .is_none()
-        {
-            bail!("the base image's layer {d} is missing from the store");
-        }
-    }
-    store
-        .put_blob_file(&repo, &info.digest, &tmp.0)
-        .await
-        .context("storing the layer")?;
-    let body =
-        futures::stream::once(
-            async move { Ok::<_, std::io::Error>(bytes::Bytes::from(cfg_bytes)) },
-        );
-    store
-        .put_blob(&repo, &cfg_digest, body)
-        .await
-        .context("storing the config")?;
-    let cfg_size = serde_json::to_vec(&cfg).map(|b| b.len()).unwrap_or(0);
-    manifest["config"]["digest"] = json!(cfg_digest.to_string());
-    manifest["config"]["size"] = json!(cfg_size);
-    let layer =
-        json!({"mediaType": layer_type, "digest": info.digest.to_string(), "size": info.size});
-    match manifest.get_mut("layers").and_then(Value::as_array_mut) {
-        Some(l) => l.push(layer),
-        None => manifest["layers"] = json!([layer]),
-    }
-    let mbytes = serde_json::to_vec(&manifest).context("encoding the manifest")?;
-    store
-        .put_manifest(
-            &repo,
-            &manifest_type,
-            bytes::Bytes::from(mbytes),
-            reference.and_then(|r| r.tag()),
-        )
-        .await
-        .context("storing the manifest")?;
-    Ok(cfg_digest)
 }

@@ -5,22 +5,19 @@
 //! the container's), or with `-d` starts a supervisor in its own session that outlives the CLI,
 //! waits until the container runs and prints its id.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hoist_oci::Reference;
-use hoist_runtime::container::{
-    self, Attach, ContainerConfig, ContainerStore, MountRecord, Status, Supervisor,
-};
-use hoist_runtime::exec::{Executor, HoistExecutor, OciCliExecutor};
+use hoist_runtime::container::{self, Attach, ContainerStore, Supervisor};
 use hoist_runtime::spec::{self, Network, RunOptions};
-use hoist_runtime::volume::{VolumeArg, VolumeStore, parse_volume_arg};
-use hoist_storage::images::{ImageError, ImageStore, Platform};
+use hoist_runtime::volume::VolumeStore;
+use hoist_storage::images::{ImageError, Platform};
+
+use hoist_engine::Host;
+use hoist_engine::containers::NewContainer;
 
 use crate::home;
 
@@ -180,9 +177,8 @@ pub struct SuperviseArgs {
 
 /// Opens the stores of `home`.
 pub fn stores(home: &Path) -> Result<(ContainerStore, VolumeStore)> {
-    let containers = ContainerStore::open(home)
-        .with_context(|| format!("opening the containers in {}", home.display()))?;
-    Ok((containers, VolumeStore::open(home)))
+    let host = Host::new(home.to_path_buf());
+    Ok((host.containers()?.clone(), host.volumes()))
 }
 
 fn lookup_env(k: &str) -> Option<String> {
@@ -319,7 +315,7 @@ fn log_options(opts: &[String]) -> Result<(u64, u32)> {
 
 /// Creates the container of `a`: returns its id.
 fn create(home: &Path, a: &RunArgs) -> Result<String> {
-    let runtime = runtime_choice(&a.runtime)?;
+    let runtime = hoist_engine::containers::runtime_choice(&a.runtime)?;
     if a.init && runtime.is_some() {
         bail!("--init needs hoist's own runtime (--runtime hoist): its reaper is hoist's init");
     }
@@ -343,7 +339,7 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             bail!("image platform {p:?} cannot run here: this machine runs {want}");
         }
     }
-    let (containers, volumes) = stores(home)?;
+    let (containers, _) = stores(home)?;
     // Network first: container:NAME must name a running container.
     let (network, share_from) = match Network::parse(&a.network)? {
         Ok(n) => (n, None),
@@ -365,16 +361,15 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             "WARNING: published ports are discarded: hoist has no bridge network, the container uses the host's network"
         );
     }
-    let mut opts = run_options(a, network)?;
+    let opts = run_options(a, network)?;
     let (log_max_size, log_max_files) = log_options(&a.log_opt)?;
 
     let reference = Reference::parse(a.image())
         .with_context(|| format!("invalid image reference {:?}", a.image()))?;
+    let host = Host::new(home.to_path_buf());
     let rt = home::runtime()?;
-    let (image, config_value, layers) = rt.block_on(async {
-        let store = ImageStore::open(home)
-            .await
-            .with_context(|| format!("opening the local store in {}", home.display()))?;
+    let image = rt.block_on(async {
+        let store = host.images().await?;
         let image = match store.image(&reference, &Platform::host()).await {
             Err(ImageError::NotFound(_)) if a.pull == "missing" => {
                 eprintln!("Unable to find image '{}' locally", reference.familiar());
@@ -391,332 +386,33 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             }
         }
         .with_context(|| format!("unable to find image {}", a.image()))?;
-        let (_, bytes) = store
-            .config(&image)
-            .await
-            .with_context(|| format!("reading the config of {}", a.image()))?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).context("parsing the image config")?;
-        let layers = prepare_layers(home, &store, &image)
-            .await
-            .with_context(|| format!("preparing the layers of {}", a.image()))?;
-        anyhow::Ok((image, value, layers))
+        anyhow::Ok(host.runnable(image, a.image()).await?)
     })?;
     drop(rt);
-    let image_cfg: Option<oci_config::Config> = config_value
-        .get("config")
-        .filter(|v| !v.is_null())
-        .map(|v| serde_json::from_value(v.clone()))
-        .transpose()
-        .context("parsing the image config")?;
-    let cmd = spec::command(image_cfg.as_ref(), &opts)?;
-    spec::workdir(image_cfg.as_ref(), &opts)?;
-
-    let id = container::new_id();
-    let name = containers.reserve_name(a.name.as_deref(), &id)?;
-    let result = (|| {
-        // Volumes: -v first, then the image's VOLUME paths not covered by one.
-        let mut mounts: Vec<MountRecord> = Vec::new();
-        for v in &a.volume {
-            let vopts = hoist_runtime::volume::volume_arg_options(v)?;
-            let rec = match parse_volume_arg(v)? {
-                VolumeArg::Named {
-                    name,
-                    destination,
-                    read_only,
-                } => {
-                    let vol = volumes.create(Some(&name), BTreeMap::new())?;
-                    MountRecord {
-                        kind: "volume".to_owned(),
-                        name: Some(name),
-                        source: vol.mountpoint,
-                        destination,
-                        read_only,
-                        anonymous: false,
-                        no_copy: vopts.no_copy,
-                        bind: Default::default(),
-                    }
-                }
-                VolumeArg::Bind {
-                    source,
-                    destination,
-                    read_only,
-                } => {
-                    if !source.exists() {
-                        std::fs::create_dir_all(&source)
-                            .with_context(|| format!("creating {}", source.display()))?;
-                    }
-                    MountRecord {
-                        kind: "bind".to_owned(),
-                        name: None,
-                        source,
-                        destination,
-                        read_only,
-                        anonymous: false,
-                        no_copy: false,
-                        bind: hoist_runtime::spec::BindOptions {
-                            propagation: vopts.propagation.clone(),
-                            non_recursive: false,
-                        },
-                    }
-                }
-                VolumeArg::Anonymous { destination } => {
-                    let vol = volumes.create(None, BTreeMap::new())?;
-                    MountRecord {
-                        kind: "volume".to_owned(),
-                        name: Some(vol.name),
-                        source: vol.mountpoint,
-                        destination,
-                        read_only: false,
-                        anonymous: true,
-                        no_copy: vopts.no_copy,
-                        bind: Default::default(),
-                    }
-                }
-            };
-            if mounts.iter().any(|m| m.destination == rec.destination) {
-                bail!("duplicate mount point: {}", rec.destination);
-            }
-            mounts.push(rec);
-        }
-        for m in &a.mount {
-            let rec = match crate::run_flags::parse_mount(m)? {
-                crate::run_flags::Mount::Tmpfs(_) => continue,
-                crate::run_flags::Mount::Bind {
-                    source,
-                    destination,
-                    read_only,
-                    options,
-                } => MountRecord {
-                    kind: "bind".to_owned(),
-                    name: None,
-                    source,
-                    destination,
-                    read_only,
-                    anonymous: false,
-                    no_copy: false,
-                    bind: options,
-                },
-                crate::run_flags::Mount::Volume {
-                    name,
-                    destination,
-                    read_only,
-                    no_copy,
-                    labels,
-                } => {
-                    let anonymous = name.is_none();
-                    let vol = volumes.create(name.as_deref(), labels)?;
-                    MountRecord {
-                        kind: "volume".to_owned(),
-                        name: Some(vol.name),
-                        source: vol.mountpoint,
-                        destination,
-                        read_only,
-                        anonymous,
-                        no_copy,
-                        bind: Default::default(),
-                    }
-                }
-            };
-            if mounts.iter().any(|m| m.destination == rec.destination)
-                || opts.tmpfs.iter().any(|t| t.destination == rec.destination)
-            {
-                bail!("duplicate mount point: {}", rec.destination);
-            }
-            mounts.push(rec);
-        }
-        for path in image_cfg
-            .as_ref()
-            .and_then(|c| c.volumes().clone())
-            .unwrap_or_default()
-        {
-            let dest = path.trim_end_matches('/').to_owned();
-            if dest.is_empty()
-                || mounts.iter().any(|m| m.destination == dest)
-                || opts.tmpfs.iter().any(|t| t.destination == dest)
-            {
-                continue;
-            }
-            let vol = volumes.create(None, BTreeMap::new())?;
-            mounts.push(MountRecord {
-                kind: "volume".to_owned(),
-                name: Some(vol.name),
-                source: vol.mountpoint,
-                destination: dest,
-                read_only: false,
-                anonymous: true,
-                no_copy: false,
-                bind: Default::default(),
-            });
-        }
-        opts.mounts = mounts.iter().map(MountRecord::bind_mount).collect();
-        let now = std::time::SystemTime::now();
-        let stop_signal = a
-            .stop_signal
-            .clone()
-            .or_else(|| image_cfg.as_ref().and_then(|c| c.stop_signal().clone()));
-        if let Some(s) = &stop_signal
-            && container::parse_signal(s).is_none()
-        {
-            bail!("invalid stop signal {s:?}");
-        }
-        let config = ContainerConfig {
-            id: id.clone(),
-            name: name.clone(),
-            created: container::rfc3339(now),
-            created_unix: container::now_unix(),
-            image: a.image().to_owned(),
-            image_id: image.id()?.to_string(),
-            image_repo: image.repo.to_string(),
-            image_manifest_digest: image.digest.to_string(),
-            image_manifest: serde_json::from_slice(&image.manifest_bytes)
-                .context("parsing the image manifest")?,
-            image_config: config_value.clone(),
-            layers: layers.clone(),
-            options: opts.clone(),
-            path: cmd[0].clone(),
-            args: cmd[1..].to_vec(),
-            stop_signal,
-            stop_timeout: a.stop_timeout,
-            auto_remove: a.rm,
-            mounts,
-            network_mode: a.network.clone(),
-            log_max_size,
-            log_max_files,
-            runtime: runtime.clone(),
-            labels: labels.clone(),
-        };
-        let c = containers.create(&config)?;
-        let hostname = spec::hostname(&opts, &id, &host_hostname());
-        container::write_etc_files(&c, &hostname, share_from.as_ref())?;
-        if let Some(f) = &a.cidfile {
-            std::fs::write(f, &id).with_context(|| format!("writing {}", f.display()))?;
-        }
-        anyhow::Ok(())
-    })();
-    if let Err(e) = result {
-        // Nothing half-made stays behind.
-        if let Ok(c) = containers.load(&id) {
-            let _ = containers.remove(&c);
-        } else {
-            let _ = std::fs::remove_file(containers.root().join(".names").join(&name));
-        }
-        return Err(e);
-    }
+    let mounts = a
+        .mount
+        .iter()
+        .map(|m| crate::run_flags::parse_mount(m))
+        .collect::<Result<Vec<_>>>()?;
+    let id = host.create_container(NewContainer {
+        name: a.name.clone(),
+        image_name: a.image().to_owned(),
+        image,
+        options: opts,
+        volumes: a.volume.clone(),
+        mounts,
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        auto_remove: a.rm,
+        network_mode: a.network.clone(),
+        share_from,
+        log_max_size,
+        log_max_files,
+        runtime,
+        labels,
+        cidfile: a.cidfile.clone(),
+    })?;
     Ok(id)
-}
-
-fn host_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".to_owned())
-}
-
-/// The image's layers, unpacked (once) and verified, bottom to top.
-async fn prepare_layers(
-    home: &Path,
-    store: &ImageStore,
-    image: &hoist_storage::images::Image,
-) -> Result<Vec<PathBuf>> {
-    let layers = hoist_runtime::layers::LayerStore::open(home)?;
-    Ok(layers.prepare(store, image).await?)
-}
-
-mod oci_config {
-    pub use hoist_oci::spec::image::Config;
-}
-
-/// Removes a container and its anonymous volumes (for `--rm`).
-pub fn remove_with_volumes(
-    containers: &ContainerStore,
-    volumes: &VolumeStore,
-    id: &str,
-) -> Result<()> {
-    let c = containers.load(id)?;
-    let anon = containers.remove(&c)?;
-    let in_use = containers.volumes_in_use()?;
-    for v in anon {
-        if !in_use.contains_key(&v) {
-            volumes.remove(&v, &[])?;
-        }
-    }
-    Ok(())
-}
-
-/// Starts the detached supervisor of `id` and waits until the container runs (or has already
-/// exited). Fails with the supervisor's error when it could not start it.
-pub fn start_detached(home: &Path, containers: &ContainerStore, id: &str) -> Result<()> {
-    let c = containers.load(id)?;
-    let sup_log = c.dir.join("supervisor.log");
-    let before = containers.raw_state(id)?;
-    let mut child = spawn_supervisor(home, containers, id, false)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // A `--rm` container that ran and already removed itself is gone by the time it is looked
-    // at: it started.
-    let state = |id: &str| match containers.raw_state(id) {
-        Err(container::ContainerError::NotFound(_)) => Ok(None),
-        other => other.map(Some),
-    };
-    loop {
-        let Some(st) = state(id)? else {
-            return Ok(());
-        };
-        let progressed = st.started_at != before.started_at || st.finished_at != before.finished_at;
-        if st.status == Status::Running || (st.status == Status::Exited && progressed) {
-            return Ok(());
-        }
-        if let Some(status) = child.try_wait().context("waiting for the supervisor")? {
-            let Some(st) = state(id)? else {
-                return Ok(());
-            };
-            if st.status == Status::Exited && st.started_at != before.started_at {
-                return Ok(());
-            }
-            let err = if st.error.is_empty() {
-                std::fs::read_to_string(&sup_log).unwrap_or_default()
-            } else {
-                st.error
-            };
-            bail!(
-                "starting container {}: {} (supervisor {status})",
-                c.name(),
-                err.trim()
-            );
-        }
-        if Instant::now() > deadline {
-            bail!("starting container {}: timed out", c.name());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Starts the detached supervisor of `id` (`hoist __supervise ID`), its stderr to the
-/// container's `supervisor.log`; with `wait_attach` it starts the process once a client has
-/// attached to it.
-pub fn spawn_supervisor(
-    home: &Path,
-    containers: &ContainerStore,
-    id: &str,
-    wait_attach: bool,
-) -> Result<std::process::Child> {
-    let c = containers.load(id)?;
-    let sup_log = c.dir.join("supervisor.log");
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&sup_log)
-        .with_context(|| format!("opening {}", sup_log.display()))?;
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.arg("__supervise").arg(id);
-    if wait_attach {
-        cmd.arg("--wait-attach");
-    }
-    cmd.env("HOIST_HOME", home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting the container's supervisor")
 }
 
 /// `hoist create`: the container of `a`, created and not started; prints its id.
@@ -728,37 +424,6 @@ pub fn create_cmd(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--runtime`: `None` for hoist's own executor, else a runtime CLI that must exist.
-fn runtime_choice(name: &str) -> Result<Option<String>> {
-    if name == "hoist" {
-        return Ok(None);
-    }
-    let found = if name.contains('/') {
-        Path::new(name).is_file()
-    } else {
-        std::env::var_os("PATH")
-            .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
-    };
-    if !found {
-        bail!("unknown runtime {name:?}: want hoist, or an OCI runtime CLI (runc, crun) on PATH");
-    }
-    Ok(Some(name.to_owned()))
-}
-
-/// The executor a container runs with (its `--runtime`); runtime CLIs keep their state under
-/// `$HOIST_HOME/runtimes/<name>`.
-fn executor_for(home: &Path, runtime: Option<&str>) -> Result<Box<dyn Executor>> {
-    let Some(name) = runtime else {
-        return Ok(Box::new(HoistExecutor::new()));
-    };
-    let dir = Path::new(name)
-        .file_name()
-        .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned());
-    let executor = OciCliExecutor::new(name, home.join("runtimes").join(dir))
-        .with_context(|| format!("starting the {name} runtime"))?;
-    Ok(Box::new(executor))
-}
-
 pub fn run(a: RunArgs) -> Result<()> {
     let home = home::hoist_home()?;
     if a.detach && a.rm && a.interactive && a.tty {
@@ -766,15 +431,16 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     let id = create(&home, &a).map_err(|e| e.context(crate::Status(125)))?;
     let (containers, volumes) = stores(&home).map_err(|e| e.context(crate::Status(125)))?;
+    let host = Host::new(home);
     if a.detach {
         // docker prints the id of the created container even when it then fails to start.
         let mut out = std::io::stdout().lock();
         writeln!(out, "{id}").context("writing to stdout")?;
         drop(out);
-        return start_detached(&home, &containers, &id).map_err(start_failed);
+        return host.start_detached(&id).map_err(|e| start_failed(e.into()));
     }
     let runtime = containers.load(&id)?.config.runtime;
-    let executor = executor_for(&home, runtime.as_deref())?;
+    let executor = host.executor_for(runtime.as_deref())?;
     let sup = Supervisor {
         store: &containers,
         volumes: &volumes,
@@ -791,7 +457,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     };
     let result = sup.run(&id, attach);
     if a.rm {
-        remove_with_volumes(&containers, &volumes, &id)
+        host.remove_with_volumes(&id)
             .with_context(|| format!("removing container {id}"))?;
     }
     let code = result.map_err(|e| start_failed(e.into()))?;
@@ -825,8 +491,9 @@ pub fn supervise(a: SuperviseArgs) -> Result<()> {
     container::new_session();
     let home = home::hoist_home()?;
     let (containers, volumes) = stores(&home)?;
+    let host = Host::new(home);
     let runtime = containers.load(&a.id)?.config.runtime;
-    let executor = executor_for(&home, runtime.as_deref())?;
+    let executor = host.executor_for(runtime.as_deref())?;
     let sup = Supervisor {
         store: &containers,
         volumes: &volumes,
@@ -840,7 +507,7 @@ pub fn supervise(a: SuperviseArgs) -> Result<()> {
     );
     let c = containers.load(&a.id)?;
     if c.config.auto_remove {
-        remove_with_volumes(&containers, &volumes, &a.id)?;
+        host.remove_with_volumes(&a.id)?;
     }
     result.map(|_| ()).map_err(Into::into)
 }

@@ -3,32 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use hoist_runtime::spec::{BindOptions, DeviceMapping, SeccompChoice, TmpfsMount};
 
-/// One `--mount`.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Mount {
-    Bind {
-        source: PathBuf,
-        destination: String,
-        read_only: bool,
-        options: BindOptions,
-    },
-    /// A named volume, or an anonymous one (`name` None).
-    Volume {
-        name: Option<String>,
-        destination: String,
-        read_only: bool,
-        /// `volume-nocopy`.
-        no_copy: bool,
-        /// `volume-label=K=V`: labels of a volume this mount creates.
-        labels: BTreeMap<String, String>,
-    },
-    Tmpfs(TmpfsMount),
-}
+pub use hoist_engine::containers::Mount;
 
 fn truthy(v: Option<&str>, spec: &str, key: &str) -> Result<bool> {
     match v {

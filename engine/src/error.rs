@@ -23,11 +23,46 @@ pub enum EngineError {
     NotLocal(String),
     #[error("{0}")]
     Invalid(String),
+    /// A library's own error, said as it says it.
+    #[error(transparent)]
+    Library(Cause),
+}
+
+/// Library errors that pass through as they are.
+macro_rules! library_errors {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for EngineError {
+            fn from(e: $t) -> Self {
+                EngineError::Library(Box::new(e))
+            }
+        }
+    )*};
+}
+
+library_errors!(
+    std::io::Error,
+    serde_json::Error,
+    hoist_runtime::container::ContainerError,
+    hoist_runtime::volume::VolumeError,
+    hoist_runtime::layers::LayerError,
+    hoist_runtime::spec::SpecError,
+    hoist_storage::images::ImageError,
+    hoist_storage::ContentError,
+    hoist_oci::DigestError,
+);
+
+/// Fails with `EngineError::Invalid` and a formatted message.
+#[macro_export]
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err($crate::EngineError::Invalid(format!($($arg)*)))
+    };
 }
 
 /// Adds what was being done to a library error.
 pub trait ResultExt<T> {
     fn ctx(self, what: impl Into<String>) -> Result<T, EngineError>;
+    fn with_ctx<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, EngineError>;
 }
 
 impl<T, E: std::error::Error + Send + Sync + 'static> ResultExt<T> for Result<T, E> {
@@ -36,6 +71,23 @@ impl<T, E: std::error::Error + Send + Sync + 'static> ResultExt<T> for Result<T,
             what: what.into(),
             source: Box::new(e),
         })
+    }
+    fn with_ctx<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, EngineError> {
+        self.map_err(|e| EngineError::Step {
+            what: what().into(),
+            source: Box::new(e),
+        })
+    }
+}
+
+/// A missing value as an error that says what was missing.
+pub trait OptionExt<T> {
+    fn or_invalid<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, EngineError>;
+}
+
+impl<T> OptionExt<T> for Option<T> {
+    fn or_invalid<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, EngineError> {
+        self.ok_or_else(|| EngineError::Invalid(what().into()))
     }
 }
 

@@ -9,6 +9,8 @@
 //!
 //! The cli parses, calls this crate and formats; it opens no store itself.
 
+pub mod commit;
+pub mod containers;
 pub mod error;
 pub mod gc;
 pub mod home;
@@ -26,7 +28,7 @@ use hoist_runtime::volume::VolumeStore;
 use hoist_storage::images::ImageStore;
 use tokio::sync::OnceCell;
 
-pub use error::{EngineError, ResultExt};
+pub use error::{EngineError, OptionExt, ResultExt};
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -99,7 +101,8 @@ impl Host {
         if let Some(c) = self.containers.get() {
             return Ok(c);
         }
-        let c = ContainerStore::open(&self.home).ctx("opening the container store")?;
+        let c = ContainerStore::open(&self.home)
+            .ctx(format!("opening the containers in {}", self.home.display()))?;
         Ok(self.containers.get_or_init(|| c))
     }
 
