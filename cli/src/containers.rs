@@ -1,7 +1,6 @@
 //! Container commands: ps, logs, exec, stop, kill, start, restart, wait, rm, diff, commit,
 //! container prune / ls / inspect, and the container side of `hoist inspect`.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -680,17 +679,6 @@ fn dir_size(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// The image ids containers use, for `rmi` and `image prune`.
-pub fn images_in_use() -> Result<HashSet<hoist_oci::Digest>> {
-    let home = home::hoist_home()?;
-    let store = ContainerStore::open(&home)?;
-    Ok(store
-        .images_in_use()?
-        .into_iter()
-        .filter_map(|d| hoist_oci::Digest::parse(&d).ok())
-        .collect())
-}
-
 /// `system df`'s Containers row: total, running, writable layers' size, stopped ones' size.
 pub fn df_containers_row() -> Result<Vec<String>> {
     let (_, store, _) = open()?;
@@ -792,19 +780,6 @@ pub fn df_volumes_table() -> Result<String> {
         })
         .collect();
     Ok(table(&["VOLUME NAME", "LINKS", "SIZE"], &rows))
-}
-
-/// The ids of the containers (any state) that use the image `id`.
-pub fn containers_using(id: &hoist_oci::Digest) -> Result<Vec<String>> {
-    let home = home::hoist_home()?;
-    let store = ContainerStore::open(&home)?;
-    let want = id.to_string();
-    Ok(store
-        .list()?
-        .into_iter()
-        .filter(|c| c.config.image_id == want)
-        .map(|c| c.config.id)
-        .collect())
 }
 
 /// `hoist inspect NAME`: the container's JSON, if NAME is a container.

@@ -343,7 +343,7 @@ async fn images(a: ImagesArgs) -> Result<()> {
     if !a.quiet {
         for r in &rows {
             if !sizes.contains_key(&r.id) {
-                let size = crate::layer_sizes::image_size(
+                let size = hoist_engine::sizes::image_size(
                     &store,
                     &reference(&row_reference(r))?,
                     &Platform::host(),
@@ -488,7 +488,7 @@ async fn inspect(a: InspectArgs) -> Result<()> {
             .inspect(&r, &platform)
             .await
             .with_context(|| format!("inspecting {name}"))?;
-        let size = crate::layer_sizes::image_size(&store, &r, &platform).await?;
+        let size = hoist_engine::sizes::image_size(&store, &r, &platform).await?;
         out.push(inspect_json(&i, size));
     }
     let f = crate::format::Format::parse(a.format.as_deref())?;
@@ -524,7 +524,7 @@ async fn history(a: HistoryArgs) -> Result<()> {
     let mut sizes = Vec::with_capacity(entries.len());
     for e in &entries {
         sizes.push(match &e.layer {
-            Some(l) => crate::layer_sizes::layer_size(&store, &repo, l).await?,
+            Some(l) => hoist_engine::sizes::layer_size(&store, &repo, l).await?,
             None => 0,
         });
     }
@@ -655,7 +655,7 @@ async fn check_not_in_use(store: &ImageStore, name: &str) -> Result<()> {
     else {
         return Ok(());
     };
-    let users = crate::containers::containers_using(&id)?;
+    let users = hoist_engine::Host::from_env()?.containers_using(&id)?;
     let Some(user) = users.first() else {
         return Ok(());
     };
@@ -797,8 +797,8 @@ async fn load(a: LoadArgs) -> Result<()> {
     };
     // The unpacked sizes `images` shows, measured now, while the layers are in the page cache.
     for r in &loaded {
-        if let Err(e) = crate::layer_sizes::image_size(&store, r, &Platform::host()).await {
-            eprintln!("{}", crate::error_line(&e));
+        if let Err(e) = hoist_engine::sizes::image_size(&store, r, &Platform::host()).await {
+            eprintln!("{}", crate::error_line(&anyhow::Error::new(e)));
         }
     }
     let out: String = loaded
@@ -846,7 +846,7 @@ async fn prune(a: PruneArgs) -> Result<()> {
         }
     }
     let store = open_store().await?;
-    let in_use = crate::containers::images_in_use()?;
+    let in_use = hoist_engine::Host::from_env()?.images_in_use()?;
     let before = store
         .disk_usage(&in_use)
         .await
@@ -880,7 +880,7 @@ async fn prune(a: PruneArgs) -> Result<()> {
 
 async fn df(a: DfArgs) -> Result<()> {
     let store = open_store().await?;
-    let in_use = crate::containers::images_in_use()?;
+    let in_use = hoist_engine::Host::from_env()?.images_in_use()?;
     let mut u = store
         .disk_usage(&in_use)
         .await
@@ -905,7 +905,7 @@ async fn df(a: DfArgs) -> Result<()> {
                 continue;
             };
             if !all.contains_key(&d) {
-                let size = crate::layer_sizes::layer_size(&store, &image.repo, &d).await?;
+                let size = hoist_engine::sizes::layer_size(&store, &image.repo, &d).await?;
                 all.insert(d.clone(), size);
             }
             if in_use.contains(&r.id) {
@@ -967,7 +967,8 @@ async fn df(a: DfArgs) -> Result<()> {
             human_size(size, 3),
             human_size(shared, 4),
             human_size(size - shared, 4),
-            crate::containers::containers_using(&r.id)?
+            hoist_engine::Host::from_env()?
+                .containers_using(&r.id)?
                 .len()
                 .to_string(),
         ]);

@@ -11,7 +11,6 @@ mod format;
 mod home;
 mod images;
 mod images_format;
-mod layer_sizes;
 mod listing;
 mod manifest;
 mod procs;

@@ -1,11 +1,12 @@
 //! Containers on this host: creation with its rollback, the detached supervisor, start, stop,
 //! signals and removal with anonymous volumes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use hoist_oci::Digest;
 use hoist_runtime::container::{
     self, Container, ContainerConfig, ContainerStore, MountRecord, Status,
 };
@@ -392,6 +393,28 @@ impl Host {
         let executor = OciCliExecutor::new(name, self.home.join("runtimes").join(dir))
             .with_ctx(|| format!("starting the {name} runtime"))?;
         Ok(Box::new(executor))
+    }
+
+    /// The image ids containers use: `rmi` and `image prune` keep them.
+    pub fn images_in_use(&self) -> Result<HashSet<Digest>> {
+        Ok(self
+            .containers()?
+            .images_in_use()?
+            .into_iter()
+            .filter_map(|d| Digest::parse(&d).ok())
+            .collect())
+    }
+
+    /// The ids of the containers (any state) that use the image `id`.
+    pub fn containers_using(&self, id: &Digest) -> Result<Vec<String>> {
+        let want = id.to_string();
+        Ok(self
+            .containers()?
+            .list()?
+            .into_iter()
+            .filter(|c| c.config.image_id == want)
+            .map(|c| c.config.id)
+            .collect())
     }
 
     /// Removes a container and its anonymous volumes (for `--rm`).

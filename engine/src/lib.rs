@@ -11,10 +11,13 @@
 
 pub mod commit;
 pub mod containers;
+pub mod copy;
 pub mod error;
 pub mod gc;
 pub mod home;
 pub mod puller;
+pub mod sizes;
+pub mod stats;
 pub mod transfer;
 pub mod transfer_store;
 

@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
 use hoist_oci::{Digest, Reference, RepoName};
 use hoist_storage::images::{ImageStore, Platform};
 
-use crate::home;
+use crate::{EngineError, Result, ResultExt, home};
 
 /// The recorded sizes, loaded once per process.
 static CACHE: Mutex<Option<BTreeMap<String, u64>>> = Mutex::new(None);
@@ -28,7 +27,7 @@ fn recorded(digest: &Digest) -> Result<Option<u64>> {
             // A damaged record is measured again, not an error.
             Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(e) => return Err(e).with_ctx(|| format!("reading {}", path.display())),
         };
         *cache = Some(map);
     }
@@ -50,16 +49,16 @@ fn record(digest: &Digest, size: u64) -> Result<()> {
         }
     }
     map.insert(digest.to_string(), size);
-    let bytes = serde_json::to_vec(map).context("encoding the layer sizes")?;
+    let bytes = serde_json::to_vec(map).ctx("encoding the layer sizes")?;
     let Some(dir) = path.parent() else {
         return Ok(());
     };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_ctx(|| format!("creating {}", dir.display()))?;
     let tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
-    std::fs::write(tmp.path(), bytes).with_context(|| format!("writing {}", path.display()))?;
+        .with_ctx(|| format!("creating a file in {}", dir.display()))?;
+    std::fs::write(tmp.path(), bytes).with_ctx(|| format!("writing {}", path.display()))?;
     tmp.persist(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .with_ctx(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -90,15 +89,15 @@ pub async fn layer_size(store: &ImageStore, repo: &RepoName, digest: &Digest) ->
         .store()
         .blob_open(repo, digest, 0)
         .await
-        .with_context(|| format!("opening layer {digest}"))?;
+        .with_ctx(|| format!("opening layer {digest}"))?;
     let reader = tokio_util::io::SyncIoBridge::new(blob.reader);
     let size = tokio::task::spawn_blocking(move || {
         let plain = hoist_runtime::unpack::decompress(reader)?;
-        tar_content_size(plain)
+        tar_content_size(plain).map_err(EngineError::from)
     })
     .await
-    .context("measuring a layer")?
-    .with_context(|| format!("reading layer {digest}"))?;
+    .ctx("measuring a layer")?
+    .with_ctx(|| format!("reading layer {digest}"))?;
     record(digest, size)?;
     Ok(size)
 }
@@ -108,11 +107,11 @@ pub async fn image_size(store: &ImageStore, r: &Reference, platform: &Platform) 
     let image = store
         .image(r, platform)
         .await
-        .with_context(|| format!("reading {}", r.familiar()))?;
+        .with_ctx(|| format!("reading {}", r.familiar()))?;
     let mut total = 0;
     for l in image.manifest.layers() {
         let d = Digest::parse(l.digest().as_ref())
-            .with_context(|| format!("invalid layer digest {}", l.digest()))?;
+            .with_ctx(|| format!("invalid layer digest {}", l.digest()))?;
         total += layer_size(store, &image.repo, &d).await?;
     }
     Ok(total)
