@@ -250,24 +250,13 @@ fn explain(e: AdminError, host: &str, what: &str) -> anyhow::Error {
             None => anyhow!("{what}: {status}: {message}"),
         },
         AdminError::Connection { source, .. } => {
-            anyhow!("{what}: cannot reach registry {host}: {}", chain(&source))
+            anyhow!(
+                "{what}: cannot reach registry {host}: {}",
+                hoist_engine::error::error_chain(&source)
+            )
         }
         e => anyhow::Error::new(e).context(what.to_owned()),
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 async fn admin(args: AdminArgs) -> Result<()> {

@@ -1,0 +1,635 @@
+use super::*;
+
+fn open() -> (tempfile::TempDir, Auth) {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = Auth::open(dir.path(), AuthConfig::default()).unwrap();
+    assert!(auth.ensure_admin("admin-password").unwrap());
+    assert!(!auth.ensure_admin("other-password").unwrap());
+    (dir, auth)
+}
+
+fn admin() -> Identity {
+    Identity::user("admin", true)
+}
+
+#[test]
+fn files_are_private_and_users_persist() {
+    let (dir, auth) = open();
+    auth.add_user(&admin(), "alice", "alice-password").unwrap();
+    drop(auth);
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{:?} is {mode:o}", entry.file_name());
+    }
+    assert!(Auth::exists_with_users(dir.path()));
+    let auth = Auth::open(dir.path(), AuthConfig::default()).unwrap();
+    assert!(auth.login("alice", "alice-password", "t").is_ok());
+    assert!(!Auth::exists_with_users(&dir.path().join("nothing")));
+}
+
+#[test]
+fn cached_credentials_are_dropped_when_anything_changes() {
+    let (_dir, auth) = open();
+    auth.add_user(&admin(), "alice", "alice-password").unwrap();
+    let alice = auth.login("alice", "alice-password", "t").unwrap();
+    assert_eq!((alice.name.as_str(), alice.admin), ("alice", false));
+    assert!(alice.uid.is_some());
+    // Served from the cache.
+    assert!(auth.login("alice", "alice-password", "t").is_ok());
+    auth.set_password(&alice, "alice", "new-password").unwrap();
+    assert!(matches!(
+        auth.login("alice", "alice-password", "t"),
+        Err(LoginError::Refused)
+    ));
+    assert!(auth.login("alice", "new-password", "t").is_ok());
+    auth.remove_user(&admin(), "alice").unwrap();
+    assert!(matches!(
+        auth.login("alice", "new-password", "t"),
+        Err(LoginError::Refused)
+    ));
+}
+
+#[test]
+fn who_may_administer_what() {
+    let (_dir, auth) = open();
+    let a = admin();
+    for u in ["alice", "bob"] {
+        auth.add_user(&a, u, &format!("{u}-password")).unwrap();
+    }
+    let alice = Identity::user("alice", false);
+    let bob = Identity::user("bob", false);
+    assert!(matches!(
+        auth.add_user(&alice, "eve", "eve-password"),
+        Err(AuthError::Forbidden(_))
+    ));
+    assert!(matches!(
+        auth.create_org(&alice, "acme"),
+        Err(AuthError::Forbidden(_))
+    ));
+    auth.create_org(&a, "acme").unwrap();
+    assert!(matches!(
+        auth.create_org(&a, "acme"),
+        Err(AuthError::Conflict(_))
+    ));
+    assert!(matches!(
+        auth.create_org(&a, "alice"),
+        Err(AuthError::Conflict(_))
+    ));
+    assert!(matches!(
+        auth.add_user(&a, "acme", "acme-password"),
+        Err(AuthError::Conflict(_))
+    ));
+    assert!(matches!(
+        auth.add_user(&a, "Eve", "eve-password"),
+        Err(AuthError::Invalid { .. })
+    ));
+    assert!(matches!(
+        auth.add_user(&a, "eve", "short"),
+        Err(AuthError::Invalid { .. })
+    ));
+    assert!(matches!(
+        auth.create_team(&alice, "acme", "owners"),
+        Err(AuthError::Forbidden(_))
+    ));
+    auth.create_team(&a, "acme", "owners").unwrap();
+    auth.add_member(&a, "acme", "owners", "alice").unwrap();
+    auth.add_grant(&a, "acme", "owners", "acme/*", Actions::ALL)
+        .unwrap();
+    // alice now administers acme, not other organisations, and not the site.
+    assert!(auth.is_org_admin(&alice, "acme").unwrap());
+    auth.create_team(&alice, "acme", "devs").unwrap();
+    auth.add_member(&alice, "acme", "devs", "bob").unwrap();
+    auth.add_grant(&alice, "acme", "devs", "acme/app", Actions::PUSH)
+        .unwrap();
+    auth.add_grant(&alice, "acme", "devs", "acme/app", Actions::PULL)
+        .unwrap();
+    assert_eq!(
+        auth.allowed(&bob, "acme/app").unwrap(),
+        Actions::parse("pull,push").unwrap()
+    );
+    assert!(matches!(
+        auth.add_grant(&alice, "acme", "devs", "other/*", Actions::PULL),
+        Err(AuthError::Invalid { .. })
+    ));
+    assert!(matches!(
+        auth.add_member(&bob, "acme", "devs", "bob"),
+        Err(AuthError::Forbidden(_))
+    ));
+    assert!(matches!(
+        auth.add_member(&a, "acme", "nope", "bob"),
+        Err(AuthError::NotFound(_))
+    ));
+    assert!(matches!(
+        auth.add_member(&a, "acme", "devs", "nobody"),
+        Err(AuthError::NotFound(_))
+    ));
+    assert!(matches!(
+        auth.create_team(&a, "nope", "x"),
+        Err(AuthError::NotFound(_))
+    ));
+    assert!(matches!(
+        auth.list_users(&alice),
+        Err(AuthError::Forbidden(_))
+    ));
+    assert!(matches!(
+        auth.remove_user(&a, "admin"),
+        Err(AuthError::Forbidden(_))
+    ));
+    assert!(matches!(
+        auth.set_password(&bob, "alice", "whatever-1"),
+        Err(AuthError::Forbidden(_))
+    ));
+    // Visibility needs admin on the repository.
+    assert!(matches!(
+        auth.set_visibility(&bob, "acme/app", true),
+        Err(AuthError::Forbidden(_))
+    ));
+    auth.set_visibility(&alice, "acme/app", true).unwrap();
+    assert!(auth.is_public("acme/app").unwrap());
+    auth.set_visibility(&bob, "bob/x", true).unwrap();
+    // Leaving the team ends its grants.
+    auth.remove_member(&alice, "acme", "devs", "bob").unwrap();
+    assert_eq!(auth.allowed(&bob, "acme/lib").unwrap(), Actions::NONE);
+    assert!(matches!(
+        auth.audit_log(&alice, 10),
+        Err(AuthError::Forbidden(_))
+    ));
+    assert!(!auth.audit_log(&a, 10).unwrap().is_empty());
+}
+
+#[test]
+fn tokens_are_hashed_scoped_expiring_and_revocable() {
+    let (dir, auth) = open();
+    let a = admin();
+    auth.add_user(&a, "alice", "alice-password").unwrap();
+    auth.create_org(&a, "acme").unwrap();
+    let alice = Identity::user("alice", false);
+    let t = auth
+        .create_token(
+            &alice,
+            "ci",
+            &["repository:alice/*:pull".into()],
+            Some(3600),
+        )
+        .unwrap();
+    assert!(t.token.starts_with("hpat."));
+    // Only its hash is stored.
+    let secret = t.token.rsplit('.').next().unwrap();
+    for f in ["auth.db", "auth.db-wal"] {
+        let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{f}"
+        );
+    }
+    let id = auth.login("alice", &t.token, "t").unwrap();
+    assert_eq!(id.cap.as_ref().unwrap().id, t.id);
+    assert_eq!(auth.allowed(&id, "alice/app").unwrap(), Actions::PULL);
+    assert!(matches!(
+        auth.login("bob", &t.token, "t"),
+        Err(LoginError::Refused)
+    ));
+    let mut tampered = t.token.clone();
+    // Its last character changed (to one it certainly is not).
+    tampered.pop();
+    tampered.push(if t.token.ends_with('A') { 'B' } else { 'A' });
+    assert!(matches!(
+        auth.login("alice", &tampered, "t2"),
+        Err(LoginError::Refused)
+    ));
+    // Invalid requests.
+    assert!(auth.create_token(&alice, "x", &[], None).is_err());
+    assert!(
+        auth.create_token(&alice, "x", &["registry:catalog:*".into()], None)
+            .is_err()
+    );
+    assert!(
+        auth.create_token(&alice, "x", &["repository:a:pull".into()], Some(0))
+            .is_err()
+    );
+    assert!(
+        auth.create_token(&id, "x", &["repository:a:pull".into()], None)
+            .is_err()
+    );
+    assert!(
+        auth.create_robot(&a, "acme", "ci", &["repository:other/*:pull".into()], None)
+            .is_err()
+    );
+    assert!(
+        auth.create_robot(
+            &alice,
+            "acme",
+            "ci",
+            &["repository:acme/*:pull".into()],
+            None
+        )
+        .is_err()
+    );
+    // Expiry: a token whose time has passed no longer logs in.
+    let short = auth
+        .create_token(
+            &alice,
+            "short",
+            &["repository:alice/*:pull".into()],
+            Some(1),
+        )
+        .unwrap();
+    auth.db
+        .lock()
+        .execute("UPDATE tokens SET expires_at = 1 WHERE id = ?", [&short.id])
+        .unwrap();
+    assert!(matches!(
+        auth.login("alice", &short.token, "t3"),
+        Err(LoginError::Refused)
+    ));
+    // Revocation, and refresh tokens issued through it go with it.
+    let issued = auth.issue(&id, &[], true, "t").unwrap();
+    let refresh = issued.refresh_token.unwrap();
+    assert!(auth.refresh_login(&refresh, "", "t").is_ok());
+    auth.revoke_token(&alice, &t.id).unwrap();
+    assert!(auth.login("alice", &t.token, "t4").is_err());
+    assert!(auth.refresh_login(&refresh, "", "t").is_err());
+    assert!(matches!(
+        auth.revoke_token(&alice, &t.id),
+        Err(AuthError::NotFound(_))
+    ));
+    let listed = auth.list_tokens(&alice).unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        vec!["short"]
+    );
+    // A robot: its scopes are its rights; revoking its token removes it.
+    let r = auth
+        .create_robot(
+            &a,
+            "acme",
+            "ci",
+            &["repository:acme/ci-*:pull,push".into()],
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.name, "acme+ci");
+    let robot = auth.login("acme+ci", &r.token, "t").unwrap();
+    assert_eq!(
+        auth.allowed(&robot, "acme/ci-x").unwrap(),
+        Actions::parse("pull,push").unwrap()
+    );
+    assert_eq!(auth.allowed(&robot, "acme/app").unwrap(), Actions::NONE);
+    assert!(matches!(
+        auth.create_robot(&a, "acme", "ci", &["repository:acme/*:pull".into()], None),
+        Err(AuthError::Conflict(_))
+    ));
+    auth.revoke_token(&a, &r.id).unwrap();
+    assert!(auth.login("acme+ci", &r.token, "t5").is_err());
+}
+
+#[test]
+fn a_lockout_holds_for_cached_credentials_too() {
+    let (_dir, auth) = open();
+    auth.add_user(&admin(), "alice", "alice-password").unwrap();
+    assert!(auth.login("alice", "alice-password", "10.0.0.1").is_ok());
+    let mut outcomes = Vec::new();
+    for _ in 0..5 {
+        outcomes.push(auth.login("alice", "wrong-password", "10.0.0.2"));
+    }
+    assert!(matches!(outcomes[0], Err(LoginError::Refused)));
+    assert!(matches!(outcomes[4], Err(LoginError::Limited(_))));
+    assert!(matches!(
+        auth.login("alice", "alice-password", "10.0.0.1"),
+        Err(LoginError::Limited(_))
+    ));
+    // Another user is not affected.
+    assert!(auth.login("admin", "admin-password", "10.0.0.1").is_ok());
+}
+
+fn pat_expiry(auth: &Auth, id: &str) -> i64 {
+    auth.db
+        .lock()
+        .query_row("SELECT expires_at FROM tokens WHERE id = ?", [id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+}
+
+fn expire_now(auth: &Auth, id: &str) {
+    // Behind the service's back, as the clock does it: no change is announced.
+    auth.db
+        .lock()
+        .execute(
+            "UPDATE tokens SET expires_at = ? WHERE id = ?",
+            params![now() as i64 - 1, id],
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_cached_token_login_is_checked_for_expiry_every_time() {
+    let (_dir, auth) = open();
+    auth.add_user(&admin(), "alice", "alice-password").unwrap();
+    let alice = Identity::user("alice", false);
+    let t = auth
+        .create_token(&alice, "ci", &["repository:alice/*:pull".into()], None)
+        .unwrap();
+    assert!(auth.login("alice", &t.token, "t").is_ok());
+    assert!(auth.login("alice", &t.token, "t").is_ok(), "cached");
+    expire_now(&auth, &t.id);
+    assert!(
+        matches!(auth.login("alice", &t.token, "t"), Err(LoginError::Refused)),
+        "an expired token is refused even while it is cached"
+    );
+}
+
+#[test]
+fn refresh_tokens_and_registry_tokens_end_with_their_parent() {
+    let (_dir, auth) = open();
+    auth.add_user(&admin(), "alice", "alice-password").unwrap();
+    let alice = Identity::user("alice", false);
+    let scope = ["repository:alice/*:pull".to_owned()];
+    // A short parent: what comes from it expires no later than it does.
+    let short = auth.create_token(&alice, "short", &scope, Some(3)).unwrap();
+    let id = auth.login("alice", &short.token, "t").unwrap();
+    let issued = auth
+        .issue(
+            &id,
+            &[Scope::parse("repository:alice/app:pull").unwrap()],
+            true,
+            "t",
+        )
+        .unwrap();
+    let refresh = issued.refresh_token.clone().unwrap();
+    let (_, rid, _) = split_token(&refresh).unwrap();
+    assert!(pat_expiry(&auth, rid) <= pat_expiry(&auth, &short.id));
+    let claims = auth.verify(&issued.token).unwrap();
+    assert!(claims.exp as i64 <= pat_expiry(&auth, &short.id));
+    assert!(issued.expires_in <= 3);
+    // Valid while the parent is.
+    assert!(auth.refresh_login(&refresh, "", "t").is_ok());
+    assert!(auth.login("alice", &refresh, "t").is_ok());
+    assert!(auth.identity_of(&claims).is_ok());
+    // The parent expires: the refresh token (as a grant and as a password) and the
+    // registry token issued through it end with it.
+    expire_now(&auth, &short.id);
+    assert!(auth.refresh_login(&refresh, "", "t").is_err());
+    assert!(auth.login("alice", &refresh, "t2").is_err());
+    assert!(auth.identity_of(&claims).is_err());
+    // A refresh token of a refresh token (docker keeps refreshing) ends with the first
+    // parent too.
+    let long = auth.create_token(&alice, "long", &scope, None).unwrap();
+    let id = auth.login("alice", &long.token, "t").unwrap();
+    let refresh = auth
+        .issue(&id, &[], true, "t")
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    let via_refresh = auth.refresh_login(&refresh, "", "t").unwrap();
+    let second = auth
+        .issue(&via_refresh, &[], true, "t")
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    let jwt = auth
+        .issue(
+            &via_refresh,
+            &[Scope::parse("repository:alice/app:pull").unwrap()],
+            false,
+            "t",
+        )
+        .unwrap();
+    let claims = auth.verify(&jwt.token).unwrap();
+    assert!(auth.refresh_login(&second, "", "t").is_ok());
+    assert!(auth.identity_of(&claims).is_ok());
+    expire_now(&auth, &long.id);
+    assert!(auth.refresh_login(&refresh, "", "t").is_err());
+    assert!(auth.refresh_login(&second, "", "t").is_err());
+    assert!(auth.identity_of(&claims).is_err());
+}
+
+#[test]
+fn a_removed_users_tokens_stay_dead_when_the_name_returns() {
+    let (_dir, auth) = open();
+    auth.add_user(&admin(), "bob", "bob-password").unwrap();
+    let bob = auth.login("bob", "bob-password", "t").unwrap();
+    let issued = auth
+        .issue(
+            &bob,
+            &[Scope::parse("repository:bob/app:pull").unwrap()],
+            true,
+            "t",
+        )
+        .unwrap();
+    let claims = auth.verify(&issued.token).unwrap();
+    assert!(auth.identity_of(&claims).is_ok());
+    // bob is the newest user: an id that is merely the next free row would come back.
+    auth.remove_user(&admin(), "bob").unwrap();
+    auth.add_user(&admin(), "bob", "bob-password").unwrap();
+    assert!(
+        auth.identity_of(&auth.verify(&issued.token).unwrap())
+            .is_err(),
+        "the old bob's token names the old bob"
+    );
+    let refresh = issued.refresh_token.unwrap();
+    assert!(auth.refresh_login(&refresh, "", "t").is_err());
+    // The new bob's tokens work.
+    let bob = auth.login("bob", "bob-password", "t").unwrap();
+    let fresh = auth.issue(&bob, &[], false, "t").unwrap();
+    assert!(
+        auth.identity_of(&auth.verify(&fresh.token).unwrap())
+            .is_ok()
+    );
+    // Robots too: a revoked robot's token does not come back with a new robot of its name.
+    auth.create_org(&admin(), "acme").unwrap();
+    let scopes = ["repository:acme/*:pull".to_owned()];
+    let r = auth
+        .create_robot(&admin(), "acme", "ci", &scopes, None)
+        .unwrap();
+    let robot = auth.login("acme+ci", &r.token, "t").unwrap();
+    let robot_jwt = auth.issue(&robot, &[], false, "t").unwrap();
+    auth.revoke_token(&admin(), &r.id).unwrap();
+    auth.create_robot(&admin(), "acme", "ci", &scopes, None)
+        .unwrap();
+    assert!(
+        auth.identity_of(&auth.verify(&robot_jwt.token).unwrap())
+            .is_err()
+    );
+}
+
+#[test]
+fn only_a_password_login_gets_the_admin_api_scope() {
+    let (_dir, auth) = open();
+    auth.add_user(&admin(), "alice", "alice-password").unwrap();
+    let admin_scope = Scope::parse("registry:admin:*").unwrap();
+    let has_admin = |id: &Identity| {
+        auth.issue(id, std::slice::from_ref(&admin_scope), false, "t")
+            .unwrap()
+            .access
+            .iter()
+            .any(|a| a.kind == "registry" && a.name == "admin")
+    };
+    let by_password = auth.login("alice", "alice-password", "t").unwrap();
+    assert!(has_admin(&by_password));
+    assert!(has_admin(
+        &auth.login("admin", "admin-password", "t").unwrap()
+    ));
+    let pat = auth
+        .create_token(
+            &by_password,
+            "all",
+            &["repository:alice/*:pull,push,delete,admin".into()],
+            None,
+        )
+        .unwrap();
+    let by_pat = auth.login("alice", &pat.token, "t").unwrap();
+    assert!(!has_admin(&by_pat));
+    assert!(!has_admin(&Identity::anonymous()));
+    let refresh_of_pat = auth
+        .issue(&by_pat, &[], true, "t")
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    assert!(!has_admin(
+        &auth.refresh_login(&refresh_of_pat, "", "t").unwrap()
+    ));
+    // A refresh token of a password login stands for the password (docker's identity
+    // token), as `hoist admin` after `hoist login` needs.
+    let refresh = auth
+        .issue(&by_password, &[], true, "t")
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    assert!(has_admin(&auth.refresh_login(&refresh, "", "t").unwrap()));
+    auth.create_org(&admin(), "acme").unwrap();
+    let r = auth
+        .create_robot(
+            &admin(),
+            "acme",
+            "ci",
+            &["repository:acme/*:pull".into()],
+            None,
+        )
+        .unwrap();
+    assert!(!has_admin(&auth.login("acme+ci", &r.token, "t").unwrap()));
+}
+
+#[test]
+fn patterns_with_dot_or_empty_segments_are_refused_when_stored() {
+    let (_dir, auth) = open();
+    let a = admin();
+    auth.add_user(&a, "alice", "alice-password").unwrap();
+    auth.create_org(&a, "acme").unwrap();
+    auth.create_team(&a, "acme", "devs").unwrap();
+    let alice = Identity::user("alice", false);
+    for bad in [
+        "acme/../other",
+        "acme/..",
+        "acme/x/../../other",
+        "acme//x",
+        "acme/",
+        "acme/./x",
+        "acme/x/.",
+        "acme/x//*",
+    ] {
+        let e = auth
+            .add_grant(&a, "acme", "devs", bad, Actions::PULL)
+            .unwrap_err();
+        assert!(
+            matches!(&e, AuthError::Invalid { value, .. } if value == bad),
+            "{bad}: {e}"
+        );
+        assert!(e.to_string().contains(bad), "{e}");
+        let scope = format!("repository:{}:pull", bad.replacen("acme", "alice", 1));
+        assert!(
+            auth.create_token(&alice, "x", std::slice::from_ref(&scope), None)
+                .is_err(),
+            "{scope}"
+        );
+        assert!(
+            auth.create_robot(&a, "acme", "ci", &[format!("repository:{bad}:pull")], None)
+                .is_err(),
+            "{bad}"
+        );
+    }
+    for good in ["acme/*", "acme/app", "acme/team/*-dev", "acme/a.b/c"] {
+        auth.add_grant(&a, "acme", "devs", good, Actions::PULL)
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_database_of_names_only_gets_ids_never_reused() {
+    // The schema before users and robots had ids.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        c.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE users(name TEXT PRIMARY KEY, hash TEXT NOT NULL,
+                admin INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
+             CREATE TABLE orgs(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
+             CREATE TABLE teams(org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+                name TEXT NOT NULL, PRIMARY KEY(org, name));
+             CREATE TABLE members(org TEXT NOT NULL, team TEXT NOT NULL,
+                user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+                PRIMARY KEY(org, team, user),
+                FOREIGN KEY(org, team) REFERENCES teams(org, name) ON DELETE CASCADE);
+             CREATE TABLE robots(name TEXT PRIMARY KEY,
+                org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+                scopes TEXT NOT NULL, created INTEGER NOT NULL);
+             INSERT INTO orgs VALUES ('acme', 1);
+             INSERT INTO teams VALUES ('acme', 'devs');
+             INSERT INTO robots VALUES ('acme+ci', 'acme', '[\"repository:acme/*:pull\"]', 1);",
+        )
+        .unwrap();
+        for (u, admin) in [("admin", 1), ("alice", 0), ("bob", 0)] {
+            let h = password::hash(&format!("{u}-password")).unwrap();
+            c.execute(
+                "INSERT INTO users VALUES (?, ?, ?, 1)",
+                params![u, h, admin],
+            )
+            .unwrap();
+        }
+        c.execute("INSERT INTO members VALUES ('acme', 'devs', 'bob')", [])
+            .unwrap();
+    }
+    let auth = Auth::open(dir.path(), AuthConfig::default()).unwrap();
+    let a = auth.login("admin", "admin-password", "t").unwrap();
+    assert!(a.is_site_admin());
+    let bob = auth.login("bob", "bob-password", "t").unwrap();
+    assert!(bob.uid.is_some());
+    // Memberships survived and still cascade.
+    auth.add_grant(&a, "acme", "devs", "acme/*", Actions::PULL)
+        .unwrap();
+    assert_eq!(auth.allowed(&bob, "acme/app").unwrap(), Actions::PULL);
+    let jwt = auth.issue(&bob, &[], false, "t").unwrap();
+    auth.remove_user(&a, "bob").unwrap();
+    auth.add_user(&a, "bob", "bob-password").unwrap();
+    let new_bob = auth.login("bob", "bob-password", "t").unwrap();
+    assert!(
+        new_bob.uid > bob.uid,
+        "{:?} after {:?}",
+        new_bob.uid,
+        bob.uid
+    );
+    assert_eq!(auth.allowed(&new_bob, "acme/app").unwrap(), Actions::NONE);
+    assert!(auth.identity_of(&auth.verify(&jwt.token).unwrap()).is_err());
+    let robot = auth.subject("acme+ci", None).unwrap().unwrap();
+    assert!(robot.uid.is_some());
+    drop(auth);
+    // Opening again changes nothing.
+    let auth = Auth::open(dir.path(), AuthConfig::default()).unwrap();
+    assert_eq!(
+        auth.login("bob", "bob-password", "t").unwrap().uid,
+        new_bob.uid
+    );
+}
+
+#[test]
+fn names() {
+    for ok in ["a", "alice", "a.b", "a_b-c9"] {
+        assert!(check_name("n", ok).is_ok(), "{ok}");
+    }
+    for bad in ["", "A", "-a", "a-", "a..b", "a/b", "a+b", &"x".repeat(65)] {
+        assert!(check_name("n", bad).is_err(), "{bad}");
+    }
+}
