@@ -13,7 +13,7 @@ use hoist_builder::cache::{BuildCache, parse_size};
 use hoist_builder::graph::{OpKind, VertexId};
 use hoist_builder::solver::{Event, Progress};
 use hoist_oci::Reference;
-use hoist_storage::images::{ImageStore, Platform};
+use hoist_storage::images::Platform;
 use parking_lot::Mutex;
 
 use crate::home;
@@ -135,9 +135,7 @@ pub fn run(cmd: BuildCommand) -> Result<()> {
             Ok(())
         }
         BuildCommand::Builder(BuilderCommand::Du) => {
-            let home = home::hoist_home()?;
-            let c = BuildCache::open(&home.join("builder"))?;
-            let u = c.usage()?;
+            let u = hoist_engine::Host::from_env()?.build_cache()?.usage()?;
             println!(
                 "records: {}\nblobs: {}\nsize: {}",
                 u.records,
@@ -1104,15 +1102,9 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
 
     let rt = home::runtime()?;
     let id = rt.block_on(async {
-        let images = ImageStore::open(&home)
-            .await
-            .with_context(|| format!("opening the local store in {}", home.display()))?;
-        let cache = Arc::new(BuildCache::open(&home.join("builder")).with_context(|| {
-            format!(
-                "opening the build cache in {}",
-                home.join("builder").display()
-            )
-        })?);
+        let host = Arc::new(hoist_engine::Host::new(home.clone()));
+        let images = host.images().await?.clone();
+        let cache = host.build_cache()?;
         let mut env = Env::new(
             &home,
             images.clone(),
@@ -1121,10 +1113,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
             opts.source_date_epoch,
         )?;
         env.puller = Some(Arc::new(hoist_engine::puller::HostPuller {
-            host: Arc::new(hoist_engine::Host::with_images(
-                home.clone(),
-                images.clone(),
-            )),
+            host: host.clone(),
             endpoints: Arc::new(crate::transfer::endpoints(&Default::default(), &home)?),
         }));
         env.runner = Some(Arc::new(hoist_builder::run::ExecutorRunner::new(Arc::new(

@@ -784,9 +784,8 @@ pub fn df_volumes_table() -> Result<String> {
 
 /// `hoist inspect NAME`: the container's JSON, if NAME is a container.
 pub fn inspect_container(name: &str) -> Result<Option<Value>> {
-    let home = home::hoist_home()?;
-    let store = ContainerStore::open(&home)?;
-    match store.get(name) {
+    let host = Host::from_env()?;
+    match host.containers()?.get(name) {
         Ok(c) => Ok(Some(inspect_json(&c))),
         Err(container::ContainerError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),

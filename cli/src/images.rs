@@ -210,10 +210,7 @@ fn reference(s: &str) -> Result<Reference> {
 }
 
 async fn open_store() -> Result<ImageStore> {
-    let home = home::hoist_home()?;
-    ImageStore::open(&home)
-        .await
-        .with_context(|| format!("opening the local store in {}", home.display()))
+    Ok(hoist_engine::Host::from_env()?.images().await?.clone())
 }
 
 pub fn run(cmd: ImageCommand) -> Result<()> {
@@ -1025,22 +1022,23 @@ async fn df(a: DfArgs) -> Result<()> {
 
 /// The build cache's records (none when there is no cache yet).
 fn build_cache_records() -> Result<Vec<hoist_builder::cache::RecordInfo>> {
-    let dir = home::hoist_home()?.join("builder");
-    if !dir.exists() {
+    let host = hoist_engine::Host::from_env()?;
+    if !host.builder_dir().exists() {
         return Ok(Vec::new());
     }
-    hoist_builder::cache::BuildCache::open(&dir)
-        .and_then(|c| c.records())
+    host.build_cache()?
+        .records()
         .context("listing the build cache")
 }
 
 /// `system df`'s Build Cache row: the build cache's records and the bytes of its blobs (none in
 /// use outside a build, so all reclaimable), as `hoist builder du` counts them.
 fn build_cache_row() -> Result<Vec<String>> {
-    let dir = home::hoist_home()?.join("builder");
-    let (records, bytes) = if dir.exists() {
-        let u = hoist_builder::cache::BuildCache::open(&dir)
-            .and_then(|c| c.usage())
+    let host = hoist_engine::Host::from_env()?;
+    let (records, bytes) = if host.builder_dir().exists() {
+        let u = host
+            .build_cache()?
+            .usage()
             .context("measuring the build cache")?;
         (u.records, u.bytes)
     } else {

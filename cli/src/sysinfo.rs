@@ -3,12 +3,10 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hoist_runtime::container::ContainerStore;
 use hoist_storage::images::ImageStore;
 use serde_json::{Value, json};
 
 use crate::format::Format;
-use crate::home;
 
 #[derive(Args)]
 pub struct VersionArgs {
@@ -76,8 +74,9 @@ pub fn version(a: &VersionArgs) -> Result<()> {
 }
 
 pub async fn info(a: &InfoArgs, images: ImageStore) -> Result<()> {
-    let home = home::hoist_home()?;
-    let containers = ContainerStore::open(&home)?.list()?;
+    let host = hoist_engine::Host::from_env()?;
+    let home = host.home();
+    let containers = host.containers()?.list()?;
     let running = containers.iter().filter(|c| c.state.running()).count();
     let paused = containers
         .iter()

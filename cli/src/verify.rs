@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hoist_oci::Reference;
-use hoist_runtime::layers::{Check, LayerStore, VerifyReport};
+use hoist_runtime::layers::{Check, VerifyReport};
 use hoist_storage::images::{ImageStore, Platform};
 
 use crate::home;
@@ -23,20 +23,18 @@ pub struct VerifyArgs {
 pub fn run(a: VerifyArgs) -> Result<()> {
     let home = home::hoist_home()?;
     home::runtime()?.block_on(async move {
-        let store = ImageStore::open(&home)
-            .await
-            .with_context(|| format!("opening the local store in {}", home.display()))?;
-        let layers = LayerStore::open(&home)
-            .with_context(|| format!("opening the layer store in {}", home.display()))?;
+        let host = hoist_engine::Host::new(home);
+        let store = host.images().await?;
+        let layers = host.layers()?;
         let mut failed = Vec::new();
         for name in &a.images {
-            let reference = resolve(&store, name).await?;
+            let reference = resolve(store, name).await?;
             let image = store
                 .image(&reference, &Platform::host())
                 .await
                 .with_context(|| format!("no such image: {name}"))?;
             let report = layers
-                .verify(&store, &image)
+                .verify(store, &image)
                 .await
                 .with_context(|| format!("verifying {name}"))?;
             print!("{}", render(name, &report, a.quiet));

@@ -95,7 +95,10 @@ impl Host {
         if let Some(l) = self.layers.get() {
             return Ok(l);
         }
-        let l = LayerStore::open(&self.home).ctx("opening the layer store")?;
+        let l = LayerStore::open(&self.home).ctx(format!(
+            "opening the layer store in {}",
+            self.home.display()
+        ))?;
         Ok(self.layers.get_or_init(|| l))
     }
 
