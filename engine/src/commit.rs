@@ -3,7 +3,7 @@
 use hoist_oci::{Digest, Reference, RepoName};
 use hoist_runtime::container::{self, Container};
 use hoist_runtime::rootfs::{Compression, LayerOptions, write_layer};
-use hoist_storage::images::repo_name;
+use hoist_storage::images::{layer_descriptor, merge_env, repo_name};
 use serde_json::{Value, json};
 
 use crate::{Host, Result, ResultExt, bail};
@@ -50,22 +50,10 @@ fn committed_config(
         }
         None => {}
     }
-    if !o.env.is_empty() {
-        let mut env: Vec<String> = conf
-            .get("Env")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for kv in &o.env {
-            let key = kv.split('=').next().unwrap_or(kv);
-            env.retain(|e| e.split('=').next() != Some(key));
-            env.push(kv.clone());
-        }
-        conf["Env"] = json!(env);
+    if !o.env.is_empty()
+        && let Some(conf) = conf.as_object_mut()
+    {
+        merge_env(conf, o.env.iter().cloned());
     }
     if let Some(w) = &o.workdir {
         conf["WorkingDir"] = json!(w);
@@ -150,10 +138,7 @@ impl Host {
         .ctx("writing the layer")?
         .with_ctx(|| format!("writing the layer of {}", c.name()))?;
         let cfg = committed_config(c, &info.diff_id, message, author);
-        let cfg_bytes = serde_json::to_vec(&cfg).ctx("encoding the config")?;
-        let cfg_digest = Digest::sha256_of(&cfg_bytes);
-
-        let mut manifest = c.config.image_manifest.clone();
+        let manifest = &c.config.image_manifest;
         let manifest_type = manifest
             .get("mediaType")
             .and_then(Value::as_str)
@@ -191,33 +176,22 @@ impl Host {
             .put_blob_file(&repo, &info.digest, &tmp.0)
             .await
             .ctx("storing the layer")?;
-        let body =
-            futures::stream::once(
-                async move { Ok::<_, std::io::Error>(bytes::Bytes::from(cfg_bytes)) },
-            );
-        store
-            .put_blob(&repo, &cfg_digest, body)
-            .await
-            .ctx("storing the config")?;
-        let cfg_size = serde_json::to_vec(&cfg).map(|b| b.len()).unwrap_or(0);
-        manifest["config"]["digest"] = json!(cfg_digest.to_string());
-        manifest["config"]["size"] = json!(cfg_size);
-        let layer =
-            json!({"mediaType": layer_type, "digest": info.digest.to_string(), "size": info.size});
-        match manifest.get_mut("layers").and_then(Value::as_array_mut) {
-            Some(l) => l.push(layer),
-            None => manifest["layers"] = json!([layer]),
-        }
-        let mbytes = serde_json::to_vec(&manifest).ctx("encoding the manifest")?;
-        store
-            .put_manifest(
+        let mut layers: Vec<Value> = manifest
+            .get("layers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        layers.push(layer_descriptor(layer_type, &info.digest, info.size));
+        let stored = store
+            .put_image(
                 &repo,
                 &manifest_type,
-                bytes::Bytes::from(mbytes),
+                &cfg,
+                layers,
                 reference.and_then(|r| r.tag()),
             )
             .await
-            .ctx("storing the manifest")?;
-        Ok(cfg_digest)
+            .ctx("storing the image")?;
+        Ok(stored.id)
     }
 }

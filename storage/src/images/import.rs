@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Read};
 
-use bytes::Bytes;
 use hoist_oci::{Digest, Reference, media_type};
 use serde_json::{Value, json};
 
@@ -257,6 +256,24 @@ fn valid_signal(s: &str) -> bool {
             .is_some_and(|r| r.is_empty() || r.parse::<i32>().is_ok())
 }
 
+/// Sets `KEY=value` entries in the `Env` of an image config's `config` object: an entry replaces
+/// the one of the same name, in its place at the end, as docker's `ENV`, `--change` and commit do.
+pub fn merge_env(
+    config: &mut serde_json::Map<String, Value>,
+    entries: impl IntoIterator<Item = String>,
+) {
+    let mut env: Vec<String> = config
+        .get("Env")
+        .and_then(|e| serde_json::from_value(e.clone()).ok())
+        .unwrap_or_default();
+    for kv in entries {
+        let key = kv.split('=').next().unwrap_or(&kv).to_owned();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    }
+    config.insert("Env".into(), json!(env));
+}
+
 /// Applies changes to an image config's `config` object (docker's PascalCase keys).
 pub(crate) fn apply_changes(config: &mut serde_json::Map<String, Value>, changes: &[Change]) {
     fn set_map(config: &mut serde_json::Map<String, Value>, key: &str, items: &[String]) {
@@ -279,18 +296,7 @@ pub(crate) fn apply_changes(config: &mut serde_json::Map<String, Value>, changes
             Change::Entrypoint(v) => {
                 config.insert("Entrypoint".into(), json!(v));
             }
-            Change::Env(pairs) => {
-                let mut env: Vec<String> = config
-                    .get("Env")
-                    .and_then(|e| serde_json::from_value(e.clone()).ok())
-                    .unwrap_or_default();
-                for (k, v) in pairs {
-                    let prefix = format!("{k}=");
-                    env.retain(|e| !e.starts_with(&prefix));
-                    env.push(format!("{k}={v}"));
-                }
-                config.insert("Env".into(), json!(env));
-            }
+            Change::Env(pairs) => merge_env(config, pairs.iter().map(|(k, v)| format!("{k}={v}"))),
             Change::Label(pairs) => {
                 let mut labels: BTreeMap<String, String> = config
                     .get("Labels")
@@ -413,30 +419,21 @@ impl ImageStore {
         if let Some(v) = &platform.variant {
             config["variant"] = json!(v);
         }
-        let config = Bytes::from(serde_json::to_vec(&config).expect("JSON values serialise"));
         // Checked against the spec types, as everything read back will be.
+        let config_bytes = serde_json::to_vec(&config).expect("JSON values serialise");
         super::parse_json::<hoist_oci::spec::image::ImageConfiguration>(
-            &Digest::sha256_of(&config),
-            &config,
+            &Digest::sha256_of(&config_bytes),
+            &config_bytes,
         )?;
-        let id = Digest::sha256_of(&config);
-        let config_size = config.len() as u64;
-        self.put_blob(
-            &repo,
-            &id,
-            futures::stream::iter([Ok::<_, std::io::Error>(config)]),
-        )
-        .await?;
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": media_type::OCI_MANIFEST,
-            "config": {"mediaType": media_type::OCI_CONFIG, "digest": id.as_str(), "size": config_size},
-            "layers": [{"mediaType": media_type::OCI_LAYER_GZIP, "digest": layer.as_str(), "size": layer_size}],
-        });
-        let manifest = Bytes::from(serde_json::to_vec(&manifest).expect("JSON values serialise"));
-        let digest = self
-            .put_manifest(&repo, media_type::OCI_MANIFEST, manifest, Some(&tag))
+        let layers = vec![super::layer_descriptor(
+            media_type::OCI_LAYER_GZIP,
+            &layer,
+            layer_size,
+        )];
+        let stored = self
+            .put_image(&repo, media_type::OCI_MANIFEST, &config, layers, Some(&tag))
             .await?;
+        let (digest, id) = (stored.manifest, stored.id);
         Ok(Imported {
             manifest: digest,
             id,

@@ -27,6 +27,7 @@
 //! archive entries live in `$HOIST_HOME/tmp`, in uniquely named files.
 
 pub mod archive;
+mod assemble;
 mod import;
 mod io;
 pub mod naming;
@@ -46,7 +47,8 @@ use tokio::io::AsyncReadExt;
 use crate::content::{self, ContentError, GcReport, Store};
 use crate::metadata::ManifestRecord;
 
-pub use import::{Change, Imported, parse_change};
+pub use assemble::{StoredImage, layer_descriptor};
+pub use import::{Change, Imported, merge_env, parse_change};
 pub use naming::{familiar_repo, reference_of, repo_name};
 pub use platform::Platform;
 
