@@ -15,6 +15,7 @@ pub mod copy;
 pub mod error;
 pub mod gc;
 pub mod home;
+pub mod manifests;
 pub mod puller;
 pub mod sizes;
 pub mod stats;
