@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use hoist_builder::build::{self, BuildOptions, Env, LayerCompression, Puller};
+use hoist_builder::build::{self, BuildOptions, BuildServices, LayerCompression, Puller};
 use hoist_builder::cache::{BuildCache, parse_size};
 use hoist_builder::graph::{OpError, OpKind, VertexId};
 use hoist_builder::solver::{Event, Progress};
@@ -1157,7 +1157,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
                 home.join("builder").display()
             )
         })?);
-        let mut env = Env::new(
+        let mut env = BuildServices::new(
             &home,
             images.clone(),
             cache,
