@@ -61,7 +61,7 @@ const ALLOWED: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "ops/copy.rs",
-        "run",
+        "write_layer",
         "fs::create_dir(&root)?",
         "a COPY's new upper dir in a fresh temp dir",
     ),

@@ -275,213 +275,273 @@ impl Op<Snapshot> for CopyOp {
                 CopyFrom::Input => Some(layer_dirs(&self.env, &rest[0]).await?),
                 CopyFrom::Context(_) => None,
             };
-            let env = self.env.clone();
-            tokio::task::block_in_place(|| -> Result<Snapshot, OpError> {
-                let upper = env.temp_dir()?;
-                let root = upper.path().join("upper");
-                fs::create_dir(&root)?;
-                let parent_view = View::open(&parent_dirs)?;
-                let (uid, gid) = match &self.chown {
-                    Some(c) => resolve_chown(c, &parent_view)?,
-                    None => (0, 0),
-                };
-                // What paths are resolved against: the parent's filesystem, unless the layer is
-                // linked (made on nothing, as BuildKit's `--link` is), and what this COPY wrote
-                // so far. Symlinks on the way are followed inside the root (a COPY into /lib/x
-                // of a merged-/usr image lands in /usr/lib/x; it never replaces the /lib symlink
-                // with a directory), and a symlink an earlier source wrote is followed inside
-                // the root too, never on the host.
-                let below = if self.link {
-                    View::default()
-                } else {
-                    parent_view
-                };
-                let up = Upper::new(&root, &below)?;
-                let dest_written = clean_abs(&self.dest);
-                let dest_written = dest_written.trim_start_matches('/').to_owned();
-                // A destination that is a directory already (symlinks followed inside the root)
-                // is one whatever its spelling, as BuildKit's copy treats it: `COPY f /tmp` and
-                // `WORKDIR /srv` + `COPY f .` copy into it, never replace it with a file.
-                let dest_is_dir = self.dest_is_dir
-                    || up
-                        .view()
-                        .stat(&dest_written)?
-                        .is_some_and(|e| e.meta.is_dir());
-                let planned = match (&self.from, &from_dirs) {
-                    (CopyFrom::Context(ctx), _) => self.plan_context(ctx, dest_is_dir)?,
-                    (CopyFrom::Input, Some(dirs)) => {
-                        self.plan_stage(Arc::new(View::open(dirs)?), dest_is_dir)?
-                    }
-                    _ => Vec::new(),
-                };
-                // The destination itself is followed to the end, as BuildKit resolves it in the
-                // rootfs (`COPY x /lib` in a merged-/usr image writes into /usr/lib; a heredoc
-                // onto a symlink writes its target inside the image); what is copied under it
-                // replaces a symlink in its way instead of writing through it.
-                let dest = up.view().resolve(&dest_written, true)?.join("/");
-                let under_dest = |p: &Path| -> String {
-                    match p.strip_prefix(&dest_written) {
-                        Ok(rest) if rest.as_os_str().is_empty() => dest.clone(),
-                        Ok(rest) if dest.is_empty() => rest.to_string_lossy().into_owned(),
-                        Ok(rest) => format!("{dest}/{}", rest.to_string_lossy()),
-                        Err(_) => p.to_string_lossy().into_owned(),
-                    }
-                };
-                let dest_parent = |d: &str| -> String {
-                    d.rsplit_once('/')
-                        .map_or(String::new(), |(p, _)| p.to_owned())
-                };
-                // Several sources or matches went into the destination: it is a directory.
-                let dest_is_dir = dest_is_dir || planned.iter().filter(|p| p.top_level).count() > 1;
-                let dest_dir = if dest_is_dir {
-                    dest.clone()
-                } else {
-                    dest_parent(&dest)
-                };
-                // Directories COPY makes on the way belong to --chown's owner, as BuildKit's.
-                // Wildcards that matched nothing copy nothing: no destination is made.
-                let nothing = planned.is_empty()
-                    && self.heredocs.is_empty()
-                    && self.fetched.lock().is_empty()
-                    && self.git.lock().is_empty();
-                if !nothing {
-                    up.dir_all(
-                        &dest_dir,
-                        NewDir {
-                            mode: 0o755,
-                            uid,
-                            gid,
-                        },
-                    )
-                    .map_err(|e| {
-                        format!(
-                            "{} to /{dest_dir}: {e}",
-                            if self.is_add { "ADD" } else { "COPY" }
-                        )
-                    })?;
-                }
-                // A file of another stage keeps its owner unless --chown says otherwise.
-                let keep_owner = self.chown.is_none() && matches!(self.from, CopyFrom::Input);
-                let io_at = |what: &str, e: io::Error| -> OpError {
-                    format!("{} {what}: {e}", if self.is_add { "ADD" } else { "COPY" }).into()
-                };
-                for p in &planned {
-                    let target = under_dest(&p.dest);
-                    if p.contents_only {
-                        up.dir(
-                            &target,
-                            NewDir {
-                                mode: 0o755,
-                                uid,
-                                gid,
-                            },
-                        )
-                        .map_err(|e| io_at(&format!("/{target}"), e))?;
-                        continue;
-                    }
-                    if self.is_add
-                        && p.top_level
-                        && p.md.is_file()
-                        && try_extract(&p.src, &up, &dest)?.is_some()
-                    {
-                        continue;
-                    }
-                    let how = CopyAs {
-                        uid: if keep_owner { p.md.uid } else { uid },
-                        gid: if keep_owner { p.md.gid } else { gid },
-                        chmod: self.chmod,
-                        mtime: None,
-                    };
-                    up.copy(&p.src, &p.md, &target, &how)
-                        .map_err(|e| io_at(&format!("{} to /{target}", p.src.describe()), e))?;
-                }
-                let git_sources = self.git.lock().clone();
-                for (g, resolved) in &git_sources {
-                    // The checked-out tree (or its subdir) becomes the destination directory's
-                    // contents; everything gets the commit's time (reproducible layers).
-                    let work = tempfile::Builder::new()
-                        .prefix("git-")
-                        .tempdir_in(env.cache.dir().join("tmp"))?;
-                    let co = crate::git::checkout(g, resolved, work.path(), self.keep_git_dir)?;
-                    up.dir(&dest, NewDir::ROOT)?;
-                    let tree = Arc::new(View::open(std::slice::from_ref(&co.root))?);
-                    let mut copied = Vec::new();
-                    for (rel, e) in tree.walk(&[])? {
-                        let target = if dest.is_empty() {
-                            rel
-                        } else {
-                            format!("{dest}/{rel}")
-                        };
-                        let md = e.meta.clone();
-                        let how = CopyAs {
-                            uid,
-                            gid,
-                            chmod: self.chmod,
-                            mtime: Some(co.commit_time),
-                        };
-                        up.copy(&Source::Tree(tree.clone(), e), &md, &target, &how)?;
-                        copied.push(target);
-                    }
-                    if !dest.is_empty() {
-                        copied.push(dest.clone());
-                    }
-                    // Deepest first: writing into a directory changes its mtime.
-                    for t in copied.iter().rev() {
-                        up.set_mtime(t, co.commit_time)?;
-                    }
-                }
-                for (url, (tmp, fetched)) in self.fetched.lock().iter() {
-                    // Never extracted; 0600 unless --chmod, as docker does.
-                    let target = if dest_is_dir {
-                        let name = url
-                            .split(['?', '#'])
-                            .next()
-                            .unwrap_or(url)
-                            .trim_end_matches('/')
-                            .rsplit('/')
-                            .next()
-                            .filter(|n| !n.is_empty() && !n.contains(':'))
-                            .unwrap_or("download");
-                        format!("{dest}/{name}")
-                    } else {
-                        dest.clone()
-                    };
-                    up.write_file(
-                        &target,
-                        &mut tmp.reopen()?,
-                        self.chmod.unwrap_or(0o600),
-                        uid,
-                        gid,
-                        fetched.last_modified.map(|t| (t.max(0), 0)),
-                    )
-                    .map_err(|e| io_at(&format!("{url} to /{target}"), e))?;
-                }
-                for (name, content) in &self.heredocs {
-                    let target = if dest_is_dir {
-                        format!("{dest}/{name}")
-                    } else {
-                        dest.clone()
-                    };
-                    up.write_file(
-                        &target,
-                        &mut content.as_bytes(),
-                        self.chmod.unwrap_or(0o644),
-                        uid,
-                        gid,
-                        None,
-                    )
-                    .map_err(|e| io_at(&format!("/{target}"), e))?;
-                }
-                // A linked layer is a snapshot of its own (the layer and its history entry).
-                let base = if self.link {
-                    Snapshot::empty()
-                } else {
-                    (*parent).clone()
-                };
-                commit_layer(&env, &base, &root, &self.created_by)
+            tokio::task::block_in_place(|| {
+                self.write_layer(&parent, &parent_dirs, from_dirs.as_deref())
             })
         }
         .boxed()
+    }
+}
+
+impl CopyOp {
+    /// The new layer (on its blocking thread): the destination resolved and made, what is copied
+    /// written into a fresh upper dir, then committed.
+    fn write_layer(
+        &self,
+        parent: &Snapshot,
+        parent_dirs: &[PathBuf],
+        from_dirs: Option<&[PathBuf]>,
+    ) -> Result<Snapshot, OpError> {
+        let env = &self.env;
+        let upper = env.temp_dir()?;
+        let root = upper.path().join("upper");
+        fs::create_dir(&root)?;
+        let parent_view = View::open(parent_dirs)?;
+        let (uid, gid) = match &self.chown {
+            Some(c) => resolve_chown(c, &parent_view)?,
+            None => (0, 0),
+        };
+        // What paths are resolved against: the parent's filesystem, unless the layer is
+        // linked (made on nothing, as BuildKit's `--link` is), and what this COPY wrote
+        // so far. Symlinks on the way are followed inside the root (a COPY into /lib/x
+        // of a merged-/usr image lands in /usr/lib/x; it never replaces the /lib symlink
+        // with a directory), and a symlink an earlier source wrote is followed inside
+        // the root too, never on the host.
+        let below = if self.link {
+            View::default()
+        } else {
+            parent_view
+        };
+        let up = Upper::new(&root, &below)?;
+        let dest_written = clean_abs(&self.dest);
+        let dest_written = dest_written.trim_start_matches('/').to_owned();
+        // A destination that is a directory already (symlinks followed inside the root)
+        // is one whatever its spelling, as BuildKit's copy treats it: `COPY f /tmp` and
+        // `WORKDIR /srv` + `COPY f .` copy into it, never replace it with a file.
+        let dest_is_dir = self.dest_is_dir
+            || up
+                .view()
+                .stat(&dest_written)?
+                .is_some_and(|e| e.meta.is_dir());
+        let planned = match (&self.from, from_dirs) {
+            (CopyFrom::Context(ctx), _) => self.plan_context(ctx, dest_is_dir)?,
+            (CopyFrom::Input, Some(dirs)) => {
+                self.plan_stage(Arc::new(View::open(dirs)?), dest_is_dir)?
+            }
+            _ => Vec::new(),
+        };
+        // The destination itself is followed to the end, as BuildKit resolves it in the
+        // rootfs (`COPY x /lib` in a merged-/usr image writes into /usr/lib; a heredoc
+        // onto a symlink writes its target inside the image); what is copied under it
+        // replaces a symlink in its way instead of writing through it.
+        let dest = up.view().resolve(&dest_written, true)?.join("/");
+        let dest_parent = |d: &str| -> String {
+            d.rsplit_once('/')
+                .map_or(String::new(), |(p, _)| p.to_owned())
+        };
+        // Several sources or matches went into the destination: it is a directory.
+        let dest_is_dir = dest_is_dir || planned.iter().filter(|p| p.top_level).count() > 1;
+        let dest_dir = if dest_is_dir {
+            dest.clone()
+        } else {
+            dest_parent(&dest)
+        };
+        // Directories COPY makes on the way belong to --chown's owner, as BuildKit's.
+        // Wildcards that matched nothing copy nothing: no destination is made.
+        let nothing = planned.is_empty()
+            && self.heredocs.is_empty()
+            && self.fetched.lock().is_empty()
+            && self.git.lock().is_empty();
+        if !nothing {
+            up.dir_all(
+                &dest_dir,
+                NewDir {
+                    mode: 0o755,
+                    uid,
+                    gid,
+                },
+            )
+            .map_err(|e| {
+                format!(
+                    "{} to /{dest_dir}: {e}",
+                    if self.is_add { "ADD" } else { "COPY" }
+                )
+            })?;
+        }
+        self.copy_planned(&up, &planned, &dest, &dest_written, (uid, gid))?;
+        self.copy_git(&up, &dest, (uid, gid))?;
+        self.copy_fetched(&up, &dest, dest_is_dir, (uid, gid))?;
+        self.copy_heredocs(&up, &dest, dest_is_dir, (uid, gid))?;
+        // A linked layer is a snapshot of its own (the layer and its history entry).
+        let base = if self.link {
+            Snapshot::empty()
+        } else {
+            parent.clone()
+        };
+        commit_layer(env, &base, &root, &self.created_by)
+    }
+
+    /// An I/O error of this COPY (or ADD) on `what`.
+    fn io_at(&self, what: &str, e: io::Error) -> OpError {
+        format!("{} {what}: {e}", if self.is_add { "ADD" } else { "COPY" }).into()
+    }
+
+    /// The planned files (context or stage) under the destination; an ADD of a local archive
+    /// extracts it.
+    fn copy_planned(
+        &self,
+        up: &Upper,
+        planned: &[Planned],
+        dest: &str,
+        dest_written: &str,
+        (uid, gid): (u32, u32),
+    ) -> Result<(), OpError> {
+        let under_dest = |p: &Path| -> String {
+            match p.strip_prefix(dest_written) {
+                Ok(rest) if rest.as_os_str().is_empty() => dest.to_owned(),
+                Ok(rest) if dest.is_empty() => rest.to_string_lossy().into_owned(),
+                Ok(rest) => format!("{dest}/{}", rest.to_string_lossy()),
+                Err(_) => p.to_string_lossy().into_owned(),
+            }
+        };
+        // A file of another stage keeps its owner unless --chown says otherwise.
+        let keep_owner = self.chown.is_none() && matches!(self.from, CopyFrom::Input);
+        for p in planned {
+            let target = under_dest(&p.dest);
+            if p.contents_only {
+                up.dir(
+                    &target,
+                    NewDir {
+                        mode: 0o755,
+                        uid,
+                        gid,
+                    },
+                )
+                .map_err(|e| self.io_at(&format!("/{target}"), e))?;
+                continue;
+            }
+            if self.is_add
+                && p.top_level
+                && p.md.is_file()
+                && try_extract(&p.src, up, dest)?.is_some()
+            {
+                continue;
+            }
+            let how = CopyAs {
+                uid: if keep_owner { p.md.uid } else { uid },
+                gid: if keep_owner { p.md.gid } else { gid },
+                chmod: self.chmod,
+                mtime: None,
+            };
+            up.copy(&p.src, &p.md, &target, &how)
+                .map_err(|e| self.io_at(&format!("{} to /{target}", p.src.describe()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Git sources: the checked-out tree (or its subdir) becomes the destination directory's
+    /// contents; everything gets the commit's time (reproducible layers).
+    fn copy_git(&self, up: &Upper, dest: &str, (uid, gid): (u32, u32)) -> Result<(), OpError> {
+        let git_sources = self.git.lock().clone();
+        for (g, resolved) in &git_sources {
+            // The checked-out tree (or its subdir) becomes the destination directory's
+            // contents; everything gets the commit's time (reproducible layers).
+            let work = tempfile::Builder::new()
+                .prefix("git-")
+                .tempdir_in(self.env.cache.dir().join("tmp"))?;
+            let co = crate::git::checkout(g, resolved, work.path(), self.keep_git_dir)?;
+            up.dir(dest, NewDir::ROOT)?;
+            let tree = Arc::new(View::open(std::slice::from_ref(&co.root))?);
+            let mut copied = Vec::new();
+            for (rel, e) in tree.walk(&[])? {
+                let target = if dest.is_empty() {
+                    rel
+                } else {
+                    format!("{dest}/{rel}")
+                };
+                let md = e.meta.clone();
+                let how = CopyAs {
+                    uid,
+                    gid,
+                    chmod: self.chmod,
+                    mtime: Some(co.commit_time),
+                };
+                up.copy(&Source::Tree(tree.clone(), e), &md, &target, &how)?;
+                copied.push(target);
+            }
+            if !dest.is_empty() {
+                copied.push(dest.to_owned());
+            }
+            // Deepest first: writing into a directory changes its mtime.
+            for t in copied.iter().rev() {
+                up.set_mtime(t, co.commit_time)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// URLs ADD downloaded: never extracted; 0600 unless --chmod, as docker does.
+    fn copy_fetched(
+        &self,
+        up: &Upper,
+        dest: &str,
+        dest_is_dir: bool,
+        (uid, gid): (u32, u32),
+    ) -> Result<(), OpError> {
+        for (url, (tmp, fetched)) in self.fetched.lock().iter() {
+            // Never extracted; 0600 unless --chmod, as docker does.
+            let target = if dest_is_dir {
+                let name = url
+                    .split(['?', '#'])
+                    .next()
+                    .unwrap_or(url)
+                    .trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .filter(|n| !n.is_empty() && !n.contains(':'))
+                    .unwrap_or("download");
+                format!("{dest}/{name}")
+            } else {
+                dest.to_owned()
+            };
+            up.write_file(
+                &target,
+                &mut tmp.reopen()?,
+                self.chmod.unwrap_or(0o600),
+                uid,
+                gid,
+                fetched.last_modified.map(|t| (t.max(0), 0)),
+            )
+            .map_err(|e| self.io_at(&format!("{url} to /{target}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Heredocs: files of their content (0644 unless --chmod).
+    fn copy_heredocs(
+        &self,
+        up: &Upper,
+        dest: &str,
+        dest_is_dir: bool,
+        (uid, gid): (u32, u32),
+    ) -> Result<(), OpError> {
+        for (name, content) in &self.heredocs {
+            let target = if dest_is_dir {
+                format!("{dest}/{name}")
+            } else {
+                dest.to_owned()
+            };
+            up.write_file(
+                &target,
+                &mut content.as_bytes(),
+                self.chmod.unwrap_or(0o644),
+                uid,
+                gid,
+                None,
+            )
+            .map_err(|e| self.io_at(&format!("/{target}"), e))?;
+        }
+        Ok(())
     }
 }
 
