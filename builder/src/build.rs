@@ -1,8 +1,8 @@
 //! The build driver: a parsed Dockerfile and a context directory -> a graph of ops -> a solved
 //! [`Snapshot`] of the target stage.
 //!
-//! [`plan`] converts the Dockerfile (see [`crate::convert`]) into a graph of the ops in
-//! [`crate::ops`]; [`solve`] runs it. Layers are written by [`crate::layer`], `RUN` steps run
+//! [`plan`] converts the Dockerfile (see `crate::convert`) into a graph of the ops in
+//! `crate::ops`; [`solve`] runs it. Layers are written by `crate::layer`, `RUN` steps run
 //! through a [`Runner`].
 
 use std::collections::{BTreeMap, HashMap};
