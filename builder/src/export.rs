@@ -13,7 +13,8 @@ use hoist_oci::{Digest, Reference, RepoName, media_type};
 use hoist_storage::images::{ImageStore, repo_name};
 use serde_json::{Value, json};
 
-use crate::build::{BuildError, Env, Result, layer_dirs};
+use crate::build::{BuildError, BuildServices, Result};
+use crate::layer::layer_dirs;
 use crate::snapshot::Snapshot;
 
 /// What was stored.
@@ -38,11 +39,11 @@ pub fn image_config(snap: &Snapshot, source_date_epoch: Option<i64>) -> Value {
         "diff_ids": snap.layers.iter().map(|l| l.diff_id.as_str()).collect::<Vec<_>>(),
     });
     let created = match source_date_epoch {
-        Some(t) => json!(crate::build::hoist_time(t)),
+        Some(t) => json!(crate::layer::hoist_time(t)),
         None => config["history"]
             .as_array()
             .and_then(|h| h.iter().rev().find_map(|e| e.get("created").cloned()))
-            .unwrap_or_else(|| json!(crate::build::hoist_time(0))),
+            .unwrap_or_else(|| json!(crate::layer::hoist_time(0))),
     };
     config["created"] = created;
     if let Some(obj) = config.as_object_mut() {
@@ -58,7 +59,11 @@ pub fn image_config(snap: &Snapshot, source_date_epoch: Option<i64>) -> Value {
 
 /// Stores the image in the local store under `tags` (all of them; none: an untagged image in
 /// [`UNTAGGED_REPO`]).
-pub async fn to_store(env: &Arc<Env>, snap: &Snapshot, tags: &[Reference]) -> Result<Exported> {
+pub async fn to_store(
+    env: &Arc<BuildServices>,
+    snap: &Snapshot,
+    tags: &[Reference],
+) -> Result<Exported> {
     let first_repo = match tags.first() {
         Some(t) => repo_name(t)?,
         None => RepoName::parse(&format!("docker.io/library/{UNTAGGED_REPO}"))
@@ -138,7 +143,7 @@ pub async fn to_store(env: &Arc<Env>, snap: &Snapshot, tags: &[Reference]) -> Re
 }
 
 /// Writes the snapshot's filesystem into `dest` (created; existing files are overwritten).
-pub async fn to_local(env: &Arc<Env>, snap: &Snapshot, dest: &Path) -> Result<()> {
+pub async fn to_local(env: &Arc<BuildServices>, snap: &Snapshot, dest: &Path) -> Result<()> {
     let dirs = layer_dirs(env, snap)
         .await
         .map_err(|e| BuildError::Other(e.to_string()))?;

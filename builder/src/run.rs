@@ -5,15 +5,39 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hoist_runtime::exec::{Executor, Stdio};
 use hoist_runtime::spec::{self, BindMount, Network, RunOptions};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::build::{RunRequest, Runner};
 use crate::graph::{LogSink, OpError};
+
+/// Runs a `RUN` step (the runtime's executor in production).
+pub trait Runner: Send + Sync {
+    /// Runs `request` with `rootfs` as the container's root (an overlay whose upper dir is the
+    /// step's new layer). Returns the exit code; output goes to `log`.
+    fn run(&self, request: &RunRequest, rootfs: &Path, log: &dyn LogSink) -> Result<i32, OpError>;
+}
+
+/// What a `RUN` step runs.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub args: Vec<String>,
+    /// `KEY=value`, the image's environment plus build args in scope.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+    /// Host network unless `false`.
+    pub network: bool,
+    /// `(host path, container path, read-only)` bind mounts (cache, bind, secret mounts).
+    pub binds: Vec<(PathBuf, String, bool)>,
+    /// Container paths to mount as tmpfs, with their `size=` in bytes.
+    pub tmpfs: Vec<(String, Option<u64>)>,
+    /// The image config (for `spec` defaults: user resolution and the like).
+    pub image_config: Value,
+}
 
 /// A [`Runner`] on an [`Executor`].
 pub struct ExecutorRunner {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use hoist_builder::build::{self, BuildOptions, Env, LayerCompression};
+use hoist_builder::build::{self, BuildOptions, BuildServices, LayerCompression};
 use hoist_builder::cache::{BuildCache, parse_size};
 use hoist_builder::graph::{OpKind, VertexId};
 use hoist_builder::solver::{Event, Progress};
@@ -1105,7 +1105,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         let host = Arc::new(hoist_engine::Host::new(home.clone()));
         let images = host.images().await?.clone();
         let cache = host.build_cache()?;
-        let mut env = Env::new(
+        let mut env = BuildServices::new(
             &home,
             images.clone(),
             cache,
