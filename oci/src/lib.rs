@@ -5,6 +5,7 @@
 //! - [`VerifyingReader`]: wraps a reader and fails at EOF on a digest or size mismatch.
 //! - [`RepoName`], [`Tag`], [`Reference`]: the distribution grammar, with docker normalisation.
 //! - [`media_type`]: the media types hoist knows.
+//! - [`time`]: RFC 3339 times (UTC) and docker's human durations.
 //!
 //! Manifest, index, config and descriptor types are `oci-spec`'s, re-exported as [`spec`].
 //!
@@ -15,6 +16,7 @@ mod digest;
 pub mod media_type;
 mod name;
 mod reference;
+pub mod time;
 
 pub use digest::{Algorithm, Digest, DigestError, Digester, DigesterState, VerifyingReader};
 pub use name::{NameError, RepoName, Tag};
