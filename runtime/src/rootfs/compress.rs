@@ -5,8 +5,6 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::thread::JoinHandle;
 
-use hoist_oci::{Digest, Digester};
-
 use super::write::Compression;
 
 /// The default gzip level of the layers hoist writes (commit, import...). Level and backend
@@ -33,37 +31,6 @@ pub(crate) fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
         enc.write_all(piece)?;
     }
     enc.finish()
-}
-
-/// A writer that hashes and counts what passes through.
-pub(crate) struct HashingWriter<W> {
-    inner: W,
-    digester: Digester,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub(crate) fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            digester: Digester::sha256(),
-        }
-    }
-
-    pub(crate) fn finish(self) -> (Digest, u64, W) {
-        let len = self.digester.len();
-        (self.digester.finish(), len, self.inner)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.digester.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 pub(crate) enum Compressor<W: Write> {
@@ -212,6 +179,7 @@ impl<W: Write> Write for ParallelGzip<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hoist_oci::Digest;
     use std::io::Read;
 
     fn pseudo(n: usize) -> Vec<u8> {

@@ -7,9 +7,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use hoist_oci::{Digest, Digester, media_type};
+use hoist_oci::{Digest, Digester, HashingWriter, media_type};
 
-use super::compress::{Compressor, GZIP_LEVEL, HashingWriter};
+use super::compress::{Compressor, GZIP_LEVEL};
 use super::{
     OPAQUE_MARKER, Result, RootfsError, WHITEOUT_PREFIX, is_overlay_opaque, is_overlay_whiteout,
 };

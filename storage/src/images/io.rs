@@ -99,37 +99,6 @@ pub fn decompressed<'a, R: Read + Send + 'a>(
     }
 }
 
-/// A writer that hashes and counts what passes through.
-pub struct HashingWriter<W> {
-    inner: W,
-    digester: Digester,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            digester: Digester::sha256(),
-        }
-    }
-
-    pub fn finish(self) -> (Digest, u64, W) {
-        let len = self.digester.len();
-        (self.digester.finish(), len, self.inner)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.digester.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// A reader that hashes what it yields and copies it into a writer (a tee).
 pub struct TeeReader<R, W> {
     inner: R,
