@@ -6,6 +6,7 @@
 //! - [`HashingWriter`], [`HashingReader`]: hash (sha256) and count what passes through.
 //! - [`RepoName`], [`Tag`], [`Reference`]: the distribution grammar, with docker normalisation.
 //! - [`media_type`]: the media types hoist knows.
+//! - [`compression`]: which compression a layer stream is, and the gzip level hoist writes.
 //! - [`time`]: RFC 3339 times (UTC) and docker's human durations.
 //!
 //! Manifest, index, config and descriptor types are `oci-spec`'s, re-exported as [`spec`].
@@ -13,6 +14,7 @@
 //! **Architecture Invariant:** this crate is a leaf: no async runtime, no HTTP, no I/O beyond
 //! `std::io::Read` and `std::io::Write`.
 
+pub mod compression;
 mod digest;
 mod hashing;
 pub mod media_type;

@@ -1,14 +1,10 @@
 //! Blocking I/O helpers for archives: hashing readers and writers, compression sniffing,
 //! deterministic gzip.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 
-use flate2::Compression;
+use hoist_oci::compression::{Compression, GZIP_LEVEL, sniff_reader};
 use hoist_oci::{Digest, Digester};
-
-/// The gzip level every layer hoist compresses is written with. Level and backend (flate2's
-/// zlib-rs) are pinned: they decide the bytes, so the digests.
-pub const GZIP_LEVEL: u32 = 6;
 
 /// The size of the pieces the compressor is fed.
 const GZIP_CHUNK: usize = 64 * 1024;
@@ -27,7 +23,7 @@ pub fn gzip<W: Write>(out: W) -> Gzip<W> {
         enc: flate2::GzBuilder::new()
             .mtime(0)
             .operating_system(255)
-            .write(out, Compression::new(GZIP_LEVEL)),
+            .write(out, flate2::Compression::new(GZIP_LEVEL)),
         buf: Vec::with_capacity(GZIP_CHUNK),
     }
 }
@@ -58,26 +54,6 @@ impl<W: Write> Write for Gzip<W> {
     }
 }
 
-/// What a stream's first bytes say it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compressed {
-    None,
-    Gzip,
-    Zstd,
-}
-
-/// Looks at the first bytes without consuming them.
-pub fn sniff<R: BufRead>(r: &mut R) -> io::Result<Compressed> {
-    let head = r.fill_buf()?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Compressed::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compressed::Zstd
-    } else {
-        Compressed::None
-    })
-}
-
 /// A reader that yields the uncompressed bytes of a plain, gzip or zstd stream (`what` names it
 /// in errors).
 pub fn decompressed<'a, R: Read + Send + 'a>(
@@ -85,10 +61,10 @@ pub fn decompressed<'a, R: Read + Send + 'a>(
     what: &str,
 ) -> io::Result<Box<dyn Read + Send + 'a>> {
     let mut r = BufReader::with_capacity(256 * 1024, r);
-    match sniff(&mut r)? {
-        Compressed::None => Ok(Box::new(r)),
-        Compressed::Gzip => Ok(Box::new(flate2::read::MultiGzDecoder::new(r))),
-        Compressed::Zstd => Ok(Box::new(
+    match sniff_reader(&mut r)? {
+        Compression::None => Ok(Box::new(r)),
+        Compression::Gzip => Ok(Box::new(flate2::read::MultiGzDecoder::new(r))),
+        Compression::Zstd => Ok(Box::new(
             zstd::stream::read::Decoder::with_buffer(r).map_err(|e| {
                 io::Error::new(
                     e.kind(),
@@ -174,8 +150,8 @@ mod tests {
             }
             assert_eq!(g.finish().unwrap(), whole, "pieces of {piece}");
         }
-        assert_eq!(sniff(&mut &a[..]).unwrap(), Compressed::Gzip);
-        assert_eq!(sniff(&mut &data[..]).unwrap(), Compressed::None);
+        assert_eq!(sniff_reader(&mut &a[..]).unwrap(), Compression::Gzip);
+        assert_eq!(sniff_reader(&mut &data[..]).unwrap(), Compression::None);
         let mut out = Vec::new();
         decompressed(&a[..], "x")
             .unwrap()
@@ -183,7 +159,7 @@ mod tests {
             .unwrap();
         assert_eq!(out, data);
         let z = zstd::encode_all(&data[..], 3).unwrap();
-        assert_eq!(sniff(&mut &z[..]).unwrap(), Compressed::Zstd);
+        assert_eq!(sniff_reader(&mut &z[..]).unwrap(), Compression::Zstd);
         let mut out = Vec::new();
         decompressed(&z[..], "x")
             .unwrap()
