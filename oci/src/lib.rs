@@ -8,6 +8,7 @@
 //! - [`media_type`]: the media types hoist knows.
 //! - [`compression`]: which compression a layer stream is, and the gzip level hoist writes.
 //! - [`time`]: RFC 3339 times (UTC) and docker's human durations.
+//! - [`www_authenticate`]: the parameters of a registry's `WWW-Authenticate` challenge.
 //!
 //! Manifest, index, config and descriptor types are `oci-spec`'s, re-exported as [`spec`].
 //!
@@ -21,6 +22,7 @@ pub mod media_type;
 mod name;
 mod reference;
 pub mod time;
+pub mod www_authenticate;
 
 pub use digest::{Algorithm, Digest, DigestError, Digester, DigesterState, VerifyingReader};
 pub use hashing::{HashingReader, HashingWriter};
