@@ -14,9 +14,9 @@
 //!   more (and no index names it). Removing by image id untags every tag of that id, and is refused
 //!   when there are several unless forced.
 //! - **prune** removes dangling manifests; `all` also removes every tagged image not in use.
-//!   Hoist has no containers yet, so callers pass the ids in use (none today) and `all` removes
-//!   every image, as `docker image prune -a` does on a host without containers. Both then run the
-//!   garbage collector.
+//!   This store does not know the containers (the runtime keeps them): callers pass the image ids
+//!   their containers use, and `all` keeps those, as `docker image prune -a` does. Both then run
+//!   the garbage collector.
 //! - **gc** is [`Store::gc`] with a grace of [`GC_GRACE`]: blobs and links younger than that are
 //!   kept, so a pull or load in another process (blobs first, manifest last) is never robbed. The
 //!   bytes of an image removed within the grace are reclaimed by a later collection.
