@@ -1,4 +1,4 @@
-//! Unix time and RFC 3339 formatting (UTC) without a date crate.
+//! Unix time now, and RFC 3339 formatting (UTC) of the times auth records.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,25 +10,7 @@ pub(crate) fn now() -> u64 {
 
 /// `2026-11-22T05:30:00Z` for a unix time in seconds.
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    hoist_oci::time::rfc3339(secs as i64)
 }
 
 #[cfg(test)]

@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use hoist_conformance::fixtures::{self, Descriptor, HashingWriter, Image, Layout};
+use hoist_conformance::fixtures::{self, Descriptor, Image, Layout};
 use hoist_conformance::harness::Server;
-use hoist_oci::media_type;
+use hoist_oci::{HashingWriter, media_type};
 
 const MIB: u64 = 1 << 20;
 const LAYERS: usize = 8;

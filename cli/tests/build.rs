@@ -15,20 +15,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use hoist_testsupport::text;
 use serde_json::Value;
 
 const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
 
 struct Home {
     dir: tempfile::TempDir,
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 impl Home {

@@ -12,17 +12,11 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+use hoist_testsupport::text;
 
 const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// What goes into a context (or an imported rootfs).
 enum Src<'a> {

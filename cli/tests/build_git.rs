@@ -11,15 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
+use hoist_testsupport::text;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
 
 struct Home {
     dir: tempfile::TempDir,

@@ -8,17 +8,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
+
+use hoist_testsupport::text;
 
 const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A private HOIST_HOME with busybox imported as `busybox:latest`.
 struct Home {

@@ -8,6 +8,8 @@ use std::num::NonZeroU16;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use hoist_testsupport::text;
+
 const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
 
 /// The width the builds are told (`COLUMNS`); the emulated screen is wider, so a line that the
@@ -55,14 +57,6 @@ impl Home {
             columns,
         )
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn context(files: &[(&str, &str)]) -> tempfile::TempDir {

@@ -51,6 +51,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("hoist-conformance", &["hoist-client", "hoist-oci"]),
+    // Shared test helpers; never a normal dependency of anything (checked below).
+    ("hoist-testsupport", &[]),
     (
         "hoist",
         &[
@@ -130,6 +132,11 @@ fn crate_dependency_rules_hold() {
             let dep_name = dep["name"].as_str().expect("dependency name");
             if dep["kind"].as_str() == Some("dev") {
                 continue;
+            }
+            if dep_name == "hoist-testsupport" {
+                problems.push(format!(
+                    "{name} may take hoist-testsupport as a dev-dependency only"
+                ));
             }
             if dep_name.starts_with("hoist") && !rule.contains(&dep_name) {
                 problems.push(format!("{name} must not depend on {dep_name}"));

@@ -22,7 +22,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use hoist_oci::{Digest, Digester, media_type};
+use hoist_oci::{Digest, Digester, HashingWriter, media_type};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use serde_json::{Value, json};
@@ -556,37 +556,6 @@ impl Read for RandomReader {
         self.rng.fill_bytes(&mut buf[..n]);
         self.remaining -= n as u64;
         Ok(n)
-    }
-}
-
-/// A writer that hashes (sha256) and counts what passes through to `inner`.
-pub struct HashingWriter<W> {
-    inner: W,
-    digester: Digester,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            digester: Digester::sha256(),
-        }
-    }
-
-    /// The digester (digest and length of what was written) and the inner writer.
-    pub fn into_parts(self) -> (Digester, W) {
-        (self.digester, self.inner)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.digester.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

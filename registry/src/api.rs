@@ -137,7 +137,7 @@ fn json_body(v: &serde_json::Value) -> Response {
         .expect("valid response")
 }
 
-fn hv(s: &str) -> HeaderValue {
+fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -146,7 +146,7 @@ fn empty(status: StatusCode, headers: &[(&str, String)]) -> Response {
         .status(status)
         .header(header::CONTENT_LENGTH, "0");
     for (k, v) in headers {
-        b = b.header(*k, hv(v));
+        b = b.header(*k, header_value(v));
     }
     b.body(Body::empty()).expect("valid response")
 }
@@ -301,8 +301,8 @@ async fn blob_get(
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, len)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(DIGEST_HEADER, hv(digest.as_str()))
-        .header(header::ETAG, hv(&format!("\"{digest}\"")))
+        .header(DIGEST_HEADER, header_value(digest.as_str()))
+        .header(header::ETAG, header_value(&format!("\"{digest}\"")))
         .header(header::CACHE_CONTROL, "max-age=31536000");
     if status == StatusCode::PARTIAL_CONTENT {
         b = b.header(
@@ -479,10 +479,10 @@ async fn manifest_get(app: &App, name: &RepoName, reference: &Reference, head: b
     };
     Ok(Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, hv(&media_type))
+        .header(header::CONTENT_TYPE, header_value(&media_type))
         .header(header::CONTENT_LENGTH, size)
-        .header(DIGEST_HEADER, hv(digest.as_str()))
-        .header(header::ETAG, hv(&format!("\"{digest}\"")))
+        .header(DIGEST_HEADER, header_value(digest.as_str()))
+        .header(header::ETAG, header_value(&format!("\"{digest}\"")))
         .body(body)
         .expect("valid response"))
 }
@@ -582,7 +582,7 @@ fn page_size(q: &HashMap<String, String>, over: Over) -> Result<Option<usize>, A
 fn with_link(mut resp: Response, path: &str, n: Option<usize>, page: &Page) -> Response {
     if let (true, Some(n), Some(last)) = (page.more, n, page.items.last()) {
         let link = format!("<{path}?n={n}&last={last}>; rel=\"next\"");
-        resp.headers_mut().insert(header::LINK, hv(&link));
+        resp.headers_mut().insert(header::LINK, header_value(&link));
     }
     resp
 }

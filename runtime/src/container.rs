@@ -96,29 +96,7 @@ pub fn new_id() -> String {
 }
 
 /// RFC 3339 with nanoseconds, UTC (`2026-11-22T05:36:37.123456789Z`), docker's time format.
-pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = if month <= 2 { y + 1 } else { y };
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
-}
+pub use hoist_oci::time::rfc3339_nanos as rfc3339;
 
 /// Seconds since the epoch, now.
 pub fn now_unix() -> i64 {
@@ -346,22 +324,7 @@ impl State {
 }
 
 /// Docker's `HumanDuration`: `Less than a second`, `5 seconds`, `About a minute`, `3 hours`...
-pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0 => "Less than a second".to_owned(),
-        1 => "1 second".to_owned(),
-        2..60 => format!("{s} seconds"),
-        60..120 => "About a minute".to_owned(),
-        120..3600 => format!("{} minutes", s / 60),
-        3600..7200 => "About an hour".to_owned(),
-        7200..172_800 => format!("{} hours", s / 3600),
-        172_800..1_209_600 => format!("{} days", s / 86400),
-        1_209_600..5_184_000 => format!("{} weeks", s / 604_800),
-        5_184_000..63_072_000 => format!("{} months", s / 2_592_000),
-        _ => format!("{} years", s / 31_536_000),
-    }
-}
+pub use hoist_oci::time::human_duration;
 
 /// A container: its config and (liveness-checked) state.
 #[derive(Debug, Clone)]

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hoist_oci::spec::image::Descriptor;
-use hoist_oci::{Digest, Digester};
+use hoist_oci::{Digest, Digester, HashingReader};
 use hoist_storage::images::{Image, ImageError, ImageStore};
 use serde::{Deserialize, Serialize};
 
@@ -822,32 +822,6 @@ pub fn tree_digest(root: &Path) -> Result<Digest, RootfsError> {
         },
     )?;
     Ok(info.diff_id)
-}
-
-struct HashingReader<R> {
-    inner: R,
-    digester: Digester,
-}
-
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            digester: Digester::sha256(),
-        }
-    }
-    fn finish(self) -> (Digest, u64) {
-        let n = self.digester.len();
-        (self.digester.finish(), n)
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.digester.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 fn sync_dir(dir: &Path) {

@@ -20,11 +20,13 @@ mod write;
 use std::io;
 use std::path::PathBuf;
 
-pub use compress::GZIP_LEVEL;
 pub use copy_changes::sync_copy_changes;
 pub use diff::{Change, ChangeKind, diff};
+/// The default gzip level of the layers hoist writes; a caller may pin another
+/// ([`LayerOptions::gzip_level`]; `hoist build` does), with the same guarantee of the same bytes.
+pub use hoist_oci::compression::{Compression, GZIP_LEVEL};
 pub use mount::{FORCE_COPY_ENV, Rootfs, RootfsKind, unmount};
-pub use write::{Compression, LayerInfo, LayerOptions, write_layer};
+pub use write::{LayerInfo, LayerOptions, write_layer};
 
 /// The OCI whiteout prefix.
 pub const WHITEOUT_PREFIX: &str = ".wh.";

@@ -26,12 +26,13 @@
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use hoist_oci::compression::{Compression, sniff_reader};
 use hoist_oci::{Digest, Digester};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags, makedev};
 use rustix::io::Errno;
@@ -120,13 +121,10 @@ pub type Result<T, E = UnpackError> = std::result::Result<T, E>;
 /// plain tar, told apart by their first bytes.
 pub fn decompress<'a, R: Read + Send + 'a>(r: R) -> io::Result<Box<dyn Read + Send + 'a>> {
     let mut r = BufReader::with_capacity(256 * 1024, r);
-    let head = r.fill_buf()?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(r))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(r)?)
-    } else {
-        Box::new(r)
+    Ok(match sniff_reader(&mut r)? {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
+        Compression::None => Box::new(r),
     })
 }
 

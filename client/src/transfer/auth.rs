@@ -303,7 +303,7 @@ pub(crate) fn parse_challenge(headers: &HeaderMap) -> Option<Challenge> {
         let value = value.trim();
         let (scheme, params) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("bearer") {
-            let params = parse_params(params);
+            let params = hoist_oci::www_authenticate::parse_params(params);
             if let Some(realm) = params.get("realm") {
                 return Some(Challenge::Bearer {
                     realm: realm.clone(),
@@ -315,42 +315,6 @@ pub(crate) fn parse_challenge(headers: &HeaderMap) -> Option<Challenge> {
         }
     }
     basic.then_some(Challenge::Basic)
-}
-
-/// `key="value", key=value` pairs (keys lowercased; quoted values may hold commas and `\"`).
-fn parse_params(s: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_whitespace() || *c == ',').is_some() {}
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ','))
-            .collect::<String>()
-            .trim()
-            .to_ascii_lowercase();
-        if key.is_empty() {
-            break;
-        }
-        if chars.next_if_eq(&'=').is_none() {
-            continue;
-        }
-        let mut value = String::new();
-        if chars.next_if_eq(&'"').is_some() {
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            value = std::iter::from_fn(|| chars.next_if(|c| *c != ','))
-                .collect::<String>()
-                .trim()
-                .to_owned();
-        }
-        out.insert(key, value);
-    }
-    out
 }
 
 #[cfg(test)]

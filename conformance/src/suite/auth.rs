@@ -242,38 +242,7 @@ fn parse_bearer(value: &str) -> Option<HashMap<String, String>> {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    let mut out = HashMap::new();
-    let mut chars = params.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_whitespace() || *c == ',').is_some() {}
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ','))
-            .collect::<String>()
-            .trim()
-            .to_ascii_lowercase();
-        if key.is_empty() {
-            break;
-        }
-        if chars.next_if_eq(&'=').is_none() {
-            continue;
-        }
-        let mut v = String::new();
-        if chars.next_if_eq(&'"').is_some() {
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => v.extend(chars.next()),
-                    '"' => break,
-                    c => v.push(c),
-                }
-            }
-        } else {
-            v = std::iter::from_fn(|| chars.next_if(|c| *c != ','))
-                .collect::<String>()
-                .trim()
-                .to_owned();
-        }
-        out.insert(key, v);
-    }
-    Some(out)
+    Some(hoist_oci::www_authenticate::parse_params(params))
 }
 
 #[cfg(test)]

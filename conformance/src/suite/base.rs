@@ -4,7 +4,7 @@ use super::check::{error, error_full, header_eq, status};
 use super::data::{Blob, INVALID_MANIFEST, OCI_CONFIG, OCI_MANIFEST, OCTET, random_bytes};
 use super::manifests::desc;
 use super::ops::{blob, manifest, open_session, push_blob, put_manifest, tags, uploads};
-use super::{Ctx, Recorder};
+use super::{Recorder, RunContext};
 
 pub(crate) const CASES: &[&str] = &[
     "base/api-version-200",
@@ -21,7 +21,7 @@ pub(crate) const CASES: &[&str] = &[
     "errors/name-unknown",
 ];
 
-pub(crate) async fn run(ctx: &Ctx, rec: &mut Recorder) {
+pub(crate) async fn run(ctx: &RunContext, rec: &mut Recorder) {
     rec.record(
         "base/api-version-200",
         async {

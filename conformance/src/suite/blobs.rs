@@ -3,7 +3,7 @@
 use super::check::{body_eq, content_length, ensure, error, header_eq, status};
 use super::data::{Blob, random_bytes};
 use super::ops::{blob, push_blob};
-use super::{Ctx, Recorder};
+use super::{Recorder, RunContext};
 
 pub(crate) const CASES: &[&str] = &[
     "blobs/get-headers-200",
@@ -13,7 +13,7 @@ pub(crate) const CASES: &[&str] = &[
     "blobs/delete/202-then-404",
 ];
 
-pub(crate) async fn run(ctx: &Ctx, rec: &mut Recorder) {
+pub(crate) async fn run(ctx: &RunContext, rec: &mut Recorder) {
     let repo = &ctx.repo("blobs");
     let b = Blob::new(random_bytes(1000, &format!("{}-blobs", ctx.run_id)));
     let setup = push_blob(ctx, repo, &b)

@@ -4,7 +4,7 @@ use super::check::{error, status};
 use super::data::{Blob, OCI_MANIFEST, OCTET, random_bytes};
 use super::http::Resp;
 use super::ops::{blob, manifest, open_session, push_blob, referrers, uploads};
-use super::{Ctx, Outcome, Recorder};
+use super::{Outcome, Recorder, RunContext};
 
 pub(crate) const CASES: &[&str] = &[
     "digest-invalid/blob-get-400",
@@ -23,7 +23,7 @@ pub(crate) const CASES: &[&str] = &[
 /// Well-formed algorithm, hex part that is not hex (the official suite's malformed digest).
 const BAD: &str = "sha256:totallywrong";
 
-pub(crate) async fn run(ctx: &Ctx, rec: &mut Recorder) {
+pub(crate) async fn run(ctx: &RunContext, rec: &mut Recorder) {
     let repo = &ctx.repo("digests");
     let other = &ctx.repo("digests-source");
     let content = Blob::new(random_bytes(32, &format!("{}-digests", ctx.run_id)));

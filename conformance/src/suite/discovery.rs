@@ -8,7 +8,7 @@ use super::http::Resp;
 use super::ops::{
     blob, index_manifests, manifest, push_blob, put_manifest, referrers, tag_list, tags,
 };
-use super::{Ctx, Outcome, Recorder};
+use super::{Outcome, Recorder, RunContext};
 
 pub(crate) const CASES: &[&str] = &[
     "discovery/setup/populate-config",
@@ -28,7 +28,7 @@ pub(crate) const CASES: &[&str] = &[
     "discovery/teardown/referrers",
 ];
 
-pub(crate) async fn run(ctx: &Ctx, d: &Data, rec: &mut Recorder) {
+pub(crate) async fn run(ctx: &RunContext, d: &Data, rec: &mut Recorder) {
     let repo = &ctx.repo("official");
     let m = &d.manifests;
 
@@ -288,7 +288,7 @@ pub(crate) async fn run(ctx: &Ctx, d: &Data, rec: &mut Recorder) {
 /// The official "References setup": blobs, then referrers of `manifests[4]` before and after
 /// it is pushed, an index referrer, and a referrer of `manifests[3]`, which is never pushed.
 /// Every push is attempted; the first failure is reported.
-async fn referrers_setup(ctx: &Ctx, repo: &str, d: &Data) -> Outcome {
+async fn referrers_setup(ctx: &RunContext, repo: &str, d: &Data) -> Outcome {
     let m = &d.manifests;
     let mut first_err: Option<String> = None;
     let mut note = |o: Outcome| {
@@ -323,7 +323,7 @@ async fn referrers_setup(ctx: &Ctx, repo: &str, d: &Data) -> Outcome {
 
 /// PUT a manifest with a subject by its digest; require 2xx and `OCI-Subject: <subject digest>`.
 async fn put_subject(
-    ctx: &Ctx,
+    ctx: &RunContext,
     repo: &str,
     artifact: &Blob,
     media_type: &str,

@@ -4,7 +4,7 @@ use super::check::{ensure, next_link, status};
 use super::data::{Blob, OCI_MANIFEST, random_bytes};
 use super::manifests::desc;
 use super::ops::{push_blob, push_manifest, string_list, tag_list, tags};
-use super::{Ctx, Outcome, Recorder};
+use super::{Outcome, Recorder, RunContext};
 
 pub(crate) const CASES: &[&str] = &[
     "tags/list-sorted-200",
@@ -18,7 +18,7 @@ pub(crate) const CASES: &[&str] = &[
 /// Pushed in this (unsorted) order.
 const TAGS: [&str; 5] = ["t3", "t0", "t4", "t1", "t2"];
 
-pub(crate) async fn run(ctx: &Ctx, rec: &mut Recorder) {
+pub(crate) async fn run(ctx: &RunContext, rec: &mut Recorder) {
     let repo = &ctx.repo("tags");
     let setup = populate(ctx, repo, &TAGS)
         .await
@@ -165,7 +165,7 @@ pub(crate) async fn run(ctx: &Ctx, rec: &mut Recorder) {
 }
 
 /// Pushes one small image and tags it with each of `tags`.
-async fn populate(ctx: &Ctx, repo: &str, tags: &[&str]) -> Outcome {
+async fn populate(ctx: &RunContext, repo: &str, tags: &[&str]) -> Outcome {
     let config = Blob::new(
         serde_json::to_vec(&serde_json::json!({
             "architecture": "amd64",

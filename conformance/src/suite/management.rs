@@ -3,7 +3,7 @@
 use super::check::{ensure, error_codes, status};
 use super::data::{Data, OCI_MANIFEST, TEST_TAG};
 use super::ops::{blob, manifest, push_blob, push_manifest, tag_list, tags};
-use super::{Ctx, Recorder};
+use super::{Recorder, RunContext};
 
 pub(crate) const CASES: &[&str] = &[
     "management/setup/populate-config",
@@ -18,7 +18,7 @@ pub(crate) const CASES: &[&str] = &[
     "management/blobs/get-deleted-404",
 ];
 
-pub(crate) async fn run(ctx: &Ctx, d: &Data, rec: &mut Recorder) {
+pub(crate) async fn run(ctx: &RunContext, d: &Data, rec: &mut Recorder) {
     let repo = &ctx.repo("official");
     let config = &d.configs[3];
     let man = &d.manifests[3];

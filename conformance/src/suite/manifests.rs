@@ -8,7 +8,7 @@ use super::data::{
     INVALID_MANIFEST, OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, random_bytes,
 };
 use super::ops::{manifest, push_blob, put_manifest};
-use super::{Ctx, Outcome, Recorder};
+use super::{Outcome, Recorder, RunContext};
 
 pub(crate) const CASES: &[&str] = &[
     "manifests/put/docker-schema2-201",
@@ -30,7 +30,7 @@ pub(crate) const CASES: &[&str] = &[
 /// Limit past which the spec lets a registry refuse a manifest ("at least 4 megabytes").
 const FOUR_MIB: usize = 4 * 1024 * 1024;
 
-pub(crate) async fn run(ctx: &Ctx, rec: &mut Recorder) {
+pub(crate) async fn run(ctx: &RunContext, rec: &mut Recorder) {
     let repo = &ctx.repo("manifests");
     let seed = |s: &str| format!("{}-{s}", ctx.run_id);
     let config = Blob::new(
@@ -361,7 +361,13 @@ pub(crate) fn desc(media_type: &str, blob: &Blob) -> Value {
 
 /// PUT by tag: 201, Location, `Docker-Content-Digest`; then GET by tag: the same bytes, with
 /// `Content-Type` exactly the manifest's media type.
-async fn put_and_fetch(ctx: &Ctx, repo: &str, tag: &str, media_type: &str, m: &Blob) -> Outcome {
+async fn put_and_fetch(
+    ctx: &RunContext,
+    repo: &str,
+    tag: &str,
+    media_type: &str,
+    m: &Blob,
+) -> Outcome {
     let r = put_manifest(ctx, repo, tag, media_type, &m.content).await?;
     status(&r, &[201])?;
     header(&r, "location")?;

@@ -165,7 +165,7 @@ pub async fn run(base_url: &str, opts: &Options) -> Report {
             return Report { cases: rec.cases };
         }
     };
-    let ctx = Ctx::new(http, opts);
+    let ctx = RunContext::new(http, opts);
     let data = Data::new(&ctx.run_id);
 
     // The official workflows share one repository, in the official order.
@@ -206,7 +206,7 @@ pub async fn run(base_url: &str, opts: &Options) -> Report {
 }
 
 /// What every case needs: the HTTP client and this run's names.
-pub(crate) struct Ctx {
+pub(crate) struct RunContext {
     pub http: Http,
     /// Random per run, so repeated runs never collide.
     pub run_id: String,
@@ -215,8 +215,8 @@ pub(crate) struct Ctx {
     pub automatic_crossmount: Option<bool>,
 }
 
-impl Ctx {
-    fn new(http: Http, opts: &Options) -> Ctx {
+impl RunContext {
+    fn new(http: Http, opts: &Options) -> RunContext {
         let run_id = data::run_id();
         let ns = opts.namespace.trim_matches('/');
         let root = if ns.is_empty() {
@@ -224,7 +224,7 @@ impl Ctx {
         } else {
             format!("{ns}/{run_id}")
         };
-        Ctx {
+        RunContext {
             http,
             run_id,
             root,

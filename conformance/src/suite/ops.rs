@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::check::{ensure, header, status, success};
 use super::data::{Blob, OCTET};
 use super::http::Resp;
-use super::{Ctx, Outcome};
+use super::{Outcome, RunContext};
 
 pub(crate) fn uploads(repo: &str) -> String {
     format!("/v2/{repo}/blobs/uploads/")
@@ -33,7 +33,7 @@ pub(crate) fn location(r: &Resp) -> Result<String, String> {
 }
 
 /// Starts an upload session (POST, `Content-Length: 0`); returns the response.
-pub(crate) async fn start_upload(ctx: &Ctx, repo: &str) -> Result<Resp, String> {
+pub(crate) async fn start_upload(ctx: &RunContext, repo: &str) -> Result<Resp, String> {
     ctx.http
         .post(&uploads(repo))
         .header("content-length", "0")
@@ -42,14 +42,14 @@ pub(crate) async fn start_upload(ctx: &Ctx, repo: &str) -> Result<Resp, String> 
 }
 
 /// Starts an upload session and returns its location, requiring 202.
-pub(crate) async fn open_session(ctx: &Ctx, repo: &str) -> Result<String, String> {
+pub(crate) async fn open_session(ctx: &RunContext, repo: &str) -> Result<String, String> {
     let r = start_upload(ctx, repo).await?;
     status(&r, &[202])?;
     location(&r)
 }
 
 /// POST then PUT `blob`, as the official suite's setup does: any 2xx passes.
-pub(crate) async fn push_blob(ctx: &Ctx, repo: &str, blob: &Blob) -> Outcome {
+pub(crate) async fn push_blob(ctx: &RunContext, repo: &str, blob: &Blob) -> Outcome {
     let r = ctx.http.post(&uploads(repo)).send().await?;
     let loc = location(&r)?;
     let r = ctx
@@ -65,7 +65,7 @@ pub(crate) async fn push_blob(ctx: &Ctx, repo: &str, blob: &Blob) -> Outcome {
 
 /// PUT a manifest; returns the response.
 pub(crate) async fn put_manifest(
-    ctx: &Ctx,
+    ctx: &RunContext,
     repo: &str,
     reference: &str,
     media_type: &str,
@@ -81,7 +81,7 @@ pub(crate) async fn put_manifest(
 
 /// PUT a manifest, requiring any 2xx.
 pub(crate) async fn push_manifest(
-    ctx: &Ctx,
+    ctx: &RunContext,
     repo: &str,
     reference: &str,
     media_type: &str,
@@ -124,7 +124,7 @@ pub(crate) fn index_manifests(r: &Resp) -> Result<Vec<Value>, String> {
 }
 
 /// The path of a location (absolute or relative), without its query.
-pub(crate) fn location_path(ctx: &Ctx, loc: &str) -> String {
+pub(crate) fn location_path(ctx: &RunContext, loc: &str) -> String {
     let rel = ctx.http.relative(loc);
     match rel.split_once('?') {
         Some((p, _)) => p.to_owned(),
@@ -133,7 +133,7 @@ pub(crate) fn location_path(ctx: &Ctx, loc: &str) -> String {
 }
 
 /// GET a blob and require 200 with exactly `content`.
-pub(crate) async fn expect_blob(ctx: &Ctx, repo: &str, b: &Blob) -> Outcome {
+pub(crate) async fn expect_blob(ctx: &RunContext, repo: &str, b: &Blob) -> Outcome {
     let r = ctx.http.get(&blob(repo, &b.digest)).send().await?;
     status(&r, &[200])?;
     ensure(r.body.as_ref() == b.content.as_slice(), || {

@@ -5,7 +5,7 @@ use super::check::{
 };
 use super::data::{Data, INVALID_MANIFEST, NONEXISTENT_MANIFEST, OCI_MANIFEST, TEST_TAG};
 use super::ops::{blob, manifest, push_blob, push_manifest};
-use super::{Ctx, Recorder};
+use super::{Recorder, RunContext};
 
 pub(crate) const CASES: &[&str] = &[
     "pull/setup/populate-config-0",
@@ -33,7 +33,7 @@ pub(crate) const CASES: &[&str] = &[
     "pull/teardown/delete-layer",
 ];
 
-pub(crate) async fn run(ctx: &Ctx, d: &Data, rec: &mut Recorder) {
+pub(crate) async fn run(ctx: &RunContext, d: &Data, rec: &mut Recorder) {
     let repo = &ctx.repo("official");
     let m = &d.manifests;
 

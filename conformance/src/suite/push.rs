@@ -4,7 +4,7 @@ use super::check::{ensure, header, header_eq, status, success_or};
 use super::data::{Chunked, Data, EMPTY_LAYER_TAG, NONEXISTENT_MANIFEST, OCI_MANIFEST, OCTET};
 use super::http::Resp;
 use super::ops::{blob, location, location_path, manifest, put_manifest, start_upload, uploads};
-use super::{Ctx, Recorder};
+use super::{Recorder, RunContext};
 
 pub(crate) const CASES: &[&str] = &[
     "push/streamed/patch-202",
@@ -38,7 +38,7 @@ pub(crate) const CASES: &[&str] = &[
 
 const NO_PREVIOUS: &str = "no upload location: an earlier case failed";
 
-pub(crate) async fn run(ctx: &Ctx, d: &Data, rec: &mut Recorder) {
+pub(crate) async fn run(ctx: &RunContext, d: &Data, rec: &mut Recorder) {
     let repo = &ctx.repo("official");
     let cross = &ctx.repo("crossmount");
     let config = &d.configs[1];
@@ -446,7 +446,7 @@ pub(crate) async fn run(ctx: &Ctx, d: &Data, rec: &mut Recorder) {
 
 /// PATCH one chunk with its `Content-Range`.
 pub(crate) async fn patch_chunk(
-    ctx: &Ctx,
+    ctx: &RunContext,
     loc: &str,
     chunk: &[u8],
     range: &str,

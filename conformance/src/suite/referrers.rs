@@ -11,7 +11,7 @@ use super::data::{
 use super::http::Resp;
 use super::manifests::desc;
 use super::ops::{index_manifests, manifest, push_blob, put_manifest, referrers};
-use super::{Ctx, Outcome, Recorder};
+use super::{Outcome, Recorder, RunContext};
 
 pub(crate) const CASES: &[&str] = &[
     "referrers/empty-index-for-unknown-digest",
@@ -32,7 +32,7 @@ struct Expected {
     annotations: BTreeMap<String, String>,
 }
 
-pub(crate) async fn run(ctx: &Ctx, rec: &mut Recorder) {
+pub(crate) async fn run(ctx: &RunContext, rec: &mut Recorder) {
     let repo = &ctx.repo("referrers");
     let seed = |s: &str| format!("{}-{s}", ctx.run_id);
 

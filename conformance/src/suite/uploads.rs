@@ -4,7 +4,7 @@ use super::check::{ensure, error, header, header_eq, status};
 use super::data::{Blob, Chunked, OCTET, random_bytes};
 use super::ops::{blob, expect_blob, location, location_path, open_session, push_blob, uploads};
 use super::push::patch_chunk;
-use super::{Ctx, Recorder};
+use super::{Recorder, RunContext};
 
 pub(crate) const CASES: &[&str] = &[
     "upload/chunked/overlapping-416",
@@ -19,7 +19,7 @@ pub(crate) const CASES: &[&str] = &[
     "upload/mount/unknown-blob-202",
 ];
 
-pub(crate) async fn run(ctx: &Ctx, rec: &mut Recorder) {
+pub(crate) async fn run(ctx: &RunContext, rec: &mut Recorder) {
     let repo = &ctx.repo("uploads");
     let seed = |s: &str| format!("{}-{s}", ctx.run_id);
 

@@ -16,7 +16,7 @@ use oci_spec::runtime::{
     Capabilities, LinuxNamespaceType, LinuxSeccomp, PosixRlimitType, Process, Spec,
 };
 
-use super::mounts::{self, Ctx, FsContext, R};
+use super::mounts::{self, Ctx, FsContext, SetupResult};
 use super::proto::{self, Msg, Request};
 use super::seccomp;
 
@@ -36,7 +36,7 @@ pub(crate) fn main(fd: i32) -> ! {
     std::process::exit(code)
 }
 
-fn sys(r: libc::c_long, what: impl FnOnce() -> String) -> R<libc::c_long> {
+fn sys(r: libc::c_long, what: impl FnOnce() -> String) -> SetupResult<libc::c_long> {
     if r < 0 {
         Err(format!("{}: {}", what(), io::Error::last_os_error()))
     } else {
@@ -70,14 +70,14 @@ const NS_ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::Mount,
 ];
 
-fn setns(file: &std::fs::File, flag: libc::c_int, what: &str) -> R<()> {
+fn setns(file: &std::fs::File, flag: libc::c_int, what: &str) -> SetupResult<()> {
     // SAFETY: plain syscall on an open namespace fd.
     let r = unsafe { libc::setns(file.as_raw_fd(), flag) };
     sys(r as libc::c_long, || format!("setns {what}"))?;
     Ok(())
 }
 
-fn become_root_in_userns() -> R<()> {
+fn become_root_in_userns() -> SetupResult<()> {
     // SAFETY: plain syscalls.
     unsafe {
         sys(libc::setresgid(0, 0, 0) as libc::c_long, || {
@@ -93,7 +93,7 @@ fn become_root_in_userns() -> R<()> {
 /// Clones the container's process (see [`clone_parent`]); the helper reports its pid to the
 /// caller and returns `Some(pid)`; the child gets `None`, once that report is on the socket
 /// (both write to the same socket: the pid must come first).
-fn spawn_reported(sock: &mut UnixStream) -> R<Option<libc::pid_t>> {
+fn spawn_reported(sock: &mut UnixStream) -> SetupResult<Option<libc::pid_t>> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
     let pid = clone_parent()?;
     if pid > 0 {
@@ -111,7 +111,7 @@ fn spawn_reported(sock: &mut UnixStream) -> R<Option<libc::pid_t>> {
 
 /// fork-like clone whose child's parent is our parent (the executor's process), so the
 /// executor can wait for it.
-fn clone_parent() -> R<libc::pid_t> {
+fn clone_parent() -> SetupResult<libc::pid_t> {
     // SAFETY: fork-like clone (no new stack) in a single-threaded process; the child continues
     // on a copy of our memory.
     let r = unsafe {
@@ -127,7 +127,7 @@ fn clone_parent() -> R<libc::pid_t> {
     Ok(sys(r, || "clone".into())? as libc::pid_t)
 }
 
-fn helper(sock: &mut UnixStream) -> R<()> {
+fn helper(sock: &mut UnixStream) -> SetupResult<()> {
     // SAFETY: plain syscalls: no core dumps or ptrace/proc access to this (host binary) process;
     // every inherited descriptor but stdio is closed at exec (the socket included).
     unsafe {
@@ -166,7 +166,7 @@ fn create(
     rootfs: &Path,
     bundle: &Path,
     console: Option<&Path>,
-) -> R<()> {
+) -> SetupResult<()> {
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = linux.namespaces().clone().unwrap_or_default();
     let process = spec.process().as_ref().ok_or("no process")?;
@@ -244,7 +244,7 @@ fn container_init(
     fs: &FsContext<'_>,
     process: &Process,
     linux: &oci_spec::runtime::Linux,
-) -> R<Infallible> {
+) -> SetupResult<Infallible> {
     let spec = fs.spec;
     let namespaces = linux.namespaces().as_deref().unwrap_or(&[]);
     let new_net = namespaces
@@ -305,7 +305,7 @@ fn run_process(
     seccomp_prog: Option<&[seccompiler::sock_filter]>,
     seccomp_spec: Option<&LinuxSeccomp>,
     reaper: bool,
-) -> R<Infallible> {
+) -> SetupResult<Infallible> {
     for rl in process.rlimits().iter().flatten() {
         let res = rlimit_resource(rl.typ());
         let lim = libc::rlimit {
@@ -344,7 +344,7 @@ fn run_process(
     };
     let env = process.env().as_deref().unwrap_or(&[]);
     let exe = find_executable(arg0, env)?;
-    let cstrs = |v: &[String]| -> R<Vec<CString>> {
+    let cstrs = |v: &[String]| -> SetupResult<Vec<CString>> {
         v.iter()
             .map(|s| CString::new(s.as_bytes()).map_err(|_| format!("{s:?} contains a NUL")))
             .collect()
@@ -430,7 +430,7 @@ fn run_process(
     ))
 }
 
-fn find_executable(arg0: &str, env: &[String]) -> R<PathBuf> {
+fn find_executable(arg0: &str, env: &[String]) -> SetupResult<PathBuf> {
     let is_exec = |p: &Path| {
         std::fs::metadata(p)
             .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -506,7 +506,7 @@ struct CapData {
 }
 const CAP_V3: u32 = 0x2008_0522;
 
-fn capget() -> R<(u64, u64, u64)> {
+fn capget() -> SetupResult<(u64, u64, u64)> {
     let mut hdr = CapHeader {
         version: CAP_V3,
         pid: 0,
@@ -525,7 +525,7 @@ fn capget() -> R<(u64, u64, u64)> {
     ))
 }
 
-fn capset(e: u64, p: u64, i: u64) -> R<()> {
+fn capset(e: u64, p: u64, i: u64) -> SetupResult<()> {
     let mut hdr = CapHeader {
         version: CAP_V3,
         pid: 0,
@@ -556,7 +556,7 @@ fn set_user_and_caps(
     gid: u32,
     groups: &[u32],
     caps: Option<&oci_spec::runtime::LinuxCapabilities>,
-) -> R<()> {
+) -> SetupResult<()> {
     let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -634,7 +634,7 @@ fn set_user_and_caps(
 
 /// The container's own pty `/dev/pts/N` (its master held by the caller) becomes stdio and
 /// `/dev/console`, as runc's console does.
-fn container_pty(n: u32) -> R<()> {
+fn container_pty(n: u32) -> SetupResult<()> {
     let path = format!("/dev/pts/{n}");
     let slave = std::fs::OpenOptions::new()
         .read(true)
@@ -661,7 +661,7 @@ fn container_pty(n: u32) -> R<()> {
 /// `--init`: forks. The child returns, to become the command; this process stays PID 1, reaps
 /// every process that ends in the container, forwards the signals it gets to the command, and
 /// exits with the command's status (128+signal when a signal ended it), as docker's tini does.
-fn reap_as_init(sock: &UnixStream) -> R<()> {
+fn reap_as_init(sock: &UnixStream) -> SetupResult<()> {
     // SAFETY: plain syscalls; the child only goes on to exec.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
@@ -727,7 +727,7 @@ fn reset_signals() {
 }
 
 /// Brings `lo` up in a new network namespace.
-fn loopback_up() -> R<()> {
+fn loopback_up() -> SetupResult<()> {
     // SAFETY: an ifreq for "lo", SIOCGIFFLAGS/SIOCSIFFLAGS on a datagram socket we close.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
@@ -758,7 +758,7 @@ fn exec(
     target_pid: i32,
     process: &Process,
     seccomp_spec: Option<&LinuxSeccomp>,
-) -> R<()> {
+) -> SetupResult<()> {
     let prog = seccomp_spec
         .map(|s| seccomp::compile(s).map_err(|e| e.to_string()))
         .transpose()?;

@@ -9,18 +9,19 @@ use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
-pub(crate) type R<T> = Result<T, String>;
+/// What a step of the container's filesystem setup gives: an error is a message naming what failed.
+pub(crate) type SetupResult<T> = Result<T, String>;
 
 pub(crate) trait Ctx<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> R<T>;
+    fn ctx(self, what: impl FnOnce() -> String) -> SetupResult<T>;
 }
 impl<T> Ctx<T> for io::Result<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> R<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> SetupResult<T> {
         self.map_err(|e| format!("{}: {e}", what()))
     }
 }
 impl<T> Ctx<T> for nix::Result<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> R<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> SetupResult<T> {
         self.map_err(|e| format!("{}: {}", what(), io::Error::from(e)))
     }
 }
@@ -165,7 +166,7 @@ fn parse_options(options: &[String]) -> Opts {
 
 /// Resolves `path` (absolute, as seen in the container) inside `root`, following symlinks as if
 /// `root` were `/`: the result never leaves `root`. Components that don't exist are appended.
-pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> R<PathBuf> {
+pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> SetupResult<PathBuf> {
     let mut todo: Vec<std::ffi::OsString> = path
         .components()
         .rev()
@@ -226,7 +227,7 @@ pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> R<PathBuf> {
     Ok(out)
 }
 
-fn mkdir_all(p: &Path) -> R<()> {
+fn mkdir_all(p: &Path) -> SetupResult<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -235,7 +236,7 @@ fn mkdir_all(p: &Path) -> R<()> {
 }
 
 /// Creates `dest` as an empty file (if `file`) or a directory, with its parents.
-fn ensure_target(dest: &Path, file: bool) -> R<()> {
+fn ensure_target(dest: &Path, file: bool) -> SetupResult<()> {
     if file {
         if let Some(parent) = dest.parent() {
             mkdir_all(parent)?;
@@ -281,7 +282,7 @@ fn locked_flags(p: &Path) -> libc::c_ulong {
 
 /// Remounts the bind mount at `p` with `flags` (MS_BIND|MS_REMOUNT added), keeping locked flags
 /// when the kernel insists.
-fn remount_bind(p: &Path, flags: libc::c_ulong) -> R<()> {
+fn remount_bind(p: &Path, flags: libc::c_ulong) -> SetupResult<()> {
     let base = libc::MS_BIND | libc::MS_REMOUNT;
     match mount(None, p, None, base | flags, None) {
         Ok(()) => Ok(()),
@@ -309,7 +310,7 @@ pub(crate) struct FsContext<'a> {
 }
 
 /// Everything up to and including pivot_root.
-pub(crate) fn setup(ctx: &FsContext<'_>) -> R<()> {
+pub(crate) fn setup(ctx: &FsContext<'_>) -> SetupResult<()> {
     let linux = ctx.spec.linux().as_ref();
     // Nothing we mount may propagate back to the host.
     let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
@@ -377,7 +378,7 @@ pub(crate) fn setup(ctx: &FsContext<'_>) -> R<()> {
 }
 
 /// After pivot_root (and the sysctls): the read-only root, read-only and masked paths.
-pub(crate) fn finish(ctx: &FsContext<'_>) -> R<()> {
+pub(crate) fn finish(ctx: &FsContext<'_>) -> SetupResult<()> {
     let linux = ctx.spec.linux().as_ref();
     let readonly_root = ctx.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true);
     if readonly_root {
@@ -394,7 +395,7 @@ pub(crate) fn finish(ctx: &FsContext<'_>) -> R<()> {
     Ok(())
 }
 
-fn mount_one(ctx: &FsContext<'_>, m: &Mount) -> R<()> {
+fn mount_one(ctx: &FsContext<'_>, m: &Mount) -> SetupResult<()> {
     let dest = resolve_in_root(ctx.rootfs, m.destination())?;
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("");
@@ -465,7 +466,7 @@ fn mount_one(ctx: &FsContext<'_>, m: &Mount) -> R<()> {
 
 /// A `cgroup` mount on cgroup v1: a tmpfs with the container's own cgroup directory of each
 /// hierarchy bound at /<dest>/<controller> (the container sees only its cgroup).
-fn mount_cgroup_v1(ctx: &FsContext<'_>, dest: &Path, opts: &Opts) -> R<()> {
+fn mount_cgroup_v1(ctx: &FsContext<'_>, dest: &Path, opts: &Opts) -> SetupResult<()> {
     ensure_target(dest, false)?;
     let root = Path::new("/sys/fs/cgroup");
     if super::cgroups::is_cgroup2(root) {
@@ -548,7 +549,7 @@ const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
     ("/dev/tty", 5, 0),
 ];
 
-fn setup_dev(ctx: &FsContext<'_>, devices: &[LinuxDevice]) -> R<()> {
+fn setup_dev(ctx: &FsContext<'_>, devices: &[LinuxDevice]) -> SetupResult<()> {
     let mut all: Vec<Dev<'_>> = DEFAULT_DEVICES
         .iter()
         .filter(|(p, _, _)| !devices.iter().any(|d| d.path() == Path::new(p)))
@@ -600,7 +601,7 @@ fn setup_dev(ctx: &FsContext<'_>, devices: &[LinuxDevice]) -> R<()> {
     Ok(())
 }
 
-fn make_device(d: &Dev<'_>, dest: &Path, userns: bool) -> R<()> {
+fn make_device(d: &Dev<'_>, dest: &Path, userns: bool) -> SetupResult<()> {
     if let Ok(m) = std::fs::symlink_metadata(dest)
         && (m.file_type().is_char_device() || m.file_type().is_block_device())
     {
@@ -636,7 +637,7 @@ fn make_device(d: &Dev<'_>, dest: &Path, userns: bool) -> R<()> {
         .ctx(|| format!("bind host device {}", d.path))
 }
 
-fn pivot_root(rootfs: &Path) -> R<()> {
+fn pivot_root(rootfs: &Path) -> SetupResult<()> {
     let old = std::fs::File::open("/").ctx(|| "open /".into())?;
     std::env::set_current_dir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
     nix::unistd::pivot_root(".", ".").ctx(|| format!("pivot_root {}", rootfs.display()))?;
@@ -654,7 +655,7 @@ fn pivot_root(rootfs: &Path) -> R<()> {
     Ok(())
 }
 
-fn readonly_path(p: &Path) -> R<()> {
+fn readonly_path(p: &Path) -> SetupResult<()> {
     match mount(Some(p), p, None, libc::MS_BIND | libc::MS_REC, None) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -663,7 +664,7 @@ fn readonly_path(p: &Path) -> R<()> {
     remount_bind(p, libc::MS_RDONLY | libc::MS_REC | locked_flags(p))
 }
 
-fn mask_path(p: &Path) -> R<()> {
+fn mask_path(p: &Path) -> SetupResult<()> {
     let meta = match std::fs::metadata(p) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

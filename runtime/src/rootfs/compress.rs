@@ -5,14 +5,8 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::thread::JoinHandle;
 
-use hoist_oci::{Digest, Digester};
+use hoist_oci::compression::Compression;
 
-use super::write::Compression;
-
-/// The default gzip level of the layers hoist writes (commit, import...). Level and backend
-/// (flate2's zlib-rs) are pinned: they decide the bytes, so the digests. A caller may pin another
-/// level ([`super::LayerOptions::gzip_level`]; `hoist build` does), with the same guarantee.
-pub const GZIP_LEVEL: u32 = 6;
 /// The zstd level of every layer hoist writes.
 const ZSTD_LEVEL: i32 = 3;
 /// The compressors are fed fixed pieces of this size: their output depends on how input is split.
@@ -33,37 +27,6 @@ pub(crate) fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
         enc.write_all(piece)?;
     }
     enc.finish()
-}
-
-/// A writer that hashes and counts what passes through.
-pub(crate) struct HashingWriter<W> {
-    inner: W,
-    digester: Digester,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub(crate) fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            digester: Digester::sha256(),
-        }
-    }
-
-    pub(crate) fn finish(self) -> (Digest, u64, W) {
-        let len = self.digester.len();
-        (self.digester.finish(), len, self.inner)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.digester.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 pub(crate) enum Compressor<W: Write> {
@@ -210,11 +173,12 @@ impl<W: Write> Write for ParallelGzip<W> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use hoist_oci::compression::GZIP_LEVEL;
     use std::io::Read;
 
-    fn pseudo(n: usize) -> Vec<u8> {
+    pub(in crate::rootfs) fn pseudo(n: usize) -> Vec<u8> {
         (0..n)
             .map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 24) as u8 & 0x3f)
             .collect()
@@ -239,54 +203,6 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
-    }
-
-    #[test]
-    fn gzip_level_is_pinned_per_layer_and_deterministic() {
-        let dir = tempfile::tempdir().unwrap();
-        let text: Vec<u8> = pseudo(3 * 1024 * 1024)
-            .iter()
-            .map(|b| b"abcdefgh ijk\n"[usize::from(*b) % 13])
-            .collect();
-        std::fs::write(dir.path().join("f"), &text).unwrap();
-        let write = |level| {
-            let mut out = Vec::new();
-            let info = super::super::write_layer(
-                dir.path(),
-                &mut out,
-                &super::super::LayerOptions {
-                    gzip_level: level,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-            (info, out)
-        };
-        let (one, one_bytes) = write(1);
-        let (six, _) = write(6);
-        assert_eq!(super::super::LayerOptions::default().gzip_level, GZIP_LEVEL);
-        // Same tar, other bytes: the level decides the digest, never the diff_id.
-        assert_eq!(one.diff_id, six.diff_id);
-        assert_ne!(one.digest, six.digest);
-        assert!(one.size > six.size, "{} vs {}", one.size, six.size);
-        // Deterministic for a given level.
-        assert_eq!(write(1), (one, one_bytes.clone()));
-        let mut back = Vec::new();
-        flate2::read::MultiGzDecoder::new(&one_bytes[..])
-            .read_to_end(&mut back)
-            .unwrap();
-        assert_eq!(Digest::sha256_of(&back), six.diff_id);
-        // Out of range is an error, not a silent default.
-        let err = super::super::write_layer(
-            dir.path(),
-            Vec::new(),
-            &super::super::LayerOptions {
-                gzip_level: 0,
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("gzip level 0"), "{err}");
     }
 
     #[test]

@@ -7,10 +7,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use hoist_oci::compression::Compression;
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::{MountFlags, UnmountFlags};
 
-use super::write::{Compression, LayerOptions, write_layer};
+use super::write::{LayerOptions, write_layer};
 use super::{Result, RootfsError};
 use crate::unpack::{UnpackOptions, Whiteouts, unpack_layer};
 

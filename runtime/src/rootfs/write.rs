@@ -7,40 +7,20 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use hoist_oci::{Digest, Digester, media_type};
+use hoist_oci::compression::{Compression, GZIP_LEVEL};
+use hoist_oci::{Digest, Digester, HashingWriter};
 
-use super::compress::{Compressor, GZIP_LEVEL, HashingWriter};
+use super::compress::Compressor;
 use super::{
     OPAQUE_MARKER, Result, RootfsError, WHITEOUT_PREFIX, is_overlay_opaque, is_overlay_whiteout,
 };
 
-/// How a layer's tar is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    /// gzip, zlib-rs at [`LayerOptions::gzip_level`] (6 by default); layers over 16 MiB are concatenated gzip members of 16 MiB of
-    /// input each, compressed on every core (the bytes do not depend on the number of cores).
-    #[default]
-    Gzip,
-    /// zstd level 3.
-    Zstd,
-    /// A plain tar.
-    None,
-}
-
-impl Compression {
-    /// The OCI layer media type for this compression.
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Compression::Gzip => media_type::OCI_LAYER_GZIP,
-            Compression::Zstd => media_type::OCI_LAYER_ZSTD,
-            Compression::None => media_type::OCI_LAYER_TAR,
-        }
-    }
-}
-
 /// Options for [`write_layer`].
 #[derive(Debug, Clone)]
 pub struct LayerOptions {
+    /// gzip (zlib-rs at [`LayerOptions::gzip_level`]; layers over 16 MiB are concatenated gzip
+    /// members of 16 MiB of input each, compressed on every core: the bytes do not depend on the
+    /// number of cores), zstd (level 3), or a plain tar.
     pub compression: Compression,
     /// `SOURCE_DATE_EPOCH`: mtimes later than this are written as this.
     pub source_date_epoch: Option<i64>,
@@ -467,5 +447,53 @@ mod tests {
         assert_eq!(&f[..90], "f".repeat(90).as_bytes());
         let (mut f, mut p) = ([0u8; 100], [0u8; 155]);
         assert!(!set_ustar_name(&mut f, &mut p, "x".repeat(101).as_bytes()));
+    }
+
+    #[test]
+    fn gzip_level_is_pinned_per_layer_and_deterministic() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: Vec<u8> = super::super::compress::tests::pseudo(3 * 1024 * 1024)
+            .iter()
+            .map(|b| b"abcdefgh ijk\n"[usize::from(*b) % 13])
+            .collect();
+        std::fs::write(dir.path().join("f"), &text).unwrap();
+        let write = |level| {
+            let mut out = Vec::new();
+            let info = write_layer(
+                dir.path(),
+                &mut out,
+                &LayerOptions {
+                    gzip_level: level,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            (info, out)
+        };
+        let (one, one_bytes) = write(1);
+        let (six, _) = write(6);
+        assert_eq!(LayerOptions::default().gzip_level, GZIP_LEVEL);
+        // Same tar, other bytes: the level decides the digest, never the diff_id.
+        assert_eq!(one.diff_id, six.diff_id);
+        assert_ne!(one.digest, six.digest);
+        assert!(one.size > six.size, "{} vs {}", one.size, six.size);
+        // Deterministic for a given level.
+        assert_eq!(write(1), (one, one_bytes.clone()));
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&one_bytes[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(Digest::sha256_of(&back), six.diff_id);
+        // Out of range is an error, not a silent default.
+        let err = write_layer(
+            dir.path(),
+            Vec::new(),
+            &LayerOptions {
+                gzip_level: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("gzip level 0"), "{err}");
     }
 }

@@ -30,12 +30,12 @@ use std::io::{self, BufWriter, Read, Write};
 
 use bytes::Bytes;
 use hoist_oci::spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
-use hoist_oci::{Digest, Reference, RepoName, Tag, VerifyingReader, media_type};
+use hoist_oci::{Digest, HashingWriter, Reference, RepoName, Tag, VerifyingReader, media_type};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
 use tokio_util::io::SyncIoBridge;
 
-use super::io::{HashingWriter, decompressed, gzip};
+use super::io::{decompressed, gzip};
 use super::{
     Image, ImageError, ImageStore, MAX_CONFIG_SIZE, Platform, Result, descriptor_digest,
     familiar_repo, parse_json, repo_name,

@@ -14,10 +14,11 @@
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Read};
 
-use hoist_oci::{Digest, Reference, media_type};
+use hoist_oci::time::rfc3339;
+use hoist_oci::{Digest, HashingWriter, Reference, media_type};
 use serde_json::{Value, json};
 
-use super::io::{HashingWriter, TeeReader, decompressed, gzip, rfc3339};
+use super::io::{TeeReader, decompressed, gzip};
 use super::{ImageError, ImageStore, Platform, Result, repo_name};
 
 /// One `--change` instruction.

@@ -1,14 +1,10 @@
 //! Blocking I/O helpers for archives: hashing readers and writers, compression sniffing,
 //! deterministic gzip.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 
-use flate2::Compression;
+use hoist_oci::compression::{Compression, GZIP_LEVEL, sniff_reader};
 use hoist_oci::{Digest, Digester};
-
-/// The gzip level every layer hoist compresses is written with. Level and backend (flate2's
-/// zlib-rs) are pinned: they decide the bytes, so the digests.
-pub const GZIP_LEVEL: u32 = 6;
 
 /// The size of the pieces the compressor is fed.
 const GZIP_CHUNK: usize = 64 * 1024;
@@ -27,7 +23,7 @@ pub fn gzip<W: Write>(out: W) -> Gzip<W> {
         enc: flate2::GzBuilder::new()
             .mtime(0)
             .operating_system(255)
-            .write(out, Compression::new(GZIP_LEVEL)),
+            .write(out, flate2::Compression::new(GZIP_LEVEL)),
         buf: Vec::with_capacity(GZIP_CHUNK),
     }
 }
@@ -58,26 +54,6 @@ impl<W: Write> Write for Gzip<W> {
     }
 }
 
-/// What a stream's first bytes say it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compressed {
-    None,
-    Gzip,
-    Zstd,
-}
-
-/// Looks at the first bytes without consuming them.
-pub fn sniff<R: BufRead>(r: &mut R) -> io::Result<Compressed> {
-    let head = r.fill_buf()?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Compressed::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compressed::Zstd
-    } else {
-        Compressed::None
-    })
-}
-
 /// A reader that yields the uncompressed bytes of a plain, gzip or zstd stream (`what` names it
 /// in errors).
 pub fn decompressed<'a, R: Read + Send + 'a>(
@@ -85,10 +61,10 @@ pub fn decompressed<'a, R: Read + Send + 'a>(
     what: &str,
 ) -> io::Result<Box<dyn Read + Send + 'a>> {
     let mut r = BufReader::with_capacity(256 * 1024, r);
-    match sniff(&mut r)? {
-        Compressed::None => Ok(Box::new(r)),
-        Compressed::Gzip => Ok(Box::new(flate2::read::MultiGzDecoder::new(r))),
-        Compressed::Zstd => Ok(Box::new(
+    match sniff_reader(&mut r)? {
+        Compression::None => Ok(Box::new(r)),
+        Compression::Gzip => Ok(Box::new(flate2::read::MultiGzDecoder::new(r))),
+        Compression::Zstd => Ok(Box::new(
             zstd::stream::read::Decoder::with_buffer(r).map_err(|e| {
                 io::Error::new(
                     e.kind(),
@@ -96,37 +72,6 @@ pub fn decompressed<'a, R: Read + Send + 'a>(
                 )
             })?,
         )),
-    }
-}
-
-/// A writer that hashes and counts what passes through.
-pub struct HashingWriter<W> {
-    inner: W,
-    digester: Digester,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            digester: Digester::sha256(),
-        }
-    }
-
-    pub fn finish(self) -> (Digest, u64, W) {
-        let len = self.digester.len();
-        (self.digester.finish(), len, self.inner)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.digester.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -163,31 +108,10 @@ impl<R: Read, W: Write> Read for TeeReader<R, W> {
     }
 }
 
-/// An RFC 3339 UTC time (`2024-01-02T03:04:05Z`) for seconds since the epoch.
-pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hoist_oci::time::rfc3339;
 
     #[test]
     fn times_round_trip() {
@@ -226,8 +150,8 @@ mod tests {
             }
             assert_eq!(g.finish().unwrap(), whole, "pieces of {piece}");
         }
-        assert_eq!(sniff(&mut &a[..]).unwrap(), Compressed::Gzip);
-        assert_eq!(sniff(&mut &data[..]).unwrap(), Compressed::None);
+        assert_eq!(sniff_reader(&mut &a[..]).unwrap(), Compression::Gzip);
+        assert_eq!(sniff_reader(&mut &data[..]).unwrap(), Compression::None);
         let mut out = Vec::new();
         decompressed(&a[..], "x")
             .unwrap()
@@ -235,7 +159,7 @@ mod tests {
             .unwrap();
         assert_eq!(out, data);
         let z = zstd::encode_all(&data[..], 3).unwrap();
-        assert_eq!(sniff(&mut &z[..]).unwrap(), Compressed::Zstd);
+        assert_eq!(sniff_reader(&mut &z[..]).unwrap(), Compression::Zstd);
         let mut out = Vec::new();
         decompressed(&z[..], "x")
             .unwrap()

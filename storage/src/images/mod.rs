@@ -14,9 +14,9 @@
 //!   more (and no index names it). Removing by image id untags every tag of that id, and is refused
 //!   when there are several unless forced.
 //! - **prune** removes dangling manifests; `all` also removes every tagged image not in use.
-//!   Hoist has no containers yet, so callers pass the ids in use (none today) and `all` removes
-//!   every image, as `docker image prune -a` does on a host without containers. Both then run the
-//!   garbage collector.
+//!   This store does not know the containers (the runtime keeps them): callers pass the image ids
+//!   their containers use, and `all` keeps those, as `docker image prune -a` does. Both then run
+//!   the garbage collector.
 //! - **gc** is [`Store::gc`] with a grace of [`GC_GRACE`]: blobs and links younger than that are
 //!   kept, so a pull or load in another process (blobs first, manifest last) is never robbed. The
 //!   bytes of an image removed within the grace are reclaimed by a later collection.
@@ -1042,7 +1042,6 @@ pub(crate) fn descriptor_digest(parent: &Digest, s: &str) -> Result<Digest> {
     Digest::parse(s).map_err(|e| ImageError::invalid(parent, format!("descriptor: {e}")))
 }
 
-/// Seconds since the epoch of an RFC 3339 time (`2024-01-02T03:04:05.123Z`, `...+02:00`).
 /// The layer diff_ids of an image config (JSON), bottom to top; entries that are not digests are
 /// skipped.
 pub fn config_diff_ids(config: &serde_json::Value) -> Vec<Digest> {
@@ -1056,42 +1055,8 @@ pub fn config_diff_ids(config: &serde_json::Value) -> Vec<Digest> {
         .unwrap_or_default()
 }
 
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
-            let oh: i64 = tz[1..3].parse().ok()?;
-            let om: i64 = tz[4..6].parse().ok()?;
-            let o = oh * 3600 + om * 60;
-            if tz.starts_with('-') { -o } else { o }
-        }
-        _ => return None,
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
-}
+/// Seconds since the epoch of an RFC 3339 time (`2024-01-02T03:04:05.123Z`, `...+02:00`).
+pub use hoist_oci::time::parse_rfc3339;
 
 /// Removes spool files older than a day (left by crashed processes).
 async fn clean_spool(dir: &Path) {
