@@ -22,7 +22,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hoist_oci::{Digest, Digester};
+use hoist_oci::{Digest, HashingWriter};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -231,13 +231,11 @@ impl BuildCache {
     pub fn put_blob(&self, mut reader: impl io::Read) -> Result<(Digest, u64)> {
         let mut tmp = self.temp_file()?;
         let (digest, n) = {
-            let mut hasher = HashWriter {
-                inner: io::BufWriter::new(tmp.as_file_mut()),
-                digester: Digester::sha256(),
-            };
-            let n = io::copy(&mut reader, &mut hasher).map_err(io_err("writing a cache blob"))?;
+            let mut hasher = HashingWriter::new(io::BufWriter::new(tmp.as_file_mut()));
+            io::copy(&mut reader, &mut hasher).map_err(io_err("writing a cache blob"))?;
             hasher.flush().map_err(io_err("writing a cache blob"))?;
-            (hasher.digester.current(), n)
+            let (digest, n, _) = hasher.finish();
+            (digest, n)
         };
         self.commit_blob(tmp, &digest)?;
         Ok((digest, n))
@@ -521,23 +519,6 @@ fn remove_if_present(path: &Path) -> Result<()> {
             Err(io_err(format!("removing {}", path.display()))(e))
         }
         _ => Ok(()),
-    }
-}
-
-struct HashWriter<W> {
-    inner: W,
-    digester: Digester,
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.digester.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hoist_oci::compression::Compression;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -243,9 +244,10 @@ impl Context {
             .read_to_end(&mut head)
             .map_err(|e| ContextError::Stdin(e.to_string()))?;
         let chained = io::Cursor::new(head.clone()).chain(reader);
-        let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+        let compression = hoist_oci::compression::sniff(&head);
+        let stream: Box<dyn Read> = if compression == Compression::Gzip {
             Box::new(flate2::read::MultiGzDecoder::new(chained))
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        } else if compression == Compression::Zstd {
             Box::new(
                 zstd::stream::read::Decoder::new(chained)
                     .map_err(|e| ContextError::Stdin(e.to_string()))?,
@@ -303,8 +305,7 @@ impl Context {
             .take(512)
             .read_to_end(&mut head)
             .map_err(|e| ContextError::Stdin(e.to_string()))?;
-        let is_tar = head.starts_with(&[0x1f, 0x8b])
-            || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        let is_tar = hoist_oci::compression::sniff(&head) != Compression::None
             || (head.len() >= 262 && &head[257..262] == b"ustar");
         let rest = io::Cursor::new(head).chain(reader);
         if is_tar {

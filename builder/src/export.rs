@@ -8,9 +8,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use hoist_oci::{Digest, Reference, RepoName, media_type};
-use hoist_storage::images::{ImageStore, repo_name};
+use hoist_storage::images::{ImageStore, layer_descriptor, repo_name};
 use serde_json::{Value, json};
 
 use crate::build::{BuildError, BuildServices, Result};
@@ -97,41 +96,20 @@ pub async fn to_store(
                 }
             }
         }
-        layer_descs.push(json!({
-            "mediaType": l.media_type,
-            "digest": l.digest.as_str(),
-            "size": l.size,
-        }));
+        layer_descs.push(layer_descriptor(&l.media_type, &l.digest, l.size));
     }
     // Config.
     let config = image_config(snap, env.layer_options.source_date_epoch);
-    let config_bytes = Bytes::from(serde_json::to_vec(&config).expect("JSON values serialise"));
-    let id = Digest::sha256_of(&config_bytes);
-    let body = futures::stream::once({
-        let b = config_bytes.clone();
-        async move { Ok::<_, std::io::Error>(b) }
-    });
-    images.put_blob(repo, &id, body).await?;
-    // Manifest.
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "config": {
-            "mediaType": media_type::OCI_CONFIG,
-            "digest": id.as_str(),
-            "size": config_bytes.len(),
-        },
-        "layers": layer_descs,
-    });
-    let manifest_bytes = Bytes::from(serde_json::to_vec(&manifest).expect("JSON values serialise"));
-    let digest = images
-        .put_manifest(
+    let stored = images
+        .put_image(
             repo,
             media_type::OCI_MANIFEST,
-            manifest_bytes,
+            &config,
+            layer_descs,
             tags.first().and_then(|t| t.tag()),
         )
         .await?;
+    let (digest, id) = (stored.manifest, stored.id);
     for t in tags.iter().skip(1) {
         images.tag(t, &digest).await?;
     }

@@ -40,33 +40,10 @@ pub fn human_ago(created_unix: Option<i64>, now_unix: i64) -> String {
     let Some(created) = created_unix else {
         return "N/A".to_owned();
     };
-    let secs = (now_unix - created).max(0);
-    let minutes = secs / 60;
-    let hours = (secs as f64 / 3600.0 + 0.5) as i64;
-    let d = if secs < 1 {
-        "Less than a second".to_owned()
-    } else if secs == 1 {
-        "1 second".to_owned()
-    } else if secs < 60 {
-        format!("{secs} seconds")
-    } else if minutes == 1 {
-        "About a minute".to_owned()
-    } else if minutes < 60 {
-        format!("{minutes} minutes")
-    } else if hours == 1 {
-        "About an hour".to_owned()
-    } else if hours < 48 {
-        format!("{hours} hours")
-    } else if hours < 24 * 7 * 2 {
-        format!("{} days", hours / 24)
-    } else if hours < 24 * 30 * 2 {
-        format!("{} weeks", hours / 24 / 7)
-    } else if hours < 24 * 365 * 2 {
-        format!("{} months", hours / 24 / 30)
-    } else {
-        format!("{} years", secs / 3600 / 24 / 365)
-    };
-    format!("{d} ago")
+    format!(
+        "{} ago",
+        hoist_oci::time::human_duration(now_unix - created)
+    )
 }
 
 /// Seconds since the epoch, now.
