@@ -6,6 +6,7 @@
 //! - [`HashingWriter`], [`HashingReader`]: hash (sha256) and count what passes through.
 //! - [`RepoName`], [`Tag`], [`Reference`]: the distribution grammar, with docker normalisation.
 //! - [`media_type`]: the media types hoist knows.
+//! - [`platform`]: platforms and choosing one from an index, as containerd does.
 //! - [`compression`]: which compression a layer stream is, and the gzip level hoist writes.
 //! - [`time`]: RFC 3339 times (UTC) and docker's human durations.
 //! - [`www_authenticate`]: the parameters of a registry's `WWW-Authenticate` challenge.
@@ -20,6 +21,7 @@ mod digest;
 mod hashing;
 pub mod media_type;
 mod name;
+pub mod platform;
 mod reference;
 pub mod time;
 pub mod www_authenticate;

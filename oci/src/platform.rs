@@ -5,9 +5,12 @@
 
 use std::fmt;
 
-use hoist_oci::spec::image::ImageIndex;
+use crate::spec::image::ImageIndex;
 
-use super::ImageError;
+/// A platform string that is not `[os/]arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid platform {0:?}: expected os/arch[/variant]")]
+pub struct PlatformError(pub String);
 
 /// A platform, with OCI names (`linux`, `amd64`, `arm64`, `v8`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,9 +50,9 @@ impl Platform {
     }
 
     /// Parses `os/arch[/variant]` (`linux/arm64`, `linux/arm/v7`); a bare `arch` means linux.
-    pub fn parse(s: &str) -> Result<Self, ImageError> {
+    pub fn parse(s: &str) -> Result<Self, PlatformError> {
         let parts: Vec<&str> = s.split('/').collect();
-        let bad = || ImageError::Platform(s.to_owned());
+        let bad = || PlatformError(s.to_owned());
         if parts.iter().any(|p| p.is_empty()) {
             return Err(bad());
         }
@@ -114,24 +117,36 @@ impl fmt::Display for Platform {
     }
 }
 
-/// The index entry (by position) that best serves `platform`, if any. Entries without a platform
-/// (and attestation manifests, whose platform is `unknown/unknown`) never match.
-pub fn choose(index: &ImageIndex, platform: &Platform) -> Option<usize> {
+/// The candidate (by position) that best serves `platform`, if any; `None` candidates (entries
+/// without a platform) never match.
+pub fn best<I: IntoIterator<Item = Option<Platform>>>(
+    platform: &Platform,
+    candidates: I,
+) -> Option<usize> {
     let mut best: Option<(u32, usize)> = None;
-    for (i, m) in index.manifests().iter().enumerate() {
-        let Some(p) = m.platform() else { continue };
-        let candidate = Platform {
-            os: p.os().to_string(),
-            architecture: p.architecture().to_string(),
-            variant: p.variant().clone(),
-        };
-        if let Some(score) = platform.score(&candidate)
+    for (i, candidate) in candidates.into_iter().enumerate() {
+        if let Some(score) = candidate.and_then(|c| platform.score(&c))
             && best.is_none_or(|(s, _)| score > s)
         {
             best = Some((score, i));
         }
     }
     best.map(|(_, i)| i)
+}
+
+/// The index entry (by position) that best serves `platform`, if any. Entries without a platform
+/// (and attestation manifests, whose platform is `unknown/unknown`) never match.
+pub fn choose(index: &ImageIndex, platform: &Platform) -> Option<usize> {
+    best(
+        platform,
+        index.manifests().iter().map(|m| {
+            m.platform().as_ref().map(|p| Platform {
+                os: p.os().to_string(),
+                architecture: p.architecture().to_string(),
+                variant: p.variant().clone(),
+            })
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -149,8 +164,8 @@ mod tests {
                     platform["variant"] = (*v).into();
                 }
                 serde_json::json!({
-                    "mediaType": hoist_oci::media_type::OCI_MANIFEST,
-                    "digest": hoist_oci::Digest::sha256_of(&[i as u8]).to_string(),
+                    "mediaType": crate::media_type::OCI_MANIFEST,
+                    "digest": crate::Digest::sha256_of(&[i as u8]).to_string(),
                     "size": 1,
                     "platform": platform,
                 })
@@ -158,7 +173,7 @@ mod tests {
             .collect();
         serde_json::from_value(serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": hoist_oci::media_type::OCI_INDEX,
+            "mediaType": crate::media_type::OCI_INDEX,
             "manifests": manifests,
         }))
         .unwrap()

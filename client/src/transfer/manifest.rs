@@ -83,15 +83,7 @@ pub struct Platform {
 impl Platform {
     /// The platform hoist runs on, in OCI's names (`linux/amd64`, `linux/arm64`, ...).
     pub fn host() -> Self {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "x86" => "386",
-            "aarch64" => "arm64",
-            "powerpc64" => "ppc64le",
-            "loongarch64" => "loong64",
-            "mips64" => "mips64le",
-            other => other,
-        };
+        let architecture = hoist_oci::platform::oci_arch(std::env::consts::ARCH);
         Self {
             os: std::env::consts::OS.to_owned(),
             architecture: architecture.to_owned(),
@@ -99,14 +91,29 @@ impl Platform {
         }
     }
 
-    /// Whether an index entry's platform is this one. A selector without a variant accepts any.
-    pub(crate) fn matches(&self, p: &PlatformJson) -> bool {
-        p.os == self.os
-            && p.architecture == self.architecture
-            && self
-                .variant
-                .as_ref()
-                .is_none_or(|v| p.variant.as_ref() == Some(v))
+    /// As the shared matcher names it.
+    fn oci(&self) -> hoist_oci::platform::Platform {
+        hoist_oci::platform::Platform {
+            os: self.os.clone(),
+            architecture: self.architecture.clone(),
+            variant: self.variant.clone(),
+        }
+    }
+
+    /// Whether an index entry's platform can serve this one ([`hoist_oci::platform`]'s rules).
+    #[cfg(test)]
+    fn matches(&self, p: &PlatformJson) -> bool {
+        self.oci().score(&p.oci()).is_some()
+    }
+}
+
+impl PlatformJson {
+    fn oci(&self) -> hoist_oci::platform::Platform {
+        hoist_oci::platform::Platform {
+            os: self.os.clone(),
+            architecture: self.architecture.clone(),
+            variant: self.variant.clone(),
+        }
     }
 }
 
@@ -152,21 +159,25 @@ pub(crate) fn choose<'a>(
     entries: &'a [IndexEntry],
     wanted: &Platform,
 ) -> Result<&'a IndexEntry, TransferError> {
-    entries
-        .iter()
-        .find(|e| e.platform.as_ref().is_some_and(|p| wanted.matches(p)))
-        .ok_or_else(|| TransferError::NoPlatform {
-            wanted: wanted.to_string(),
-            available: entries
-                .iter()
-                .filter_map(|e| e.platform.as_ref())
-                .map(|p| match &p.variant {
-                    Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                    None => format!("{}/{}", p.os, p.architecture),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+    hoist_oci::platform::best(
+        &wanted.oci(),
+        entries
+            .iter()
+            .map(|e| e.platform.as_ref().map(PlatformJson::oci)),
+    )
+    .map(|i| &entries[i])
+    .ok_or_else(|| TransferError::NoPlatform {
+        wanted: wanted.to_string(),
+        available: entries
+            .iter()
+            .filter_map(|e| e.platform.as_ref())
+            .map(|p| match &p.variant {
+                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }
 
 #[cfg(test)]
