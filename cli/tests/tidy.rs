@@ -198,6 +198,39 @@ fn no_placeholders_or_ignored_tests() {
     );
 }
 
+/// The longest a source file outside the tests may be.
+const MAX_SOURCE_LINES: usize = 1_500;
+
+#[test]
+fn no_source_file_outside_tests_is_too_long_to_read() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut long = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&root).unwrap_or(f);
+        // Sources only: a crate's src/ (not tests/, benches/, the fuzz package or test modules
+        // kept in files of their own).
+        let in_src = rel.components().any(|c| c.as_os_str() == "src");
+        let is_test = rel
+            .components()
+            .any(|c| matches!(c.as_os_str().to_str(), Some("tests" | "fuzz" | "benches")))
+            || rel.file_name().is_some_and(|n| n == "tests.rs");
+        if !in_src || is_test {
+            continue;
+        }
+        let n = std::fs::read_to_string(f).expect("read").lines().count();
+        if n > MAX_SOURCE_LINES {
+            long.push(format!("{}: {n} lines", rel.display()));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "source files over {MAX_SOURCE_LINES} lines (split them):\n{}",
+        long.join("\n")
+    );
+}
+
 #[test]
 fn storage_keys_are_built_in_one_module_and_handlers_never_touch_drivers() {
     let root = workspace_root();
