@@ -133,7 +133,7 @@ pub async fn to_local(env: &Arc<BuildServices>, snap: &Snapshot, dest: &Path) ->
         // a plain tar and unpacked by the runtime's confined unpacker: a symlink an earlier layer
         // left in `dest` cannot redirect a later layer's files out of it.
         for d in &dirs {
-            apply_dir(d, &dest).map_err(|e| {
+            hoist_runtime::rootfs::copy_layer(d, &dest).map_err(|e| {
                 BuildError::Other(format!(
                     "writing {} into {}: {e}",
                     d.display(),
@@ -145,38 +145,6 @@ pub async fn to_local(env: &Arc<BuildServices>, snap: &Snapshot, dest: &Path) ->
     })
     .await
     .map_err(|e| BuildError::Other(e.to_string()))?
-}
-
-fn apply_dir(layer: &Path, dest: &Path) -> Result<(), String> {
-    use hoist_runtime::rootfs::{Compression, LayerOptions, write_layer};
-    use hoist_runtime::unpack::{UnpackOptions, Whiteouts, unpack_layer};
-    let (reader, writer) = std::io::pipe().map_err(|e| e.to_string())?;
-    let src = layer.to_owned();
-    let producer = std::thread::spawn(move || {
-        write_layer(
-            &src,
-            std::io::BufWriter::with_capacity(256 * 1024, writer),
-            &LayerOptions {
-                compression: Compression::None,
-                ..LayerOptions::default()
-            },
-        )
-    });
-    let unpacked = unpack_layer(
-        std::io::BufReader::with_capacity(256 * 1024, reader),
-        dest,
-        &UnpackOptions {
-            whiteouts: Whiteouts::Apply,
-            max_size: u64::MAX,
-            ..UnpackOptions::default()
-        },
-    );
-    let written = producer
-        .join()
-        .map_err(|_| "the layer writer thread panicked".to_owned())?;
-    written.map_err(|e| e.to_string())?;
-    unpacked.map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 /// `--output type=oci|docker,dest=PATH`: the stored image as a tar.

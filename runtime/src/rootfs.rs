@@ -25,7 +25,7 @@ pub use diff::{Change, ChangeKind, diff};
 /// The default gzip level of the layers hoist writes; a caller may pin another
 /// ([`LayerOptions::gzip_level`]; `hoist build` does), with the same guarantee of the same bytes.
 pub use hoist_oci::compression::{Compression, GZIP_LEVEL};
-pub use mount::{FORCE_COPY_ENV, Rootfs, RootfsKind, unmount};
+pub use mount::{FORCE_COPY_ENV, Rootfs, RootfsKind, copy_layer, unmount};
 pub use write::{LayerInfo, LayerOptions, write_layer};
 
 /// The OCI whiteout prefix.

@@ -218,14 +218,14 @@ fn mount_overlay(
 
 /// Applies one overlay-form dir onto `target`: written as a plain layer on a thread and
 /// unpacked in apply mode, so whiteouts and opaque directories mean what they mean in overlay and
-/// every path resolves inside `target`.
-fn copy_layer(layer: &Path, target: &Path) -> Result<()> {
+/// every path resolves inside `target` (a rootfs copy, and the builder's `--output type=local`).
+pub fn copy_layer(layer: &Path, target: &Path) -> Result<()> {
     let (reader, writer) = io::pipe().map_err(RootfsError::Write)?;
     let src = layer.to_owned();
     let producer = std::thread::spawn(move || {
         write_layer(
             &src,
-            writer,
+            io::BufWriter::with_capacity(256 * 1024, writer),
             &LayerOptions {
                 compression: Compression::None,
                 source_date_epoch: None,
@@ -234,7 +234,7 @@ fn copy_layer(layer: &Path, target: &Path) -> Result<()> {
         )
     });
     let unpacked = unpack_layer(
-        reader,
+        io::BufReader::with_capacity(256 * 1024, reader),
         target,
         &UnpackOptions {
             whiteouts: Whiteouts::Apply,
