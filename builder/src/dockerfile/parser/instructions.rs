@@ -18,8 +18,6 @@ const NO_FLAGS: &[(&str, FlagKind)] = &[];
 pub(super) fn from(cx: &InstrCx<'_>) -> Result<Parsed, SpanError> {
     let sp = cx.sp;
     let args = cx.sp.args.as_str();
-    let at_args = |msg: String| cx.at_args(msg);
-    let at_kw = |msg: String| cx.at_kw(msg);
     let f = parse_flags(sp, &[("platform", FlagKind::Str)])?;
     let words: Vec<&str> = args.split(is_sep).filter(|w| !w.is_empty()).collect();
     let name = match words.len() {
@@ -43,12 +41,12 @@ pub(super) fn from(cx: &InstrCx<'_>) -> Result<Parsed, SpanError> {
             Some(n)
         }
         0 => {
-            return Err(at_kw(
-                "FROM requires the name of a base image (FROM IMAGE [AS NAME])".into(),
-            ));
+            return Err(
+                cx.at_kw("FROM requires the name of a base image (FROM IMAGE [AS NAME])".into())
+            );
         }
         _ => {
-            return Err(at_args(
+            return Err(cx.at_args(
                 "FROM requires either one or three arguments (FROM IMAGE [AS NAME])".into(),
             ));
         }
@@ -64,8 +62,6 @@ pub(super) fn from(cx: &InstrCx<'_>) -> Result<Parsed, SpanError> {
 pub(super) fn run(cx: &InstrCx<'_>, heredocs: Vec<Heredoc>) -> Result<Instruction, SpanError> {
     let sp = cx.sp;
     let args = cx.sp.args.as_str();
-    let at_args = |msg: String| cx.at_args(msg);
-    let at_kw = |msg: String| cx.at_kw(msg);
     let f = parse_flags(
         sp,
         &[
@@ -74,13 +70,11 @@ pub(super) fn run(cx: &InstrCx<'_>, heredocs: Vec<Heredoc>) -> Result<Instructio
             ("security", FlagKind::Str),
         ],
     )?;
-    let command = maybe_json(args).map_err(&at_args)?;
+    let command = maybe_json(args).map_err(|m| cx.at_args(m))?;
     if matches!(&command, Command::Shell(s) if s.is_empty())
         || matches!(&command, Command::Exec(v) if v.is_empty())
     {
-        return Err(at_kw(
-            "RUN requires at least one argument: the command to run".into(),
-        ));
+        return Err(cx.at_kw("RUN requires at least one argument: the command to run".into()));
     }
     let mut mounts = Vec::new();
     for (v, fw) in f.list_with_words("mount") {
@@ -133,15 +127,13 @@ pub(super) fn cmd_entrypoint(cx: &InstrCx<'_>) -> Result<Instruction, SpanError>
     let sp = cx.sp;
     let args = cx.sp.args.as_str();
     let kw = cx.sp.kw.as_str();
-    let at_args = |msg: String| cx.at_args(msg);
-    let at_kw = |msg: String| cx.at_kw(msg);
     parse_flags(sp, NO_FLAGS)?;
     if args.is_empty() {
-        return Err(at_kw(format!(
+        return Err(cx.at_kw(format!(
             "{kw} requires at least one argument: a command (shell form) or a JSON array"
         )));
     }
-    let c = maybe_json(args).map_err(&at_args)?;
+    let c = maybe_json(args).map_err(|m| cx.at_args(m))?;
     Ok(if kw == "CMD" {
         Instruction::Cmd(c)
     } else {
@@ -153,20 +145,18 @@ pub(super) fn cmd_entrypoint(cx: &InstrCx<'_>) -> Result<Instruction, SpanError>
 pub(super) fn shell(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
     let sp = cx.sp;
     let args = cx.sp.args.as_str();
-    let at_args = |msg: String| cx.at_args(msg);
-    let at_kw = |msg: String| cx.at_kw(msg);
     parse_flags(sp, NO_FLAGS)?;
     Ok(match parse_json(args) {
         Ok(v) if v.is_empty() => {
-            return Err(at_args("SHELL requires at least one argument".into()));
+            return Err(cx.at_args("SHELL requires at least one argument".into()));
         }
         Ok(v) => Instruction::Shell(v),
-        Err(JsonErr::NotStrings) => return Err(at_args(NOT_STRINGS.into())),
+        Err(JsonErr::NotStrings) => return Err(cx.at_args(NOT_STRINGS.into())),
         Err(JsonErr::Invalid) => {
             return Err(if args.is_empty() {
-                at_kw("SHELL requires at least one argument".into())
+                cx.at_kw("SHELL requires at least one argument".into())
             } else {
-                at_args("SHELL requires the arguments to be in JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]".into())
+                cx.at_args("SHELL requires the arguments to be in JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]".into())
             });
         }
     })
@@ -178,14 +168,12 @@ pub(super) fn label_env(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
     let args = cx.sp.args.as_str();
     let kw = cx.sp.kw.as_str();
     let esc = cx.parser.directives.escape;
-    let at_args = |msg: String| cx.at_args(msg);
-    let at_kw = |msg: String| cx.at_kw(msg);
     parse_flags(sp, NO_FLAGS)?;
     let kv = parse_name_val(args, kw, esc).map_err(|m| {
         if args.is_empty() {
-            at_kw(m)
+            cx.at_kw(m)
         } else {
-            at_args(m)
+            cx.at_args(m)
         }
     })?;
     Ok(if kw == "ENV" {
@@ -199,7 +187,6 @@ pub(super) fn label_env(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
 pub(super) fn expose(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
     let sp = cx.sp;
     let args = cx.sp.args.as_str();
-    let at_kw = |msg: String| cx.at_kw(msg);
     parse_flags(sp, NO_FLAGS)?;
     let ports: Vec<String> = args
         .split(is_sep)
@@ -207,9 +194,7 @@ pub(super) fn expose(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
         .map(str::to_string)
         .collect();
     if ports.is_empty() {
-        return Err(at_kw(
-            "EXPOSE requires at least one argument: a port".into(),
-        ));
+        return Err(cx.at_kw("EXPOSE requires at least one argument: a port".into()));
     }
     // docker sorts them (as strings) before expanding
     let mut ports = ports;
@@ -222,8 +207,6 @@ pub(super) fn add_copy(cx: &InstrCx<'_>, heredocs: Vec<Heredoc>) -> Result<Instr
     let sp = cx.sp;
     let args = cx.sp.args.as_str();
     let kw = cx.sp.kw.as_str();
-    let at_args = |msg: String| cx.at_args(msg);
-    let at_kw = |msg: String| cx.at_kw(msg);
     let spec: &[(&str, FlagKind)] = if kw == "COPY" {
         &[
             ("from", FlagKind::Str),
@@ -247,7 +230,7 @@ pub(super) fn add_copy(cx: &InstrCx<'_>, heredocs: Vec<Heredoc>) -> Result<Instr
     let f = parse_flags(sp, spec)?;
     let (list, json) = match parse_json(args) {
         Ok(v) => (v, true),
-        Err(JsonErr::NotStrings) => return Err(at_args(NOT_STRINGS.into())),
+        Err(JsonErr::NotStrings) => return Err(cx.at_args(NOT_STRINGS.into())),
         Err(JsonErr::Invalid) => (
             args.split(is_sep)
                 .filter(|w| !w.is_empty())
@@ -265,16 +248,14 @@ pub(super) fn add_copy(cx: &InstrCx<'_>, heredocs: Vec<Heredoc>) -> Result<Instr
             )
         };
         return Err(if list.is_empty() {
-            at_kw(m)
+            cx.at_kw(m)
         } else {
-            at_args(m)
+            cx.at_args(m)
         });
     }
     let dest = list[list.len() - 1].clone();
     if !json && parse_heredoc(&dest).ok().flatten().is_some() {
-        return Err(at_args(format!(
-            "{kw} cannot accept a heredoc as a destination"
-        )));
+        return Err(cx.at_args(format!("{kw} cannot accept a heredoc as a destination")));
     }
     let mut sources = Vec::new();
     let mut docs = Vec::new();
@@ -282,7 +263,7 @@ pub(super) fn add_copy(cx: &InstrCx<'_>, heredocs: Vec<Heredoc>) -> Result<Instr
         match (!json).then(|| parse_heredoc(src).ok().flatten()).flatten() {
             Some(h) => match heredocs.iter().find(|d| d.name == h.name) {
                 Some(d) => docs.push(d.clone()),
-                None => return Err(at_args(format!("heredoc {} has no body", h.name))),
+                None => return Err(cx.at_args(format!("heredoc {} has no body", h.name))),
             },
             None => sources.push(src.clone()),
         }
@@ -313,12 +294,10 @@ pub(super) fn add_copy(cx: &InstrCx<'_>, heredocs: Vec<Heredoc>) -> Result<Instr
 pub(super) fn volume(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
     let sp = cx.sp;
     let args = cx.sp.args.as_str();
-    let at_args = |msg: String| cx.at_args(msg);
-    let at_kw = |msg: String| cx.at_kw(msg);
     parse_flags(sp, NO_FLAGS)?;
     let list = match parse_json(args) {
         Ok(v) => v,
-        Err(JsonErr::NotStrings) => return Err(at_args(NOT_STRINGS.into())),
+        Err(JsonErr::NotStrings) => return Err(cx.at_args(NOT_STRINGS.into())),
         Err(JsonErr::Invalid) => args
             .split(is_sep)
             .filter(|w| !w.is_empty())
@@ -327,18 +306,16 @@ pub(super) fn volume(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
     };
     if list.is_empty() {
         return Err(if args.is_empty() {
-            at_kw("VOLUME requires at least one argument: a path".into())
+            cx.at_kw("VOLUME requires at least one argument: a path".into())
         } else {
-            at_args("VOLUME requires at least one argument: a path".into())
+            cx.at_args("VOLUME requires at least one argument: a path".into())
         });
     }
     let mut out = Vec::new();
     for v in list {
         let v = v.trim_matches(is_ws);
         if v.is_empty() {
-            return Err(at_args(
-                "VOLUME specified can not be an empty string".into(),
-            ));
+            return Err(cx.at_args("VOLUME specified can not be an empty string".into()));
         }
         out.push(v.to_string());
     }
@@ -350,7 +327,6 @@ pub(super) fn single_arg(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
     let sp = cx.sp;
     let args = cx.sp.args.as_str();
     let kw = cx.sp.kw.as_str();
-    let at_kw = |msg: String| cx.at_kw(msg);
     parse_flags(sp, NO_FLAGS)?;
     if args.is_empty() {
         let what = match kw {
@@ -359,7 +335,7 @@ pub(super) fn single_arg(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
             "STOPSIGNAL" => "a signal",
             _ => "a name",
         };
-        return Err(at_kw(format!("{kw} requires exactly one argument: {what}")));
+        return Err(cx.at_kw(format!("{kw} requires exactly one argument: {what}")));
     }
     let v = args.to_string();
     Ok(match kw {
@@ -375,14 +351,12 @@ pub(super) fn arg(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
     let sp = cx.sp;
     let args = cx.sp.args.as_str();
     let esc = cx.parser.directives.escape;
-    let at_args = |msg: String| cx.at_args(msg);
-    let at_kw = |msg: String| cx.at_kw(msg);
     parse_flags(sp, NO_FLAGS)?;
     let words = parse_words(args, esc);
     if words.is_empty() {
-        return Err(at_kw(
-            "ARG requires at least one argument: a name, optionally =default".into(),
-        ));
+        return Err(
+            cx.at_kw("ARG requires at least one argument: a name, optionally =default".into())
+        );
     }
     let mut decls = Vec::new();
     for w in words {
@@ -391,7 +365,7 @@ pub(super) fn arg(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
             None => (w.clone(), None),
         };
         if name.is_empty() {
-            return Err(at_args(format!("ARG names can not be blank: {w:?}")));
+            return Err(cx.at_args(format!("ARG names can not be blank: {w:?}")));
         }
         decls.push(ArgDecl { name, default });
     }
@@ -407,17 +381,12 @@ pub(super) fn onbuild(
     let sp = cx.sp;
     let args = cx.sp.args.as_str();
     let lg = cx.lg;
-    let at_kw = |msg: String| cx.at_kw(msg);
     parse_flags(sp, NO_FLAGS)?;
     if nested {
-        return Err(at_kw(
-            "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into(),
-        ));
+        return Err(cx.at_kw("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()));
     }
     if args.is_empty() {
-        return Err(at_kw(
-            "ONBUILD requires at least one argument: an instruction".into(),
-        ));
+        return Err(cx.at_kw("ONBUILD requires at least one argument: an instruction".into()));
     }
     let inner = cx.parser.split(lg, sp.args_off);
     match inner.kw.as_str() {
@@ -465,8 +434,6 @@ pub(super) fn onbuild(
 pub(super) fn healthcheck(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
     let sp = cx.sp;
     let args = cx.sp.args.as_str();
-    let at_args = |msg: String| cx.at_args(msg);
-    let at_kw = |msg: String| cx.at_kw(msg);
     let f = parse_flags(
         sp,
         &[
@@ -478,9 +445,9 @@ pub(super) fn healthcheck(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
         ],
     )?;
     if args.is_empty() {
-        return Err(at_kw(
-            "HEALTHCHECK requires at least one argument: NONE or CMD command".into(),
-        ));
+        return Err(
+            cx.at_kw("HEALTHCHECK requires at least one argument: NONE or CMD command".into())
+        );
     }
     let sep = args.find(is_ws).unwrap_or(args.len());
     let typ = args[..sep].to_ascii_uppercase();
@@ -488,16 +455,16 @@ pub(super) fn healthcheck(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
     let test = match typ.as_str() {
         "NONE" => {
             if !rest.is_empty() {
-                return Err(at_args("HEALTHCHECK NONE takes no arguments".into()));
+                return Err(cx.at_args("HEALTHCHECK NONE takes no arguments".into()));
             }
             vec!["NONE".to_string()]
         }
-        "CMD" => match maybe_json(rest).map_err(&at_args)? {
+        "CMD" => match maybe_json(rest).map_err(|m| cx.at_args(m))? {
             Command::Exec(v) if v.is_empty() => {
-                return Err(at_args("missing command after HEALTHCHECK CMD".into()));
+                return Err(cx.at_args("missing command after HEALTHCHECK CMD".into()));
             }
             Command::Shell(s) if s.is_empty() => {
-                return Err(at_args("missing command after HEALTHCHECK CMD".into()));
+                return Err(cx.at_args("missing command after HEALTHCHECK CMD".into()));
             }
             Command::Exec(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
             Command::Shell(s) => vec!["CMD-SHELL".to_string(), s],
@@ -572,7 +539,6 @@ pub(super) fn healthcheck(cx: &InstrCx<'_>) -> Result<Instruction, SpanError> {
 pub(super) fn unknown(cx: &InstrCx<'_>, other: &str) -> Result<Instruction, SpanError> {
     let sp = cx.sp;
     let lg = cx.lg;
-    let at_kw = |msg: String| cx.at_kw(msg);
     let mut msg = format!(
         "unknown instruction: {}",
         &lg.text[sp.kw_off..sp.kw_off + sp.kw_len]
@@ -580,5 +546,5 @@ pub(super) fn unknown(cx: &InstrCx<'_>, other: &str) -> Result<Instruction, Span
     if let Some(s) = suggest(other, INSTRUCTIONS) {
         msg.push_str(&format!(" (did you mean {s}?)"));
     }
-    Err(at_kw(msg))
+    Err(cx.at_kw(msg))
 }
