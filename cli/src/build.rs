@@ -1,19 +1,19 @@
 //! `hoist build` and `hoist builder prune|du`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand};
-use hoist_builder::build::{self, BuildOptions, BuildServices, LayerCompression};
+use hoist_builder::build;
 use hoist_builder::cache::{BuildCache, parse_size};
 use hoist_builder::graph::{OpKind, VertexId};
 use hoist_builder::solver::{Event, Progress};
-use hoist_oci::Reference;
-use hoist_storage::images::Platform;
+use hoist_engine::EngineError;
+use hoist_engine::build::{BuildRequest, ContextSource};
 use parking_lot::Mutex;
 
 use crate::home;
@@ -848,39 +848,6 @@ fn clean(s: &str) -> String {
     out
 }
 
-fn parse_output(spec: &str) -> Result<(String, Option<PathBuf>)> {
-    let mut kind = None;
-    let mut dest = None;
-    for part in spec.split(',') {
-        match part.split_once('=') {
-            Some(("type", v)) => kind = Some(v.to_owned()),
-            Some(("dest", v)) => dest = Some(PathBuf::from(v)),
-            Some((k, _)) => bail!("invalid --output {spec:?}: unknown key {k:?}"),
-            // `-o DIR` is docker's shorthand for a local output.
-            None if !part.is_empty() && kind.is_none() => {
-                kind = Some("local".into());
-                dest = Some(PathBuf::from(part));
-            }
-            None => bail!("invalid --output {spec:?}"),
-        }
-    }
-    let kind = kind.ok_or_else(|| anyhow!("invalid --output {spec:?}: no type"))?;
-    match kind.as_str() {
-        "image" | "registry" => Ok((kind, dest)),
-        "oci" | "docker" | "local" | "tar" => {
-            if dest.is_none() {
-                bail!("invalid --output {spec:?}: type={kind} needs dest=PATH");
-            }
-            Ok((kind, dest))
-        }
-        _ => bail!("invalid --output {spec:?}: unknown type {kind:?} (image, oci, docker, local)"),
-    }
-}
-
-fn is_tar(head: &[u8]) -> bool {
-    head.len() >= 262 && &head[257..262] == b"ustar"
-}
-
 /// A `--build-arg`/`--label` value as docker's CLI checks it (`opts.ValidateEnv`): the name
 /// before `=` must not be empty.
 fn env_pair(s: &str) -> Result<String, String> {
@@ -890,35 +857,23 @@ fn env_pair(s: &str) -> Result<String, String> {
     }
 }
 
-/// `--platform`: one platform, the host's (it is what RUN steps run as).
-fn check_platform(spec: &str) -> Result<()> {
-    let host = Platform::host();
-    if spec.contains(',') {
-        bail!("--platform {spec}: multi-platform builds are not supported (build for {host})");
+impl hoist_engine::build::BuildReport for Printer {
+    fn internal(&self, what: &str) {
+        Printer::internal(self, what);
     }
-    let p = Platform::parse(spec).map_err(|e| anyhow!("--platform {spec}: {e}"))?;
-    if host.score(&p).is_none() || p.score(&host).is_none() {
-        bail!(
-            "--platform {spec}: only the host platform {host} can be built (use FROM --platform= for another platform's base)"
-        );
+    fn line(&self, line: &str) {
+        Printer::line(self, line);
     }
-    Ok(())
+    fn next_step(&self) -> usize {
+        let mut st = self.state.lock();
+        let n = st.next;
+        st.next += 1;
+        n
+    }
 }
 
 fn build_cmd(args: BuildArgs) -> Result<()> {
     let started = Instant::now();
-    if let Some(p) = &args.platform {
-        check_platform(p)?;
-    }
-    let labels: BTreeMap<String, String> = args
-        .labels
-        .iter()
-        .map(|l| match l.split_once('=') {
-            Some((k, v)) => (k.to_owned(), v.to_owned()),
-            None => (l.clone(), String::new()),
-        })
-        .collect();
-    let home = home::hoist_home()?;
     // `tty` forces the live display even when stderr is not a terminal, as docker's does.
     let mode = match args.progress.as_str() {
         _ if args.quiet => Mode::Quiet,
@@ -929,253 +884,41 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         _ => Mode::Plain,
     };
     let printer = Arc::new(Printer::new(mode));
-
-    // The context and the Dockerfile.
-    let _stdin_context: Option<tempfile::TempDir>;
-    let (context_dir, dockerfile_path, dockerfile_text) = if args.context == "-" {
+    let context = if args.context == "-" {
         let mut data = Vec::new();
         std::io::stdin()
             .read_to_end(&mut data)
             .context("reading the build context from standard input")?;
-        let dir = tempfile::Builder::new()
-            .prefix("hoist-context-")
-            .tempdir()
-            .context("creating a directory for the build context")?;
-        let plain = hoist_runtime::unpack::decompress(&data[..])
-            .and_then(|mut r| {
-                let mut v = Vec::new();
-                r.read_to_end(&mut v).map(|_| v)
-            })
-            .unwrap_or_else(|_| data.clone());
-        let (path, text) = if is_tar(&plain) {
-            // The runtime's confined unpacker: no entry lands outside the context directory.
-            hoist_runtime::unpack::unpack_layer(
-                &plain[..],
-                dir.path(),
-                &hoist_runtime::unpack::UnpackOptions {
-                    whiteouts: hoist_runtime::unpack::Whiteouts::Apply,
-                    chown: false,
-                    ..Default::default()
-                },
-            )
-            .context("unpacking the context tar")?;
-            let f = args
-                .file
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("Dockerfile"));
-            let p = dir.path().join(&f);
-            let text =
-                std::fs::read_to_string(&p).with_context(|| format!("reading {}", f.display()))?;
-            (p, text)
-        } else {
-            let text = String::from_utf8(data).context("the Dockerfile on stdin is not UTF-8")?;
-            (PathBuf::from("Dockerfile"), text)
-        };
-        let d = dir.path().to_path_buf();
-        _stdin_context = Some(dir);
-        (d, path, text)
+        ContextSource::Stdin(data)
     } else {
-        _stdin_context = None;
-        let ctx = PathBuf::from(&args.context);
-        if !ctx.is_dir() {
-            bail!(
-                "unable to prepare context: path {:?} not found",
-                args.context
-            );
-        }
-        let path = args.file.clone().unwrap_or_else(|| ctx.join("Dockerfile"));
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("failed to read dockerfile {}", path.display()))?;
-        (ctx, path, text)
+        ContextSource::Dir(PathBuf::from(&args.context))
     };
-    let dockerfile_name = dockerfile_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "Dockerfile".into());
-    printer.internal(&format!(
-        "[internal] load build definition from {dockerfile_name}"
-    ));
-    // `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's `.dockerignore`
-    // (read with the context, `hoist_builder::context::Context::from_dir`).
-    printer.internal("[internal] load .dockerignore");
-
-    let mut build_args = BTreeMap::new();
-    for a in &args.build_args {
-        match a.split_once('=') {
-            Some((k, v)) => {
-                build_args.insert(k.to_owned(), v.to_owned());
-            }
-            None => {
-                if let Ok(v) = std::env::var(a) {
-                    build_args.insert(a.clone(), v);
-                }
-            }
-        }
-    }
-    let mut secrets = BTreeMap::new();
-    for s in &args.secret {
-        let mut id = None;
-        let mut src = None;
-        for part in s.split(',') {
-            match part.split_once('=') {
-                Some(("id", v)) => id = Some(v.to_owned()),
-                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
-                Some(("type", "file")) => {}
-                _ => bail!("invalid --secret {s:?}: expected id=ID,src=PATH"),
-            }
-        }
-        let id = id.ok_or_else(|| anyhow!("invalid --secret {s:?}: no id"))?;
-        let src = src.ok_or_else(|| anyhow!("invalid --secret {s:?}: no src"))?;
-        let src = std::fs::canonicalize(&src)
-            .with_context(|| format!("secret {id}: {}", src.display()))?;
-        secrets.insert(id, src);
-    }
-    let mut ssh = BTreeMap::new();
-    for s in &args.ssh {
-        let (id, path) = match s.split_once('=') {
-            Some((id, p)) => (id, PathBuf::from(p)),
-            None => {
-                let sock = std::env::var_os("SSH_AUTH_SOCK")
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        anyhow!("--ssh {s}: SSH_AUTH_SOCK is not set (give {s}=SOCKET)")
-                    })?;
-                (s.as_str(), PathBuf::from(sock))
-            }
-        };
-        if id.is_empty() || id.contains(',') {
-            bail!("invalid --ssh {s:?}: expected default|ID[=SOCKET]");
-        }
-        let meta =
-            std::fs::metadata(&path).with_context(|| format!("--ssh {id}: {}", path.display()))?;
-        if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
-            bail!(
-                "--ssh {id}: {} is not an ssh agent socket (key files are not supported: load them into an agent)",
-                path.display()
-            );
-        }
-        let path = std::fs::canonicalize(&path)
-            .with_context(|| format!("--ssh {id}: {}", path.display()))?;
-        ssh.insert(id.to_owned(), path);
-    }
-    let source_date_epoch = build_args
-        .get("SOURCE_DATE_EPOCH")
-        .cloned()
-        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
-        .map(|s| {
-            s.parse::<i64>()
-                .map_err(|_| anyhow!("invalid SOURCE_DATE_EPOCH {s:?}"))
-        })
-        .transpose()?;
-    let tags = args
-        .tags
-        .iter()
-        .map(|t| Reference::parse(t).with_context(|| format!("invalid tag {t:?}")))
-        .collect::<Result<Vec<_>>>()?;
-    let outputs = args
-        .output
-        .iter()
-        .map(|o| parse_output(o))
-        .collect::<Result<Vec<_>>>()?;
-    if args.push && tags.is_empty() {
-        bail!("--push needs a tag (-t NAME)");
-    }
-    let opts = BuildOptions {
-        dockerfile: dockerfile_text,
-        dockerfile_name: dockerfile_path.display().to_string(),
-        context_dir,
-        dockerfile_path: Some(dockerfile_path.clone()),
-        build_args,
-        target: args.target.clone(),
+    let req = BuildRequest {
+        context,
+        file: args.file,
+        build_args: args.build_args,
+        labels: args.labels,
+        tags: args.tags,
+        platform: args.platform,
+        target: args.target,
         no_cache: args.no_cache,
         pull: args.pull,
-        network_none: args.network == "none",
-        secrets,
-        ssh,
-        compression: if args.compression == "zstd" {
-            LayerCompression::Zstd
-        } else {
-            LayerCompression::Gzip
-        },
-        source_date_epoch,
+        network: args.network,
+        secrets: args.secret,
+        ssh: args.ssh,
+        outputs: args.output,
+        push: args.push,
+        compression: args.compression,
     };
-
-    let rt = home::runtime()?;
-    let id = rt.block_on(async {
-        let host = Arc::new(hoist_engine::Host::new(home.clone()));
-        let images = host.images().await?.clone();
-        let cache = host.build_cache()?;
-        let mut env = BuildServices::new(
-            &home,
-            images.clone(),
-            cache,
-            opts.compression,
-            opts.source_date_epoch,
-        )?;
-        env.puller = Some(Arc::new(hoist_engine::puller::HostPuller {
-            host: host.clone(),
-            endpoints: Arc::new(crate::transfer::endpoints(&Default::default(), &home)?),
-        }));
-        env.runner = Some(Arc::new(hoist_builder::run::ExecutorRunner::new(Arc::new(
-            hoist_runtime::exec::HoistExecutor::new(),
-        ))));
-        let env = Arc::new(env);
-        let plan = build::plan(&env, &opts).await?;
-        for r in &plan.resolved {
-            printer.internal(r);
+    let host = Arc::new(hoist_engine::Host::new(home::hoist_home()?));
+    let built = home::runtime()?.block_on(async {
+        let built = host.build(&req, printer.clone()).await?;
+        for t in &built.push {
+            crate::transfer::push(&t.to_string(), false, &Default::default()).await?;
         }
-        let mut snapshot = match build::solve(&env, &plan, opts.no_cache, printer.clone()).await {
-            Ok(s) => s,
-            Err(e) => {
-                return Err(anyhow::Error::new(e));
-            }
-        };
-        build::apply_labels(&mut snapshot, &labels);
-        let t = Instant::now();
-        let n = {
-            let mut st = printer.state.lock();
-            let n = st.next;
-            st.next += 1;
-            n
-        };
-        printer.line(&format!("#{n} exporting to image"));
-        let exported = hoist_builder::export::to_store(&env, &snapshot, &tags).await?;
-        printer.line(&format!("#{n} writing image {} done", exported.id));
-        for t in &tags {
-            printer.line(&format!("#{n} naming to {t} done"));
-        }
-        for (kind, dest) in &outputs {
-            match (kind.as_str(), dest) {
-                ("oci" | "docker" | "tar", Some(d)) => {
-                    let reference = match tags.first() {
-                        Some(t) => t.clone(),
-                        None => Reference::parse(&format!(
-                            "{}@{}",
-                            hoist_builder::export::UNTAGGED_REPO,
-                            exported.manifest
-                        ))?,
-                    };
-                    hoist_builder::export::to_archive(&images, &reference, d, kind == "oci")
-                        .await?;
-                    printer.line(&format!("#{n} exporting to {kind} {} done", d.display()));
-                }
-                ("local", Some(d)) => {
-                    hoist_builder::export::to_local(&env, &snapshot, d).await?;
-                    printer.line(&format!("#{n} copying files to {} done", d.display()));
-                }
-                _ => {}
-            }
-        }
-        printer.line(&format!("#{n} DONE {:.1}s", t.elapsed().as_secs_f64()));
-        let push = args.push || outputs.iter().any(|(k, _)| k == "registry");
-        if push {
-            for t in &tags {
-                crate::transfer::push(&t.to_string(), false, &Default::default()).await?;
-            }
-        }
-        Ok::<_, anyhow::Error>(exported.id)
+        Ok::<_, anyhow::Error>(built)
     });
-    let id = id.map_err(|e| explain(e, &printer))?;
+    let id = built.map_err(|e| explain(e, &printer))?.id;
     if let Some(f) = &args.iidfile {
         std::fs::write(f, id.to_string())
             .with_context(|| format!("writing the image id to {}", f.display()))?;
@@ -1195,7 +938,11 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
 fn explain(e: anyhow::Error, printer: &Printer) -> anyhow::Error {
     // The tty display's final frame comes before the error.
     printer.finish();
-    let solve = match e.downcast_ref::<build::BuildError>() {
+    let build = match e.downcast_ref::<EngineError>() {
+        Some(EngineError::Build(b)) => Some(b),
+        _ => e.downcast_ref::<build::BuildError>(),
+    };
+    let solve = match build {
         Some(build::BuildError::Solve(s)) => Some(s),
         Some(build::BuildError::Step { source, .. }) => Some(source),
         _ => None,

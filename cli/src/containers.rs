@@ -3,17 +3,16 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use hoist_runtime::container::{self, Container, ContainerStore, ExecOptions, Status, logs};
+use hoist_runtime::container::{self, Container, ContainerStore, ExecOptions, logs};
 use serde_json::{Value, json};
 
 use crate::home;
 use crate::images_format::{ellipsis, human_size, now_unix, table};
 use crate::run::stores;
-use hoist_engine::Host;
+use hoist_engine::{Host, inspect};
 
 #[derive(Subcommand)]
 pub enum ContainerCommand {
@@ -299,12 +298,12 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
             let mut out = Vec::new();
             for n in &a.containers {
                 let c = store.get(n)?;
-                let mut v = inspect_json(&c);
+                let mut v = inspect::container(&c);
                 if a.size {
                     // docker's -s: the writable layer, and it with the image.
-                    let rw = dir_size(&c.upper());
+                    let (rw, root_fs) = inspect::container_sizes(&c);
                     v["SizeRw"] = json!(rw);
-                    v["SizeRootFs"] = json!(rw + image_size(&c));
+                    v["SizeRootFs"] = json!(root_fs);
                 }
                 out.push(v);
             }
@@ -389,12 +388,7 @@ fn ps(a: PsArgs) -> Result<()> {
     let now = now_unix();
     // Like docker: a template that shows the size asks for it.
     let want_size = a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size"));
-    let size_of = |c: &Container| {
-        want_size.then(|| {
-            let rw = dir_size(&c.upper());
-            (rw, rw + image_size(c))
-        })
-    };
+    let size_of = |c: &Container| want_size.then(|| inspect::container_sizes(c));
     if !format.is_default() {
         let rows: Vec<Value> = shown
             .iter()
@@ -444,11 +438,6 @@ fn ps(a: PsArgs) -> Result<()> {
         header.push("SIZE");
     }
     print_out(&table(&header, &rows))
-}
-
-/// The image part of a container's virtual size: its layers as the manifest lists them.
-fn image_size(c: &Container) -> u64 {
-    c.config.layers.iter().map(|p| dir_size(p)).sum()
 }
 
 fn format_record(r: &logs::Record, timestamps: bool) -> String {
@@ -578,32 +567,13 @@ fn start(home: &Path, c: &Container) -> Result<()> {
 }
 
 fn rm(a: RmArgs) -> Result<()> {
-    let (_, store, volumes) = open()?;
+    let host = Host::from_env()?;
     let mut failed = None;
     for n in &a.containers {
-        let r = (|| {
-            let c = store.get(n)?;
-            if c.state.running() {
-                if !a.force {
-                    return Err(container::ContainerError::Running(c.name().to_owned()).into());
-                }
-                store.thaw_if_paused(&c)?;
-                let _ = hoist_engine::containers::signal(&c, hoist_engine::containers::SIGKILL);
-                hoist_engine::containers::wait_exit(&store, c.id(), Some(Duration::from_secs(30)))
-                    .with_context(|| format!("killing container {}", c.name()))?;
-            }
-            let c = store.load(c.id())?;
-            let anon = store.remove(&c)?;
-            if a.volumes {
-                let used = store.volumes_in_use()?;
-                for v in anon {
-                    if !used.contains_key(&v) {
-                        volumes.remove(&v, &[])?;
-                    }
-                }
-            }
-            print_out(&format!("{n}\n"))
-        })();
+        let r = host
+            .remove_container(n, a.force, a.volumes)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| print_out(&format!("{n}\n")));
         if let Err(e) = r
             && let Some(prev) = failed.replace(e)
         {
@@ -639,17 +609,7 @@ fn prune(a: PruneArgs) -> Result<()> {
             return Ok(());
         }
     }
-    let (_, store, _) = open()?;
-    let mut removed = Vec::new();
-    let mut reclaimed = 0u64;
-    for c in store.list()? {
-        if c.state.running() || c.state.supervisor.is_some() {
-            continue;
-        }
-        reclaimed += dir_size(&c.upper());
-        store.remove(&c)?;
-        removed.push(c.config.id.clone());
-    }
+    let (removed, reclaimed) = Host::from_env()?.prune_containers()?;
     let mut out = String::new();
     if !removed.is_empty() {
         out.push_str("Deleted Containers:\n");
@@ -786,267 +746,10 @@ pub fn df_volumes_table() -> Result<String> {
 pub fn inspect_container(name: &str) -> Result<Option<Value>> {
     let host = Host::from_env()?;
     match host.containers()?.get(name) {
-        Ok(c) => Ok(Some(inspect_json(&c))),
+        Ok(c) => Ok(Some(inspect::container(&c))),
         Err(container::ContainerError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// docker's container inspect shape.
-pub fn inspect_json(c: &Container) -> Value {
-    let cfg = &c.config;
-    let o = &cfg.options;
-    let st = &c.state;
-    let zero = "0001-01-01T00:00:00Z";
-    let image_cfg = cfg
-        .image_config
-        .get("config")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let env = c
-        .bundle()
-        .join("config.json")
-        .exists()
-        .then(|| {
-            std::fs::read(c.bundle().join("config.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .and_then(|v| v.pointer("/process/env").cloned())
-        })
-        .flatten()
-        .unwrap_or_else(|| json!(o.env));
-    let mounts: Vec<Value> = cfg
-        .mounts
-        .iter()
-        .map(|m| {
-            json!({
-                "Type": m.kind,
-                "Name": m.name,
-                "Source": m.source,
-                "Destination": m.destination,
-                "Driver": if m.kind == "volume" { "local" } else { "" },
-                "Mode": if m.read_only { "ro" } else { "" },
-                "RW": !m.read_only,
-                "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
-            })
-        })
-        .collect();
-    let spec = std::fs::read(c.bundle().join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .unwrap_or(Value::Null);
-    let shm_size = spec
-        .get("mounts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|m| m.get("destination").and_then(Value::as_str) == Some("/dev/shm"))
-        .and_then(|m| m.get("options").and_then(Value::as_array))
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .find_map(|o| o.strip_prefix("size="))
-        .and_then(parse_shm_size)
-        .unwrap_or(0);
-    // docker's HostConfig keys for what hoist does not set: docker's defaults of `docker run`.
-    let host_defaults = json!({
-            "ContainerIDFile": "",
-            "PortBindings": {},
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-            "VolumeDriver": "",
-            "VolumesFrom": Value::Null,
-            "ConsoleSize": [0, 0],
-            "CgroupnsMode": "private",
-            "Dns": [],
-            "DnsOptions": [],
-            "DnsSearch": [],
-            "ExtraHosts": Value::Null,
-            "GroupAdd": Value::Null,
-            "IpcMode": "private",
-            "Cgroup": "",
-            "Links": Value::Null,
-            "OomScoreAdj": 0,
-            "PidMode": "",
-            "PublishAllPorts": false,
-            "SecurityOpt": Value::Null,
-            "UTSMode": "",
-            "UsernsMode": "",
-            "ShmSize": shm_size,
-            "Runtime": cfg.runtime.clone().unwrap_or_else(|| "hoist".to_owned()),
-            "Isolation": "",
-    });
-    let host_defaults2 = json!({
-            "CpuShares": 0,
-            "CgroupParent": "",
-            "BlkioWeight": 0,
-            "BlkioWeightDevice": [],
-            "BlkioDeviceReadBps": Value::Null,
-            "BlkioDeviceWriteBps": Value::Null,
-            "BlkioDeviceReadIOps": Value::Null,
-            "BlkioDeviceWriteIOps": Value::Null,
-            "CpuPeriod": 0,
-            "CpuQuota": 0,
-            "CpuRealtimePeriod": 0,
-            "CpuRealtimeRuntime": 0,
-            "CpusetCpus": "",
-            "CpusetMems": "",
-            "Devices": [],
-            "DeviceCgroupRules": Value::Null,
-            "DeviceRequests": Value::Null,
-            "MemoryReservation": 0,
-            "MemorySwap": 0,
-            "MemorySwappiness": Value::Null,
-            "OomKillDisable": false,
-            "Ulimits": Value::Null,
-            "CpuCount": 0,
-            "CpuPercent": 0,
-            "IOMaximumIOps": 0,
-            "IOMaximumBandwidth": 0,
-            "KernelMemory": 0,
-            "KernelMemoryTCP": 0,
-    });
-    let mut v = json!({
-        "Id": cfg.id,
-        "Created": cfg.created,
-        "Path": cfg.path,
-        "Args": cfg.args,
-        "State": {
-            "Status": st.status_name(),
-            "Running": st.status == Status::Running,
-            "Paused": st.paused,
-            "Restarting": false,
-            "OOMKilled": st.oom_killed,
-            "Dead": false,
-            "Pid": st.init.filter(|_| st.running()).map_or(0, |i| i.pid),
-            "ExitCode": st.exit_code.unwrap_or(0),
-            "Error": st.error,
-            "StartedAt": st.started_at.as_deref().unwrap_or(zero),
-            "FinishedAt": st.finished_at.as_deref().unwrap_or(zero),
-        },
-        "Image": cfg.image_id,
-        "ResolvConfPath": c.resolv_conf_path(),
-        "HostnamePath": c.hostname_path(),
-        "HostsPath": c.hosts_path(),
-        "LogPath": c.log_path(),
-        "Name": format!("/{}", cfg.name),
-        "RestartCount": st.restart_count,
-        "Driver": "overlay2",
-        "Platform": "linux",
-        "MountLabel": "",
-        "ProcessLabel": "",
-        "AppArmorProfile": "",
-        "ExecIDs": Value::Null,
-        "HostConfig": {
-            "MaskedPaths": spec.pointer("/linux/maskedPaths").cloned().unwrap_or(json!([])),
-            "ReadonlyPaths": spec.pointer("/linux/readonlyPaths").cloned().unwrap_or(json!([])),
-            "Binds": cfg.mounts.iter().filter(|m| m.kind == "bind").map(|m| format!("{}:{}{}", m.source.display(), m.destination, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
-            "NetworkMode": cfg.network_mode,
-            "AutoRemove": cfg.auto_remove,
-            "Privileged": o.privileged,
-            "ReadonlyRootfs": o.read_only,
-            "CapAdd": o.cap_add,
-            "CapDrop": o.cap_drop,
-            "Memory": o.memory.unwrap_or(0),
-            "NanoCpus": o.nano_cpus.unwrap_or(0),
-            "PidsLimit": o.pids_limit,
-            "LogConfig": {"Type": "json-file", "Config": {"max-size": cfg.log_max_size.to_string(), "max-file": cfg.log_max_files.to_string()}},
-        },
-        "GraphDriver": {
-            "Name": "overlay2",
-            "Data": {
-                "LowerDir": cfg.layers.iter().rev().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
-                "UpperDir": c.upper(),
-                "WorkDir": c.work(),
-                "MergedDir": c.rootfs(),
-            }
-        },
-        "Mounts": mounts,
-        "Config": {
-            "Hostname": std::fs::read_to_string(c.hostname_path()).map(|s| s.trim().to_owned()).unwrap_or_default(),
-            "Domainname": "",
-            "AttachStdin": o.interactive,
-            "AttachStdout": !o.interactive || o.tty,
-            "AttachStderr": !o.interactive || o.tty,
-            "StdinOnce": false,
-            "OnBuild": Value::Null,
-            "User": o.user.clone().or_else(|| image_cfg.get("User").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
-            "Tty": o.tty,
-            "OpenStdin": o.interactive,
-            "Env": env,
-            "Cmd": if o.args.is_empty() { image_cfg.get("Cmd").cloned().unwrap_or(Value::Null) } else { json!(o.args) },
-            "Image": cfg.image,
-            "Volumes": image_cfg.get("Volumes").cloned().unwrap_or(Value::Null),
-            "WorkingDir": o.workdir.clone().or_else(|| image_cfg.get("WorkingDir").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
-            "Entrypoint": match &o.entrypoint { Some(e) if e.is_empty() => Value::Null, Some(e) => json!([e]), None => image_cfg.get("Entrypoint").cloned().unwrap_or(Value::Null) },
-            "Labels": crate::listing::container_labels(c),
-        },
-    });
-    v["NetworkSettings"] = json!({
-        "Bridge": "",
-        "SandboxID": "",
-        "HairpinMode": false,
-        "LinkLocalIPv6Address": "",
-        "LinkLocalIPv6PrefixLen": 0,
-        "Ports": {},
-        "SandboxKey": "",
-        "SecondaryIPAddresses": Value::Null,
-        "SecondaryIPv6Addresses": Value::Null,
-        "EndpointID": "",
-        "Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "IPAddress": "",
-        "IPPrefixLen": 0,
-        "IPv6Gateway": "",
-        "MacAddress": "",
-        "Networks": {cfg.network_mode.clone(): network_endpoint()},
-    });
-    for d in [&host_defaults, &host_defaults2] {
-        if let (Some(h), Some(d)) = (v["HostConfig"].as_object_mut(), d.as_object()) {
-            for (k, val) in d {
-                h.entry(k.clone()).or_insert_with(|| val.clone());
-            }
-        }
-    }
-    // docker leaves these out when unset.
-    if let Some(s) = &cfg.stop_signal {
-        v["Config"]["StopSignal"] = json!(s);
-    }
-    if let Some(t) = cfg.stop_timeout {
-        v["Config"]["StopTimeout"] = json!(t);
-    }
-    v
-}
-
-/// docker's endpoint keys of a container's network: hoist has no network objects, so no ids
-/// or addresses to report in them.
-fn network_endpoint() -> Value {
-    json!({
-        "IPAMConfig": Value::Null,
-        "Links": Value::Null,
-        "Aliases": Value::Null,
-        "NetworkID": "",
-        "EndpointID": "",
-        "Gateway": "",
-        "IPAddress": "",
-        "IPPrefixLen": 0,
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "MacAddress": "",
-        "DriverOpts": Value::Null,
-    })
-}
-
-/// `/dev/shm`'s `size=` mount option (`65536k`, `64m`, bytes) in bytes.
-fn parse_shm_size(s: &str) -> Option<u64> {
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 1 << 10),
-        (i, 'm' | 'M') => (&s[..i], 1 << 20),
-        (i, 'g' | 'G') => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok().map(|n| n * mult)
 }
 
 fn commit(a: CommitArgs) -> Result<()> {

@@ -79,21 +79,6 @@ fn labels_string(labels: Option<&serde_json::Map<String, Value>>) -> String {
     kv.join(",")
 }
 
-/// A container's labels as docker reports them: the image's, then `-l` over them.
-pub fn container_labels(c: &Container) -> serde_json::Map<String, Value> {
-    let mut labels = c
-        .config
-        .image_config
-        .pointer("/config/Labels")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    for (k, v) in &c.config.labels {
-        labels.insert(k.clone(), Value::String(v.clone()));
-    }
-    labels
-}
-
 /// The docker formatter's fields of one container. `size` is `ps -s`'s column (writable layer,
 /// and with the image: virtual).
 pub fn ps_row(c: &Container, no_trunc: bool, now: i64, size: Option<(u64, u64)>) -> Value {
@@ -125,7 +110,7 @@ pub fn ps_row(c: &Container, no_trunc: bool, now: i64, size: Option<(u64, u64)>)
         "Status": c.state.describe(now),
         "Size": size.map_or_else(|| "0B".to_owned(), |(rw, virt)| format!("{} (virtual {})", human_size(rw, 3), human_size(virt, 3))),
         "Names": c.name(),
-        "Labels": labels_string(Some(&container_labels(c))),
+        "Labels": labels_string(Some(&hoist_engine::inspect::container_labels(c))),
         "Mounts": mounts.join(","),
         "Networks": c.config.network_mode,
         "LocalVolumes": volumes.len().to_string(),
@@ -182,7 +167,7 @@ pub fn ps_keep(f: &Filters, c: &Container) -> Result<bool> {
                 || format!("{v}:latest") == *image
                 || (v_id.len() >= 4 && image_id.starts_with(v_id))
         })
-        && f.labels(Some(&container_labels(c))))
+        && f.labels(Some(&hoist_engine::inspect::container_labels(c))))
 }
 
 /// The docker formatter's fields of one `images` row.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hoist_oci::Digest;
 use hoist_runtime::container::{
-    self, Container, ContainerConfig, ContainerStore, MountRecord, Status,
+    self, Container, ContainerConfig, ContainerError, ContainerStore, MountRecord, Status,
 };
 use hoist_runtime::exec::{self, Executor, HoistExecutor, OciCliExecutor};
 use hoist_runtime::spec::{self, BindOptions, RunOptions, TmpfsMount};
@@ -415,6 +415,51 @@ impl Host {
             .filter(|c| c.config.image_id == want)
             .map(|c| c.config.id)
             .collect())
+    }
+
+    /// `rm`: removes the container `name` (running: only with `force`, killed first), and with
+    /// `volumes` its anonymous volumes no other container uses.
+    pub fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
+        let store = self.containers()?;
+        let c = store.get(name)?;
+        if c.state.running() {
+            if !force {
+                return Err(ContainerError::Running(c.name().to_owned()).into());
+            }
+            store.thaw_if_paused(&c)?;
+            let _ = signal(&c, SIGKILL);
+            wait_exit(store, c.id(), Some(Duration::from_secs(30)))
+                .with_ctx(|| format!("killing container {}", c.name()))?;
+        }
+        let c = store.load(c.id())?;
+        let anon = store.remove(&c)?;
+        if volumes {
+            let used = store.volumes_in_use()?;
+            let store = self.volumes();
+            for v in anon {
+                if !used.contains_key(&v) {
+                    store.remove(&v, &[])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `container prune`: removes every container that is neither running nor supervised; the
+    /// ids removed and the bytes of their writable layers.
+    pub fn prune_containers(&self) -> Result<(Vec<String>, u64)> {
+        let store = self.containers()?;
+        let mut removed = Vec::new();
+        let mut reclaimed = 0u64;
+        for c in store.list()? {
+            if c.state.running() || c.state.supervisor.is_some() {
+                continue;
+            }
+            reclaimed += crate::inspect::dir_size(&c.upper());
+            store.remove(&c)?;
+            removed.push(c.config.id.clone());
+        }
+        Ok((removed, reclaimed))
     }
 
     /// Removes a container and its anonymous volumes (for `--rm`).

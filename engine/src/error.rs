@@ -23,6 +23,9 @@ pub enum EngineError {
     NotLocal(String),
     #[error("{0}")]
     Invalid(String),
+    /// A build failed (the cli shows the failed step's last output lines with it).
+    #[error(transparent)]
+    Build(#[from] hoist_builder::build::BuildError),
     /// A library's own error, said as it says it.
     #[error(transparent)]
     Library(Cause),

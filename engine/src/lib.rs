@@ -5,16 +5,19 @@
 //! - [`transfer`]: pull into and push from the local store ([`transfer_store`] is the store as the
 //!   client's sink and source).
 //! - [`gc`]: the cross-store rules of what an unpacked layer is kept for.
+//! - [`build`]: `hoist build`, from its flags to the stored image and the other outputs.
 //! - [`puller`]: the builder's [`hoist_builder::build::Puller`], in process.
 //!
 //! The cli parses, calls this crate and formats; it opens no store itself.
 
+pub mod build;
 pub mod commit;
 pub mod containers;
 pub mod copy;
 pub mod error;
 pub mod gc;
 pub mod home;
+pub mod inspect;
 pub mod manifests;
 pub mod puller;
 pub mod sizes;

@@ -1,0 +1,327 @@
+//! docker's inspect shapes of the local objects (`docker container inspect`'s JSON), from what
+//! the stores record.
+
+use std::path::Path;
+
+use hoist_runtime::container::{Container, Status};
+use serde_json::{Map, Value, json};
+
+/// A container's labels: its image's, then its own over them.
+pub fn container_labels(c: &Container) -> Map<String, Value> {
+    let mut labels = c
+        .config
+        .image_config
+        .pointer("/config/Labels")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (k, v) in &c.config.labels {
+        labels.insert(k.clone(), Value::String(v.clone()));
+    }
+    labels
+}
+
+/// The bytes of the files under `p` (a file: its size), as docker's `-s` counts a writable
+/// layer.
+pub fn dir_size(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !md.is_dir() {
+        return md.size();
+    }
+    std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// docker's `-s` sizes of a container: its writable layer, and that with its image's layers
+/// (the virtual size).
+pub fn container_sizes(c: &Container) -> (u64, u64) {
+    let rw = dir_size(&c.upper());
+    let image: u64 = c.config.layers.iter().map(|p| dir_size(p)).sum();
+    (rw, rw + image)
+}
+
+/// docker's container inspect shape.
+pub fn container(c: &Container) -> Value {
+    let cfg = &c.config;
+    let o = &cfg.options;
+    let st = &c.state;
+    let zero = "0001-01-01T00:00:00Z";
+    let image_cfg = cfg
+        .image_config
+        .get("config")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let env = c
+        .bundle()
+        .join("config.json")
+        .exists()
+        .then(|| {
+            std::fs::read(c.bundle().join("config.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v.pointer("/process/env").cloned())
+        })
+        .flatten()
+        .unwrap_or_else(|| json!(o.env));
+    let mounts: Vec<Value> = cfg
+        .mounts
+        .iter()
+        .map(|m| {
+            json!({
+                "Type": m.kind,
+                "Name": m.name,
+                "Source": m.source,
+                "Destination": m.destination,
+                "Driver": if m.kind == "volume" { "local" } else { "" },
+                "Mode": if m.read_only { "ro" } else { "" },
+                "RW": !m.read_only,
+                "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+            })
+        })
+        .collect();
+    let spec = std::fs::read(c.bundle().join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .unwrap_or(Value::Null);
+    let shm_size = spec
+        .get("mounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|m| m.get("destination").and_then(Value::as_str) == Some("/dev/shm"))
+        .and_then(|m| m.get("options").and_then(Value::as_array))
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|o| o.strip_prefix("size="))
+        .and_then(parse_shm_size)
+        .unwrap_or(0);
+    // docker's HostConfig keys for what hoist does not set: docker's defaults of `docker run`.
+    let host_defaults = json!({
+            "ContainerIDFile": "",
+            "PortBindings": {},
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "VolumeDriver": "",
+            "VolumesFrom": Value::Null,
+            "ConsoleSize": [0, 0],
+            "CgroupnsMode": "private",
+            "Dns": [],
+            "DnsOptions": [],
+            "DnsSearch": [],
+            "ExtraHosts": Value::Null,
+            "GroupAdd": Value::Null,
+            "IpcMode": "private",
+            "Cgroup": "",
+            "Links": Value::Null,
+            "OomScoreAdj": 0,
+            "PidMode": "",
+            "PublishAllPorts": false,
+            "SecurityOpt": Value::Null,
+            "UTSMode": "",
+            "UsernsMode": "",
+            "ShmSize": shm_size,
+            "Runtime": cfg.runtime.clone().unwrap_or_else(|| "hoist".to_owned()),
+            "Isolation": "",
+    });
+    let host_defaults2 = json!({
+            "CpuShares": 0,
+            "CgroupParent": "",
+            "BlkioWeight": 0,
+            "BlkioWeightDevice": [],
+            "BlkioDeviceReadBps": Value::Null,
+            "BlkioDeviceWriteBps": Value::Null,
+            "BlkioDeviceReadIOps": Value::Null,
+            "BlkioDeviceWriteIOps": Value::Null,
+            "CpuPeriod": 0,
+            "CpuQuota": 0,
+            "CpuRealtimePeriod": 0,
+            "CpuRealtimeRuntime": 0,
+            "CpusetCpus": "",
+            "CpusetMems": "",
+            "Devices": [],
+            "DeviceCgroupRules": Value::Null,
+            "DeviceRequests": Value::Null,
+            "MemoryReservation": 0,
+            "MemorySwap": 0,
+            "MemorySwappiness": Value::Null,
+            "OomKillDisable": false,
+            "Ulimits": Value::Null,
+            "CpuCount": 0,
+            "CpuPercent": 0,
+            "IOMaximumIOps": 0,
+            "IOMaximumBandwidth": 0,
+            "KernelMemory": 0,
+            "KernelMemoryTCP": 0,
+    });
+    let mut v = json!({
+        "Id": cfg.id,
+        "Created": cfg.created,
+        "Path": cfg.path,
+        "Args": cfg.args,
+        "State": {
+            "Status": st.status_name(),
+            "Running": st.status == Status::Running,
+            "Paused": st.paused,
+            "Restarting": false,
+            "OOMKilled": st.oom_killed,
+            "Dead": false,
+            "Pid": st.init.filter(|_| st.running()).map_or(0, |i| i.pid),
+            "ExitCode": st.exit_code.unwrap_or(0),
+            "Error": st.error,
+            "StartedAt": st.started_at.as_deref().unwrap_or(zero),
+            "FinishedAt": st.finished_at.as_deref().unwrap_or(zero),
+        },
+        "Image": cfg.image_id,
+        "ResolvConfPath": c.resolv_conf_path(),
+        "HostnamePath": c.hostname_path(),
+        "HostsPath": c.hosts_path(),
+        "LogPath": c.log_path(),
+        "Name": format!("/{}", cfg.name),
+        "RestartCount": st.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": Value::Null,
+        "HostConfig": {
+            "MaskedPaths": spec.pointer("/linux/maskedPaths").cloned().unwrap_or(json!([])),
+            "ReadonlyPaths": spec.pointer("/linux/readonlyPaths").cloned().unwrap_or(json!([])),
+            "Binds": cfg.mounts.iter().filter(|m| m.kind == "bind").map(|m| format!("{}:{}{}", m.source.display(), m.destination, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
+            "NetworkMode": cfg.network_mode,
+            "AutoRemove": cfg.auto_remove,
+            "Privileged": o.privileged,
+            "ReadonlyRootfs": o.read_only,
+            "CapAdd": o.cap_add,
+            "CapDrop": o.cap_drop,
+            "Memory": o.memory.unwrap_or(0),
+            "NanoCpus": o.nano_cpus.unwrap_or(0),
+            "PidsLimit": o.pids_limit,
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": cfg.log_max_size.to_string(), "max-file": cfg.log_max_files.to_string()}},
+        },
+        "GraphDriver": {
+            "Name": "overlay2",
+            "Data": {
+                "LowerDir": cfg.layers.iter().rev().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+                "UpperDir": c.upper(),
+                "WorkDir": c.work(),
+                "MergedDir": c.rootfs(),
+            }
+        },
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": std::fs::read_to_string(c.hostname_path()).map(|s| s.trim().to_owned()).unwrap_or_default(),
+            "Domainname": "",
+            "AttachStdin": o.interactive,
+            "AttachStdout": !o.interactive || o.tty,
+            "AttachStderr": !o.interactive || o.tty,
+            "StdinOnce": false,
+            "OnBuild": Value::Null,
+            "User": o.user.clone().or_else(|| image_cfg.get("User").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
+            "Tty": o.tty,
+            "OpenStdin": o.interactive,
+            "Env": env,
+            "Cmd": if o.args.is_empty() { image_cfg.get("Cmd").cloned().unwrap_or(Value::Null) } else { json!(o.args) },
+            "Image": cfg.image,
+            "Volumes": image_cfg.get("Volumes").cloned().unwrap_or(Value::Null),
+            "WorkingDir": o.workdir.clone().or_else(|| image_cfg.get("WorkingDir").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
+            "Entrypoint": match &o.entrypoint { Some(e) if e.is_empty() => Value::Null, Some(e) => json!([e]), None => image_cfg.get("Entrypoint").cloned().unwrap_or(Value::Null) },
+            "Labels": container_labels(c),
+        },
+    });
+    v["NetworkSettings"] = json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": {},
+        "SandboxKey": "",
+        "SecondaryIPAddresses": Value::Null,
+        "SecondaryIPv6Addresses": Value::Null,
+        "EndpointID": "",
+        "Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "MacAddress": "",
+        "Networks": {cfg.network_mode.clone(): network_endpoint()},
+    });
+    for d in [&host_defaults, &host_defaults2] {
+        if let (Some(h), Some(d)) = (v["HostConfig"].as_object_mut(), d.as_object()) {
+            for (k, val) in d {
+                h.entry(k.clone()).or_insert_with(|| val.clone());
+            }
+        }
+    }
+    // docker leaves these out when unset.
+    if let Some(s) = &cfg.stop_signal {
+        v["Config"]["StopSignal"] = json!(s);
+    }
+    if let Some(t) = cfg.stop_timeout {
+        v["Config"]["StopTimeout"] = json!(t);
+    }
+    v
+}
+
+/// docker's endpoint keys of a container's network: hoist has no network objects, so no ids
+/// or addresses to report in them.
+fn network_endpoint() -> Value {
+    json!({
+        "IPAMConfig": Value::Null,
+        "Links": Value::Null,
+        "Aliases": Value::Null,
+        "NetworkID": "",
+        "EndpointID": "",
+        "Gateway": "",
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": "",
+        "DriverOpts": Value::Null,
+    })
+}
+
+/// `/dev/shm`'s `size=` mount option (`65536k`, `64m`, bytes) in bytes.
+fn parse_shm_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1 << 10),
+        (i, 'm' | 'M') => (&s[..i], 1 << 20),
+        (i, 'g' | 'G') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shm_sizes_read_as_the_mount_option_says() {
+        assert_eq!(parse_shm_size("65536k"), Some(64 << 20));
+        assert_eq!(parse_shm_size("64m"), Some(64 << 20));
+        assert_eq!(parse_shm_size("1G"), Some(1 << 30));
+        assert_eq!(parse_shm_size("4096"), Some(4096));
+        assert_eq!(parse_shm_size("big"), None);
+    }
+
+    #[test]
+    fn a_directory_counts_its_files_once_each() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("a"), [0u8; 10]).unwrap();
+        std::fs::write(d.path().join("sub/b"), [0u8; 5]).unwrap();
+        assert_eq!(dir_size(d.path()), 15);
+        assert_eq!(dir_size(&d.path().join("a")), 10);
+        assert_eq!(dir_size(&d.path().join("none")), 0);
+    }
+}
