@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hoist_oci::Reference;
-use hoist_runtime::container::{self, Attach, ContainerStore, Supervisor};
+use hoist_runtime::container::{self, Attach, ContainerStore};
 use hoist_runtime::spec::{self, Network, RunOptions};
 use hoist_runtime::volume::VolumeStore;
 use hoist_storage::images::{ImageError, Platform};
@@ -339,23 +339,9 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             bail!("image platform {p:?} cannot run here: this machine runs {want}");
         }
     }
-    let (containers, _) = stores(home)?;
+    let host = Host::new(home.to_path_buf());
     // Network first: container:NAME must name a running container.
-    let (network, share_from) = match Network::parse(&a.network)? {
-        Ok(n) => (n, None),
-        Err(name) => {
-            let other = containers
-                .get(&name)
-                .with_context(|| format!("joining the network of {name}"))?;
-            let Some(init) = other.state.init.filter(|_| other.state.running()) else {
-                bail!("cannot join the network of container {name}: it is not running");
-            };
-            (
-                Network::Container(PathBuf::from(format!("/proc/{}/ns/net", init.pid))),
-                Some(other),
-            )
-        }
-    };
+    let (network, share_from) = host.network_for(&a.network)?;
     if !a.publish.is_empty() {
         eprintln!(
             "WARNING: published ports are discarded: hoist has no bridge network, the container uses the host's network"
@@ -366,7 +352,6 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
 
     let reference = Reference::parse(a.image())
         .with_context(|| format!("invalid image reference {:?}", a.image()))?;
-    let host = Host::new(home.to_path_buf());
     let rt = home::runtime()?;
     let image = rt.block_on(async {
         let store = host.images().await?;
@@ -426,11 +411,7 @@ pub fn create_cmd(a: RunArgs) -> Result<()> {
 
 pub fn run(a: RunArgs) -> Result<()> {
     let home = home::hoist_home()?;
-    if a.detach && a.rm && a.interactive && a.tty {
-        // Allowed by docker; nothing special.
-    }
     let id = create(&home, &a).map_err(|e| e.context(crate::Status(125)))?;
-    let (containers, volumes) = stores(&home).map_err(|e| e.context(crate::Status(125)))?;
     let host = Host::new(home);
     if a.detach {
         // docker prints the id of the created container even when it then fails to start.
@@ -439,13 +420,6 @@ pub fn run(a: RunArgs) -> Result<()> {
         drop(out);
         return host.start_detached(&id).map_err(|e| start_failed(e.into()));
     }
-    let runtime = containers.load(&id)?.config.runtime;
-    let executor = host.executor_for(runtime.as_deref())?;
-    let sup = Supervisor {
-        store: &containers,
-        volumes: &volumes,
-        executor: executor.as_ref(),
-    };
     let attach = if a.tty {
         Attach::Tty {
             stdin: a.interactive,
@@ -455,12 +429,9 @@ pub fn run(a: RunArgs) -> Result<()> {
             stdin: a.interactive,
         }
     };
-    let result = sup.run(&id, attach);
-    if a.rm {
-        host.remove_with_volumes(&id)
-            .with_context(|| format!("removing container {id}"))?;
-    }
-    let code = result.map_err(|e| start_failed(e.into()))?;
+    let code = host
+        .supervise(&id, attach)?
+        .map_err(|e| start_failed(e.into()))?;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code)
@@ -489,25 +460,13 @@ fn start_status(msg: &str) -> u8 {
 /// outlives it and gets none of its terminal's signals.
 pub fn supervise(a: SuperviseArgs) -> Result<()> {
     container::new_session();
-    let home = home::hoist_home()?;
-    let (containers, volumes) = stores(&home)?;
-    let host = Host::new(home);
-    let runtime = containers.load(&a.id)?.config.runtime;
-    let executor = host.executor_for(runtime.as_deref())?;
-    let sup = Supervisor {
-        store: &containers,
-        volumes: &volumes,
-        executor: executor.as_ref(),
-    };
-    let result = sup.run(
+    let host = Host::from_env()?;
+    host.supervise(
         &a.id,
         Attach::Detached {
             wait_client: a.wait_attach,
         },
-    );
-    let c = containers.load(&a.id)?;
-    if c.config.auto_remove {
-        host.remove_with_volumes(&a.id)?;
-    }
-    result.map(|_| ()).map_err(Into::into)
+    )?
+    .map(|_| ())
+    .map_err(Into::into)
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use hoist_oci::Digest;
 use hoist_runtime::container::{
-    self, Container, ContainerConfig, ContainerError, ContainerStore, MountRecord, Status,
+    self, Attach, Container, ContainerConfig, ContainerError, ContainerStore, MountRecord,
+    RunError, Status, Supervisor,
 };
 use hoist_runtime::exec::{self, Executor, HoistExecutor, OciCliExecutor};
 use hoist_runtime::spec::{self, BindOptions, RunOptions, TmpfsMount};
@@ -460,6 +461,53 @@ impl Host {
             removed.push(c.config.id.clone());
         }
         Ok((removed, reclaimed))
+    }
+
+    /// A new container's network from `--network`: `container:NAME` joins the network
+    /// namespace of NAME, which must run (returned too: the new container shares its files).
+    pub fn network_for(&self, mode: &str) -> Result<(spec::Network, Option<Container>)> {
+        match spec::Network::parse(mode)? {
+            Ok(n) => Ok((n, None)),
+            Err(name) => {
+                let other = self
+                    .containers()?
+                    .get(&name)
+                    .with_ctx(|| format!("joining the network of {name}"))?;
+                let Some(init) = other.state.init.filter(|_| other.state.running()) else {
+                    bail!("cannot join the network of container {name}: it is not running");
+                };
+                let ns = PathBuf::from(format!("/proc/{}/ns/net", init.pid));
+                Ok((spec::Network::Container(ns), Some(other)))
+            }
+        }
+    }
+
+    /// Runs container `id` under a supervisor in this process, attached as `attach`, then
+    /// removes it if it was created with `--rm`. The outer error is the engine's (no executor,
+    /// the removal failed); the inner result is the run's: the exit code, or why it did not
+    /// start.
+    pub fn supervise(&self, id: &str, attach: Attach) -> Result<Result<i32, RunError>> {
+        let containers = self.containers()?;
+        let runtime = containers.load(id)?.config.runtime;
+        let executor = self.executor_for(runtime.as_deref())?;
+        let volumes = self.volumes();
+        let sup = Supervisor {
+            store: containers,
+            volumes: &volumes,
+            executor: executor.as_ref(),
+        };
+        let result = sup.run(id, attach);
+        // A `--rm` container that is already gone removed itself.
+        let auto_remove = match containers.load(id) {
+            Ok(c) => c.config.auto_remove,
+            Err(ContainerError::NotFound(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if auto_remove {
+            self.remove_with_volumes(id)
+                .with_ctx(|| format!("removing container {id}"))?;
+        }
+        Ok(result)
     }
 
     /// Removes a container and its anonymous volumes (for `--rm`).

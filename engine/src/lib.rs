@@ -22,6 +22,7 @@ pub mod manifests;
 pub mod puller;
 pub mod sizes;
 pub mod stats;
+pub mod top;
 pub mod transfer;
 pub mod transfer_store;
 
