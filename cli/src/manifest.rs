@@ -5,19 +5,14 @@
 //! Images of another repository of the registry are copied into the list's repository first
 //! (blobs mounted, manifest put by digest). Local lists live in `$HOIST_HOME/manifests/`.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result, anyhow, bail};
-use bytes::Bytes;
 use clap::{Args, Subcommand};
-use hoist_client::{ClientOptions, DockerConfig, Endpoints, RegistryClient};
-use hoist_oci::{Digest, Reference, media_type};
+use hoist_oci::{Reference, media_type};
 use serde::Serialize;
-use serde_json::Value;
 
 use hoist_engine::manifests::{
-    LocalImage, ManifestDescriptor, PlatformSpec, describe, full, go_indent, list_json, load,
-    remove, save,
+    ManifestDescriptor, PlatformEdit, PlatformSpec, Remote, Session, annotate as annotate_list,
+    describe, full, go_indent, list_json, load, remove,
 };
 
 use crate::home;
@@ -112,43 +107,11 @@ pub struct RmArgs {
 }
 
 fn parse(s: &str) -> Result<Reference> {
-    Reference::parse(s).with_context(|| format!("invalid reference format: {s}"))
+    Ok(hoist_engine::manifests::parse(s)?)
 }
 
-struct Session {
-    home: PathBuf,
-    endpoints: Endpoints,
-    config: DockerConfig,
-}
-
-impl Session {
-    fn open(insecure_host: Option<&str>) -> Result<Session> {
-        let home = home::hoist_home()?;
-        let net = crate::transfer::NetArgs::default();
-        let mut endpoints = crate::transfer::endpoints(&net, &home)?;
-        if let Some(h) = insecure_host {
-            endpoints = endpoints
-                .with_insecure([h])
-                .context("invalid insecure registry")?;
-        }
-        let config = DockerConfig::from_env().context("reading the docker config")?;
-        Ok(Session {
-            home,
-            endpoints,
-            config,
-        })
-    }
-
-    async fn client(&self, r: &Reference) -> Result<RegistryClient> {
-        RegistryClient::connect(
-            r.registry(),
-            &self.endpoints,
-            &self.config,
-            ClientOptions::default(),
-        )
-        .await
-        .with_context(|| format!("connecting to {}", r.registry()))
-    }
+fn session(insecure_host: Option<&str>) -> Result<Session> {
+    Ok(Session::open(home::hoist_home()?, insecure_host)?)
 }
 
 pub fn run(cmd: ManifestCommand) -> Result<()> {
@@ -167,45 +130,8 @@ pub fn run(cmd: ManifestCommand) -> Result<()> {
 
 async fn create(a: CreateArgs) -> Result<()> {
     let list_ref = parse(&a.list)?;
-    let s = Session::open(a.insecure.then_some(list_ref.registry()))?;
-    let existing = load(&s.home, &list_ref)?;
-    if existing.is_some() && !a.amend {
-        bail!(
-            "refusing to amend an existing manifest list with no --amend flag: {}",
-            full(&list_ref)
-        );
-    }
-    let mut list = existing.unwrap_or_default();
-    list.reference = full(&list_ref);
-    let client = s.client(&list_ref).await?;
-    for m in &a.manifests {
-        let r = parse(m)?;
-        if r.registry() != list_ref.registry() {
-            bail!(
-                "cannot use source images from a different registry than the target image: {} != {}",
-                r.registry(),
-                list_ref.registry()
-            );
-        }
-        let (descriptor, manifest) = describe(&client, &r).await?;
-        let entry = LocalImage {
-            reference: full(&r),
-            repository: r.repository().as_str().to_owned(),
-            descriptor,
-            manifest: String::from_utf8(manifest.to_vec())
-                .with_context(|| format!("{}: the manifest is not UTF-8", full(&r)))?,
-        };
-        // An image named again replaces its entry, as docker's store keeps one file per image.
-        match list
-            .images
-            .iter_mut()
-            .find(|e| e.reference == entry.reference)
-        {
-            Some(e) => *e = entry,
-            None => list.images.push(entry),
-        }
-    }
-    save(&s.home, &list_ref, &list)?;
+    let s = session(a.insecure.then_some(list_ref.registry()))?;
+    s.create(&list_ref, &a.manifests, a.amend).await?;
     println!("Created manifest list {}", full(&list_ref));
     Ok(())
 }
@@ -213,78 +139,19 @@ async fn create(a: CreateArgs) -> Result<()> {
 fn annotate(a: AnnotateArgs) -> Result<()> {
     let list_ref = parse(&a.list)?;
     let image = parse(&a.manifest)?;
-    let home = home::hoist_home()?;
-    let mut list = load(&home, &list_ref)?.ok_or_else(|| {
-        anyhow!(
-            "No such manifest: {}: create it with `hoist manifest create`",
-            full(&list_ref)
-        )
-    })?;
-    let want = full(&image);
-    let entry = list
-        .images
-        .iter_mut()
-        .find(|e| e.reference == want)
-        .ok_or_else(|| {
-            anyhow!(
-                "manifest for image {want} does not exist in {}",
-                list.reference
-            )
-        })?;
-    let p = &mut entry.descriptor.platform;
-    if let Some(os) = a.os {
-        p.os = os;
-    }
-    if let Some(arch) = a.arch {
-        p.architecture = arch;
-    }
-    if let Some(v) = a.variant {
-        p.variant = v;
-    }
-    if let Some(v) = a.os_version {
-        p.os_version = v;
-    }
-    if !a.os_features.is_empty() {
-        p.os_features = a.os_features;
-    }
-    // docker's check: a known os/arch pair (`go tool dist list`'s), else a warning-free refusal.
-    if !valid_os_arch(&p.os, &p.architecture) {
-        bail!(
-            "manifest entry for image has unsupported os/arch combination: {}/{}",
-            p.os,
-            p.architecture
-        );
-    }
-    Ok(save(&home, &list_ref, &list)?)
-}
-
-/// The os/arch pairs docker's `manifest annotate` accepts (Go's ports).
-fn valid_os_arch(os: &str, arch: &str) -> bool {
-    const PAIRS: &[(&str, &[&str])] = &[
-        ("aix", &["ppc64"]),
-        ("android", &["386", "amd64", "arm", "arm64"]),
-        ("darwin", &["386", "amd64", "arm", "arm64"]),
-        ("dragonfly", &["amd64"]),
-        ("freebsd", &["386", "amd64", "arm", "arm64"]),
-        ("illumos", &["amd64"]),
-        ("ios", &["arm64"]),
-        ("js", &["wasm"]),
-        (
-            "linux",
-            &[
-                "386", "amd64", "arm", "arm64", "loong64", "ppc64", "ppc64le", "mips", "mipsle",
-                "mips64", "mips64le", "riscv64", "s390x",
-            ],
-        ),
-        ("netbsd", &["386", "amd64", "arm", "arm64"]),
-        ("openbsd", &["386", "amd64", "arm", "arm64", "mips64"]),
-        ("plan9", &["386", "amd64", "arm"]),
-        ("solaris", &["amd64"]),
-        ("windows", &["386", "amd64", "arm", "arm64"]),
-    ];
-    PAIRS
-        .iter()
-        .any(|(o, archs)| *o == os && archs.contains(&arch))
+    let edit = PlatformEdit {
+        os: a.os,
+        arch: a.arch,
+        variant: a.variant,
+        os_version: a.os_version,
+        os_features: a.os_features,
+    };
+    Ok(annotate_list(
+        &home::hoist_home()?,
+        &list_ref,
+        &image,
+        edit,
+    )?)
 }
 
 async fn inspect(a: InspectArgs) -> Result<()> {
@@ -324,57 +191,26 @@ async fn inspect(a: InspectArgs) -> Result<()> {
         let entries: Vec<&ManifestDescriptor> = list.images.iter().map(|e| &e.descriptor).collect();
         return print_list(&entries);
     }
-    let s = Session::open(a.insecure.then_some(r.registry()))?;
-    let client = s.client(&r).await?;
-    let repo = r.repository().as_str();
-    let (bytes, mt, _) = client
-        .fetch_manifest(repo, &r.target())
-        .await
-        .map_err(|e| anyhow!("no such manifest: {}: {e}", full(&r)))?;
-    if !media_type::is_index(&mt) {
-        if a.verbose {
+    let s = session(a.insecure.then_some(r.registry()))?;
+    let entries = match s.fetch(&r).await? {
+        Remote::Image(bytes) if a.verbose => {
             // The platform of a single image is its config's.
-            let (d, _) = describe(&client, &r).await?;
+            let (d, _) = describe(&s.client(&r).await?, &r).await?;
             return print_verbose(&[(full(&r), &d, &bytes)]);
         }
-        return print_json(&bytes);
-    }
-    // A remote list, as docker renders it: each entry's image fetched (its media type, size
-    // and digest checked), with the platform the list gives it, in docker's list form.
-    let v: Value = serde_json::from_slice(&bytes).context("decoding the manifest list")?;
-    let mut entries = Vec::new();
-    let mut raws: Vec<Bytes> = Vec::new();
-    for m in v["manifests"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let Some(d) = m["digest"].as_str() else {
-            continue;
-        };
-        let (child, cmt, digest) = client
-            .fetch_manifest(repo, d)
-            .await
-            .with_context(|| format!("{}@{d}", full(&r)))?;
-        let platform: PlatformSpec =
-            serde_json::from_value(m["platform"].clone()).unwrap_or_default();
-        entries.push(ManifestDescriptor {
-            media_type: cmt,
-            size: child.len() as u64,
-            digest: digest.to_string(),
-            platform,
-        });
-        raws.push(child);
-    }
+        Remote::Image(bytes) => return print_json(&bytes),
+        Remote::List(entries) => entries,
+    };
+    // A remote list, as docker renders it: each entry's image with the platform the list gives
+    // it, in docker's list form.
     if a.verbose {
         let all: Vec<(String, &ManifestDescriptor, &[u8])> = entries
             .iter()
-            .zip(&raws)
             .map(|(d, raw)| (format!("{}@{}", full(&r), d.digest), d, raw.as_ref()))
             .collect();
         return print_verbose_list(&all);
     }
-    let refs: Vec<&ManifestDescriptor> = entries.iter().collect();
+    let refs: Vec<&ManifestDescriptor> = entries.iter().map(|(d, _)| d).collect();
     print_list(&refs)
 }
 
@@ -448,49 +284,18 @@ fn write_out(b: &[u8]) -> Result<()> {
 
 async fn push(a: PushArgs) -> Result<()> {
     let list_ref = parse(&a.list)?;
-    if list_ref.digest().is_some() {
-        bail!("cannot push to a digest reference");
-    }
-    let s = Session::open(a.insecure.then_some(list_ref.registry()))?;
-    let list = load(&s.home, &list_ref)?
-        .ok_or_else(|| anyhow!("No such manifest: {}", full(&list_ref)))?;
-    if list.images.is_empty() {
-        bail!("{} has no images", full(&list_ref));
-    }
-    let client = s.client(&list_ref).await?;
-    let target = list_ref.repository().as_str();
-    // Every image goes into the list's repository by digest first (blobs of another
-    // repository mounted), as docker pushes them, saying so as docker does.
-    for e in &list.images {
-        let (bytes, mt, digest) = client
-            .fetch_manifest(&e.repository, &e.descriptor.digest)
-            .await
-            .with_context(|| e.reference.clone())?;
-        client
-            .copy_manifest(&e.repository, target, &digest, &mt, bytes)
-            .await
-            .with_context(|| format!("copying {} into {target}", e.reference))?;
-        println!(
-            "Pushed ref {}/{target}@{digest} with digest: {digest}",
-            list_ref.registry()
-        );
-    }
-    let entries: Vec<&ManifestDescriptor> = list.images.iter().map(|e| &e.descriptor).collect();
-    let body = list_json(&entries)?;
-    let digest = Digest::sha256_of(&body);
-    client
-        .put_manifest(
-            target,
-            &list_ref.target(),
-            media_type::DOCKER_MANIFEST_LIST,
-            Bytes::from(body),
-        )
-        .await
-        .with_context(|| format!("pushing {}", full(&list_ref)))?;
+    let s = session(a.insecure.then_some(list_ref.registry()))?;
+    let target = list_ref.repository().as_str().to_owned();
+    // Every image goes into the list's repository by digest first, said as docker says it.
+    let digest = s
+        .push(&list_ref, a.purge, |digest| {
+            println!(
+                "Pushed ref {}/{target}@{digest} with digest: {digest}",
+                list_ref.registry()
+            );
+        })
+        .await?;
     println!("{digest}");
-    if a.purge {
-        remove(&s.home, &list_ref)?;
-    }
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use hoist_client::RegistryClient;
+use hoist_client::{ClientOptions, DockerConfig, Endpoints, RegistryClient};
 use hoist_oci::{Digest, Reference, media_type};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -263,6 +263,277 @@ pub fn remove(home: &Path, r: &Reference) -> Result<()> {
             bail!("No such manifest: {}", full(r))
         }
         Err(e) => Err(e).with_ctx(|| format!("removing {}", p.display())),
+    }
+}
+
+/// A reference as the manifest commands take it.
+pub fn parse(s: &str) -> Result<Reference> {
+    Reference::parse(s).with_ctx(|| format!("invalid reference format: {s}"))
+}
+
+/// What `manifest annotate` changes in an entry's platform (unset: kept).
+#[derive(Default)]
+pub struct PlatformEdit {
+    pub os: Option<String>,
+    pub arch: Option<String>,
+    pub variant: Option<String>,
+    pub os_version: Option<String>,
+    /// Empty: kept.
+    pub os_features: Vec<String>,
+}
+
+/// The os/arch pairs docker's `manifest annotate` accepts (Go's ports).
+fn valid_os_arch(os: &str, arch: &str) -> bool {
+    const PAIRS: &[(&str, &[&str])] = &[
+        ("aix", &["ppc64"]),
+        ("android", &["386", "amd64", "arm", "arm64"]),
+        ("darwin", &["386", "amd64", "arm", "arm64"]),
+        ("dragonfly", &["amd64"]),
+        ("freebsd", &["386", "amd64", "arm", "arm64"]),
+        ("illumos", &["amd64"]),
+        ("ios", &["arm64"]),
+        ("js", &["wasm"]),
+        (
+            "linux",
+            &[
+                "386", "amd64", "arm", "arm64", "loong64", "ppc64", "ppc64le", "mips", "mipsle",
+                "mips64", "mips64le", "riscv64", "s390x",
+            ],
+        ),
+        ("netbsd", &["386", "amd64", "arm", "arm64"]),
+        ("openbsd", &["386", "amd64", "arm", "arm64", "mips64"]),
+        ("plan9", &["386", "amd64", "arm"]),
+        ("solaris", &["amd64"]),
+        ("windows", &["386", "amd64", "arm", "arm64"]),
+    ];
+    PAIRS
+        .iter()
+        .any(|(o, archs)| *o == os && archs.contains(&arch))
+}
+
+/// `manifest annotate`: edits the platform of `image`'s entry in the local list `list_ref`.
+pub fn annotate(
+    home: &Path,
+    list_ref: &Reference,
+    image: &Reference,
+    edit: PlatformEdit,
+) -> Result<()> {
+    let mut list = load(home, list_ref)?.or_invalid(|| {
+        format!(
+            "No such manifest: {}: create it with `hoist manifest create`",
+            full(list_ref)
+        )
+    })?;
+    let want = full(image);
+    let reference = list.reference.clone();
+    let entry = list
+        .images
+        .iter_mut()
+        .find(|e| e.reference == want)
+        .or_invalid(|| format!("manifest for image {want} does not exist in {reference}"))?;
+    let p = &mut entry.descriptor.platform;
+    if let Some(os) = edit.os {
+        p.os = os;
+    }
+    if let Some(arch) = edit.arch {
+        p.architecture = arch;
+    }
+    if let Some(v) = edit.variant {
+        p.variant = v;
+    }
+    if let Some(v) = edit.os_version {
+        p.os_version = v;
+    }
+    if !edit.os_features.is_empty() {
+        p.os_features = edit.os_features;
+    }
+    // docker's check: a known os/arch pair (`go tool dist list`'s), else a warning-free refusal.
+    if !valid_os_arch(&p.os, &p.architecture) {
+        bail!(
+            "manifest entry for image has unsupported os/arch combination: {}/{}",
+            p.os,
+            p.architecture
+        );
+    }
+    save(home, list_ref, &list)
+}
+
+/// A manifest as a registry serves it, for `manifest inspect`.
+pub enum Remote {
+    /// One image: its manifest.
+    Image(Bytes),
+    /// A list: each entry's descriptor (with the platform the list gives it) and manifest.
+    List(Vec<(ManifestDescriptor, Bytes)>),
+}
+
+/// The registry side of the manifest commands: endpoints and credentials of `$HOIST_HOME`.
+pub struct Session {
+    pub home: PathBuf,
+    endpoints: Endpoints,
+    config: DockerConfig,
+}
+
+impl Session {
+    /// The endpoints of `home`; `insecure_host` is also spoken to over plain HTTP.
+    pub fn open(home: PathBuf, insecure_host: Option<&str>) -> Result<Session> {
+        let mut endpoints = crate::transfer::endpoints(&[], &home)?;
+        if let Some(h) = insecure_host {
+            endpoints = endpoints
+                .with_insecure([h])
+                .ctx("invalid insecure registry")?;
+        }
+        let config = DockerConfig::from_env().ctx("reading the docker config")?;
+        Ok(Session {
+            home,
+            endpoints,
+            config,
+        })
+    }
+
+    pub async fn client(&self, r: &Reference) -> Result<RegistryClient> {
+        RegistryClient::connect(
+            r.registry(),
+            &self.endpoints,
+            &self.config,
+            ClientOptions::default(),
+        )
+        .await
+        .with_ctx(|| format!("connecting to {}", r.registry()))
+    }
+
+    /// `manifest create`: the local list `list_ref` of `images` (of its registry, as the user
+    /// named them), each described from the registry; with `amend` an existing list keeps its
+    /// other entries.
+    pub async fn create(&self, list_ref: &Reference, images: &[String], amend: bool) -> Result<()> {
+        let existing = load(&self.home, list_ref)?;
+        if existing.is_some() && !amend {
+            bail!(
+                "refusing to amend an existing manifest list with no --amend flag: {}",
+                full(list_ref)
+            );
+        }
+        let mut list = existing.unwrap_or_default();
+        list.reference = full(list_ref);
+        let client = self.client(list_ref).await?;
+        for name in images {
+            let r = &parse(name)?;
+            if r.registry() != list_ref.registry() {
+                bail!(
+                    "cannot use source images from a different registry than the target image: {} != {}",
+                    r.registry(),
+                    list_ref.registry()
+                );
+            }
+            let (descriptor, manifest) = describe(&client, r).await?;
+            let entry = LocalImage {
+                reference: full(r),
+                repository: r.repository().as_str().to_owned(),
+                descriptor,
+                manifest: String::from_utf8(manifest.to_vec())
+                    .with_ctx(|| format!("{}: the manifest is not UTF-8", full(r)))?,
+            };
+            // An image named again replaces its entry, as docker's store keeps one file per
+            // image.
+            match list
+                .images
+                .iter_mut()
+                .find(|e| e.reference == entry.reference)
+            {
+                Some(e) => *e = entry,
+                None => list.images.push(entry),
+            }
+        }
+        save(&self.home, list_ref, &list)
+    }
+
+    /// `manifest inspect` of a registry's manifest `r`.
+    pub async fn fetch(&self, r: &Reference) -> Result<Remote> {
+        let client = self.client(r).await?;
+        let repo = r.repository().as_str();
+        let (bytes, mt, _) = client
+            .fetch_manifest(repo, &r.target())
+            .await
+            .map_err(|e| {
+                crate::EngineError::Invalid(format!("no such manifest: {}: {e}", full(r)))
+            })?;
+        if !media_type::is_index(&mt) {
+            return Ok(Remote::Image(bytes));
+        }
+        // Each entry's image fetched (its media type, size and digest checked), with the
+        // platform the list gives it.
+        let v: Value = serde_json::from_slice(&bytes).ctx("decoding the manifest list")?;
+        let mut entries = Vec::new();
+        for m in v["manifests"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let Some(d) = m["digest"].as_str() else {
+                continue;
+            };
+            let (child, cmt, digest) = client
+                .fetch_manifest(repo, d)
+                .await
+                .with_ctx(|| format!("{}@{d}", full(r)))?;
+            let platform: PlatformSpec =
+                serde_json::from_value(m["platform"].clone()).unwrap_or_default();
+            let descriptor = ManifestDescriptor {
+                media_type: cmt,
+                size: child.len() as u64,
+                digest: digest.to_string(),
+                platform,
+            };
+            entries.push((descriptor, child));
+        }
+        Ok(Remote::List(entries))
+    }
+
+    /// `manifest push`: every image of the local list into the list's repository by digest
+    /// (blobs of another repository mounted; `pushed` is told each one's digest), then the
+    /// list. Returns the list's digest; with `purge` the local list is removed after.
+    pub async fn push(
+        &self,
+        list_ref: &Reference,
+        purge: bool,
+        mut pushed: impl FnMut(&Digest),
+    ) -> Result<Digest> {
+        if list_ref.digest().is_some() {
+            bail!("cannot push to a digest reference");
+        }
+        let list = load(&self.home, list_ref)?
+            .or_invalid(|| format!("No such manifest: {}", full(list_ref)))?;
+        if list.images.is_empty() {
+            bail!("{} has no images", full(list_ref));
+        }
+        let client = self.client(list_ref).await?;
+        let target = list_ref.repository().as_str();
+        for e in &list.images {
+            let (bytes, mt, digest) = client
+                .fetch_manifest(&e.repository, &e.descriptor.digest)
+                .await
+                .with_ctx(|| e.reference.clone())?;
+            client
+                .copy_manifest(&e.repository, target, &digest, &mt, bytes)
+                .await
+                .with_ctx(|| format!("copying {} into {target}", e.reference))?;
+            pushed(&digest);
+        }
+        let entries: Vec<&ManifestDescriptor> = list.images.iter().map(|e| &e.descriptor).collect();
+        let body = list_json(&entries)?;
+        let digest = Digest::sha256_of(&body);
+        client
+            .put_manifest(
+                target,
+                &list_ref.target(),
+                media_type::DOCKER_MANIFEST_LIST,
+                Bytes::from(body),
+            )
+            .await
+            .with_ctx(|| format!("pushing {}", full(list_ref)))?;
+        if purge {
+            remove(&self.home, list_ref)?;
+        }
+        Ok(digest)
     }
 }
 
