@@ -7,6 +7,7 @@ pub mod confined;
 pub mod container;
 pub mod exec;
 pub mod layers;
+pub mod net;
 pub mod rootfs;
 pub mod spec;
 pub mod unpack;

@@ -1,0 +1,441 @@
+//! The networks of a host, one JSON file each under `$HOIST_HOME/networks/`, with their
+//! endpoints (the containers on them, each with its address and published ports). Every change
+//! is made under one lock (`networks/.lock`) and written whole (a temporary file renamed over
+//! the old one), so a reader — the DNS server of a network — never sees half a file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::{NetError, PortMapping, ipam};
+
+/// The default network's name (docker's) and its bridge.
+pub const DEFAULT_NETWORK: &str = "bridge";
+pub const DEFAULT_BRIDGE: &str = "hoist0";
+/// Names that are modes, not networks.
+pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// No route out: no default route in the containers and no NAT.
+    pub internal: bool,
+    /// The bridge device.
+    pub bridge: String,
+    pub created: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Containers resolve each other by name (user-defined networks; not the default bridge,
+    /// as in docker).
+    pub dns: bool,
+    /// By container id.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, Endpoint>,
+    /// The address given out last (the allocator goes on after it).
+    #[serde(default)]
+    pub last_ip: Option<Ipv4Addr>,
+}
+
+/// A container on a network.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    pub container: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    /// The host end of its veth.
+    pub host_veth: String,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+}
+
+impl Network {
+    /// The addresses in use: the containers' and the gateway.
+    pub fn used(&self) -> BTreeSet<Ipv4Addr> {
+        self.endpoints.values().map(|e| e.ip).collect()
+    }
+
+    /// The addresses a name resolves to on this network: a container's name, alias, or id (its
+    /// first 12 characters or more), as docker's embedded DNS answers.
+    pub fn resolve(&self, name: &str) -> Vec<Ipv4Addr> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.endpoints
+            .values()
+            .filter(|e| {
+                e.name.eq_ignore_ascii_case(&name)
+                    || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(&name))
+                    || (name.len() >= 12 && e.container.starts_with(&name))
+            })
+            .map(|e| e.ip)
+            .collect()
+    }
+
+    /// The container name of an address (for reverse lookups).
+    pub fn name_of(&self, ip: Ipv4Addr) -> Option<&str> {
+        self.endpoints
+            .values()
+            .find(|e| e.ip == ip)
+            .map(|e| e.name.as_str())
+    }
+}
+
+/// What `network create` asks for.
+#[derive(Default, Debug)]
+pub struct NewNetwork {
+    pub name: String,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+pub struct NetworkStore {
+    dir: PathBuf,
+}
+
+/// The store's lock, held until dropped.
+pub struct Locked(#[allow(dead_code)] File);
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+    let what = what.into();
+    move |source| NetError::Io { what, source }
+}
+
+/// docker's network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn valid_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphanumeric())
+        && c.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+impl NetworkStore {
+    pub fn open(home: &Path) -> Self {
+        NetworkStore {
+            dir: home.join("networks"),
+        }
+    }
+
+    /// Takes the store's lock (every change and every address given out is made under it).
+    pub fn lock(&self) -> Result<Locked, NetError> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(io(format!("creating {}", self.dir.display())))?;
+        let p = self.dir.join(".lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io(format!("opening {}", p.display())))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            NetError::Io {
+                what: format!("locking {}", p.display()),
+                source: e.into(),
+            }
+        })?;
+        Ok(Locked(f))
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Every network, oldest first.
+    pub fn list(&self) -> Result<Vec<Network>, NetError> {
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(format!("reading {}", self.dir.display()))(e)),
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let bytes = match std::fs::read(&p) {
+                Ok(b) => b,
+                // Removed meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(format!("reading {}", p.display()))(e)),
+            };
+            let n: Network = serde_json::from_slice(&bytes).map_err(|source| NetError::Decode {
+                path: p.clone(),
+                source,
+            })?;
+            out.push(n);
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// A network by name, id, or a unique prefix of its id (docker's lookup order).
+    pub fn get(&self, key: &str) -> Result<Network, NetError> {
+        let all = self.list()?;
+        if let Some(n) = all.iter().find(|n| n.name == key || n.id == key) {
+            return Ok(n.clone());
+        }
+        let by_prefix: Vec<&Network> = all.iter().filter(|n| n.id.starts_with(key)).collect();
+        match by_prefix.as_slice() {
+            [n] if !key.is_empty() => Ok((*n).clone()),
+            [] | [_] => Err(NetError::NotFound(format!("network {key} not found"))),
+            _ => Err(NetError::Invalid(format!(
+                "network {key} is ambiguous ({} matches found based on ID prefix)",
+                by_prefix.len()
+            ))),
+        }
+    }
+
+    fn write(&self, n: &Network) -> Result<(), NetError> {
+        let bytes = serde_json::to_vec_pretty(n).expect("a network encodes");
+        let tmp = tempfile::NamedTempFile::new_in(&self.dir)
+            .map_err(io(format!("creating a file in {}", self.dir.display())))?;
+        std::fs::write(tmp.path(), bytes).map_err(io("writing the network"))?;
+        tmp.persist(self.path(&n.id))
+            .map_err(|e| io(format!("writing network {}", n.name))(e.error))?;
+        Ok(())
+    }
+
+    /// Creates a network: a free subnet from the default pools unless one is given (it must
+    /// overlap no other network), its gateway the first address unless given.
+    pub fn create(&self, req: NewNetwork) -> Result<Network, NetError> {
+        let _l = self.lock()?;
+        self.create_locked(req, false)
+    }
+
+    fn create_locked(&self, req: NewNetwork, default: bool) -> Result<Network, NetError> {
+        if !valid_name(&req.name) {
+            return Err(NetError::Invalid(format!(
+                "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                req.name
+            )));
+        }
+        if !default && PREDEFINED.contains(&req.name.as_str()) {
+            return Err(NetError::Invalid(format!(
+                "operation is not permitted on predefined {} network",
+                req.name
+            )));
+        }
+        let all = self.list()?;
+        if all.iter().any(|n| n.name == req.name) {
+            return Err(NetError::Conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
+        }
+        let subnet = match req.subnet {
+            Some(s) => {
+                if let Some(n) = all.iter().find(|n| ipam::overlaps(&n.subnet, &s)) {
+                    return Err(NetError::Conflict(format!(
+                        "invalid pool request: pool {s} overlaps with network {} ({})",
+                        n.name, n.subnet
+                    )));
+                }
+                s
+            }
+            None => {
+                let mut taken: Vec<Ipv4Net> = all.iter().map(|n| n.subnet).collect();
+                taken.extend(ipam::host_routes());
+                ipam::pick_subnet(&taken).ok_or_else(|| {
+                    NetError::Exhausted(
+                        "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into(),
+                    )
+                })?
+            }
+        };
+        let gateway = match req.gateway {
+            Some(g) => {
+                ipam::check_gateway(&subnet, g)?;
+                g
+            }
+            None => ipam::default_gateway(&subnet),
+        };
+        let id = {
+            let u = uuid::Uuid::new_v4().simple().to_string();
+            let v = uuid::Uuid::new_v4().simple().to_string();
+            format!("{u}{v}")
+        };
+        let n = Network {
+            bridge: if default {
+                DEFAULT_BRIDGE.to_owned()
+            } else {
+                format!("hbr-{}", &id[..11])
+            },
+            id,
+            name: req.name,
+            driver: "bridge".into(),
+            subnet,
+            gateway,
+            internal: req.internal,
+            created: hoist_oci::time::rfc3339_nanos(std::time::SystemTime::now()),
+            labels: req.labels,
+            dns: !default,
+            endpoints: BTreeMap::new(),
+            last_ip: None,
+        };
+        self.write(&n)?;
+        Ok(n)
+    }
+
+    /// The default network (`bridge`, device `hoist0`), created on first use.
+    pub fn ensure_default(&self) -> Result<Network, NetError> {
+        let _l = self.lock()?;
+        if let Some(n) = self.list()?.into_iter().find(|n| n.name == DEFAULT_NETWORK) {
+            return Ok(n);
+        }
+        self.create_locked(
+            NewNetwork {
+                name: DEFAULT_NETWORK.into(),
+                ..NewNetwork::default()
+            },
+            true,
+        )
+    }
+
+    /// Removes a network no container is on.
+    pub fn remove(&self, key: &str) -> Result<Network, NetError> {
+        let _l = self.lock()?;
+        let n = self.get(key)?;
+        if n.name == DEFAULT_NETWORK {
+            return Err(NetError::Invalid(format!(
+                "{} is a pre-defined network and cannot be removed",
+                n.name
+            )));
+        }
+        if !n.endpoints.is_empty() {
+            return Err(NetError::Conflict(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                n.name, n.id
+            )));
+        }
+        std::fs::remove_file(self.path(&n.id))
+            .map_err(io(format!("removing network {}", n.name)))?;
+        Ok(n)
+    }
+
+    /// Changes network `key` under the lock and writes it.
+    pub fn update<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut Network) -> Result<R, NetError>,
+    ) -> Result<R, NetError> {
+        let _l = self.lock()?;
+        let mut n = self.get(key)?;
+        let r = f(&mut n)?;
+        self.write(&n)?;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_get_free_subnets_and_unique_names() {
+        let home = tempfile::tempdir().unwrap();
+        let s = NetworkStore::open(home.path());
+        let d = s.ensure_default().unwrap();
+        assert_eq!(
+            (d.name.as_str(), d.bridge.as_str(), d.dns),
+            ("bridge", "hoist0", false)
+        );
+        assert_eq!(s.ensure_default().unwrap().id, d.id);
+        let a = s
+            .create(NewNetwork {
+                name: "a".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(a.dns && a.bridge.starts_with("hbr-") && a.bridge.len() <= 15);
+        assert!(!ipam::overlaps(&a.subnet, &d.subnet));
+        let e = s
+            .create(NewNetwork {
+                name: "a".into(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("already exists"), "{e}");
+        let e = s
+            .create(NewNetwork {
+                name: "b".into(),
+                subnet: Some(a.subnet),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("overlaps with network a"), "{e}");
+        for bad in ["host", "none", "-x", ""] {
+            assert!(
+                s.create(NewNetwork {
+                    name: bad.into(),
+                    ..Default::default()
+                })
+                .is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(s.get(&a.id[..6]).unwrap().name, "a");
+        assert!(s.get("nope").unwrap_err().to_string().contains("not found"));
+        assert_eq!(
+            s.list()
+                .unwrap()
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>(),
+            ["bridge", "a"]
+        );
+    }
+
+    #[test]
+    fn a_network_with_endpoints_is_not_removed() {
+        let home = tempfile::tempdir().unwrap();
+        let s = NetworkStore::open(home.path());
+        let n = s
+            .create(NewNetwork {
+                name: "web".into(),
+                subnet: Some("10.9.0.0/24".parse().unwrap()),
+                ..Default::default()
+            })
+            .unwrap();
+        s.update("web", |n| {
+            n.endpoints.insert(
+                "c1".into(),
+                Endpoint {
+                    container: "c1".repeat(32),
+                    name: "api".into(),
+                    aliases: vec!["backend".into()],
+                    ip: Ipv4Addr::new(10, 9, 0, 2),
+                    mac: String::new(),
+                    host_veth: String::new(),
+                    ports: Vec::new(),
+                },
+            );
+            Ok(())
+        })
+        .unwrap();
+        let e = s.remove("web").unwrap_err().to_string();
+        assert!(e.contains("has active endpoints"), "{e}");
+        let got = s.get("web").unwrap();
+        assert_eq!(got.resolve("API."), [Ipv4Addr::new(10, 9, 0, 2)]);
+        assert_eq!(got.resolve("backend"), [Ipv4Addr::new(10, 9, 0, 2)]);
+        assert_eq!(got.resolve(&"c1".repeat(6)), [Ipv4Addr::new(10, 9, 0, 2)]);
+        assert!(got.resolve("c1c1").is_empty());
+        s.update("web", |n| {
+            n.endpoints.clear();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(s.remove(&n.id).unwrap().name, "web");
+        assert!(s.list().unwrap().is_empty());
+        assert!(s.remove("bridge").is_err());
+    }
+}
