@@ -14,6 +14,7 @@ use crate::home;
 use crate::images_format::{ellipsis, human_size, now_unix, table};
 use crate::run::stores;
 use hoist_engine::Host;
+use hoist_engine::usage::dir_size;
 
 #[derive(Subcommand)]
 pub enum ContainerCommand {
@@ -664,122 +665,6 @@ fn prune(a: PruneArgs) -> Result<()> {
         human_size(reclaimed, 4)
     ));
     print_out(&out)
-}
-
-fn dir_size(p: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(md) = std::fs::symlink_metadata(p) else {
-        return 0;
-    };
-    if !md.is_dir() {
-        return md.size();
-    }
-    std::fs::read_dir(p)
-        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
-        .unwrap_or(0)
-}
-
-/// `system df`'s Containers row: total, running, writable layers' size, stopped ones' size.
-pub fn df_containers_row() -> Result<Vec<String>> {
-    let (_, store, _) = open()?;
-    let all = store.list()?;
-    let running = all.iter().filter(|c| c.state.running()).count();
-    let size: u64 = all.iter().map(|c| dir_size(&c.upper())).sum();
-    let reclaimable: u64 = all
-        .iter()
-        .filter(|c| !c.state.running())
-        .map(|c| dir_size(&c.upper()))
-        .sum();
-    Ok(vec![
-        "Containers".to_owned(),
-        all.len().to_string(),
-        running.to_string(),
-        human_size(size, 4),
-        human_size(reclaimable, 4),
-    ])
-}
-
-/// `system df`'s Local Volumes row: total, in use, size, unused volumes' size.
-pub fn df_volumes_row() -> Result<Vec<String>> {
-    let (_, store, volumes) = open()?;
-    let used = store.volumes_in_use()?;
-    let all = volumes.list()?;
-    let active = all.iter().filter(|v| used.contains_key(&v.name)).count();
-    let size: u64 = all.iter().map(|v| dir_size(&v.mountpoint)).sum();
-    let reclaimable: u64 = all
-        .iter()
-        .filter(|v| !used.contains_key(&v.name))
-        .map(|v| dir_size(&v.mountpoint))
-        .sum();
-    Ok(vec![
-        "Local Volumes".to_owned(),
-        all.len().to_string(),
-        active.to_string(),
-        human_size(size, 4),
-        human_size(reclaimable, 4),
-    ])
-}
-
-/// `system df -v`'s containers table.
-pub fn df_containers_table() -> Result<String> {
-    let (_, store, _) = open()?;
-    let now = now_unix();
-    let rows: Vec<Vec<String>> = store
-        .list()?
-        .iter()
-        .map(|c| {
-            let volumes = c
-                .config
-                .mounts
-                .iter()
-                .filter(|m| m.kind == "volume")
-                .count();
-            vec![
-                c.short_id().to_owned(),
-                c.config.image.clone(),
-                ps_command(c, false),
-                volumes.to_string(),
-                human_size(dir_size(&c.upper()), 3),
-                format!(
-                    "{} ago",
-                    container::human_duration(now - c.config.created_unix)
-                ),
-                c.state.describe(now),
-                c.name().to_owned(),
-            ]
-        })
-        .collect();
-    Ok(table(
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "LOCAL VOLUMES",
-            "SIZE",
-            "CREATED",
-            "STATUS",
-            "NAMES",
-        ],
-        &rows,
-    ))
-}
-
-/// `system df -v`'s volumes table: LINKS is the number of containers using the volume.
-pub fn df_volumes_table() -> Result<String> {
-    let (_, store, volumes) = open()?;
-    let used = store.volumes_in_use()?;
-    let rows: Vec<Vec<String>> = volumes
-        .list()?
-        .iter()
-        .map(|v| {
-            vec![
-                v.name.clone(),
-                used.get(&v.name).map_or(0, |u| u.len()).to_string(),
-                human_size(dir_size(&v.mountpoint), 3),
-            ]
-        })
-        .collect();
-    Ok(table(&["VOLUME NAME", "LINKS", "SIZE"], &rows))
 }
 
 /// `hoist inspect NAME`: the container's JSON, if NAME is a container.

@@ -15,12 +15,14 @@ pub mod copy;
 pub mod error;
 pub mod gc;
 pub mod home;
+pub mod images;
 pub mod manifests;
 pub mod puller;
 pub mod sizes;
 pub mod stats;
 pub mod transfer;
 pub mod transfer_store;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
