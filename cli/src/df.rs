@@ -34,24 +34,16 @@ fn images_row(u: &ImagesUsage) -> Vec<String> {
     row("Images", u.images, u.active, u.size, reclaimable)
 }
 
+/// The Containers and Local Volumes rows: reclaimable what the stopped ones, or the unused ones,
+/// hold.
 fn containers_row(u: &ContainersUsage) -> Vec<String> {
-    row(
-        "Containers",
-        u.containers.len(),
-        u.running,
-        u.size,
-        human_size(u.reclaimable, 4),
-    )
+    let (total, reclaimable) = (u.containers.len(), human_size(u.reclaimable, 4));
+    row("Containers", total, u.running, u.size, reclaimable)
 }
 
 fn volumes_row(u: &VolumesUsage) -> Vec<String> {
-    row(
-        "Local Volumes",
-        u.volumes.len(),
-        u.active,
-        u.size,
-        human_size(u.reclaimable, 4),
-    )
+    let (total, reclaimable) = (u.volumes.len(), human_size(u.reclaimable, 4));
+    row("Local Volumes", total, u.active, u.size, reclaimable)
 }
 
 fn build_cache_row(u: &BuildCacheUsage) -> Vec<String> {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use hoist_engine::Host;
-use hoist_engine::images::{self as engine_images, History, HistoryRow};
+use hoist_engine::images::{self as engine_images, History};
 use hoist_oci::Reference;
 use hoist_storage::images::archive::Format;
 use hoist_storage::images::{ImageStore, ImageSummary, Removed};
@@ -400,31 +400,36 @@ async fn history(a: HistoryArgs) -> Result<()> {
         return print_out(&ids.iter().map(|i| format!("{i}\n")).collect::<String>());
     }
     let now = now_unix();
+    // Each row's cells: IMAGE, CREATED, CREATED BY, SIZE, COMMENT (and the time, for templates).
+    let cells: Vec<([String; 5], Option<i64>)> = entries
+        .iter()
+        .zip(ids)
+        .map(|(r, id)| {
+            let by = r.entry.created_by.clone().unwrap_or_default();
+            let cells = [
+                id,
+                human_ago(r.created, now),
+                if a.no_trunc { by } else { ellipsis(&by, 45) },
+                human_size(r.size, 3),
+                r.entry.comment.clone().unwrap_or_default(),
+            ];
+            (cells, r.created)
+        })
+        .collect();
     let format = crate::format::Format::parse(a.format.as_deref())?;
     if !format.is_default() {
-        let rows: Vec<Value> = entries
+        let rows: Vec<Value> = cells
             .iter()
-            .zip(&ids)
-            .map(
-                |(
-                    HistoryRow {
-                        entry: e,
-                        created,
-                        size,
-                    },
-                    id,
-                )| {
-                    let (created, by) = (*created, e.created_by.clone().unwrap_or_default());
-                    json!({
-                        "ID": id,
-                        "CreatedSince": human_ago(created, now),
-                        "CreatedAt": created.map_or_else(String::new, crate::listing::go_time),
-                        "CreatedBy": if a.no_trunc { by } else { ellipsis(&by, 45) },
-                        "Size": human_size(*size, 3),
-                        "Comment": e.comment.clone().unwrap_or_default(),
-                    })
-                },
-            )
+            .map(|([id, since, by, size, comment], created)| {
+                json!({
+                    "ID": id,
+                    "CreatedSince": since,
+                    "CreatedAt": created.map_or_else(String::new, crate::listing::go_time),
+                    "CreatedBy": by,
+                    "Size": size,
+                    "Comment": comment,
+                })
+            })
             .collect();
         return crate::format::print(
             &format,
@@ -439,33 +444,7 @@ async fn history(a: HistoryArgs) -> Result<()> {
             ],
         );
     }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .zip(ids)
-        .map(
-            |(
-                HistoryRow {
-                    entry: e,
-                    created,
-                    size,
-                },
-                id,
-            )| {
-                let created_by = e.created_by.clone().unwrap_or_default();
-                vec![
-                    id,
-                    human_ago(*created, now),
-                    if a.no_trunc {
-                        created_by
-                    } else {
-                        ellipsis(&created_by, 45)
-                    },
-                    human_size(*size, 3),
-                    e.comment.clone().unwrap_or_default(),
-                ]
-            },
-        )
-        .collect();
+    let rows: Vec<Vec<String>> = cells.into_iter().map(|(c, _)| c.to_vec()).collect();
     print_out(&table(
         &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
         &rows,
