@@ -5,6 +5,8 @@
 //! - [`transfer`]: pull into and push from the local store ([`transfer_store`] is the store as the
 //!   client's sink and source).
 //! - [`gc`]: the cross-store rules of what an unpacked layer is kept for.
+//! - [`images`]: `rmi`, `image prune`, `save`, `load`, `import`, `history`, image `inspect`.
+//! - [`usage`]: `system df`'s measuring.
 //! - [`puller`]: the builder's [`hoist_builder::build::Puller`], in process.
 //!
 //! The cli parses, calls this crate and formats; it opens no store itself.
