@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use hoist_engine::Host;
+use hoist_engine::images::{self as engine_images, History};
 use hoist_oci::Reference;
 use hoist_storage::images::archive::Format;
-use hoist_storage::images::{
-    ImageInspect, ImageStore, Platform, Removed, familiar_repo, parse_change, repo_name,
-};
+use hoist_storage::images::{ImageStore, ImageSummary, Removed};
 use serde_json::{Value, json};
 
 use crate::filter::{Filters, glob};
@@ -76,16 +76,9 @@ pub enum ImageGroup {
 #[derive(Subcommand)]
 pub enum SystemGroup {
     /// Show disk usage
-    Df(DfArgs),
+    Df(crate::df::DfArgs),
     /// Display system-wide information
     Info(crate::sysinfo::InfoArgs),
-}
-
-#[derive(Args)]
-pub struct DfArgs {
-    /// Show detailed information on space usage
-    #[arg(short, long)]
-    verbose: bool,
 }
 
 #[derive(Args)]
@@ -206,11 +199,11 @@ pub struct PruneArgs {
 }
 
 fn reference(s: &str) -> Result<Reference> {
-    Reference::parse(s).with_context(|| format!("invalid image reference {s:?}"))
+    Ok(engine_images::parse_reference(s)?)
 }
 
 async fn open_store() -> Result<ImageStore> {
-    Ok(hoist_engine::Host::from_env()?.images().await?.clone())
+    Ok(Host::from_env()?.images().await?.clone())
 }
 
 pub fn run(cmd: ImageCommand) -> Result<()> {
@@ -229,7 +222,7 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             ImageCommand::Load(a) | ImageCommand::Image(ImageGroup::Load(a)) => load(a).await,
             ImageCommand::Import(a) | ImageCommand::Image(ImageGroup::Import(a)) => import(a).await,
             ImageCommand::Image(ImageGroup::Prune(a)) => prune(a).await,
-            ImageCommand::System(SystemGroup::Df(a)) => df(a).await,
+            ImageCommand::System(SystemGroup::Df(a)) => crate::df::df(a).await,
             ImageCommand::Version(a) => crate::sysinfo::version(&a),
             ImageCommand::Info(a) | ImageCommand::System(SystemGroup::Info(a)) => {
                 crate::sysinfo::info(&a, open_store().await?).await
@@ -248,44 +241,26 @@ async fn tag(a: TagArgs) -> Result<()> {
     Ok(())
 }
 
-/// `REPOSITORY[:TAG]` of `images`: the familiar repository, and the tag only when one was given.
-fn images_filter(s: &str) -> Result<(String, Option<String>)> {
-    let r = reference(s)?;
-    let repo = repo_name(&r).with_context(|| format!("invalid image reference {s:?}"))?;
-    let last = s.rsplit('/').next().unwrap_or(s);
-    let tag = if last.contains(':') && !s.contains('@') {
-        r.tag().map(ToString::to_string)
-    } else {
-        None
-    };
-    Ok((familiar_repo(repo.as_str()), tag))
-}
-
 /// The `images --filter`s (and the REPOSITORY[:TAG] argument) applied to the store's rows.
-async fn filter_images(
-    store: &ImageStore,
-    a: &ImagesArgs,
-) -> Result<Vec<hoist_storage::images::ImageSummary>> {
-    let filter = a.filter.as_deref().map(images_filter).transpose()?;
+async fn filter_images(host: &Host, a: &ImagesArgs) -> Result<Vec<ImageSummary>> {
+    let filter = a
+        .filter
+        .as_deref()
+        .map(engine_images::repo_filter)
+        .transpose()?;
     let filters = Filters::parse(&a.filters, crate::listing::IMAGE_FILTERS)?;
     let dangling = filters.bool("dangling")?;
-    let all = store.list().await.context("listing images")?;
+    let all = host
+        .images()
+        .await?
+        .list()
+        .await
+        .context("listing images")?;
     let created_of = |key: &str| -> Result<Option<i64>> {
-        let Some(name) = filters.values(key).last() else {
-            return Ok(None);
-        };
-        let hex = name.strip_prefix("sha256:").unwrap_or(name);
-        let row = all
-            .iter()
-            .find(|r| {
-                r.id.hex().starts_with(hex) && hex.len() >= 4
-                    || r.tag
-                        .as_ref()
-                        .is_some_and(|t| format!("{}:{t}", r.repository) == *name)
-                    || (r.repository == *name && r.tag.as_deref() == Some("latest"))
-            })
-            .with_context(|| format!("no such image: {name}"))?;
-        Ok(Some(row.created_unix.unwrap_or(0)))
+        match filters.values(key).last() {
+            Some(name) => Ok(Some(engine_images::created_of(&all, name)?)),
+            None => Ok(None),
+        }
     };
     let (before, since) = (created_of("before")?, created_of("since")?);
     let mut rows = Vec::new();
@@ -306,51 +281,25 @@ async fn filter_images(
         if !keep {
             continue;
         }
-        if filters.has("label") {
-            let i = store
-                .inspect(&reference(&row_reference(r))?, &Platform::host())
-                .await
-                .with_context(|| format!("inspecting {name}"))?;
-            if !filters.labels(
-                i.config
-                    .pointer("/config/Labels")
-                    .and_then(Value::as_object),
-            ) {
-                continue;
-            }
+        if filters.has("label") && !filters.labels(host.image_labels(r).await?.as_ref()) {
+            continue;
         }
         rows.push(r.clone());
     }
     Ok(rows)
 }
 
-/// A reference that names exactly this row's image.
-fn row_reference(r: &hoist_storage::images::ImageSummary) -> String {
-    match &r.tag {
-        Some(t) => format!("{}:{t}", r.repository),
-        None => format!("{}@{}", r.repository, r.digest),
-    }
-}
-
 async fn images(a: ImagesArgs) -> Result<()> {
     let format = crate::format::Format::parse(a.format.as_deref())?;
-    let store = open_store().await?;
-    let rows = filter_images(&store, &a).await?;
-    let mut sizes = HashMap::new();
-    if !a.quiet {
-        for r in &rows {
-            if !sizes.contains_key(&r.id) {
-                let size = hoist_engine::sizes::image_size(
-                    &store,
-                    &reference(&row_reference(r))?,
-                    &Platform::host(),
-                )
-                .await?;
-                sizes.insert(r.id.clone(), size);
-            }
-        }
-    }
-    let size_of = |r: &hoist_storage::images::ImageSummary| sizes.get(&r.id).copied().unwrap_or(0);
+    let host = Host::from_env()?;
+    host.images().await?;
+    let rows = filter_images(&host, &a).await?;
+    let sizes = if a.quiet {
+        HashMap::new()
+    } else {
+        host.image_sizes(&rows).await?
+    };
+    let size_of = |r: &ImageSummary| sizes.get(&r.id).copied().unwrap_or(0);
     if !format.is_default() && !a.quiet {
         let now = now_unix();
         let cells: Vec<Value> = rows
@@ -403,7 +352,7 @@ async fn images(a: ImagesArgs) -> Result<()> {
     print_out(&out)
 }
 
-fn print_out(s: &str) -> Result<()> {
+pub(crate) fn print_out(s: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(s.as_bytes())
@@ -411,68 +360,9 @@ fn print_out(s: &str) -> Result<()> {
         .context("writing to stdout")
 }
 
-/// Resolves `name` (a reference, or an image id or unique prefix of one) to a reference.
-async fn image_reference(store: &ImageStore, name: &str) -> Result<Reference> {
-    let hex = name.strip_prefix("sha256:").unwrap_or(name);
-    let looks_like_id = !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    if looks_like_id {
-        let rows = store.list().await.context("listing images")?;
-        let ids: BTreeSet<_> = rows
-            .iter()
-            .filter(|r| r.id.hex().starts_with(hex))
-            .map(|r| r.id.clone())
-            .collect();
-        if ids.len() > 1 {
-            bail!("image id prefix {hex} is ambiguous");
-        }
-        if let Some(row) = rows.iter().find(|r| ids.contains(&r.id)) {
-            let s = match &row.tag {
-                Some(t) => format!("{}:{t}", row.repository),
-                None => format!("{}@{}", row.repository, row.digest),
-            };
-            return reference(&s);
-        }
-    }
-    reference(name).with_context(|| format!("no such image: {name}"))
-}
-
-/// Docker's `inspect` keys, plus hoist's manifest view (`ManifestDigest`, `Layers`, ...).
-fn inspect_json(i: &ImageInspect, size: u64) -> Value {
-    let cfg = &i.config;
-    let mut v = json!({
-        "Id": i.id.to_string(),
-        "RepoTags": i.repo_tags,
-        "RepoDigests": i.repo_digests,
-        "Parent": "",
-        "Comment": cfg.get("comment").cloned().unwrap_or(Value::from("")),
-        "Created": i.created,
-        "Author": cfg.get("author").cloned().unwrap_or(Value::from("")),
-        "Config": cfg.get("config").cloned().unwrap_or(Value::Null),
-        "DockerVersion": cfg.get("docker_version").cloned().unwrap_or(Value::from("")),
-        "Architecture": i.architecture,
-        "Os": i.os,
-        "Size": size,
-        "GraphDriver": {"Name": "overlay2", "Data": Value::Null},
-        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
-        "RootFS": {
-            "Type": cfg.pointer("/rootfs/type").cloned().unwrap_or(Value::from("layers")),
-            "Layers": cfg.pointer("/rootfs/diff_ids").cloned().unwrap_or(json!([])),
-        },
-        "ManifestDigest": i.manifest_digest.to_string(),
-        "IndexDigest": i.index_digest.as_ref().map(ToString::to_string),
-        "MediaType": i.media_type,
-        "Layers": i.layers,
-    });
-    // docker leaves the variant out when there is none.
-    if let Some(variant) = &i.variant {
-        v["Variant"] = json!(variant);
-    }
-    v
-}
-
 async fn inspect(a: InspectArgs) -> Result<()> {
-    let store = open_store().await?;
-    let platform = Platform::host();
+    let host = Host::from_env()?;
+    host.images().await?;
     let mut out = Vec::new();
     for name in &a.images {
         // Like docker: a container of that name first, then an image.
@@ -480,13 +370,7 @@ async fn inspect(a: InspectArgs) -> Result<()> {
             out.push(c);
             continue;
         }
-        let r = image_reference(&store, name).await?;
-        let i = store
-            .inspect(&r, &platform)
-            .await
-            .with_context(|| format!("inspecting {name}"))?;
-        let size = hoist_engine::sizes::image_size(&store, &r, &platform).await?;
-        out.push(inspect_json(&i, size));
+        out.push(host.inspect_image(name).await?);
     }
     let f = crate::format::Format::parse(a.format.as_deref())?;
     if matches!(
@@ -501,30 +385,9 @@ async fn inspect(a: InspectArgs) -> Result<()> {
 }
 
 async fn history(a: HistoryArgs) -> Result<()> {
-    let store = open_store().await?;
-    let platform = Platform::host();
-    let r = image_reference(&store, &a.image).await?;
-    let id = store
-        .image(&r, &platform)
-        .await
-        .and_then(|i| i.id())
-        .with_context(|| format!("reading the history of {}", a.image))?;
-    let entries = store
-        .history(&r, &platform)
-        .await
-        .with_context(|| format!("reading the history of {}", a.image))?;
-    let repo = store
-        .image(&r, &platform)
-        .await
-        .with_context(|| format!("reading the history of {}", a.image))?
-        .repo;
-    let mut sizes = Vec::with_capacity(entries.len());
-    for e in &entries {
-        sizes.push(match &e.layer {
-            Some(l) => hoist_engine::sizes::layer_size(&store, &repo, l).await?,
-            None => 0,
-        });
-    }
+    let host = Host::from_env()?;
+    host.images().await?;
+    let History { id, entries } = host.history(&a.image).await?;
     // Docker shows the image id on the newest row; older rows have no image of their own.
     let ids: Vec<String> = (0..entries.len())
         .map(|i| match i {
@@ -537,25 +400,34 @@ async fn history(a: HistoryArgs) -> Result<()> {
         return print_out(&ids.iter().map(|i| format!("{i}\n")).collect::<String>());
     }
     let now = now_unix();
+    // Each row's cells: IMAGE, CREATED, CREATED BY, SIZE, COMMENT (and the time, for templates).
+    let cells: Vec<([String; 5], Option<i64>)> = entries
+        .iter()
+        .zip(ids)
+        .map(|(r, id)| {
+            let by = r.entry.created_by.clone().unwrap_or_default();
+            let cells = [
+                id,
+                human_ago(r.created, now),
+                if a.no_trunc { by } else { ellipsis(&by, 45) },
+                human_size(r.size, 3),
+                r.entry.comment.clone().unwrap_or_default(),
+            ];
+            (cells, r.created)
+        })
+        .collect();
     let format = crate::format::Format::parse(a.format.as_deref())?;
     if !format.is_default() {
-        let rows: Vec<Value> = entries
+        let rows: Vec<Value> = cells
             .iter()
-            .zip(&ids)
-            .zip(&sizes)
-            .map(|((e, id), size)| {
-                let created = e
-                    .created
-                    .as_deref()
-                    .and_then(hoist_storage::images::parse_rfc3339);
-                let by = e.created_by.clone().unwrap_or_default();
+            .map(|([id, since, by, size, comment], created)| {
                 json!({
                     "ID": id,
-                    "CreatedSince": human_ago(created, now),
+                    "CreatedSince": since,
                     "CreatedAt": created.map_or_else(String::new, crate::listing::go_time),
-                    "CreatedBy": if a.no_trunc { by } else { ellipsis(&by, 45) },
-                    "Size": human_size(*size, 3),
-                    "Comment": e.comment.clone().unwrap_or_default(),
+                    "CreatedBy": by,
+                    "Size": size,
+                    "Comment": comment,
                 })
             })
             .collect();
@@ -572,30 +444,7 @@ async fn history(a: HistoryArgs) -> Result<()> {
             ],
         );
     }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .zip(ids)
-        .zip(sizes)
-        .map(|((e, id), size)| {
-            let created_by = e.created_by.clone().unwrap_or_default();
-            vec![
-                id,
-                human_ago(
-                    e.created
-                        .as_deref()
-                        .and_then(hoist_storage::images::parse_rfc3339),
-                    now,
-                ),
-                if a.no_trunc {
-                    created_by
-                } else {
-                    ellipsis(&created_by, 45)
-                },
-                human_size(size, 3),
-                e.comment.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> = cells.into_iter().map(|(c, _)| c.to_vec()).collect();
     print_out(&table(
         &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
         &rows,
@@ -629,71 +478,13 @@ fn removed_lines(
     out
 }
 
-/// Manifest (or index) digest to image id, for every image in the store.
-async fn image_ids(store: &ImageStore) -> Result<HashMap<hoist_oci::Digest, hoist_oci::Digest>> {
-    Ok(store
-        .list()
-        .await
-        .context("listing images")?
-        .into_iter()
-        .map(|r| (r.digest, r.id))
-        .collect())
-}
-
-/// Refuses (unless forced) to remove the last name of an image a container uses, as docker does.
-async fn check_not_in_use(store: &ImageStore, name: &str) -> Result<()> {
-    let Ok(r) = image_reference(store, name).await else {
-        return Ok(());
-    };
-    let Ok(id) = store
-        .image(&r, &Platform::host())
-        .await
-        .and_then(|i| i.id())
-    else {
-        return Ok(());
-    };
-    let users = hoist_engine::Host::from_env()?.containers_using(&id)?;
-    let Some(user) = users.first() else {
-        return Ok(());
-    };
-    let rows = store.list().await.context("listing images")?;
-    let tags = rows
-        .iter()
-        .filter(|r| r.id == id && r.tag.is_some())
-        .count();
-    let by_id = name.trim_start_matches("sha256:").len() >= 12
-        && id.hex().starts_with(name.trim_start_matches("sha256:"));
-    if tags > 1 && !by_id {
-        return Ok(());
-    }
-    bail!(
-        "conflict: unable to remove {name} (must force) - container {} is using its referenced image {}",
-        &user[..12],
-        short_id(id.hex())
-    )
-}
-
 async fn rmi(a: RmiArgs) -> Result<()> {
-    let store = open_store().await?;
+    let host = Host::from_env()?;
+    host.images().await?;
     let mut failed = None;
     for name in &a.images {
-        let checked = if a.force {
-            Ok(())
-        } else {
-            check_not_in_use(&store, name).await
-        };
-        match checked.map_err(|e| e.context(format!("removing image {name}"))) {
-            Ok(()) => {}
-            Err(e) => {
-                if let Some(prev) = failed.replace(e) {
-                    eprintln!("{}", crate::error_line(&prev));
-                }
-                continue;
-            }
-        }
-        let ids = image_ids(&store).await?;
-        match store.remove(name, a.force).await {
-            Ok(removed) => print_out(&removed_lines(&removed, &ids, "Untagged", "Deleted"))?,
+        match host.remove_image(name, a.force).await {
+            Ok(r) => print_out(&removed_lines(&r.removed, &r.ids, "Untagged", "Deleted"))?,
             Err(e) => {
                 // Like docker: report, go on with the others, fail at the end.
                 if let Some(prev) =
@@ -705,7 +496,6 @@ async fn rmi(a: RmiArgs) -> Result<()> {
         }
     }
     // The unpacked layers only the removed images used.
-    let host = hoist_engine::Host::with_images(home::hoist_home()?, store.clone());
     if let Err(e) = host.collect_layers().await.map_err(anyhow::Error::new) {
         eprintln!("{}", crate::error_line(&e));
     }
@@ -722,37 +512,11 @@ async fn save(a: SaveArgs) -> Result<()> {
         SaveFormat::Docker => Format::DockerArchive,
         SaveFormat::Oci => Format::OciLayout,
     };
-    let store = open_store().await?;
-    let platform = Platform::host();
+    let host = Host::from_env()?;
+    host.images().await?;
     let what = a.images.join(" ");
     match &a.output {
-        Some(path) => {
-            // Unknown images fail before the output is touched.
-            for r in &refs {
-                store
-                    .resolve(r)
-                    .await
-                    .with_context(|| format!("saving {}", r.familiar()))?;
-            }
-            // Only a file this command created is removed on failure (never `/dev/null`).
-            let existed = std::fs::symlink_metadata(path).is_ok();
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            let saved = store
-                .save(&refs, std::io::BufWriter::new(file), format, &platform)
-                .await
-                .with_context(|| format!("saving {what}"))
-                .and_then(|w| {
-                    w.into_inner()
-                        .map_err(|e| e.into_error())
-                        .and_then(|f| f.sync_all())
-                        .with_context(|| format!("writing {}", path.display()))
-                });
-            if saved.is_err() && !existed {
-                let _ = std::fs::remove_file(path);
-            }
-            saved
-        }
+        Some(path) => Ok(host.save_to_file(&refs, path, format, &what).await?),
         None => {
             if std::io::stdout().is_terminal() {
                 bail!(
@@ -760,45 +524,24 @@ async fn save(a: SaveArgs) -> Result<()> {
                 );
             }
             let w = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout());
-            let mut w = store
-                .save(&refs, w, format, &platform)
-                .await
-                .with_context(|| format!("saving {what}"))?;
+            let mut w = host.save_to(&refs, w, format, &what).await?;
             w.flush().context("writing to stdout")
         }
     }
 }
 
 async fn load(a: LoadArgs) -> Result<()> {
-    let store = open_store().await?;
-    let loaded = match &a.input {
-        Some(path) => {
-            let file =
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            store
-                .load(std::io::BufReader::new(file))
-                .await
-                .with_context(|| format!("loading {}", path.display()))?
-        }
-        None => {
-            if std::io::stdin().is_terminal() {
-                bail!(
-                    "requested load from stdin, but stdin is a terminal: use -i FILE or redirect stdin"
-                );
-            }
-            store
-                .load(std::io::stdin())
-                .await
-                .context("loading from stdin")?
-        }
-    };
-    // The unpacked sizes `images` shows, measured now, while the layers are in the page cache.
-    for r in &loaded {
-        if let Err(e) = hoist_engine::sizes::image_size(&store, r, &Platform::host()).await {
-            eprintln!("{}", crate::error_line(&anyhow::Error::new(e)));
-        }
+    let host = Host::from_env()?;
+    host.images().await?;
+    if a.input.is_none() && std::io::stdin().is_terminal() {
+        bail!("requested load from stdin, but stdin is a terminal: use -i FILE or redirect stdin");
+    }
+    let loaded = host.load(a.input.as_deref()).await?;
+    for e in loaded.unmeasured {
+        eprintln!("{}", crate::error_line(&anyhow::Error::new(e)));
     }
     let out: String = loaded
+        .images
         .iter()
         .map(|r| format!("Loaded image: {}\n", r.familiar()))
         .collect();
@@ -807,22 +550,10 @@ async fn load(a: LoadArgs) -> Result<()> {
 
 async fn import(a: ImportArgs) -> Result<()> {
     let r = reference(&a.reference)?;
-    for c in &a.change {
-        parse_change(c).context("parsing --change")?;
-    }
-    let store = open_store().await?;
-    let what = format!("importing {} as {}", a.tarball, a.reference);
-    let imported = if a.tarball == "-" {
-        store.import(std::io::stdin(), &r, &a.change).await
-    } else {
-        let file =
-            std::fs::File::open(&a.tarball).with_context(|| format!("opening {}", a.tarball))?;
-        store
-            .import(std::io::BufReader::new(file), &r, &a.change)
-            .await
-    }
-    .context(what)?;
-    print_out(&format!("{}\n", imported.id))
+    let id = Host::from_env()?
+        .import(&a.tarball, &r, &a.change, &a.reference)
+        .await?;
+    print_out(&format!("{id}\n"))
 }
 
 async fn prune(a: PruneArgs) -> Result<()> {
@@ -842,213 +573,21 @@ async fn prune(a: PruneArgs) -> Result<()> {
             return Ok(());
         }
     }
-    let store = open_store().await?;
-    let in_use = hoist_engine::Host::from_env()?.images_in_use()?;
-    let before = store
-        .disk_usage(&in_use)
-        .await
-        .context("measuring images")?;
-    let ids = image_ids(&store).await?;
-    let report = store
-        .prune(a.all, &in_use)
-        .await
-        .context("pruning images")?;
-    let after = store
-        .disk_usage(&in_use)
-        .await
-        .context("measuring images")?;
+    let report = Host::from_env()?.prune_images(a.all).await?;
     let mut out = String::new();
     if !report.removed.is_empty() {
         out.push_str("Deleted Images:\n");
-        out.push_str(&removed_lines(&report.removed, &ids, "untagged", "deleted"));
+        out.push_str(&removed_lines(
+            &report.removed,
+            &report.ids,
+            "untagged",
+            "deleted",
+        ));
         out.push('\n');
     }
-    // What no image references any more; blobs younger than the collector's grace are freed
-    // from disk by a later collection. The unpacked layers only those images used go now.
-    let host = hoist_engine::Host::with_images(home::hoist_home()?, store.clone());
-    let layers = host.collect_layers().await?;
-    let reclaimed = before.size.saturating_sub(after.size) + layers.as_ref().map_or(0, |l| l.bytes);
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(reclaimed, 4)
+        human_size(report.reclaimed, 4)
     ));
     print_out(&out)
-}
-
-async fn df(a: DfArgs) -> Result<()> {
-    let store = open_store().await?;
-    let in_use = hoist_engine::Host::from_env()?.images_in_use()?;
-    let mut u = store
-        .disk_usage(&in_use)
-        .await
-        .context("measuring images")?;
-    // Unpacked sizes, as docker counts them: each layer once; reclaimable what only images no
-    // container uses hold.
-    let mut used = BTreeSet::new();
-    let mut all = HashMap::new();
-    let mut seen = BTreeSet::new();
-    let list = store.list().await.context("listing images")?;
-    let mut layers_of: HashMap<hoist_oci::Digest, Vec<hoist_oci::Digest>> = HashMap::new();
-    for r in &list {
-        if !seen.insert(r.id.clone()) {
-            continue;
-        }
-        let image = store
-            .image(&reference(&row_reference(r))?, &Platform::host())
-            .await
-            .with_context(|| format!("reading {}", r.repository))?;
-        for l in image.manifest.layers() {
-            let Ok(d) = hoist_oci::Digest::parse(l.digest().as_ref()) else {
-                continue;
-            };
-            if !all.contains_key(&d) {
-                let size = hoist_engine::sizes::layer_size(&store, &image.repo, &d).await?;
-                all.insert(d.clone(), size);
-            }
-            if in_use.contains(&r.id) {
-                used.insert(d.clone());
-            }
-            layers_of.entry(r.id.clone()).or_default().push(d);
-        }
-    }
-    u.size = all.values().sum();
-    u.reclaimable = all
-        .iter()
-        .filter(|(d, _)| !used.contains(*d))
-        .map(|(_, s)| s)
-        .sum();
-    let reclaimable = match (u.reclaimable * 100).checked_div(u.size) {
-        Some(percent) => format!("{} ({percent}%)", human_size(u.reclaimable, 4)),
-        None => human_size(u.reclaimable, 4),
-    };
-    let rows = vec![
-        vec![
-            "Images".to_owned(),
-            u.images.to_string(),
-            u.active.to_string(),
-            human_size(u.size, 4),
-            reclaimable,
-        ],
-        crate::containers::df_containers_row()?,
-        crate::containers::df_volumes_row()?,
-        build_cache_row()?,
-    ];
-    if !a.verbose {
-        return print_out(&table(
-            &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-            &rows,
-        ));
-    }
-    // `-v`: docker's sections. A layer more than one image holds is shared.
-    let mut holders: HashMap<&hoist_oci::Digest, usize> = HashMap::new();
-    for ls in layers_of.values() {
-        for d in ls.iter().collect::<BTreeSet<_>>() {
-            *holders.entry(d).or_default() += 1;
-        }
-    }
-    let now = now_unix();
-    let mut image_rows = Vec::new();
-    for r in &list {
-        let ls = layers_of.get(&r.id).map_or(&[][..], Vec::as_slice);
-        let size: u64 = ls.iter().map(|d| all.get(d).copied().unwrap_or(0)).sum();
-        let shared: u64 = ls
-            .iter()
-            .filter(|d| holders.get(d).is_some_and(|n| *n > 1))
-            .map(|d| all.get(d).copied().unwrap_or(0))
-            .sum();
-        image_rows.push(vec![
-            r.repository.clone(),
-            r.tag.clone().unwrap_or_else(|| "<none>".to_owned()),
-            short_id(r.id.hex()).to_owned(),
-            human_ago(r.created_unix, now),
-            human_size(size, 3),
-            human_size(shared, 4),
-            human_size(size - shared, 4),
-            hoist_engine::Host::from_env()?
-                .containers_using(&r.id)?
-                .len()
-                .to_string(),
-        ]);
-    }
-    let cache = build_cache_row()?;
-    let mut out = String::from("Images space usage:\n\n");
-    out.push_str(&table(
-        &[
-            "REPOSITORY",
-            "TAG",
-            "IMAGE ID",
-            "CREATED",
-            "SIZE",
-            "SHARED SIZE",
-            "UNIQUE SIZE",
-            "CONTAINERS",
-        ],
-        &image_rows,
-    ));
-    out.push_str("\nContainers space usage:\n\n");
-    out.push_str(&crate::containers::df_containers_table()?);
-    out.push_str("\nLocal Volumes space usage:\n\n");
-    out.push_str(&crate::containers::df_volumes_table()?);
-    // Each build cache record as BuildKit's entries are listed (a step's result: "regular").
-    out.push_str(&format!("\nBuild cache usage: {}\n\n", cache[3]));
-    let rows: Vec<Vec<String>> = build_cache_records()?
-        .into_iter()
-        .map(|r| {
-            vec![
-                r.key.chars().take(12).collect(),
-                "regular".to_owned(),
-                human_size(r.size, 4),
-                human_ago(Some(r.created), now),
-                human_ago(Some(r.last_used), now),
-                r.uses.to_string(),
-                r.shared.to_string(),
-            ]
-        })
-        .collect();
-    out.push_str(&table(
-        &[
-            "CACHE ID",
-            "CACHE TYPE",
-            "SIZE",
-            "CREATED",
-            "LAST USED",
-            "USAGE",
-            "SHARED",
-        ],
-        &rows,
-    ));
-    print_out(&out)
-}
-
-/// The build cache's records (none when there is no cache yet).
-fn build_cache_records() -> Result<Vec<hoist_builder::cache::RecordInfo>> {
-    let host = hoist_engine::Host::from_env()?;
-    if !host.builder_dir().exists() {
-        return Ok(Vec::new());
-    }
-    host.build_cache()?
-        .records()
-        .context("listing the build cache")
-}
-
-/// `system df`'s Build Cache row: the build cache's records and the bytes of its blobs (none in
-/// use outside a build, so all reclaimable), as `hoist builder du` counts them.
-fn build_cache_row() -> Result<Vec<String>> {
-    let host = hoist_engine::Host::from_env()?;
-    let (records, bytes) = if host.builder_dir().exists() {
-        let u = host
-            .build_cache()?
-            .usage()
-            .context("measuring the build cache")?;
-        (u.records, u.bytes)
-    } else {
-        (0, 0)
-    };
-    Ok(vec![
-        "Build Cache".to_owned(),
-        records.to_string(),
-        "0".to_owned(),
-        human_size(bytes, 4),
-        human_size(bytes, 4),
-    ])
 }

@@ -6,6 +6,7 @@ mod attach;
 mod build;
 mod containers;
 mod cp;
+mod df;
 mod filter;
 mod format;
 mod home;

@@ -456,7 +456,7 @@ impl Host {
             if c.state.running() || c.state.supervisor.is_some() {
                 continue;
             }
-            reclaimed += crate::inspect::dir_size(&c.upper());
+            reclaimed += crate::usage::dir_size(&c.upper());
             store.remove(&c)?;
             removed.push(c.config.id.clone());
         }

@@ -1,10 +1,10 @@
 //! docker's inspect shapes of the local objects (`docker container inspect`'s JSON), from what
 //! the stores record.
 
-use std::path::Path;
-
 use hoist_runtime::container::{Container, Status};
 use serde_json::{Map, Value, json};
+
+use crate::usage::dir_size;
 
 /// A container's labels: its image's, then its own over them.
 pub fn container_labels(c: &Container) -> Map<String, Value> {
@@ -19,21 +19,6 @@ pub fn container_labels(c: &Container) -> Map<String, Value> {
         labels.insert(k.clone(), Value::String(v.clone()));
     }
     labels
-}
-
-/// The bytes of the files under `p` (a file: its size), as docker's `-s` counts a writable
-/// layer.
-pub fn dir_size(p: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(md) = std::fs::symlink_metadata(p) else {
-        return 0;
-    };
-    if !md.is_dir() {
-        return md.size();
-    }
-    std::fs::read_dir(p)
-        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
-        .unwrap_or(0)
 }
 
 /// docker's `-s` sizes of a container: its writable layer, and that with its image's layers
@@ -312,16 +297,5 @@ mod tests {
         assert_eq!(parse_shm_size("1G"), Some(1 << 30));
         assert_eq!(parse_shm_size("4096"), Some(4096));
         assert_eq!(parse_shm_size("big"), None);
-    }
-
-    #[test]
-    fn a_directory_counts_its_files_once_each() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir(d.path().join("sub")).unwrap();
-        std::fs::write(d.path().join("a"), [0u8; 10]).unwrap();
-        std::fs::write(d.path().join("sub/b"), [0u8; 5]).unwrap();
-        assert_eq!(dir_size(d.path()), 15);
-        assert_eq!(dir_size(&d.path().join("a")), 10);
-        assert_eq!(dir_size(&d.path().join("none")), 0);
     }
 }

@@ -6,6 +6,8 @@
 //!   client's sink and source).
 //! - [`gc`]: the cross-store rules of what an unpacked layer is kept for.
 //! - [`build`]: `hoist build`, from its flags to the stored image and the other outputs.
+//! - [`images`]: `rmi`, `image prune`, `save`, `load`, `import`, `history`, image `inspect`.
+//! - [`usage`]: `system df`'s measuring.
 //! - [`puller`]: the builder's [`hoist_builder::build::Puller`], in process.
 //!
 //! The cli parses, calls this crate and formats; it opens no store itself.
@@ -17,6 +19,7 @@ pub mod copy;
 pub mod error;
 pub mod gc;
 pub mod home;
+pub mod images;
 pub mod inspect;
 pub mod manifests;
 pub mod puller;
@@ -25,6 +28,7 @@ pub mod stats;
 pub mod top;
 pub mod transfer;
 pub mod transfer_store;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
