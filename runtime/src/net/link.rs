@@ -106,6 +106,17 @@ pub fn exists(name: &str) -> Result<bool, NetError> {
     on_host(move |h| async move { Ok(index_of(&h, &name).await?.is_some()) })
 }
 
+/// Sets the link `name` up.
+pub fn set_up(name: &str) -> Result<(), NetError> {
+    let name = name.to_owned();
+    on_host(move |h| async move {
+        let i = index_of(&h, &name)
+            .await?
+            .ok_or_else(|| NetError::NotFound(format!("link {name}")))?;
+        up(&h, i, &name).await
+    })
+}
+
 /// The bridge `name` with address `gateway/prefix`, up (created when missing).
 pub fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
     let name = bridge.to_owned();

@@ -2,6 +2,7 @@
 //! containers on them ([`store`]), named network namespaces ([`netns`]), and the links made
 //! through netlink ([`link`]).
 
+pub mod firewall;
 pub mod ipam;
 pub mod link;
 pub mod netns;
@@ -43,6 +44,9 @@ pub enum NetError {
     Conflict(String),
     #[error("{0}")]
     Exhausted(String),
+    /// `nft` refused the rules, or is missing.
+    #[error("{0}")]
+    Firewall(String),
 }
 
 /// A published port: `host_ip:host_port` on the host to `container_port` of the container's
