@@ -1,7 +1,7 @@
-//! The firewall: one nftables table, `ip hoist`, owned by hoist and rebuilt whole from the
-//! network records on every change (one atomic `nft` transaction: the table flushed and filled
-//! again), so what a crash left behind is gone at the next change, and removing the table
-//! removes every rule hoist made. netavark keeps its rules the same way.
+//! The firewall: one nftables table per network, `ip hoist-<id>`, owned by hoist and rebuilt
+//! whole from the network's record on every change (one atomic `nft` transaction: the table
+//! deleted and made again), so what a crash left behind is gone at the next change, and
+//! removing the table removes every rule of the network. netavark keeps its rules the same way.
 //!
 //! - `prerouting`/`output` (nat): traffic for a local address jumps to `ports`, where each
 //!   published port is a DNAT to its container's address. The `output` hook covers the host's
@@ -9,7 +9,7 @@
 //!   `postrouting` masquerades loopback sources leaving through a bridge so the replies return.
 //! - `postrouting` (nat): masquerade of what leaves a network that is not internal.
 //! - `forward` (filter): an internal network reaches nothing beyond its bridge; networks do not
-//!   reach each other (docker's isolation).
+//!   reach each other's bridges (docker's isolation).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -18,7 +18,7 @@ use ipnet::Ipv4Net;
 use nftables::batch::Batch;
 use nftables::expr::{
     Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
-    Prefix, SetItem,
+    Prefix,
 };
 use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{JumpTarget, Match, NAT, Operator, Statement};
@@ -27,7 +27,13 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use super::NetError;
 use super::store::Network;
 
-pub const TABLE: &str = "hoist";
+/// The bridges of hoist's networks, for isolation: the default `hoistN`s and the `hbr-`s.
+const BRIDGES: [&str; 2] = ["hoist*", "hbr-*"];
+
+/// The table of network `n`.
+pub fn table_name(n: &Network) -> String {
+    format!("hoist-{}", &n.id[..n.id.len().min(12)])
+}
 
 fn s(v: impl Into<String>) -> Expression<'static> {
     Expression::String(Cow::Owned(v.into()))
@@ -69,15 +75,6 @@ fn prefix(net: &Ipv4Net) -> Expression<'static> {
     }))
 }
 
-fn set_of(items: &[String]) -> Expression<'static> {
-    Expression::Named(NamedExpression::Set(
-        items
-            .iter()
-            .map(|i| SetItem::Element(s(i.clone())))
-            .collect(),
-    ))
-}
-
 fn local_daddr() -> Statement<'static> {
     is(
         Expression::Named(NamedExpression::Fib(Fib {
@@ -88,10 +85,14 @@ fn local_daddr() -> Statement<'static> {
     )
 }
 
-fn chain(name: &'static str, base: Option<(NfChainType, NfHook, i32)>) -> NfListObject<'static> {
+fn chain(
+    table: &str,
+    name: &'static str,
+    base: Option<(NfChainType, NfHook, i32)>,
+) -> NfListObject<'static> {
     NfListObject::Chain(Chain {
         family: NfFamily::IP,
-        table: Cow::Borrowed(TABLE),
+        table: Cow::Owned(table.to_owned()),
         name: Cow::Borrowed(name),
         _type: base.map(|b| b.0),
         hook: base.map(|b| b.1),
@@ -102,13 +103,14 @@ fn chain(name: &'static str, base: Option<(NfChainType, NfHook, i32)>) -> NfList
 }
 
 fn rule(
+    table: &str,
     chain: &'static str,
     expr: Vec<Statement<'static>>,
     comment: Option<String>,
 ) -> NfListObject<'static> {
     NfListObject::Rule(Rule {
         family: NfFamily::IP,
-        table: Cow::Borrowed(TABLE),
+        table: Cow::Owned(table.to_owned()),
         chain: Cow::Borrowed(chain),
         expr: Cow::Owned(expr),
         handle: None,
@@ -117,128 +119,129 @@ fn rule(
     })
 }
 
-fn table() -> NfListObject<'static> {
+fn table(name: &str) -> NfListObject<'static> {
     NfListObject::Table(Table {
         family: NfFamily::IP,
-        name: Cow::Borrowed(TABLE),
+        name: Cow::Owned(name.to_owned()),
         handle: None,
     })
 }
 
-/// The whole table for `networks`: one transaction that creates the table if missing,
-/// empties it and fills it again.
-pub fn ruleset(networks: &[Network]) -> Nftables<'static> {
+/// The whole table of network `n`: one transaction that makes it again from nothing.
+pub fn ruleset(n: &Network) -> Nftables<'static> {
+    let t = table_name(n);
+    let t = t.as_str();
     let mut b = Batch::new();
-    b.add(table());
-    b.delete(table());
-    b.add(table());
+    // Adding first makes the delete succeed when there is no table yet.
+    b.add(table(t));
+    b.delete(table(t));
+    b.add(table(t));
     b.add(chain(
+        t,
         "prerouting",
         Some((NfChainType::NAT, NfHook::Prerouting, -100)),
     ));
     b.add(chain(
+        t,
         "output",
         Some((NfChainType::NAT, NfHook::Output, -100)),
     ));
     b.add(chain(
+        t,
         "postrouting",
         Some((NfChainType::NAT, NfHook::Postrouting, 100)),
     ));
     b.add(chain(
+        t,
         "forward",
         Some((NfChainType::Filter, NfHook::Forward, 0)),
     ));
-    b.add(chain("ports", None));
+    b.add(chain(t, "ports", None));
     let jump = || {
         Statement::Jump(JumpTarget {
             target: Cow::Borrowed("ports"),
         })
     };
-    b.add(rule("prerouting", vec![local_daddr(), jump()], None));
-    b.add(rule("output", vec![local_daddr(), jump()], None));
-    let bridges: Vec<String> = networks.iter().map(|n| n.bridge.clone()).collect();
-    for n in networks {
-        let br = || s(n.bridge.clone());
-        let others: Vec<String> = bridges
-            .iter()
-            .filter(|b| **b != n.bridge)
-            .cloned()
-            .collect();
-        if n.internal {
+    b.add(rule(t, "prerouting", vec![local_daddr(), jump()], None));
+    b.add(rule(t, "output", vec![local_daddr(), jump()], None));
+    let br = || s(n.bridge.clone());
+    if n.internal {
+        for (a, z) in [
+            (MetaKey::Iifname, MetaKey::Oifname),
+            (MetaKey::Oifname, MetaKey::Iifname),
+        ] {
             b.add(rule(
+                t,
                 "forward",
                 vec![
-                    is(meta(MetaKey::Iifname), br()),
-                    is_not(meta(MetaKey::Oifname), br()),
+                    is(meta(a), br()),
+                    is_not(meta(z), br()),
                     Statement::Drop(None),
                 ],
-                Some(format!("internal network {}", n.name)),
-            ));
-            b.add(rule(
-                "forward",
-                vec![
-                    is(meta(MetaKey::Oifname), br()),
-                    is_not(meta(MetaKey::Iifname), br()),
-                    Statement::Drop(None),
-                ],
-                Some(format!("internal network {}", n.name)),
-            ));
-        } else {
-            b.add(rule(
-                "postrouting",
-                vec![
-                    is(field("ip", "saddr"), prefix(&n.subnet)),
-                    is_not(meta(MetaKey::Oifname), br()),
-                    Statement::Masquerade(None),
-                ],
-                Some(format!("network {}", n.name)),
+                Some("internal network".into()),
             ));
         }
-        if !others.is_empty() {
-            b.add(rule(
-                "forward",
-                vec![
-                    is(meta(MetaKey::Iifname), br()),
-                    is(meta(MetaKey::Oifname), set_of(&others)),
-                    Statement::Drop(None),
-                ],
-                Some(format!("isolation of network {}", n.name)),
-            ));
-        }
+    } else {
         b.add(rule(
+            t,
             "postrouting",
             vec![
-                is(meta(MetaKey::Oifname), br()),
-                is(
-                    field("ip", "saddr"),
-                    prefix(&"127.0.0.0/8".parse().expect("cidr")),
-                ),
+                is(field("ip", "saddr"), prefix(&n.subnet)),
+                is_not(meta(MetaKey::Oifname), br()),
                 Statement::Masquerade(None),
             ],
-            Some(format!(
-                "published ports of network {} on 127.0.0.1",
-                n.name
-            )),
+            None,
         ));
-        for e in n.endpoints.values() {
-            for p in &e.ports {
-                let mut expr = Vec::new();
-                if let Some(ip) = p.host_ip {
-                    expr.push(is(field("ip", "daddr"), s(ip.to_string())));
-                }
-                let proto: &'static str = if p.protocol == "udp" { "udp" } else { "tcp" };
-                expr.push(is(
-                    field(proto, "dport"),
-                    Expression::Number(u32::from(p.host_port)),
-                ));
-                expr.push(Statement::DNAT(Some(NAT {
-                    addr: Some(s(e.ip.to_string())),
-                    family: None,
-                    port: Some(Expression::Number(u32::from(p.container_port))),
-                    flags: None,
-                })));
-                b.add(rule("ports", expr, Some(format!("container {}", e.name))));
+    }
+    for other in BRIDGES {
+        b.add(rule(
+            t,
+            "forward",
+            vec![
+                is(meta(MetaKey::Iifname), br()),
+                is_not(meta(MetaKey::Oifname), br()),
+                is(meta(MetaKey::Oifname), s(other)),
+                Statement::Drop(None),
+            ],
+            Some("isolation from other networks".into()),
+        ));
+    }
+    b.add(rule(
+        t,
+        "postrouting",
+        vec![
+            is(meta(MetaKey::Oifname), br()),
+            is(
+                field("ip", "saddr"),
+                prefix(&"127.0.0.0/8".parse().expect("cidr")),
+            ),
+            Statement::Masquerade(None),
+        ],
+        Some("published ports on 127.0.0.1".into()),
+    ));
+    for e in n.endpoints.values() {
+        for p in &e.ports {
+            let mut expr = Vec::new();
+            if let Some(ip) = p.host_ip {
+                expr.push(is(field("ip", "daddr"), s(ip.to_string())));
             }
+            let proto: &'static str = if p.protocol == "udp" { "udp" } else { "tcp" };
+            expr.push(is(
+                field(proto, "dport"),
+                Expression::Number(u32::from(p.host_port)),
+            ));
+            expr.push(Statement::DNAT(Some(NAT {
+                addr: Some(s(e.ip.to_string())),
+                family: None,
+                port: Some(Expression::Number(u32::from(p.container_port))),
+                flags: None,
+            })));
+            b.add(rule(
+                t,
+                "ports",
+                expr,
+                Some(format!("container {}", e.name)),
+            ));
         }
     }
     b.to_nftables()
@@ -248,21 +251,17 @@ fn nft_error(what: &str) -> impl FnOnce(nftables::helper::NftablesError) -> NetE
     move |e| NetError::Firewall(format!("{what}: {e}"))
 }
 
-/// Makes the table match `networks` (none: the table is removed).
-pub fn apply(networks: &[Network]) -> Result<(), NetError> {
-    if networks.is_empty() {
-        return remove();
-    }
-    nftables::helper::apply_ruleset(&ruleset(networks))
-        .map_err(nft_error("applying the firewall rules"))
+/// Makes the table of `n` match its record.
+pub fn apply(n: &Network) -> Result<(), NetError> {
+    nftables::helper::apply_ruleset(&ruleset(n)).map_err(nft_error("applying the firewall rules"))
 }
 
-/// Removes hoist's table (missing: nothing to do).
-pub fn remove() -> Result<(), NetError> {
+/// Removes the table of `n` (missing: nothing to do).
+pub fn remove(n: &Network) -> Result<(), NetError> {
+    let t = table_name(n);
     let mut b = Batch::new();
-    // Adding first makes the delete succeed when there is no table.
-    b.add(table());
-    b.delete(table());
+    b.add(table(&t));
+    b.delete(table(&t));
     nftables::helper::apply_ruleset(&b.to_nftables())
         .map_err(nft_error("removing the firewall rules"))
 }

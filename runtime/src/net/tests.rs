@@ -235,12 +235,12 @@ fn published_ports_reach_the_container_from_localhost_and_from_another_host_and_
             cip,
             vec![port(None, 18080), port(Some([127, 0, 0, 1]), 18081)],
         );
-        super::firewall::apply(std::slice::from_ref(&net)).unwrap();
+        super::firewall::apply(&net).unwrap();
         // Applying again replaces, not adds.
-        super::firewall::apply(std::slice::from_ref(&net)).unwrap();
+        super::firewall::apply(&net).unwrap();
         let listing = String::from_utf8(
             std::process::Command::new("nft")
-                .args(["list", "table", "ip", "hoist"])
+                .args(["list", "table", "ip", &super::firewall::table_name(&net)])
                 .output()
                 .unwrap()
                 .stdout,
@@ -290,11 +290,11 @@ fn published_ports_reach_the_container_from_localhost_and_from_another_host_and_
 
         // An internal network reaches nothing beyond its bridge, and is not masqueraded.
         let internal = network_with("fw", "hbfw0", "10.210.0.0/24", true, cip, Vec::new());
-        super::firewall::apply(std::slice::from_ref(&internal)).unwrap();
+        super::firewall::apply(&internal).unwrap();
         assert!(fetch(Some(&c_ns), "10.211.0.2:7000".parse().unwrap()).is_err());
 
-        super::firewall::remove().unwrap();
-        super::firewall::remove().unwrap();
+        super::firewall::remove(&net).unwrap();
+        super::firewall::remove(&net).unwrap();
         let out = std::process::Command::new("nft")
             .args(["list", "tables"])
             .output()
