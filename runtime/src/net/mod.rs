@@ -6,6 +6,7 @@ pub mod firewall;
 pub mod ipam;
 pub mod link;
 pub mod netns;
+pub mod sandbox;
 pub mod store;
 #[cfg(test)]
 mod tests;

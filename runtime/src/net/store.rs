@@ -13,9 +13,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{NetError, PortMapping, ipam};
 
-/// The default network's name (docker's) and its bridge.
+/// The default network's name (docker's).
 pub const DEFAULT_NETWORK: &str = "bridge";
+/// The default network's bridge on the system home (`/var/lib/hoist`); other homes get a
+/// bridge named after their path, so two homes on one host never share one.
 pub const DEFAULT_BRIDGE: &str = "hoist0";
+const SYSTEM_HOME: &str = "/var/lib/hoist";
+/// Held while a subnet is picked and its bridge made: the host's routes are the other homes'
+/// record of what is taken.
+const HOST_LOCK: &str = "/run/hoist/networks.lock";
 /// Names that are modes, not networks.
 pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
 
@@ -101,6 +107,7 @@ pub struct NewNetwork {
 
 pub struct NetworkStore {
     dir: PathBuf,
+    default_bridge: String,
 }
 
 /// The store's lock, held until dropped.
@@ -118,31 +125,45 @@ pub fn valid_name(s: &str) -> bool {
         && c.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
+/// An exclusive lock on the file `p` (made in `dir`), held until dropped.
+fn lock_file(dir: &Path, p: &Path) -> Result<Locked, NetError> {
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .map_err(io(format!("opening {}", p.display())))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| NetError::Io {
+        what: format!("locking {}", p.display()),
+        source: e.into(),
+    })?;
+    Ok(Locked(f))
+}
+
+fn host_lock() -> Result<Locked, NetError> {
+    let p = Path::new(HOST_LOCK);
+    lock_file(p.parent().unwrap_or(Path::new("/")), p)
+}
+
 impl NetworkStore {
     pub fn open(home: &Path) -> Self {
+        let default_bridge = if home == Path::new(SYSTEM_HOME) {
+            DEFAULT_BRIDGE.to_owned()
+        } else {
+            let path = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
+            let d = hoist_oci::Digest::sha256_of(path.as_os_str().as_encoded_bytes());
+            format!("hoist{}", &d.hex()[..10])
+        };
         NetworkStore {
             dir: home.join("networks"),
+            default_bridge,
         }
     }
 
     /// Takes the store's lock (every change and every address given out is made under it).
     pub fn lock(&self) -> Result<Locked, NetError> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(io(format!("creating {}", self.dir.display())))?;
-        let p = self.dir.join(".lock");
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(io(format!("opening {}", p.display())))?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
-            NetError::Io {
-                what: format!("locking {}", p.display()),
-                source: e.into(),
-            }
-        })?;
-        Ok(Locked(f))
+        lock_file(&self.dir, &self.dir.join(".lock"))
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -209,7 +230,24 @@ impl NetworkStore {
     /// overlap no other network), its gateway the first address unless given.
     pub fn create(&self, req: NewNetwork) -> Result<Network, NetError> {
         let _l = self.lock()?;
-        self.create_locked(req, false)
+        let _h = host_lock()?;
+        let n = self.create_locked(req, false)?;
+        if let Err(e) = super::link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len()) {
+            let _ = std::fs::remove_file(self.path(&n.id));
+            return Err(e);
+        }
+        Ok(n)
+    }
+
+    /// A free subnet: none of this home's other networks, none of the host's routes.
+    fn free_subnet(&self, others: &[Network]) -> Result<Ipv4Net, NetError> {
+        let mut taken: Vec<Ipv4Net> = others.iter().map(|n| n.subnet).collect();
+        taken.extend(ipam::host_routes());
+        ipam::pick_subnet(&taken).ok_or_else(|| {
+            NetError::Exhausted(
+                "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into(),
+            )
+        })
     }
 
     fn create_locked(&self, req: NewNetwork, default: bool) -> Result<Network, NetError> {
@@ -242,15 +280,7 @@ impl NetworkStore {
                 }
                 s
             }
-            None => {
-                let mut taken: Vec<Ipv4Net> = all.iter().map(|n| n.subnet).collect();
-                taken.extend(ipam::host_routes());
-                ipam::pick_subnet(&taken).ok_or_else(|| {
-                    NetError::Exhausted(
-                        "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into(),
-                    )
-                })?
-            }
+            None => self.free_subnet(&all)?,
         };
         let gateway = match req.gateway {
             Some(g) => {
@@ -266,7 +296,7 @@ impl NetworkStore {
         };
         let n = Network {
             bridge: if default {
-                DEFAULT_BRIDGE.to_owned()
+                self.default_bridge.clone()
             } else {
                 format!("hbr-{}", &id[..11])
             },
@@ -286,19 +316,36 @@ impl NetworkStore {
         Ok(n)
     }
 
-    /// The default network (`bridge`, device `hoist0`), created on first use.
+    /// The default network (`bridge`), with its bridge up: made on first use, and its bridge
+    /// made again (on a subnet free now) after its last container took it down.
     pub fn ensure_default(&self) -> Result<Network, NetError> {
         let _l = self.lock()?;
-        if let Some(n) = self.list()?.into_iter().find(|n| n.name == DEFAULT_NETWORK) {
-            return Ok(n);
-        }
-        self.create_locked(
-            NewNetwork {
-                name: DEFAULT_NETWORK.into(),
-                ..NewNetwork::default()
-            },
-            true,
-        )
+        let _h = host_lock()?;
+        let all = self.list()?;
+        let n = match all.iter().find(|n| n.name == DEFAULT_NETWORK) {
+            Some(n) if super::link::exists(&n.bridge)? => return Ok(n.clone()),
+            Some(n) => {
+                let mut n = n.clone();
+                let others: Vec<Network> = all.iter().filter(|o| o.id != n.id).cloned().collect();
+                let routes = ipam::host_routes();
+                if routes.iter().any(|r| ipam::overlaps(r, &n.subnet)) && n.endpoints.is_empty() {
+                    n.subnet = self.free_subnet(&others)?;
+                    n.gateway = ipam::default_gateway(&n.subnet);
+                    n.last_ip = None;
+                    self.write(&n)?;
+                }
+                n
+            }
+            None => self.create_locked(
+                NewNetwork {
+                    name: DEFAULT_NETWORK.into(),
+                    ..NewNetwork::default()
+                },
+                true,
+            )?,
+        };
+        super::link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len())?;
+        Ok(n)
     }
 
     /// Removes a network no container is on.
@@ -317,6 +364,8 @@ impl NetworkStore {
                 n.name, n.id
             )));
         }
+        super::firewall::remove(&n)?;
+        super::link::delete(&n.bridge)?;
         std::fs::remove_file(self.path(&n.id))
             .map_err(io(format!("removing network {}", n.name)))?;
         Ok(n)
@@ -340,15 +389,24 @@ impl NetworkStore {
 mod tests {
     use super::*;
 
+    use crate::net::tests::in_private_host;
+
     #[test]
     fn networks_get_free_subnets_and_unique_names() {
+        in_private_host(networks_get_free_subnets_and_unique_names_in);
+    }
+
+    fn networks_get_free_subnets_and_unique_names_in() {
         let home = tempfile::tempdir().unwrap();
         let s = NetworkStore::open(home.path());
         let d = s.ensure_default().unwrap();
-        assert_eq!(
-            (d.name.as_str(), d.bridge.as_str(), d.dns),
-            ("bridge", "hoist0", false)
+        assert_eq!((d.name.as_str(), d.dns), ("bridge", false));
+        assert!(
+            d.bridge.starts_with("hoist") && d.bridge.len() == 15,
+            "{}",
+            d.bridge
         );
+        assert!(super::super::link::exists(&d.bridge).unwrap());
         assert_eq!(s.ensure_default().unwrap().id, d.id);
         let a = s
             .create(NewNetwork {
@@ -397,6 +455,10 @@ mod tests {
 
     #[test]
     fn a_network_with_endpoints_is_not_removed() {
+        in_private_host(a_network_with_endpoints_is_not_removed_in);
+    }
+
+    fn a_network_with_endpoints_is_not_removed_in() {
         let home = tempfile::tempdir().unwrap();
         let s = NetworkStore::open(home.path());
         let n = s
@@ -434,7 +496,9 @@ mod tests {
             Ok(())
         })
         .unwrap();
+        assert!(super::super::link::exists(&n.bridge).unwrap());
         assert_eq!(s.remove(&n.id).unwrap().name, "web");
+        assert!(!super::super::link::exists(&n.bridge).unwrap());
         assert!(s.list().unwrap().is_empty());
         assert!(s.remove("bridge").is_err());
     }

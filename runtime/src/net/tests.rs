@@ -8,7 +8,7 @@ use super::link::{self, Veth};
 use super::netns;
 
 /// Runs `f` on a thread in a new network namespace (threads it starts are in it too).
-fn in_private_host<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+pub(crate) fn in_private_host<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     std::thread::spawn(move || {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare: run as root");
         f()

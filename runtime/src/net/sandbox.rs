@@ -1,0 +1,476 @@
+//! A container's network sandbox on bridge networks: its namespace, one interface per network
+//! (`eth0`, `eth1`, ... in the order asked; the first one's gateway is the default route), an
+//! address from each network's IPAM, its published ports (DNAT rules, and the host ports held
+//! open so that no other container or program can take them, as docker-proxy holds them), and
+//! its `/etc/hosts` and `resolv.conf`. [`Sandbox::down`] (or dropping it) undoes all of it;
+//! [`reconcile`] undoes what a supervisor that died left behind.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::store::{DEFAULT_NETWORK, Endpoint, Network, NetworkStore};
+use super::{NetError, PortMapping, firewall, ipam, link, netns};
+
+/// A container's request to be on a network (`--network`, `--network-alias`, `--ip`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct NetworkRequest {
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// `-p`: a host port of 0 is any free one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PortRequest {
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+/// What a sandbox is made from.
+pub struct SandboxSpec<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub hostname: &'a str,
+    pub networks: &'a [NetworkRequest],
+    pub ports: &'a [PortRequest],
+    /// `--dns`: these instead of the host's resolvers.
+    pub dns: &'a [String],
+    /// `--add-host NAME:IP`.
+    pub extra_hosts: &'a [String],
+    pub hosts_path: &'a Path,
+    pub resolv_conf_path: &'a Path,
+}
+
+/// A held host port.
+enum Held {
+    Tcp(#[allow(dead_code)] TcpListener),
+    Udp(#[allow(dead_code)] UdpSocket),
+}
+
+/// A container's network sandbox, torn down when dropped.
+pub struct Sandbox {
+    home: PathBuf,
+    id: String,
+    netns: PathBuf,
+    /// The network ids the container is on, in order.
+    networks: Vec<String>,
+    _held: Vec<Held>,
+    done: bool,
+}
+
+/// The host end of container `id`'s veth on the `index`th network (15 characters at most).
+fn veth_name(id: &str, net: &Network) -> String {
+    format!(
+        "vh{}{}",
+        &id[..id.len().min(8)],
+        &net.id[..net.id.len().min(5)]
+    )
+}
+
+fn is_held_by_a_supervisor(home: &Path, container: &str) -> bool {
+    let lock = home
+        .join("containers")
+        .join(container)
+        .join("supervisor.lock");
+    let Ok(f) = File::options().write(true).open(lock) else {
+        // No container: nobody holds it.
+        return false;
+    };
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(_unlocked_on_drop) => false,
+        Err(_) => true,
+    }
+}
+
+/// Removes the endpoints whose container has no supervisor any more (one that was killed, or a
+/// crash), with their links, namespaces and rules.
+pub fn reconcile(home: &Path) -> Result<(), NetError> {
+    let store = NetworkStore::open(home);
+    for n in store.list()? {
+        let stale: Vec<Endpoint> = n
+            .endpoints
+            .values()
+            .filter(|e| !is_held_by_a_supervisor(home, &e.container))
+            .cloned()
+            .collect();
+        if stale.is_empty() {
+            continue;
+        }
+        let after = store.update(&n.id, |n| {
+            for e in &stale {
+                n.endpoints.remove(&e.container);
+            }
+            Ok(n.clone())
+        })?;
+        for e in &stale {
+            let _ = link::delete(&e.host_veth);
+            let _ = netns::remove(&netns::path_for(&e.container));
+        }
+        settle(&after)?;
+    }
+    Ok(())
+}
+
+/// The network's links and rules after a change of its endpoints: the default network's
+/// bridge and rules go with its last container (it is made again on the next start).
+fn settle(n: &Network) -> Result<(), NetError> {
+    if n.name == DEFAULT_NETWORK && n.endpoints.is_empty() {
+        firewall::remove(n)?;
+        return link::delete(&n.bridge);
+    }
+    firewall::apply(n)
+}
+
+/// docker's refusal of a host port something else holds.
+fn port_taken(p: &PortRequest) -> NetError {
+    let ip = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    NetError::Conflict(format!(
+        "Bind for {ip}:{} failed: port is already allocated",
+        p.host_port
+    ))
+}
+
+/// Holds the host port of `p` (a free one when it is 0): the mapping as it is published.
+fn hold(p: &PortRequest) -> Result<(PortMapping, Held), NetError> {
+    let addr = SocketAddr::from((p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), p.host_port));
+    let map_err = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::AddrInUse => port_taken(p),
+        _ => NetError::Io {
+            what: format!("holding host port {addr}"),
+            source: e,
+        },
+    };
+    let (port, held) = if p.protocol == "udp" {
+        let s = UdpSocket::bind(addr).map_err(map_err)?;
+        (s.local_addr().map_err(map_err)?.port(), Held::Udp(s))
+    } else {
+        let s = TcpListener::bind(addr).map_err(map_err)?;
+        (s.local_addr().map_err(map_err)?.port(), Held::Tcp(s))
+    };
+    Ok((
+        PortMapping {
+            host_ip: p.host_ip,
+            host_port: port,
+            container_port: p.container_port,
+            protocol: p.protocol.clone(),
+        },
+        held,
+    ))
+}
+
+/// The host's resolv.conf for a container: its nameservers, except loopback ones (they do not
+/// answer inside the container; none left: docker's fallback, Google's), or `--dns`; its
+/// search and options lines.
+pub fn resolv_conf(host: &str, dns: &[String], embedded: Option<Ipv4Addr>) -> String {
+    let mut servers: Vec<String> = match embedded {
+        Some(gw) => vec![gw.to_string()],
+        None if !dns.is_empty() => dns.to_vec(),
+        None => host
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| {
+                s.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| !ip.is_loopback())
+            })
+            .collect(),
+    };
+    if servers.is_empty() {
+        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+    }
+    let mut out = String::new();
+    for l in host.lines() {
+        let t = l.trim();
+        if t.starts_with("search") || t.starts_with("options") {
+            out.push_str(t);
+            out.push('\n');
+        }
+    }
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    out
+}
+
+/// docker's `/etc/hosts` of a container on a bridge: localhost entries, `--add-host`s, then its
+/// own address and hostname.
+pub fn hosts_file(hostname: &str, ip: Ipv4Addr, extra: &[(String, String)]) -> String {
+    let mut s = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+         ff02::2\tip6-allrouters\n",
+    );
+    for (name, addr) in extra {
+        s.push_str(&format!("{addr}\t{name}\n"));
+    }
+    s.push_str(&format!("{ip}\t{hostname}\n"));
+    s
+}
+
+/// `--add-host NAME:IP` (docker's `host:ip`; `host-gateway` is the first network's gateway).
+pub fn parse_extra_host(s: &str, gateway: Ipv4Addr) -> Result<(String, String), NetError> {
+    let (name, ip) = s
+        .split_once(':')
+        .or_else(|| s.split_once('='))
+        .ok_or_else(|| {
+            NetError::Invalid(format!(
+                "invalid argument {s:?} for --add-host: expected HOST:IP"
+            ))
+        })?;
+    let ip = if ip == "host-gateway" {
+        gateway.to_string()
+    } else {
+        ip.parse::<std::net::IpAddr>()
+            .map_err(|_| {
+                NetError::Invalid(format!("invalid IP address in --add-host {s:?}: {ip:?}"))
+            })?
+            .to_string()
+    };
+    if name.is_empty() {
+        return Err(NetError::Invalid(format!(
+            "invalid argument {s:?} for --add-host: no host name"
+        )));
+    }
+    Ok((name.to_owned(), ip))
+}
+
+/// Sets up the sandbox of a container about to start.
+pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
+    reconcile(home)?;
+    let path = netns::path_for(spec.id);
+    netns::create(&path)?;
+    let mut sb = Sandbox {
+        home: home.to_path_buf(),
+        id: spec.id.to_owned(),
+        netns: path,
+        networks: Vec::new(),
+        _held: Vec::new(),
+        done: false,
+    };
+    // On an error, dropping `sb` undoes what was done so far.
+    let store = NetworkStore::open(home);
+    let mut first: Option<(Network, Ipv4Addr)> = None;
+    for (i, req) in spec.networks.iter().enumerate() {
+        let n = if req.network == DEFAULT_NETWORK {
+            store.ensure_default()?
+        } else {
+            store.get(&req.network)?
+        };
+        let veth = veth_name(spec.id, &n);
+        // The first network's endpoint carries the published ports.
+        let mut mappings = Vec::new();
+        if i == 0 {
+            for p in spec.ports {
+                let (m, held) = hold(p)?;
+                sb._held.push(held);
+                mappings.push(m);
+            }
+        }
+        let id = spec.id.to_owned();
+        let name = spec.name.to_owned();
+        let aliases = req.aliases.clone();
+        let want = req.ip;
+        let (n, ip) = store.update(&n.id, move |n| {
+            let used: BTreeSet<Ipv4Addr> = n.used();
+            let ip = match want {
+                Some(ip) => {
+                    ipam::check_requested(&n.subnet, n.gateway, &used, ip)?;
+                    ip
+                }
+                None => {
+                    ipam::allocate(&n.subnet, n.gateway, &used, n.last_ip).ok_or_else(|| {
+                        NetError::Exhausted(format!(
+                            "no address is left in network {} ({})",
+                            n.name, n.subnet
+                        ))
+                    })?
+                }
+            };
+            n.last_ip = Some(ip);
+            n.endpoints.insert(
+                id.clone(),
+                Endpoint {
+                    container: id,
+                    name,
+                    aliases,
+                    ip,
+                    mac: ipam::mac_string(&ipam::mac_for(ip)),
+                    host_veth: veth.clone(),
+                    ports: mappings,
+                },
+            );
+            Ok((n.clone(), ip))
+        })?;
+        sb.networks.push(n.id.clone());
+        link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len())?;
+        link::connect(&link::Veth {
+            host: veth_name(spec.id, &n),
+            bridge: n.bridge.clone(),
+            netns: sb.netns.clone(),
+            inside: format!("eth{i}"),
+            ip,
+            prefix: n.subnet.prefix_len(),
+            gateway: (i == 0 && !n.internal).then_some(n.gateway),
+            mac: ipam::mac_for(ip),
+        })?;
+        firewall::apply(&n)?;
+        if first.is_none() {
+            first = Some((n, ip));
+        }
+    }
+    if let Some((n, ip)) = &first {
+        let extra = spec
+            .extra_hosts
+            .iter()
+            .map(|h| parse_extra_host(h, n.gateway))
+            .collect::<Result<Vec<_>, _>>()?;
+        let write = |p: &Path, s: String| {
+            std::fs::write(p, s).map_err(|source| NetError::Io {
+                what: format!("writing {}", p.display()),
+                source,
+            })
+        };
+        write(spec.hosts_path, hosts_file(spec.hostname, *ip, &extra))?;
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let embedded = (n.dns && spec.dns.is_empty()).then_some(n.gateway);
+        write(
+            spec.resolv_conf_path,
+            resolv_conf(&host, spec.dns, embedded),
+        )?;
+    }
+    Ok(sb)
+}
+
+impl Sandbox {
+    /// The namespace file the container joins.
+    pub fn netns(&self) -> &Path {
+        &self.netns
+    }
+
+    /// Undoes the sandbox: endpoints, links, rules, namespace, held ports.
+    pub fn down(mut self) -> Result<(), NetError> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<(), NetError> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        let store = NetworkStore::open(&self.home);
+        let mut first_err = None;
+        for net in &self.networks {
+            let id = self.id.clone();
+            let r = store
+                .update(net, move |n| {
+                    let e = n.endpoints.remove(&id);
+                    Ok((n.clone(), e))
+                })
+                .and_then(|(n, e)| {
+                    if let Some(e) = e {
+                        link::delete(&e.host_veth)?;
+                    }
+                    settle(&n)
+                });
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Err(e) = netns::remove(&self.netns) {
+            first_err.get_or_insert(e);
+        }
+        self._held.clear();
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            tracing::warn!(id = %self.id, "tearing down the network sandbox: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_as_docker_writes_it() {
+        let host =
+            "search corp.example\nnameserver 127.0.0.53\nnameserver 10.0.0.2\noptions edns0\n";
+        assert_eq!(
+            resolv_conf(host, &[], None),
+            "search corp.example\noptions edns0\nnameserver 10.0.0.2\n"
+        );
+        assert_eq!(
+            resolv_conf("nameserver 127.0.0.53\n", &[], None),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        assert_eq!(
+            resolv_conf(host, &["1.1.1.1".into()], None),
+            "search corp.example\noptions edns0\nnameserver 1.1.1.1\n"
+        );
+        assert_eq!(
+            resolv_conf(host, &[], Some(Ipv4Addr::new(172, 18, 0, 1))),
+            "search corp.example\noptions edns0\nnameserver 172.18.0.1\n"
+        );
+    }
+
+    #[test]
+    fn hosts_and_add_host() {
+        let gw = Ipv4Addr::new(172, 17, 0, 1);
+        let extra = vec![
+            parse_extra_host("db:10.1.2.3", gw).unwrap(),
+            parse_extra_host("host.docker.internal:host-gateway", gw).unwrap(),
+        ];
+        let s = hosts_file("abc123", Ipv4Addr::new(172, 17, 0, 2), &extra);
+        assert!(s.starts_with("127.0.0.1\tlocalhost\n"), "{s}");
+        assert!(
+            s.ends_with("10.1.2.3\tdb\n172.17.0.1\thost.docker.internal\n172.17.0.2\tabc123\n"),
+            "{s}"
+        );
+        for bad in ["nocolon", "db:not-an-ip", ":1.2.3.4"] {
+            assert!(parse_extra_host(bad, gw).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_held_port_is_refused_to_the_next_holder() {
+        let p = PortRequest {
+            host_ip: Some(Ipv4Addr::LOCALHOST),
+            host_port: 0,
+            container_port: 80,
+            protocol: "tcp".into(),
+        };
+        let (m, _held) = hold(&p).unwrap();
+        assert_ne!(m.host_port, 0);
+        let again = PortRequest {
+            host_port: m.host_port,
+            ..p.clone()
+        };
+        let e = hold(&again).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "Bind for 127.0.0.1:{} failed: port is already allocated",
+                m.host_port
+            )
+        );
+        let udp = PortRequest {
+            protocol: "udp".into(),
+            ..again
+        };
+        // The same number over udp is another port.
+        hold(&udp).unwrap();
+    }
+}
