@@ -324,6 +324,11 @@ const INDIRECT: &[(&str, &[&str], &str)] = &[
         "cli/benches/build.rs: the docker.io client",
     ),
     ("dockerd", &["dockerd"], "tool(\"dockerd\", \"docker.io\")"),
+    (
+        "program",
+        &["podman", "buildah"],
+        "testsupport's Storage: tool(\"podman\", …) or tool(\"buildah\", …)",
+    ),
     ("skopeo", &["skopeo"], "which(\"skopeo\")"),
     ("skopeo()", &["skopeo"], "which(\"skopeo\")"),
     ("htpasswd", &["htpasswd"], "which(\"htpasswd\")"),

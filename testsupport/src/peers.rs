@@ -124,34 +124,32 @@ impl Storage {
     }
 
     pub fn podman(&self) -> Command {
-        let mut cmd = Command::new(tool("podman", "podman"));
-        let d = self.dir.path();
-        cmd.arg("--root")
-            .arg(d.join("root"))
-            .arg("--runroot")
-            .arg(d.join("run"))
-            .arg("--tmpdir")
-            .arg(d.join("tmp"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--events-backend",
-                "none",
-                "--cgroup-manager",
-                "cgroupfs",
-            ])
-            .env("TMPDIR", d);
+        let mut cmd = self.command(tool("podman", "podman"));
+        cmd.arg("--tmpdir").arg(self.dir.path().join("tmp")).args([
+            "--storage-driver",
+            "vfs",
+            "--events-backend",
+            "none",
+            "--cgroup-manager",
+            "cgroupfs",
+        ]);
         cmd
     }
 
     pub fn buildah(&self) -> Command {
-        let mut cmd = Command::new(tool("buildah", "buildah"));
+        let mut cmd = self.command(tool("buildah", "buildah"));
+        cmd.args(["--storage-driver", "vfs"]);
+        cmd
+    }
+
+    /// `program --root ROOT --runroot RUN` in this storage, with `TMPDIR` in it too.
+    fn command(&self, program: PathBuf) -> Command {
         let d = self.dir.path();
+        let mut cmd = Command::new(program);
         cmd.arg("--root")
             .arg(d.join("root"))
             .arg("--runroot")
             .arg(d.join("run"))
-            .args(["--storage-driver", "vfs"])
             .env("TMPDIR", d);
         cmd
     }
