@@ -11,22 +11,12 @@ use hoist_oci::{Digest, Reference};
 use hoist_storage::images::archive::Format;
 use hoist_storage::images::{ImageStore, Platform};
 use hoist_testsupport::path;
-use hoist_testsupport::peers::skopeo;
+use hoist_testsupport::peers::{run, skopeo};
 use serde_json::Value;
 
 /// Runs skopeo and returns its stdout; fails the test with its stderr otherwise.
 fn run_skopeo(args: &[&str]) -> String {
-    let out = skopeo()
-        .args(["--insecure-policy"])
-        .args(args)
-        .output()
-        .expect("running skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    run(skopeo().arg("--insecure-policy").args(args))
 }
 
 fn r(s: &str) -> Reference {
