@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hoist_testsupport::peers;
+
 const FILES: usize = 5_000;
 const TOTAL: usize = 200 * 1024 * 1024;
 const DOCKERFILE: &str = "FROM localhost/bench-base:latest AS build
@@ -323,21 +325,7 @@ impl Dockerd {
             .unwrap()
             .keep();
         let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(root.join("data"))
-            .arg("--exec-root")
-            .arg(root.join("exec"))
-            .arg("--pidfile")
-            .arg(root.join("pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", root.join("sock").display()))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--ip-masq=false",
-            ])
+        let child = peers::Dockerd::command(Path::new("dockerd"), &root)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -364,10 +352,7 @@ impl Dockerd {
 
     fn docker(&self) -> Command {
         let mut c = Command::new(Self::CLIENT);
-        c.env(
-            "DOCKER_HOST",
-            format!("unix://{}", self.root.join("sock").display()),
-        );
+        c.env("DOCKER_HOST", peers::Dockerd::host(&self.root));
         c
     }
 }

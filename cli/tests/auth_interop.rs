@@ -10,8 +10,7 @@
 mod auth_support;
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use auth_support::{ADMIN_PASSWORD, BIN, admin_api, start};
 use common::*;
@@ -30,29 +29,6 @@ async fn closed_server() -> Server {
         .await
         .expect("adding dev");
     server
-}
-
-/// Runs `cmd` with `input` on stdin; returns (success, stdout, stderr).
-fn run_input(cmd: &mut Command, input: &str) -> (bool, String, String) {
-    let line = show(cmd);
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {line}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Asserts a command failed for want of (valid) credentials.

@@ -13,50 +13,27 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use hoist_testsupport::text;
 use serde_json::Value;
 
 const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
 
-struct Home {
-    dir: tempfile::TempDir,
-}
+hoist_testsupport::home_type!();
 
 impl Home {
     /// A private HOIST_HOME with busybox imported as `busybox:latest`, `alpine:latest` and
     /// `alpine:3.7`.
     fn new() -> Home {
-        let h = Home {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let tar = h.dir.path().join("busybox.tar");
-        hoist_conformance::fixtures::busybox_rootfs_tar(std::fs::File::create(&tar).unwrap())
-            .unwrap();
-        h.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
+        let h = Home(hoist_testsupport::Home::busybox(HOIST));
         for t in ["alpine:latest", "alpine:3.7"] {
             h.ok(&["tag", "busybox:latest", t]);
         }
         h
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(HOIST);
-        c.args(args)
-            .env("HOIST_HOME", self.dir.path().join("home"))
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
+    /// Runs hoist; returns its stdout and stderr, failing the test on a non-zero exit.
     fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert!(o.status.success(), "hoist {args:?} failed:\n{}", text(&o));
@@ -69,13 +46,6 @@ impl Home {
         args.extend_from_slice(extra);
         args.push(ctx.to_str().unwrap());
         self.ok(&args)
-    }
-
-    fn inspect(&self, image: &str) -> Value {
-        let out = self.run(&["inspect", image]);
-        assert!(out.status.success(), "{}", text(&out));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v[0].clone()
     }
 
     /// The image's filesystem, through a local output of a one-line build on top of it.

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use hoist_testsupport::text;
 
@@ -125,37 +124,11 @@ fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-/// A private HOIST_HOME with busybox imported as `busybox:latest`.
-struct Home {
-    dir: tempfile::TempDir,
-    n: std::cell::Cell<usize>,
-}
+hoist_testsupport::home_type!();
 
 impl Home {
     fn new() -> Home {
-        let h = Home {
-            dir: tempfile::tempdir().unwrap(),
-            n: std::cell::Cell::new(0),
-        };
-        let tar = h.dir.path().join("busybox.tar");
-        hoist_conformance::fixtures::busybox_rootfs_tar(std::fs::File::create(&tar).unwrap())
-            .unwrap();
-        let o = h
-            .cmd(&["import", tar.to_str().unwrap(), "busybox:latest"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
-        h
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(HOIST);
-        c.args(args)
-            .env("HOIST_HOME", self.dir.path().join("home"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
+        Home(hoist_testsupport::Home::busybox(HOIST))
     }
 
     /// Imports a rootfs of `entries` (no busybox in it) as `tag`.
@@ -185,8 +158,7 @@ impl Home {
                 Src::Tar(_) => unreachable!("no tars inside an imported rootfs"),
             }
         }
-        let n = self.n.get();
-        self.n.set(n + 1);
+        let n = self.next();
         let path = self.dir.path().join(format!("rootfs{n}.tar"));
         std::fs::write(&path, b.into_inner().unwrap()).unwrap();
         let o = self
@@ -198,8 +170,7 @@ impl Home {
 
     /// A fresh context directory holding `dockerfile` and `files`.
     fn context(&self, dockerfile: &str, files: &[(&str, Src<'_>)]) -> PathBuf {
-        let n = self.n.get();
-        self.n.set(n + 1);
+        let n = self.next();
         let ctx = self.dir.path().join(format!("ctx{n}"));
         std::fs::create_dir_all(&ctx).unwrap();
         std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();

@@ -15,31 +15,12 @@ use hoist_testsupport::text;
 
 const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
 
-struct Home {
-    dir: tempfile::TempDir,
-}
+hoist_testsupport::home_type!();
 
 impl Home {
     /// A private HOIST_HOME with busybox imported as `busybox:latest`.
     fn new() -> Home {
-        let h = Home {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let tar = h.dir.path().join("busybox.tar");
-        hoist_conformance::fixtures::busybox_rootfs_tar(std::fs::File::create(&tar).unwrap())
-            .unwrap();
-        let o = h.run(&["import", tar.to_str().unwrap(), "busybox:latest"]);
-        assert!(o.status.success(), "{}", text(&o));
-        h
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(HOIST)
-            .args(args)
-            .env("HOIST_HOME", self.dir.path().join("home"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        Home(hoist_testsupport::Home::busybox(HOIST))
     }
 
     /// Builds `dockerfile` into a fresh local output; the output, the build's progress text.

@@ -14,43 +14,16 @@ use hoist_testsupport::text;
 
 const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
 
-/// A private HOIST_HOME with busybox imported as `busybox:latest`.
-struct Home {
-    dir: tempfile::TempDir,
-    n: std::cell::Cell<usize>,
-}
+hoist_testsupport::home_type!();
 
 impl Home {
     fn new() -> Home {
-        let h = Home {
-            dir: tempfile::tempdir().unwrap(),
-            n: std::cell::Cell::new(0),
-        };
-        let tar = h.dir.path().join("busybox.tar");
-        hoist_conformance::fixtures::busybox_rootfs_tar(std::fs::File::create(&tar).unwrap())
-            .unwrap();
-        let o = h
-            .cmd(&["import", tar.to_str().unwrap(), "busybox:latest"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
-        h
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(HOIST);
-        c.args(args)
-            .env("HOIST_HOME", self.dir.path().join("home"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
+        Home(hoist_testsupport::Home::busybox(HOIST))
     }
 
     /// A fresh context directory holding `dockerfile` and `files`.
     fn context(&self, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
-        let n = self.n.get();
-        self.n.set(n + 1);
+        let n = self.next();
         let ctx = self.dir.path().join(format!("ctx{n}"));
         std::fs::create_dir_all(&ctx).unwrap();
         std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
@@ -69,7 +42,11 @@ impl Home {
         args.extend_from_slice(extra);
         let c = ctx.to_str().unwrap();
         args.push(c);
-        self.cmd(&args)
+        let mut cmd = self.cmd(&args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
     }
 
     /// Builds; returns the output directory (the image's files) and the build's output.

@@ -6,7 +6,7 @@
 
 use std::num::NonZeroU16;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use hoist_testsupport::text;
 
@@ -18,31 +18,16 @@ const COLUMNS: usize = 72;
 const SCREEN_COLS: NonZeroU16 = NonZeroU16::new(240).unwrap();
 const SCREEN_ROWS: NonZeroU16 = NonZeroU16::new(400).unwrap();
 
-struct Home {
-    dir: tempfile::TempDir,
-}
+hoist_testsupport::home_type!();
 
 impl Home {
     /// A private HOIST_HOME with busybox imported as `busybox:latest`.
     fn new() -> Home {
-        let h = Home {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let tar = h.dir.path().join("busybox.tar");
-        hoist_conformance::fixtures::busybox_rootfs_tar(std::fs::File::create(&tar).unwrap())
-            .unwrap();
-        let o = h.run(
-            &["import", tar.to_str().unwrap(), "busybox:latest"],
-            COLUMNS,
-        );
-        assert!(o.status.success(), "import: {}", text(&o));
-        h
+        Home(hoist_testsupport::Home::busybox(HOIST))
     }
 
     fn run(&self, args: &[&str], columns: usize) -> Output {
-        Command::new(HOIST)
-            .args(args)
-            .env("HOIST_HOME", self.dir.path().join("home"))
+        self.cmd(args)
             .env("COLUMNS", columns.to_string())
             .env("LINES", "50")
             .stdin(Stdio::null())

@@ -2,60 +2,23 @@
 //! `HOIST_HOME`, with a real busybox rootfs (`hoist_conformance::fixtures`). skopeo reads what
 //! `save` writes; a missing skopeo is a failure naming its package.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-use hoist_conformance::fixtures;
-use hoist_conformance::harness::which;
+use hoist_testsupport::peers::skopeo;
 use serde_json::Value;
 
-/// A temporary `HOIST_HOME` with the busybox rootfs tar beside it.
-struct Home {
-    dir: tempfile::TempDir,
-}
+hoist_testsupport::home_type!(
+    /// A temporary `HOIST_HOME` with the busybox rootfs tar beside it.
+);
 
 impl Home {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        fixtures::write_busybox_rootfs_tar(&dir.path().join("rootfs.tar")).unwrap();
-        Home { dir }
+    fn new() -> Home {
+        Home(hoist_testsupport::Home::new(env!("CARGO_BIN_EXE_hoist")))
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
-    }
-
-    fn run_in(&self, home: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hoist"))
-            .args(args)
-            .env("HOIST_HOME", self.path(home))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting hoist");
-        let mut input = child.stdin.take().unwrap();
-        if let Some(bytes) = stdin {
-            input.write_all(bytes).unwrap();
-        }
-        drop(input);
-        child.wait_with_output().expect("running hoist")
-    }
-
-    /// Runs hoist in the main home; returns stdout, failing the test on a non-zero exit.
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in("home", args)
-    }
-
-    fn ok_in(&self, home: &str, args: &[&str]) -> String {
-        let out = self.run_in(home, args, None);
-        assert!(
-            out.status.success(),
-            "hoist {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Runs hoist expecting failure; returns stderr.
@@ -67,18 +30,10 @@ impl Home {
 
     /// Imports the busybox rootfs as `reference` with a CMD; returns the printed image id.
     fn import(&self, reference: &str) -> String {
-        let rootfs = self.path("rootfs.tar");
-        let out = self.ok(&[
-            "import",
-            "--change",
-            r#"CMD ["/bin/sh"]"#,
-            rootfs.to_str().unwrap(),
-            reference,
-        ]);
-        let id = out.trim().to_owned();
+        let id = self.0.import(reference, &[r#"CMD ["/bin/sh"]"#]);
         assert!(
             id.starts_with("sha256:") && id.len() == 71,
-            "import printed {out:?}"
+            "import printed {id:?}"
         );
         id
     }
@@ -100,10 +55,7 @@ fn rows(table: &str) -> Vec<Vec<String>> {
 }
 
 fn skopeo_inspect(transport: &str, file: &Path) -> Value {
-    let skopeo = which("skopeo").unwrap_or_else(|| {
-        panic!("skopeo is not installed: apt-get install skopeo (or run .ci/peers.sh)")
-    });
-    let out = Command::new(skopeo)
+    let out = skopeo()
         .args(["--insecure-policy", "inspect"])
         .arg(format!("{transport}:{}", file.display()))
         .output()

@@ -4,43 +4,23 @@
 //!
 //! skopeo must be installed (`.ci/peers.sh`); a missing tool is a failure naming its package.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use hoist_conformance::fixtures::{self, Layout};
-use hoist_conformance::harness::which;
 use hoist_oci::{Digest, Reference};
 use hoist_storage::images::archive::Format;
 use hoist_storage::images::{ImageStore, Platform};
+use hoist_testsupport::path;
+use hoist_testsupport::peers::{run, skopeo};
 use serde_json::Value;
-
-fn skopeo() -> PathBuf {
-    which("skopeo").unwrap_or_else(|| {
-        panic!("skopeo is not installed: apt-get install skopeo (or run .ci/peers.sh)")
-    })
-}
 
 /// Runs skopeo and returns its stdout; fails the test with its stderr otherwise.
 fn run_skopeo(args: &[&str]) -> String {
-    let out = Command::new(skopeo())
-        .args(["--insecure-policy"])
-        .args(args)
-        .output()
-        .expect("running skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    run(skopeo().arg("--insecure-policy").args(args))
 }
 
 fn r(s: &str) -> Reference {
     Reference::parse(s).unwrap()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("a utf-8 path")
 }
 
 /// A store with the busybox rootfs imported as `reference`.

@@ -11,8 +11,7 @@
 mod auth_support;
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use auth_support::{ADMIN_PASSWORD, Auth, BIN, admin_api, client, send, start};
 use common::*;
@@ -151,28 +150,6 @@ async fn every_refusal_carries_an_oci_error_body() {
         assert!(statuses.contains(&s), "no {s} seen: {statuses:?}");
     }
     assert!(refusals > 1000, "only {refusals} refusals");
-}
-
-fn run_input(cmd: &mut Command, input: &str) -> (bool, String, String) {
-    let line = show(cmd);
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {line}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -51,8 +51,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("hoist-conformance", &["hoist-client", "hoist-oci"]),
-    // Shared test helpers; never a normal dependency of anything (checked below).
-    ("hoist-testsupport", &[]),
+    // Shared test helpers (the busybox home from the conformance fixtures); never a normal
+    // dependency of anything (checked below).
+    ("hoist-testsupport", &["hoist-conformance"]),
     (
         "hoist",
         &[
@@ -290,6 +291,11 @@ const INDIRECT: &[(&str, &[&str], &str)] = &[
     ("HOIST", &[], "env!(\"CARGO_BIN_EXE_hoist\")"),
     ("env!(\"CARGO_BIN_EXE_hoist\")", &[], "the hoist binary"),
     ("hoist_bin()", &[], "the hoist binary"),
+    (
+        "&self.bin",
+        &[],
+        "testsupport's Home: the hoist binary its test passes",
+    ),
     ("&hoist", &[], "the hoist binary (cli/benches/build.rs)"),
     ("hoist", &[], "the hoist binary (cli/benches/build.rs)"),
     (
@@ -318,6 +324,11 @@ const INDIRECT: &[(&str, &[&str], &str)] = &[
         "cli/benches/build.rs: the docker.io client",
     ),
     ("dockerd", &["dockerd"], "tool(\"dockerd\", \"docker.io\")"),
+    (
+        "program",
+        &["podman", "buildah"],
+        "testsupport's Storage: tool(\"podman\", …) or tool(\"buildah\", …)",
+    ),
     ("skopeo", &["skopeo"], "which(\"skopeo\")"),
     ("skopeo()", &["skopeo"], "which(\"skopeo\")"),
     ("htpasswd", &["htpasswd"], "which(\"htpasswd\")"),
@@ -581,6 +592,7 @@ fn every_started_program_is_installed_by_peers_sh() {
         "runtime",
         "cli",
         "conformance",
+        "testsupport",
     ] {
         rust_files(&root.join(dir), &mut files);
     }

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use hoist_conformance::fixtures::{Layout, random_image};
 use hoist_conformance::harness::{Server, which};
+use hoist_testsupport::peers;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoist");
 
@@ -79,18 +80,7 @@ impl User {
 }
 
 fn skopeo(args: &[&str]) -> String {
-    let bin = which("skopeo").expect("skopeo is not installed (apt-get install skopeo)");
-    let out = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    peers::run(peers::skopeo().args(args))
 }
 
 /// A two-layer image in an OCI layout, copied with skopeo to `addr/repo:tag`.

@@ -1,13 +1,14 @@
 //! What hoist's integration tests and benches share, so each test file does not carry its own
 //! copy. A dev-dependency only: no shipped crate may depend on it (tidy checks).
+//!
+//! - [`output`]: turning a command's output into text, and small text helpers.
+//! - [`home`]: [`Home`], a private `HOIST_HOME` with the busybox base image imported.
+//! - [`peers`]: running peer tools (skopeo, podman, buildah, docker) with a timeout, private
+//!   podman/buildah storage and a private dockerd.
 
-use std::process::Output;
+pub mod home;
+pub mod output;
+pub mod peers;
 
-/// A command's stdout then its stderr, as text (for assertion messages and searching both).
-pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+pub use home::Home;
+pub use output::{field, path, text};
