@@ -456,7 +456,7 @@ mod tests {
         assert_ne!(m.host_port, 0);
         let again = PortRequest {
             host_port: m.host_port,
-            ..p.clone()
+            ..p
         };
         let e = hold(&again).err().unwrap().to_string();
         assert_eq!(
