@@ -298,7 +298,7 @@ pub fn run(cmd: ContainerCommand) -> Result<()> {
             let mut out = Vec::new();
             for n in &a.containers {
                 let c = store.get(n)?;
-                let mut v = inspect::container(&c);
+                let mut v = inspect::container(&c, &Host::from_env()?.endpoints_of(&c)?);
                 if a.size {
                     // docker's -s: the writable layer, and it with the image.
                     let (rw, root_fs) = inspect::container_sizes(&c);
@@ -386,13 +386,17 @@ fn ps(a: PsArgs) -> Result<()> {
         return print_out(&s);
     }
     let now = now_unix();
+    let endpoints = Host::from_env()?.all_endpoints()?;
+    let ports_of = |c: &Container| {
+        crate::listing::ps_ports(c, endpoints.get(c.id()).map_or(&[][..], Vec::as_slice))
+    };
     // Like docker: a template that shows the size asks for it.
     let want_size = a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size"));
     let size_of = |c: &Container| want_size.then(|| inspect::container_sizes(c));
     if !format.is_default() {
         let rows: Vec<Value> = shown
             .iter()
-            .map(|c| crate::listing::ps_row(c, a.no_trunc, now, size_of(c)))
+            .map(|c| crate::listing::ps_row(c, a.no_trunc, now, size_of(c), &ports_of(c)))
             .collect();
         return crate::format::print(&format, &rows, crate::listing::PS_HEADERS);
     }
@@ -412,7 +416,7 @@ fn ps(a: PsArgs) -> Result<()> {
                     container::human_duration(now - c.config.created_unix)
                 ),
                 c.state.describe(now),
-                String::new(),
+                ports_of(c),
                 c.name().to_owned(),
             ];
             if let Some((rw, virt)) = size_of(c) {
@@ -630,7 +634,7 @@ fn prune(a: PruneArgs) -> Result<()> {
 pub fn inspect_container(name: &str) -> Result<Option<Value>> {
     let host = Host::from_env()?;
     match host.containers()?.get(name) {
-        Ok(c) => Ok(Some(inspect::container(&c))),
+        Ok(c) => Ok(Some(inspect::container(&c, &host.endpoints_of(&c)?))),
         Err(container::ContainerError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }

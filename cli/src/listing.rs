@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use hoist_runtime::container::{self, Container, Status};
+use hoist_runtime::net::store::{Endpoint, Network};
 use serde_json::{Value, json};
 
 use crate::filter::Filters;
@@ -69,7 +70,7 @@ pub fn go_time(unix: i64) -> String {
 }
 
 /// `k=v,k2=v2` of a labels object, keys sorted.
-fn labels_string(labels: Option<&serde_json::Map<String, Value>>) -> String {
+pub fn labels_string(labels: Option<&serde_json::Map<String, Value>>) -> String {
     let mut kv: Vec<String> = labels
         .into_iter()
         .flatten()
@@ -81,7 +82,40 @@ fn labels_string(labels: Option<&serde_json::Map<String, Value>>) -> String {
 
 /// The docker formatter's fields of one container. `size` is `ps -s`'s column (writable layer,
 /// and with the image: virtual).
-pub fn ps_row(c: &Container, no_trunc: bool, now: i64, size: Option<(u64, u64)>) -> Value {
+/// `ps`'s PORTS: each published port (`0.0.0.0:8080->80/tcp`), then the image's other exposed
+/// ports (`443/tcp`), sorted as docker sorts them (by container port).
+pub fn ps_ports(c: &Container, endpoints: &[(Network, Endpoint)]) -> String {
+    let ports = hoist_engine::inspect::ports(c, endpoints);
+    let mut items: Vec<(u16, String, String)> = Vec::new();
+    for (key, v) in &ports {
+        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+        let n: u16 = port.parse().unwrap_or(0);
+        match v.as_array() {
+            Some(bindings) => {
+                for b in bindings {
+                    let ip = b["HostIp"].as_str().unwrap_or("0.0.0.0");
+                    let hp = b["HostPort"].as_str().unwrap_or("");
+                    items.push((n, proto.to_owned(), format!("{ip}:{hp}->{port}/{proto}")));
+                }
+            }
+            None => items.push((n, proto.to_owned(), format!("{port}/{proto}"))),
+        }
+    }
+    items.sort();
+    items
+        .into_iter()
+        .map(|(_, _, s)| s)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn ps_row(
+    c: &Container,
+    no_trunc: bool,
+    now: i64,
+    size: Option<(u64, u64)>,
+    ports: &str,
+) -> Value {
     let volumes: Vec<&str> = c
         .config
         .mounts
@@ -105,7 +139,7 @@ pub fn ps_row(c: &Container, no_trunc: bool, now: i64, size: Option<(u64, u64)>)
         "Command": crate::containers::ps_command(c, no_trunc),
         "CreatedAt": go_time(c.config.created_unix),
         "RunningFor": format!("{} ago", container::human_duration(now - c.config.created_unix)),
-        "Ports": "",
+        "Ports": ports,
         "State": c.state.status_name(),
         "Status": c.state.describe(now),
         "Size": size.map_or_else(|| "0B".to_owned(), |(rw, virt)| format!("{} (virtual {})", human_size(rw, 3), human_size(virt, 3))),

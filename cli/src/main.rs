@@ -14,6 +14,7 @@ mod images;
 mod images_format;
 mod listing;
 mod manifest;
+mod network;
 mod procs;
 mod run;
 mod run_flags;
@@ -76,6 +77,8 @@ enum Command {
     Volumes(volumes::VolumeCommand),
     #[command(flatten)]
     Manifest(manifest::ManifestCommand),
+    #[command(flatten)]
+    Network(network::NetworkCommand),
     /// Verify an image: manifest, config, layer blobs and unpacked layers
     Verify(verify::VerifyArgs),
 }
@@ -97,6 +100,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Volumes(cmd) => volumes::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Manifest(cmd) => manifest::run(cmd),
+        Command::Network(cmd) => network::run(cmd),
     }
 }
 

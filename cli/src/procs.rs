@@ -112,15 +112,42 @@ pub fn parse_port(s: &str) -> Result<(u16, String)> {
 }
 
 fn port(a: PortArgs) -> Result<()> {
-    let store = store()?;
-    store.get(&a.container)?;
-    // hoist publishes no ports (containers use the host's network, where their ports are
-    // reachable directly): `run -p` records none, so there is no mapping to list.
-    if let Some(p) = &a.port {
-        parse_port(p)?;
-        bail!("no public port '{p}' published for {}", a.container);
+    let host = hoist_engine::Host::from_env()?;
+    let c = host.containers()?.get(&a.container)?;
+    let endpoints = host.endpoints_of(&c)?;
+    let mut mappings: Vec<(u16, String, String)> = endpoints
+        .iter()
+        .flat_map(|(_, e)| e.ports.iter())
+        .map(|p| {
+            let ip = p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+            (
+                p.container_port,
+                p.protocol.clone(),
+                format!("{ip}:{}", p.host_port),
+            )
+        })
+        .collect();
+    mappings.sort();
+    match &a.port {
+        Some(p) => {
+            let (n, proto) = parse_port(p)?;
+            let found: String = mappings
+                .iter()
+                .filter(|(cp, pr, _)| *cp == n && *pr == proto)
+                .map(|(_, _, h)| format!("{h}\n"))
+                .collect();
+            if found.is_empty() {
+                bail!("no public port '{n}/{proto}' published for {}", a.container);
+            }
+            print_out(&found)
+        }
+        None => print_out(
+            &mappings
+                .iter()
+                .map(|(cp, pr, h)| format!("{cp}/{pr} -> {h}\n"))
+                .collect::<String>(),
+        ),
     }
-    Ok(())
 }
 
 fn rename(a: RenameArgs) -> Result<()> {

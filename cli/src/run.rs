@@ -77,13 +77,27 @@ pub struct RunArgs {
     /// Bind mount a volume: NAME:/path, /host/path:/path, /path; :ro for read-only
     #[arg(short, long = "volume", value_name = "SRC:DEST[:ro]")]
     volume: Vec<String>,
-    /// Network: bridge (the host's network, own hostname), none, host or container:NAME
+    /// Network: bridge (the default network), a network's name, none, host or container:NAME
     #[arg(long, alias = "net", default_value = "bridge")]
     network: String,
-    /// Publish ports (accepted for compatibility: hoist has no bridge, containers use the host's
-    /// network, where their ports are reachable directly)
-    #[arg(short, long = "publish", value_name = "HOST:CONTAINER")]
+    /// Add a network-scoped alias for the container (user-defined networks)
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
+    network_alias: Vec<String>,
+    /// The container's IPv4 address on its network (user-defined networks)
+    #[arg(long, value_name = "IPV4")]
+    ip: Option<std::net::Ipv4Addr>,
+    /// Publish a container's port to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]
+    #[arg(short, long = "publish", value_name = "[IP:]HOST:CONTAINER")]
     publish: Vec<String>,
+    /// Publish every port the image exposes to a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Set custom DNS servers
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// Add a custom host-to-IP mapping (HOST:IP; host-gateway for the network's gateway)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    add_host: Vec<String>,
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     read_only: bool,
@@ -272,6 +286,10 @@ fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
         nano_cpus: a.cpus.as_deref().map(spec::parse_cpus).transpose()?,
         pids_limit: a.pids_limit.filter(|p| *p > 0),
         network,
+        networks: Vec::new(),
+        publish: Vec::new(),
+        dns: Vec::new(),
+        extra_hosts: Vec::new(),
         ulimits,
         mounts: Vec::new(),
     })
@@ -340,14 +358,27 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
         }
     }
     let host = Host::new(home.to_path_buf());
-    // Network first: container:NAME must name a running container.
-    let (network, share_from) = host.network_for(&a.network)?;
-    if !a.publish.is_empty() {
-        eprintln!(
-            "WARNING: published ports are discarded: hoist has no bridge network, the container uses the host's network"
-        );
+    // Network first: container:NAME must name a running container, NAME a network.
+    let (network, share_from, networks) = host.network_for(&a.network, &a.network_alias, a.ip)?;
+    let mut publish = Vec::new();
+    for p in &a.publish {
+        publish.extend(crate::run_flags::parse_publish(p)?);
     }
-    let opts = run_options(a, network)?;
+    if (!publish.is_empty() || a.publish_all) && networks.is_empty() {
+        eprintln!(
+            "WARNING: published ports are discarded when using {} network mode",
+            a.network
+        );
+        publish.clear();
+    }
+    for d in &a.dns {
+        d.parse::<std::net::IpAddr>()
+            .with_context(|| format!("{d} is not an ip address"))?;
+    }
+    let mut opts = run_options(a, network)?;
+    opts.networks = networks;
+    opts.dns = a.dns.clone();
+    opts.extra_hosts = a.add_host.clone();
     let (log_max_size, log_max_files) = log_options(&a.log_opt)?;
 
     let reference = Reference::parse(a.image())
@@ -379,6 +410,10 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
         .iter()
         .map(|m| crate::run_flags::parse_mount(m))
         .collect::<Result<Vec<_>>>()?;
+    if a.publish_all && !opts.networks.is_empty() {
+        publish.extend(crate::run_flags::exposed_ports(&image.config));
+    }
+    opts.publish = publish;
     let id = host.create_container(NewContainer {
         name: a.name.clone(),
         image_name: a.image().to_owned(),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use anyhow::{Context, Result, bail};
+use hoist_runtime::net::sandbox::PortRequest;
 use hoist_runtime::spec::{BindOptions, DeviceMapping, SeccompChoice, TmpfsMount};
 
 pub use hoist_engine::containers::Mount;
@@ -280,6 +281,101 @@ pub fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// One side of `-p`: a port or a range (`8000-8002`).
+fn port_range(s: &str, what: &str) -> Result<(u16, u16)> {
+    let one = |p: &str| -> Result<u16> {
+        p.parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("invalid {what}: {s}"))
+    };
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (one(a)?, one(b)?);
+            if b < a {
+                bail!("invalid {what}: {s}");
+            }
+            Ok((a, b))
+        }
+        None => one(s).map(|p| (p, p)),
+    }
+}
+
+/// `-p [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]` as docker reads it (`nat.ParsePortSpec`), with
+/// ranges (`8000-8001:80-81`); no host port, or a host range for one container port, is any
+/// free port. IPv4 addresses only.
+pub fn parse_publish(spec: &str) -> Result<Vec<PortRequest>> {
+    let (rest, proto) = match spec.rsplit_once('/') {
+        Some((r, p)) => (r, p.to_ascii_lowercase()),
+        None => (spec, "tcp".to_owned()),
+    };
+    if proto != "tcp" && proto != "udp" {
+        bail!("invalid proto: {proto} (tcp or udp)");
+    }
+    if rest.starts_with('[') {
+        bail!("invalid -p {spec:?}: IPv6 host addresses are not supported (IPv4 only)");
+    }
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (ip, host, container) = match parts.as_slice() {
+        [c] => (None, "", *c),
+        [h, c] => (None, *h, *c),
+        [ip, h, c] => (Some(*ip), *h, *c),
+        _ => bail!("invalid -p {spec:?}: expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]"),
+    };
+    let host_ip = match ip {
+        None | Some("") => None,
+        Some(ip) => Some(
+            ip.parse::<std::net::Ipv4Addr>()
+                .with_context(|| format!("invalid IP address: {ip}"))?,
+        ),
+    };
+    let (c0, c1) = port_range(container, "containerPort")?;
+    let host = if host.is_empty() {
+        None
+    } else {
+        Some(port_range(host, "hostPort")?)
+    };
+    let n = c1 - c0;
+    match host {
+        Some((h0, h1)) if h1 - h0 != n && !(n == 0 && h1 > h0) => {
+            bail!("invalid ranges specified for container and host ports: {spec}")
+        }
+        _ => {}
+    }
+    Ok((0..=n)
+        .map(|i| PortRequest {
+            host_ip,
+            host_port: match host {
+                // A host range for one container port: the first of it.
+                Some((h0, h1)) if n == 0 && h1 > h0 => h0,
+                Some((h0, _)) => h0 + i,
+                None => 0,
+            },
+            container_port: c0 + i,
+            protocol: proto.clone(),
+        })
+        .collect())
+}
+
+/// `-P`: every port the image exposes (`ExposedPorts`, `80/tcp`), on any free host port.
+pub fn exposed_ports(image_config: &serde_json::Value) -> Vec<PortRequest> {
+    image_config
+        .pointer("/config/ExposedPorts")
+        .and_then(serde_json::Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(|k| {
+            let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+            Some(PortRequest {
+                host_ip: None,
+                host_port: 0,
+                container_port: port.parse().ok()?,
+                protocol: proto.to_owned(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,5 +502,57 @@ mod tests {
         let l = parse_labels(&["a=b".into(), "c".into()]).unwrap();
         assert_eq!(l["a"], "b");
         assert_eq!(l["c"], "");
+    }
+
+    #[test]
+    fn publish_specs_as_docker_reads_them() {
+        let p = |s| parse_publish(s).unwrap();
+        let one = |ip: Option<[u8; 4]>, h, c, proto: &str| PortRequest {
+            host_ip: ip.map(std::net::Ipv4Addr::from),
+            host_port: h,
+            container_port: c,
+            protocol: proto.into(),
+        };
+        assert_eq!(p("80"), [one(None, 0, 80, "tcp")]);
+        assert_eq!(p("8080:80"), [one(None, 8080, 80, "tcp")]);
+        assert_eq!(
+            p("127.0.0.1:8080:80/udp"),
+            [one(Some([127, 0, 0, 1]), 8080, 80, "udp")]
+        );
+        assert_eq!(
+            p("127.0.0.1::80"),
+            [one(Some([127, 0, 0, 1]), 0, 80, "tcp")]
+        );
+        assert_eq!(
+            p("8000-8001:80-81"),
+            [one(None, 8000, 80, "tcp"), one(None, 8001, 81, "tcp")]
+        );
+        assert_eq!(p("9000-9009:80"), [one(None, 9000, 80, "tcp")]);
+        for (bad, err) in [
+            ("abc", "invalid containerPort: abc"),
+            ("x:80", "invalid hostPort: x"),
+            ("8000-8002:80-81", "invalid ranges"),
+            ("80/sctp", "invalid proto: sctp"),
+            ("1.2.3:80:80", "invalid IP address: 1.2.3"),
+            ("[::1]:80:80", "IPv6"),
+            ("0", "invalid containerPort: 0"),
+        ] {
+            let e = format!("{:#}", parse_publish(bad).unwrap_err());
+            assert!(e.contains(err), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn publish_all_takes_the_exposed_ports() {
+        let cfg = serde_json::json!({"config": {"ExposedPorts": {"80/tcp": {}, "53/udp": {}}}});
+        let mut got = exposed_ports(&cfg);
+        got.sort_by_key(|p| p.container_port);
+        assert_eq!(
+            got.iter()
+                .map(|p| (p.container_port, p.protocol.as_str(), p.host_port))
+                .collect::<Vec<_>>(),
+            [(53, "udp", 0), (80, "tcp", 0)]
+        );
+        assert!(exposed_ports(&serde_json::json!({})).is_empty());
     }
 }

@@ -463,25 +463,6 @@ impl Host {
         Ok((removed, reclaimed))
     }
 
-    /// A new container's network from `--network`: `container:NAME` joins the network
-    /// namespace of NAME, which must run (returned too: the new container shares its files).
-    pub fn network_for(&self, mode: &str) -> Result<(spec::Network, Option<Container>)> {
-        match spec::Network::parse(mode)? {
-            Ok(n) => Ok((n, None)),
-            Err(name) => {
-                let other = self
-                    .containers()?
-                    .get(&name)
-                    .with_ctx(|| format!("joining the network of {name}"))?;
-                let Some(init) = other.state.init.filter(|_| other.state.running()) else {
-                    bail!("cannot join the network of container {name}: it is not running");
-                };
-                let ns = PathBuf::from(format!("/proc/{}/ns/net", init.pid));
-                Ok((spec::Network::Container(ns), Some(other)))
-            }
-        }
-    }
-
     /// Runs container `id` under a supervisor in this process, attached as `attach`, then
     /// removes it if it was created with `--rm`. The outer error is the engine's (no executor,
     /// the removal failed); the inner result is the run's: the exit code, or why it did not

@@ -2,6 +2,8 @@
 //! the stores record.
 
 use hoist_runtime::container::{Container, Status};
+use hoist_runtime::net::sandbox::PortRequest;
+use hoist_runtime::net::store::{DEFAULT_NETWORK, Endpoint, Network};
 use serde_json::{Map, Value, json};
 
 use crate::usage::dir_size;
@@ -30,7 +32,7 @@ pub fn container_sizes(c: &Container) -> (u64, u64) {
 }
 
 /// docker's container inspect shape.
-pub fn container(c: &Container) -> Value {
+pub fn container(c: &Container, endpoints: &[(Network, Endpoint)]) -> Value {
     let cfg = &c.config;
     let o = &cfg.options;
     let st = &c.state;
@@ -88,16 +90,16 @@ pub fn container(c: &Container) -> Value {
     // docker's HostConfig keys for what hoist does not set: docker's defaults of `docker run`.
     let host_defaults = json!({
             "ContainerIDFile": "",
-            "PortBindings": {},
+            "PortBindings": port_bindings(&o.publish),
             "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
             "VolumeDriver": "",
             "VolumesFrom": Value::Null,
             "ConsoleSize": [0, 0],
             "CgroupnsMode": "private",
-            "Dns": [],
+            "Dns": o.dns,
             "DnsOptions": [],
             "DnsSearch": [],
-            "ExtraHosts": Value::Null,
+            "ExtraHosts": if o.extra_hosts.is_empty() { Value::Null } else { json!(o.extra_hosts) },
             "GroupAdd": Value::Null,
             "IpcMode": "private",
             "Cgroup": "",
@@ -218,26 +220,7 @@ pub fn container(c: &Container) -> Value {
             "Labels": container_labels(c),
         },
     });
-    v["NetworkSettings"] = json!({
-        "Bridge": "",
-        "SandboxID": "",
-        "HairpinMode": false,
-        "LinkLocalIPv6Address": "",
-        "LinkLocalIPv6PrefixLen": 0,
-        "Ports": {},
-        "SandboxKey": "",
-        "SecondaryIPAddresses": Value::Null,
-        "SecondaryIPv6Addresses": Value::Null,
-        "EndpointID": "",
-        "Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "IPAddress": "",
-        "IPPrefixLen": 0,
-        "IPv6Gateway": "",
-        "MacAddress": "",
-        "Networks": {cfg.network_mode.clone(): network_endpoint()},
-    });
+    v["NetworkSettings"] = network_settings(c, endpoints);
     for d in [&host_defaults, &host_defaults2] {
         if let (Some(h), Some(d)) = (v["HostConfig"].as_object_mut(), d.as_object()) {
             for (k, val) in d {
@@ -255,23 +238,148 @@ pub fn container(c: &Container) -> Value {
     v
 }
 
-/// docker's endpoint keys of a container's network: hoist has no network objects, so no ids
-/// or addresses to report in them.
-fn network_endpoint() -> Value {
+/// `HostConfig.PortBindings`: the `-p` requests (a free host port: `""`).
+fn port_bindings(publish: &[PortRequest]) -> Value {
+    let mut m = Map::new();
+    for p in publish {
+        let key = format!("{}/{}", p.container_port, p.protocol);
+        let b = json!({
+            "HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+            "HostPort": if p.host_port == 0 { String::new() } else { p.host_port.to_string() },
+        });
+        if let Some(Value::Array(a)) = m.get_mut(&key) {
+            a.push(b);
+        } else {
+            m.insert(key, json!([b]));
+        }
+    }
+    Value::Object(m)
+}
+
+/// `NetworkSettings.Ports`: each published port with its host side (the first network's
+/// endpoint carries them), and the image's other exposed ports with none.
+pub fn ports(c: &Container, endpoints: &[(Network, Endpoint)]) -> Map<String, Value> {
+    let mut m = Map::new();
+    if let Some(exposed) = c
+        .config
+        .image_config
+        .pointer("/config/ExposedPorts")
+        .and_then(Value::as_object)
+    {
+        for k in exposed.keys() {
+            m.insert(k.clone(), Value::Null);
+        }
+    }
+    for (_, e) in endpoints {
+        for p in &e.ports {
+            let key = format!("{}/{}", p.container_port, p.protocol);
+            let b = json!({
+                "HostIp": p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
+                "HostPort": p.host_port.to_string(),
+            });
+            match m.get_mut(&key) {
+                Some(Value::Array(a)) => a.push(b),
+                _ => {
+                    m.insert(key, json!([b]));
+                }
+            }
+        }
+    }
+    m
+}
+
+/// An endpoint's id: fixed for a container on a network.
+pub fn endpoint_id(network: &str, container: &str) -> String {
+    hoist_oci::Digest::sha256_of(format!("{network}\0{container}").as_bytes())
+        .hex()
+        .to_owned()
+}
+
+/// docker's `NetworkSettings`: the top-level address fields are the default network's only
+/// (as docker fills them); `Networks` has each network the container is configured for, with
+/// its endpoint while it runs.
+fn network_settings(c: &Container, endpoints: &[(Network, Endpoint)]) -> Value {
+    let cfg = &c.config;
+    let names: Vec<String> = if cfg.options.networks.is_empty() {
+        vec![cfg.network_mode.clone()]
+    } else {
+        cfg.options
+            .networks
+            .iter()
+            .map(|r| r.network.clone())
+            .collect()
+    };
+    let mut networks = Map::new();
+    for name in &names {
+        let req = cfg.options.networks.iter().find(|r| &r.network == name);
+        let ep = endpoints.iter().find(|(n, _)| &n.name == name);
+        let user = name != DEFAULT_NETWORK && req.is_some();
+        let aliases = match (user, req) {
+            (true, Some(r)) => {
+                let mut a = r.aliases.clone();
+                a.push(c.short_id().to_owned());
+                json!(a)
+            }
+            _ => Value::Null,
+        };
+        let ipam = match req.and_then(|r| r.ip) {
+            Some(ip) => json!({"IPv4Address": ip.to_string()}),
+            None => Value::Null,
+        };
+        let (net_id, ep_id, gw, ip, prefix, mac) = match ep {
+            Some((n, e)) => (
+                n.id.clone(),
+                endpoint_id(&n.id, c.id()),
+                n.gateway.to_string(),
+                e.ip.to_string(),
+                n.subnet.prefix_len(),
+                e.mac.clone(),
+            ),
+            None => Default::default(),
+        };
+        networks.insert(
+            name.clone(),
+            json!({
+                "IPAMConfig": ipam,
+                "Links": Value::Null,
+                "Aliases": aliases,
+                "NetworkID": net_id,
+                "EndpointID": ep_id,
+                "Gateway": gw,
+                "IPAddress": ip,
+                "IPPrefixLen": prefix,
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "MacAddress": mac,
+                "DriverOpts": Value::Null,
+            }),
+        );
+    }
+    let default = endpoints.iter().find(|(n, _)| n.name == DEFAULT_NETWORK);
+    let field = |f: &dyn Fn(&Network, &Endpoint) -> Value, empty: Value| {
+        default.map_or(empty, |(n, e)| f(n, e))
+    };
+    let running = !endpoints.is_empty();
     json!({
-        "IPAMConfig": Value::Null,
-        "Links": Value::Null,
-        "Aliases": Value::Null,
-        "NetworkID": "",
-        "EndpointID": "",
-        "Gateway": "",
-        "IPAddress": "",
-        "IPPrefixLen": 0,
-        "IPv6Gateway": "",
+        "Bridge": "",
+        "SandboxID": if running { endpoint_id("sandbox", c.id()) } else { String::new() },
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports(c, endpoints),
+        "SandboxKey": if running { hoist_runtime::net::netns::path_for(c.id()).display().to_string() } else { String::new() },
+        "SecondaryIPAddresses": Value::Null,
+        "SecondaryIPv6Addresses": Value::Null,
+        "EndpointID": field(&|n, _| json!(endpoint_id(&n.id, c.id())), json!("")),
+        "Gateway": field(&|n, _| json!(n.gateway.to_string()), json!("")),
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "MacAddress": "",
-        "DriverOpts": Value::Null,
+        "IPAddress": field(&|_, e| json!(e.ip.to_string()), json!("")),
+        "IPPrefixLen": field(&|n, _| json!(n.subnet.prefix_len()), json!(0)),
+        "IPv6Gateway": "",
+        "MacAddress": field(&|_, e| json!(e.mac), json!("")),
+        "Networks": networks,
     })
 }
 

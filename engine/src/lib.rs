@@ -8,6 +8,7 @@
 //! - [`build`]: `hoist build`, from its flags to the stored image and the other outputs.
 //! - [`images`]: `rmi`, `image prune`, `save`, `load`, `import`, `history`, image `inspect`.
 //! - [`usage`]: `system df`'s measuring.
+//! - [`networks`]: `hoist network ...` and a new container's `--network`.
 //! - [`puller`]: the builder's [`hoist_builder::build::Puller`], in process.
 //!
 //! The cli parses, calls this crate and formats; it opens no store itself.
@@ -22,6 +23,7 @@ pub mod home;
 pub mod images;
 pub mod inspect;
 pub mod manifests;
+pub mod networks;
 pub mod puller;
 pub mod sizes;
 pub mod stats;

@@ -657,6 +657,13 @@ impl ContainerStore {
         })
     }
 
+    /// Replaces the config of `c` (with `network connect` on a container that is not running:
+    /// what its next start joins).
+    pub fn write_config(&self, config: &ContainerConfig) -> Result<(), ContainerError> {
+        let bytes = serde_json::to_vec_pretty(config).expect("a container config serialises");
+        write_atomic(&self.root.join(&config.id).join(CONFIG), &bytes)
+    }
+
     /// Replaces the state of `id`.
     pub fn write_state(&self, id: &str, state: &State) -> Result<(), ContainerError> {
         let bytes = serde_json::to_vec_pretty(state).expect("a state serialises");

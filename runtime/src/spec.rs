@@ -157,10 +157,13 @@ pub const READONLY_PATHS: [&str; 5] = [
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
-    /// No bridge exists on a hoist host: the container shares the host's network (and gets the
-    /// host's resolv.conf), but keeps its own hostname.
+    /// The host's network with a hostname of its own (a RUN step's default, and what containers
+    /// created before bridge networks recorded).
     #[default]
     Default,
+    /// Bridge networks ([`RunOptions::networks`]): a namespace of its own, set up by the
+    /// supervisor at each start ([`crate::net::sandbox`]), at [`crate::net::netns::path_for`].
+    Bridge,
     /// A new network namespace with only the loopback interface.
     None,
     /// The host's network namespace and hostname.
@@ -176,7 +179,7 @@ impl Network {
         Ok(Ok(match s {
             "none" => Network::None,
             "host" => Network::Host,
-            "default" | "bridge" => Network::Default,
+            "default" | "bridge" => Network::Bridge,
             _ => match s.strip_prefix("container:") {
                 Some(name) if !name.is_empty() => return Ok(Err(name.to_owned())),
                 _ => {
@@ -193,7 +196,7 @@ impl Network {
     /// The name docker shows (`HostConfig.NetworkMode`).
     pub fn mode_name(&self) -> String {
         match self {
-            Network::Default => "bridge".to_owned(),
+            Network::Default | Network::Bridge => "bridge".to_owned(),
             Network::None => "none".to_owned(),
             Network::Host => "host".to_owned(),
             Network::Container(p) => format!("container:{}", p.display()),
@@ -318,6 +321,19 @@ pub struct RunOptions {
     pub nano_cpus: Option<i64>,
     pub pids_limit: Option<i64>,
     pub network: Network,
+    /// The bridge networks of [`Network::Bridge`], in order (the first is `eth0`, the default
+    /// route, and carries the published ports).
+    #[serde(default)]
+    pub networks: Vec<crate::net::sandbox::NetworkRequest>,
+    /// `-p`/`-P`.
+    #[serde(default)]
+    pub publish: Vec<crate::net::sandbox::PortRequest>,
+    /// `--dns`.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--add-host NAME:IP`.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
     #[serde(default)]
     pub ulimits: Vec<Ulimit>,
     pub mounts: Vec<BindMount>,
@@ -812,6 +828,10 @@ pub fn build(
     match &opts.network {
         Network::None => namespaces.push(json!({"type": "network"})),
         Network::Container(path) => namespaces.push(json!({"type": "network", "path": path})),
+        Network::Bridge => {
+            let path = crate::net::netns::path_for(ctx.id);
+            namespaces.push(json!({"type": "network", "path": path}));
+        }
         Network::Default | Network::Host => {}
     }
 

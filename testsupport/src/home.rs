@@ -200,6 +200,8 @@ impl Drop for Home {
                 let _ = self.cmd(&["rm", "-f", id]).output();
             }
         }
+        // The networks a test made, with their bridges and rules.
+        let _ = self.cmd(&["network", "prune", "-f"]).output();
     }
 }
 

@@ -40,6 +40,8 @@ pub enum RunError {
     AttachTimeout(String),
     #[error("container {0} is busy: another command has held its filesystem for 60s")]
     Busy(String),
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
 }
 
 /// How the container's stdio is connected.
@@ -430,8 +432,34 @@ impl Supervisor<'_> {
         result
     }
 
+    fn sandbox(&self, c: &Container) -> Result<crate::net::sandbox::Sandbox, RunError> {
+        let home = self.store.root().parent().unwrap_or(self.store.root());
+        let hostname = std::fs::read_to_string(c.hostname_path())
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| c.short_id().to_owned());
+        let o = &c.config.options;
+        let spec = crate::net::sandbox::SandboxSpec {
+            id: c.id(),
+            name: c.name(),
+            hostname: &hostname,
+            networks: &o.networks,
+            ports: &o.publish,
+            dns: &o.dns,
+            extra_hosts: &o.extra_hosts,
+            hosts_path: &c.hosts_path(),
+            resolv_conf_path: &c.resolv_conf_path(),
+        };
+        Ok(crate::net::sandbox::up(home, &spec)?)
+    }
+
     fn run_locked(&self, c: &Container, attach: Attach) -> Result<i32, RunError> {
         mount_rootfs(c)?;
+        // Bridge networks: the namespace, interfaces, ports and /etc files, undone when the
+        // process has exited (the sandbox is dropped on every way out of here).
+        let _sandbox = match c.config.options.network {
+            spec::Network::Bridge => Some(self.sandbox(c)?),
+            _ => None,
+        };
         self.write_bundle(c)?;
         let log = Arc::new(
             LogWriter::open(&c.log_path(), c.config.log_max_size, c.config.log_max_files)

@@ -104,7 +104,8 @@ pub fn reconcile(home: &Path) -> Result<(), NetError> {
         if stale.is_empty() {
             continue;
         }
-        let after = store.update(&n.id, |n| {
+        let l = store.lock()?;
+        let after = store.update_held(&l, &n.id, |n| {
             for e in &stale {
                 n.endpoints.remove(&e.container);
             }
@@ -259,10 +260,15 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
     let store = NetworkStore::open(home);
     let mut first: Option<(Network, Ipv4Addr)> = None;
     for (i, req) in spec.networks.iter().enumerate() {
+        // One container's attach at a time per home: a bridge taken down by the last container
+        // leaving cannot vanish between being made and being used.
+        let l = store.lock()?;
         let n = if req.network == DEFAULT_NETWORK {
-            store.ensure_default()?
+            store.bring_up_default(&l)?
         } else {
-            store.get(&req.network)?
+            let n = store.get(&req.network)?;
+            link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len())?;
+            n
         };
         let veth = veth_name(spec.id, &n);
         // The first network's endpoint carries the published ports.
@@ -278,7 +284,7 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
         let name = spec.name.to_owned();
         let aliases = req.aliases.clone();
         let want = req.ip;
-        let (n, ip) = store.update(&n.id, move |n| {
+        let (n, ip) = store.update_held(&l, &n.id, move |n| {
             let used: BTreeSet<Ipv4Addr> = n.used();
             let ip = match want {
                 Some(ip) => {
@@ -310,7 +316,6 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
             Ok((n.clone(), ip))
         })?;
         sb.networks.push(n.id.clone());
-        link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len())?;
         link::connect(&link::Veth {
             host: veth_name(spec.id, &n),
             bridge: n.bridge.clone(),
@@ -322,6 +327,7 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
             mac: ipam::mac_for(ip),
         })?;
         firewall::apply(&n)?;
+        drop(l);
         if first.is_none() {
             first = Some((n, ip));
         }
@@ -369,17 +375,16 @@ impl Sandbox {
         let mut first_err = None;
         for net in &self.networks {
             let id = self.id.clone();
-            let r = store
-                .update(net, move |n| {
+            let r = store.lock().and_then(|l| {
+                let (n, e) = store.update_held(&l, net, move |n| {
                     let e = n.endpoints.remove(&id);
                     Ok((n.clone(), e))
-                })
-                .and_then(|(n, e)| {
-                    if let Some(e) = e {
-                        link::delete(&e.host_veth)?;
-                    }
-                    settle(&n)
-                });
+                })?;
+                if let Some(e) = e {
+                    link::delete(&e.host_veth)?;
+                }
+                settle(&n)
+            });
             if let Err(e) = r {
                 first_err.get_or_insert(e);
             }

@@ -316,34 +316,43 @@ impl NetworkStore {
         Ok(n)
     }
 
-    /// The default network (`bridge`), with its bridge up: made on first use, and its bridge
-    /// made again (on a subnet free now) after its last container took it down.
-    pub fn ensure_default(&self) -> Result<Network, NetError> {
+    /// The default network's record (`bridge`), made on first use; its bridge is made when a
+    /// container starts on it ([`NetworkStore::bring_up_default`]).
+    pub fn default_record(&self) -> Result<Network, NetError> {
         let _l = self.lock()?;
+        self.default_record_held()
+    }
+
+    fn default_record_held(&self) -> Result<Network, NetError> {
+        if let Some(n) = self.list()?.into_iter().find(|n| n.name == DEFAULT_NETWORK) {
+            return Ok(n);
+        }
         let _h = host_lock()?;
-        let all = self.list()?;
-        let n = match all.iter().find(|n| n.name == DEFAULT_NETWORK) {
-            Some(n) if super::link::exists(&n.bridge)? => return Ok(n.clone()),
-            Some(n) => {
-                let mut n = n.clone();
-                let others: Vec<Network> = all.iter().filter(|o| o.id != n.id).cloned().collect();
-                let routes = ipam::host_routes();
-                if routes.iter().any(|r| ipam::overlaps(r, &n.subnet)) && n.endpoints.is_empty() {
-                    n.subnet = self.free_subnet(&others)?;
-                    n.gateway = ipam::default_gateway(&n.subnet);
-                    n.last_ip = None;
-                    self.write(&n)?;
-                }
-                n
-            }
-            None => self.create_locked(
-                NewNetwork {
-                    name: DEFAULT_NETWORK.into(),
-                    ..NewNetwork::default()
-                },
-                true,
-            )?,
-        };
+        self.create_locked(
+            NewNetwork {
+                name: DEFAULT_NETWORK.into(),
+                ..NewNetwork::default()
+            },
+            true,
+        )
+    }
+
+    /// The default network with its bridge up, under the store's lock `_l`: the bridge made
+    /// again after its last container took it down, on a subnet free now.
+    pub fn bring_up_default(&self, _l: &Locked) -> Result<Network, NetError> {
+        let mut n = self.default_record_held()?;
+        if super::link::exists(&n.bridge)? {
+            return Ok(n);
+        }
+        let _h = host_lock()?;
+        let routes = ipam::host_routes();
+        if n.endpoints.is_empty() && routes.iter().any(|r| ipam::overlaps(r, &n.subnet)) {
+            let others: Vec<Network> = self.list()?.into_iter().filter(|o| o.id != n.id).collect();
+            n.subnet = self.free_subnet(&others)?;
+            n.gateway = ipam::default_gateway(&n.subnet);
+            n.last_ip = None;
+            self.write(&n)?;
+        }
         super::link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len())?;
         Ok(n)
     }
@@ -377,7 +386,17 @@ impl NetworkStore {
         key: &str,
         f: impl FnOnce(&mut Network) -> Result<R, NetError>,
     ) -> Result<R, NetError> {
-        let _l = self.lock()?;
+        let l = self.lock()?;
+        self.update_held(&l, key, f)
+    }
+
+    /// [`NetworkStore::update`] under the store's lock `_l`, already held.
+    pub fn update_held<R>(
+        &self,
+        _l: &Locked,
+        key: &str,
+        f: impl FnOnce(&mut Network) -> Result<R, NetError>,
+    ) -> Result<R, NetError> {
         let mut n = self.get(key)?;
         let r = f(&mut n)?;
         self.write(&n)?;
@@ -399,7 +418,9 @@ mod tests {
     fn networks_get_free_subnets_and_unique_names_in() {
         let home = tempfile::tempdir().unwrap();
         let s = NetworkStore::open(home.path());
-        let d = s.ensure_default().unwrap();
+        let d = s.default_record().unwrap();
+        assert!(!super::super::link::exists(&d.bridge).unwrap());
+        let d = s.bring_up_default(&s.lock().unwrap()).unwrap();
         assert_eq!((d.name.as_str(), d.dns), ("bridge", false));
         assert!(
             d.bridge.starts_with("hoist") && d.bridge.len() == 15,
@@ -407,7 +428,7 @@ mod tests {
             d.bridge
         );
         assert!(super::super::link::exists(&d.bridge).unwrap());
-        assert_eq!(s.ensure_default().unwrap().id, d.id);
+        assert_eq!(s.default_record().unwrap().id, d.id);
         let a = s
             .create(NewNetwork {
                 name: "a".into(),

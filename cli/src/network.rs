@@ -1,0 +1,371 @@
+//! `hoist network create|ls|inspect|rm|connect|disconnect|prune`, in docker's shapes.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use hoist_engine::Host;
+use hoist_engine::networks::Listed;
+use hoist_runtime::net::ipam;
+use hoist_runtime::net::store::{Network, NewNetwork};
+use serde_json::{Value, json};
+
+use crate::images_format::table;
+
+#[derive(Subcommand)]
+pub enum NetworkCommand {
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkGroup),
+}
+
+#[derive(Subcommand)]
+pub enum NetworkGroup {
+    /// Create a network
+    Create(CreateArgs),
+    /// List networks
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Display detailed information on one or more networks
+    Inspect(InspectArgs),
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm(NamesArgs),
+    /// Connect a container to a network
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(DisconnectArgs),
+    /// Remove all unused networks
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Driver to manage the network (only bridge)
+    #[arg(short, long, default_value = "bridge")]
+    driver: String,
+    /// Subnet in CIDR format (default: a free one of docker's pools)
+    #[arg(long)]
+    subnet: Option<String>,
+    /// IPv4 gateway of the subnet (default: its first address)
+    #[arg(long)]
+    gateway: Option<std::net::Ipv4Addr>,
+    /// Restrict external access to the network
+    #[arg(long)]
+    internal: bool,
+    /// Enable manual container attachment (always on: accepted for docker compatibility)
+    #[arg(long)]
+    attachable: bool,
+    /// Set metadata on a network (KEY=VALUE)
+    #[arg(long = "label")]
+    label: Vec<String>,
+    name: String,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Only display network ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// Do not truncate the output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Filter output (name=, id=, driver=, label=)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    filter: Vec<String>,
+    /// Format output: table TEMPLATE, json, or a Go template
+    #[arg(long)]
+    format: Option<String>,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Format output: json, or a Go template
+    #[arg(short, long)]
+    format: Option<String>,
+    #[arg(required = true)]
+    networks: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct NamesArgs {
+    #[arg(required = true)]
+    networks: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// Add a network-scoped alias for the container
+    #[arg(long = "alias")]
+    aliases: Vec<String>,
+    /// IPv4 address
+    #[arg(long)]
+    ip: Option<std::net::Ipv4Addr>,
+    network: String,
+    container: String,
+}
+
+#[derive(Args)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network
+    #[arg(short, long)]
+    force: bool,
+    network: String,
+    container: String,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "NETWORK ID"),
+    ("Name", "NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("IPv6", "IPV6"),
+    ("Internal", "INTERNAL"),
+    ("Labels", "LABELS"),
+    ("CreatedAt", "CREATED AT"),
+];
+
+fn print_out(s: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}
+
+pub fn run(cmd: NetworkCommand) -> Result<()> {
+    let NetworkCommand::Network(cmd) = cmd;
+    let host = Host::from_env()?;
+    match cmd {
+        NetworkGroup::Create(a) => create(&host, a),
+        NetworkGroup::Ls(a) => ls(&host, a),
+        NetworkGroup::Inspect(a) => {
+            let mut out = Vec::new();
+            for n in &a.networks {
+                out.push(inspect_json(&host.network(n)?));
+            }
+            let f = crate::format::Format::parse(a.format.as_deref())?;
+            if matches!(
+                f,
+                crate::format::Format::Raw(_) | crate::format::Format::Table(_)
+            ) {
+                return crate::format::print(&f, &out, &[]);
+            }
+            let mut s = serde_json::to_string_pretty(&out).context("encoding the output")?;
+            s.push('\n');
+            print_out(&s)
+        }
+        NetworkGroup::Rm(a) => {
+            let mut failed = None;
+            for n in &a.networks {
+                match host.remove_network(n) {
+                    Ok(_) => print_out(&format!("{n}\n"))?,
+                    Err(e) => {
+                        if let Some(prev) = failed.replace(anyhow::Error::new(e)) {
+                            eprintln!("{}", crate::error_line(&prev));
+                        }
+                    }
+                }
+            }
+            failed.map_or(Ok(()), Err)
+        }
+        NetworkGroup::Connect(a) => {
+            Ok(host.connect_network(&a.network, &a.container, &a.aliases, a.ip)?)
+        }
+        NetworkGroup::Disconnect(a) => {
+            let _ = a.force;
+            Ok(host.disconnect_network(&a.network, &a.container)?)
+        }
+        NetworkGroup::Prune(a) => {
+            if !a.force {
+                print!(
+                    "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] "
+                );
+                std::io::stdout().flush().context("writing to stdout")?;
+                let mut answer = String::new();
+                std::io::stdin()
+                    .read_line(&mut answer)
+                    .context("reading the answer")?;
+                if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+                    return Ok(());
+                }
+            }
+            let removed = host.prune_networks()?;
+            let mut out = String::new();
+            if !removed.is_empty() {
+                out.push_str("Deleted Networks:\n");
+                for n in removed {
+                    out.push_str(&n);
+                    out.push('\n');
+                }
+            }
+            print_out(&out)
+        }
+    }
+}
+
+fn create(host: &Host, a: CreateArgs) -> Result<()> {
+    if a.driver != "bridge" {
+        bail!(
+            "plugin \"{}\" not found: hoist networks use the bridge driver",
+            a.driver
+        );
+    }
+    let subnet = a.subnet.as_deref().map(ipam::parse_subnet).transpose()?;
+    if a.gateway.is_some() && subnet.is_none() {
+        bail!("--gateway needs --subnet (the gateway must be inside it)");
+    }
+    let labels: BTreeMap<String, String> = a
+        .label
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let _ = a.attachable;
+    let n = host.create_network(NewNetwork {
+        name: a.name,
+        subnet,
+        gateway: a.gateway,
+        internal: a.internal,
+        labels,
+    })?;
+    print_out(&format!("{}\n", n.id))
+}
+
+fn labels_of(n: &Listed) -> Value {
+    n.network
+        .as_ref()
+        .map(|n| json!(n.labels))
+        .unwrap_or_else(|| json!({}))
+}
+
+fn created_of(n: &Listed) -> String {
+    n.network
+        .as_ref()
+        .map(|n| n.created.clone())
+        .unwrap_or_default()
+}
+
+fn ls(host: &Host, a: LsArgs) -> Result<()> {
+    let mut all = host.list_networks()?;
+    for f in &a.filter {
+        let (k, v) = f
+            .split_once('=')
+            .with_context(|| format!("bad format of filter (expected name=value): {f}"))?;
+        all.retain(|n| match k {
+            "name" => n.name.contains(v),
+            "id" => n.id.starts_with(v),
+            "driver" => n.driver == v,
+            "label" => {
+                let (lk, lv) = v.split_once('=').map_or((v, None), |(k, v)| (k, Some(v)));
+                n.network
+                    .as_ref()
+                    .and_then(|n| n.labels.get(lk))
+                    .is_some_and(|x| lv.is_none_or(|lv| lv == x))
+            }
+            "type" => match v {
+                "custom" => n.network.as_ref().is_some_and(|x| x.name != "bridge"),
+                "builtin" => n.network.as_ref().is_none_or(|x| x.name == "bridge"),
+                _ => true,
+            },
+            _ => true,
+        });
+        if !matches!(k, "name" | "id" | "driver" | "label" | "type") {
+            bail!("invalid filter '{k}'");
+        }
+    }
+    let id = |n: &Listed| {
+        if a.no_trunc {
+            n.id.clone()
+        } else {
+            n.id[..12].to_owned()
+        }
+    };
+    if a.quiet {
+        return print_out(
+            &all.iter()
+                .map(|n| format!("{}\n", id(n)))
+                .collect::<String>(),
+        );
+    }
+    let format = crate::format::Format::parse(a.format.as_deref())?;
+    if !format.is_default() {
+        let rows: Vec<Value> = all
+            .iter()
+            .map(|n| {
+                json!({
+                    "ID": id(n),
+                    "Name": n.name,
+                    "Driver": n.driver,
+                    "Scope": "local",
+                    "IPv6": "false",
+                    "Internal": n.network.as_ref().is_some_and(|x| x.internal).to_string(),
+                    "Labels": crate::listing::labels_string(labels_of(n).as_object()),
+                    "CreatedAt": created_of(n),
+                })
+            })
+            .collect();
+        return crate::format::print(&format, &rows, HEADERS);
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|n| vec![id(n), n.name.clone(), n.driver.clone(), "local".to_owned()])
+        .collect();
+    print_out(&table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows))
+}
+
+/// docker's `network inspect` shape.
+fn inspect_json(l: &Listed) -> Value {
+    let (config, containers, internal, options) = match &l.network {
+        Some(n) => (
+            json!([{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}]),
+            endpoints_json(n),
+            n.internal,
+            json!({"com.docker.network.bridge.name": n.bridge}),
+        ),
+        None => (json!([]), json!({}), false, json!({})),
+    };
+    json!({
+        "Name": l.name,
+        "Id": l.id,
+        "Created": created_of(l),
+        "Scope": "local",
+        "Driver": l.driver,
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": config},
+        "Internal": internal,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
+        "Containers": containers,
+        "Options": options,
+        "Labels": labels_of(l),
+    })
+}
+
+fn endpoints_json(n: &Network) -> Value {
+    let mut m = serde_json::Map::new();
+    for e in n.endpoints.values() {
+        m.insert(
+            e.container.clone(),
+            json!({
+                "Name": e.name,
+                "EndpointID": hoist_engine::inspect::endpoint_id(&n.id, &e.container),
+                "MacAddress": e.mac,
+                "IPv4Address": format!("{}/{}", e.ip, n.subnet.prefix_len()),
+                "IPv6Address": "",
+            }),
+        );
+    }
+    Value::Object(m)
+}

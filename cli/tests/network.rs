@@ -1,0 +1,359 @@
+//! Networks end to end, as root: bridges, addresses, published ports, names, and that every
+//! change is undone. Traffic goes only to 127.0.0.1 and to the addresses of the containers the
+//! tests start (in namespaces hoist made for them).
+
+mod run_support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use run_support::Home;
+
+/// A free TCP port on 127.0.0.1 (the kernel's pick, released at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET / from `addr`, retried until the server answers (it is started detached).
+fn http_get(addr: SocketAddr) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        });
+        match got {
+            Ok(body) if body.contains("200") => return body,
+            _ if Instant::now() > deadline => panic!("no answer from {addr}: {got:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn links() -> String {
+    String::from_utf8(
+        Command::new("ls")
+            .arg("/sys/class/net")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+}
+
+fn nft_tables() -> String {
+    String::from_utf8(
+        Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+}
+
+/// A detached web server (busybox httpd) serving `text` at /, with `args` before the image.
+fn web(h: &Home, name: &str, args: &[&str], text: &str) -> String {
+    let script =
+        format!("mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www");
+    let mut all = vec!["run", "-d", "--name", name];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["busybox", "sh", "-c", &script]);
+    h.ok(&all).trim().to_owned()
+}
+
+#[test]
+fn a_published_port_serves_on_localhost_and_the_container_has_its_own_address() {
+    let h = Home::new();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let id = web(&h, "web", &["-p", &publish], "hello-from-web");
+    let body = http_get(SocketAddr::from(([127, 0, 0, 1], port)));
+    assert!(body.contains("hello-from-web"), "{body}");
+
+    // docker's PORTS and `port`.
+    let ps = h.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert_eq!(ps.trim(), format!("127.0.0.1:{port}->80/tcp"));
+    assert_eq!(
+        h.ok(&["port", "web"]),
+        format!("80/tcp -> 127.0.0.1:{port}\n")
+    );
+    assert_eq!(h.ok(&["port", "web", "80"]), format!("127.0.0.1:{port}\n"));
+    let (_, _, err) = h.fails(&["port", "web", "81"]);
+    assert!(
+        err.contains("no public port '81/tcp' published for web"),
+        "{err}"
+    );
+
+    // Its address is on the default network, reachable from the host.
+    let v = h.inspect("web");
+    let ip: Ipv4Addr = v["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let gw: Ipv4Addr = v["NetworkSettings"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        v["NetworkSettings"]["Networks"]["bridge"]["IPAddress"],
+        ip.to_string()
+    );
+    assert_eq!(
+        v["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"],
+        port.to_string()
+    );
+    assert_eq!(
+        v["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+        port.to_string()
+    );
+    assert!(http_get(SocketAddr::from((ip, 80))).contains("hello-from-web"));
+    let mac = v["NetworkSettings"]["MacAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(mac.starts_with("02:42:"), "{mac}");
+
+    // Inside: eth0 with that address, the default route via the gateway, /etc/hosts naming it.
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/class/net/eth0/address; ip -4 route | head -1; tail -1 /etc/hosts",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].len(), 17, "{out}");
+    assert!(
+        lines[1].starts_with(&format!("default via {gw} dev eth0")),
+        "{out}"
+    );
+    assert!(lines[2].contains('\t'), "{out}");
+
+    // A second container cannot take the same host port.
+    let (code, _, err) = h.fails(&[
+        "run", "-d", "--name", "web2", "-p", &publish, "busybox", "sleep", "100",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!(
+            "Bind for 127.0.0.1:{port} failed: port is already allocated"
+        )),
+        "{err}"
+    );
+    h.ok(&["rm", "-f", "web2"]);
+
+    // rm undoes it all: the veth, the namespace, the port, the default network's bridge and
+    // rules (it was the last container on it).
+    let veth = format!("vh{}", &id[..8]);
+    assert!(links().contains(&veth), "{}", links());
+    let bridge = h.ok(&[
+        "network",
+        "inspect",
+        "bridge",
+        "--format",
+        "{{index .Options \"com.docker.network.bridge.name\"}}",
+    ]);
+    let bridge = bridge.trim().to_owned();
+    assert!(links().contains(&bridge));
+    h.ok(&["rm", "-f", "web"]);
+    assert!(!links().contains(&veth), "{}", links());
+    assert!(!links().contains(&bridge), "{}", links());
+    assert!(!std::path::Path::new(&format!("/run/hoist/netns/{id}")).exists());
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the host port is free again");
+}
+
+#[test]
+fn user_networks_give_addresses_aliases_and_isolation_and_are_removed_whole() {
+    let h = Home::new();
+    let id = h.ok(&["network", "create", "--subnet", "10.231.0.0/24", "backend"]);
+    assert_eq!(id.trim().len(), 64);
+    let (_, _, err) = h.fails(&["network", "create", "backend"]);
+    assert!(
+        err.contains("network with name backend already exists"),
+        "{err}"
+    );
+    let (_, _, err) = h.fails(&["network", "create", "--subnet", "10.231.0.0/25", "other"]);
+    assert!(err.contains("overlaps with network backend"), "{err}");
+    let (_, _, err) = h.fails(&["network", "create", "--subnet", "10.1.2.3/24", "x"]);
+    assert!(err.contains("host bits are set"), "{err}");
+
+    let ls = h.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert_eq!(ls, "bridge bridge\nbackend bridge\nhost host\nnone null\n");
+    let v: serde_json::Value =
+        serde_json::from_str(&h.ok(&["network", "inspect", "backend"])).unwrap();
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], "10.231.0.0/24");
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Gateway"], "10.231.0.1");
+
+    // --ip and --network-alias on a user network; both refused on the default one.
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "backend",
+        "--ip",
+        "10.231.0.50",
+        "--network-alias",
+        "db",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 addr show eth0 | grep -o 'inet [0-9./]*'",
+    ]);
+    assert_eq!(out.trim(), "inet 10.231.0.50/24");
+    let (_, _, err) = h.fails(&["run", "--rm", "--ip", "172.17.0.9", "busybox", "true"]);
+    assert!(
+        err.contains("user specified IP address is supported on user defined networks only"),
+        "{err}"
+    );
+    let (_, _, err) = h.fails(&["run", "--rm", "--network", "nosuch", "busybox", "true"]);
+    assert!(err.contains("network nosuch not found"), "{err}");
+
+    // Addresses in order, not given twice.
+    let a = web(&h, "a", &["--network", "backend"], "a");
+    let b = web(
+        &h,
+        "b",
+        &["--network", "backend", "--network-alias", "bee"],
+        "b",
+    );
+    let ip = |n: &str| {
+        h.inspect(n)["NetworkSettings"]["Networks"]["backend"]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(ip("a"), ip("b"));
+    let v = h.inspect("b");
+    assert_eq!(
+        v["NetworkSettings"]["Networks"]["backend"]["Aliases"],
+        serde_json::json!(["bee", &b[..12]])
+    );
+    // On the same network: a reaches b directly.
+    let got = h.ok(&["exec", "a", "wget", "-qO-", &format!("http://{}/", ip("b"))]);
+    assert_eq!(got.trim(), "b");
+    // A container on the default network does not reach the user network.
+    let (code, _, _) = h.fails(&[
+        "run",
+        "--rm",
+        "busybox",
+        "wget",
+        "-q",
+        "-T",
+        "2",
+        "-O-",
+        &format!("http://{}/", ip("b")),
+    ]);
+    assert_ne!(code, 0);
+
+    // The network is in use: rm refuses, naming it; disconnect, then rm works.
+    let (_, _, err) = h.fails(&["network", "rm", "backend"]);
+    assert!(err.contains("has active endpoints"), "{err}");
+    let table = format!("hoist-{}", &id.trim()[..12]);
+    assert!(nft_tables().contains(&table), "{}", nft_tables());
+    h.ok(&["rm", "-f", "a", "b"]);
+    let _ = (a, b);
+    assert_eq!(h.ok(&["network", "rm", "backend"]), "backend\n");
+    assert!(!nft_tables().contains(&table), "{}", nft_tables());
+    let (_, _, err) = h.fails(&["network", "rm", "bridge"]);
+    assert!(err.contains("pre-defined network"), "{err}");
+    let (_, _, err) = h.fails(&["network", "inspect", "backend"]);
+    assert!(err.contains("network backend not found"), "{err}");
+}
+
+#[test]
+fn none_host_add_host_and_dns() {
+    let h = Home::new();
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(out, "lo\n");
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db.local:10.9.8.7",
+        "--dns",
+        "10.0.0.53",
+        "busybox",
+        "sh",
+        "-c",
+        "grep db.local /etc/hosts; grep nameserver /etc/resolv.conf",
+    ]);
+    assert_eq!(out, "10.9.8.7\tdb.local\nnameserver 10.0.0.53\n");
+    let (_, _, err) = h.fails(&["run", "--rm", "--add-host", "nocolon", "busybox", "true"]);
+    assert!(err.contains("--add-host"), "{err}");
+    // `-p` with --network host publishes nothing, and says so.
+    let out = h.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-p",
+        "80:80",
+        "busybox",
+        "true",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("published ports are discarded"));
+}
+
+#[test]
+fn a_killed_supervisor_s_network_is_reclaimed() {
+    let h = Home::new();
+    h.ok(&["network", "create", "--subnet", "10.232.0.0/24", "crashy"]);
+    let id = h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "--network",
+        "crashy",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let id = id.trim().to_owned();
+    let veth = format!("vh{}", &id[..8]);
+    assert!(links().contains(&veth));
+    // The supervisor and the container die at once, as in a crash.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.container_dir("c").join("state.json")).unwrap())
+            .unwrap();
+    for key in ["/supervisor/pid", "/init/pid"] {
+        let pid = state
+            .pointer(key)
+            .and_then(|p| p.as_i64())
+            .unwrap_or_else(|| panic!("{key}: {state}"));
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // The next network command reconciles: no endpoint, no veth.
+    let v: serde_json::Value =
+        serde_json::from_str(&h.ok(&["network", "inspect", "crashy"])).unwrap();
+    assert_eq!(v[0]["Containers"], serde_json::json!({}), "{v}");
+    assert!(!links().contains(&veth), "{}", links());
+    h.ok(&["rm", "-f", "c"]);
+    assert_eq!(
+        h.ok(&["network", "prune", "-f"]),
+        "Deleted Networks:\ncrashy\n"
+    );
+}
