@@ -133,10 +133,10 @@ fn upstream(how: Up) -> (SocketAddr, Arc<AtomicU16>) {
     std::thread::spawn(move || {
         for mut c in tcp.incoming().flatten() {
             let deadline = Instant::now() + Duration::from_secs(5);
-            if let Some(q) = read_framed(&mut c, 65535, deadline) {
-                if how != Up::Silent {
-                    let _ = write_framed(&mut c, &answer(&q, false));
-                }
+            if let Some(q) = read_framed(&mut c, 65535, deadline)
+                && how != Up::Silent
+            {
+                let _ = write_framed(&mut c, &answer(&q, false));
             }
         }
     });
@@ -379,35 +379,22 @@ fn tcp_connections_are_capped() {
 
 #[test]
 fn file_resolver_rereads_a_changed_file() {
-    use crate::net::store::{Endpoint, NetworkStore, NewNetwork};
+    use crate::net::store::{NetworkStore, NewNetwork};
     let home = tempfile::tempdir().unwrap();
     let store = NetworkStore::open(home.path());
-    let n = store
-        .create(NewNetwork {
-            name: "web".into(),
-            subnet: Some("10.9.0.0/24".parse().unwrap()),
-            ..Default::default()
-        })
-        .unwrap();
+    let new = NewNetwork {
+        name: "web".into(),
+        ..Default::default()
+    };
+    let n = store.create(new).unwrap();
     let path = home.path().join("networks").join(format!("{}.json", n.id));
     let r = FileResolver::new(&path);
     assert!(r.lookup("api").is_empty());
     let add = |name: &str, ip: Ipv4Addr| {
-        let name = name.to_owned();
+        let e = endpoint(name, ip, &["svc"]);
         store
             .update("web", move |n| {
-                n.endpoints.insert(
-                    name.clone(),
-                    Endpoint {
-                        container: format!("{name:0>64}"),
-                        name,
-                        aliases: vec!["svc".into()],
-                        ip,
-                        mac: String::new(),
-                        host_veth: String::new(),
-                        ports: Vec::new(),
-                    },
-                );
+                n.endpoints.insert(e.name.clone(), e);
                 Ok(())
             })
             .unwrap();
@@ -434,19 +421,21 @@ fn file_resolver_rereads_a_changed_file() {
 /// Network `n` with one container `x` at `ip`.
 fn store_net(n: &crate::net::store::Network, ip: Ipv4Addr) -> crate::net::store::Network {
     let mut n = n.clone();
-    n.endpoints.insert(
-        "x".into(),
-        crate::net::store::Endpoint {
-            container: "x".repeat(64),
-            name: "x".into(),
-            aliases: Vec::new(),
-            ip,
-            mac: String::new(),
-            host_veth: String::new(),
-            ports: Vec::new(),
-        },
-    );
+    n.endpoints.insert("x".into(), endpoint("x", ip, &[]));
     n
+}
+
+/// Container `name` at `ip`, as the store's record has it.
+fn endpoint(name: &str, ip: Ipv4Addr, aliases: &[&str]) -> crate::net::store::Endpoint {
+    serde_json::from_value(serde_json::json!({
+        "container": format!("{name:0>64}"),
+        "name": name,
+        "aliases": aliases,
+        "ip": ip,
+        "mac": "",
+        "host_veth": "",
+    }))
+    .unwrap()
 }
 
 #[test]
@@ -463,4 +452,36 @@ fn nameservers_of_a_resolv_conf() {
         ]
     );
     assert!(upstream_servers("").is_empty());
+}
+
+#[test]
+fn forwards_beyond_the_cap_are_dropped_and_local_names_still_answered() {
+    let (silent, _) = upstream(Up::Silent);
+    let s = server(vec![silent]);
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let extra = 20;
+    for id in 0..(MAX_FORWARDS + extra) as u16 {
+        c.send_to(&query(id, "example.org", RecordType::A), s.local_addr())
+            .unwrap();
+    }
+    // While the upstream keeps them all waiting, a container's name is answered at once.
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    assert_eq!(
+        a_records(&ask(s.local_addr(), 9999, "web", RecordType::A)),
+        [(WEB, 600)]
+    );
+    assert!(t.elapsed() < Duration::from_secs(1));
+    c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let deadline = Instant::now() + UPSTREAM_TIMEOUT + Duration::from_secs(3);
+    let mut failed = 0;
+    let mut buf = vec![0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = c.recv(&mut buf) {
+            let r = Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, MAX_FORWARDS);
 }
