@@ -96,6 +96,26 @@ fn reusable_socket(
     Ok(fd)
 }
 
+/// A UDP and a TCP socket bound to `addr`; port 0 picks one free for both (a free UDP port may
+/// be taken in TCP: then another is tried).
+fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, std::os::fd::OwnedFd), NetError> {
+    let mut tries = 0;
+    loop {
+        let udp: UdpSocket = reusable_socket(addr, rustix::net::SocketType::DGRAM)
+            .map_err(io(format!("binding udp {addr}")))?
+            .into();
+        let local = udp.local_addr().map_err(io("reading the dns address"))?;
+        match reusable_socket(local, rustix::net::SocketType::STREAM) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 && tries < 16 => {
+                tries += 1;
+                tracing::debug!("tcp port {} taken ({e}), trying another", local.port());
+            }
+            Err(e) => return Err(io(format!("binding tcp {local}"))(e)),
+        }
+    }
+}
+
 /// Waits until `sock` is readable (true) or `wake` is (false: stop, or look at the channel).
 fn wait_readable(sock: impl AsFd, wake: &UnixDatagram) -> (bool, bool) {
     use rustix::event::{PollFd, PollFlags, Timespec};
@@ -123,12 +143,8 @@ impl DnsServer {
         resolver: Arc<dyn Resolver>,
         upstream: Vec<SocketAddr>,
     ) -> Result<DnsServer, NetError> {
-        let udp: UdpSocket = reusable_socket(addr, rustix::net::SocketType::DGRAM)
-            .map_err(io(format!("binding udp {addr}")))?
-            .into();
+        let (udp, tcp_fd) = bind_pair(addr)?;
         let local = udp.local_addr().map_err(io("reading the dns address"))?;
-        let tcp_fd = reusable_socket(local, rustix::net::SocketType::STREAM)
-            .map_err(io(format!("binding tcp {local}")))?;
         rustix::net::listen(&tcp_fd, 128)
             .map_err(|e| io(format!("listening on tcp {local}"))(e.into()))?;
         let tcp: TcpListener = tcp_fd.into();

@@ -356,6 +356,15 @@ fn malformed_input_is_formerr_or_dropped() {
     assert_eq!(a_records(&ask(to, 8, "web", RecordType::A)), [(WEB, 600)]);
 }
 
+/// Waits (a while at most) until `f` holds.
+fn wait_for(f: impl Fn() -> bool) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < end, "timed out");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn tcp_connections_are_capped() {
     let s = server(Vec::new());
@@ -363,7 +372,7 @@ fn tcp_connections_are_capped() {
         .map(|_| TcpStream::connect(s.local_addr()).unwrap())
         .collect();
     // Let the server take them all.
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for(|| s.shared.tcp.load(Ordering::SeqCst) == MAX_TCP);
     let mut extra = TcpStream::connect(s.local_addr()).unwrap();
     extra
         .set_read_timeout(Some(Duration::from_secs(2)))
@@ -371,8 +380,8 @@ fn tcp_connections_are_capped() {
     let mut b = [0u8; 1];
     assert!(matches!(extra.read(&mut b), Ok(0)), "not closed");
     drop(idle);
-    // The idle ones are closed by the server in time, and others served again.
-    std::thread::sleep(Duration::from_millis(300));
+    // Their threads end with them, and others are served again.
+    wait_for(|| s.shared.tcp.load(Ordering::SeqCst) == 0);
     let r = tcp_raw(s.local_addr(), &query(1, "web", RecordType::A)).unwrap();
     assert_eq!(Message::from_vec(&r).unwrap().metadata.id, 1);
 }
