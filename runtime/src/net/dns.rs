@@ -251,7 +251,7 @@ fn serve_udp(sock: UdpSocket, woken: UnixDatagram, wake: UnixDatagram, shared: A
                     let _ = sock.send_to(&r, from);
                 }
                 Handled::Drop => {}
-                Handled::Forward(q) => {
+                Handled::Forward(q, limit) => {
                     if shared.forwards.fetch_add(1, Ordering::SeqCst) >= MAX_FORWARDS {
                         shared.forwards.fetch_sub(1, Ordering::SeqCst);
                         continue;
@@ -260,7 +260,7 @@ fn serve_udp(sock: UdpSocket, woken: UnixDatagram, wake: UnixDatagram, shared: A
                     let spawned = std::thread::Builder::new()
                         .name("dns-forward".into())
                         .spawn(move || {
-                            let r = forward(&shared2, &q, false);
+                            let r = forward(&shared2, &q, Some(limit));
                             shared2.forwards.fetch_sub(1, Ordering::SeqCst);
                             if tx.send((r, from)).is_ok() {
                                 let _ = wake.send(&[1]);
@@ -353,7 +353,7 @@ fn serve_conn(mut conn: TcpStream, shared: &Shared) {
         let r = match handle(shared, &q, true) {
             Handled::Reply(r) => r,
             Handled::Drop => return,
-            Handled::Forward(q) => forward(shared, &q, true),
+            Handled::Forward(q, _) => forward(shared, &q, None),
         };
         if write_framed(&mut conn, &r).is_err() {
             return;
@@ -363,7 +363,8 @@ fn serve_conn(mut conn: TcpStream, shared: &Shared) {
 
 enum Handled {
     Reply(Vec<u8>),
-    Forward(Vec<u8>),
+    /// The query, and the size of a UDP answer the client takes.
+    Forward(Vec<u8>, usize),
     Drop,
 }
 
@@ -418,6 +419,10 @@ fn handle(shared: &Shared, raw: &[u8], tcp: bool) -> Handled {
     let [question] = q.queries.as_slice() else {
         return error_reply(raw, ResponseCode::FormErr);
     };
+    let limit = match &q.edns {
+        Some(e) => usize::from(e.max_payload()).max(UDP_PLAIN),
+        None => UDP_PLAIN,
+    };
     let qname = question.name().to_ascii().to_ascii_lowercase();
     let qname = qname.trim_end_matches('.');
     let mut answers = Vec::new();
@@ -434,7 +439,7 @@ fn handle(shared: &Shared, raw: &[u8], tcp: bool) -> Handled {
                     RData::PTR(PTR(target)),
                 ));
             }
-            None => return Handled::Forward(raw.to_vec()),
+            None => return Handled::Forward(raw.to_vec(), limit),
         }
     } else {
         let ips = if qname.is_empty() {
@@ -443,7 +448,7 @@ fn handle(shared: &Shared, raw: &[u8], tcp: bool) -> Handled {
             shared.resolver.lookup(qname)
         };
         if ips.is_empty() {
-            return Handled::Forward(raw.to_vec());
+            return Handled::Forward(raw.to_vec(), limit);
         }
         if question.query_type() == RecordType::A {
             for ip in ips {
@@ -465,10 +470,6 @@ fn handle(shared: &Shared, raw: &[u8], tcp: bool) -> Handled {
     r.add_answers(answers);
     let Some(out) = encode(&r) else {
         return error_reply(raw, ResponseCode::ServFail);
-    };
-    let limit = match &q.edns {
-        Some(e) => usize::from(e.max_payload()).max(UDP_PLAIN),
-        None => UDP_PLAIN,
     };
     if !tcp && out.len() > limit {
         return encode(&r.truncate()).map_or(Handled::Drop, Handled::Reply);
@@ -526,8 +527,9 @@ fn ask_tcp(server: SocketAddr, q: &[u8], id: u16) -> Option<Vec<u8>> {
 
 /// Forwards query `raw` to the upstream servers in order, as docker does: a server that fails,
 /// or answers SERVFAIL or REFUSED, is passed over; a truncated UDP answer is asked again over
-/// TCP. None answering: SERVFAIL.
-fn forward(shared: &Shared, raw: &[u8], tcp: bool) -> Vec<u8> {
+/// TCP, and relayed whole if it fits in `udp_limit` (else the truncated one is, for the client to
+/// ask again over TCP). None answering: SERVFAIL. `udp_limit` none: the client asked over TCP.
+fn forward(shared: &Shared, raw: &[u8], udp_limit: Option<usize>) -> Vec<u8> {
     let Some((client_id, _)) = header(raw) else {
         return Vec::new();
     };
@@ -538,13 +540,14 @@ fn forward(shared: &Shared, raw: &[u8], tcp: bool) -> Vec<u8> {
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
-        let mut r = if tcp {
-            ask_tcp(server, &q, id)
-        } else {
-            match ask_udp(server, &q, id) {
-                Some(r) if r[2] & 0x02 != 0 => ask_tcp(server, &q, id).or(Some(r)),
+        let mut r = match udp_limit {
+            None => ask_tcp(server, &q, id),
+            Some(limit) => match ask_udp(server, &q, id) {
+                Some(r) if r[2] & 0x02 != 0 => ask_tcp(server, &q, id)
+                    .filter(|whole| whole.len() <= limit)
+                    .or(Some(r)),
                 r => r,
-            }
+            },
         };
         let Some(r) = r.as_mut() else { continue };
         let code = r[3] & 0x0f;

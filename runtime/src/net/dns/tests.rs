@@ -91,6 +91,8 @@ enum Up {
     Silent,
     /// Truncated over UDP, whole over TCP.
     Truncate,
+    /// As `Truncate`, the whole answer too long for UDP (60 records).
+    TruncateBig,
 }
 
 /// A fake upstream on UDP and TCP of one loopback port; the id of the last query it saw.
@@ -112,11 +114,10 @@ fn upstream(how: Up) -> (SocketAddr, Arc<AtomicU16>) {
         } else if tc {
             r.metadata.truncation = true;
         } else {
-            r.add_answer(Record::from_rdata(
-                q.queries[0].name().clone(),
-                30,
-                RData::A(A(OUTSIDE)),
-            ));
+            let n = if how == Up::TruncateBig { 60 } else { 1 };
+            r.add_answers((0..n).map(|_| {
+                Record::from_rdata(q.queries[0].name().clone(), 30, RData::A(A(OUTSIDE)))
+            }));
         }
         r.to_vec().unwrap()
     };
@@ -126,7 +127,8 @@ fn upstream(how: Up) -> (SocketAddr, Arc<AtomicU16>) {
         while let Ok((n, from)) = udp.recv_from(&mut buf) {
             seen2.store(u16::from_be_bytes([buf[0], buf[1]]), Ordering::SeqCst);
             if how != Up::Silent {
-                let _ = udp.send_to(&answer(&buf[..n], how == Up::Truncate), from);
+                let tc = matches!(how, Up::Truncate | Up::TruncateBig);
+                let _ = udp.send_to(&answer(&buf[..n], tc), from);
             }
         }
     });
@@ -228,6 +230,17 @@ fn a_truncated_upstream_answer_is_asked_again_over_tcp() {
     let r = ask(s.local_addr(), 77, "big.example", RecordType::A);
     assert!(!r.metadata.truncation);
     assert_eq!(a_records(&r), [(OUTSIDE, 30)]);
+}
+
+#[test]
+fn a_whole_answer_too_long_for_the_client_is_relayed_truncated() {
+    let (up, _) = upstream(Up::TruncateBig);
+    let s = server(vec![up]);
+    let r = ask(s.local_addr(), 78, "big.example", RecordType::A);
+    assert!(r.metadata.truncation);
+    assert!(r.answers.is_empty());
+    let r = tcp_raw(s.local_addr(), &query(79, "big.example", RecordType::A)).unwrap();
+    assert_eq!(a_records(&Message::from_vec(&r).unwrap()).len(), 60);
 }
 
 #[test]
