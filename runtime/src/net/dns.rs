@@ -196,8 +196,9 @@ impl DnsServer {
         self.addr
     }
 
-    /// Stops serving: the sockets are closed when this returns (queries being forwarded are
-    /// dropped).
+    /// Stops serving: the listening sockets are closed when this returns, so another server on
+    /// the address takes every new query. Answers still being forwarded are dropped; a TCP
+    /// connection already open ends within [`TCP_IDLE`].
     pub fn stop(self) {}
 
     fn shutdown(&mut self) {
