@@ -2,6 +2,7 @@
 //! containers on them ([`store`]), named network namespaces ([`netns`]), and the links made
 //! through netlink ([`link`]).
 
+pub mod dns;
 pub mod firewall;
 pub mod ipam;
 pub mod link;
