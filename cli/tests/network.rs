@@ -357,3 +357,97 @@ fn a_killed_supervisor_s_network_is_reclaimed() {
         "Deleted Networks:\ncrashy\n"
     );
 }
+
+/// A fake upstream resolver on `addr` (UDP): `A` queries for any name get `answer`, others no
+/// records. Answers until the test ends.
+fn fake_upstream(addr: &str, answer: [u8; 4]) -> std::net::UdpSocket {
+    let s = std::net::UdpSocket::bind(addr)
+        .unwrap_or_else(|e| panic!("the fake upstream needs {addr} free: {e}"));
+    let srv = s.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = srv.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            // The question: labels to a zero byte, then type and class.
+            let mut i = 12;
+            while i < n && buf[i] != 0 {
+                i += 1 + buf[i] as usize;
+            }
+            let qend = i + 5;
+            if qend > n {
+                continue;
+            }
+            let qtype = u16::from_be_bytes([buf[i + 1], buf[i + 2]]);
+            let mut out = buf[..qend].to_vec();
+            out[2] = 0x81; // QR, RD
+            out[3] = 0x80; // RA, NOERROR
+            out[6..12].copy_from_slice(&[0, u16::from(qtype == 1) as u8, 0, 0, 0, 0]);
+            if qtype == 1 {
+                out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                out.extend_from_slice(&answer);
+            }
+            let _ = srv.send_to(&out, peer);
+        }
+    });
+    s
+}
+
+#[test]
+fn containers_on_a_user_network_find_each_other_by_name_and_other_names_go_upstream() {
+    let h = Home::new();
+    h.ok(&["network", "create", "--subnet", "10.233.0.0/24", "dnsnet"]);
+    web(
+        &h,
+        "b",
+        &["--network", "dnsnet", "--network-alias", "bee"],
+        "b-page",
+    );
+    let ip = h.inspect("b")["NetworkSettings"]["Networks"]["dnsnet"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The upstream on the network's gateway (the host's end of its bridge): a container
+    // reaches it, and nothing leaves the machine.
+    let _upstream = fake_upstream("10.233.0.1:53", [10, 1, 1, 1]);
+    // busybox's nslookup has its own resolver (its static wget's name lookups crash without
+    // NSS libraries), so names are checked with it.
+    let out = h.ok(&[
+        "run", "--rm", "--network", "dnsnet", "--dns", "10.233.0.1", "busybox", "sh", "-c",
+        "for n in b bee B. b.dnsnet; do nslookup $n | grep -A1 '^Name:' | grep -o '10\\.233\\.0\\.[0-9]*'; done; \
+         nslookup outside.example | grep -c 10.1.1.1; grep nameserver /etc/resolv.conf",
+    ]);
+    assert_eq!(
+        out,
+        format!("{ip}\n{ip}\n{ip}\n{ip}\n1\nnameserver 127.0.0.11\n"),
+        "names, aliases, case and NAME.NETWORK; the rest forwarded to --dns; the gateway is the resolver"
+    );
+    // The default bridge has no names (docker's): `b` does not resolve there.
+    let (code, _, err) = h.fails(&[
+        "run",
+        "--rm",
+        "--dns",
+        "127.0.0.77",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup b | grep -A1 '^Name:' | grep -q 10.233.0",
+    ]);
+    assert_ne!(code, 0, "{err}");
+    // A name stops resolving once its container has gone.
+    h.ok(&["rm", "-f", "b"]);
+    let (code, _, _) = h.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "dnsnet",
+        "--dns",
+        "10.233.0.1",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup b | grep -A1 '^Name:' | grep -q 10.233.0",
+    ]);
+    assert_ne!(code, 0);
+}

@@ -13,7 +13,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::store::{DEFAULT_NETWORK, Endpoint, Network, NetworkStore};
+use std::sync::Arc;
+
+use super::dns::{self, DnsServer};
 use super::{NetError, PortMapping, firewall, ipam, link, netns};
+
+/// The embedded DNS server's address in a container on a user network (docker's).
+pub const EMBEDDED_DNS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 
 /// A container's request to be on a network (`--network`, `--network-alias`, `--ip`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
@@ -63,6 +69,9 @@ pub struct Sandbox {
     /// The network ids the container is on, in order.
     networks: Vec<String>,
     _held: Vec<Held>,
+    /// The DNS servers of its user networks (on each gateway, shared with the other
+    /// containers' supervisors).
+    dns: Vec<DnsServer>,
     done: bool,
 }
 
@@ -190,13 +199,16 @@ pub fn resolv_conf(host: &str, dns: &[String], embedded: Option<Ipv4Addr>) -> St
     let mut out = String::new();
     for l in host.lines() {
         let t = l.trim();
-        if t.starts_with("search") || t.starts_with("options") {
+        if t.starts_with("search") || (t.starts_with("options") && embedded.is_none()) {
             out.push_str(t);
             out.push('\n');
         }
     }
     for s in servers {
         out.push_str(&format!("nameserver {s}\n"));
+    }
+    if embedded.is_some() {
+        out.push_str("options ndots:0\n");
     }
     out
 }
@@ -254,6 +266,7 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
         netns: path,
         networks: Vec::new(),
         _held: Vec::new(),
+        dns: Vec::new(),
         done: false,
     };
     // On an error, dropping `sb` undoes what was done so far.
@@ -328,6 +341,27 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
         })?;
         firewall::apply(&n)?;
         drop(l);
+        if n.dns {
+            // docker's embedded DNS: 127.0.0.11 in the container's own namespace, names from
+            // the network's record, the rest forwarded (from that namespace, through its
+            // gateway) to `--dns`, else the host's servers.
+            let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let upstream = if spec.dns.is_empty() {
+                dns::upstream_servers(&host)
+            } else {
+                let lines: String = spec
+                    .dns
+                    .iter()
+                    .map(|d| format!("nameserver {d}\n"))
+                    .collect();
+                dns::upstream_servers(&lines)
+            };
+            let resolver = Arc::new(dns::FileResolver::new(store.file_of(&n)));
+            let server = netns::run_in(&sb.netns, move || {
+                DnsServer::start(SocketAddr::from((EMBEDDED_DNS, 53)), resolver, upstream)
+            })??;
+            sb.dns.push(server);
+        }
         if first.is_none() {
             first = Some((n, ip));
         }
@@ -346,7 +380,8 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
         };
         write(spec.hosts_path, hosts_file(spec.hostname, *ip, &extra))?;
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let embedded = (n.dns && spec.dns.is_empty()).then_some(n.gateway);
+        // On a user network the embedded server answers (and forwards to `--dns`), as docker's.
+        let embedded = n.dns.then_some(EMBEDDED_DNS);
         write(
             spec.resolv_conf_path,
             resolv_conf(&host, spec.dns, embedded),
@@ -393,6 +428,9 @@ impl Sandbox {
             first_err.get_or_insert(e);
         }
         self._held.clear();
+        for d in self.dns.drain(..) {
+            d.stop();
+        }
         first_err.map_or(Ok(()), Err)
     }
 }
@@ -426,8 +464,8 @@ mod tests {
             "search corp.example\noptions edns0\nnameserver 1.1.1.1\n"
         );
         assert_eq!(
-            resolv_conf(host, &[], Some(Ipv4Addr::new(172, 18, 0, 1))),
-            "search corp.example\noptions edns0\nnameserver 172.18.0.1\n"
+            resolv_conf(host, &[], Some(EMBEDDED_DNS)),
+            "search corp.example\nnameserver 127.0.0.11\noptions ndots:0\n"
         );
     }
 

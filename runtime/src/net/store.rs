@@ -166,6 +166,11 @@ impl NetworkStore {
         lock_file(&self.dir, &self.dir.join(".lock"))
     }
 
+    /// The record file of `n` (what its DNS server reads).
+    pub fn file_of(&self, n: &Network) -> PathBuf {
+        self.path(&n.id)
+    }
+
     fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
