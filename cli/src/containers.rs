@@ -465,6 +465,33 @@ fn write_record(r: &logs::Record, timestamps: bool) -> std::io::Result<()> {
     }
 }
 
+/// `pod logs`: the logs of the container `id`.
+pub(crate) fn logs_for(id: &str, follow: bool, tail: &str, timestamps: bool) -> Result<()> {
+    logs_cmd(LogsArgs {
+        follow,
+        tail: tail.to_owned(),
+        timestamps,
+        since: None,
+        until: None,
+        container: id.to_owned(),
+    })
+}
+
+/// `pod exec`: `argv` in the container `id`.
+pub(crate) fn exec_for(id: &str, argv: &[String], interactive: bool, tty: bool) -> Result<()> {
+    let mut all = vec![id.to_owned()];
+    all.extend(argv.iter().cloned());
+    exec_cmd(ExecArgs {
+        interactive,
+        tty,
+        env: Vec::new(),
+        user: None,
+        workdir: None,
+        privileged: false,
+        argv: all,
+    })
+}
+
 fn logs_cmd(a: LogsArgs) -> Result<()> {
     let (_, store, _) = open()?;
     let c = store.get(&a.container)?;

@@ -15,6 +15,7 @@ mod images_format;
 mod listing;
 mod manifest;
 mod network;
+mod pod;
 mod procs;
 mod run;
 mod run_flags;
@@ -79,6 +80,8 @@ enum Command {
     Manifest(manifest::ManifestCommand),
     #[command(flatten)]
     Network(network::NetworkCommand),
+    #[command(flatten)]
+    Pod(pod::PodCommand),
     /// Verify an image: manifest, config, layer blobs and unpacked layers
     Verify(verify::VerifyArgs),
 }
@@ -101,6 +104,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify(args) => verify::run(args),
         Command::Manifest(cmd) => manifest::run(cmd),
         Command::Network(cmd) => network::run(cmd),
+        Command::Pod(cmd) => pod::run(cmd),
     }
 }
 

@@ -137,7 +137,8 @@ fn port(a: PortArgs) -> Result<()> {
                 .map(|(_, _, h)| format!("{h}\n"))
                 .collect();
             if found.is_empty() {
-                bail!("no public port '{n}/{proto}' published for {}", a.container);
+                // docker names the port as it was given.
+                bail!("no public port '{p}' published for {}", a.container);
             }
             print_out(&found)
         }

@@ -290,6 +290,8 @@ fn run_options(a: &RunArgs, network: Network) -> Result<RunOptions> {
         publish: Vec::new(),
         dns: Vec::new(),
         extra_hosts: Vec::new(),
+        ipc_ns: None,
+        uts_ns: None,
         ulimits,
         mounts: Vec::new(),
     })

@@ -513,7 +513,8 @@ fn pinger_entrypoint_and_cmd() {
             format!("wget -q -O - http://127.0.0.1:{port}/")
         ])
     );
-    let out = h.ok(&["run", "--rm", "getter"]);
+    // The server is on the host's 127.0.0.1: the container shares the host's network.
+    let out = h.ok(&["run", "--rm", "--network", "host", "getter"]);
     assert!(out.contains("served"), "{out}");
 }
 
@@ -941,47 +942,10 @@ fn oci_and_docker_outputs_read_by_skopeo_and_umoci_and_reproducible() {
     assert_eq!(ids[0], ids[1]);
 }
 
-/// Debian minbase with gcc and libc6-dev, built once per machine (debootstrap, a few minutes),
-/// then imported into `h` as `debian-gcc:bookworm`.
+/// Debian minbase with gcc and libc6-dev (made once per machine), imported into `h` as
+/// `debian-gcc:bookworm`.
 fn debian_base(h: &Home) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hoist-build-bases");
-    std::fs::create_dir_all(&dir).unwrap();
-    let tar = dir.join("debian-gcc.tar");
-    let lock = std::fs::File::create(dir.join("lock")).unwrap();
-    lock.lock().unwrap();
-    if !tar.exists() {
-        let root = dir.join("debian-gcc.root");
-        let _ = std::fs::remove_dir_all(&root);
-        let out = Command::new("debootstrap")
-            .args(["--variant=minbase", "--include=gcc,libc6-dev", "bookworm"])
-            .arg(&root)
-            .arg("http://deb.debian.org/debian")
-            .output()
-            .expect("debootstrap is not installed: apt-get install debootstrap");
-        assert!(out.status.success(), "debootstrap: {}", text(&out));
-        for d in ["var/cache/apt/archives", "var/lib/apt/lists"] {
-            for e in std::fs::read_dir(root.join(d)).unwrap().flatten() {
-                if e.path().is_file() {
-                    std::fs::remove_file(e.path()).unwrap();
-                }
-            }
-        }
-        let tmp = dir.join("debian-gcc.tar.tmp");
-        assert!(
-            Command::new("tar")
-                .arg("-C")
-                .arg(&root)
-                .args(["-cf"])
-                .arg(&tmp)
-                .arg(".")
-                .status()
-                .unwrap()
-                .success()
-        );
-        std::fs::rename(&tmp, &tar).unwrap();
-        std::fs::remove_dir_all(&root).unwrap();
-    }
-    drop(lock);
+    let tar = hoist_testsupport::bases::debian_gcc_tar(Path::new(env!("CARGO_TARGET_TMPDIR")));
     h.ok(&["import", tar.to_str().unwrap(), "debian-gcc:bookworm"]);
 }
 

@@ -90,7 +90,7 @@ fn a_published_port_serves_on_localhost_and_the_container_has_its_own_address() 
     assert_eq!(h.ok(&["port", "web", "80"]), format!("127.0.0.1:{port}\n"));
     let (_, _, err) = h.fails(&["port", "web", "81"]);
     assert!(
-        err.contains("no public port '81/tcp' published for web"),
+        err.contains("no public port '81' published for web"),
         "{err}"
     );
 
@@ -450,4 +450,46 @@ fn containers_on_a_user_network_find_each_other_by_name_and_other_names_go_upstr
         "nslookup b | grep -A1 '^Name:' | grep -q 10.233.0",
     ]);
     assert_ne!(code, 0);
+}
+
+#[test]
+fn a_pod_by_hand_joins_another_container_s_network() {
+    // PODS.md: `run -d --name pause web-image`, then `--network container:pause` reaches it on
+    // localhost.
+    let h = Home::new();
+    web(&h, "pause", &[], "by-hand");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = h.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "container:pause",
+            "busybox",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1/",
+        ]);
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "by-hand\n");
+    // It shares the other's interfaces: the same eth0 address.
+    let ip = h.inspect("pause")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let got = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:pause",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 addr show eth0 | grep -o 'inet [0-9.]*'",
+    ]);
+    assert_eq!(got.trim(), format!("inet {ip}"));
 }

@@ -9,6 +9,7 @@
 //! - [`images`]: `rmi`, `image prune`, `save`, `load`, `import`, `history`, image `inspect`.
 //! - [`usage`]: `system df`'s measuring.
 //! - [`networks`]: `hoist network ...` and a new container's `--network`.
+//! - [`pods`]: `hoist pod ...` (PODS.md): the pod supervisor, its infra process, restarts and phases.
 //! - [`puller`]: the builder's [`hoist_builder::build::Puller`], in process.
 //!
 //! The cli parses, calls this crate and formats; it opens no store itself.
@@ -24,6 +25,7 @@ pub mod images;
 pub mod inspect;
 pub mod manifests;
 pub mod networks;
+pub mod pods;
 pub mod puller;
 pub mod sizes;
 pub mod stats;

@@ -334,6 +334,12 @@ pub struct RunOptions {
     /// `--add-host NAME:IP`.
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// A pod's IPC and UTS namespaces to join (its infra process's `/proc/PID/ns/ipc` and
+    /// `/proc/PID/ns/uts`); the hostname is then the pod's.
+    #[serde(default)]
+    pub ipc_ns: Option<PathBuf>,
+    #[serde(default)]
+    pub uts_ns: Option<PathBuf>,
     #[serde(default)]
     pub ulimits: Vec<Ulimit>,
     pub mounts: Vec<BindMount>,
@@ -819,10 +825,14 @@ pub fn build(
                            "source": "tmpfs", "options": options}));
     }
 
+    let joined = |kind: &str, path: &Option<PathBuf>| match path {
+        Some(p) => json!({"type": kind, "path": p}),
+        None => json!({"type": kind}),
+    };
     let mut namespaces = vec![
         json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
+        joined("ipc", &opts.ipc_ns),
+        joined("uts", &opts.uts_ns),
         json!({"type": "mount"}),
     ];
     match &opts.network {
@@ -895,6 +905,12 @@ pub fn build(
         "annotations": {"org.hoist.container.id": ctx.id},
     });
     let mut spec = spec;
+    if opts.uts_ns.is_some() {
+        // The joined UTS namespace's hostname stays (a pod's).
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("hostname");
+        }
+    }
     if opts.init {
         spec["annotations"][INIT_ANNOTATION] = json!("true");
     }

@@ -2,10 +2,12 @@
 //! copy. A dev-dependency only: no shipped crate may depend on it (tidy checks).
 //!
 //! - [`output`]: turning a command's output into text, and small text helpers.
+//! - [`bases`]: base images made once per machine (Debian with gcc).
 //! - [`home`]: [`Home`], a private `HOIST_HOME` with the busybox base image imported.
 //! - [`peers`]: running peer tools (skopeo, podman, buildah, docker) with a timeout, private
 //!   podman/buildah storage and a private dockerd.
 
+pub mod bases;
 pub mod home;
 pub mod output;
 pub mod peers;

@@ -389,7 +389,10 @@ impl Supervisor<'_> {
             s.init = None;
             s.error.clear();
         })?;
-        let result = self.run_locked(&c, attach);
+        // The network sandbox is torn down after the exit is recorded: a client that saw the
+        // exit code finds the container exited.
+        let mut sandbox = None;
+        let result = self.run_locked(&c, attach, &mut sandbox);
         let _ = super::unmount_all(&c.rootfs());
         // A copy rootfs (no overlay here): its changes go to the upper dir, in overlay form, so
         // `diff` and `commit` see them as they would an overlay's.
@@ -452,14 +455,18 @@ impl Supervisor<'_> {
         Ok(crate::net::sandbox::up(home, &spec)?)
     }
 
-    fn run_locked(&self, c: &Container, attach: Attach) -> Result<i32, RunError> {
+    fn run_locked(
+        &self,
+        c: &Container,
+        attach: Attach,
+        sandbox: &mut Option<crate::net::sandbox::Sandbox>,
+    ) -> Result<i32, RunError> {
         mount_rootfs(c)?;
         // Bridge networks: the namespace, interfaces, ports and /etc files, undone when the
-        // process has exited (the sandbox is dropped on every way out of here).
-        let _sandbox = match c.config.options.network {
-            spec::Network::Bridge => Some(self.sandbox(c)?),
-            _ => None,
-        };
+        // caller drops it (after recording the end).
+        if c.config.options.network == spec::Network::Bridge {
+            *sandbox = Some(self.sandbox(c)?);
+        }
         self.write_bundle(c)?;
         let log = Arc::new(
             LogWriter::open(&c.log_path(), c.config.log_max_size, c.config.log_max_files)
