@@ -431,6 +431,7 @@ impl Host {
             let _ = signal(&c, SIGKILL);
             wait_exit(store, c.id(), Some(Duration::from_secs(30)))
                 .with_ctx(|| format!("killing container {}", c.name()))?;
+            wait_supervisor_done(&c);
         }
         let c = store.load(c.id())?;
         let anon = store.remove(&c)?;
@@ -609,8 +610,27 @@ impl Host {
                 wait_exit(store, c.id(), Some(Duration::from_secs(30)))
                     .with_ctx(|| format!("container {} did not stop after SIGKILL", c.name()))?;
             }
+            wait_supervisor_done(c);
         }
         Ok(())
+    }
+}
+
+/// Waits (10 s at most) until the supervisor of the exited `c` has finished: after recording the
+/// exit it tears down the network sandbox, which `stop` and `rm` wait for, as docker's do.
+pub fn wait_supervisor_done(c: &Container) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let Ok(f) = std::fs::File::options()
+            .write(true)
+            .open(c.dir.join("supervisor.lock"))
+        else {
+            return;
+        };
+        if nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
