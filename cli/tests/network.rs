@@ -493,3 +493,56 @@ fn a_pod_by_hand_joins_another_container_s_network() {
     ]);
     assert_eq!(got.trim(), format!("inet {ip}"));
 }
+
+#[test]
+fn connect_and_disconnect_a_running_container_and_publish_all() {
+    let h = Home::new();
+    h.ok(&["network", "create", "--subnet", "10.235.0.0/24", "side"]);
+    // -P: the image's EXPOSEd port on a free host port.
+    h.import("webimg", &["EXPOSE 80"]);
+    let script = "mkdir -p /www && echo all > /www/index.html && exec httpd -f -p 80 -h /www";
+    h.ok(&[
+        "run", "-d", "--name", "w", "-P", "webimg", "sh", "-c", script,
+    ]);
+    let port = h.ok(&["port", "w", "80"]);
+    let host_port: u16 = port.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(http_get(SocketAddr::from(([127, 0, 0, 1], host_port))).contains("all"));
+
+    // A live connect: a second interface on the user network, its name resolvable there.
+    h.ok(&["network", "connect", "--alias", "web", "side", "w"]);
+    let v = h.inspect("w");
+    let side_ip = v["NetworkSettings"]["Networks"]["side"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(side_ip.starts_with("10.235.0."), "{v}");
+    let out = h.ok(&[
+        "exec",
+        "w",
+        "sh",
+        "-c",
+        "ip -4 addr show eth1 | grep -o 'inet [0-9.]*'",
+    ]);
+    assert_eq!(out.trim(), format!("inet {side_ip}"));
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "side",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup web | grep -A1 '^Name:' | grep -o '10\\.235\\.0\\.[0-9]*'",
+    ]);
+    assert_eq!(out.trim(), side_ip);
+    let (_, _, err) = h.fails(&["network", "connect", "side", "w"]);
+    assert!(err.contains("already exists in network side"), "{err}");
+    // Disconnect: the interface goes, the network can be removed once nothing is on it.
+    h.ok(&["network", "disconnect", "side", "w"]);
+    let (code, _, _) = h.fails(&["exec", "w", "ip", "addr", "show", "eth1"]);
+    assert_ne!(code, 0);
+    let (_, _, err) = h.fails(&["network", "disconnect", "side", "w"]);
+    assert!(err.contains("is not connected to network side"), "{err}");
+    assert_eq!(h.ok(&["network", "rm", "side"]), "side\n");
+    h.ok(&["rm", "-f", "w"]);
+}

@@ -446,3 +446,44 @@ impl LogsUntil for Home {
         }
     }
 }
+
+#[test]
+fn a_pod_publishes_its_host_ports() {
+    let h = Home::new();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = write(
+        dir.path(),
+        "web.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pubweb\nspec:\n  containers:\n  - name: web\n    image: busybox\n    command: [sh, -c, 'mkdir -p /www && echo pod-page > /www/index.html && exec httpd -f -p 80 -h /www']\n    ports:\n    - containerPort: 80\n      hostPort: {port}\n"
+        ),
+    );
+    h.ok(&["pod", "run", &file]);
+    wait_phase(&h, "pubweb", "Running");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let got = TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(2),
+        )
+        .and_then(|mut s| {
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut b = String::new();
+            s.read_to_string(&mut b)?;
+            Ok(b)
+        });
+        match got {
+            Ok(b) if b.contains("pod-page") => break b,
+            _ if Instant::now() > deadline => panic!("no answer on {port}: {got:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert!(body.contains("200 OK"), "{body}");
+    h.ok(&["pod", "rm", "-f", "pubweb"]);
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the host port is free again");
+}
