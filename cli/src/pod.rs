@@ -61,6 +61,9 @@ pub enum PodGroup {
 pub struct RunArgs {
     #[command(flatten)]
     net: crate::transfer::NetArgs,
+    /// The network the pod is on: bridge (the default network) or a network's name
+    #[arg(long, default_value = "bridge")]
+    network: String,
     /// The Pod manifest (YAML)
     file: PathBuf,
 }
@@ -203,7 +206,7 @@ fn pod_run(host: &Host, a: RunArgs) -> Result<()> {
                 crate::transfer::pull(&c.image, None, false, &a.net, true).await?;
             }
         }
-        anyhow::Ok(host.pod_run(&yaml, &file).await?)
+        anyhow::Ok(host.pod_run(&yaml, &file, &a.network).await?)
     })?;
     print_out(&format!("{id}\n"))
 }

@@ -546,3 +546,50 @@ fn connect_and_disconnect_a_running_container_and_publish_all() {
     assert_eq!(h.ok(&["network", "rm", "side"]), "side\n");
     h.ok(&["rm", "-f", "w"]);
 }
+
+#[test]
+fn what_a_supervisor_killed_mid_teardown_leaves_is_reclaimed() {
+    let h = Home::new();
+    h.ok(&["network", "create", "--subnet", "10.236.0.0/24", "midway"]);
+    let id = h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "--network",
+        "midway",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let id = id.trim().to_owned();
+    let veth = format!("vh{}", &id[..8]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.container_dir("c").join("state.json")).unwrap())
+            .unwrap();
+    for key in ["/supervisor/pid", "/init/pid"] {
+        let pid = state.pointer(key).and_then(|p| p.as_i64()).unwrap();
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    // As if it died after dropping the endpoint from the record but before deleting the link
+    // and the namespace.
+    let dir = h.home().join("networks");
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            if v["name"] == "midway" {
+                v["endpoints"] = serde_json::json!({});
+                std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(links().contains(&veth), "{}", links());
+    assert!(std::path::Path::new(&format!("/run/hoist/netns/{id}")).exists());
+    h.ok(&["network", "ls"]);
+    assert!(!links().contains(&veth), "{}", links());
+    assert!(!std::path::Path::new(&format!("/run/hoist/netns/{id}")).exists());
+    h.ok(&["rm", "-f", "c"]);
+}

@@ -62,6 +62,13 @@ pub struct PodRecord {
     pub file: String,
     pub yaml: String,
     pub members: Vec<Member>,
+    /// The network the pod is on (`pod run --network`).
+    #[serde(default = "default_network")]
+    pub network: String,
+}
+
+fn default_network() -> String {
+    DEFAULT_NETWORK.to_owned()
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -199,8 +206,14 @@ impl Host {
 
     /// `pod run`: creates the pod of `yaml` (its images in the local store) and starts its
     /// supervisor. Returns the pod's id.
-    pub async fn pod_run(&self, yaml: &str, file: &str) -> Result<String> {
+    pub async fn pod_run(&self, yaml: &str, file: &str, network: &str) -> Result<String> {
         let spec = spec::parse(yaml, file).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        // The network must exist (`bridge`, or a user network by name).
+        let network = if network == DEFAULT_NETWORK {
+            DEFAULT_NETWORK.to_owned()
+        } else {
+            self.networks().get(network)?.name
+        };
         if self.pods()?.iter().any(|p| p.record.name == spec.name) {
             bail!(
                 "pod {} already exists: remove it with `hoist pod rm {}`",
@@ -216,7 +229,9 @@ impl Host {
         let dir = pods_dir(self.home()).join(&id);
         std::fs::create_dir_all(dir.join("volumes"))
             .with_ctx(|| format!("creating {}", dir.display()))?;
-        let made = self.pod_create(&spec, &id, &dir, yaml, file).await;
+        let made = self
+            .pod_create(&spec, &id, &dir, yaml, file, &network)
+            .await;
         if let Err(e) = made {
             let _ = self.pod_remove_parts(&dir);
             return Err(e);
@@ -248,6 +263,7 @@ impl Host {
         dir: &Path,
         yaml: &str,
         file: &str,
+        network: &str,
     ) -> Result<()> {
         let mut volumes: BTreeMap<String, PathBuf> = BTreeMap::new();
         for v in &spec.volumes {
@@ -274,6 +290,7 @@ impl Host {
             file: file.to_owned(),
             yaml: yaml.to_owned(),
             members: Vec::new(),
+            network: network.to_owned(),
         };
         let all = spec
             .init_containers
@@ -511,7 +528,7 @@ impl Host {
             .collect();
         let (hosts, resolv) = (dir.join("hosts"), dir.join("resolv.conf"));
         let networks = [NetworkRequest {
-            network: DEFAULT_NETWORK.into(),
+            network: record.network.clone(),
             ..NetworkRequest::default()
         }];
         let sb = sandbox::up(

@@ -126,6 +126,54 @@ pub fn reconcile(home: &Path) -> Result<(), NetError> {
         }
         settle(&after)?;
     }
+    reconcile_orphans(home, &store)
+}
+
+/// The id in `home/containers` (or `home/pods`) that starts with `prefix`, if any.
+fn sandbox_with_prefix(home: &Path, prefix: &str) -> Option<String> {
+    ["containers", "pods"].iter().find_map(|kind| {
+        std::fs::read_dir(home.join(kind))
+            .ok()?
+            .flatten()
+            .find_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with(prefix).then_some(n)
+            })
+    })
+}
+
+/// What no record names any more, left by a supervisor killed halfway through a teardown: the
+/// veths of this home's networks (`vh<container 8><network 5>`) that no endpoint has, and the
+/// namespaces of this home's containers and pods that no supervisor holds.
+fn reconcile_orphans(home: &Path, store: &NetworkStore) -> Result<(), NetError> {
+    let nets = store.list()?;
+    let known: BTreeSet<String> = nets
+        .iter()
+        .flat_map(|n| n.endpoints.values().map(|e| e.host_veth.clone()))
+        .collect();
+    let ours: Vec<&str> = nets.iter().map(|n| &n.id[..n.id.len().min(5)]).collect();
+    for l in link::names_with_prefix("vh")? {
+        if l.len() != 15 || known.contains(&l) || !ours.iter().any(|s| l.ends_with(s)) {
+            continue;
+        }
+        let held = sandbox_with_prefix(home, &l[2..10])
+            .is_some_and(|id| is_held_by_a_supervisor(home, &id));
+        if !held {
+            link::delete(&l)?;
+        }
+    }
+    let Ok(rd) = std::fs::read_dir(netns::NETNS_DIR) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        let ours = ["containers", "pods"]
+            .iter()
+            .any(|kind| home.join(kind).join(&id).is_dir());
+        if ours && !is_held_by_a_supervisor(home, &id) {
+            netns::remove(&e.path())?;
+        }
+    }
     Ok(())
 }
 
