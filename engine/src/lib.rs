@@ -24,6 +24,9 @@ pub mod images;
 pub mod inspect;
 pub mod manifests;
 pub mod networks;
+// temporary: to become `pub mod pods;` with `pods/mod.rs` holding `pub mod spec;`
+#[path = "pods/spec.rs"]
+pub mod pod_spec;
 pub mod puller;
 pub mod sizes;
 pub mod stats;
