@@ -206,7 +206,7 @@ type Result<T, E = PodSpecError> = std::result::Result<T, E>;
 /// Reads `text`, the manifest `file` (its name, for the messages), into a checked [`PodSpec`].
 pub fn parse(text: &str, file: &str) -> Result<PodSpec> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
-        let mut options = serde_saphyr::RenderOptions::default();
+        let mut options = serde_saphyr::RenderOptions::new(&serde_saphyr::UserMessageFormatter);
         options.snippets = serde_saphyr::SnippetMode::Off;
         PodSpecError::Yaml {
             file: file.to_owned(),
@@ -838,3 +838,6 @@ fn is_port_name(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
         && !s.contains("--")
 }
+
+#[cfg(test)]
+mod tests;
