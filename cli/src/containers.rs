@@ -627,18 +627,8 @@ fn diff(a: DiffArgs) -> Result<()> {
 }
 
 fn prune(a: PruneArgs) -> Result<()> {
-    if !a.force {
-        print!(
-            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
-        );
-        std::io::stdout().flush().context("writing to stdout")?;
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .context("reading the answer")?;
-        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-            return Ok(());
-        }
+    if !a.force && !crate::confirm("WARNING! This will remove all stopped containers.")? {
+        return Ok(());
     }
     let (removed, reclaimed) = Host::from_env()?.prune_containers()?;
     let mut out = String::new();

@@ -86,6 +86,23 @@ enum Command {
     Verify(verify::VerifyArgs),
 }
 
+/// docker's prune prompt: `warning`, then "Are you sure you want to continue? [y/N]"; true for
+/// y or yes.
+pub fn confirm(warning: &str) -> Result<bool> {
+    use anyhow::Context as _;
+    use std::io::Write;
+    print!("{warning}\nAre you sure you want to continue? [y/N] ");
+    std::io::stdout().flush().context("writing to stdout")?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),

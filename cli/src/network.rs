@@ -184,18 +184,12 @@ pub fn run(cmd: NetworkCommand) -> Result<()> {
             Ok(host.disconnect_network(&a.network, &a.container)?)
         }
         NetworkGroup::Prune(a) => {
-            if !a.force {
-                print!(
-                    "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] "
-                );
-                std::io::stdout().flush().context("writing to stdout")?;
-                let mut answer = String::new();
-                std::io::stdin()
-                    .read_line(&mut answer)
-                    .context("reading the answer")?;
-                if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-                    return Ok(());
-                }
+            if !a.force
+                && !crate::confirm(
+                    "WARNING! This will remove all custom networks not used by at least one container.",
+                )?
+            {
+                return Ok(());
             }
             let removed = host.prune_networks()?;
             let mut out = String::new();

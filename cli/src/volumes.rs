@@ -147,23 +147,17 @@ pub fn run(cmd: VolumeCommand) -> Result<()> {
             failed.map_or(Ok(()), Err)
         }
         VolumeGroup::Prune(a) => {
-            if !a.force {
-                print!(
-                    "WARNING! This will remove {} volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ",
+            if !a.force
+                && !crate::confirm(&format!(
+                    "WARNING! This will remove {} volumes not used by at least one container.",
                     if a.all {
                         "all local"
                     } else {
                         "anonymous local"
                     }
-                );
-                std::io::stdout().flush().context("writing to stdout")?;
-                let mut answer = String::new();
-                std::io::stdin()
-                    .read_line(&mut answer)
-                    .context("reading the answer")?;
-                if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-                    return Ok(());
-                }
+                ))?
+            {
+                return Ok(());
             }
             let in_use: HashSet<String> = containers.volumes_in_use()?.into_keys().collect();
             let removed = volumes.prune(&in_use, a.all)?;

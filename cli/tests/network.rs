@@ -316,6 +316,20 @@ fn none_host_add_host_and_dns() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("published ports are discarded"));
 }
 
+/// Kills container `name`'s supervisor and process at once, as a crash would.
+fn kill_supervisor_and_container(h: &Home, name: &str) {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.container_dir(name).join("state.json")).unwrap())
+            .unwrap();
+    for key in ["/supervisor/pid", "/init/pid"] {
+        let pid = state
+            .pointer(key)
+            .and_then(|p| p.as_i64())
+            .unwrap_or_else(|| panic!("{key}: {state}"));
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+}
+
 #[test]
 fn a_killed_supervisor_s_network_is_reclaimed() {
     let h = Home::new();
@@ -335,16 +349,7 @@ fn a_killed_supervisor_s_network_is_reclaimed() {
     let veth = format!("vh{}", &id[..8]);
     assert!(links().contains(&veth));
     // The supervisor and the container die at once, as in a crash.
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(h.container_dir("c").join("state.json")).unwrap())
-            .unwrap();
-    for key in ["/supervisor/pid", "/init/pid"] {
-        let pid = state
-            .pointer(key)
-            .and_then(|p| p.as_i64())
-            .unwrap_or_else(|| panic!("{key}: {state}"));
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    }
+    kill_supervisor_and_container(&h, "c");
     std::thread::sleep(Duration::from_millis(300));
     // The next network command reconciles: no endpoint, no veth.
     let v: serde_json::Value =
@@ -564,13 +569,7 @@ fn what_a_supervisor_killed_mid_teardown_leaves_is_reclaimed() {
     ]);
     let id = id.trim().to_owned();
     let veth = format!("vh{}", &id[..8]);
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(h.container_dir("c").join("state.json")).unwrap())
-            .unwrap();
-    for key in ["/supervisor/pid", "/init/pid"] {
-        let pid = state.pointer(key).and_then(|p| p.as_i64()).unwrap();
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    }
+    kill_supervisor_and_container(&h, "c");
     // As if it died after dropping the endpoint from the record but before deleting the link
     // and the namespace.
     let dir = h.home().join("networks");

@@ -39,6 +39,17 @@ fn wait_phase(h: &Home, pod: &str, phase: &str) -> Value {
     }
 }
 
+/// The container `name` of a pod's inspect JSON.
+fn member(v: &Value, name: &str) -> Value {
+    v["Containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["Name"] == name)
+        .unwrap_or_else(|| panic!("no container {name}: {v}"))
+        .clone()
+}
+
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
@@ -343,13 +354,7 @@ spec:
     h.ok(&["pod", "run", &file]);
     // OnFailure: main fails twice, then exits 0: the pod succeeds after two restarts.
     let v = wait_phase(&h, "ordered", "Succeeded");
-    let main = v["Containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["Name"] == "main")
-        .unwrap()
-        .clone();
+    let main = member(&v, "main");
     assert_eq!(main["RestartCount"], 2, "{v}");
     assert_eq!(main["ExitCode"], 0, "{v}");
     let seen = std::fs::read_to_string(host_dir.path().join("seen")).unwrap();
@@ -364,13 +369,7 @@ spec:
     );
     h.ok(&["pod", "run", &file]);
     let v = wait_phase(&h, "once", "Failed");
-    let bad = v["Containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["Name"] == "bad")
-        .unwrap()
-        .clone();
+    let bad = member(&v, "bad");
     assert_eq!(
         (bad["ExitCode"].as_i64(), bad["RestartCount"].as_i64()),
         (Some(3), Some(0)),

@@ -352,32 +352,10 @@ fn attach_live(
     let id = c.id().to_owned();
     let name = c.name().to_owned();
     let aliases = aliases.to_vec();
-    let veth = format!("vh{}{}", &id[..8], &net.id[..5]);
+    let veth = sandbox::veth_name(&id, net);
     let host_veth = veth.clone();
     let (n, addr) = store.update(&net.id, move |n| {
-        let used = n.used();
-        let addr = match ip {
-            Some(ip) => {
-                ipam::check_requested(&n.subnet, n.gateway, &used, ip)?;
-                ip
-            }
-            None => ipam::allocate(&n.subnet, n.gateway, &used, n.last_ip).ok_or_else(|| {
-                NetError::Exhausted(format!("no address is left in network {}", n.name))
-            })?,
-        };
-        n.last_ip = Some(addr);
-        n.endpoints.insert(
-            id.clone(),
-            Endpoint {
-                container: id,
-                name,
-                aliases,
-                ip: addr,
-                mac: ipam::mac_string(&ipam::mac_for(addr)),
-                host_veth,
-                ports: Vec::new(),
-            },
-        );
+        let addr = n.add_endpoint(&id, &name, aliases, ip, host_veth, Vec::new())?;
         Ok((n.clone(), addr))
     })?;
     let made = link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len()).and_then(|()| {

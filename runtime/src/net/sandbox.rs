@@ -75,8 +75,8 @@ pub struct Sandbox {
     done: bool,
 }
 
-/// The host end of container `id`'s veth on the `index`th network (15 characters at most).
-fn veth_name(id: &str, net: &Network) -> String {
+/// The host end of container `id`'s veth on `net` (15 characters at most).
+pub fn veth_name(id: &str, net: &Network) -> String {
     format!(
         "vh{}{}",
         &id[..id.len().min(8)],
@@ -346,34 +346,7 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
         let aliases = req.aliases.clone();
         let want = req.ip;
         let (n, ip) = store.update_held(&l, &n.id, move |n| {
-            let used: BTreeSet<Ipv4Addr> = n.used();
-            let ip = match want {
-                Some(ip) => {
-                    ipam::check_requested(&n.subnet, n.gateway, &used, ip)?;
-                    ip
-                }
-                None => {
-                    ipam::allocate(&n.subnet, n.gateway, &used, n.last_ip).ok_or_else(|| {
-                        NetError::Exhausted(format!(
-                            "no address is left in network {} ({})",
-                            n.name, n.subnet
-                        ))
-                    })?
-                }
-            };
-            n.last_ip = Some(ip);
-            n.endpoints.insert(
-                id.clone(),
-                Endpoint {
-                    container: id,
-                    name,
-                    aliases,
-                    ip,
-                    mac: ipam::mac_string(&ipam::mac_for(ip)),
-                    host_veth: veth.clone(),
-                    ports: mappings,
-                },
-            );
+            let ip = n.add_endpoint(&id, &name, aliases, want, veth, mappings)?;
             Ok((n.clone(), ip))
         })?;
         sb.networks.push(n.id.clone());

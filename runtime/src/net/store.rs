@@ -86,6 +86,48 @@ impl Network {
             .collect()
     }
 
+    /// Gives container `id` an endpoint: the address `want` (checked) or the next free one, and
+    /// its MAC; returns the address.
+    pub fn add_endpoint(
+        &mut self,
+        id: &str,
+        name: &str,
+        aliases: Vec<String>,
+        want: Option<Ipv4Addr>,
+        host_veth: String,
+        ports: Vec<super::PortMapping>,
+    ) -> Result<Ipv4Addr, NetError> {
+        let used = self.used();
+        let ip = match want {
+            Some(ip) => {
+                ipam::check_requested(&self.subnet, self.gateway, &used, ip)?;
+                ip
+            }
+            None => ipam::allocate(&self.subnet, self.gateway, &used, self.last_ip).ok_or_else(
+                || {
+                    NetError::Exhausted(format!(
+                        "no address is left in network {} ({})",
+                        self.name, self.subnet
+                    ))
+                },
+            )?,
+        };
+        self.last_ip = Some(ip);
+        self.endpoints.insert(
+            id.to_owned(),
+            Endpoint {
+                container: id.to_owned(),
+                name: name.to_owned(),
+                aliases,
+                ip,
+                mac: ipam::mac_string(&ipam::mac_for(ip)),
+                host_veth,
+                ports,
+            },
+        );
+        Ok(ip)
+    }
+
     /// The container name of an address (for reverse lookups).
     pub fn name_of(&self, ip: Ipv4Addr) -> Option<&str> {
         self.endpoints

@@ -1,4 +1,3 @@
-
 use super::*;
 
 const MC1: &str = r#"apiVersion: v1
