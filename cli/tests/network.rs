@@ -155,8 +155,8 @@ fn a_published_port_serves_on_localhost_and_the_container_has_its_own_address() 
     );
     h.ok(&["rm", "-f", "web2"]);
 
-    // rm undoes it all: the veth, the namespace, the port, the default network's bridge and
-    // rules (it was the last container on it).
+    // rm undoes it all: the veth, the namespace, the port; the default network's bridge stays
+    // (as docker0) until `network prune` finds it idle.
     let veth = format!("vh{}", &id[..8]);
     assert!(links().contains(&veth), "{}", links());
     let bridge = h.ok(&[
@@ -170,6 +170,8 @@ fn a_published_port_serves_on_localhost_and_the_container_has_its_own_address() 
     assert!(links().contains(&bridge));
     h.ok(&["rm", "-f", "web"]);
     assert!(!links().contains(&veth), "{}", links());
+    assert!(links().contains(&bridge), "{}", links());
+    h.ok(&["network", "prune", "-f"]);
     assert!(!links().contains(&bridge), "{}", links());
     assert!(!std::path::Path::new(&format!("/run/hoist/netns/{id}")).exists());
     std::net::TcpListener::bind(("127.0.0.1", port)).expect("the host port is free again");

@@ -195,12 +195,22 @@ impl Host {
             .collect())
     }
 
-    /// `network prune`: every user-defined network no container is configured for.
+    /// `network prune`: every user-defined network no container is configured for; the
+    /// default network's bridge and rules too when no container is on it (its record stays, and
+    /// the next container on it makes them again).
     pub fn prune_networks(&self) -> Result<Vec<String>> {
         sandbox::reconcile(self.home())?;
         let mut removed = Vec::new();
         for n in self.networks().list()? {
-            if n.name == DEFAULT_NETWORK || !self.containers_on(&n.name)?.is_empty() {
+            if n.name == DEFAULT_NETWORK {
+                let store = self.networks();
+                let _l = store.lock()?;
+                if store.get(&n.id)?.endpoints.is_empty() {
+                    sandbox::take_down(&n)?;
+                }
+                continue;
+            }
+            if !self.containers_on(&n.name)?.is_empty() {
                 continue;
             }
             self.networks().remove(&n.id)?;

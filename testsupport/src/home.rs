@@ -190,17 +190,17 @@ impl Home {
 }
 
 impl Drop for Home {
-    /// For [`Home::containers`]: containers still running are killed and removed.
+    /// For [`Home::containers`]: containers still running are killed and removed; for every
+    /// home, its networks and the default bridge go.
     fn drop(&mut self) {
-        if !self.remove_containers {
-            return;
-        }
-        if let Ok(out) = self.cmd(&["ps", "-aq"]).output() {
+        if self.remove_containers
+            && let Ok(out) = self.cmd(&["ps", "-aq"]).output()
+        {
             for id in String::from_utf8_lossy(&out.stdout).lines() {
                 let _ = self.cmd(&["rm", "-f", id]).output();
             }
         }
-        // The networks a test made, with their bridges and rules.
+        // The networks a test made, and the default bridge, with their rules.
         let _ = self.cmd(&["network", "prune", "-f"]).output();
     }
 }

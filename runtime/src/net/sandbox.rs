@@ -177,14 +177,18 @@ fn reconcile_orphans(home: &Path, store: &NetworkStore) -> Result<(), NetError> 
     Ok(())
 }
 
-/// The network's links and rules after a change of its endpoints: the default network's
-/// bridge and rules go with its last container (it is made again on the next start).
+/// The network's rules after a change of its endpoints. The bridges stay (docker's `docker0`
+/// does): the next container starts without making one; `network prune` takes an idle default
+/// bridge down ([`take_down`]).
 fn settle(n: &Network) -> Result<(), NetError> {
-    if n.name == DEFAULT_NETWORK && n.endpoints.is_empty() {
-        firewall::remove(n)?;
-        return link::delete(&n.bridge);
-    }
     firewall::apply(n)
+}
+
+/// Removes the bridge and the rules of a network no container is on (made again by the next
+/// start on it).
+pub fn take_down(n: &Network) -> Result<(), NetError> {
+    firewall::remove(n)?;
+    link::delete(&n.bridge)
 }
 
 /// docker's refusal of a host port something else holds.
