@@ -19,8 +19,10 @@
 //! the container is recorded as exited ([`ContainerStore::state`]).
 
 pub mod attach;
+pub mod health;
 pub mod logs;
 mod rename;
+pub mod restart;
 mod supervise;
 
 use std::collections::{BTreeMap, HashSet};
@@ -178,6 +180,12 @@ pub struct ContainerConfig {
     /// (`runc`, `crun`, or a path to one).
     #[serde(default)]
     pub runtime: Option<String>,
+    /// `--restart`.
+    #[serde(default)]
+    pub restart_policy: restart::RestartPolicy,
+    /// The health check: the image's `HEALTHCHECK` under the `--health-*` flags.
+    #[serde(default)]
+    pub healthcheck: Option<health::HealthConfig>,
 }
 
 /// `created`, `running` or `exited`.
@@ -272,6 +280,12 @@ pub struct State {
     /// Frozen by `hoist pause` (the status stays `running`, as docker's does).
     #[serde(default)]
     pub paused: bool,
+    /// Between two runs of a restart policy (the status stays `running`, as docker's does).
+    #[serde(default)]
+    pub restarting: bool,
+    /// The health checks' results, for a container with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<health::Health>,
 }
 
 impl State {
@@ -289,6 +303,8 @@ impl State {
             restart_count: 0,
             oom_killed: false,
             paused: false,
+            restarting: false,
+            health: None,
         }
     }
 
@@ -296,10 +312,12 @@ impl State {
         self.status == Status::Running
     }
 
-    /// docker's `State.Status`: `created`, `running`, `paused` or `exited`.
+    /// docker's `State.Status`: `created`, `running`, `paused`, `restarting` or `exited`.
     pub fn status_name(&self) -> &'static str {
         if self.running() && self.paused {
             "paused"
+        } else if self.running() && self.restarting {
+            "restarting"
         } else {
             self.status.as_str()
         }
@@ -309,11 +327,19 @@ impl State {
     pub fn describe(&self, now: i64) -> String {
         match self.status {
             Status::Created => "Created".to_owned(),
-            Status::Running => format!(
-                "Up {}{}",
-                human_duration(now - self.started_unix.unwrap_or(now)),
-                if self.paused { " (Paused)" } else { "" }
+            Status::Running if self.restarting && !self.paused => format!(
+                "Restarting ({}) {} ago",
+                self.exit_code.unwrap_or(0),
+                human_duration(now - self.finished_unix.unwrap_or(now))
             ),
+            Status::Running => {
+                let up = human_duration(now - self.started_unix.unwrap_or(now));
+                match &self.health {
+                    _ if self.paused => format!("Up {up} (Paused)"),
+                    Some(h) => format!("Up {up} ({})", h.describe()),
+                    None => format!("Up {up}"),
+                }
+            }
             Status::Exited => format!(
                 "Exited ({}) {} ago",
                 self.exit_code.unwrap_or(0),
@@ -860,6 +886,7 @@ impl ContainerStore {
         }
         state.error = format!("the supervisor (pid {pid}) died while the container ran");
         state.paused = false;
+        state.restarting = false;
         state.init = None;
         state.supervisor = None;
         self.write_state(id, &state)?;
