@@ -11,6 +11,7 @@
 //!        hosts hostname resolv.conf   bound onto /etc in the container
 //!        container.log[.N] stdout/stderr as JSON lines ({"log","stream","time"}), rotated
 //!        supervisor.log    the supervisor's own errors
+//!        stop-requested    written by stop, kill and rm -f: no restart follows (`restart`)
 //! ```
 //! A container is `created`, `running` or `exited`. Whoever runs it (the foreground `hoist run`,
 //! or the detached supervisor `hoist __supervise ID`) records its own pid and start time in
