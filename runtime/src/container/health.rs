@@ -309,6 +309,20 @@ fn check_once(store: &ContainerStore, id: &str, cfg: &HealthConfig, since: Insta
     }
 }
 
+/// At each start of `c` (in the state that records it running): `starting`, no failures yet,
+/// for a container with a check.
+pub(crate) fn mark_starting(s: &mut State, c: &Container) {
+    if c.config
+        .healthcheck
+        .as_ref()
+        .is_some_and(HealthConfig::active)
+    {
+        let h = s.health.get_or_insert_with(Health::default);
+        h.status = STARTING.to_owned();
+        h.failing_streak = 0;
+    }
+}
+
 /// The health-check thread of one run of a container: stopped (and waited for) when dropped.
 pub(crate) struct Monitor {
     stop: Option<mpsc::Sender<()>>,
@@ -316,16 +330,11 @@ pub(crate) struct Monitor {
 }
 
 impl Monitor {
-    /// Marks `c` (just recorded as running) `starting` and checks it every interval; `None`
-    /// when it has no check.
+    /// Checks `c` (just recorded as running, [`mark_starting`]) every interval; `None` when it
+    /// has no check.
     pub(crate) fn start(store: &ContainerStore, c: &Container) -> Option<Monitor> {
         let cfg = c.config.healthcheck.clone().filter(HealthConfig::active)?;
         let since = Instant::now();
-        let mut st = store.raw_state(c.id()).ok()?;
-        let h = st.health.get_or_insert_with(Health::default);
-        h.status = STARTING.to_owned();
-        h.failing_streak = 0;
-        store.write_state(c.id(), &st).ok()?;
         let (tx, rx) = mpsc::channel::<()>();
         let store = store.clone();
         let id = c.id().to_owned();

@@ -574,6 +574,7 @@ impl Supervisor<'_> {
             s.started_unix = Some(now_unix());
             s.finished_at = None;
             s.finished_unix = None;
+            super::health::mark_starting(s, c);
         })?;
         // The health checks of this run (`HEALTHCHECK`), stopped before the exit is recorded.
         let health = super::health::Monitor::start(self.store, c);
