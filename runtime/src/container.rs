@@ -12,6 +12,7 @@
 //!        container.log[.N] stdout/stderr as JSON lines ({"log","stream","time"}), rotated
 //!        supervisor.log    the supervisor's own errors
 //!        stop-requested    written by stop, kill and rm -f: no restart follows (`restart`)
+//!        state.lock        held while a state is read, changed and written back (`update_state`)
 //! ```
 //! A container is `created`, `running` or `exited`. Whoever runs it (the foreground `hoist run`,
 //! or the detached supervisor `hoist __supervise ID`) records its own pid and start time in
@@ -822,9 +823,35 @@ impl ContainerStore {
     }
 
     fn set_paused(&self, id: &str, paused: bool) -> Result<(), ContainerError> {
+        self.update_state(id, |state| state.paused = paused && state.running())
+            .map(|_| ())
+    }
+
+    /// Changes the state of `id` with `f`, under the container's `state.lock`: the supervisor,
+    /// its health checks and `pause` never lose one another's changes.
+    pub fn update_state(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut State),
+    ) -> Result<State, ContainerError> {
+        let path = self.root.join(id).join("state.lock");
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path);
+        let file = match file {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ContainerError::NotFound(id.to_owned()));
+            }
+            other => other.map_err(ioe(format!("opening {}", path.display())))?,
+        };
+        let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| ioe(format!("locking {}", path.display()))(io::Error::from(e)))?;
         let mut state = self.raw_state(id)?;
-        state.paused = paused && state.running();
-        self.write_state(id, &state)
+        f(&mut state);
+        self.write_state(id, &state)?;
+        Ok(state)
     }
 
     /// The raw state of `id`, as last written.

@@ -301,12 +301,11 @@ fn check_once(store: &ContainerStore, id: &str, cfg: &HealthConfig, since: Insta
         exit_code,
         output,
     };
-    if let Ok(mut st) = store.raw_state(id) {
+    let _ = store.update_state(id, |st| {
         st.health
             .get_or_insert_with(Health::default)
             .record(result, cfg, since_start);
-        let _ = store.write_state(id, &st);
-    }
+    });
 }
 
 /// At each start of `c` (in the state that records it running): `starting`, no failures yet,

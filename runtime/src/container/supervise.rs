@@ -341,10 +341,7 @@ impl Supervisor<'_> {
     }
 
     pub(super) fn record(&self, id: &str, f: impl FnOnce(&mut State)) -> Result<State, RunError> {
-        let mut st = self.store.raw_state(id)?;
-        f(&mut st);
-        self.store.write_state(id, &st)?;
-        Ok(st)
+        Ok(self.store.update_state(id, f)?)
     }
 
     /// Runs the container `id` to its end: returns its exit code. The caller is its supervisor
