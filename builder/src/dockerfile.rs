@@ -14,7 +14,7 @@ mod parser;
 mod shell;
 
 pub use error::ParseError;
-pub use parser::parse;
+pub use parser::{parse, parse_go_duration};
 pub use shell::{ExpandError, expand, expand_heredoc, expand_words};
 
 use serde::Serialize;

@@ -582,7 +582,13 @@ fn exec_cmd(a: ExecArgs) -> Result<()> {
 }
 
 fn kill(c: &Container, sig: i32) -> Result<()> {
-    hoist_engine::containers::signal(c, sig)?;
+    // An explicit kill: no restart follows (one between two runs only ends its loop).
+    if c.state.running() {
+        container::restart::request_stop(c);
+    }
+    if !(c.state.running() && c.state.restarting) {
+        hoist_engine::containers::signal(c, sig)?;
+    }
     print_out(&format!("{}\n", c.name()))
 }
 

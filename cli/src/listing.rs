@@ -11,7 +11,7 @@ use crate::images_format::{human_ago, human_size, short_id};
 
 /// `ps --filter` keys.
 pub const PS_FILTERS: &[&str] = &[
-    "status", "name", "label", "ancestor", "id", "exited", "before", "since",
+    "status", "name", "label", "ancestor", "id", "exited", "before", "since", "health",
 ];
 /// `images --filter` keys.
 pub const IMAGE_FILTERS: &[&str] = &["dangling", "reference", "label", "before", "since"];
@@ -184,6 +184,12 @@ pub fn ps_keep(f: &Filters, c: &Container) -> Result<bool> {
             );
         }
     }
+    for v in f.values("health") {
+        if !["starting", "healthy", "unhealthy", "none"].contains(&v.as_str()) {
+            anyhow::bail!("unrecognised filter value for health: {v}");
+        }
+    }
+    let health = container::health::filter_status(&c.state);
     let image = &c.config.image;
     let image_id = c
         .config
@@ -192,6 +198,7 @@ pub fn ps_keep(f: &Filters, c: &Container) -> Result<bool> {
         .unwrap_or(&c.config.image_id);
     Ok(exited_ok
         && f.any("status", |v| v == c.state.status_name())
+        && f.any("health", |v| v == health)
         && f.matches("name", c.name())?
         && f.any("id", |v| c.id().starts_with(v))
         && f.any("ancestor", |v| {

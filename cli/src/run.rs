@@ -158,6 +158,8 @@ pub struct RunArgs {
     /// Log options: max-size=10m, max-file=3
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     log_opt: Vec<String>,
+    #[command(flatten)]
+    policy: crate::run_flags::PolicyArgs,
     /// The image, then the command and its arguments: everything after IMAGE belongs to the
     /// container, even words that look like hoist's flags
     #[arg(
@@ -382,6 +384,11 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
     opts.dns = a.dns.clone();
     opts.extra_hosts = a.add_host.clone();
     let (log_max_size, log_max_files) = log_options(&a.log_opt)?;
+    let restart_policy = a.policy.restart_policy()?;
+    if a.rm && !restart_policy.is_none() {
+        bail!("conflicting options: cannot specify both --restart and --rm");
+    }
+    let healthcheck = a.policy.healthcheck()?;
 
     let reference = Reference::parse(a.image())
         .with_context(|| format!("invalid image reference {:?}", a.image()))?;
@@ -433,6 +440,8 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
         runtime,
         labels,
         cidfile: a.cidfile.clone(),
+        restart_policy,
+        healthcheck,
     })?;
     Ok(id)
 }

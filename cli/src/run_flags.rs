@@ -556,3 +556,102 @@ mod tests {
         assert!(exposed_ports(&serde_json::json!({})).is_empty());
     }
 }
+
+/// `run`'s and `create`'s `--restart` and health-check flags.
+#[derive(clap::Args, Debug, Default)]
+pub struct PolicyArgs {
+    /// Restart policy when the container exits: no, always, unless-stopped, on-failure[:N]
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    pub restart: String,
+    /// Command to run to check health
+    #[arg(long = "health-cmd", value_name = "CMD")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h)
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h)
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(
+        long = "health-retries",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before counting retries towards unstable
+    /// (ms|s|m|h)
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
+}
+
+impl PolicyArgs {
+    /// `--restart`.
+    pub fn restart_policy(&self) -> Result<hoist_runtime::container::restart::RestartPolicy> {
+        Ok(hoist_runtime::container::restart::RestartPolicy::parse(
+            &self.restart,
+        )?)
+    }
+
+    /// The flags' health check (`None` when no flag is given), checked as docker checks it.
+    pub fn healthcheck(&self) -> Result<Option<hoist_runtime::container::health::HealthConfig>> {
+        use hoist_runtime::container::health::HealthConfig;
+        let dur = |flag: &str, v: &Option<String>| -> Result<u64> {
+            let Some(v) = v else { return Ok(0) };
+            let ns = hoist_builder::dockerfile::parse_go_duration(v).map_err(|e| {
+                anyhow::anyhow!("invalid argument {v:?} for \"--{flag}\" flag: {e}")
+            })?;
+            if ns < 0 {
+                anyhow::bail!("--{flag} cannot be negative");
+            }
+            if ns != 0 && ns < 1_000_000 {
+                let what = match flag {
+                    "health-interval" => "Interval",
+                    "health-timeout" => "Timeout",
+                    _ => "StartPeriod",
+                };
+                anyhow::bail!("{what} in Healthcheck cannot be less than 1ms");
+            }
+            Ok(u64::try_from(ns).unwrap_or(u64::MAX))
+        };
+        let interval = dur("health-interval", &self.health_interval)?;
+        let timeout = dur("health-timeout", &self.health_timeout)?;
+        let start_period = dur("health-start-period", &self.health_start_period)?;
+        let retries = self.health_retries.unwrap_or(0);
+        let any = self.health_cmd.as_deref().is_some_and(|c| !c.is_empty())
+            || interval != 0
+            || timeout != 0
+            || start_period != 0
+            || retries != 0;
+        if self.no_healthcheck {
+            if any {
+                anyhow::bail!("--no-healthcheck conflicts with --health-* options");
+            }
+            return Ok(Some(HealthConfig {
+                test: vec!["NONE".to_owned()],
+                ..HealthConfig::default()
+            }));
+        }
+        if !any {
+            return Ok(None);
+        }
+        if retries < 0 {
+            anyhow::bail!("--health-retries cannot be negative");
+        }
+        Ok(Some(HealthConfig {
+            test: self
+                .health_cmd
+                .iter()
+                .filter(|c| !c.is_empty())
+                .flat_map(|c| ["CMD-SHELL".to_owned(), c.clone()])
+                .collect(),
+            interval,
+            timeout,
+            start_period,
+            retries: u32::try_from(retries).unwrap_or(u32::MAX),
+        }))
+    }
+}

@@ -7,6 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hoist_oci::Digest;
+use hoist_runtime::container::health::HealthConfig;
+use hoist_runtime::container::restart::{self, RestartPolicy};
 use hoist_runtime::container::{
     self, Attach, Container, ContainerConfig, ContainerError, ContainerStore, MountRecord,
     RunError, Status, Supervisor,
@@ -73,6 +75,10 @@ pub struct NewContainer {
     pub labels: BTreeMap<String, String>,
     /// `--cidfile`: written with the id once the container exists.
     pub cidfile: Option<PathBuf>,
+    /// `--restart`.
+    pub restart_policy: RestartPolicy,
+    /// The `--health-*` flags' health check (merged over the image's `HEALTHCHECK`).
+    pub healthcheck: Option<HealthConfig>,
 }
 
 impl Host {
@@ -100,6 +106,9 @@ impl Host {
     /// Creates the container of `new` (stored, not started) and returns its id. Nothing half
     /// made stays behind when it fails.
     pub fn create_container(&self, new: NewContainer) -> Result<String> {
+        if new.auto_remove && !new.restart_policy.is_none() {
+            bail!("conflicting options: cannot specify both --restart and --rm");
+        }
         let containers = self.containers()?;
         let image_cfg: Option<hoist_oci::spec::image::Config> = new
             .image
@@ -173,6 +182,11 @@ impl Host {
             log_max_files: new.log_max_files,
             runtime: new.runtime.clone(),
             labels: new.labels.clone(),
+            restart_policy: new.restart_policy.clone(),
+            healthcheck: HealthConfig::merge(
+                new.healthcheck.clone(),
+                HealthConfig::of_image(&new.image.config),
+            ),
         };
         let c = containers.create(&config)?;
         let hostname = spec::hostname(&opts, id, &host_hostname());
@@ -427,6 +441,7 @@ impl Host {
             if !force {
                 return Err(ContainerError::Running(c.name().to_owned()).into());
             }
+            restart::request_stop(&c);
             store.thaw_if_paused(&c)?;
             let _ = signal(&c, SIGKILL);
             wait_exit(store, c.id(), Some(Duration::from_secs(30)))
@@ -592,6 +607,10 @@ impl Host {
     /// container's stop timeout, else 10), then SIGKILL.
     pub fn stop(&self, c: &Container, time: Option<u64>, sig: Option<&str>) -> Result<()> {
         let store = self.containers()?;
+        if c.state.running() {
+            // An explicit stop: no restart follows.
+            restart::request_stop(c);
+        }
         // A paused container is thawed first: a frozen process cannot handle its stop signal.
         store.thaw_if_paused(c)?;
         if c.state.running() {

@@ -91,7 +91,6 @@ pub fn container(c: &Container, endpoints: &[(Network, Endpoint)]) -> Value {
     let host_defaults = json!({
             "ContainerIDFile": "",
             "PortBindings": port_bindings(&o.publish),
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
             "VolumeDriver": "",
             "VolumesFrom": Value::Null,
             "ConsoleSize": [0, 0],
@@ -153,7 +152,7 @@ pub fn container(c: &Container, endpoints: &[(Network, Endpoint)]) -> Value {
             "Status": st.status_name(),
             "Running": st.status == Status::Running,
             "Paused": st.paused,
-            "Restarting": false,
+            "Restarting": st.running() && st.restarting,
             "OOMKilled": st.oom_killed,
             "Dead": false,
             "Pid": st.init.filter(|_| st.running()).map_or(0, |i| i.pid),
@@ -181,6 +180,7 @@ pub fn container(c: &Container, endpoints: &[(Network, Endpoint)]) -> Value {
             "Binds": cfg.mounts.iter().filter(|m| m.kind == "bind").map(|m| format!("{}:{}{}", m.source.display(), m.destination, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
             "NetworkMode": cfg.network_mode,
             "AutoRemove": cfg.auto_remove,
+            "RestartPolicy": {"Name": cfg.restart_policy.name, "MaximumRetryCount": cfg.restart_policy.maximum_retry_count},
             "Privileged": o.privileged,
             "ReadonlyRootfs": o.read_only,
             "CapAdd": o.cap_add,
@@ -234,6 +234,12 @@ pub fn container(c: &Container, endpoints: &[(Network, Endpoint)]) -> Value {
     }
     if let Some(t) = cfg.stop_timeout {
         v["Config"]["StopTimeout"] = json!(t);
+    }
+    if let Some(h) = &cfg.healthcheck {
+        v["Config"]["Healthcheck"] = json!(h);
+    }
+    if let Some(h) = &st.health {
+        v["State"]["Health"] = json!(h);
     }
     v
 }

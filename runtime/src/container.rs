@@ -11,6 +11,8 @@
 //!        hosts hostname resolv.conf   bound onto /etc in the container
 //!        container.log[.N] stdout/stderr as JSON lines ({"log","stream","time"}), rotated
 //!        supervisor.log    the supervisor's own errors
+//!        stop-requested    written by stop, kill and rm -f: no restart follows (`restart`)
+//!        state.lock        held while a state is read, changed and written back (`update_state`)
 //! ```
 //! A container is `created`, `running` or `exited`. Whoever runs it (the foreground `hoist run`,
 //! or the detached supervisor `hoist __supervise ID`) records its own pid and start time in
@@ -19,8 +21,10 @@
 //! the container is recorded as exited ([`ContainerStore::state`]).
 
 pub mod attach;
+pub mod health;
 pub mod logs;
 mod rename;
+pub mod restart;
 mod supervise;
 
 use std::collections::{BTreeMap, HashSet};
@@ -178,6 +182,12 @@ pub struct ContainerConfig {
     /// (`runc`, `crun`, or a path to one).
     #[serde(default)]
     pub runtime: Option<String>,
+    /// `--restart`.
+    #[serde(default)]
+    pub restart_policy: restart::RestartPolicy,
+    /// The health check: the image's `HEALTHCHECK` under the `--health-*` flags.
+    #[serde(default)]
+    pub healthcheck: Option<health::HealthConfig>,
 }
 
 /// `created`, `running` or `exited`.
@@ -272,6 +282,12 @@ pub struct State {
     /// Frozen by `hoist pause` (the status stays `running`, as docker's does).
     #[serde(default)]
     pub paused: bool,
+    /// Between two runs of a restart policy (the status stays `running`, as docker's does).
+    #[serde(default)]
+    pub restarting: bool,
+    /// The health checks' results, for a container with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<health::Health>,
 }
 
 impl State {
@@ -289,6 +305,8 @@ impl State {
             restart_count: 0,
             oom_killed: false,
             paused: false,
+            restarting: false,
+            health: None,
         }
     }
 
@@ -296,10 +314,12 @@ impl State {
         self.status == Status::Running
     }
 
-    /// docker's `State.Status`: `created`, `running`, `paused` or `exited`.
+    /// docker's `State.Status`: `created`, `running`, `paused`, `restarting` or `exited`.
     pub fn status_name(&self) -> &'static str {
         if self.running() && self.paused {
             "paused"
+        } else if self.running() && self.restarting {
+            "restarting"
         } else {
             self.status.as_str()
         }
@@ -309,11 +329,19 @@ impl State {
     pub fn describe(&self, now: i64) -> String {
         match self.status {
             Status::Created => "Created".to_owned(),
-            Status::Running => format!(
-                "Up {}{}",
-                human_duration(now - self.started_unix.unwrap_or(now)),
-                if self.paused { " (Paused)" } else { "" }
+            Status::Running if self.restarting && !self.paused => format!(
+                "Restarting ({}) {} ago",
+                self.exit_code.unwrap_or(0),
+                human_duration(now - self.finished_unix.unwrap_or(now))
             ),
+            Status::Running => {
+                let up = human_duration(now - self.started_unix.unwrap_or(now));
+                match &self.health {
+                    _ if self.paused => format!("Up {up} (Paused)"),
+                    Some(h) => format!("Up {up} ({})", h.describe()),
+                    None => format!("Up {up}"),
+                }
+            }
             Status::Exited => format!(
                 "Exited ({}) {} ago",
                 self.exit_code.unwrap_or(0),
@@ -795,9 +823,35 @@ impl ContainerStore {
     }
 
     fn set_paused(&self, id: &str, paused: bool) -> Result<(), ContainerError> {
+        self.update_state(id, |state| state.paused = paused && state.running())
+            .map(|_| ())
+    }
+
+    /// Changes the state of `id` with `f`, under the container's `state.lock`: the supervisor,
+    /// its health checks and `pause` never lose one another's changes.
+    pub fn update_state(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut State),
+    ) -> Result<State, ContainerError> {
+        let path = self.root.join(id).join("state.lock");
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path);
+        let file = match file {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ContainerError::NotFound(id.to_owned()));
+            }
+            other => other.map_err(ioe(format!("opening {}", path.display())))?,
+        };
+        let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| ioe(format!("locking {}", path.display()))(io::Error::from(e)))?;
         let mut state = self.raw_state(id)?;
-        state.paused = paused && state.running();
-        self.write_state(id, &state)
+        f(&mut state);
+        self.write_state(id, &state)?;
+        Ok(state)
     }
 
     /// The raw state of `id`, as last written.
@@ -860,6 +914,7 @@ impl ContainerStore {
         }
         state.error = format!("the supervisor (pid {pid}) died while the container ran");
         state.paused = false;
+        state.restarting = false;
         state.init = None;
         state.supervisor = None;
         self.write_state(id, &state)?;

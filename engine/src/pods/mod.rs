@@ -389,6 +389,9 @@ impl Host {
             runtime: None,
             labels,
             cidfile: None,
+            // The pod's restart policy is the pod supervisor's; no HEALTHCHECK in pods.
+            restart_policy: Default::default(),
+            healthcheck: None,
         })
     }
 

@@ -340,11 +340,8 @@ impl Supervisor<'_> {
         Ok(s)
     }
 
-    fn record(&self, id: &str, f: impl FnOnce(&mut State)) -> Result<State, RunError> {
-        let mut st = self.store.raw_state(id)?;
-        f(&mut st);
-        self.store.write_state(id, &st)?;
-        Ok(st)
+    pub(super) fn record(&self, id: &str, f: impl FnOnce(&mut State)) -> Result<State, RunError> {
+        Ok(self.store.update_state(id, f)?)
     }
 
     /// Runs the container `id` to its end: returns its exit code. The caller is its supervisor
@@ -384,28 +381,47 @@ impl Supervisor<'_> {
             return Err(RunError::AlreadyRunning(c.name().to_owned()));
         }
         let me = ProcessId::current();
+        super::restart::clear_stop(&c.dir);
         self.record(id, |s| {
             s.supervisor = me;
             s.init = None;
             s.error.clear();
+            s.restart_count = 0;
         })?;
-        // The network sandbox is torn down after the exit is recorded: a client that saw the
-        // exit code finds the container exited.
-        let mut sandbox = None;
-        let result = self.run_locked(&c, attach, &mut sandbox);
-        let _ = super::unmount_all(&c.rootfs());
-        // A copy rootfs (no overlay here): its changes go to the upper dir, in overlay form, so
-        // `diff` and `commit` see them as they would an overlay's.
-        if let Err(e) =
-            crate::rootfs::sync_copy_changes(&c.lowers(), &c.upper(), &c.work(), &c.rootfs())
-        {
-            tracing::warn!(id = %c.id(), "recording the changes of a copy rootfs: {e}");
-        }
+        // The detached supervisor applies the restart policy (`--restart`).
+        let policy = match attach {
+            Attach::Detached { .. } => c.config.restart_policy.clone(),
+            _ => super::restart::RestartPolicy::default(),
+        };
+        let mut restarts = super::restart::RestartManager::new(policy);
+        let mut c = c;
+        // The network sandbox of the last run is torn down after its exit is recorded (below):
+        // a client that saw the exit code finds the container exited. A restart gets a new one.
+        let mut sandbox;
+        let result = loop {
+            sandbox = None;
+            let began = std::time::Instant::now();
+            let result = self.run_locked(&c, attach, &mut sandbox);
+            let _ = super::unmount_all(&c.rootfs());
+            // A copy rootfs (no overlay here): its changes go to the upper dir, in overlay
+            // form, so `diff` and `commit` see them as they would an overlay's.
+            if let Err(e) =
+                crate::rootfs::sync_copy_changes(&c.lowers(), &c.upper(), &c.work(), &c.rootfs())
+            {
+                tracing::warn!(id = %c.id(), "recording the changes of a copy rootfs: {e}");
+            }
+            let Ok(code) = result else { break result };
+            if !self.restart_due(&c, &mut restarts, code, began.elapsed()) {
+                break result;
+            }
+            c = self.store.load(id)?;
+        };
         match &result {
             Ok(code) => {
                 let code = *code;
                 self.record(id, |s| {
                     s.status = Status::Exited;
+                    s.restarting = false;
                     s.paused = false;
                     s.exit_code = Some(code);
                     s.finished_at = Some(rfc3339(SystemTime::now()));
@@ -425,6 +441,7 @@ impl Supervisor<'_> {
                         s.finished_unix = Some(now_unix());
                     }
                     s.exit_code = Some(s.exit_code.unwrap_or(128));
+                    s.restarting = false;
                     s.paused = false;
                     s.error = msg;
                     s.init = None;
@@ -554,6 +571,7 @@ impl Supervisor<'_> {
         let now = SystemTime::now();
         self.record(c.id(), |s| {
             s.status = Status::Running;
+            s.restarting = false;
             s.paused = false;
             s.init = init;
             s.exit_code = None;
@@ -561,8 +579,12 @@ impl Supervisor<'_> {
             s.started_unix = Some(now_unix());
             s.finished_at = None;
             s.finished_unix = None;
+            super::health::mark_starting(s, c);
         })?;
+        // The health checks of this run (`HEALTHCHECK`), stopped before the exit is recorded.
+        let health = super::health::Monitor::start(self.store, c);
         let code = self.executor.wait(&created);
+        drop(health);
         let _ = self.executor.delete(&created);
         drop(created);
         for p in pumps {
@@ -577,22 +599,20 @@ impl Supervisor<'_> {
     }
 }
 
-/// `hoist exec`: what to run in a running container.
-#[derive(Debug, Clone, Default)]
-pub struct ExecOptions {
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub user: Option<String>,
-    pub workdir: Option<String>,
-    pub tty: bool,
-    pub interactive: bool,
-    pub privileged: bool,
-}
-
-/// Runs a process in the running container `c` (joining its namespaces and cgroups, with its
-/// capabilities, seccomp profile and environment), attached to this process's stdio; returns its
-/// exit code.
-pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, RunError> {
+/// The process an exec of `o` runs in the running container `c` (its spec's, with `o`'s
+/// arguments, environment, user and working directory), its seccomp profile, and the
+/// container's init.
+pub(crate) fn exec_process(
+    c: &Container,
+    o: &ExecOptions,
+) -> Result<
+    (
+        oci_spec::runtime::Process,
+        Option<oci_spec::runtime::LinuxSeccomp>,
+        ProcessId,
+    ),
+    RunError,
+> {
     let Some(init) = c.state.init.filter(|_| c.state.running()) else {
         return Err(ContainerError::NotRunning(c.name().to_owned()).into());
     };
@@ -640,6 +660,26 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, RunError> {
     } else {
         s.linux().as_ref().and_then(|l| l.seccomp().clone())
     };
+    Ok((process, seccomp, init))
+}
+
+/// `hoist exec`: what to run in a running container.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub privileged: bool,
+}
+
+/// Runs a process in the running container `c` (joining its namespaces and cgroups, with its
+/// capabilities, seccomp profile and environment), attached to this process's stdio; returns its
+/// exit code.
+pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, RunError> {
+    let (process, seccomp, init) = exec_process(c, o)?;
     let (stdio, out_r, err_r) = if o.tty {
         (Stdio::Pty, None, None)
     } else if o.interactive {

@@ -36,6 +36,8 @@ pub(super) fn config(id: &str, name: &str) -> ContainerConfig {
         log_max_size: 1 << 20,
         log_max_files: 2,
         runtime: None,
+        restart_policy: Default::default(),
+        healthcheck: None,
     }
 }
 

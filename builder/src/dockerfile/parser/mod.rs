@@ -8,6 +8,8 @@ mod lines;
 mod mount;
 mod words;
 
+pub use words::parse_go_duration;
+
 use super::error::ParseError;
 use super::{ArgDecl, Directives, Dockerfile, Heredoc, Instr, Instruction, Stage};
 use flags::extract_flags;

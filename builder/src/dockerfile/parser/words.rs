@@ -156,7 +156,7 @@ pub(super) fn parse_name_val(
 }
 
 /// Go's `time.ParseDuration`, in nanoseconds.
-pub(crate) fn parse_go_duration(s: &str) -> Result<i128, String> {
+pub fn parse_go_duration(s: &str) -> Result<i128, String> {
     let orig = s;
     let bad = || format!("invalid duration {orig:?}");
     let (neg, mut s) = match s.as_bytes().first() {
