@@ -366,3 +366,33 @@ fn image_healthcheck_and_no_healthcheck() {
     assert!(!ps_status(&h, "off").contains("health"));
     h.ok(&["rm", "-f", "img", "over", "off"]);
 }
+
+#[test]
+fn a_foreground_run_with_a_restart_policy_goes_on_detached() {
+    // docker: the CLI returns the first exit code; the daemon restarts the container after.
+    let h = Home::new();
+    let (code, _, _) = h.fails(&[
+        "run",
+        "--name",
+        "fg",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ran >> /tmp/runs; exit 3",
+    ]);
+    assert_eq!(code, 3);
+    h.eventually("a restart", || restart_count(&h, "fg") >= 1);
+    h.eventually("the end of the policy", || {
+        h.inspect("fg")["State"]["Status"] == "exited" && restart_count(&h, "fg") >= 2
+    });
+    assert!(restart_count(&h, "fg") <= 3);
+    assert_eq!(h.inspect("fg")["State"]["ExitCode"], 3);
+    // Without a policy nothing restarts.
+    let (code, _, _) = h.fails(&["run", "--name", "once", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(code, 3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(restart_count(&h, "once"), 0);
+    assert_eq!(h.inspect("once")["State"]["Status"], "exited");
+}

@@ -493,16 +493,31 @@ impl Host {
             volumes: &volumes,
             executor: executor.as_ref(),
         };
+        let began = Instant::now();
         let result = sup.run(id, attach);
         // A `--rm` container that is already gone removed itself.
-        let auto_remove = match containers.load(id) {
-            Ok(c) => c.config.auto_remove,
-            Err(ContainerError::NotFound(_)) => false,
+        let c = match containers.load(id) {
+            Ok(c) => Some(c),
+            Err(ContainerError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        if auto_remove {
+        if c.as_ref().is_some_and(|c| c.config.auto_remove) {
             self.remove_with_volumes(id)
                 .with_ctx(|| format!("removing container {id}"))?;
+        }
+        // A foreground `run --restart` whose policy restarts it goes on detached (docker's
+        // daemon restarts it after the CLI has returned).
+        if let (Ok(code), Some(c), false) = (&result, &c, matches!(attach, Attach::Detached { .. }))
+        {
+            let stopped = c.dir.join("stop-requested").exists();
+            let mut policy =
+                container::restart::RestartManager::new(c.config.restart_policy.clone());
+            if policy
+                .should_restart(*code, stopped, began.elapsed())
+                .is_some()
+            {
+                self.start_detached(id)?;
+            }
         }
         Ok(result)
     }
