@@ -204,9 +204,9 @@ impl Host {
         for n in self.networks().list()? {
             if n.name == DEFAULT_NETWORK {
                 let store = self.networks();
-                let _l = store.lock()?;
+                let l = store.lock()?;
                 if store.get(&n.id)?.endpoints.is_empty() {
-                    sandbox::take_down(&n)?;
+                    sandbox::take_down(&store, &l, &n)?;
                 }
                 continue;
             }

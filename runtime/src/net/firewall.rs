@@ -251,6 +251,12 @@ fn nft_error(what: &str) -> impl FnOnce(nftables::helper::NftablesError) -> NetE
     move |e| NetError::Firewall(format!("{what}: {e}"))
 }
 
+/// The digest of `n`'s table as [`apply`] would make it.
+pub fn digest(n: &Network) -> String {
+    let json = serde_json::to_vec(&ruleset(n)).expect("a ruleset encodes");
+    hoist_oci::Digest::sha256_of(&json).to_string()
+}
+
 /// Makes the table of `n` match its record.
 pub fn apply(n: &Network) -> Result<(), NetError> {
     nftables::helper::apply_ruleset(&ruleset(n)).map_err(nft_error("applying the firewall rules"))

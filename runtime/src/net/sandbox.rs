@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{DEFAULT_NETWORK, Endpoint, Network, NetworkStore};
+use super::store::{DEFAULT_NETWORK, Endpoint, Locked, Network, NetworkStore};
 use std::sync::Arc;
 
 use super::dns::{self, DnsServer};
@@ -124,7 +124,7 @@ pub fn reconcile(home: &Path) -> Result<(), NetError> {
             let _ = link::delete(&e.host_veth);
             let _ = netns::remove(&netns::path_for(&e.container));
         }
-        settle(&after)?;
+        settle(&store, &l, &after)?;
     }
     reconcile_orphans(home, &store)
 }
@@ -177,18 +177,31 @@ fn reconcile_orphans(home: &Path, store: &NetworkStore) -> Result<(), NetError> 
     Ok(())
 }
 
-/// The network's rules after a change of its endpoints. The bridges stay (docker's `docker0`
+/// The network's rules after a change of its endpoints (applied only when they differ from
+/// what was applied last), under the store's lock `l`. The bridges stay (docker's `docker0`
 /// does): the next container starts without making one; `network prune` takes an idle default
 /// bridge down ([`take_down`]).
-fn settle(n: &Network) -> Result<(), NetError> {
-    firewall::apply(n)
+pub fn settle(store: &NetworkStore, l: &Locked, n: &Network) -> Result<(), NetError> {
+    let digest = firewall::digest(n);
+    if n.rules.as_deref() == Some(digest.as_str()) {
+        return Ok(());
+    }
+    firewall::apply(n)?;
+    store.update_held(l, &n.id, |n| {
+        n.rules = Some(digest);
+        Ok(())
+    })
 }
 
 /// Removes the bridge and the rules of a network no container is on (made again by the next
-/// start on it).
-pub fn take_down(n: &Network) -> Result<(), NetError> {
+/// start on it), under the store's lock `l`.
+pub fn take_down(store: &NetworkStore, l: &Locked, n: &Network) -> Result<(), NetError> {
     firewall::remove(n)?;
-    link::delete(&n.bridge)
+    link::delete(&n.bridge)?;
+    store.update_held(l, &n.id, |n| {
+        n.rules = None;
+        Ok(())
+    })
 }
 
 /// docker's refusal of a host port something else holds.
@@ -364,7 +377,7 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
             gateway: (i == 0 && !n.internal).then_some(n.gateway),
             mac: ipam::mac_for(ip),
         })?;
-        firewall::apply(&n)?;
+        settle(&store, &l, &n)?;
         drop(l);
         if n.dns {
             // docker's embedded DNS: 127.0.0.11 in the container's own namespace, names from
@@ -443,7 +456,7 @@ impl Sandbox {
                 if let Some(e) = e {
                     link::delete(&e.host_veth)?;
                 }
-                settle(&n)
+                settle(&store, &l, &n)
             });
             if let Err(e) = r {
                 first_err.get_or_insert(e);

@@ -48,6 +48,10 @@ pub struct Network {
     /// The address given out last (the allocator goes on after it).
     #[serde(default)]
     pub last_ip: Option<Ipv4Addr>,
+    /// The digest of the firewall table last applied (none: not applied since the bridge was
+    /// made): a start or stop that changes no rule spawns no `nft`.
+    #[serde(default)]
+    pub rules: Option<String>,
 }
 
 /// A container on a network.
@@ -358,6 +362,7 @@ impl NetworkStore {
             dns: !default,
             endpoints: BTreeMap::new(),
             last_ip: None,
+            rules: None,
         };
         self.write(&n)?;
         Ok(n)
@@ -398,8 +403,10 @@ impl NetworkStore {
             n.subnet = self.free_subnet(&others)?;
             n.gateway = ipam::default_gateway(&n.subnet);
             n.last_ip = None;
-            self.write(&n)?;
         }
+        // A new bridge: its rules are applied again.
+        n.rules = None;
+        self.write(&n)?;
         super::link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len())?;
         Ok(n)
     }

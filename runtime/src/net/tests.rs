@@ -158,6 +158,7 @@ fn network_with(
         dns: true,
         endpoints,
         last_ip: None,
+        rules: None,
     }
 }
 
