@@ -445,6 +445,8 @@ fn podman_manifest_push_all(kind: Kind) {
     assert_eq!(arch_of(&host), "amd64", "{}", server.kind);
     let out = run(hoist(&host).args(["run", "--rm", &reference, "echo", "ran"]));
     assert_eq!(out.trim(), "ran");
+    // The default network's bridge this home made goes with it.
+    run(hoist(&host).args(["network", "prune", "-f"]));
     // A later pull of the other platform adds it, and still leaves no <none> image.
     run(hoist(&host).args(["pull", "--platform", "linux/arm64", &reference]));
     let listed = images(&host);
