@@ -318,6 +318,24 @@ fn none_host_add_host_and_dns() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("published ports are discarded"));
 }
 
+/// A detached container `c` on `network`: its id and its veth's host end (prefix).
+fn sleeper_on(h: &Home, network: &str) -> (String, String) {
+    let id = h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "--network",
+        network,
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let id = id.trim().to_owned();
+    let veth = format!("vh{}", &id[..8]);
+    (id, veth)
+}
+
 /// Kills container `name`'s supervisor and process at once, as a crash would.
 fn kill_supervisor_and_container(h: &Home, name: &str) {
     let state: serde_json::Value =
@@ -336,19 +354,7 @@ fn kill_supervisor_and_container(h: &Home, name: &str) {
 fn a_killed_supervisor_s_network_is_reclaimed() {
     let h = Home::new();
     h.ok(&["network", "create", "--subnet", "10.232.0.0/24", "crashy"]);
-    let id = h.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "c",
-        "--network",
-        "crashy",
-        "busybox",
-        "sleep",
-        "300",
-    ]);
-    let id = id.trim().to_owned();
-    let veth = format!("vh{}", &id[..8]);
+    let (_, veth) = sleeper_on(&h, "crashy");
     assert!(links().contains(&veth));
     // The supervisor and the container die at once, as in a crash.
     kill_supervisor_and_container(&h, "c");
@@ -558,19 +564,7 @@ fn connect_and_disconnect_a_running_container_and_publish_all() {
 fn what_a_supervisor_killed_mid_teardown_leaves_is_reclaimed() {
     let h = Home::new();
     h.ok(&["network", "create", "--subnet", "10.236.0.0/24", "midway"]);
-    let id = h.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "c",
-        "--network",
-        "midway",
-        "busybox",
-        "sleep",
-        "300",
-    ]);
-    let id = id.trim().to_owned();
-    let veth = format!("vh{}", &id[..8]);
+    let (id, veth) = sleeper_on(&h, "midway");
     kill_supervisor_and_container(&h, "c");
     // As if it died after dropping the endpoint from the record but before deleting the link
     // and the namespace.

@@ -228,14 +228,8 @@ impl Host {
         aliases: &[String],
         ip: Option<Ipv4Addr>,
     ) -> Result<()> {
-        let n = self.network(key)?;
-        let Some(net) = n.network else {
-            bail!(
-                "container cannot be disconnected from host network or connected to host network"
-            );
-        };
+        let (net, mut c) = self.bridge_and_container(key, container)?;
         let store = self.containers()?;
-        let mut c = store.get(container)?;
         if c.config.options.network != spec::Network::Bridge {
             bail!(
                 "container {} is not on a bridge network (--network {}): it cannot join {}",
@@ -280,16 +274,21 @@ impl Host {
         Ok(())
     }
 
-    /// `network disconnect`.
-    pub fn disconnect_network(&self, key: &str, container: &str) -> Result<()> {
-        let n = self.network(key)?;
-        let Some(net) = n.network else {
+    /// The bridge network `key` (not `host` or `none`) and the container `container`, for
+    /// `connect` and `disconnect`.
+    fn bridge_and_container(&self, key: &str, container: &str) -> Result<(Network, Container)> {
+        let Some(net) = self.network(key)?.network else {
             bail!(
                 "container cannot be disconnected from host network or connected to host network"
             );
         };
+        Ok((net, self.containers()?.get(container)?))
+    }
+
+    /// `network disconnect`.
+    pub fn disconnect_network(&self, key: &str, container: &str) -> Result<()> {
+        let (net, mut c) = self.bridge_and_container(key, container)?;
         let store = self.containers()?;
-        let mut c = store.get(container)?;
         let before = c.config.options.networks.len();
         c.config.options.networks.retain(|r| r.network != net.name);
         if c.config.options.networks.len() == before {
