@@ -58,32 +58,8 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-const MC1: &str = "apiVersion: v1
-kind: Pod
-metadata:
-  name: mc1
-spec:
-  volumes:
-  - name: html
-    emptyDir: {}
-  containers:
-  - name: 1st
-    image: nginx
-    volumeMounts:
-    - name: html
-      mountPath: /usr/share/nginx/html
-  - name: 2nd
-    image: debian
-    volumeMounts:
-    - name: html
-      mountPath: /html
-    command: [\"/bin/sh\", \"-c\"]
-    args:
-      - while true; do
-          date >> /html/index.html;
-          sleep 1;
-        done
-";
+/// PODS.md's mc1, verbatim.
+const MC1: &str = include_str!("../../engine/src/pods/testdata/mc1.yaml");
 
 #[test]
 fn mc1_two_containers_share_an_emptydir_served_over_http() {
@@ -239,20 +215,8 @@ int main(int argc, char **argv) {
 }
 "#;
 
-const MC2: &str = "apiVersion: v1
-kind: Pod
-metadata:
-  name: mc2
-spec:
-  containers:
-  - name: producer
-    image: allingeek/ch6_ipc
-    command: [\"./ipc\", \"-producer\"]
-  - name: consumer
-    image: allingeek/ch6_ipc
-    command: [\"./ipc\", \"-consumer\"]
-  restartPolicy: Never
-";
+/// PODS.md's mc2, verbatim.
+const MC2: &str = include_str!("../../engine/src/pods/testdata/mc2.yaml");
 
 #[test]
 fn mc2_two_containers_talk_over_system_v_ipc_and_the_pod_succeeds() {

@@ -78,7 +78,8 @@ impl Host {
                 if name.is_empty() {
                     bail!("invalid network {m:?}: expected container:NAME");
                 }
-                let (_, _, _) = plain(spec::Network::None)?;
+                // Aliases and addresses are refused as for host and none.
+                plain(spec::Network::None)?;
                 let other = self
                     .containers()?
                     .get(name)
@@ -327,14 +328,20 @@ impl Host {
         Ok(out)
     }
 
-    /// The networks a running container is on, with its endpoint on each, in its order.
-    pub fn endpoints_of(&self, c: &Container) -> Result<Vec<(Network, Endpoint)>> {
+    /// The endpoints of the sandbox `id` (a running container's, or a pod's), one per network.
+    pub fn endpoints_of_sandbox(&self, id: &str) -> Result<Vec<(Network, Endpoint)>> {
         let mut out = Vec::new();
         for n in self.networks().list()? {
-            if let Some(e) = n.endpoints.get(c.id()).cloned() {
+            if let Some(e) = n.endpoints.get(id).cloned() {
                 out.push((n, e));
             }
         }
+        Ok(out)
+    }
+
+    /// The networks a running container is on, with its endpoint on each, in its order.
+    pub fn endpoints_of(&self, c: &Container) -> Result<Vec<(Network, Endpoint)>> {
+        let mut out = self.endpoints_of_sandbox(c.id())?;
         let order = |n: &Network| {
             c.config
                 .options

@@ -472,7 +472,6 @@ impl Host {
         let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map_err(|_| EngineError::Invalid(format!("pod {} is already running", record.name)))?;
         let result = self.pod_run_locked(&record, &spec, &dir);
-        let containers = self.containers()?;
         let final_phase = |st: &PodState| {
             let failed = st
                 .members
@@ -501,7 +500,6 @@ impl Host {
                 st.error = e.clone();
             }
         })?;
-        let _ = containers;
         result
     }
 
@@ -573,7 +571,10 @@ impl Host {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let ip = self.endpoints_of_id(&record.id)?.first().map(|(_, e)| e.ip);
+        let ip = self
+            .endpoints_of_sandbox(&record.id)?
+            .first()
+            .map(|(_, e)| e.ip);
         let me = ProcessId::current();
         self.pod_state(dir, |st| {
             st.supervisor = me;
@@ -719,25 +720,6 @@ impl Host {
             s.exit_code = Some(code);
         })?;
         Ok(code)
-    }
-
-    /// The endpoints of a sandbox by its id (a pod's).
-    fn endpoints_of_id(
-        &self,
-        id: &str,
-    ) -> Result<
-        Vec<(
-            hoist_runtime::net::store::Network,
-            hoist_runtime::net::store::Endpoint,
-        )>,
-    > {
-        let mut out = Vec::new();
-        for n in self.networks().list()? {
-            if let Some(e) = n.endpoints.get(id).cloned() {
-                out.push((n, e));
-            }
-        }
-        Ok(out)
     }
 
     /// `pod stop`: the supervisor stops the containers and ends; waits for it.

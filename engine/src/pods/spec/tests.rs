@@ -1,46 +1,9 @@
 use super::*;
 
-const MC1: &str = r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: mc1
-spec:
-  volumes:
-  - name: html
-    emptyDir: {}
-  containers:
-  - name: 1st
-    image: nginx
-    volumeMounts:
-    - name: html
-      mountPath: /usr/share/nginx/html
-  - name: 2nd
-    image: debian
-    volumeMounts:
-    - name: html
-      mountPath: /html
-    command: ["/bin/sh", "-c"]
-    args:
-      - while true; do
-          date >> /html/index.html;
-          sleep 1;
-        done
-"#;
+/// PODS.md's examples, verbatim (shared with `cli/tests/pod.rs`).
+const MC1: &str = include_str!("../testdata/mc1.yaml");
 
-const MC2: &str = r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: mc2
-spec:
-  containers:
-  - name: producer
-    image: allingeek/ch6_ipc
-    command: ["./ipc", "-producer"]
-  - name: consumer
-    image: allingeek/ch6_ipc
-    command: ["./ipc", "-consumer"]
-  restartPolicy: Never
-"#;
+const MC2: &str = include_str!("../testdata/mc2.yaml");
 
 const HEAD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n";
 
