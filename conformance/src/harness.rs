@@ -193,6 +193,10 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // A failing test shows what the server said, which is most of the diagnosis.
+            eprintln!("--- {} output\n{}", self.kind, self.output());
+        }
     }
 }
 
