@@ -169,7 +169,12 @@ fn a_published_port_serves_on_localhost_and_the_container_has_its_own_address() 
     let bridge = bridge.trim().to_owned();
     assert!(links().contains(&bridge));
     h.ok(&["rm", "-f", "web"]);
-    assert!(!links().contains(&veth), "{}", links());
+    // The veth goes with the namespace, which the kernel takes down in the background.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while links().contains(&veth) {
+        assert!(Instant::now() < deadline, "{}", links());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(links().contains(&bridge), "{}", links());
     h.ok(&["network", "prune", "-f"]);
     assert!(!links().contains(&bridge), "{}", links());
@@ -587,4 +592,70 @@ fn what_a_supervisor_killed_mid_teardown_leaves_is_reclaimed() {
     assert!(!links().contains(&veth), "{}", links());
     assert!(!std::path::Path::new(&format!("/run/hoist/netns/{id}")).exists());
     h.ok(&["rm", "-f", "c"]);
+}
+
+/// The `ports` chain of the table of network `name` in `h`, as `nft` lists it.
+fn ports_chain(h: &Home, name: &str) -> String {
+    let id = h.ok(&["network", "inspect", name, "--format", "{{.Id}}"]);
+    let table = format!("hoist-{}", &id.trim()[..12]);
+    let out = Command::new("nft")
+        .args(["list", "chain", "ip", &table, "ports"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_published_port_follows_its_container_through_stops_and_reuse() {
+    let h = Home::new();
+    h.ok(&["network", "create", "--subnet", "10.237.0.0/24", "portnet"]);
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for generation in 0..3 {
+        let text = format!("generation-{generation}");
+        web(&h, "w", &["--network", "portnet", "-p", &publish], &text);
+        let body = http_get(addr);
+        assert!(body.contains(&text), "{body}");
+        h.ok(&["rm", "-f", "w"]);
+        // Stopped: the port is the host's again, and what listens there gets the traffic (the
+        // container's DNAT rule is retired, not in the way).
+        let host = std::net::TcpListener::bind(addr).expect("the port is free after rm");
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        c.write_all(b"x").unwrap();
+        let (mut s, _) = host.accept().unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"x");
+    }
+    // Retired rules do not pile up: the chain is made again once enough have gathered.
+    for _ in 0..40 {
+        h.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "portnet",
+            "-p",
+            "127.0.0.1::80",
+            "busybox",
+            "true",
+        ]);
+    }
+    let chain = ports_chain(&h, "portnet");
+    let retired = chain.matches("return").count();
+    assert!(
+        retired <= 32,
+        "{retired} retired rules in the chain:\n{chain}"
+    );
+    assert_eq!(chain.matches("dnat to").count(), retired, "{chain}");
+    // A running container's rule is there, and reachable, among them.
+    web(
+        &h,
+        "last",
+        &["--network", "portnet", "-p", &publish],
+        "the-last",
+    );
+    assert!(http_get(addr).contains("the-last"));
+    h.ok(&["rm", "-f", "last"]);
+    h.ok(&["network", "rm", "portnet"]);
 }

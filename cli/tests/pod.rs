@@ -169,51 +169,10 @@ fn mc1_two_containers_share_an_emptydir_served_over_http() {
     assert!(h.ok(&["pod", "ls"]).lines().count() == 1);
 }
 
-const IPC_C: &str = r#"#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-#include <sys/ipc.h>
-#include <sys/msg.h>
-
-struct msg { long type; char text[16]; };
-
-int main(int argc, char **argv) {
-    key_t key = 0x6c6;
-    if (argc > 1 && strcmp(argv[1], "-producer") == 0) {
-        int q = msgget(key, IPC_CREAT | 0600);
-        if (q < 0) { perror("msgget"); return 1; }
-        srand(getpid());
-        for (int i = 0; i < 5; i++) {
-            struct msg m = { 1, "" };
-            snprintf(m.text, sizeof m.text, "%02x", rand() % 256);
-            if (msgsnd(q, &m, sizeof m.text, 0) < 0) { perror("msgsnd"); return 1; }
-            printf("Produced: %s\n", m.text);
-            fflush(stdout);
-        }
-        struct msg d = { 1, "done" };
-        msgsnd(q, &d, sizeof d.text, 0);
-        printf("Produced: done\n");
-        return 0;
-    }
-    /* The consumer may start first: it waits for the queue. */
-    int q = -1;
-    for (int i = 0; i < 200 && q < 0; i++) {
-        q = msgget(key, 0600);
-        if (q < 0) usleep(50000);
-    }
-    if (q < 0) { perror("msgget"); return 1; }
-    for (;;) {
-        struct msg m;
-        if (msgrcv(q, &m, sizeof m.text, 0, 0) < 0) { perror("msgrcv"); return 1; }
-        printf("Consumed: %s\n", m.text);
-        fflush(stdout);
-        if (strcmp(m.text, "done") == 0) break;
-    }
-    msgctl(q, IPC_RMID, 0);
-    return 0;
-}
-"#;
+/// PODS.md's mc2 program: a producer and a consumer over one System V message queue.
+const IPC_C: &str = include_str!("../../engine/src/pods/testdata/ipc.c");
+/// Its multi-stage build: compiled in a Debian+gcc stage, the static binary alone at the end.
+const MC2_DOCKERFILE: &str = include_str!("../../engine/src/pods/testdata/mc2.Dockerfile");
 
 /// PODS.md's mc2, verbatim.
 const MC2: &str = include_str!("../../engine/src/pods/testdata/mc2.yaml");
@@ -225,12 +184,7 @@ fn mc2_two_containers_talk_over_system_v_ipc_and_the_pod_succeeds() {
     h.ok(&["import", tar.to_str().unwrap(), "debian-gcc:bookworm"]);
     let ctx = tempfile::tempdir().unwrap();
     write(ctx.path(), "ipc.c", IPC_C);
-    write(
-        ctx.path(),
-        "Dockerfile",
-        "FROM debian-gcc:bookworm AS build\nCOPY ipc.c /src/\nRUN gcc -static -O2 -o /src/ipc /src/ipc.c\n\
-         FROM scratch\nCOPY --from=build /src/ipc /ipc\nWORKDIR /\n",
-    );
+    write(ctx.path(), "Dockerfile", MC2_DOCKERFILE);
     h.ok(&[
         "build",
         "-q",

@@ -1,7 +1,15 @@
-//! The firewall: one nftables table per network, `ip hoist-<id>`, owned by hoist and rebuilt
-//! whole from the network's record on every change (one atomic `nft` transaction: the table
-//! deleted and made again), so what a crash left behind is gone at the next change, and
-//! removing the table removes every rule of the network. netavark keeps its rules the same way.
+//! The firewall: one nftables table per network, `ip hoist-<id>`, owned by hoist. The table is
+//! made whole from the network's record (one atomic `nft` transaction: the table deleted and
+//! made again) when its shape changes: the first start on a network, and after a crash (the
+//! record keeps the digest of what was applied). Removing the table removes every rule of the
+//! network; netavark keeps its rules the same way. A start or stop touches only the published
+//! ports, and only by adding rules: every removal from an nftables table waits for an RCU grace
+//! period (~14 ms on the CI machine, against ~2 ms for an addition), which rebuilding the table
+//! on each start and stop would pay twice. A start appends its DNAT rules to `ports`; a stop
+//! retires them by inserting a `return` for the same address and port before them. The retired
+//! rules (the record lists them) go when `ports` is made again (flushed and filled from the
+//! record in one transaction): when a start publishes a port that was retired, or once
+//! [`RETIRED_MAX`] have gathered.
 //!
 //! - `prerouting`/`output` (nat): traffic for a local address jumps to `ports`, where each
 //!   published port is a DNAT to its container's address. The `output` hook covers the host's
@@ -20,12 +28,12 @@ use nftables::expr::{
     Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
     Prefix,
 };
-use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
+use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{JumpTarget, Match, NAT, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use super::NetError;
-use super::store::Network;
+use super::store::{Endpoint, Network};
+use super::{NetError, PortMapping};
 
 /// The bridges of hoist's networks, for isolation: the default `hoistN`s and the `hbr-`s.
 const BRIDGES: [&str; 2] = ["hoist*", "hbr-*"];
@@ -127,8 +135,44 @@ fn table(name: &str) -> NfListObject<'static> {
     })
 }
 
-/// The whole table of network `n`: one transaction that makes it again from nothing.
-pub fn ruleset(n: &Network) -> Nftables<'static> {
+/// How many retired rules a table keeps before a stop makes its `ports` again.
+pub const RETIRED_MAX: usize = 32;
+
+/// The match of published port `p`: `[ip daddr HOST_IP] PROTO dport HOST_PORT`.
+fn port_match(p: &PortMapping) -> Vec<Statement<'static>> {
+    let mut expr = Vec::new();
+    if let Some(ip) = p.host_ip {
+        expr.push(is(field("ip", "daddr"), s(ip.to_string())));
+    }
+    let proto: &'static str = if p.protocol == "udp" { "udp" } else { "tcp" };
+    expr.push(is(
+        field(proto, "dport"),
+        Expression::Number(u32::from(p.host_port)),
+    ));
+    expr
+}
+
+/// Appends the DNAT rules of `e`'s published ports to the `ports` chain of table `t`, in `b`.
+fn port_rules(b: &mut Batch<'static>, t: &str, e: &Endpoint) {
+    for p in &e.ports {
+        let mut expr = port_match(p);
+        expr.push(Statement::DNAT(Some(NAT {
+            addr: Some(s(e.ip.to_string())),
+            family: None,
+            port: Some(Expression::Number(u32::from(p.container_port))),
+            flags: None,
+        })));
+        b.add(rule(
+            t,
+            "ports",
+            expr,
+            Some(format!("container {}", e.name)),
+        ));
+    }
+}
+
+/// The table of network `n` without its published ports: what [`digest`] covers.
+fn base(n: &Network) -> Batch<'static> {
     let t = table_name(n);
     let t = t.as_str();
     let mut b = Batch::new();
@@ -219,30 +263,16 @@ pub fn ruleset(n: &Network) -> Nftables<'static> {
         ],
         Some("published ports on 127.0.0.1".into()),
     ));
+    b
+}
+
+/// The whole table of network `n`: one transaction that makes it again from nothing, with the
+/// published ports of every endpoint in its record.
+pub fn ruleset(n: &Network) -> Nftables<'static> {
+    let mut b = base(n);
+    let t = table_name(n);
     for e in n.endpoints.values() {
-        for p in &e.ports {
-            let mut expr = Vec::new();
-            if let Some(ip) = p.host_ip {
-                expr.push(is(field("ip", "daddr"), s(ip.to_string())));
-            }
-            let proto: &'static str = if p.protocol == "udp" { "udp" } else { "tcp" };
-            expr.push(is(
-                field(proto, "dport"),
-                Expression::Number(u32::from(p.host_port)),
-            ));
-            expr.push(Statement::DNAT(Some(NAT {
-                addr: Some(s(e.ip.to_string())),
-                family: None,
-                port: Some(Expression::Number(u32::from(p.container_port))),
-                flags: None,
-            })));
-            b.add(rule(
-                t,
-                "ports",
-                expr,
-                Some(format!("container {}", e.name)),
-            ));
-        }
+        port_rules(&mut b, &t, e);
     }
     b.to_nftables()
 }
@@ -251,10 +281,61 @@ fn nft_error(what: &str) -> impl FnOnce(nftables::helper::NftablesError) -> NetE
     move |e| NetError::Firewall(format!("{what}: {e}"))
 }
 
-/// The digest of `n`'s table as [`apply`] would make it.
+/// The digest of `n`'s table as [`apply`] would make it, its published ports aside (those
+/// change by [`publish`], [`retire`] and [`republish`]).
 pub fn digest(n: &Network) -> String {
-    let json = serde_json::to_vec(&ruleset(n)).expect("a ruleset encodes");
+    let json = serde_json::to_vec(&base(n).to_nftables()).expect("a ruleset encodes");
     hoist_oci::Digest::sha256_of(&json).to_string()
+}
+
+/// Adds the published ports of endpoint `e` to the table of `n` (no ports: nothing to run).
+pub fn publish(n: &Network, e: &Endpoint) -> Result<(), NetError> {
+    if e.ports.is_empty() {
+        return Ok(());
+    }
+    let mut b = Batch::new();
+    port_rules(&mut b, &table_name(n), e);
+    nftables::helper::apply_ruleset(&b.to_nftables()).map_err(nft_error("publishing the ports"))
+}
+
+/// Retires the published ports of endpoint `e` (gone from `n`): a `return` for each, inserted
+/// at the head of `ports`, so its DNAT rules no longer match.
+pub fn retire(n: &Network, e: &Endpoint) -> Result<(), NetError> {
+    if e.ports.is_empty() {
+        return Ok(());
+    }
+    let t = table_name(n);
+    let mut b = Batch::new();
+    for p in &e.ports {
+        let mut expr = port_match(p);
+        expr.push(Statement::Return(None));
+        b.add_cmd(NfCmd::Insert(rule(
+            &t,
+            "ports",
+            expr,
+            Some(format!("retired {}", e.name)),
+        )));
+    }
+    nftables::helper::apply_ruleset(&b.to_nftables())
+        .map_err(nft_error("removing the published ports"))
+}
+
+/// Makes `ports` of `n`'s table the published ports of its record, retired rules gone (flushed
+/// and filled again, in one transaction).
+pub fn republish(n: &Network) -> Result<(), NetError> {
+    let t = table_name(n);
+    let mut b = Batch::new();
+    b.add_cmd(NfCmd::Flush(FlushObject::Chain(Chain {
+        family: NfFamily::IP,
+        table: Cow::Owned(t.clone()),
+        name: Cow::Borrowed("ports"),
+        ..Chain::default()
+    })));
+    for e in n.endpoints.values() {
+        port_rules(&mut b, &t, e);
+    }
+    nftables::helper::apply_ruleset(&b.to_nftables())
+        .map_err(nft_error("making the published ports again"))
 }
 
 /// Makes the table of `n` match its record.

@@ -9,7 +9,10 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 use super::{NetError, netns};
 
@@ -207,39 +210,35 @@ fn connect_inner(v: &Veth) -> Result<(), NetError> {
         what: format!("opening the namespace {}", v.netns.display()),
         source,
     })?;
-    // The peer's name until it is renamed inside: unique on the host, as the host end is.
-    let peer = format!("{}p", &v.host[..v.host.len().min(14)]);
-    let (host, bridge, peer2) = (v.host.clone(), v.bridge.clone(), peer.clone());
+    // One request makes the pair: the host end on the bridge and up, the peer created in the
+    // container's namespace under its final name and address (moving a link between
+    // namespaces afterwards costs an RCU grace period per move).
+    let (host, bridge, inside, mac) = (
+        v.host.clone(),
+        v.bridge.clone(),
+        v.inside.clone(),
+        v.mac.to_vec(),
+    );
     on_host(move |h| async move {
-        h.link()
-            .add(LinkVeth::new(&host, &peer2).build())
-            .execute()
-            .await
-            .map_err(netlink(format!("creating veth {host}")))?;
         let br = index_of(&h, &bridge)
             .await?
             .ok_or_else(|| NetError::NotFound(format!("bridge {bridge}")))?;
-        let hi = index_of(&h, &host)
-            .await?
-            .ok_or_else(|| NetError::NotFound(format!("link {host}")))?;
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(inside)
+            .address(mac)
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
+        let pair = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host.clone())
+            .controller(br)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
         h.link()
-            .set(LinkUnspec::new_with_index(hi).controller(br).build())
+            .add(pair)
             .execute()
             .await
-            .map_err(netlink(format!("attaching {host} to {bridge}")))?;
-        up(&h, hi, &host).await?;
-        let pi = index_of(&h, &peer2)
-            .await?
-            .ok_or_else(|| NetError::NotFound(format!("link {peer2}")))?;
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(pi)
-                    .setns_by_fd(ns.as_raw_fd())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(netlink(format!("moving {peer2} into the container")))
+            .map_err(netlink(format!("creating veth {host} on {bridge}")))
     })?;
     let v = v.clone();
     netns::run_in(&v.netns.clone(), move || {
@@ -247,19 +246,9 @@ fn connect_inner(v: &Veth) -> Result<(), NetError> {
             if let Some(lo) = index_of(&h, "lo").await? {
                 up(&h, lo, "lo").await?;
             }
-            let i = index_of(&h, &peer)
+            let i = index_of(&h, &v.inside)
                 .await?
-                .ok_or_else(|| NetError::NotFound(format!("link {peer} in the container")))?;
-            h.link()
-                .set(
-                    LinkUnspec::new_with_index(i)
-                        .name(v.inside.clone())
-                        .address(v.mac.to_vec())
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(netlink(format!("naming {}", v.inside)))?;
+                .ok_or_else(|| NetError::NotFound(format!("link {} in the container", v.inside)))?;
             add_address(&h, i, &v.inside, v.ip, v.prefix).await?;
             up(&h, i, &v.inside).await?;
             if let Some(gw) = v.gateway {

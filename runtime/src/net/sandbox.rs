@@ -124,7 +124,9 @@ pub fn reconcile(home: &Path) -> Result<(), NetError> {
             let _ = link::delete(&e.host_veth);
             let _ = netns::remove(&netns::path_for(&e.container));
         }
-        settle(&store, &l, &after)?;
+        // Their published ports are elements the digest does not cover: the table is made
+        // again from the record.
+        rebuild(&store, &l, &after)?;
     }
     reconcile_orphans(home, &store)
 }
@@ -143,8 +145,9 @@ fn sandbox_with_prefix(home: &Path, prefix: &str) -> Option<String> {
 }
 
 /// What no record names any more, left by a supervisor killed halfway through a teardown: the
-/// veths of this home's networks (`vh<container 8><network 5>`) that no endpoint has, and the
-/// namespaces of this home's containers and pods that no supervisor holds.
+/// veths of this home's networks (`vh<container 8><network 5>`) that no endpoint has, of
+/// containers no supervisor holds, and the namespaces of this home's containers and pods that
+/// no supervisor holds.
 fn reconcile_orphans(home: &Path, store: &NetworkStore) -> Result<(), NetError> {
     let nets = store.list()?;
     let known: BTreeSet<String> = nets
@@ -156,9 +159,12 @@ fn reconcile_orphans(home: &Path, store: &NetworkStore) -> Result<(), NetError> 
         if l.len() != 15 || known.contains(&l) || !ours.iter().any(|s| l.ends_with(s)) {
             continue;
         }
-        let held = sandbox_with_prefix(home, &l[2..10])
-            .is_some_and(|id| is_held_by_a_supervisor(home, &id));
-        if !held {
+        // A removed container's veth is going away with its namespace (a stop leaves that to
+        // the kernel); one of a container still here whose supervisor is gone is deleted.
+        let Some(owner) = sandbox_with_prefix(home, &l[2..10]) else {
+            continue;
+        };
+        if !is_held_by_a_supervisor(home, &owner) {
             link::delete(&l)?;
         }
     }
@@ -177,18 +183,51 @@ fn reconcile_orphans(home: &Path, store: &NetworkStore) -> Result<(), NetError> 
     Ok(())
 }
 
-/// The network's rules after a change of its endpoints (applied only when they differ from
-/// what was applied last), under the store's lock `l`. The bridges stay (docker's `docker0`
+/// The network's rules after a change of its endpoints (made again only when they differ from
+/// what was applied last, published ports aside), under the store's lock `l`. The bridges stay (docker's `docker0`
 /// does): the next container starts without making one; `network prune` takes an idle default
 /// bridge down ([`take_down`]).
 pub fn settle(store: &NetworkStore, l: &Locked, n: &Network) -> Result<(), NetError> {
-    let digest = firewall::digest(n);
-    if n.rules.as_deref() == Some(digest.as_str()) {
+    if firewall_current(n) {
         return Ok(());
     }
+    rebuild(store, l, n)
+}
+
+/// Whether `n`'s table is the one its record says was applied last (its ports aside).
+fn firewall_current(n: &Network) -> bool {
+    n.rules.as_deref() == Some(firewall::digest(n).as_str())
+}
+
+/// Makes `n`'s table again from its record, under the store's lock `l`.
+fn rebuild(store: &NetworkStore, l: &Locked, n: &Network) -> Result<(), NetError> {
+    let digest = firewall::digest(n);
     firewall::apply(n)?;
     store.update_held(l, &n.id, |n| {
         n.rules = Some(digest);
+        n.retired.clear();
+        Ok(())
+    })
+}
+
+/// The rules after container `id` joined `n` (under the store's lock `l`): its published ports
+/// added to a table that is current (its `ports` made again when one of them was retired),
+/// else the whole table made again (with them).
+fn publish(store: &NetworkStore, l: &Locked, n: &Network, id: &str) -> Result<(), NetError> {
+    let Some(e) = n.endpoints.get(id).filter(|_| firewall_current(n)) else {
+        return rebuild(store, l, n);
+    };
+    let reused = e.ports.iter().any(|p| {
+        n.retired
+            .iter()
+            .any(|r| r.protocol == p.protocol && r.host_port == p.host_port)
+    });
+    if !reused {
+        return firewall::publish(n, e);
+    }
+    firewall::republish(n)?;
+    store.update_held(l, &n.id, |n| {
+        n.retired.clear();
         Ok(())
     })
 }
@@ -377,7 +416,7 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
             gateway: (i == 0 && !n.internal).then_some(n.gateway),
             mac: ipam::mac_for(ip),
         })?;
-        settle(&store, &l, &n)?;
+        publish(&store, &l, &n, spec.id)?;
         drop(l);
         if n.dns {
             // docker's embedded DNS: 127.0.0.11 in the container's own namespace, names from
@@ -446,17 +485,45 @@ impl Sandbox {
         self.done = true;
         let store = NetworkStore::open(&self.home);
         let mut first_err = None;
+        // The embedded DNS servers' sockets hold the namespace: closed first.
+        for d in self.dns.drain(..) {
+            d.stop();
+        }
         for net in &self.networks {
             let id = self.id.clone();
+            // The veths are not deleted one by one: they go with the namespace, which the
+            // kernel takes down in the background once its last holder is gone (deleting a
+            // link waits for an RCU grace period, most of a stop's cost). One that something
+            // else keeps alive is deleted by the next reconcile, as its endpoint is gone.
             let r = store.lock().and_then(|l| {
-                let (n, e) = store.update_held(&l, net, move |n| {
-                    let e = n.endpoints.remove(&id);
-                    Ok((n.clone(), e))
-                })?;
-                if let Some(e) = e {
-                    link::delete(&e.host_veth)?;
+                // The ports go before the endpoint: a crash between the two leaves an endpoint
+                // without a supervisor, which the next reconcile removes, rules and all.
+                let mut after = store.get(net)?;
+                let gone = after.endpoints.remove(&id);
+                let current = firewall_current(&after);
+                let (mut retired, mut cleared) = (Vec::new(), false);
+                if let Some(e) = gone.filter(|e| current && !e.ports.is_empty()) {
+                    if after.retired.len() + e.ports.len() <= firewall::RETIRED_MAX {
+                        firewall::retire(&after, &e)?;
+                        retired = e.ports;
+                    } else {
+                        firewall::republish(&after)?;
+                        cleared = true;
+                    }
                 }
-                settle(&store, &l, &n)
+                let n = store.update_held(&l, net, move |n| {
+                    n.endpoints.remove(&id);
+                    if cleared {
+                        n.retired.clear();
+                    }
+                    n.retired.extend(retired);
+                    Ok(n.clone())
+                })?;
+                if current {
+                    settle(&store, &l, &n)
+                } else {
+                    rebuild(&store, &l, &n)
+                }
             });
             if let Err(e) = r {
                 first_err.get_or_insert(e);
@@ -466,9 +533,6 @@ impl Sandbox {
             first_err.get_or_insert(e);
         }
         self._held.clear();
-        for d in self.dns.drain(..) {
-            d.stop();
-        }
         first_err.map_or(Ok(()), Err)
     }
 }

@@ -48,10 +48,14 @@ pub struct Network {
     /// The address given out last (the allocator goes on after it).
     #[serde(default)]
     pub last_ip: Option<Ipv4Addr>,
-    /// The digest of the firewall table last applied (none: not applied since the bridge was
-    /// made): a start or stop that changes no rule spawns no `nft`.
+    /// The digest of the firewall table last applied, its published ports aside (none: not
+    /// applied since the bridge was made): a start or stop that changes no rule spawns no `nft`.
     #[serde(default)]
     pub rules: Option<String>,
+    /// Published ports of containers gone whose DNAT rules are still in the table behind a
+    /// `return` (see `firewall`): cleared when the table's ports are made again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<PortMapping>,
 }
 
 /// A container on a network.
@@ -363,6 +367,7 @@ impl NetworkStore {
             endpoints: BTreeMap::new(),
             last_ip: None,
             rules: None,
+            retired: Vec::new(),
         };
         self.write(&n)?;
         Ok(n)

@@ -159,6 +159,7 @@ fn network_with(
         endpoints,
         last_ip: None,
         rules: None,
+        retired: Vec::new(),
     }
 }
 
