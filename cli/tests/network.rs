@@ -659,3 +659,56 @@ fn a_published_port_follows_its_container_through_stops_and_reuse() {
     h.ok(&["rm", "-f", "last"]);
     h.ok(&["network", "rm", "portnet"]);
 }
+
+/// Two homes (two hosts' worth of networks on one machine) with one subnet each: traffic between
+/// two containers of one network stays theirs, whatever the other's rules say (with
+/// `br_netfilter` loaded, bridged traffic passes every table's forward and postrouting hooks).
+#[test]
+fn two_containers_of_a_network_talk_while_another_home_has_the_same_subnet() {
+    let (a, b) = (Home::new(), Home::new());
+    for h in [&a, &b] {
+        h.ok(&["network", "create", "--subnet", "10.238.0.0/24", "twin"]);
+    }
+    web(&a, "srv", &["--network", "twin"], "same-subnet-ok");
+    sleeper_on(&b, "twin");
+    let got = a.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "twin",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do \
+           printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 srv 80 && exit 0; sleep 0.2; done; exit 1",
+    ]);
+    assert!(got.contains("same-subnet-ok"), "{got}");
+    a.ok(&["rm", "-f", "srv"]);
+    b.ok(&["rm", "-f", "c"]);
+}
+
+/// A home deleted with its networks up (a test or CI runner that died) leaves bridges and
+/// tables on the host: the next reconcile of any home removes them.
+#[test]
+fn the_networks_of_a_deleted_home_are_reaped_by_another_home() {
+    let gone = Home::new();
+    gone.ok(&["network", "create", "--subnet", "10.239.0.0/24", "orphan"]);
+    let id = gone.ok(&["network", "inspect", "orphan", "--format", "{{.Id}}"]);
+    let bridge = format!("hbr-{}", &id.trim()[..11]);
+    let table = format!("hoist-{}", &id.trim()[..12]);
+    sleeper_on(&gone, "orphan");
+    assert!(links().contains(&bridge), "{}", links());
+    assert!(nft_tables().contains(&table), "{}", nft_tables());
+    // The home goes without a word to its networks (its container is killed with it).
+    kill_supervisor_and_container(&gone, "c");
+    std::fs::remove_dir_all(gone.home().join("networks")).unwrap();
+    let other = Home::new();
+    other.ok(&["network", "ls"]);
+    assert!(!links().contains(&bridge), "{}", links());
+    assert!(!nft_tables().contains(&table), "{}", nft_tables());
+    assert!(
+        !std::path::Path::new("/run/hoist/bridges")
+            .join(&bridge)
+            .exists()
+    );
+}

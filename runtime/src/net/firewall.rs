@@ -229,7 +229,11 @@ fn base(n: &Network) -> Batch<'static> {
         b.add(rule(
             t,
             "postrouting",
+            // From the bridge, not only from the subnet: with `br_netfilter` loaded, traffic
+            // bridged between two containers of another bridge passes here too, and another
+            // home's network may have the same subnet.
             vec![
+                is(meta(MetaKey::Iifname), br()),
                 is(field("ip", "saddr"), prefix(&n.subnet)),
                 is_not(meta(MetaKey::Oifname), br()),
                 Statement::Masquerade(None),
@@ -345,10 +349,14 @@ pub fn apply(n: &Network) -> Result<(), NetError> {
 
 /// Removes the table of `n` (missing: nothing to do).
 pub fn remove(n: &Network) -> Result<(), NetError> {
-    let t = table_name(n);
+    remove_table(&table_name(n))
+}
+
+/// Removes table `t` (missing: nothing to do).
+pub fn remove_table(t: &str) -> Result<(), NetError> {
     let mut b = Batch::new();
-    b.add(table(&t));
-    b.delete(table(&t));
+    b.add(table(t));
+    b.delete(table(t));
     nftables::helper::apply_ruleset(&b.to_nftables())
         .map_err(nft_error("removing the firewall rules"))
 }

@@ -128,7 +128,19 @@ pub fn reconcile(home: &Path) -> Result<(), NetError> {
         // again from the record.
         rebuild(&store, &l, &after)?;
     }
-    reconcile_orphans(home, &store)
+    reconcile_orphans(home, &store)?;
+    reap_orphan_bridges()
+}
+
+/// Removes the bridges (and tables) of networks whose record is gone, whichever home they
+/// were in: a home deleted with its networks still up, or a crash halfway through a removal.
+fn reap_orphan_bridges() -> Result<(), NetError> {
+    for (bridge, table) in super::store::orphan_bridges() {
+        firewall::remove_table(&table)?;
+        link::delete(&bridge)?;
+        super::store::forget_bridge(&bridge);
+    }
+    Ok(())
 }
 
 /// The id in `home/containers` (or `home/pods`) that starts with `prefix`, if any.
@@ -237,6 +249,7 @@ fn publish(store: &NetworkStore, l: &Locked, n: &Network, id: &str) -> Result<()
 pub fn take_down(store: &NetworkStore, l: &Locked, n: &Network) -> Result<(), NetError> {
     firewall::remove(n)?;
     link::delete(&n.bridge)?;
+    super::store::forget_bridge(&n.bridge);
     store.update_held(l, &n.id, |n| {
         n.rules = None;
         Ok(())
@@ -384,7 +397,7 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
             store.bring_up_default(&l)?
         } else {
             let n = store.get(&req.network)?;
-            link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len())?;
+            store.ensure_bridge(&n)?;
             n
         };
         let veth = veth_name(spec.id, &n);

@@ -196,7 +196,59 @@ fn host_lock() -> Result<Locked, NetError> {
     lock_file(p.parent().unwrap_or(Path::new("/")), p)
 }
 
+/// Where each bridge hoist made names the network record it belongs to (a file per bridge,
+/// holding the record's path): a bridge whose record is gone (its home removed, or a crash
+/// between the two) is removed, with its table, by the next reconcile of any home.
+pub const BRIDGES_DIR: &str = "/run/hoist/bridges";
+
+/// The bridges whose network record no longer exists, with the table of each: `(bridge, table)`.
+pub fn orphan_bridges() -> Vec<(String, String)> {
+    let Ok(rd) = std::fs::read_dir(BRIDGES_DIR) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let record = PathBuf::from(std::fs::read_to_string(e.path()).ok()?.trim());
+            if record.exists() {
+                return None;
+            }
+            let id = record.file_stem()?.to_string_lossy().into_owned();
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                format!("hoist-{}", &id[..id.len().min(12)]),
+            ))
+        })
+        .collect()
+}
+
+/// Forgets the owner of `bridge` (after it is deleted).
+pub fn forget_bridge(bridge: &str) {
+    let _ = std::fs::remove_file(Path::new(BRIDGES_DIR).join(bridge));
+}
+
 impl NetworkStore {
+    /// Makes `n`'s bridge (up, with its gateway address) if it is not there, noting which
+    /// record it belongs to first.
+    pub fn ensure_bridge(&self, n: &Network) -> Result<(), NetError> {
+        self.note_owner(n)?;
+        super::link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len())
+    }
+
+    /// Notes in [`BRIDGES_DIR`] that `n`'s bridge belongs to its record here.
+    fn note_owner(&self, n: &Network) -> Result<(), NetError> {
+        let dir = Path::new(BRIDGES_DIR);
+        let owner = dir.join(&n.bridge);
+        // Absolute: the reaper may run with another working directory.
+        let record = std::fs::canonicalize(self.path(&n.id)).unwrap_or_else(|_| self.path(&n.id));
+        let record = record.to_string_lossy();
+        if std::fs::read_to_string(&owner).ok().as_deref() == Some(record.as_ref()) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        std::fs::write(&owner, record.as_bytes())
+            .map_err(io(format!("writing {}", owner.display())))
+    }
+
     pub fn open(home: &Path) -> Self {
         let default_bridge = if home == Path::new(SYSTEM_HOME) {
             DEFAULT_BRIDGE.to_owned()
@@ -287,7 +339,7 @@ impl NetworkStore {
         let _l = self.lock()?;
         let _h = host_lock()?;
         let n = self.create_locked(req, false)?;
-        if let Err(e) = super::link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len()) {
+        if let Err(e) = self.ensure_bridge(&n) {
             let _ = std::fs::remove_file(self.path(&n.id));
             return Err(e);
         }
@@ -399,6 +451,7 @@ impl NetworkStore {
     pub fn bring_up_default(&self, _l: &Locked) -> Result<Network, NetError> {
         let mut n = self.default_record_held()?;
         if super::link::exists(&n.bridge)? {
+            self.note_owner(&n)?;
             return Ok(n);
         }
         let _h = host_lock()?;
@@ -412,7 +465,7 @@ impl NetworkStore {
         // A new bridge: its rules are applied again.
         n.rules = None;
         self.write(&n)?;
-        super::link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len())?;
+        self.ensure_bridge(&n)?;
         Ok(n)
     }
 
@@ -436,6 +489,7 @@ impl NetworkStore {
         super::link::delete(&n.bridge)?;
         std::fs::remove_file(self.path(&n.id))
             .map_err(io(format!("removing network {}", n.name)))?;
+        forget_bridge(&n.bridge);
         Ok(n)
     }
 

@@ -254,7 +254,9 @@ fn published_ports_reach_the_container_from_localhost_and_from_another_host_and_
             "{listing}"
         );
         assert!(
-            listing.contains("ip saddr 10.210.0.0/24 oifname != \"hbfw0\" masquerade"),
+            listing.contains(
+                "iifname \"hbfw0\" ip saddr 10.210.0.0/24 oifname != \"hbfw0\" masquerade"
+            ),
             "{listing}"
         );
 
