@@ -215,16 +215,30 @@ fn iperf_client(mut client: impl FnMut() -> Command) -> Result<f64> {
     }
 }
 
-fn wait_child(mut c: Child) -> Result<()> {
+/// Waits until something listens on TCP port 5201 (iperf3's, on IPv6 and IPv4 at once) in the
+/// namespace whose `/proc/net/tcp` and `tcp6` `read_tcp` returns.
+fn wait_listening(mut read_tcp: impl FnMut() -> Result<String>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while c.try_wait()?.is_none() {
+    loop {
+        // `local_address` `...:1451`, state `0A` (LISTEN).
+        let tcp = read_tcp().unwrap_or_default();
+        if tcp.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(":1451") && f[3] == "0A"
+        }) {
+            return Ok(());
+        }
         if Instant::now() > deadline {
-            let _ = c.kill();
-            bail!("the iperf3 server did not end");
+            bail!("the iperf3 server does not listen");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(())
+}
+
+/// Stops a server started here.
+fn stop(mut c: Child) {
+    let _ = c.kill();
+    let _ = c.wait();
 }
 
 /// Two namespaces joined by one veth pair, removed on drop.
@@ -256,18 +270,29 @@ impl VethPair {
 
     fn iperf(&self, secs: u64) -> Result<f64> {
         let server = Command::new("ip")
-            .args(["netns", "exec", &self.a, "iperf3", "-s", "-1"])
+            .args(["netns", "exec", &self.a, "iperf3", "-s"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()?;
-        let bps = iperf_client(|| {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &self.b, "iperf3", "-c", "10.253.0.1", "-J"])
-                .args(["-t", &secs.to_string()]);
-            c
-        })?;
-        wait_child(server)?;
-        Ok(bps)
+        let bps = wait_listening(|| {
+            check(Command::new("ip").args([
+                "netns",
+                "exec",
+                &self.a,
+                "cat",
+                "/proc/net/tcp",
+                "/proc/net/tcp6",
+            ]))
+        })
+        .and_then(|()| {
+            iperf_client(|| {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &self.b, "iperf3", "-c", "10.253.0.1", "-J"])
+                    .args(["-t", &secs.to_string()]);
+                c
+            })
+        });
+        stop(server);
+        bps
     }
 }
 
@@ -281,40 +306,39 @@ impl Drop for VethPair {
 
 /// One iperf3 run between two hoist containers on `net`.
 fn hoist_iperf(home: &Path, net: &str, secs: u64) -> Result<f64> {
-    let server = hoist(home)
-        .args(["run", "--rm", "--network", net, "--name", "iperf-server"])
-        .args(["bench/net:latest", "iperf3", "-s", "-1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let ip = loop {
-        let ip = hoist(home)
-            .args([
-                "inspect",
-                "--format",
-                &format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}"),
+    check(
+        hoist(home)
+            .args(["run", "-d", "--network", net, "--name", "iperf-server"])
+            .args(["bench/net:latest", "iperf3", "-s"]),
+    )?;
+    let run = || -> Result<f64> {
+        let ip = check(hoist(home).args([
+            "inspect",
+            "--format",
+            &format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}"),
+            "iperf-server",
+        ]))?;
+        let ip = ip.trim().to_owned();
+        wait_listening(|| {
+            check(hoist(home).args([
+                "exec",
                 "iperf-server",
-            ])
-            .output()?;
-        let ip = String::from_utf8_lossy(&ip.stdout).trim().to_owned();
-        if !ip.is_empty() {
-            break ip;
-        }
-        if Instant::now() > deadline {
-            bail!("the iperf3 server container has no address");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+                "cat",
+                "/proc/net/tcp",
+                "/proc/net/tcp6",
+            ]))
+        })?;
+        iperf_client(|| {
+            let mut c = hoist(home);
+            c.args(["run", "--rm", "--network", net])
+                .args(["bench/net:latest", "iperf3", "-c", &ip, "-J"])
+                .args(["-t", &secs.to_string()]);
+            c
+        })
     };
-    let bps = iperf_client(|| {
-        let mut c = hoist(home);
-        c.args(["run", "--rm", "--network", net])
-            .args(["bench/net:latest", "iperf3", "-c", &ip, "-J"])
-            .args(["-t", &secs.to_string()]);
-        c
-    })?;
-    wait_child(server)?;
-    Ok(bps)
+    let bps = run();
+    check(hoist(home).args(["rm", "-f", "iperf-server"]))?;
+    bps
 }
 
 /// Part 2.
