@@ -127,6 +127,7 @@ const HEADERS: &[(&str, &str)] = &[
     ("Name", "NAME"),
     ("Driver", "DRIVER"),
     ("Scope", "SCOPE"),
+    ("IPv4", "IPV4"),
     ("IPv6", "IPV6"),
     ("Internal", "INTERNAL"),
     ("Labels", "LABELS"),
@@ -147,20 +148,31 @@ pub fn run(cmd: NetworkCommand) -> Result<()> {
         NetworkGroup::Create(a) => create(&host, a),
         NetworkGroup::Ls(a) => ls(&host, a),
         NetworkGroup::Inspect(a) => {
-            let mut out = Vec::new();
-            for n in &a.networks {
-                out.push(inspect_json(&host.network(n)?));
-            }
+            // docker's: what was found is printed (`[]` when nothing was), then the errors.
             let f = crate::format::Format::parse(a.format.as_deref())?;
+            let mut out = Vec::new();
+            let mut failed = None;
+            for n in &a.networks {
+                match host.network(n) {
+                    Ok(l) => out.push(inspect_json(&l)),
+                    Err(e) => {
+                        if let Some(prev) = failed.replace(anyhow::Error::new(e)) {
+                            eprintln!("{}", crate::error_line(&prev));
+                        }
+                    }
+                }
+            }
             if matches!(
                 f,
                 crate::format::Format::Raw(_) | crate::format::Format::Table(_)
             ) {
-                return crate::format::print(&f, &out, &[]);
+                crate::format::print(&f, &out, &[])?;
+            } else {
+                let mut s = serde_json::to_string_pretty(&out).context("encoding the output")?;
+                s.push('\n');
+                print_out(&s)?;
             }
-            let mut s = serde_json::to_string_pretty(&out).context("encoding the output")?;
-            s.push('\n');
-            print_out(&s)
+            failed.map_or(Ok(()), Err)
         }
         NetworkGroup::Rm(a) => {
             let mut failed = None;
@@ -249,8 +261,34 @@ fn created_of(n: &Listed) -> String {
         .unwrap_or_default()
 }
 
+/// An RFC 3339 time (`2024-05-01T10:00:00.120000000Z`) as Go's `time.Time.String()` prints
+/// it (`2024-05-01 10:00:00.12 +0000 UTC`: trailing zeros of the fraction dropped), as
+/// `network ls` shows `CreatedAt`; anything else as it is.
+fn go_time_of(rfc3339: &str) -> String {
+    let Some(t) = rfc3339.strip_suffix('Z') else {
+        return rfc3339.to_owned();
+    };
+    let Some((date, clock)) = t.split_once('T') else {
+        return rfc3339.to_owned();
+    };
+    let clock = match clock.split_once('.') {
+        Some((secs, frac)) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                secs.to_owned()
+            } else {
+                format!("{secs}.{frac}")
+            }
+        }
+        None => clock.to_owned(),
+    };
+    format!("{date} {clock} +0000 UTC")
+}
+
 fn ls(host: &Host, a: LsArgs) -> Result<()> {
     let mut all = host.list_networks()?;
+    // docker's order: by name.
+    all.sort_by(|x, y| x.name.cmp(&y.name));
     for f in &a.filter {
         let (k, v) = f
             .split_once('=')
@@ -301,10 +339,11 @@ fn ls(host: &Host, a: LsArgs) -> Result<()> {
                     "Name": n.name,
                     "Driver": n.driver,
                     "Scope": "local",
+                    "IPv4": "true",
                     "IPv6": "false",
                     "Internal": n.network.as_ref().is_some_and(|x| x.internal).to_string(),
                     "Labels": crate::listing::labels_string(labels_of(n).as_object()),
-                    "CreatedAt": created_of(n),
+                    "CreatedAt": go_time_of(&created_of(n)),
                 })
             })
             .collect();
@@ -324,7 +363,7 @@ fn inspect_json(l: &Listed) -> Value {
             json!([{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}]),
             endpoints_json(n),
             n.internal,
-            json!({"com.docker.network.bridge.name": n.bridge}),
+            options_json(n),
         ),
         None => (json!([]), json!({}), false, json!({})),
     };
@@ -347,6 +386,22 @@ fn inspect_json(l: &Listed) -> Value {
     })
 }
 
+/// docker's `Options`: the default network's bridge settings; none for a user network
+/// (docker lists only the `-o` options it was made with, and `network create` takes none).
+fn options_json(n: &Network) -> Value {
+    if n.name != hoist_runtime::net::store::DEFAULT_NETWORK {
+        return json!({});
+    }
+    json!({
+        "com.docker.network.bridge.default_bridge": "true",
+        "com.docker.network.bridge.enable_icc": "true",
+        "com.docker.network.bridge.enable_ip_masquerade": "true",
+        "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+        "com.docker.network.bridge.name": n.bridge,
+        "com.docker.network.driver.mtu": "1500",
+    })
+}
+
 fn endpoints_json(n: &Network) -> Value {
     let mut m = serde_json::Map::new();
     for e in n.endpoints.values() {
@@ -362,4 +417,26 @@ fn endpoints_json(n: &Network) -> Value {
         );
     }
     Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_time_of;
+
+    #[test]
+    fn created_at_reads_as_go_prints_a_time() {
+        assert_eq!(
+            go_time_of("2026-12-02T23:48:23.785101440Z"),
+            "2026-12-02 23:48:23.78510144 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_of("2026-12-02T23:48:23.000000000Z"),
+            "2026-12-02 23:48:23 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_of("2026-12-02T23:48:23Z"),
+            "2026-12-02 23:48:23 +0000 UTC"
+        );
+        assert_eq!(go_time_of(""), "");
+    }
 }

@@ -193,7 +193,7 @@ fn user_networks_give_addresses_aliases_and_isolation_and_are_removed_whole() {
     assert!(err.contains("host bits are set"), "{err}");
 
     let ls = h.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
-    assert_eq!(ls, "bridge bridge\nbackend bridge\nhost host\nnone null\n");
+    assert_eq!(ls, "backend bridge\nbridge bridge\nhost host\nnone null\n");
     let v: serde_json::Value =
         serde_json::from_str(&h.ok(&["network", "inspect", "backend"])).unwrap();
     assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], "10.231.0.0/24");
