@@ -380,6 +380,19 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             .with_context(|| format!("{d} is not an ip address"))?;
     }
     let mut opts = run_options(a, network)?;
+    // docker's: a container on another's network has that one's hostname too.
+    if let Some(other) = &share_from
+        && opts.hostname.is_none()
+    {
+        opts.hostname = Some(
+            other
+                .config
+                .options
+                .hostname
+                .clone()
+                .unwrap_or_else(|| other.short_id().to_owned()),
+        );
+    }
     opts.networks = networks;
     opts.dns = a.dns.clone();
     opts.extra_hosts = a.add_host.clone();
@@ -433,7 +446,13 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         auto_remove: a.rm,
-        network_mode: a.network.clone(),
+        // docker's: `container:` and the other's full id.
+        network_mode: match &share_from {
+            Some(other) if a.network.starts_with("container:") => {
+                format!("container:{}", other.id())
+            }
+            _ => a.network.clone(),
+        },
         share_from,
         log_max_size,
         log_max_files,

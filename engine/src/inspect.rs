@@ -277,7 +277,20 @@ pub fn ports(c: &Container, endpoints: &[(Network, Endpoint)]) -> Map<String, Va
         }
     }
     for (_, e) in endpoints {
-        for p in &e.ports {
+        // docker's order (go-connections' `SortPortMap`): by container port, and for one
+        // port the higher requested host port first, a free one (requested as 0) last.
+        let requested = |p: &hoist_runtime::net::PortMapping| {
+            let asked = c.config.options.publish.iter().any(|r| {
+                r.host_port != 0
+                    && r.host_port == p.host_port
+                    && r.container_port == p.container_port
+                    && r.protocol == p.protocol
+            });
+            if asked { p.host_port } else { 0 }
+        };
+        let mut bound: Vec<&hoist_runtime::net::PortMapping> = e.ports.iter().collect();
+        bound.sort_by_key(|p| std::cmp::Reverse(requested(p)));
+        for p in bound {
             let key = format!("{}/{}", p.container_port, p.protocol);
             let b = json!({
                 "HostIp": p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
@@ -306,7 +319,10 @@ pub fn endpoint_id(network: &str, container: &str) -> String {
 /// its endpoint while it runs.
 fn network_settings(c: &Container, endpoints: &[(Network, Endpoint)]) -> Value {
     let cfg = &c.config;
-    let names: Vec<String> = if cfg.options.networks.is_empty() {
+    // docker lists no network for a container sharing another's (`container:NAME`).
+    let names: Vec<String> = if cfg.network_mode.starts_with("container:") {
+        Vec::new()
+    } else if cfg.options.networks.is_empty() {
         vec![cfg.network_mode.clone()]
     } else {
         cfg.options

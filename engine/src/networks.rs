@@ -295,7 +295,7 @@ impl Host {
         if c.config.options.networks.len() == before {
             bail!(
                 "container {} is not connected to network {}",
-                c.name(),
+                c.id(),
                 net.name
             );
         }
