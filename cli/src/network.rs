@@ -211,6 +211,8 @@ pub fn run(cmd: NetworkCommand) -> Result<()> {
                     out.push_str(&n);
                     out.push('\n');
                 }
+                // docker's CLI prints the list and then a newline of its own.
+                out.push('\n');
             }
             print_out(&out)
         }

@@ -363,6 +363,22 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
     }
     let host = Host::new(home.to_path_buf());
     // Network first: container:NAME must name a running container, NAME a network.
+    // docker's (runconfig's `validateNetContainerMode`): what the other container's network
+    // decides cannot be asked for.
+    if a.network.starts_with("container:") {
+        if a.hostname.is_some() {
+            bail!("conflicting options: hostname and the network mode");
+        }
+        if !a.dns.is_empty() {
+            bail!("conflicting options: dns and the network mode");
+        }
+        if !a.add_host.is_empty() {
+            bail!("conflicting options: custom host-to-IP mapping and the network mode");
+        }
+        if !a.publish.is_empty() || a.publish_all {
+            bail!("conflicting options: port publishing and the container type network mode");
+        }
+    }
     let (network, share_from, networks) = host.network_for(&a.network, &a.network_alias, a.ip)?;
     let mut publish = Vec::new();
     for p in &a.publish {
@@ -370,7 +386,7 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
     }
     if (!publish.is_empty() || a.publish_all) && networks.is_empty() {
         eprintln!(
-            "WARNING: published ports are discarded when using {} network mode",
+            "WARNING: Published ports are discarded when using {} network mode",
             a.network
         );
         publish.clear();

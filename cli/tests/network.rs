@@ -315,7 +315,7 @@ fn none_host_add_host_and_dns() {
         "true",
     ]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("published ports are discarded"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Published ports are discarded"));
 }
 
 /// A detached container `c` on `network`: its id and its veth's host end (prefix).
@@ -367,7 +367,7 @@ fn a_killed_supervisor_s_network_is_reclaimed() {
     h.ok(&["rm", "-f", "c"]);
     assert_eq!(
         h.ok(&["network", "prune", "-f"]),
-        "Deleted Networks:\ncrashy\n"
+        "Deleted Networks:\ncrashy\n\n"
     );
 }
 

@@ -231,13 +231,21 @@ impl Host {
     ) -> Result<()> {
         let (net, mut c) = self.bridge_and_container(key, container)?;
         let store = self.containers()?;
-        if c.config.options.network != spec::Network::Bridge {
-            bail!(
+        // docker's words for each mode that cannot join.
+        match c.config.options.network {
+            spec::Network::Bridge => {}
+            spec::Network::None if c.config.network_mode == "none" => bail!(
+                "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+            ),
+            spec::Network::Host | spec::Network::Container(_) | spec::Network::None => bail!(
+                "container sharing network namespace with another container or host cannot be connected to any other network"
+            ),
+            _ => bail!(
                 "container {} is not on a bridge network (--network {}): it cannot join {}",
                 c.name(),
                 c.config.network_mode,
                 net.name
-            );
+            ),
         }
         if c.config
             .options
@@ -288,6 +296,18 @@ impl Host {
 
     /// `network disconnect`.
     pub fn disconnect_network(&self, key: &str, container: &str) -> Result<()> {
+        // `host` and `none`: refused for a container in that mode, else it is not on it.
+        if let Listed {
+            network: None,
+            name,
+            ..
+        } = self.network(key)?
+        {
+            let c = self.containers()?.get(container)?;
+            if c.config.network_mode != name {
+                bail!("container {} is not connected to network {name}", c.id());
+            }
+        }
         let (net, mut c) = self.bridge_and_container(key, container)?;
         let store = self.containers()?;
         let before = c.config.options.networks.len();
