@@ -160,6 +160,10 @@ fn networks_of(c: &Container) -> String {
         return String::new();
     }
     if o.networks.is_empty() {
+        // A bridge container disconnected from everything is on none.
+        if o.network == hoist_runtime::spec::Network::Bridge {
+            return String::new();
+        }
         return c.config.network_mode.clone();
     }
     let mut names: Vec<&str> = o.networks.iter().map(|r| r.network.as_str()).collect();

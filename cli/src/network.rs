@@ -228,7 +228,7 @@ fn create(host: &Host, a: CreateArgs) -> Result<()> {
     }
     let subnet = a.subnet.as_deref().map(ipam::parse_subnet).transpose()?;
     if a.gateway.is_some() && subnet.is_none() {
-        bail!("--gateway needs --subnet (the gateway must be inside it)");
+        bail!("every ip-range or gateway must have a corresponding subnet");
     }
     let labels: BTreeMap<String, String> = a
         .label
@@ -292,9 +292,15 @@ fn ls(host: &Host, a: LsArgs) -> Result<()> {
     // docker's order: by name.
     all.sort_by(|x, y| x.name.cmp(&y.name));
     for f in &a.filter {
+        // docker's CLI refuses it as a bad flag value: a usage error.
         let (k, v) = f
             .split_once('=')
-            .with_context(|| format!("bad format of filter (expected name=value): {f}"))?;
+            .with_context(|| {
+                format!(
+                    "invalid argument \"{f}\" for \"-f, --filter\" flag: bad format of filter (expected name=value)"
+                )
+            })
+            .context(crate::Status(125))?;
         all.retain(|n| match k {
             "name" => n.name.contains(v),
             "id" => n.id.starts_with(v),

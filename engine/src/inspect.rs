@@ -323,7 +323,12 @@ fn network_settings(c: &Container, endpoints: &[(Network, Endpoint)]) -> Value {
     let names: Vec<String> = if cfg.network_mode.starts_with("container:") {
         Vec::new()
     } else if cfg.options.networks.is_empty() {
-        vec![cfg.network_mode.clone()]
+        // A bridge container disconnected from everything is on none (docker's `{}`).
+        if cfg.options.network == hoist_runtime::spec::Network::Bridge {
+            Vec::new()
+        } else {
+            vec![cfg.network_mode.clone()]
+        }
     } else {
         cfg.options
             .networks

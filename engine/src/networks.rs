@@ -231,6 +231,23 @@ impl Host {
     ) -> Result<()> {
         let (net, mut c) = self.bridge_and_container(key, container)?;
         let store = self.containers()?;
+        // docker's order: a shared namespace, then what the default network refuses, then
+        // the other modes.
+        if matches!(c.config.options.network, spec::Network::Container(_)) {
+            bail!(
+                "container sharing network namespace with another container or host cannot be connected to any other network"
+            );
+        }
+        if net.name == DEFAULT_NETWORK {
+            if !aliases.is_empty() {
+                bail!(
+                    "network-scoped alias is supported only for containers in user defined networks"
+                );
+            }
+            if ip.is_some() {
+                bail!("user specified IP address is supported on user defined networks only");
+            }
+        }
         // docker's words for each mode that cannot join.
         match c.config.options.network {
             spec::Network::Bridge => {}
@@ -257,11 +274,6 @@ impl Host {
                 "endpoint with name {} already exists in network {}",
                 c.name(),
                 net.name
-            );
-        }
-        if (ip.is_some() || !aliases.is_empty()) && net.name == DEFAULT_NETWORK {
-            bail!(
-                "network-scoped aliases and addresses are only supported for user-defined networks"
             );
         }
         if c.state.running() {
