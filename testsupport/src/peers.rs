@@ -333,6 +333,19 @@ impl Drop for Dockerd {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // What dockerd leaves mounted under its root (its `exec/netns/default`) would keep the
+        // temp directory from being removed.
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mounts")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+            .filter(|m| m.starts_with(&format!("{root}/")))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").args(["-l", &m]).output();
+        }
         if let Some(bridge) = self.bridge.take() {
             let _ = Command::new("ip").args(["link", "del", &bridge]).output();
             // The bridges of its user networks the test did not remove: those addressed from
