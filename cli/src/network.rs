@@ -263,6 +263,43 @@ fn created_of(n: &Listed) -> String {
         .unwrap_or_default()
 }
 
+/// docker's CLI order of names (`sortorder.NaturalLess`): runs of digits compare by value,
+/// the rest byte by byte.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (&a[..da], &b[..db]);
+                let trim = |n: &[u8]| -> usize { n.iter().take_while(|c| **c == b'0').count() };
+                let (ta, tb) = (&na[trim(na)..], &nb[trim(nb)..]);
+                let o = ta
+                    .len()
+                    .cmp(&tb.len())
+                    .then_with(|| ta.cmp(tb))
+                    .then(da.cmp(&db));
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+                a = &a[da..];
+                b = &b[db..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
 /// An RFC 3339 time (`2024-05-01T10:00:00.120000000Z`) as Go's `time.Time.String()` prints
 /// it (`2024-05-01 10:00:00.12 +0000 UTC`: trailing zeros of the fraction dropped), as
 /// `network ls` shows `CreatedAt`; anything else as it is.
@@ -289,8 +326,8 @@ fn go_time_of(rfc3339: &str) -> String {
 
 fn ls(host: &Host, a: LsArgs) -> Result<()> {
     let mut all = host.list_networks()?;
-    // docker's order: by name.
-    all.sort_by(|x, y| x.name.cmp(&y.name));
+    // docker's order: by name, numbers in names by value.
+    all.sort_by(|x, y| natural_cmp(&x.name, &y.name));
     for f in &a.filter {
         // docker's CLI refuses it as a bad flag value: a usage error.
         let (k, v) = f
@@ -430,6 +467,16 @@ fn endpoints_json(n: &Network) -> Value {
 #[cfg(test)]
 mod tests {
     use super::go_time_of;
+
+    #[test]
+    fn names_sort_with_numbers_by_value() {
+        let mut names = vec!["net10", "net2", "bridge", "net1", "host", "Net3", "none"];
+        names.sort_by(|a, b| super::natural_cmp(a, b));
+        assert_eq!(
+            names,
+            ["Net3", "bridge", "host", "net1", "net2", "net10", "none"]
+        );
+    }
 
     #[test]
     fn created_at_reads_as_go_prints_a_time() {

@@ -299,7 +299,12 @@ fn create_inspect_ls_and_errors(e: &Env) {
     let net = name("c", "net");
     let other = name("c", "other");
     let ctr = name("c", "ctr");
+    // Numbers in names sort by value.
+    let (x2, x10) = (name("c", "x2"), name("c", "x10"));
     for engine in ENGINES {
+        for n in [&x10, &x2] {
+            e.ok(engine, &["network", "create", n]);
+        }
         let sub = subnet(engine, 1);
         let gw = format!("{}1", net24(&sub));
         let id = e.ok(
@@ -532,8 +537,8 @@ fn create_inspect_ls_and_errors(e: &Env) {
     for engine in ENGINES {
         e.ok(engine, &["rm", "-f", &ctr]);
         assert_eq!(
-            e.ok(engine, &["network", "rm", &net, &other]),
-            format!("{net}\n{other}\n")
+            e.ok(engine, &["network", "rm", &net, &other, &x2, &x10]),
+            format!("{net}\n{other}\n{x2}\n{x10}\n")
         );
         let o = e.on(engine, &["network", "inspect", &net]);
         assert_eq!(o.code, 1, "{engine}: {o:?}");
