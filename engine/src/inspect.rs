@@ -262,10 +262,14 @@ fn port_bindings(publish: &[PortRequest]) -> Value {
     Value::Object(m)
 }
 
-/// `NetworkSettings.Ports`: each published port with its host side (the first network's
-/// endpoint carries them), and the image's other exposed ports with none.
+/// `NetworkSettings.Ports` of a running container: each published port with its host side (the
+/// first network's endpoint carries them), and the image's other exposed ports with none.
 pub fn ports(c: &Container, endpoints: &[(Network, Endpoint)]) -> Map<String, Value> {
     let mut m = Map::new();
+    // docker's: none until it runs, and none again once it stopped.
+    if !c.state.running() {
+        return m;
+    }
     if let Some(exposed) = c
         .config
         .image_config
@@ -343,9 +347,12 @@ fn network_settings(c: &Container, endpoints: &[(Network, Endpoint)]) -> Value {
         let user = name != DEFAULT_NETWORK && req.is_some();
         let aliases = match (user, req) {
             (true, Some(r)) => {
+                // docker adds the short id when it first starts the container.
                 let mut a = r.aliases.clone();
-                a.push(c.short_id().to_owned());
-                json!(a)
+                if c.state.started_at.is_some() {
+                    a.push(c.short_id().to_owned());
+                }
+                if a.is_empty() { Value::Null } else { json!(a) }
             }
             _ => Value::Null,
         };
