@@ -980,6 +980,69 @@ fn published_ports(e: &Env) {
     );
 }
 
+/// A container before its first start and after it exited: its aliases, ports, `port`, `ps`.
+fn created_and_exited(e: &Env) {
+    let net = name("x", "net");
+    let ctr = name("x", "ctr");
+    let mut got = Vec::new();
+    for engine in ENGINES {
+        e.ok(
+            engine,
+            &["network", "create", "--subnet", &subnet(engine, 8), &net],
+        );
+        e.ok(
+            engine,
+            &[
+                "create",
+                "--name",
+                &ctr,
+                "--network",
+                &net,
+                "--network-alias",
+                "x",
+                "-p",
+                "127.0.0.1::80",
+                "webimg",
+                "true",
+            ],
+        );
+        let mut lines = Vec::new();
+        let mut look = |when: &str| {
+            let v = e.inspect(engine, &ctr);
+            let ns = &v["NetworkSettings"];
+            lines.push(format!(
+                "{when}: aliases {} ports {} ip {:?} port {:?} ps {:?}",
+                ids(&ns["Networks"][&net]["Aliases"].to_string()),
+                ns["Ports"],
+                ns["Networks"][&net]["IPAddress"],
+                e.ok(engine, &["port", &ctr]),
+                e.ok(
+                    engine,
+                    &[
+                        "ps",
+                        "-a",
+                        "--filter",
+                        &format!("name={ctr}"),
+                        "--format",
+                        "{{.Ports}}|{{.Networks}}"
+                    ]
+                ),
+            ));
+        };
+        look("created");
+        e.ok(engine, &["start", "-a", &ctr]);
+        look("exited");
+        e.ok(engine, &["rm", "-f", &ctr]);
+        e.ok(engine, &["network", "rm", &net]);
+        got.push(lines.join("\n"));
+    }
+    assert_eq!(
+        got[0], got[1],
+        "created and exited\n--- docker\n{}\n--- hoist\n{}",
+        got[0], got[1]
+    );
+}
+
 /// `--network none`, `host`, `container:NAME`.
 fn modes(e: &Env) {
     // The host's links no test makes (lo, eth0, ...).
@@ -1632,6 +1695,7 @@ fn networks_match_docker_s() {
         ("connect_disconnect", connect_disconnect),
         ("inspect_shapes", inspect_shapes),
         ("refusals", refusals),
+        ("created_and_exited", created_and_exited),
     ];
     let failures: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = scenarios
