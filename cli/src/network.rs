@@ -71,7 +71,7 @@ pub struct LsArgs {
     /// Do not truncate the output
     #[arg(long)]
     no_trunc: bool,
-    /// Filter output (name=, id=, driver=, label=)
+    /// Filter output (name=, id=, driver=, label=, type=, dangling=)
     #[arg(short, long, value_name = "KEY=VALUE")]
     filter: Vec<String>,
     /// Format output: table TEMPLATE, json, or a Go template
@@ -338,7 +338,28 @@ fn ls(host: &Host, a: LsArgs) -> Result<()> {
                 )
             })
             .context(crate::Status(125))?;
+        if k == "type" && !matches!(v, "custom" | "builtin") {
+            bail!("invalid filter: 'type'='{v}'");
+        }
+        let dangling = match (k, v) {
+            ("dangling", "true" | "1") => Some(true),
+            ("dangling", "false" | "0") => Some(false),
+            ("dangling", _) => bail!("invalid filter 'dangling={v}'"),
+            _ => None,
+        };
+        // docker's dangling: a user-defined network no container is on.
+        let mut unused = std::collections::HashSet::new();
+        if dangling.is_some() {
+            for n in &all {
+                if n.network.as_ref().is_some_and(|x| x.name != "bridge")
+                    && host.containers_on(&n.name)?.is_empty()
+                {
+                    unused.insert(n.id.clone());
+                }
+            }
+        }
         all.retain(|n| match k {
+            "dangling" => dangling == Some(unused.contains(&n.id)),
             "name" => n.name.contains(v),
             "id" => n.id.starts_with(v),
             "driver" => n.driver == v,
@@ -356,7 +377,7 @@ fn ls(host: &Host, a: LsArgs) -> Result<()> {
             },
             _ => true,
         });
-        if !matches!(k, "name" | "id" | "driver" | "label" | "type") {
+        if !matches!(k, "name" | "id" | "driver" | "label" | "type" | "dangling") {
             bail!("invalid filter '{k}'");
         }
     }
