@@ -1226,6 +1226,41 @@ fn modes(e: &Env) {
             &format!("No such container: {}", name("m", "nosuch")),
         );
         lines.push(format!("nosuch: {}", o.code));
+        let o = e.on(
+            engine,
+            &["run", "--rm", "--network", "container:", "busybox", "true"],
+        );
+        assert_says(
+            engine,
+            &o,
+            "invalid network mode: invalid container format container:<name|id>",
+        );
+        lines.push(format!("empty: {}", o.code));
+        // KEPT (the namespace is resolved at create, runtime/src/spec): docker creates a
+        // container on a stopped one's network and refuses it at start; hoist refuses it at
+        // create. `run` fails alike.
+        let stopped = name("m", "stopped");
+        e.ok(engine, &["create", "--name", &stopped, "busybox", "true"]);
+        let o = e.on(
+            engine,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                &format!("container:{stopped}"),
+                "busybox",
+                "true",
+            ],
+        );
+        assert!(
+            says(
+                &ids(&o.err),
+                "cannot join network of a non running container: <ID>"
+            ),
+            "{engine}: {o:?}"
+        );
+        lines.push(format!("stopped: {}", o.code));
+        e.ok(engine, &["rm", &stopped]);
         e.ok(engine, &["rm", "-f", &joiner, &base]);
         got.push(lines.join("\n"));
     }

@@ -76,7 +76,7 @@ impl Host {
             m if m.starts_with("container:") => {
                 let name = &m["container:".len()..];
                 if name.is_empty() {
-                    bail!("invalid network {m:?}: expected container:NAME");
+                    bail!("invalid network mode: invalid container format container:<name|id>");
                 }
                 // Aliases and addresses are refused as for host and none.
                 plain(spec::Network::None)?;
@@ -88,7 +88,10 @@ impl Host {
                         source: Box::new(e),
                     })?;
                 let Some(init) = other.state.init.filter(|_| other.state.running()) else {
-                    bail!("cannot join the network of container {name}: it is not running");
+                    bail!(
+                        "cannot join network of a non running container: {}",
+                        other.id()
+                    );
                 };
                 let ns = PathBuf::from(format!("/proc/{}/ns/net", init.pid));
                 Ok((spec::Network::Container(ns), Some(other))).map(|(n, c)| (n, c, Vec::new()))
