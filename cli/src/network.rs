@@ -154,7 +154,7 @@ pub fn run(cmd: NetworkCommand) -> Result<()> {
             let mut failed = None;
             for n in &a.networks {
                 match host.network(n) {
-                    Ok(l) => out.push(inspect_json(&l)),
+                    Ok(l) => out.push(inspect_json(&host, &l)?),
                     Err(e) => {
                         if let Some(prev) = failed.replace(anyhow::Error::new(e)) {
                             eprintln!("{}", crate::error_line(&prev));
@@ -423,7 +423,7 @@ fn ls(host: &Host, a: LsArgs) -> Result<()> {
 }
 
 /// docker's `network inspect` shape.
-fn inspect_json(l: &Listed) -> Value {
+fn inspect_json(host: &Host, l: &Listed) -> Result<Value> {
     let (config, containers, internal, options) = match &l.network {
         Some(n) => (
             json!([{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}]),
@@ -431,16 +431,21 @@ fn inspect_json(l: &Listed) -> Value {
             n.internal,
             options_json(n),
         ),
-        None => (json!([]), json!({}), false, json!({})),
+        None => (json!([]), mode_members(host, &l.name)?, false, json!({})),
     };
-    json!({
+    let ipam_options = match &l.network {
+        Some(n) if n.name != hoist_runtime::net::store::DEFAULT_NETWORK => json!({}),
+        _ => Value::Null,
+    };
+    Ok(json!({
         "Name": l.name,
         "Id": l.id,
         "Created": created_of(l),
         "Scope": "local",
         "Driver": l.driver,
         "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Options": {}, "Config": config},
+        // docker's: none for its default bridge and host and none, empty for a user network.
+        "IPAM": {"Driver": "default", "Options": ipam_options, "Config": config},
         "Internal": internal,
         "Attachable": false,
         "Ingress": false,
@@ -449,7 +454,7 @@ fn inspect_json(l: &Listed) -> Value {
         "Containers": containers,
         "Options": options,
         "Labels": labels_of(l),
-    })
+    }))
 }
 
 /// docker's `Options`: the default network's bridge settings; none for a user network
@@ -466,6 +471,27 @@ fn options_json(n: &Network) -> Value {
         "com.docker.network.bridge.name": n.bridge,
         "com.docker.network.driver.mtu": "1500",
     })
+}
+
+/// The running containers in mode `host` or `none`, as docker lists them on those networks:
+/// no addresses.
+fn mode_members(host: &Host, mode: &str) -> Result<Value> {
+    let mut m = serde_json::Map::new();
+    for c in host.containers()?.list()? {
+        if c.config.network_mode == mode && c.state.running() {
+            m.insert(
+                c.id().to_owned(),
+                json!({
+                    "Name": c.name(),
+                    "EndpointID": hoist_engine::inspect::endpoint_id(mode, c.id()),
+                    "MacAddress": "",
+                    "IPv4Address": "",
+                    "IPv6Address": "",
+                }),
+            );
+        }
+    }
+    Ok(Value::Object(m))
 }
 
 fn endpoints_json(n: &Network) -> Value {

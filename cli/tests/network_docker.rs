@@ -365,6 +365,7 @@ fn create_inspect_ls_and_errors(e: &Env) {
         assert_eq!(d[k], h[k], "network inspect .{k}");
     }
     assert_eq!(h["Options"], serde_json::json!({}));
+    assert_eq!(d["IPAM"]["Options"], h["IPAM"]["Options"]);
     assert_eq!(h["Labels"], serde_json::json!({"k": "v", "e": ""}));
     for (engine, v) in [("docker", &d), ("hoist", &h)] {
         let sub = subnet(engine, 1);
@@ -1401,6 +1402,43 @@ fn inspect_shapes(e: &Env) {
     let opts =
         |x: &Value| -> Vec<String> { x["Options"].as_object().unwrap().keys().cloned().collect() };
     assert_eq!(opts(&v[0].1), opts(&v[1].1), "the default bridge's options");
+    assert_eq!(v[0].1["IPAM"]["Options"], v[1].1["IPAM"]["Options"]);
+    // host and none list the containers running in that mode, with no addresses.
+    for pseudo in ["host", "none"] {
+        let c = name("i", pseudo);
+        let mut got = Vec::new();
+        for engine in ENGINES {
+            let id = e.ok(
+                engine,
+                &[
+                    "run",
+                    "-d",
+                    "--name",
+                    &c,
+                    "--network",
+                    pseudo,
+                    "busybox",
+                    "sleep",
+                    "300",
+                ],
+            );
+            let v = e.network_inspect(engine, pseudo);
+            let mine = v["Containers"][id.trim()].clone();
+            got.push((v, mine));
+            e.ok(engine, &["rm", "-f", &c]);
+        }
+        let ((d, dc), (h, hc)) = (&got[0], &got[1]);
+        same_keys(pseudo, d, h, &[".Containers", ".Labels", ".Options"], &[]);
+        for k in ["Name", "Driver", "Scope", "IPAM", "Options", "Internal"] {
+            assert_eq!(d[k], h[k], "network inspect {pseudo} .{k}");
+        }
+        let entry = |x: &Value| ids(&x.to_string());
+        assert_eq!(
+            entry(dc),
+            entry(hc),
+            "network inspect {pseudo}: its container"
+        );
+    }
     for (i, engine) in ENGINES.iter().enumerate() {
         let (c, n) = &v[i];
         let ns = &c["NetworkSettings"];
