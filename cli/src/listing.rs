@@ -146,10 +146,29 @@ pub fn ps_row(
         "Names": c.name(),
         "Labels": labels_string(Some(&hoist_engine::inspect::container_labels(c))),
         "Mounts": mounts.join(","),
-        "Networks": c.config.network_mode,
+        "Networks": networks_of(c),
         "LocalVolumes": volumes.len().to_string(),
         "Platform": Value::Null,
     })
+}
+
+/// `ps`'s NETWORKS: the networks the container is configured for, sorted, comma-separated
+/// (docker's: the keys of its `NetworkSettings.Networks`, none for `container:NAME`).
+fn networks_of(c: &Container) -> String {
+    let o = &c.config.options;
+    if c.config.network_mode.starts_with("container:") {
+        return String::new();
+    }
+    if o.networks.is_empty() {
+        // A bridge container disconnected from everything is on none.
+        if o.network == hoist_runtime::spec::Network::Bridge {
+            return String::new();
+        }
+        return c.config.network_mode.clone();
+    }
+    let mut names: Vec<&str> = o.networks.iter().map(|r| r.network.as_str()).collect();
+    names.sort();
+    names.join(",")
 }
 
 /// Whether container `c` passes `ps`'s filters. `image_matches(c, ancestor)` says whether the

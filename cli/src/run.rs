@@ -363,6 +363,22 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
     }
     let host = Host::new(home.to_path_buf());
     // Network first: container:NAME must name a running container, NAME a network.
+    // docker's (runconfig's `validateNetContainerMode`): what the other container's network
+    // decides cannot be asked for.
+    if a.network.starts_with("container:") {
+        if a.hostname.is_some() {
+            bail!("conflicting options: hostname and the network mode");
+        }
+        if !a.dns.is_empty() {
+            bail!("conflicting options: dns and the network mode");
+        }
+        if !a.add_host.is_empty() {
+            bail!("conflicting options: custom host-to-IP mapping and the network mode");
+        }
+        if !a.publish.is_empty() || a.publish_all {
+            bail!("conflicting options: port publishing and the container type network mode");
+        }
+    }
     let (network, share_from, networks) = host.network_for(&a.network, &a.network_alias, a.ip)?;
     let mut publish = Vec::new();
     for p in &a.publish {
@@ -370,7 +386,7 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
     }
     if (!publish.is_empty() || a.publish_all) && networks.is_empty() {
         eprintln!(
-            "WARNING: published ports are discarded when using {} network mode",
+            "WARNING: Published ports are discarded when using {} network mode",
             a.network
         );
         publish.clear();
@@ -380,6 +396,19 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
             .with_context(|| format!("{d} is not an ip address"))?;
     }
     let mut opts = run_options(a, network)?;
+    // docker's: a container on another's network has that one's hostname too.
+    if let Some(other) = &share_from
+        && opts.hostname.is_none()
+    {
+        opts.hostname = Some(
+            other
+                .config
+                .options
+                .hostname
+                .clone()
+                .unwrap_or_else(|| other.short_id().to_owned()),
+        );
+    }
     opts.networks = networks;
     opts.dns = a.dns.clone();
     opts.extra_hosts = a.add_host.clone();
@@ -433,7 +462,13 @@ fn create(home: &Path, a: &RunArgs) -> Result<String> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         auto_remove: a.rm,
-        network_mode: a.network.clone(),
+        // docker's: `container:` and the other's full id.
+        network_mode: match &share_from {
+            Some(other) if a.network.starts_with("container:") => {
+                format!("container:{}", other.id())
+            }
+            _ => a.network.clone(),
+        },
         share_from,
         log_max_size,
         log_max_files,

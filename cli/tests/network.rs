@@ -198,7 +198,7 @@ fn user_networks_give_addresses_aliases_and_isolation_and_are_removed_whole() {
     assert!(err.contains("host bits are set"), "{err}");
 
     let ls = h.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
-    assert_eq!(ls, "bridge bridge\nbackend bridge\nhost host\nnone null\n");
+    assert_eq!(ls, "backend bridge\nbridge bridge\nhost host\nnone null\n");
     let v: serde_json::Value =
         serde_json::from_str(&h.ok(&["network", "inspect", "backend"])).unwrap();
     assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], "10.231.0.0/24");
@@ -320,7 +320,7 @@ fn none_host_add_host_and_dns() {
         "true",
     ]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("published ports are discarded"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Published ports are discarded"));
 }
 
 /// A detached container `c` on `network`: its id and its veth's host end (prefix).
@@ -372,7 +372,7 @@ fn a_killed_supervisor_s_network_is_reclaimed() {
     h.ok(&["rm", "-f", "c"]);
     assert_eq!(
         h.ok(&["network", "prune", "-f"]),
-        "Deleted Networks:\ncrashy\n"
+        "Deleted Networks:\ncrashy\n\n"
     );
 }
 

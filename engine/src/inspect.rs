@@ -262,10 +262,14 @@ fn port_bindings(publish: &[PortRequest]) -> Value {
     Value::Object(m)
 }
 
-/// `NetworkSettings.Ports`: each published port with its host side (the first network's
-/// endpoint carries them), and the image's other exposed ports with none.
+/// `NetworkSettings.Ports` of a running container: each published port with its host side (the
+/// first network's endpoint carries them), and the image's other exposed ports with none.
 pub fn ports(c: &Container, endpoints: &[(Network, Endpoint)]) -> Map<String, Value> {
     let mut m = Map::new();
+    // docker's: none until it runs, and none again once it stopped.
+    if !c.state.running() {
+        return m;
+    }
     if let Some(exposed) = c
         .config
         .image_config
@@ -277,7 +281,20 @@ pub fn ports(c: &Container, endpoints: &[(Network, Endpoint)]) -> Map<String, Va
         }
     }
     for (_, e) in endpoints {
-        for p in &e.ports {
+        // docker's order (go-connections' `SortPortMap`): by container port, and for one
+        // port the higher requested host port first, a free one (requested as 0) last.
+        let requested = |p: &hoist_runtime::net::PortMapping| {
+            let asked = c.config.options.publish.iter().any(|r| {
+                r.host_port != 0
+                    && r.host_port == p.host_port
+                    && r.container_port == p.container_port
+                    && r.protocol == p.protocol
+            });
+            if asked { p.host_port } else { 0 }
+        };
+        let mut bound: Vec<&hoist_runtime::net::PortMapping> = e.ports.iter().collect();
+        bound.sort_by_key(|p| std::cmp::Reverse(requested(p)));
+        for p in bound {
             let key = format!("{}/{}", p.container_port, p.protocol);
             let b = json!({
                 "HostIp": p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
@@ -306,8 +323,16 @@ pub fn endpoint_id(network: &str, container: &str) -> String {
 /// its endpoint while it runs.
 fn network_settings(c: &Container, endpoints: &[(Network, Endpoint)]) -> Value {
     let cfg = &c.config;
-    let names: Vec<String> = if cfg.options.networks.is_empty() {
-        vec![cfg.network_mode.clone()]
+    // docker lists no network for a container sharing another's (`container:NAME`).
+    let names: Vec<String> = if cfg.network_mode.starts_with("container:") {
+        Vec::new()
+    } else if cfg.options.networks.is_empty() {
+        // A bridge container disconnected from everything is on none (docker's `{}`).
+        if cfg.options.network == hoist_runtime::spec::Network::Bridge {
+            Vec::new()
+        } else {
+            vec![cfg.network_mode.clone()]
+        }
     } else {
         cfg.options
             .networks
@@ -322,9 +347,12 @@ fn network_settings(c: &Container, endpoints: &[(Network, Endpoint)]) -> Value {
         let user = name != DEFAULT_NETWORK && req.is_some();
         let aliases = match (user, req) {
             (true, Some(r)) => {
+                // docker adds the short id when it first starts the container.
                 let mut a = r.aliases.clone();
-                a.push(c.short_id().to_owned());
-                json!(a)
+                if c.state.started_at.is_some() {
+                    a.push(c.short_id().to_owned());
+                }
+                if a.is_empty() { Value::Null } else { json!(a) }
             }
             _ => Value::Null,
         };

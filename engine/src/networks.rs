@@ -76,7 +76,7 @@ impl Host {
             m if m.starts_with("container:") => {
                 let name = &m["container:".len()..];
                 if name.is_empty() {
-                    bail!("invalid network {m:?}: expected container:NAME");
+                    bail!("invalid network mode: invalid container format container:<name|id>");
                 }
                 // Aliases and addresses are refused as for host and none.
                 plain(spec::Network::None)?;
@@ -88,7 +88,10 @@ impl Host {
                         source: Box::new(e),
                     })?;
                 let Some(init) = other.state.init.filter(|_| other.state.running()) else {
-                    bail!("cannot join the network of container {name}: it is not running");
+                    bail!(
+                        "cannot join network of a non running container: {}",
+                        other.id()
+                    );
                 };
                 let ns = PathBuf::from(format!("/proc/{}/ns/net", init.pid));
                 Ok((spec::Network::Container(ns), Some(other))).map(|(n, c)| (n, c, Vec::new()))
@@ -231,13 +234,38 @@ impl Host {
     ) -> Result<()> {
         let (net, mut c) = self.bridge_and_container(key, container)?;
         let store = self.containers()?;
-        if c.config.options.network != spec::Network::Bridge {
+        // docker's order: a shared namespace, then what the default network refuses, then
+        // the other modes.
+        if matches!(c.config.options.network, spec::Network::Container(_)) {
             bail!(
+                "container sharing network namespace with another container or host cannot be connected to any other network"
+            );
+        }
+        if net.name == DEFAULT_NETWORK {
+            if !aliases.is_empty() {
+                bail!(
+                    "network-scoped alias is supported only for containers in user defined networks"
+                );
+            }
+            if ip.is_some() {
+                bail!("user specified IP address is supported on user defined networks only");
+            }
+        }
+        // docker's words for each mode that cannot join.
+        match c.config.options.network {
+            spec::Network::Bridge => {}
+            spec::Network::None if c.config.network_mode == "none" => bail!(
+                "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+            ),
+            spec::Network::Host | spec::Network::Container(_) | spec::Network::None => bail!(
+                "container sharing network namespace with another container or host cannot be connected to any other network"
+            ),
+            _ => bail!(
                 "container {} is not on a bridge network (--network {}): it cannot join {}",
                 c.name(),
                 c.config.network_mode,
                 net.name
-            );
+            ),
         }
         if c.config
             .options
@@ -249,11 +277,6 @@ impl Host {
                 "endpoint with name {} already exists in network {}",
                 c.name(),
                 net.name
-            );
-        }
-        if (ip.is_some() || !aliases.is_empty()) && net.name == DEFAULT_NETWORK {
-            bail!(
-                "network-scoped aliases and addresses are only supported for user-defined networks"
             );
         }
         if c.state.running() {
@@ -288,6 +311,18 @@ impl Host {
 
     /// `network disconnect`.
     pub fn disconnect_network(&self, key: &str, container: &str) -> Result<()> {
+        // `host` and `none`: refused for a container in that mode, else it is not on it.
+        if let Listed {
+            network: None,
+            name,
+            ..
+        } = self.network(key)?
+        {
+            let c = self.containers()?.get(container)?;
+            if c.config.network_mode != name {
+                bail!("container {} is not connected to network {name}", c.id());
+            }
+        }
         let (net, mut c) = self.bridge_and_container(key, container)?;
         let store = self.containers()?;
         let before = c.config.options.networks.len();
@@ -295,7 +330,7 @@ impl Host {
         if c.config.options.networks.len() == before {
             bail!(
                 "container {} is not connected to network {}",
-                c.name(),
+                c.id(),
                 net.name
             );
         }

@@ -160,10 +160,59 @@ pub struct Dockerd {
     child: Child,
     dir: tempfile::TempDir,
     log: PathBuf,
+    /// [`Dockerd::start_with_bridge`]'s default bridge, deleted on drop.
+    bridge: Option<String>,
 }
 
+/// The bridges [`Dockerd::start_with_bridge`] made in this process (a counter for unique names
+/// and addresses).
+static BRIDGES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The pool a bridged dockerd's user networks come from: apart from hoist's (docker's own
+/// default pools, 172.17.0.0/16 on).
+pub const DOCKERD_POOL: &str = "10.198.0.0/16";
+
 impl Dockerd {
+    /// A private dockerd with no bridge: its containers get only `lo` (`--network none`).
     pub fn start() -> Dockerd {
+        Dockerd::spawn(None, &[])
+    }
+
+    /// A private dockerd with a default bridge of its own (`dkd<pid><n>`, 10.199.X.1/24, made
+    /// here and deleted on drop) and user networks from [`DOCKERD_POOL`]; still no iptables, no
+    /// masquerading (so no br_netfilter and the host's firewall stays as it is): published
+    /// ports go through docker-proxy, which reaches the container from 127.0.0.1. Its user
+    /// networks' bridges (`br-*`) still there on drop are deleted too.
+    pub fn start_with_bridge() -> Dockerd {
+        let n = BRIDGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("dkd{}x{n}", std::process::id() % 1_000_000);
+        let used = Command::new("ip")
+            .args(["-4", "-o", "addr"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let start = std::process::id() + n * 37;
+        let third = (0..200)
+            .map(|i| (start + i) % 200 + 20)
+            .find(|x| !used.contains(&format!("10.199.{x}.")))
+            .expect("a free 10.199.X.0/24");
+        let _ = Command::new("ip").args(["link", "del", &name]).output();
+        for args in [
+            vec!["link", "add", &name, "type", "bridge"],
+            vec!["addr", "add", &format!("10.199.{third}.1/24"), "dev", &name],
+            vec!["link", "set", &name, "up"],
+        ] {
+            let args: Vec<&str> = args.iter().map(|s| s.as_ref()).collect();
+            run(Command::new("ip").args(&args));
+        }
+        let pool = format!("--default-address-pool=base={DOCKERD_POOL},size=24");
+        let bridge = format!("--bridge={name}");
+        Dockerd::spawn(Some(name), &[&bridge, &pool])
+    }
+
+    /// Starts dockerd ([`Dockerd::command`], its `--bridge=none` replaced by `extra` when
+    /// `bridge` is set) and waits (60 s at most) until it answers.
+    fn spawn(bridge: Option<String>, extra: &[&str]) -> Dockerd {
         let dockerd = tool("dockerd", "docker.io");
         tool("docker", "docker.io");
         // Short path: the socket paths under it must stay below the 108-byte sun_path limit.
@@ -173,13 +222,25 @@ impl Dockerd {
             .expect("tempdir");
         let d = dir.path();
         let log = d.join("dockerd.log");
-        let child = Dockerd::command(&dockerd, d)
+        let mut cmd = if bridge.is_some() {
+            Dockerd::command_with(&dockerd, d, extra)
+        } else {
+            Dockerd::command(&dockerd, d)
+        };
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log file"))
             .stderr(std::fs::File::create(d.join("dockerd.err")).expect("log file"))
             .spawn()
             .expect("starting dockerd");
-        let mut me = Dockerd { child, dir, log };
+        // Made before waiting: a dockerd that never answers is stopped (and its bridge
+        // deleted) on the way out.
+        let mut me = Dockerd {
+            child,
+            dir,
+            log,
+            bridge,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (ok, _, _) =
@@ -205,6 +266,12 @@ impl Dockerd {
     /// below the 108-byte sun_path limit): its own data root, exec root, pidfile and socket
     /// ([`Dockerd::host`]), no bridge, no iptables.
     pub fn command(dockerd: &Path, root: &Path) -> Command {
+        Dockerd::command_with(dockerd, root, &["--bridge=none"])
+    }
+
+    /// [`Dockerd::command`] with `bridge` (`--bridge=none`, or a bridge and its pools) in
+    /// place of its `--bridge=none`.
+    fn command_with(dockerd: &Path, root: &Path, bridge: &[&str]) -> Command {
         let mut cmd = Command::new(dockerd);
         cmd.arg("--data-root")
             .arg(root.join("data"))
@@ -214,12 +281,8 @@ impl Dockerd {
             .arg(root.join("dockerd.pid"))
             .arg("-H")
             .arg(Dockerd::host(root))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--ip-masq=false",
-            ]);
+            .args(bridge)
+            .args(["--iptables=false", "--ip6tables=false", "--ip-masq=false"]);
         cmd
     }
 
@@ -258,14 +321,57 @@ impl Drop for Dockerd {
             .arg(self.child.id().to_string())
             .status();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut stopped = false;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                stopped = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // What dockerd leaves mounted under its root (its `exec/netns/default`) would keep the
+        // temp directory from being removed.
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mounts")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+            .filter(|m| m.starts_with(&format!("{root}/")))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").args(["-l", &m]).output();
+        }
+        if let Some(bridge) = self.bridge.take() {
+            let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+            // The bridges of its user networks the test did not remove: those addressed from
+            // its pool (a hoist bridge never is).
+            let out = Command::new("ip")
+                .args(["-4", "-o", "addr", "show", "type", "bridge"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let prefix = DOCKERD_POOL
+                .split('.')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(".");
+            for line in out.lines() {
+                let mut w = line.split_whitespace();
+                let (Some(_), Some(dev), Some(_), Some(addr)) =
+                    (w.next(), w.next(), w.next(), w.next())
+                else {
+                    continue;
+                };
+                if dev.starts_with("br-") && addr.starts_with(&format!("{prefix}.")) {
+                    let _ = Command::new("ip").args(["link", "del", dev]).output();
+                }
+            }
+        }
     }
 }
 
