@@ -28,7 +28,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
-packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils procps nftables iperf3)
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils procps nftables iperf3 iproute2)
 
 # The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
 # own repository; if those (or any dockerd) are already there, use them instead. A docker client
@@ -68,7 +68,7 @@ if ((${#missing[@]})); then
 fi
 
 # Sanity checks, so a broken install fails here and not in the middle of a test.
-for tool in docker-registry skopeo podman buildah dockerd docker runc crun umoci debootstrap ssh-agent ssh-add ssh-keygen htpasswd git nft iperf3; do
+for tool in docker-registry skopeo podman buildah dockerd docker runc crun umoci debootstrap ssh-agent ssh-add ssh-keygen htpasswd git nft iperf3 ip; do
     command -v "$tool" >/dev/null || { echo "peers.sh: $tool missing after install" >&2; exit 1; }
 done
 busybox=$(command -v busybox)

@@ -477,7 +477,7 @@ fn main() -> Result<()> {
     let docker = if skipped("docker") || which("dockerd").is_err() {
         None
     } else {
-        let d = Dockerd::start();
+        let d = Dockerd::start_with_bridge();
         check(d.docker().arg("import").arg(&tar).arg("bench/net:latest"))?;
         Some(d)
     };
