@@ -79,6 +79,9 @@ pub enum SystemGroup {
     Df(crate::df::DfArgs),
     /// Display system-wide information
     Info(crate::sysinfo::InfoArgs),
+    /// Start containers at boot as their restart policies ask, and install that as a service
+    #[command(subcommand)]
+    Service(crate::service::ServiceCommand),
 }
 
 #[derive(Args)]
@@ -223,6 +226,7 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             ImageCommand::Import(a) | ImageCommand::Image(ImageGroup::Import(a)) => import(a).await,
             ImageCommand::Image(ImageGroup::Prune(a)) => prune(a).await,
             ImageCommand::System(SystemGroup::Df(a)) => crate::df::df(a).await,
+            ImageCommand::System(SystemGroup::Service(c)) => crate::service::run(c),
             ImageCommand::Version(a) => crate::sysinfo::version(&a),
             ImageCommand::Info(a) | ImageCommand::System(SystemGroup::Info(a)) => {
                 crate::sysinfo::info(&a, open_store().await?).await

@@ -20,6 +20,7 @@ mod procs;
 mod run;
 mod run_flags;
 mod serve;
+mod service;
 mod stats;
 mod sysinfo;
 mod transfer;

@@ -341,20 +341,6 @@ fn sleeper_on(h: &Home, network: &str) -> (String, String) {
     (id, veth)
 }
 
-/// Kills container `name`'s supervisor and process at once, as a crash would.
-fn kill_supervisor_and_container(h: &Home, name: &str) {
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(h.container_dir(name).join("state.json")).unwrap())
-            .unwrap();
-    for key in ["/supervisor/pid", "/init/pid"] {
-        let pid = state
-            .pointer(key)
-            .and_then(|p| p.as_i64())
-            .unwrap_or_else(|| panic!("{key}: {state}"));
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    }
-}
-
 #[test]
 fn a_killed_supervisor_s_network_is_reclaimed() {
     let h = Home::new();
@@ -362,7 +348,7 @@ fn a_killed_supervisor_s_network_is_reclaimed() {
     let (_, veth) = sleeper_on(&h, "crashy");
     assert!(links().contains(&veth));
     // The supervisor and the container die at once, as in a crash.
-    kill_supervisor_and_container(&h, "c");
+    h.crash("c");
     std::thread::sleep(Duration::from_millis(300));
     // The next network command reconciles: no endpoint, no veth.
     let v: serde_json::Value =
@@ -570,7 +556,7 @@ fn what_a_supervisor_killed_mid_teardown_leaves_is_reclaimed() {
     let h = Home::new();
     h.ok(&["network", "create", "--subnet", "10.236.0.0/24", "midway"]);
     let (id, veth) = sleeper_on(&h, "midway");
-    kill_supervisor_and_container(&h, "c");
+    h.crash("c");
     // As if it died after dropping the endpoint from the record but before deleting the link
     // and the namespace.
     let dir = h.home().join("networks");
@@ -700,7 +686,7 @@ fn the_networks_of_a_deleted_home_are_reaped_by_another_home() {
     assert!(links().contains(&bridge), "{}", links());
     assert!(nft_tables().contains(&table), "{}", nft_tables());
     // The home goes without a word to its networks (its container is killed with it).
-    kill_supervisor_and_container(&gone, "c");
+    gone.crash("c");
     std::fs::remove_dir_all(gone.home().join("networks")).unwrap();
     let other = Home::new();
     other.ok(&["network", "ls"]);

@@ -219,6 +219,34 @@ fn mc2_two_containers_talk_over_system_v_ipc_and_the_pod_succeeds() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&ipcs.stdout).contains("0x000006c6"));
     h.ok(&["pod", "rm", "mc2"]);
+
+    // They paired up only because the pod shares one IPC namespace: two separate containers of
+    // the same image each have their own, and the consumer never finds the producer's queue
+    // (it gives up after 10 s).
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "alone",
+        "allingeek/ch6_ipc",
+        "./ipc",
+        "-consumer",
+    ]);
+    let produced = h.ok(&["run", "--rm", "allingeek/ch6_ipc", "./ipc", "-producer"]);
+    assert!(produced.contains("Produced: done"), "{produced}");
+    assert_eq!(h.ok(&["wait", "alone"]).trim(), "1");
+    // perror writes to stderr, which `logs` replays on stderr.
+    let logs = h.cmd(&["logs", "alone"]).output().unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert!(
+        logs.contains("msgget") && !logs.contains("Consumed"),
+        "{logs}"
+    );
+    h.ok(&["rm", "alone"]);
 }
 
 #[test]

@@ -396,3 +396,145 @@ fn a_foreground_run_with_a_restart_policy_goes_on_detached() {
     assert_eq!(restart_count(&h, "once"), 0);
     assert_eq!(h.inspect("once")["State"]["Status"], "exited");
 }
+
+/// The host goes down and comes up: what docker's daemon does for restart policies at its
+/// start, `hoist system service start` does (what the unit `install` writes runs at boot).
+#[test]
+fn after_a_reboot_the_service_brings_back_what_the_policies_ask() {
+    let h = Home::new();
+    h.ok(&["network", "create", "--subnet", "10.241.0.0/24", "bootnet"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let run = |name: &str, policy: &str, extra: &[&str], cmd: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name, "--restart", policy];
+        args.extend_from_slice(extra);
+        args.push("busybox");
+        args.extend_from_slice(cmd);
+        h.ok(&args);
+    };
+    let web = ["httpd", "-f", "-p", "80", "-h", "/etc"];
+    let sleep = ["sleep", "300"];
+    run(
+        "a",
+        "always",
+        &["--network", "bootnet", "-p", &publish],
+        &web,
+    );
+    run("b", "unless-stopped", &[], &sleep);
+    run("c", "unless-stopped", &[], &sleep);
+    run("d", "no", &[], &sleep);
+    run("e", "always", &[], &sleep);
+    h.ok(&["stop", "-t", "1", "c"]);
+    let get = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        std::io::Write::write_all(&mut s, b"GET /passwd HTTP/1.0\r\n\r\n")?;
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut s, &mut body)?;
+        Ok::<_, std::io::Error>(body)
+    };
+    h.eventually("a serves", || get().is_ok_and(|b| b.contains("root:")));
+    // Stopped by hand before the host goes down: their endpoints and rules are undone, the
+    // record of the networks' tables stays.
+    for stopped in ["a", "e"] {
+        h.ok(&["stop", "-t", "1", stopped]);
+    }
+
+    // Down: every supervisor and process dies at once; the namespaces (in /run), the bridges
+    // and the tables (in the kernel) are gone with the old boot.
+    let bridge_of = |net: &str| {
+        let id = h.ok(&["network", "inspect", net, "--format", "{{.Id}}"]);
+        let id = id.trim().to_owned();
+        let dev = if net == "bridge" {
+            h.ok(&[
+                "network",
+                "inspect",
+                "bridge",
+                "--format",
+                "{{index .Options \"com.docker.network.bridge.name\"}}",
+            ])
+            .trim()
+            .to_owned()
+        } else {
+            format!("hbr-{}", &id[..11])
+        };
+        (dev, format!("hoist-{}", &id[..12]))
+    };
+    let gone = [bridge_of("bridge"), bridge_of("bootnet")];
+    let ids: Vec<String> = ["b", "d"]
+        .iter()
+        .map(|n| h.inspect(n)["Id"].as_str().unwrap().to_owned())
+        .collect();
+    for n in ["b", "d"] {
+        h.crash(n);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for id in &ids {
+        let ns = format!("/run/hoist/netns/{id}");
+        let _ = std::process::Command::new("umount").arg(&ns).status();
+        let _ = std::fs::remove_file(&ns);
+    }
+    for (dev, table) in &gone {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", dev])
+            .status();
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "ip", table])
+            .status();
+    }
+
+    // Up.
+    let started = h.ok(&["system", "service", "start"]);
+    let mut started: Vec<&str> = started.lines().collect();
+    started.sort();
+    // docker: `always` comes back even after a stop by hand; `unless-stopped` not then.
+    assert_eq!(started, ["a", "b", "e"]);
+    for (name, running) in [
+        ("a", true),
+        ("b", true),
+        ("c", false),
+        ("d", false),
+        ("e", true),
+    ] {
+        assert_eq!(
+            h.inspect(name)["State"]["Running"],
+            running,
+            "{name}: {}",
+            h.inspect(name)["State"]
+        );
+    }
+    // Its network and published port are there again, rules and all.
+    h.eventually("a serves again", || {
+        get().is_ok_and(|b| b.contains("root:"))
+    });
+    // Nothing more to start.
+    assert_eq!(h.ok(&["system", "service", "start"]), "");
+
+    // The unit that runs it at boot.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let said = h.ok(&["system", "service", "install", "--unit-dir", d]);
+    let unit = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a unit")
+        .path();
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(said.contains("systemctl enable"), "{said}");
+    assert!(text.contains(" system service start\n"), "{text}");
+    let home = std::fs::canonicalize(h.home()).unwrap();
+    assert!(
+        text.contains(&format!("Environment=HOIST_HOME={}\n", home.display())),
+        "{text}"
+    );
+    h.ok(&["system", "service", "uninstall", "--unit-dir", d]);
+    assert!(!unit.exists());
+    for n in ["a", "b", "c", "d", "e"] {
+        h.ok(&["rm", "-f", n]);
+    }
+    h.ok(&["network", "rm", "bootnet"]);
+}

@@ -479,6 +479,27 @@ impl Host {
         Ok((removed, reclaimed))
     }
 
+    /// `hoist system service start`: starts every container whose restart policy brings it
+    /// back when the host comes up ([`restart::starts_at_boot`]), oldest first, as docker's
+    /// daemon does at its start. Returns the names started and, for each that failed, why;
+    /// one failure does not keep the others down.
+    pub fn start_at_boot(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let store = self.containers()?;
+        // The namespaces, links and rules of the last boot are gone, or are left by supervisors
+        // that are: their endpoints go first.
+        hoist_runtime::net::sandbox::reconcile(self.home())?;
+        let mut all = store.list()?;
+        all.sort_by(|a, b| a.config.created.cmp(&b.config.created));
+        let (mut started, mut failed) = (Vec::new(), Vec::new());
+        for c in all.into_iter().filter(restart::starts_at_boot) {
+            match self.start_detached(c.id()) {
+                Ok(()) => started.push(c.name().to_owned()),
+                Err(e) => failed.push(format!("{}: {e:#}", c.name())),
+            }
+        }
+        Ok((started, failed))
+    }
+
     /// Runs container `id` under a supervisor in this process, attached as `attach`, then
     /// removes it if it was created with `--rm`. The outer error is the engine's (no executor,
     /// the removal failed); the inner result is the run's: the exit code, or why it did not

@@ -409,7 +409,7 @@ fn attach_live(
         let addr = n.add_endpoint(&id, &name, aliases, ip, host_veth, Vec::new())?;
         Ok((n.clone(), addr))
     })?;
-    let made = store.ensure_bridge(&n).and_then(|()| {
+    let made = store.ensure_bridge(&n).and_then(|_| {
         link::connect(&link::Veth {
             host: veth.clone(),
             bridge: n.bridge.clone(),

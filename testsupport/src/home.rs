@@ -187,6 +187,22 @@ impl Home {
         let id = self.inspect(name)["Id"].as_str().unwrap().to_owned();
         self.home().join("containers").join(id)
     }
+
+    /// Kills container `name`'s supervisor and process at once, as a crash (or the host going
+    /// down) would.
+    pub fn crash(&self, name: &str) {
+        let state: Value = serde_json::from_slice(
+            &std::fs::read(self.container_dir(name).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        for key in ["/supervisor/pid", "/init/pid"] {
+            let pid = state
+                .pointer(key)
+                .and_then(|p| p.as_i64())
+                .unwrap_or_else(|| panic!("{key}: {state}"));
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
 }
 
 impl Drop for Home {

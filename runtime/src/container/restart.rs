@@ -139,6 +139,27 @@ impl RestartManager {
     }
 }
 
+/// Whether `c` starts again when the host comes up (`hoist system service start`), as docker's
+/// daemon decides for its containers when it starts: `always` even after a stop by hand,
+/// `unless-stopped` unless stopped by hand, `on-failure` after a non-zero exit while it has
+/// restarts left; never one that runs.
+pub fn starts_at_boot(c: &Container) -> bool {
+    if c.state.running() {
+        return false;
+    }
+    let p = &c.config.restart_policy;
+    match p.name.as_str() {
+        "always" => true,
+        "unless-stopped" => !stop_requested(&c.dir),
+        "on-failure" => {
+            let max = p.maximum_retry_count;
+            c.state.exit_code.is_some_and(|code| code != 0)
+                && (max == 0 || c.state.restart_count < max)
+        }
+        _ => false,
+    }
+}
+
 const STOP_MARKER: &str = "stop-requested";
 
 /// Records that `c` was stopped on purpose (`stop`, `kill`, `rm -f`): its supervisor does not

@@ -120,28 +120,31 @@ pub fn set_up(name: &str) -> Result<(), NetError> {
     })
 }
 
-/// The bridge `name` with address `gateway/prefix`, up (created when missing).
-pub fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+/// The bridge `name` with address `gateway/prefix`, up (created when missing: then `true`).
+pub fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<bool, NetError> {
     let name = bridge.to_owned();
-    on_host(move |h| async move {
-        let index = match index_of(&h, &name).await? {
-            Some(i) => i,
+    let made = on_host(move |h| async move {
+        let (index, made) = match index_of(&h, &name).await? {
+            Some(i) => (i, false),
             None => {
                 match h.link().add(LinkBridge::new(&name).build()).execute().await {
                     Err(e) if errno(&e) == Some(EEXIST) => {}
                     r => r.map_err(netlink(format!("creating bridge {name}")))?,
                 }
-                index_of(&h, &name)
+                let i = index_of(&h, &name)
                     .await?
-                    .ok_or_else(|| NetError::NotFound(format!("bridge {name}")))?
+                    .ok_or_else(|| NetError::NotFound(format!("bridge {name}")))?;
+                (i, true)
             }
         };
         add_address(&h, index, &name, gateway, prefix).await?;
-        up(&h, index, &name).await
+        up(&h, index, &name).await?;
+        Ok(made)
     })?;
     // Published ports are reachable on 127.0.0.1: DNAT of local traffic to the bridge.
     set_sysctl(&format!("net/ipv4/conf/{bridge}/route_localnet"), "1")?;
-    set_sysctl("net/ipv4/ip_forward", "1")
+    set_sysctl("net/ipv4/ip_forward", "1")?;
+    Ok(made)
 }
 
 /// Deletes the link `name` (a veth's peer goes with it); a missing link is not an error.

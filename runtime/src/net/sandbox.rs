@@ -397,8 +397,16 @@ pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
             store.bring_up_default(&l)?
         } else {
             let n = store.get(&req.network)?;
-            store.ensure_bridge(&n)?;
-            n
+            if store.ensure_bridge(&n)? {
+                // A bridge made again (after a reboot, or deleted by hand): its table is made
+                // again too.
+                store.update_held(&l, &n.id, |n| {
+                    n.rules = None;
+                    Ok(n.clone())
+                })?
+            } else {
+                n
+            }
         };
         let veth = veth_name(spec.id, &n);
         // The first network's endpoint carries the published ports.

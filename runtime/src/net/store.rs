@@ -227,9 +227,9 @@ pub fn forget_bridge(bridge: &str) {
 }
 
 impl NetworkStore {
-    /// Makes `n`'s bridge (up, with its gateway address) if it is not there, noting which
-    /// record it belongs to first.
-    pub fn ensure_bridge(&self, n: &Network) -> Result<(), NetError> {
+    /// Makes `n`'s bridge (up, with its gateway address) if it is not there (then `true`: its
+    /// table is gone too, as after a reboot), noting which record it belongs to first.
+    pub fn ensure_bridge(&self, n: &Network) -> Result<bool, NetError> {
         self.note_owner(n)?;
         super::link::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix_len())
     }

@@ -32,9 +32,12 @@ fn a_veth_joins_a_container_to_the_bridge_both_ways_and_goes_on_delete() {
     in_private_host(move || {
         let gw = Ipv4Addr::new(10, 200, 0, 1);
         let ip = Ipv4Addr::new(10, 200, 0, 2);
-        link::ensure_bridge("hbtest0", gw, 24).unwrap();
+        assert!(link::ensure_bridge("hbtest0", gw, 24).unwrap(), "made");
         // A second call finds it as it is.
-        link::ensure_bridge("hbtest0", gw, 24).unwrap();
+        assert!(
+            !link::ensure_bridge("hbtest0", gw, 24).unwrap(),
+            "there already"
+        );
         assert!(link::exists("hbtest0").unwrap());
         netns::create(&ns).unwrap();
         let v = Veth {
