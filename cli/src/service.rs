@@ -155,9 +155,9 @@ mod tests {
 
     #[test]
     fn the_unit_runs_start_for_its_home_at_boot() {
-        let u = unit(Path::new("/usr/bin/hoist"), Path::new("/srv/hoist"));
+        let u = unit(Path::new("/opt/hoist/hoist"), Path::new("/srv/hoist"));
         assert!(
-            u.contains("ExecStart=/usr/bin/hoist system service start\n"),
+            u.contains("ExecStart=/opt/hoist/hoist system service start\n"),
             "{u}"
         );
         assert!(u.contains("Environment=HOIST_HOME=/srv/hoist\n"), "{u}");

@@ -463,7 +463,9 @@ fn handle(shared: &Shared, raw: &[u8], tcp: bool) -> Handled {
         // Other types of a known name: NOERROR without answers (docker's).
     }
     let mut r = Message::response(q.metadata.id, OpCode::Query);
-    r.metadata.authoritative = true;
+    // As docker's embedded server answers (its `setCommonFlags`): recursion available, not
+    // authoritative (busybox's nslookup prints "Non-authoritative answer:" for both).
+    r.metadata.authoritative = false;
     r.metadata.recursion_desired = q.metadata.recursion_desired;
     r.metadata.recursion_available = true;
     r.metadata.checking_disabled = q.metadata.checking_disabled;

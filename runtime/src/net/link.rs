@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -226,14 +226,18 @@ fn connect_inner(v: &Veth) -> Result<(), NetError> {
         let br = index_of(&h, &bridge)
             .await?
             .ok_or_else(|| NetError::NotFound(format!("bridge {bridge}")))?;
+        // No queue on either end (txqueuelen 0), as docker makes its veths: a veth hands
+        // packets to its peer at once, and a queue only adds latency under load.
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(inside)
             .address(mac)
             .setns_by_fd(ns.as_raw_fd())
+            .append_extra_attribute(LinkAttribute::TxQueueLen(0))
             .build();
         let pair = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(host.clone())
             .controller(br)
+            .append_extra_attribute(LinkAttribute::TxQueueLen(0))
             .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
