@@ -538,3 +538,40 @@ fn after_a_reboot_the_service_brings_back_what_the_policies_ask() {
     }
     h.ok(&["network", "rm", "bootnet"]);
 }
+
+/// A restart makes the container's veth again under the same name while the last run's one
+/// may still be there (it goes with that run's namespace, which something may still hold):
+/// the old one is replaced, and the container keeps restarting.
+#[test]
+fn a_restart_replaces_the_last_run_s_veth_still_held() {
+    let h = Home::new();
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "r",
+        "--restart",
+        "on-failure:3",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; sleep 1; exit 1",
+    ]);
+    let id = h.inspect("r")["Id"].as_str().unwrap().to_owned();
+    h.eventually("the first run's namespace", || {
+        std::path::Path::new(&format!("/run/hoist/netns/{id}")).exists()
+    });
+    // Something holds the first run's namespace (and so its veth) past the run's end.
+    let mut holder = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/hoist/netns/{id}"))
+        .args(["sleep", "10"])
+        .spawn()
+        .unwrap();
+    h.eventually("three restarts", || restart_count(&h, "r") >= 3);
+    h.eventually("the loop to end", || h.status("r") == "exited");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(h.ok(&["logs", "r"]).matches("run").count(), 4);
+    assert_eq!(h.inspect("r")["State"]["ExitCode"], 1);
+    assert_eq!(h.inspect("r")["State"]["Error"], "");
+}

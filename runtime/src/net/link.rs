@@ -241,11 +241,24 @@ fn connect_inner(v: &Veth) -> Result<(), NetError> {
             .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
-        h.link()
-            .add(pair)
-            .execute()
-            .await
-            .map_err(netlink(format!("creating veth {host} on {bridge}")))
+        match h.link().add(pair.clone()).execute().await {
+            // The same container's veth of its last run (a restart), still going away with
+            // that run's namespace: deleted now, and made again.
+            Err(e) if errno(&e) == Some(EEXIST) => {
+                if let Some(old) = index_of(&h, &host).await? {
+                    match h.link().del(old).execute().await {
+                        Err(e) if errno(&e) == Some(ENODEV) => {}
+                        r => r.map_err(netlink(format!("deleting the old veth {host}")))?,
+                    }
+                }
+                h.link()
+                    .add(pair)
+                    .execute()
+                    .await
+                    .map_err(netlink(format!("creating veth {host} on {bridge}")))
+            }
+            r => r.map_err(netlink(format!("creating veth {host} on {bridge}"))),
+        }
     })?;
     let v = v.clone();
     netns::run_in(&v.netns.clone(), move || {
