@@ -20,24 +20,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// GET / from `addr`, retried until the server answers (it is started detached).
-fn http_get(addr: SocketAddr) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        });
-        match got {
-            Ok(body) if body.contains("200") => return body,
-            _ if Instant::now() > deadline => panic!("no answer from {addr}: {got:?}"),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
+use hoist_testsupport::output::http_get;
 
 fn links() -> String {
     String::from_utf8(

@@ -16,8 +16,7 @@ mod common;
 mod run_support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -153,22 +152,7 @@ fn free_ports(n: u16) -> u16 {
 
 /// GET / from 127.0.0.1:`port`, retried until the server answers (it is started detached).
 fn http_get(port: u16) -> String {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        });
-        match got {
-            Ok(body) if body.contains("200") => return body,
-            _ if Instant::now() > deadline => panic!("no answer from {addr}: {got:?}"),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+    hoist_testsupport::output::http_get(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// Hex ids (64 and 12 digits) become `<ID>`.
