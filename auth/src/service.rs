@@ -1203,6 +1203,13 @@ impl Auth {
         Ok(id)
     }
 
+    /// The identity of a user (or robot) by name, as a password login of it gives: for a
+    /// verified TLS client certificate, whose subject names it. `None` when there is no such
+    /// account.
+    pub fn identity_by_name(&self, name: &str) -> Result<Option<Identity>, AuthError> {
+        self.subject(name, None)
+    }
+
     // ----- registry tokens -----
 
     /// Signs a token granting, for each requested scope, the intersection of the actions asked

@@ -24,6 +24,17 @@ pub struct ServeArgs {
     /// Allow running open (no authentication) on a non-loopback address
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Serve TLS with this PEM certificate (and chain), taken again on SIGHUP or when the file
+    /// changes (also HOIST_TLS_CERT)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (also HOIST_TLS_KEY)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Accept client certificates signed by these PEM CAs: a certificate authenticates as the
+    /// user its subject's CN names (also HOIST_TLS_CLIENT_CA)
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn init_logging(format: hoist_registry::LogFormat) {
@@ -67,6 +78,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     if args.insecure_no_auth {
         config.insecure_no_auth = true;
+    }
+    if let Some(cert) = args.tls_cert {
+        config.tls_cert = Some(cert);
+    }
+    if let Some(key) = args.tls_key {
+        config.tls_key = Some(key);
+    }
+    if let Some(ca) = args.tls_client_ca {
+        config.tls_client_ca = Some(ca);
     }
     init_logging(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()

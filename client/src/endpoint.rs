@@ -3,9 +3,10 @@
 //! - Docker Hub (`docker.io`, `index.docker.io`, `registry-1.docker.io`) is served at
 //!   `https://registry-1.docker.io`.
 //! - Plain HTTP is used only for loopback registries (`localhost`, `127.0.0.0/8`, `[::1]`, any
-//!   port) and for registries the caller lists as insecure, as docker's `--insecure-registry`: a
-//!   host (any port), a `host:port`, or a CIDR range that IP-literal hosts fall in. Everything
-//!   else is HTTPS.
+//!   port) that have no `certs.d` dir of their own, and for registries the caller lists as
+//!   insecure, as docker's `--insecure-registry`: a host (any port), a `host:port`, or a CIDR
+//!   range that IP-literal hosts fall in. Everything else is HTTPS, verified. (docker tries a
+//!   loopback registry over HTTPS without verifying it, then over HTTP; hoist verifies.)
 //! - TLS uses the system roots plus the CAs of docker's `certs.d` layout: every `*.crt` in
 //!   `<certs dir>/<host[:port]>/`, and client certificates as `<name>.cert` + `<name>.key` pairs
 //!   there. The certs dirs are the caller's (docker's `/etc/docker/certs.d`, hoist's
@@ -307,7 +308,10 @@ impl Endpoints {
                 scheme: Scheme::Https,
             });
         }
-        let plain = parsed.is_loopback() || self.insecure.iter().any(|e| e.matches(&parsed));
+        // A loopback registry with a certs.d dir of its own serves TLS: it is verified as any.
+        let plain = (parsed.is_loopback()
+            && !self.certs_dirs.iter().any(|d| d.join(&host).is_dir()))
+            || self.insecure.iter().any(|e| e.matches(&parsed));
         Ok(Endpoint {
             api_host: host.clone(),
             host,
@@ -640,6 +644,29 @@ mod tests {
             };
             assert_eq!(endpoints.resolve(host).unwrap().scheme(), want, "{host}");
         }
+    }
+
+    #[test]
+    fn a_loopback_registry_with_a_certs_dir_is_https() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("127.0.0.1:5443")).unwrap();
+        std::fs::create_dir(dir.path().join("localhost")).unwrap();
+        let endpoints = Endpoints::new().with_certs_dirs([dir.path()]);
+        for (host, want) in [
+            ("127.0.0.1:5443", Scheme::Https),
+            ("127.0.0.1:5000", Scheme::Http),
+            ("localhost", Scheme::Https),
+            ("LOCALHOST", Scheme::Https),
+            ("localhost:5443", Scheme::Http),
+        ] {
+            assert_eq!(endpoints.resolve(host).unwrap().scheme(), want, "{host}");
+        }
+        // Listed insecure, it stays plain.
+        let endpoints = endpoints.with_insecure(["127.0.0.1:5443"]).unwrap();
+        assert_eq!(
+            endpoints.resolve("127.0.0.1:5443").unwrap().scheme(),
+            Scheme::Http
+        );
     }
 
     #[test]

@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use hoist_auth::{Actions, Auth, Claims, Identity, LoginError, Scope};
+
+use crate::listener::ClientUser;
 use hoist_oci::RepoName;
 
 use crate::App;
@@ -282,21 +284,26 @@ pub fn remote_addr(parts: &Parts) -> String {
         .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
 }
 
-/// The challenge for this request: `<realm base>/token` (configured, else from `Host`).
-pub fn challenge_for(app: &App, headers: &HeaderMap) -> Challenge {
+/// The challenge for this request: `<realm base>/token` (configured, else from `Host`, or the
+/// URI's authority over HTTP/2; `https` over TLS or when `X-Forwarded-Proto` says so).
+pub fn challenge_for(app: &App, parts: &Parts) -> Challenge {
     let realm = match &app.realm {
         Some(base) => format!("{}/token", base.trim_end_matches('/')),
         None => {
+            let headers = &parts.headers;
+            let authority = parts.uri.authority().map(|a| a.as_str());
             let host = headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
+                .or(authority)
                 .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
                 .unwrap_or("localhost");
+            let tls = parts.extensions.get::<crate::listener::Tls>().is_some();
             let scheme = headers
                 .get("x-forwarded-proto")
                 .and_then(|h| h.to_str().ok())
                 .filter(|s| *s == "https" || *s == "http")
-                .unwrap_or("http");
+                .unwrap_or(if tls { "https" } else { "http" });
             format!("{scheme}://{host}/token")
         }
     };
@@ -373,6 +380,24 @@ pub async fn login(
         })?
 }
 
+/// The account a request's verified TLS client certificate names, if it presented one. A
+/// certificate naming no account is an error (the caller gets `401` saying so).
+async fn client_cert_identity(auth: &Arc<Auth>, parts: &Parts) -> Result<Option<Identity>, String> {
+    let Some(ClientUser(user)) = parts.extensions.get::<ClientUser>().cloned() else {
+        return Ok(None);
+    };
+    let a = auth.clone();
+    let name = user.clone();
+    match tokio::task::spawn_blocking(move || a.identity_by_name(&name)).await {
+        Ok(Ok(Some(id))) => Ok(Some(id)),
+        Ok(Ok(None)) => Err(format!(
+            "the client certificate names {user:?}, who has no account"
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("client certificate lookup: {e}")),
+    }
+}
+
 /// Authenticates a request in closed mode: `Authn::Identity(anonymous)` without credentials.
 /// `scope` is named by the challenge of a `401`.
 pub async fn authenticate(
@@ -382,7 +407,11 @@ pub async fn authenticate(
     scope: Option<&str>,
 ) -> Result<Authn, ApiError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-        return Ok(Authn::Identity(Identity::anonymous()));
+        return match client_cert_identity(auth, parts).await {
+            Ok(Some(id)) => Ok(Authn::Identity(id)),
+            Ok(None) => Ok(Authn::Identity(Identity::anonymous())),
+            Err(detail) => Err(challenge.unauthorized(scope, None, &detail)),
+        };
     };
     let value = value.to_str().unwrap_or_default();
     if let Some((user, password)) = parse_basic(value) {
@@ -423,7 +452,7 @@ impl FromRequestParts<Arc<App>> for Grant {
         let Some(auth) = &app.auth else {
             return Ok(Grant::open());
         };
-        let challenge = challenge_for(app, &parts.headers);
+        let challenge = challenge_for(app, parts);
         let scope = route_scope(&parts.method, parts.uri.path());
         let authn = authenticate(auth, parts, &challenge, scope.as_deref()).await?;
         Ok(Grant {
@@ -441,7 +470,7 @@ impl FromRequestParts<Arc<App>> for Grant {
 /// Anything else (repository- or catalog-scoped tokens, personal access tokens, robot tokens,
 /// what was obtained through them) gets `403`; no or invalid credentials get `401`.
 pub async fn caller(app: &App, auth: &Arc<Auth>, parts: &Parts) -> Result<Identity, ApiError> {
-    let challenge = challenge_for(app, &parts.headers);
+    let challenge = challenge_for(app, parts);
     let scope = Scope::admin_api().to_string();
     let (id, token_grants) = match authenticate(auth, parts, &challenge, Some(&scope)).await? {
         Authn::Identity(id) => (id, true),
@@ -525,7 +554,7 @@ pub async fn token_endpoint(State(app): State<Arc<App>>, req: axum::extract::Req
             }
         }
     }
-    let challenge = challenge_for(&app, &parts.headers);
+    let challenge = challenge_for(&app, &parts);
     let refused = || {
         ApiError::new(Code::Unauthorized, "invalid username or password")
             .with_header(
@@ -564,7 +593,12 @@ pub async fn token_endpoint(State(app): State<Arc<App>>, req: axum::extract::Req
         }
     } else {
         match parts.headers.get(header::AUTHORIZATION) {
-            None => Ok(Identity::anonymous()),
+            None => match client_cert_identity(&auth, &parts).await {
+                Ok(id) => Ok(id.unwrap_or_else(Identity::anonymous)),
+                Err(detail) => {
+                    return ApiError::new(Code::Unauthorized, detail).into_response();
+                }
+            },
             Some(v) => match parse_basic(v.to_str().unwrap_or_default()) {
                 Some((user, password)) => login(&auth, user, password, remote.clone()).await,
                 None => Err(LoginError::Refused),

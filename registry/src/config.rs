@@ -124,6 +124,12 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Seconds a request body may go without bytes, and a client may take no response bytes.
     pub body_timeout_secs: u64,
+    /// PEM certificate (and chain) to serve TLS with; with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CAs whose client certificates authenticate as the user their subject's CN names.
+    pub tls_client_ca: Option<PathBuf>,
     /// `HOIST_ADMIN_PASSWORD` (environment only, never from the file).
     #[serde(skip)]
     pub admin_password: Option<Secret>,
@@ -149,6 +155,9 @@ impl Default for Config {
             header_timeout_secs: 30,
             idle_timeout_secs: 60,
             body_timeout_secs: 60,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             admin_password: None,
         }
     }
@@ -253,8 +262,15 @@ impl Config {
                 });
             }
         }
-        if let Some(v) = env("HOIST_ADMIN_PASSWORD_FILE") {
-            config.admin_password_file = Some(PathBuf::from(v));
+        for (key, slot) in [
+            ("HOIST_ADMIN_PASSWORD_FILE", &mut config.admin_password_file),
+            ("HOIST_TLS_CERT", &mut config.tls_cert),
+            ("HOIST_TLS_KEY", &mut config.tls_key),
+            ("HOIST_TLS_CLIENT_CA", &mut config.tls_client_ca),
+        ] {
+            if let Some(v) = env(key) {
+                *slot = (!v.is_empty()).then(|| PathBuf::from(v));
+            }
         }
         if let Some(v) = env("HOIST_ADMIN_PASSWORD")
             && !v.is_empty()
@@ -315,6 +331,31 @@ impl Config {
             };
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// The TLS files, when TLS is configured: a certificate and its key together, and a client
+    /// CA only with them.
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+        let missing = |key: &str, with: &str, value: &Path| ConfigError::Invalid {
+            key: key.into(),
+            value: value.display().to_string(),
+            reason: format!("needs {with} as well"),
+        };
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            })),
+            (Some(cert), None) => Err(missing("tls_cert", "tls_key", cert)),
+            (None, Some(key)) => Err(missing("tls_key", "tls_cert", key)),
+            (None, None) => match &self.tls_client_ca {
+                Some(ca) => Err(missing("tls_client_ca", "tls_cert and tls_key", ca)),
+                None => Ok(None),
+            },
+        }
     }
 }
 
@@ -424,6 +465,34 @@ mod tests {
                 .to_string()
                 .contains("auth_realm")
         );
+        let tls = |k: &str| match k {
+            "HOIST_TLS_CERT" => Some("/etc/hoist/cert.pem".to_string()),
+            "HOIST_TLS_KEY" => Some("/etc/hoist/key.pem".to_string()),
+            _ => None,
+        };
+        let files = Config::load(None, tls)
+            .unwrap()
+            .tls_files()
+            .unwrap()
+            .unwrap();
+        assert_eq!(files.cert, PathBuf::from("/etc/hoist/cert.pem"));
+        assert_eq!(files.client_ca, None);
+        std::fs::write(&f, "tls_cert = \"/c.pem\"\n").unwrap();
+        let e = Config::load(Some(&f), none)
+            .unwrap()
+            .tls_files()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid tls_cert \"/c.pem\": needs tls_key as well"
+        );
+        std::fs::write(&f, "tls_client_ca = \"/ca.pem\"\n").unwrap();
+        let e = Config::load(Some(&f), none)
+            .unwrap()
+            .tls_files()
+            .unwrap_err();
+        assert!(e.to_string().contains("needs tls_cert and tls_key"), "{e}");
+        assert_eq!(Config::default().tls_files().unwrap(), None);
         let bad = |k: &str| (k == "HOIST_LOG_FORMAT").then(|| "xml".to_string());
         assert!(
             Config::load(None, bad)

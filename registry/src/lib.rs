@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod listener;
 pub mod route;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -119,6 +120,10 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("auth: {0}")]
     Auth(#[from] hoist_auth::AuthError),
+    #[error("tls: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     #[error("reading the admin password file {path}: {source}")]
     PasswordFile {
         path: std::path::PathBuf,
@@ -336,10 +341,19 @@ pub async fn serve(
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "raising the open-file limit"),
     }
-    let listener = listener::BoundedListener::new(listener, conn_limits(&config));
-    tracing::info!(data = %config.data.display(), "hoist registry listening on {addr}");
+    let mut listener = listener::BoundedListener::new(listener, conn_limits(&config));
+    let tls = match config.tls_files()? {
+        Some(files) => {
+            let acceptor = tls::TlsAcceptor::load(files)?;
+            listener = listener.with_tls(acceptor.clone());
+            Some(tokio::spawn(acceptor.watch()))
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(data = %config.data.display(), scheme, "hoist registry listening on {addr}");
     // A plain line as well, for scripts and tests whatever the log format.
-    eprintln!("hoist serve: listening on {addr}");
+    eprintln!("hoist serve: listening on {addr} ({scheme})");
     let app = Arc::new(App {
         store,
         auth,
@@ -357,6 +371,9 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await?;
     purger.abort();
+    if let Some(watch) = tls {
+        watch.abort();
+    }
     tracing::info!("hoist registry stopped");
     Ok(())
 }

@@ -63,6 +63,10 @@ struct ConnState {
     /// Requests whose handler runs or whose response body is still being sent.
     in_flight: AtomicUsize,
     clock: Mutex<Clock>,
+    /// The user a verified TLS client certificate names, once the handshake is done.
+    client_user: std::sync::OnceLock<String>,
+    /// Whether the connection speaks TLS.
+    tls: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -86,6 +90,8 @@ impl ConnState {
                 head_since: None,
                 reader: None,
             }),
+            client_user: std::sync::OnceLock::new(),
+            tls: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -126,17 +132,25 @@ pub struct Peer {
     conn: Arc<ConnState>,
 }
 
+impl Peer {
+    /// The user the connection's TLS client certificate names (see [`crate::tls`]).
+    pub fn client_user(&self) -> Option<&str> {
+        self.conn.client_user.get().map(String::as_str)
+    }
+}
+
 impl Connected<IncomingStream<'_, BoundedListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, BoundedListener>) -> Self {
         stream.remote_addr().clone()
     }
 }
 
-/// A TCP listener that enforces [`ConnLimits`].
+/// A TCP listener that enforces [`ConnLimits`], speaking TLS when it has an acceptor.
 pub struct BoundedListener {
     inner: TcpListener,
     limits: ConnLimits,
     permits: Arc<Semaphore>,
+    tls: Option<Arc<crate::tls::TlsAcceptor>>,
 }
 
 impl BoundedListener {
@@ -145,7 +159,16 @@ impl BoundedListener {
             inner,
             limits,
             permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            tls: None,
         }
+    }
+
+    /// Serves TLS: each connection's handshake runs on its own task (in the connection's first
+    /// read), with the configuration current at its accept, and must finish, with the first
+    /// request's header, within the header timeout.
+    pub fn with_tls(mut self, tls: Arc<crate::tls::TlsAcceptor>) -> BoundedListener {
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -165,6 +188,17 @@ impl Listener for BoundedListener {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
                     let conn = ConnState::new(self.limits);
+                    let stream = match &self.tls {
+                        None => Stream::Plain(stream),
+                        Some(tls) => {
+                            conn.clock.lock().expect("clock lock").head_since =
+                                Some(Instant::now());
+                            conn.tls.store(true, Ordering::Release);
+                            Stream::Handshake(Box::new(
+                                tokio_rustls::TlsAcceptor::from(tls.config()).accept(stream),
+                            ))
+                        }
+                    };
                     let io = TimedIo {
                         stream,
                         conn: conn.clone(),
@@ -202,9 +236,66 @@ async fn accept_failed(e: io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// A connection's byte stream: plain TCP, or TLS (its handshake first).
+enum Stream {
+    Plain(TcpStream),
+    Handshake(Box<tokio_rustls::Accept<TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// The handshake failed; the connection is done.
+    Failed,
+}
+
+impl Stream {
+    /// Drives a TLS handshake to its end; ready at once for plain TCP. A finished handshake
+    /// records the client certificate's user on `conn`.
+    fn poll_ready(&mut self, cx: &mut Context<'_>, conn: &ConnState) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Handshake(accept) => match Pin::new(&mut **accept).poll(cx) {
+                Poll::Ready(Ok(tls)) => {
+                    if let Some(user) = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(crate::tls::client_user)
+                    {
+                        let _ = conn.client_user.set(user);
+                    }
+                    *self = Stream::Tls(Box::new(tls));
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(error = %e, "tls handshake failed");
+                    *self = Stream::Failed;
+                    Poll::Ready(Err(e))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            Stream::Failed => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the tls handshake failed",
+            ))),
+            Stream::Plain(_) | Stream::Tls(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// The ready stream, once [`Stream::poll_ready`] said so.
+    fn io(&mut self) -> Pin<&mut (dyn Io + '_)> {
+        match self {
+            Stream::Plain(s) => Pin::new(s),
+            Stream::Tls(s) => Pin::new(&mut **s),
+            Stream::Handshake(_) | Stream::Failed => unreachable!("polled before the handshake"),
+        }
+    }
+}
+
+/// What a ready stream is.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// A connection's socket with the idle, header and write-stall timers.
 pub struct TimedIo {
-    stream: TcpStream,
+    stream: Stream,
     conn: Arc<ConnState>,
     read_timer: Pin<Box<Sleep>>,
     /// Armed while a write is pending: the client has taken no bytes since then.
@@ -219,7 +310,7 @@ const READ_MAX: usize = 64 * 1024;
 
 /// Reads into `buf`, at most `max` bytes.
 fn read_at_most(
-    stream: Pin<&mut TcpStream>,
+    stream: Pin<&mut (dyn Io + '_)>,
     cx: &mut Context<'_>,
     buf: &mut ReadBuf<'_>,
     max: usize,
@@ -256,7 +347,11 @@ impl AsyncRead for TimedIo {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
-        match read_at_most(Pin::new(&mut this.stream), cx, buf, READ_MAX) {
+        let read = match this.stream.poll_ready(cx, &this.conn) {
+            Poll::Ready(Ok(())) => read_at_most(this.stream.io(), cx, buf, READ_MAX),
+            other => other,
+        };
+        match read {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before && this.conn.in_flight.load(Ordering::Acquire) == 0 {
                     let mut clock = this.conn.clock.lock().expect("clock lock");
@@ -292,9 +387,14 @@ impl TimedIo {
     fn poll_timed<T>(
         &mut self,
         cx: &mut Context<'_>,
-        op: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
+        op: impl FnOnce(Pin<&mut (dyn Io + '_)>, &mut Context<'_>) -> Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
-        match op(Pin::new(&mut self.stream), cx) {
+        let done = match self.stream.poll_ready(cx, &self.conn) {
+            Poll::Ready(Ok(())) => op(self.stream.io(), cx),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        };
+        match done {
             Poll::Ready(r) => {
                 self.write_timer = None;
                 Poll::Ready(r)
@@ -331,7 +431,11 @@ impl AsyncWrite for TimedIo {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.stream {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Handshake(_) | Stream::Failed => false,
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -343,6 +447,14 @@ impl AsyncWrite for TimedIo {
     }
 }
 
+/// The user a request's TLS client certificate names (a request extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientUser(pub String);
+
+/// Marks a request that came over TLS (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tls;
+
 /// Middleware: counts the request as in progress on its connection until its response body is
 /// done, bounds the wait for request body bytes, and exposes the peer's address as
 /// `ConnectInfo<SocketAddr>`. Requests that did not come through a [`BoundedListener`]
@@ -352,6 +464,12 @@ pub async fn track(mut req: Request, next: Next) -> Response {
         return next.run(req).await;
     };
     req.extensions_mut().insert(ConnectInfo(peer.addr));
+    if let Some(user) = peer.client_user() {
+        req.extensions_mut().insert(ClientUser(user.to_owned()));
+    }
+    if peer.conn.tls.load(Ordering::Acquire) {
+        req.extensions_mut().insert(Tls);
+    }
     let guard = InFlight::new(peer.conn.clone());
     let limit = peer.conn.limits.body_timeout;
     let req = req.map(|body| {

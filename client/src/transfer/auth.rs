@@ -95,6 +95,9 @@ struct CachedToken {
 /// One registry's authentication state.
 pub(crate) struct Authenticator {
     http: reqwest::Client,
+    /// The client `GET /v2/` probes the challenge with, when it is not `http`: see
+    /// [`Authenticator::with_probe`].
+    probe: Option<reqwest::Client>,
     base_url: String,
     credential: Option<Credential>,
     challenge: Mutex<Option<Challenge>>,
@@ -111,12 +114,23 @@ impl Authenticator {
     ) -> Self {
         Self {
             http,
+            probe: None,
             base_url,
             credential,
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Probes the challenge with `probe` (a client without the TLS client certificate `http`
+    /// presents). A registry that authenticates client certificates answers `GET /v2/` with 200
+    /// to one, but the blob and manifest calls go through oci-client, whose connections cannot
+    /// present it: probed without the certificate, the registry's Bearer challenge sends them
+    /// to the token endpoint, where `http` presents the certificate and gets its grants.
+    pub(crate) fn with_probe(mut self, probe: reqwest::Client) -> Self {
+        self.probe = Some(probe);
+        self
     }
 
     /// The `Authorization` for a request needing `scopes`.
@@ -184,16 +198,18 @@ impl Authenticator {
             return Ok(c);
         }
         let url = format!("{}/v2/", self.base_url);
-        let resp =
-            self.http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|source| TransferError::Connection {
-                    method: "GET".into(),
-                    url: url.clone(),
-                    source,
-                })?;
+        let resp = self
+            .probe
+            .as_ref()
+            .unwrap_or(&self.http)
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| TransferError::Connection {
+                method: "GET".into(),
+                url: url.clone(),
+                source,
+            })?;
         let status = resp.status();
         if status.is_server_error() {
             return Err(TransferError::Status {

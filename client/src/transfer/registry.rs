@@ -103,6 +103,16 @@ impl RegistryClient {
         if let Some(t) = options.connect_timeout {
             builder = builder.connect_timeout(t);
         }
+        let probe = match tls.identity()? {
+            Some(_) => Some(
+                reqwest::Client::builder()
+                    .tls_certs_merge(tls.root_certificates()?)
+                    .connect_timeout(options.connect_timeout.unwrap_or(Duration::from_secs(30)))
+                    .build()
+                    .map_err(TransferError::Client)?,
+            ),
+            None => None,
+        };
         let http = tls.apply(builder)?.build().map_err(TransferError::Client)?;
         let oci_config = ClientConfig {
             protocol: match endpoint.scheme() {
@@ -127,7 +137,10 @@ impl RegistryClient {
         let base_url = endpoint.base_url();
         let base = Url::parse(&format!("{base_url}/"))
             .map_err(|e| TransferError::Protocol(format!("bad registry url {base_url}: {e}")))?;
-        let auth = Authenticator::new(http.clone(), base_url, credential);
+        let mut auth = Authenticator::new(http.clone(), base_url, credential);
+        if let Some(probe) = probe {
+            auth = auth.with_probe(probe);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoint,
