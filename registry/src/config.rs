@@ -193,61 +193,24 @@ impl Config {
         for (key, slot) in [
             ("HOIST_GC_INTERVAL_SECS", &mut config.gc_interval_secs),
             ("HOIST_GC_GRACE_SECS", &mut config.gc_grace_secs),
-        ] {
-            if let Some(v) = env(key) {
-                *slot = v
-                    .parse()
-                    .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
-                        key: key.into(),
-                        value: v.clone(),
-                        reason: e.to_string(),
-                    })?;
-            }
-        }
-        for (key, slot) in [
             ("HOIST_TOKEN_TTL_SECS", &mut config.token_ttl_secs),
             ("HOIST_LOGIN_LOCKOUT_SECS", &mut config.login_lockout_secs),
             ("HOIST_HEADER_TIMEOUT_SECS", &mut config.header_timeout_secs),
             ("HOIST_IDLE_TIMEOUT_SECS", &mut config.idle_timeout_secs),
             ("HOIST_BODY_TIMEOUT_SECS", &mut config.body_timeout_secs),
         ] {
-            if let Some(v) = env(key) {
-                *slot = v
-                    .parse()
-                    .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
-                        key: key.into(),
-                        value: v.clone(),
-                        reason: e.to_string(),
-                    })?;
-            }
+            env_number(&env, key, slot)?;
         }
-        if let Some(v) = env("HOIST_LOGIN_MAX_FAILURES_PER_ADDR") {
-            config.login_max_failures_per_addr =
-                v.parse()
-                    .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
-                        key: "HOIST_LOGIN_MAX_FAILURES_PER_ADDR".into(),
-                        value: v.clone(),
-                        reason: e.to_string(),
-                    })?;
+        for (key, slot) in [
+            (
+                "HOIST_LOGIN_MAX_FAILURES_PER_ADDR",
+                &mut config.login_max_failures_per_addr,
+            ),
+            ("HOIST_LOGIN_MAX_FAILURES", &mut config.login_max_failures),
+        ] {
+            env_number(&env, key, slot)?;
         }
-        if let Some(v) = env("HOIST_LOGIN_MAX_FAILURES") {
-            config.login_max_failures =
-                v.parse()
-                    .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
-                        key: "HOIST_LOGIN_MAX_FAILURES".into(),
-                        value: v.clone(),
-                        reason: e.to_string(),
-                    })?;
-        }
-        if let Some(v) = env("HOIST_MAX_CONNECTIONS") {
-            config.max_connections =
-                v.parse()
-                    .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
-                        key: "HOIST_MAX_CONNECTIONS".into(),
-                        value: v.clone(),
-                        reason: e.to_string(),
-                    })?;
-        }
+        env_number(&env, "HOIST_MAX_CONNECTIONS", &mut config.max_connections)?;
         for (key, value) in [
             ("max_connections", config.max_connections as u64),
             ("header_timeout_secs", config.header_timeout_secs),
@@ -332,6 +295,24 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// Sets `slot` from the variable `key`, when it is set: a number, or an error naming the key.
+fn env_number<T: std::str::FromStr<Err = std::num::ParseIntError>>(
+    env: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    slot: &mut T,
+) -> Result<(), ConfigError> {
+    if let Some(v) = env(key) {
+        *slot = v
+            .parse()
+            .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                key: key.into(),
+                value: v.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(())
 }
 
 impl Config {
