@@ -42,6 +42,62 @@ pub enum LogFormat {
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(pub String);
 
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Where blobs live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageDriverKind {
+    /// The data directory.
+    #[default]
+    Fs,
+    /// An S3 or S3-compatible bucket (`[storage.s3]`).
+    S3,
+}
+
+/// `[storage]`: the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub driver: StorageDriverKind,
+    pub s3: S3Settings,
+}
+
+/// `[storage.s3]`: a bucket, as the CNCF registry's `storage.s3` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// `http(s)://host:port` of an S3-compatible store (path-style requests); empty for AWS.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    /// Every key lives under this prefix.
+    pub prefix: String,
+    /// Answer blob GETs with a presigned URL (`307`), as the CNCF registry's `redirect`.
+    pub redirect: bool,
+}
+
+/// `[database]`: metadata and auth on PostgreSQL instead of the data directory's SQLite.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/db` (or key=value form).
+    pub url: Secret,
+    /// Connections per replica, at most.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(***)")
@@ -124,6 +180,11 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Seconds a request body may go without bytes, and a client may take no response bytes.
     pub body_timeout_secs: u64,
+    /// `[storage]`: where blobs live (the data directory, or S3).
+    pub storage: StorageConfig,
+    /// `[database]`: PostgreSQL for metadata and auth (replicas share it); none: SQLite in the
+    /// data directory.
+    pub database: Option<DatabaseConfig>,
     /// PEM certificate (and chain) to serve TLS with; with `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -155,6 +216,8 @@ impl Default for Config {
             header_timeout_secs: 30,
             idle_timeout_secs: 60,
             body_timeout_secs: 60,
+            storage: StorageConfig::default(),
+            database: None,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -211,6 +274,7 @@ impl Config {
             env_number(&env, key, slot)?;
         }
         env_number(&env, "HOIST_MAX_CONNECTIONS", &mut config.max_connections)?;
+        config.storage_env(&env)?;
         for (key, value) in [
             ("max_connections", config.max_connections as u64),
             ("header_timeout_secs", config.header_timeout_secs),
@@ -294,6 +358,89 @@ impl Config {
             };
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// `HOIST_STORAGE_DRIVER`, `HOIST_S3_*`, `HOIST_DATABASE_URL` and `HOIST_DATABASE_POOL_SIZE`;
+    /// then checks that the S3 settings are complete when the driver is `s3`.
+    fn storage_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = env("HOIST_STORAGE_DRIVER") {
+            self.storage.driver = match v.as_str() {
+                "fs" => StorageDriverKind::Fs,
+                "s3" => StorageDriverKind::S3,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "HOIST_STORAGE_DRIVER".into(),
+                        value: v,
+                        reason: "expected fs or s3".into(),
+                    });
+                }
+            };
+        }
+        let s3 = &mut self.storage.s3;
+        for (key, slot) in [
+            ("HOIST_S3_BUCKET", &mut s3.bucket),
+            ("HOIST_S3_ENDPOINT", &mut s3.endpoint),
+            ("HOIST_S3_REGION", &mut s3.region),
+            ("HOIST_S3_ACCESS_KEY_ID", &mut s3.access_key_id),
+            ("HOIST_S3_SECRET_ACCESS_KEY", &mut s3.secret_access_key.0),
+            ("HOIST_S3_PREFIX", &mut s3.prefix),
+        ] {
+            if let Some(v) = env(key) {
+                *slot = v;
+            }
+        }
+        if let Some(v) = env("HOIST_S3_REDIRECT") {
+            s3.redirect = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(url) = env("HOIST_DATABASE_URL").filter(|u| !u.is_empty()) {
+            let pool_size = self
+                .database
+                .as_ref()
+                .map_or(default_pool_size(), |d| d.pool_size);
+            self.database = Some(DatabaseConfig {
+                url: Secret(url),
+                pool_size,
+            });
+        }
+        if let Some(db) = &mut self.database {
+            env_number(env, "HOIST_DATABASE_POOL_SIZE", &mut db.pool_size)?;
+            if db.pool_size == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "database.pool_size".into(),
+                    value: "0".into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.storage.driver == StorageDriverKind::S3 {
+            let s3 = &self.storage.s3;
+            for (key, value) in [
+                ("storage.s3.bucket", &s3.bucket),
+                ("storage.s3.region", &s3.region),
+                ("storage.s3.access_key_id", &s3.access_key_id),
+                ("storage.s3.secret_access_key", &s3.secret_access_key.0),
+            ] {
+                if value.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        value: String::new(),
+                        reason: "the s3 storage driver needs it".into(),
+                    });
+                }
+            }
+            if !s3.endpoint.is_empty()
+                && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "storage.s3.endpoint".into(),
+                    value: s3.endpoint.clone(),
+                    reason: "expected an http:// or https:// url".into(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -474,6 +621,39 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("needs tls_cert and tls_key"), "{e}");
         assert_eq!(Config::default().tls_files().unwrap(), None);
+        std::fs::write(
+            &f,
+            "[storage]\ndriver = \"s3\"\n[storage.s3]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"r\"\naccess_key_id = \"k\"\nsecret_access_key = \"s3-secret\"\n[database]\nurl = \"postgres://u:db-secret@h/d\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), none).unwrap();
+        assert_eq!(c.storage.driver, StorageDriverKind::S3);
+        assert_eq!(c.storage.s3.secret_access_key.0, "s3-secret");
+        assert_eq!(c.database.as_ref().unwrap().pool_size, 16);
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3-secret") && !shown.contains("db-secret"),
+            "{shown}"
+        );
+        let env = |k: &str| match k {
+            "HOIST_S3_BUCKET" => Some("other".to_string()),
+            "HOIST_DATABASE_POOL_SIZE" => Some("4".to_string()),
+            _ => None,
+        };
+        let c = Config::load(Some(&f), env).unwrap();
+        assert_eq!(
+            (c.storage.s3.bucket.as_str(), c.database.unwrap().pool_size),
+            ("other", 4)
+        );
+        let no_secret = |k: &str| (k == "HOIST_S3_SECRET_ACCESS_KEY").then(String::new);
+        let e = Config::load(Some(&f), no_secret).unwrap_err();
+        assert!(
+            e.to_string().contains("storage.s3.secret_access_key"),
+            "{e}"
+        );
+        let s3_env = |k: &str| (k == "HOIST_STORAGE_DRIVER").then(|| "s3".to_string());
+        let e = Config::load(None, s3_env).unwrap_err();
+        assert!(e.to_string().contains("storage.s3.bucket"), "{e}");
         let bad = |k: &str| (k == "HOIST_LOG_FORMAT").then(|| "xml".to_string());
         assert!(
             Config::load(None, bad)
