@@ -430,8 +430,9 @@ impl Config {
                     });
                 }
             }
-            if !s3.endpoint.is_empty()
-                && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+            if !(s3.endpoint.is_empty()
+                || s3.endpoint.starts_with("http://")
+                || s3.endpoint.starts_with("https://"))
             {
                 return Err(ConfigError::Invalid {
                     key: "storage.s3.endpoint".into(),
