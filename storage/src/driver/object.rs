@@ -5,7 +5,9 @@
 //!
 //! - **Directories** are prefixes: `stat` of a prefix with objects under it is a directory, `list`
 //!   returns the direct children (objects and common prefixes), `delete` removes a key and every
-//!   object under `key/`.
+//!   object under `key/`. As on a filesystem, a key is a file or a directory, never both; files
+//!   are found by listing from just before them rather than by HEAD, which some S3-compatible
+//!   stores that keep objects as files (s3s-fs) fail with a 500 on a directory.
 //! - **Streaming writes** go to a multipart upload in parts of [`PART_SIZE`]; only the bytes below
 //!   one part are buffered (the writer never holds more than one part). `flush` writes the
 //!   buffered bytes to a *tail segment* object and releases them once they are at least
@@ -78,7 +80,7 @@ const RESERVED: &str = ".hoist-";
 
 /// Where an S3 (or S3-compatible) bucket is and how to reach it. Nothing is read from the
 /// environment: every setting is explicit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Config {
     pub bucket: String,
     /// `http(s)://host:port` of an S3-compatible store (path-style requests); `None` for AWS.
@@ -96,6 +98,22 @@ pub struct S3Config {
     /// Hand clients presigned GET URLs ([`StorageDriver::redirect_url`]).
     #[serde(default)]
     pub redirect: bool,
+}
+
+/// The secret stays out of logs.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("prefix", &self.prefix)
+            .field("allow_http", &self.allow_http)
+            .field("redirect", &self.redirect)
+            .finish()
+    }
 }
 
 /// What an object store needs to offer the driver: objects and the multipart API.

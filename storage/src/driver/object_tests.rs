@@ -432,6 +432,15 @@ async fn object_driver_on_moto() {
 }
 
 #[test]
+fn the_secret_stays_out_of_debug_output() {
+    let config = S3Config {
+        secret_access_key: "very-secret".to_owned(),
+        ..Default::default()
+    };
+    assert!(!format!("{config:?}").contains("very-secret"));
+}
+
+#[test]
 fn reserved_keys_are_refused() {
     for bad in [".hoist-pending/x", ".hoist-tail", ".hoist-anything/y"] {
         assert!(matches!(
