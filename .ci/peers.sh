@@ -15,6 +15,12 @@
 #   openssh-client    ssh-agent, ssh-keygen, ssh-add: hoist build --ssh (RUN --mount=type=ssh) tests
 #   apache2-utils     htpasswd: the CNCF registry's htpasswd auth files (credential and transfer tests)
 #   procps            kill, ps: the benches signal the daemons they start (priority important, not required)
+#   python3, python3-venv   the virtualenv moto's S3 server is installed into (below)
+#
+# Repo-local peers, under target/peers/ (CI caches nothing outside the repository), for the
+# object-storage driver's tests (storage/src/driver/object.rs), each against a real S3 server:
+#   target/peers/bin/s3s-fs          s3s-fs from crates.io (cargo install, pinned)
+#   target/peers/venv/bin/moto_server   moto[server] from PyPI, in its own virtualenv
 #
 # cli/tests/tidy.rs checks that every program a test or bench starts is either in Debian's
 # required base system or comes from a package listed here.
@@ -28,7 +34,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
-packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils procps nftables iperf3 iproute2 systemd)
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils procps nftables iperf3 iproute2 systemd python3 python3-venv)
 
 # The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
 # own repository; if those (or any dockerd) are already there, use them instead. A docker client
@@ -82,4 +88,27 @@ if [[ ! -e /etc/containers/policy.json ]]; then
     mkdir -p /etc/containers
     printf '{"default":[{"type":"insecureAcceptAnything"}]}\n' >/etc/containers/policy.json
 fi
+# Repo-local peers: the S3 servers of the object-storage driver's tests. Idempotent: an installed
+# peer of the pinned version is kept.
+repo=$(cd "$(dirname "$0")/.." && pwd)
+peers="$repo/target/peers"
+S3S_FS_VERSION=0.14.1   # the newest s3s-fs that builds on the pinned toolchain (0.15 needs rustc 1.96)
+MOTO_VERSION=5.2.1
+if ! [[ -x $peers/bin/s3s-fs ]] || ! grep -qs "\"s3s-fs $S3S_FS_VERSION " "$peers/.crates.toml"; then
+    echo "peers.sh: installing s3s-fs $S3S_FS_VERSION into $peers/bin"
+    (cd "$repo" && cargo install s3s-fs --version "=$S3S_FS_VERSION" --features binary --locked \
+        --root "$peers" --target-dir "$peers/build")
+    rm -rf "$peers/build"
+fi
+if ! [[ -x $peers/venv/bin/moto_server ]] ||
+   ! "$peers/venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    echo "peers.sh: installing moto[server] $MOTO_VERSION into $peers/venv"
+    rm -rf "$peers/venv"
+    python3 -m venv "$peers/venv"
+    "$peers/venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+for tool in "$peers/bin/s3s-fs" "$peers/venv/bin/moto_server"; do
+    [[ -x $tool ]] || { echo "peers.sh: $tool missing after install" >&2; exit 1; }
+done
+
 echo "peers.sh: peers ready ($(skopeo --version); $(podman --version); $(buildah --version | cut -d' ' -f1-3); $(dockerd --version))"

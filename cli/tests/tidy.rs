@@ -350,7 +350,9 @@ const INDIRECT: &[(&str, &[&str], &str)] = &[
 ];
 
 /// Calls that name a program to look up or start, besides `Command::new`.
-const LOOKUPS: &[&str] = &["which(\"", "tool(\"", "Command::new(\""];
+/// `repo_peer("…")`: a program `.ci/peers.sh` installs under `target/peers/` (see
+/// [`repo_local_peers`]).
+const LOOKUPS: &[&str] = &["which(\"", "tool(\"", "repo_peer(\"", "Command::new(\""];
 
 /// Host shells started with a script (`sh -c "…"`): the script's commands are programs too.
 const SHELLS: &[&str] = &[
@@ -432,7 +434,9 @@ fn started_programs(files: &[PathBuf]) -> (BTreeMap<String, Vec<String>>, Vec<St
                             programs.entry(n.to_string()).or_default().push(at.clone());
                         }
                     }
-                    None if arg.contains("tool(\"") || arg.contains("which(\"") => {}
+                    None if arg.contains("tool(\"")
+                        || arg.contains("which(\"")
+                        || arg.contains("repo_peer(\"") => {}
                     None => unknown.push(format!("{at}: Command::new({arg})")),
                 }
             }
@@ -574,6 +578,23 @@ fn peer_packages(script: &str) -> Vec<String> {
     out
 }
 
+/// The programs `.ci/peers.sh` installs into the repository (`"$peers/…/bin/NAME"`): tools from
+/// crates.io or PyPI that no Debian package provides.
+fn repo_local_peers(script: &str) -> Vec<String> {
+    let mut out: Vec<String> = script
+        .split("$peers/")
+        .skip(1)
+        .filter_map(|rest| {
+            let path = rest.split(['"', '\'', ' ', ')']).next()?;
+            let (dir, name) = path.rsplit_once('/')?;
+            (dir == "bin" || dir.ends_with("/bin")).then(|| name.to_owned())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Every external program the tests, benches and code start (`Command::new`, `which`, `tool`,
 /// absolute paths copied from the host) is installed, and comes from Debian's required base
 /// system or from a package `.ci/peers.sh` installs. A program that is only on this machine
@@ -619,10 +640,14 @@ fn every_started_program_is_installed_by_peers_sh() {
         peers.iter().any(|p| p == "skopeo"),
         "no package list in peers.sh: {peers:?}"
     );
+    let repo_local = repo_local_peers(&std::fs::read_to_string(root.join(".ci/peers.sh")).unwrap());
     let mut problems = Vec::new();
     for (program, sites) in &programs {
         if program.starts_with("/proc/") {
             continue; // the running binary itself
+        }
+        if repo_local.contains(program) {
+            continue; // installed into target/peers/ by peers.sh
         }
         let found = locate(program);
         if found.is_empty() {

@@ -1,7 +1,7 @@
 //! hoist-storage: where blobs, manifests and tags live.
 //!
 //! Three tiers, as in the CNCF registry:
-//! - [`driver`]: a dumb key/blob interface ([`StorageDriver`]) with `fs` and `memory` drivers and
+//! - [`driver`]: a dumb key/blob interface ([`StorageDriver`]) with `fs`, `memory` and object-storage (S3) drivers and
 //!   one shared test suite.
 //! - [`metadata`]: everything that needs transactions (repositories, blob links, manifests, tags
 //!   and their history, referrers, upload sessions) behind [`MetadataStore`], on bundled SQLite.
@@ -16,5 +16,5 @@ pub mod images;
 pub mod metadata;
 
 pub use content::{ContentError, Store};
-pub use driver::{DriverError, FsDriver, MemoryDriver, StorageDriver};
+pub use driver::{DriverError, FsDriver, MemoryDriver, ObjectDriver, S3Config, StorageDriver};
 pub use metadata::{MetadataStore, SqliteMetadata};

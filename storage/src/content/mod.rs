@@ -151,6 +151,24 @@ impl Store {
         .await
     }
 
+    /// Opens a store on an object-storage driver: the key tree of [`paths`] in the bucket,
+    /// `metadata.db` and the commit lock file under `metadata_dir` (created if missing), as
+    /// [`Store::open_fs`] keeps them beside its tree.
+    pub async fn open_object(
+        driver: crate::ObjectDriver,
+        metadata_dir: &std::path::Path,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(metadata_dir)
+            .map_err(|e| DriverError::io(&metadata_dir.display().to_string(), e))?;
+        let meta = crate::SqliteMetadata::open(metadata_dir.join("metadata.db"))?;
+        Store::open_locked(
+            Arc::new(driver),
+            Arc::new(meta),
+            Some(metadata_dir.join(paths::LOCK_FILE)),
+        )
+        .await
+    }
+
     pub fn driver(&self) -> &Arc<dyn StorageDriver> {
         &self.driver
     }

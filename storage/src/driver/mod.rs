@@ -10,6 +10,7 @@
 
 mod fs;
 mod memory;
+mod object;
 pub mod testsuite;
 
 use std::pin::Pin;
@@ -21,6 +22,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub use fs::FsDriver;
 pub use memory::MemoryDriver;
+pub use object::{
+    COPY_LIMIT, FLUSH_MIN, ObjectBackend, ObjectDriver, ObjectWriter, PART_SIZE, REDIRECT_EXPIRY,
+    S3Config,
+};
 
 /// A boxed reader a driver hands out.
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;
@@ -96,7 +101,7 @@ pub trait DriverWriter: Send {
 /// ([`testsuite::run_all`]) checks every driver.
 #[async_trait]
 pub trait StorageDriver: Send + Sync + 'static {
-    /// A short name for logs (`fs`, `memory`).
+    /// A short name for logs (`fs`, `memory`, `object`).
     fn name(&self) -> &'static str;
     /// Reads a whole small key (manifests, small metadata).
     async fn get_content(&self, key: &str) -> Result<Bytes, DriverError>;
