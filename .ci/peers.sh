@@ -15,6 +15,8 @@
 #   openssh-client    ssh-agent, ssh-keygen, ssh-add: hoist build --ssh (RUN --mount=type=ssh) tests
 #   apache2-utils     htpasswd: the CNCF registry's htpasswd auth files (credential and transfer tests)
 #   procps            kill, ps: the benches signal the daemons they start (priority important, not required)
+#   postgresql        initdb, postgres, createdb: the PostgreSQL metadata and auth stores' tests start
+#                     a private server (testsupport/src/postgres.rs; run as nobody through setpriv)
 #
 # cli/tests/tidy.rs checks that every program a test or bench starts is either in Debian's
 # required base system or comes from a package listed here.
@@ -28,7 +30,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
-packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils procps nftables iperf3 iproute2 systemd)
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils procps nftables iperf3 iproute2 systemd postgresql)
 
 # The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
 # own repository; if those (or any dockerd) are already there, use them instead. A docker client
@@ -70,6 +72,11 @@ fi
 # Sanity checks, so a broken install fails here and not in the middle of a test.
 for tool in docker-registry skopeo podman buildah dockerd docker runc crun umoci debootstrap ssh-agent ssh-add ssh-keygen htpasswd git nft iperf3 ip; do
     command -v "$tool" >/dev/null || { echo "peers.sh: $tool missing after install" >&2; exit 1; }
+done
+# PostgreSQL's programs are not on PATH: the newest version directory, as the tests find it.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+for tool in initdb postgres createdb; do
+    [[ -n $pg_bin && -x $pg_bin/$tool ]] || { echo "peers.sh: PostgreSQL's $tool missing after install" >&2; exit 1; }
 done
 busybox=$(command -v busybox)
 if LC_ALL=C readelf -l "$busybox" 2>/dev/null | grep -q 'program interpreter' ||

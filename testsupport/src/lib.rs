@@ -6,11 +6,13 @@
 //! - [`home`]: [`Home`], a private `HOIST_HOME` with the busybox base image imported.
 //! - [`peers`]: running peer tools (skopeo, podman, buildah, docker) with a timeout, private
 //!   podman/buildah storage and a private dockerd.
+//! - [`postgres`]: a private PostgreSQL server and a fresh database per test.
 
 pub mod bases;
 pub mod home;
 pub mod output;
 pub mod peers;
+pub mod postgres;
 
 pub use home::Home;
 pub use output::{field, path, text};
