@@ -414,6 +414,8 @@ impl Pg {
         Ok(pg)
     }
 
+    /// Runs `stmts` (one alone, several in a transaction) and returns, for each, the rows it
+    /// changed or (with `query`) the rows it selected.
     fn statements(
         &self,
         stmts: Vec<(String, Vec<Value>)>,
@@ -422,29 +424,42 @@ impl Pg {
         let (pool, loc) = (self.pool.clone(), self.location.clone());
         self.run(async move {
             let e = |e: tokio_postgres::Error| pg_err(&loc, PgMessage(&e));
+            let rows = |rows: Vec<tokio_postgres::Row>| {
+                rows.iter()
+                    .map(pg_row)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(e)
+            };
             let mut client = pool.get().await.map_err(|e| pool_err(&loc, e))?;
+            if let [(sql, params)] = stmts.as_slice() {
+                // One statement is a transaction of its own: no BEGIN and COMMIT round trips.
+                let st = client.prepare_cached(&pg_sql(sql)).await.map_err(e)?;
+                let params = param_refs(params);
+                return Ok(vec![if query {
+                    (0, rows(client.query(&st, &params).await.map_err(e)?)?)
+                } else {
+                    (client.execute(&st, &params).await.map_err(e)?, Vec::new())
+                }]);
+            }
             let tx = client.transaction().await.map_err(e)?;
             let mut out = Vec::with_capacity(stmts.len());
             for (sql, params) in &stmts {
                 let st = tx.prepare_cached(&pg_sql(sql)).await.map_err(e)?;
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                if query {
-                    let rows = tx.query(&st, &params).await.map_err(e)?;
-                    let rows = rows
-                        .iter()
-                        .map(pg_row)
-                        .collect::<Result<_, _>>()
-                        .map_err(e)?;
-                    out.push((0, rows));
+                let params = param_refs(params);
+                out.push(if query {
+                    (0, rows(tx.query(&st, &params).await.map_err(e)?)?)
                 } else {
-                    out.push((tx.execute(&st, &params).await.map_err(e)?, Vec::new()));
-                }
+                    (tx.execute(&st, &params).await.map_err(e)?, Vec::new())
+                });
             }
             tx.commit().await.map_err(e)?;
             Ok(out)
         })
     }
+}
+
+fn param_refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
 
 fn pg_err(location: &str, e: impl std::fmt::Display) -> AuthError {
