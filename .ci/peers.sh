@@ -21,6 +21,8 @@
 # object-storage driver's tests (storage/src/driver/object.rs), each against a real S3 server:
 #   target/peers/bin/s3s-fs          s3s-fs from crates.io (cargo install, pinned)
 #   target/peers/venv/bin/moto_server   moto[server] from PyPI, in its own virtualenv
+#   postgresql        initdb, postgres, createdb: the PostgreSQL metadata and auth stores' tests start
+#                     a private server (testsupport/src/postgres.rs; run as nobody through setpriv)
 #
 # cli/tests/tidy.rs checks that every program a test or bench starts is either in Debian's
 # required base system or comes from a package listed here.
@@ -34,7 +36,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
-packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils procps nftables iperf3 iproute2 systemd python3 python3-venv)
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils procps nftables iperf3 iproute2 systemd python3 python3-venv postgresql)
 
 # The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
 # own repository; if those (or any dockerd) are already there, use them instead. A docker client
@@ -76,6 +78,11 @@ fi
 # Sanity checks, so a broken install fails here and not in the middle of a test.
 for tool in docker-registry skopeo podman buildah dockerd docker runc crun umoci debootstrap ssh-agent ssh-add ssh-keygen htpasswd git nft iperf3 ip; do
     command -v "$tool" >/dev/null || { echo "peers.sh: $tool missing after install" >&2; exit 1; }
+done
+# PostgreSQL's programs are not on PATH: the newest version directory, as the tests find it.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+for tool in initdb postgres createdb; do
+    [[ -n $pg_bin && -x $pg_bin/$tool ]] || { echo "peers.sh: PostgreSQL's $tool missing after install" >&2; exit 1; }
 done
 busybox=$(command -v busybox)
 if LC_ALL=C readelf -l "$busybox" 2>/dev/null | grep -q 'program interpreter' ||

@@ -127,12 +127,7 @@ impl TokenKeys {
         let pkcs8 = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let doc = EcdsaKeyPair::generate_pkcs8(
-                    &ECDSA_P256_SHA256_FIXED_SIGNING,
-                    &aws_lc_rs::rand::SystemRandom::new(),
-                )
-                .map_err(|_| AuthError::Crypto("generating the token signing key".into()))?;
-                let bytes = doc.as_ref().to_vec();
+                let bytes = TokenKeys::generate_pkcs8()?;
                 let tmp = dir.join(format!("{KEY_FILE}.tmp"));
                 {
                     use std::os::unix::fs::OpenOptionsExt;
@@ -156,6 +151,16 @@ impl TokenKeys {
             AuthError::Crypto(m) => AuthError::Crypto(format!("{}: {m}", path.display())),
             other => other,
         })
+    }
+
+    /// A new P-256 private key, PKCS#8.
+    pub fn generate_pkcs8() -> Result<Vec<u8>, AuthError> {
+        let doc = EcdsaKeyPair::generate_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &aws_lc_rs::rand::SystemRandom::new(),
+        )
+        .map_err(|_| AuthError::Crypto("generating the token signing key".into()))?;
+        Ok(doc.as_ref().to_vec())
     }
 
     /// From a PKCS#8 P-256 private key.

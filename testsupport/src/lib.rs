@@ -7,12 +7,14 @@
 //! - [`peers`]: running peer tools (skopeo, podman, buildah, docker) with a timeout, private
 //!   podman/buildah storage and a private dockerd.
 //! - [`pki`]: test CAs, server and client certificates.
+//! - [`postgres`]: a private PostgreSQL server and a fresh database per test.
 
 pub mod bases;
 pub mod home;
 pub mod output;
 pub mod peers;
 pub mod pki;
+pub mod postgres;
 
 pub use home::Home;
 pub use output::{field, path, text};

@@ -1,11 +1,54 @@
-use super::*;
+//! The auth service's tests. Those that are not about SQLite's files run on both backends (the
+//! `sqlite` and `postgres` modules at the end).
 
-fn open() -> (tempfile::TempDir, Auth) {
-    let dir = tempfile::tempdir().unwrap();
-    let auth = Auth::open(dir.path(), AuthConfig::default()).unwrap();
+use super::*;
+use hoist_testsupport::postgres::Database;
+use rusqlite::params;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What a test's store lives in: a directory, and on PostgreSQL a fresh database.
+struct Store {
+    dir: tempfile::TempDir,
+    db: Option<Database>,
+}
+
+impl Store {
+    fn new(backend: Backend) -> Store {
+        Store {
+            dir: tempfile::tempdir().unwrap(),
+            db: (backend == Backend::Postgres).then(hoist_testsupport::postgres::database),
+        }
+    }
+
+    /// Opens the store (again: another replica, on PostgreSQL).
+    fn open(&self) -> Auth {
+        match &self.db {
+            None => Auth::open(self.dir.path(), AuthConfig::default()).unwrap(),
+            Some(db) => Auth::open_postgres(db.url(), 4, AuthConfig::default()).unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn open_on(backend: Backend) -> (Store, Auth) {
+    let store = Store::new(backend);
+    let auth = store.open();
     assert!(auth.ensure_admin("admin-password").unwrap());
     assert!(!auth.ensure_admin("other-password").unwrap());
-    (dir, auth)
+    (store, auth)
+}
+
+fn open() -> (tempfile::TempDir, Auth) {
+    let (store, auth) = open_on(Backend::Sqlite);
+    (store.dir, auth)
 }
 
 fn admin() -> Identity {
@@ -29,9 +72,8 @@ fn files_are_private_and_users_persist() {
     assert!(!Auth::exists_with_users(&dir.path().join("nothing")));
 }
 
-#[test]
-fn cached_credentials_are_dropped_when_anything_changes() {
-    let (_dir, auth) = open();
+fn cached_credentials_are_dropped_when_anything_changes(backend: Backend) {
+    let (_dir, auth) = open_on(backend);
     auth.add_user(&admin(), "alice", "alice-password").unwrap();
     let alice = auth.login("alice", "alice-password", "t").unwrap();
     assert_eq!((alice.name.as_str(), alice.admin), ("alice", false));
@@ -51,9 +93,8 @@ fn cached_credentials_are_dropped_when_anything_changes() {
     ));
 }
 
-#[test]
-fn who_may_administer_what() {
-    let (_dir, auth) = open();
+fn who_may_administer_what(backend: Backend) {
+    let (_dir, auth) = open_on(backend);
     let a = admin();
     for u in ["alice", "bob"] {
         auth.add_user(&a, u, &format!("{u}-password")).unwrap();
@@ -159,9 +200,8 @@ fn who_may_administer_what() {
     assert!(!auth.audit_log(&a, 10).unwrap().is_empty());
 }
 
-#[test]
-fn tokens_are_hashed_scoped_expiring_and_revocable() {
-    let (dir, auth) = open();
+fn tokens_are_hashed_scoped_expiring_and_revocable(backend: Backend) {
+    let (dir, auth) = open_on(backend);
     let a = admin();
     auth.add_user(&a, "alice", "alice-password").unwrap();
     auth.create_org(&a, "acme").unwrap();
@@ -179,10 +219,22 @@ fn tokens_are_hashed_scoped_expiring_and_revocable() {
     let secret = t.token.rsplit('.').next().unwrap();
     for f in ["auth.db", "auth.db-wal"] {
         let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
+        assert!(backend == Backend::Postgres || !bytes.is_empty() || f != "auth.db");
         assert!(
             !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
             "{f}"
         );
+    }
+    for row in auth
+        .db
+        .query("SELECT hash, scopes, name FROM tokens", db::vals![])
+        .unwrap()
+    {
+        assert_ne!(row.blob(0).unwrap(), secret.as_bytes());
+        for i in [1, 2] {
+            let text = row.opt_text(i).unwrap().unwrap_or_default();
+            assert!(!text.contains(secret), "{text}");
+        }
     }
     let id = auth.login("alice", &t.token, "t").unwrap();
     assert_eq!(id.cap.as_ref().unwrap().id, t.id);
@@ -237,8 +289,10 @@ fn tokens_are_hashed_scoped_expiring_and_revocable() {
         )
         .unwrap();
     auth.db
-        .lock()
-        .execute("UPDATE tokens SET expires_at = 1 WHERE id = ?", [&short.id])
+        .execute(
+            "UPDATE tokens SET expires_at = 1 WHERE id = ?",
+            db::vals![&short.id],
+        )
         .unwrap();
     assert!(matches!(
         auth.login("alice", &short.token, "t3"),
@@ -285,9 +339,8 @@ fn tokens_are_hashed_scoped_expiring_and_revocable() {
     assert!(auth.login("acme+ci", &r.token, "t5").is_err());
 }
 
-#[test]
-fn a_lockout_holds_for_cached_credentials_too() {
-    let (_dir, auth) = open();
+fn a_lockout_holds_for_cached_credentials_too(backend: Backend) {
+    let (_dir, auth) = open_on(backend);
     auth.add_user(&admin(), "alice", "alice-password").unwrap();
     assert!(auth.login("alice", "alice-password", "10.0.0.1").is_ok());
     let mut outcomes = Vec::new();
@@ -306,27 +359,25 @@ fn a_lockout_holds_for_cached_credentials_too() {
 
 fn pat_expiry(auth: &Auth, id: &str) -> i64 {
     auth.db
-        .lock()
-        .query_row("SELECT expires_at FROM tokens WHERE id = ?", [id], |r| {
-            r.get(0)
-        })
+        .query_opt("SELECT expires_at FROM tokens WHERE id = ?", db::vals![id])
+        .unwrap()
+        .unwrap()
+        .int(0)
         .unwrap()
 }
 
 fn expire_now(auth: &Auth, id: &str) {
     // Behind the service's back, as the clock does it: no change is announced.
     auth.db
-        .lock()
         .execute(
             "UPDATE tokens SET expires_at = ? WHERE id = ?",
-            params![now() as i64 - 1, id],
+            db::vals![now() as i64 - 1, id],
         )
         .unwrap();
 }
 
-#[test]
-fn a_cached_token_login_is_checked_for_expiry_every_time() {
-    let (_dir, auth) = open();
+fn a_cached_token_login_is_checked_for_expiry_every_time(backend: Backend) {
+    let (_dir, auth) = open_on(backend);
     auth.add_user(&admin(), "alice", "alice-password").unwrap();
     let alice = Identity::user("alice", false);
     let t = auth
@@ -341,9 +392,8 @@ fn a_cached_token_login_is_checked_for_expiry_every_time() {
     );
 }
 
-#[test]
-fn refresh_tokens_and_registry_tokens_end_with_their_parent() {
-    let (_dir, auth) = open();
+fn refresh_tokens_and_registry_tokens_end_with_their_parent(backend: Backend) {
+    let (_dir, auth) = open_on(backend);
     auth.add_user(&admin(), "alice", "alice-password").unwrap();
     let alice = Identity::user("alice", false);
     let scope = ["repository:alice/*:pull".to_owned()];
@@ -406,9 +456,8 @@ fn refresh_tokens_and_registry_tokens_end_with_their_parent() {
     assert!(auth.identity_of(&claims).is_err());
 }
 
-#[test]
-fn a_removed_users_tokens_stay_dead_when_the_name_returns() {
-    let (_dir, auth) = open();
+fn a_removed_users_tokens_stay_dead_when_the_name_returns(backend: Backend) {
+    let (_dir, auth) = open_on(backend);
     auth.add_user(&admin(), "bob", "bob-password").unwrap();
     let bob = auth.login("bob", "bob-password", "t").unwrap();
     let issued = auth
@@ -455,9 +504,8 @@ fn a_removed_users_tokens_stay_dead_when_the_name_returns() {
     );
 }
 
-#[test]
-fn only_a_password_login_gets_the_admin_api_scope() {
-    let (_dir, auth) = open();
+fn only_a_password_login_gets_the_admin_api_scope(backend: Backend) {
+    let (_dir, auth) = open_on(backend);
     auth.add_user(&admin(), "alice", "alice-password").unwrap();
     let admin_scope = Scope::parse("registry:admin:*").unwrap();
     let has_admin = |id: &Identity| {
@@ -512,9 +560,8 @@ fn only_a_password_login_gets_the_admin_api_scope() {
     assert!(!has_admin(&auth.login("acme+ci", &r.token, "t").unwrap()));
 }
 
-#[test]
-fn patterns_with_dot_or_empty_segments_are_refused_when_stored() {
-    let (_dir, auth) = open();
+fn patterns_with_dot_or_empty_segments_are_refused_when_stored(backend: Backend) {
+    let (_dir, auth) = open_on(backend);
     let a = admin();
     auth.add_user(&a, "alice", "alice-password").unwrap();
     auth.create_org(&a, "acme").unwrap();
@@ -633,3 +680,96 @@ fn names() {
         assert!(check_name("n", bad).is_err(), "{bad}");
     }
 }
+
+/// Two replicas on one PostgreSQL database: one signing key, one set of users and tokens.
+#[test]
+fn replicas_share_users_tokens_and_the_signing_key() {
+    let store = Store::new(Backend::Postgres);
+    let (a, b) = (store.open(), store.open());
+    assert!(!a.has_users().unwrap());
+    assert!(a.ensure_admin("admin-password").unwrap());
+    assert!(!b.ensure_admin("admin-password").unwrap());
+    assert!(b.has_users().unwrap());
+    assert_eq!(a.keys().kid(), b.keys().kid());
+    a.add_user(&admin(), "alice", "alice-password").unwrap();
+    let alice = b.login("alice", "alice-password", "t").unwrap();
+    let issued = b.issue(&alice, &[], true, "t").unwrap();
+    let claims = a.verify(&issued.token).unwrap();
+    assert_eq!(a.identity_of(&claims).unwrap().name, "alice");
+    let refresh = issued.refresh_token.unwrap();
+    assert!(a.refresh_login(&refresh, "", "t").is_ok());
+    drop((a, b));
+    // Opening again changes nothing.
+    let c = store.open();
+    assert!(c.login("alice", "alice-password", "t").is_ok());
+    assert!(c.verify(&issued.token).is_ok());
+}
+
+/// On PostgreSQL every call hands its query to the store's own runtime: it works from a plain
+/// thread, a current-thread runtime, a worker of a multi-threaded one and its blocking pool.
+#[test]
+fn calls_work_from_any_context() {
+    let (store, auth) = open_on(Backend::Postgres);
+    let url = store.db.as_ref().unwrap().url().to_owned();
+    let auth = std::sync::Arc::new(auth);
+    assert!(auth.is_org_admin(&admin(), "x").unwrap());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { auth.note_repo("a/b").unwrap() });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = auth.clone();
+        tokio::spawn(async move { a.note_repo("c/d").unwrap() })
+            .await
+            .unwrap();
+        let a = auth.clone();
+        tokio::task::spawn_blocking(move || a.list_users(&admin()).unwrap())
+            .await
+            .unwrap();
+        // Opening and dropping a store on a worker is fine too.
+        tokio::spawn(async move {
+            let other = Auth::open_postgres(&url, 1, AuthConfig::default()).unwrap();
+            assert!(other.has_users().unwrap());
+            drop(other);
+        })
+        .await
+        .unwrap();
+    });
+    drop(rt);
+    assert!(!auth.is_public("a/b").unwrap());
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Sqlite);
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Postgres);
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    cached_credentials_are_dropped_when_anything_changes,
+    who_may_administer_what,
+    tokens_are_hashed_scoped_expiring_and_revocable,
+    a_lockout_holds_for_cached_credentials_too,
+    a_cached_token_login_is_checked_for_expiry_every_time,
+    refresh_tokens_and_registry_tokens_end_with_their_parent,
+    a_removed_users_tokens_stay_dead_when_the_name_returns,
+    only_a_password_login_gets_the_admin_api_scope,
+    patterns_with_dot_or_empty_segments_are_refused_when_stored,
+);

@@ -42,14 +42,10 @@ impl Auth {
         let scopes = Self::parse_token_scopes(scopes, Some(org))?;
         let expires_at = now() + Self::lifetime(expires_in_secs)?;
         let full = format!("{org}+{name}");
-        let n = self
-            .db
-            .lock()
-            .execute(
-                "INSERT OR IGNORE INTO robots(name, org, scopes, created) VALUES (?, ?, ?, ?)",
-                params![full, org, scopes_json(&scopes), now() as i64],
-            )
-            .map_err(|e| self.db_err(e))?;
+        let n = self.db.execute(
+            "INSERT OR IGNORE INTO robots(name, org, scopes, created) VALUES (?, ?, ?, ?)",
+            vals![&full, org, scopes_json(&scopes), now() as i64],
+        )?;
         if n == 0 {
             return Err(AuthError::Conflict(format!("robot {full}")));
         }
@@ -62,26 +58,23 @@ impl Auth {
         if actor.is_anonymous() {
             return Err(AuthError::Forbidden("listing tokens needs a user".into()));
         }
-        let db = self.db.lock();
-        let mut st = db
-            .prepare(
+        self.db
+            .query(
                 "SELECT id, name, scopes, expires_at FROM tokens
                  WHERE owner = ? AND kind IN (?, ?) ORDER BY created, id",
-            )
-            .map_err(|e| self.db_err(e))?;
-        st.query_map(params![actor.name, PAT, ROBOT], |r| {
-            Ok(TokenInfo {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                scopes: serde_json::from_str(&r.get::<_, String>(2).unwrap_or_default())
-                    .unwrap_or_default(),
-                expires_at: r
-                    .get::<_, Option<i64>>(3)?
-                    .map(|e| rfc3339(e.max(0) as u64)),
+                vals![&actor.name, PAT, ROBOT],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(TokenInfo {
+                    id: r.text(0)?,
+                    name: r.text(1)?,
+                    scopes: serde_json::from_str(&r.text(2).unwrap_or_default())
+                        .unwrap_or_default(),
+                    expires_at: r.opt_int(3)?.map(|e| rfc3339(e.max(0) as u64)),
+                })
             })
-        })
-        .and_then(Iterator::collect)
-        .map_err(|e| self.db_err(e))
+            .collect()
     }
 
     /// Revokes a token (and refresh tokens issued through it): its owner, an administrator, or
@@ -101,13 +94,11 @@ impl Auth {
             return Err(AuthError::NotFound(format!("token {id}")));
         }
         // Everything issued through it goes with it (refresh tokens of refresh tokens too).
-        let r = self.delete_tokens_where("SELECT ?1", params![id]);
+        let r = self.delete_tokens_where("SELECT CAST(?1 AS TEXT)", vals![id]);
         if r.is_ok() && row.kind == ROBOT {
             let deleted = self
                 .db
-                .lock()
-                .execute("DELETE FROM robots WHERE name = ?", [&row.owner])
-                .map_err(|e| self.db_err(e));
+                .execute("DELETE FROM robots WHERE name = ?", vals![&row.owner]);
             self.changed();
             return deleted.map(|_| ());
         }
@@ -118,24 +109,23 @@ impl Auth {
     /// The newest `limit` audit records, newest first (administrators only).
     pub fn audit_log(&self, actor: &Identity, limit: usize) -> Result<Vec<AuditEntry>, AuthError> {
         self.require_site_admin(actor, "reading the audit log")?;
-        let db = self.db.lock();
-        let mut st = db
-            .prepare(
+        self.db
+            .query(
                 "SELECT time, actor, action, target, outcome, remote FROM audit
                  ORDER BY id DESC LIMIT ?",
-            )
-            .map_err(|e| self.db_err(e))?;
-        st.query_map([limit.min(10_000) as i64], |r| {
-            Ok(AuditEntry {
-                time: rfc3339(r.get::<_, i64>(0)?.max(0) as u64),
-                actor: r.get(1)?,
-                action: r.get(2)?,
-                target: r.get(3)?,
-                outcome: r.get(4)?,
-                remote: r.get(5)?,
+                vals![limit.min(10_000) as i64],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    time: rfc3339(r.int(0)?.max(0) as u64),
+                    actor: r.text(1)?,
+                    action: r.text(2)?,
+                    target: r.text(3)?,
+                    outcome: r.text(4)?,
+                    remote: r.text(5)?,
+                })
             })
-        })
-        .and_then(Iterator::collect)
-        .map_err(|e| self.db_err(e))
+            .collect()
     }
 }

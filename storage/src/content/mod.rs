@@ -169,6 +169,19 @@ impl Store {
         .await
     }
 
+    /// Opens a store on `driver` (bytes) with its metadata in the PostgreSQL database at `url`
+    /// (at most `pool_size` connections; see [`crate::metadata::PgMetadata::connect`]), for
+    /// several replicas sharing one object store and one database. Garbage collection's
+    /// exclusive lock is this process's only: run it on one replica.
+    pub async fn open_postgres(
+        driver: Arc<dyn StorageDriver>,
+        url: &str,
+        pool_size: usize,
+    ) -> Result<Self> {
+        let meta = crate::metadata::PgMetadata::connect(url, pool_size).await?;
+        Store::open(driver, Arc::new(meta)).await
+    }
+
     pub fn driver(&self) -> &Arc<dyn StorageDriver> {
         &self.driver
     }

@@ -2,14 +2,18 @@
 //! upload sessions.
 //!
 //! The content layer talks to a [`MetadataStore`]; [`SqliteMetadata`] is the embedded
-//! implementation. The schema is plain SQL (text keys, integer times, no SQLite-only types) so a
-//! PostgreSQL store can implement the same trait for multi-replica deployments.
+//! implementation (the default), [`PgMetadata`] the same schema on PostgreSQL for several
+//! replicas sharing one database. Both pass one test suite (`testsuite`).
 
+mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod testsuite;
 
 use async_trait::async_trait;
 use hoist_oci::{Digest, DigesterState};
 
+pub use postgres::PgMetadata;
 pub use sqlite::{SqliteMetadata, open_wal};
 
 /// What went wrong in the metadata store.
@@ -17,12 +21,28 @@ pub use sqlite::{SqliteMetadata, open_wal};
 pub enum MetaError {
     #[error("metadata database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("metadata database: {}", pg_message(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection from the PostgreSQL pool (timed out, or the pool is closed).
+    #[error("metadata database pool: {0}")]
+    Pool(String),
     #[error("manifest references content the repository does not have: {}", list(.0))]
     MissingReferences(Vec<Digest>),
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
     #[error("metadata task failed: {0}")]
     Task(String),
+}
+
+/// What the server said (`tokio_postgres::Error` alone says only "db error").
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 fn list(ds: &[Digest]) -> String {
