@@ -280,6 +280,16 @@ async fn blob_get(
         .blob_stat(name, digest)
         .await?
         .ok_or_else(|| ApiError::new(Code::BlobUnknown, digest.to_string()))?;
+    // An object store that presigns URLs serves the bytes itself (the CNCF registry's
+    // `redirect`): the client follows the 307, with its Range header if it sent one.
+    if !head && let Some(url) = app.store.blob_redirect(digest).await {
+        return Ok(Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, header_value(&url))
+            .header(DIGEST_HEADER, header_value(digest.as_str()))
+            .body(Body::empty())
+            .expect("valid response"));
+    }
     let range = parse_range(header_str(headers, "range"), size);
     let (status, start, len) = match range {
         ByteRange::Whole => (StatusCode::OK, 0, size),

@@ -221,16 +221,57 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Opens the store named by `config`.
 pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
-    std::fs::create_dir_all(&config.data).map_err(|e| ServeError::Storage {
+    use config::StorageDriverKind;
+    let err = |source: hoist_storage::ContentError| ServeError::Storage {
         path: config.data.clone(),
-        source: hoist_storage::DriverError::io(&config.data.display().to_string(), e).into(),
+        source,
+    };
+    std::fs::create_dir_all(&config.data).map_err(|e| {
+        err(hoist_storage::DriverError::io(&config.data.display().to_string(), e).into())
     })?;
-    Store::open_fs(&config.data)
-        .await
-        .map_err(|source| ServeError::Storage {
-            path: config.data.clone(),
-            source,
-        })
+    match (config.storage.driver, &config.database) {
+        (StorageDriverKind::Fs, None) => Store::open_fs(&config.data).await.map_err(err),
+        (StorageDriverKind::S3, None) => {
+            let driver =
+                hoist_storage::ObjectDriver::s3(&s3_config(config)).map_err(|e| err(e.into()))?;
+            Store::open_object(driver, &config.data).await.map_err(err)
+        }
+        (kind, Some(db)) => {
+            let driver: Arc<dyn hoist_storage::StorageDriver> = match kind {
+                StorageDriverKind::Fs => {
+                    Arc::new(hoist_storage::FsDriver::new(&config.data).map_err(|e| {
+                        err(
+                            hoist_storage::DriverError::io(&config.data.display().to_string(), e)
+                                .into(),
+                        )
+                    })?)
+                }
+                StorageDriverKind::S3 => Arc::new(
+                    hoist_storage::ObjectDriver::s3(&s3_config(config))
+                        .map_err(|e| err(e.into()))?,
+                ),
+            };
+            Store::open_postgres(driver, &db.url.0, db.pool_size)
+                .await
+                .map_err(err)
+        }
+    }
+}
+
+/// The object driver's settings from `[storage.s3]`: a plain-`http` endpoint is allowed when
+/// the configuration names one.
+fn s3_config(config: &Config) -> hoist_storage::S3Config {
+    let s3 = &config.storage.s3;
+    hoist_storage::S3Config {
+        bucket: s3.bucket.clone(),
+        endpoint: (!s3.endpoint.is_empty()).then(|| s3.endpoint.clone()),
+        region: s3.region.clone(),
+        access_key_id: s3.access_key_id.clone(),
+        secret_access_key: s3.secret_access_key.0.clone(),
+        prefix: s3.prefix.clone(),
+        allow_http: s3.endpoint.starts_with("http://"),
+        redirect: s3.redirect,
+    }
 }
 
 /// The admin password the configuration names: `HOIST_ADMIN_PASSWORD`, else the first line
@@ -261,7 +302,7 @@ fn admin_password(config: &Config) -> Result<Option<String>, ServeError> {
 /// `insecure_no_auth`.
 pub fn open_auth(config: &Config) -> Result<Option<Arc<Auth>>, ServeError> {
     let password = admin_password(config)?;
-    if password.is_none() && !Auth::exists_with_users(&config.data) {
+    let open = || {
         if !config.listen.ip().is_loopback() && !config.insecure_no_auth {
             return Err(ServeError::OpenNonLoopback(config.listen));
         }
@@ -270,9 +311,23 @@ pub fn open_auth(config: &Config) -> Result<Option<Arc<Auth>>, ServeError> {
              (configure an admin password to turn it on)",
             config.listen
         );
-        return Ok(None);
-    }
-    let auth = Auth::open(&config.data, auth_config(config))?;
+        Ok(None)
+    };
+    let auth = match &config.database {
+        Some(db) => {
+            let auth = Auth::open_postgres(&db.url.0, db.pool_size, auth_config(config))?;
+            if password.is_none() && !auth.has_users()? {
+                return open();
+            }
+            auth
+        }
+        None => {
+            if password.is_none() && !Auth::exists_with_users(&config.data) {
+                return open();
+            }
+            Auth::open(&config.data, auth_config(config))?
+        }
+    };
     if let Some(p) = password {
         if auth.ensure_admin(&p)? {
             tracing::info!("created the admin user");

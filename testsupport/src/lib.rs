@@ -7,6 +7,7 @@
 //! - [`peers`]: running peer tools (skopeo, podman, buildah, docker) with a timeout, private
 //!   podman/buildah storage and a private dockerd.
 //! - [`pki`]: test CAs, server and client certificates.
+//! - [`s3`]: S3 servers (s3s-fs, moto) on loopback.
 //! - [`postgres`]: a private PostgreSQL server and a fresh database per test.
 
 pub mod bases;
@@ -15,6 +16,7 @@ pub mod output;
 pub mod peers;
 pub mod pki;
 pub mod postgres;
+pub mod s3;
 
 pub use home::Home;
 pub use output::{field, path, text};

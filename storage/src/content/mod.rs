@@ -254,6 +254,13 @@ impl Store {
         Ok(BlobReader { size, reader })
     }
 
+    /// A URL the client may fetch a blob of `repo` from directly (a presigned object-store URL),
+    /// when the driver hands them out; `None` otherwise. The caller has checked the blob is
+    /// linked into `repo`.
+    pub async fn blob_redirect(&self, digest: &Digest) -> Option<String> {
+        self.driver.redirect_url(&paths::blob_data(digest)).await
+    }
+
     /// Streams `len` bytes of a blob of `repo` from `offset` (to the end when `None`).
     pub async fn blob_stream(
         &self,

@@ -2,10 +2,7 @@
 //! port with its own data directory: `s3s-fs` (crates.io) and moto's server (PyPI). Both are
 //! installed by `.ci/peers.sh` into `target/peers/`; a missing one fails the test.
 
-use std::net::TcpListener;
-use std::path::{Path as FsPath, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -14,131 +11,20 @@ use tokio::io::AsyncReadExt;
 use super::*;
 use crate::driver::testsuite;
 
-const BUCKET: &str = "hoist-test";
-const ACCESS_KEY: &str = "hoist-access";
-const SECRET_KEY: &str = "hoist-secret";
 const PREFIX: &str = "registry";
 const MIB: usize = 1 << 20;
 
-/// A program `.ci/peers.sh` installs under `target/peers/` (or one on `PATH`).
-fn repo_peer(name: &str) -> PathBuf {
-    let peers = FsPath::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers");
-    let path = std::env::var("PATH").unwrap_or_default();
-    [peers.join("bin"), peers.join("venv/bin")]
-        .into_iter()
-        .chain(std::env::split_paths(&path))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not installed: run .ci/peers.sh (it installs {name} into target/peers)"
-            )
-        })
-}
+use hoist_testsupport::s3::{ACCESS_KEY, BUCKET, S3Server as Server, SECRET_KEY};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running S3 server; stopped (and its data removed) when dropped.
-struct Server {
-    name: &'static str,
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// What the tests build on a server.
+trait Driven {
+    fn config(&self, redirect: bool) -> S3Config;
+    fn driver(&self) -> ObjectDriver {
+        ObjectDriver::s3(&self.config(false)).unwrap()
     }
 }
 
-impl Server {
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Waits until the server accepts connections.
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("{} exited before it listened: {status}", self.name);
-            }
-            assert!(Instant::now() < deadline, "{} did not listen", self.name);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn s3s_fs() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join(BUCKET)).unwrap();
-        let port = free_port();
-        let child = Command::new(repo_peer("s3s-fs"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(dir.path())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starting s3s-fs");
-        let mut s = Server {
-            name: "s3s-fs",
-            child,
-            port,
-            _dir: dir,
-        };
-        s.wait_ready();
-        s
-    }
-
-    async fn moto() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new(repo_peer("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .current_dir(dir.path())
-            .env("HOME", dir.path())
-            .env("TMPDIR", dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting moto_server");
-        let mut s = Server {
-            name: "moto",
-            child,
-            port,
-            _dir: dir,
-        };
-        s.wait_ready();
-        // moto keeps buckets in memory: create ours (it checks no signature by default).
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match client
-                .put(format!("{}/{BUCKET}", s.endpoint()))
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => break,
-                other => {
-                    assert!(Instant::now() < deadline, "creating the bucket: {other:?}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-        s
-    }
-
+impl Driven for Server {
     fn config(&self, redirect: bool) -> S3Config {
         S3Config {
             bucket: BUCKET.to_owned(),
@@ -150,10 +36,6 @@ impl Server {
             allow_http: true,
             redirect,
         }
-    }
-
-    fn driver(&self) -> ObjectDriver {
-        ObjectDriver::s3(&self.config(false)).unwrap()
     }
 }
 
@@ -428,7 +310,7 @@ async fn object_driver_on_s3s_fs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_driver_on_moto() {
-    passes_everything(Server::moto().await).await;
+    passes_everything(Server::moto()).await;
 }
 
 #[test]
