@@ -11,9 +11,15 @@
 //!   after a warm-up), with p50 and p99 latency;
 //! - peak RSS of the server process (`VmHWM` in `/proc/PID/status`) after everything above.
 //!
+//! Then two reference measurements of the machine itself, each the median of 3: loopback TCP
+//! throughput (GB/s; one thread writes a 4 MiB buffer repeatedly into a 127.0.0.1 socket for ~1 s,
+//! another reads and discards) and fsync-ed disk writes in `$TMPDIR` (MB/s; the blob size in
+//! 1 MiB writes, then `sync_all`, the file deleted after).
+//!
 //! Then a table, and the ratios against hoist's targets: at least 2x the CNCF registry's manifest
-//! GETs/s, at least 1.5x its blob push throughput, less memory. It only prints; nothing here is an
-//! assertion.
+//! GETs/s, at least 1.5x its blob push throughput, less memory; blob pulls at least 90% of
+//! loopback TCP, monolithic pushes at least 90% of the fsync-ed disk rate. It only prints; nothing
+//! here is an assertion.
 //!
 //! `cargo bench -p hoist --bench registry`; `HOIST_BENCH_QUICK=1` shrinks sizes and durations for a
 //! smoke run; `HOIST_BENCH_ONLY=hoist` (or `distribution`) runs one server. Data directories are
@@ -152,7 +158,87 @@ fn main() {
 
     let scores = runtime.block_on(bench(&servers, &cfg, data));
     drop(servers);
-    report(&cfg, &scores);
+    eprintln!("reference measurements...");
+    let refs = references(&cfg, data);
+    report(&cfg, &scores, &refs);
+}
+
+/// What this machine does without a server in the way: loopback TCP (GB/s) and fsync-ed disk
+/// writes in `$TMPDIR` (MB/s), each the median of 3.
+struct References {
+    loopback_gbps: Result<f64>,
+    disk_mbps: Result<f64>,
+}
+
+fn references(cfg: &Config, data: &'static [u8]) -> References {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let secs = if cfg.reps == 1 { 0.3 } else { 1.0 };
+    let loopback_gbps = (0..3)
+        .map(|_| loopback(Duration::from_secs_f64(secs)))
+        .collect::<Result<Vec<f64>>>()
+        .map(median);
+    let size = cfg.blob_size as f64 / 1e6;
+    let disk_mbps = (0..3)
+        .map(|_| disk_write(&data[..cfg.blob_size]).map(|t| size / t.as_secs_f64()))
+        .collect::<Result<Vec<f64>>>()
+        .map(median);
+    References {
+        loopback_gbps,
+        disk_mbps,
+    }
+}
+
+/// One thread writes a 4 MiB buffer repeatedly into a 127.0.0.1 socket for `duration`, another
+/// reads and discards; GB/s received.
+fn loopback(duration: Duration) -> Result<f64> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let reader = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut s, _) = listener.accept()?;
+        let mut buf = vec![0u8; MIB];
+        let mut total = 0u64;
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+        }
+    });
+    let mut s = std::net::TcpStream::connect(addr)?;
+    let buf = vec![0x5au8; 4 * MIB];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < duration {
+        s.write_all(&buf)?;
+        sent += buf.len() as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    let got = reader
+        .join()
+        .map_err(|_| anyhow!("loopback reader panicked"))??;
+    let elapsed = start.elapsed();
+    ensure!(got == sent, "loopback read {got} bytes of {sent}");
+    Ok(got as f64 / elapsed.as_secs_f64() / 1e9)
+}
+
+/// Writes `data` to a new file in `$TMPDIR` in 1 MiB writes, then `sync_all`; the file is
+/// deleted afterwards. Returns the elapsed time.
+fn disk_write(data: &[u8]) -> Result<Duration> {
+    use std::io::Write;
+    let mut file = tempfile::NamedTempFile::new()?;
+    let start = Instant::now();
+    for chunk in data.chunks(MIB) {
+        file.as_file_mut().write_all(chunk)?;
+    }
+    file.as_file().sync_all()?;
+    let elapsed = start.elapsed();
+    file.close()?;
+    Ok(elapsed)
 }
 
 fn samples(n: usize) -> Vec<Samples> {
@@ -530,7 +616,7 @@ fn cell<T>(r: &Result<T>, f: impl Fn(&T) -> String) -> String {
     }
 }
 
-fn report(cfg: &Config, all: &[Scores]) {
+fn report(cfg: &Config, all: &[Scores], refs: &References) {
     println!();
     println!(
         "registry benchmark: blob {} MiB (median of {}), chunks {} MiB, manifest GETs from {CONNECTIONS} connections for {:?}",
@@ -581,6 +667,26 @@ fn report(cfg: &Config, all: &[Scores]) {
             print!("{:>14}", f(s));
         }
         println!();
+    }
+
+    println!("references (this machine):");
+    println!(
+        "  {:<24}{:>14}",
+        "loopback TCP (GB/s)",
+        cell(&refs.loopback_gbps, |v| format!("{v:.2}"))
+    );
+    println!(
+        "  {:<24}{:>14}",
+        "fsync disk write (MB/s)",
+        cell(&refs.disk_mbps, |v| format!("{v:.1}"))
+    );
+    for (what, r) in [
+        ("loopback TCP", &refs.loopback_gbps),
+        ("fsync disk write", &refs.disk_mbps),
+    ] {
+        if let Err(e) = r {
+            println!("  error: {what}: {e:#}");
+        }
     }
 
     let errors: Vec<String> = all
@@ -647,6 +753,20 @@ fn report(cfg: &Config, all: &[Scores]) {
     );
     ratio("blob pull", ok(&h.pull), ok(&d.pull), None);
     ratio("peak RSS", rss(h), rss(d), Some((1.0, false)));
+    println!("targets (hoist / this machine):");
+    let mib_s = |r: &Result<f64>| ok(r).map(|v| v * MIB as f64);
+    ratio(
+        "blob pull / loopback",
+        mib_s(&h.pull),
+        ok(&refs.loopback_gbps).map(|v| v * 1e9),
+        Some((0.9, true)),
+    );
+    ratio(
+        "push mono / fsync disk",
+        mib_s(&h.push_mono),
+        ok(&refs.disk_mbps).map(|v| v * 1e6),
+        Some((0.9, true)),
+    );
 }
 
 fn ms(d: Duration) -> f64 {
