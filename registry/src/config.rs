@@ -51,7 +51,7 @@ impl<'de> Deserialize<'de> for Secret {
 /// Where blobs live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum StorageDriverKind {
+pub enum StorageKind {
     /// The data directory.
     #[default]
     Fs,
@@ -63,7 +63,7 @@ pub enum StorageDriverKind {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    pub driver: StorageDriverKind,
+    pub driver: StorageKind,
     pub s3: S3Settings,
 }
 
@@ -367,8 +367,8 @@ impl Config {
     fn storage_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = env("HOIST_STORAGE_DRIVER") {
             self.storage.driver = match v.as_str() {
-                "fs" => StorageDriverKind::Fs,
-                "s3" => StorageDriverKind::S3,
+                "fs" => StorageKind::Fs,
+                "s3" => StorageKind::S3,
                 _ => {
                     return Err(ConfigError::Invalid {
                         key: "HOIST_STORAGE_DRIVER".into(),
@@ -414,7 +414,7 @@ impl Config {
                 });
             }
         }
-        if self.storage.driver == StorageDriverKind::S3 {
+        if self.storage.driver == StorageKind::S3 {
             let s3 = &self.storage.s3;
             for (key, value) in [
                 ("storage.s3.bucket", &s3.bucket),
@@ -628,7 +628,7 @@ mod tests {
         )
         .unwrap();
         let c = Config::load(Some(&f), none).unwrap();
-        assert_eq!(c.storage.driver, StorageDriverKind::S3);
+        assert_eq!(c.storage.driver, StorageKind::S3);
         assert_eq!(c.storage.s3.secret_access_key.0, "s3-secret");
         assert_eq!(c.database.as_ref().unwrap().pool_size, 16);
         let shown = format!("{c:?}");

@@ -221,41 +221,20 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Opens the store named by `config`.
 pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
-    use config::StorageDriverKind;
-    let err = |source: hoist_storage::ContentError| ServeError::Storage {
-        path: config.data.clone(),
-        source,
+    let blobs = match config.storage.driver {
+        config::StorageKind::Fs => hoist_storage::Blobs::Fs,
+        config::StorageKind::S3 => hoist_storage::Blobs::S3(s3_config(config)),
     };
-    std::fs::create_dir_all(&config.data).map_err(|e| {
-        err(hoist_storage::DriverError::io(&config.data.display().to_string(), e).into())
-    })?;
-    match (config.storage.driver, &config.database) {
-        (StorageDriverKind::Fs, None) => Store::open_fs(&config.data).await.map_err(err),
-        (StorageDriverKind::S3, None) => {
-            let driver =
-                hoist_storage::ObjectDriver::s3(&s3_config(config)).map_err(|e| err(e.into()))?;
-            Store::open_object(driver, &config.data).await.map_err(err)
-        }
-        (kind, Some(db)) => {
-            let driver: Arc<dyn hoist_storage::StorageDriver> = match kind {
-                StorageDriverKind::Fs => {
-                    Arc::new(hoist_storage::FsDriver::new(&config.data).map_err(|e| {
-                        err(
-                            hoist_storage::DriverError::io(&config.data.display().to_string(), e)
-                                .into(),
-                        )
-                    })?)
-                }
-                StorageDriverKind::S3 => Arc::new(
-                    hoist_storage::ObjectDriver::s3(&s3_config(config))
-                        .map_err(|e| err(e.into()))?,
-                ),
-            };
-            Store::open_postgres(driver, &db.url.0, db.pool_size)
-                .await
-                .map_err(err)
-        }
-    }
+    let postgres = config
+        .database
+        .as_ref()
+        .map(|db| (db.url.0.as_str(), db.pool_size));
+    Store::open_backends(&config.data, blobs, postgres)
+        .await
+        .map_err(|source| ServeError::Storage {
+            path: config.data.clone(),
+            source,
+        })
 }
 
 /// The object driver's settings from `[storage.s3]`: a plain-`http` endpoint is allowed when

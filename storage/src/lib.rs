@@ -15,6 +15,6 @@ pub mod driver;
 pub mod images;
 pub mod metadata;
 
-pub use content::{ContentError, Store};
+pub use content::{Blobs, ContentError, Store};
 pub use driver::{DriverError, FsDriver, MemoryDriver, ObjectDriver, S3Config, StorageDriver};
 pub use metadata::{MetadataStore, SqliteMetadata};

@@ -109,6 +109,15 @@ pub struct Store {
     commit_lock: gc::CommitLock,
 }
 
+/// Where [`Store::open_backends`] keeps blobs.
+#[derive(Debug, Clone)]
+pub enum Blobs {
+    /// The data directory (the fs driver).
+    Fs,
+    /// An S3 or S3-compatible bucket (the object driver).
+    S3(crate::S3Config),
+}
+
 impl Store {
     /// Opens a store and cleans up what a crash may have left: upload directories without a
     /// session, and sessions whose bytes are gone.
@@ -180,6 +189,29 @@ impl Store {
     ) -> Result<Self> {
         let meta = crate::metadata::PgMetadata::connect(url, pool_size).await?;
         Store::open(driver, Arc::new(meta)).await
+    }
+
+    /// Opens the store a registry's configuration names: blobs in the data directory `data` or
+    /// an S3 bucket, metadata in SQLite beside them (under `data`) or in PostgreSQL
+    /// (`postgres`: the url and the pool size).
+    pub async fn open_backends(
+        data: &std::path::Path,
+        blobs: Blobs,
+        postgres: Option<(&str, usize)>,
+    ) -> Result<Self> {
+        let io = |e| DriverError::io(&data.display().to_string(), e);
+        std::fs::create_dir_all(data).map_err(io)?;
+        match (blobs, postgres) {
+            (Blobs::Fs, None) => Store::open_fs(data).await,
+            (Blobs::S3(s3), None) => Store::open_object(crate::ObjectDriver::s3(&s3)?, data).await,
+            (blobs, Some((url, pool_size))) => {
+                let driver: Arc<dyn StorageDriver> = match blobs {
+                    Blobs::Fs => Arc::new(crate::FsDriver::new(data).map_err(io)?),
+                    Blobs::S3(s3) => Arc::new(crate::ObjectDriver::s3(&s3)?),
+                };
+                Store::open_postgres(driver, url, pool_size).await
+            }
+        }
     }
 
     pub fn driver(&self) -> &Arc<dyn StorageDriver> {
