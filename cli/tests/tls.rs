@@ -109,6 +109,11 @@ async fn get(
     c.get(format!("https://{}{path}", server.addr)).send().await
 }
 
+/// The status of a GET that must get an answer.
+async fn status(c: &reqwest::Client, server: &Server, path: &str) -> u16 {
+    get(c, server, path).await.unwrap().status().as_u16()
+}
+
 /// The error chain of a failed request, as one lowercase string.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
@@ -190,10 +195,7 @@ async fn a_new_certificate_is_taken_on_sighup_and_on_a_file_change_without_dropp
     // across the reloads. It trusts only the first CA, so a request of it that succeeds after
     // a reload went over the connection made before.
     let kept = client(&first, None, false);
-    assert_eq!(
-        get(&kept, &server, "/v2/").await.unwrap().status().as_u16(),
-        401
-    );
+    assert_eq!(status(&kept, &server, "/v2/").await, 401);
 
     // A file change.
     let second = Ca::new("second ca");
@@ -220,10 +222,7 @@ async fn a_new_certificate_is_taken_on_sighup_and_on_a_file_change_without_dropp
             .await
             .is_err()
     );
-    assert_eq!(
-        get(&kept, &server, "/v2/").await.unwrap().status().as_u16(),
-        401
-    );
+    assert_eq!(status(&kept, &server, "/v2/").await, 401);
 
     // SIGHUP: its own reload, logged as such.
     let third = Ca::new("third ca");
@@ -235,17 +234,10 @@ async fn a_new_certificate_is_taken_on_sighup_and_on_a_file_change_without_dropp
     .unwrap();
     wait_log(&server, "sighup reload", |out| out.contains("sighup"));
     assert_eq!(
-        get(&client(&third.pem(), None, false), &server, "/v2/")
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
+        status(&client(&third.pem(), None, false), &server, "/v2/").await,
         401
     );
-    assert_eq!(
-        get(&kept, &server, "/v2/").await.unwrap().status().as_u16(),
-        401
-    );
+    assert_eq!(status(&kept, &server, "/v2/").await, 401);
 
     // A broken certificate file: logged, and the last good certificate stays.
     std::fs::write(&tls.cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
@@ -257,11 +249,7 @@ async fn a_new_certificate_is_taken_on_sighup_and_on_a_file_change_without_dropp
         "the error names the file:\n{out}"
     );
     assert_eq!(
-        get(&client(&third.pem(), None, false), &server, "/v2/")
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
+        status(&client(&third.pem(), None, false), &server, "/v2/").await,
         401
     );
     assert!(server.output().lines().all(|l| !l.contains("panicked")));
@@ -293,20 +281,9 @@ async fn a_client_certificate_authenticates_as_the_user_its_cn_names() {
 
     let dev = tls.client_ca.client("dev");
     let with_cert = client(&ca, Some(&dev), false);
+    assert_eq!(status(&with_cert, &server, "/v2/").await, 200);
     assert_eq!(
-        get(&with_cert, &server, "/v2/")
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        get(&client(&ca, None, false), &server, "/v2/")
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
+        status(&client(&ca, None, false), &server, "/v2/").await,
         401
     );
     // A certificate naming no account: 401, saying so.
