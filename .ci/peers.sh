@@ -16,6 +16,8 @@
 #   apache2-utils     htpasswd: the CNCF registry's htpasswd auth files (credential and transfer tests)
 #   procps            kill, ps: the benches signal the daemons they start (priority important, not required)
 #   python3, python3-venv   the virtualenv moto's S3 server is installed into (below)
+#   haproxy           the round-robin load balancer in front of several `hoist serve` replicas
+#   nginx             the static-file reference row of the registry bench
 #
 # Repo-local peers, under target/peers/ (CI caches nothing outside the repository), for the
 # object-storage driver's tests (storage/src/driver/object.rs), each against a real S3 server:
@@ -36,7 +38,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
-packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils procps nftables iperf3 iproute2 systemd python3 python3-venv postgresql)
+packages=(docker-registry skopeo podman buildah busybox-static uidmap fuse-overlayfs ca-certificates runc crun umoci debootstrap git openssh-client apache2-utils procps nftables iperf3 iproute2 systemd python3 python3-venv postgresql haproxy nginx)
 
 # The docker engine: Debian's docker.io. It conflicts with docker-ce/docker-ce-cli from Docker's
 # own repository; if those (or any dockerd) are already there, use them instead. A docker client
@@ -76,7 +78,7 @@ if ((${#missing[@]})); then
 fi
 
 # Sanity checks, so a broken install fails here and not in the middle of a test.
-for tool in docker-registry skopeo podman buildah dockerd docker runc crun umoci debootstrap ssh-agent ssh-add ssh-keygen htpasswd git nft iperf3 ip; do
+for tool in docker-registry skopeo podman buildah dockerd docker runc crun umoci debootstrap ssh-agent ssh-add ssh-keygen htpasswd git nft iperf3 ip haproxy nginx; do
     command -v "$tool" >/dev/null || { echo "peers.sh: $tool missing after install" >&2; exit 1; }
 done
 # PostgreSQL's programs are not on PATH: the newest version directory, as the tests find it.
