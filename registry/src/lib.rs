@@ -8,6 +8,8 @@
 //! - [`config`]: TOML + `HOIST_*` environment, defaults that need neither.
 //! - [`listener`]: the connection limit and the header, idle and body timeouts.
 //! - `/metrics`: Prometheus text: requests by method, route kind and status, and latency.
+//! - `/healthz` (the process answers) and `/readyz` (its metadata store answers): public, for
+//!   load balancers and orchestrators.
 //!
 //! **Architecture Invariant:** this is the only crate that depends on axum, and no handler
 //! touches a storage driver: everything goes through `hoist_storage::Store`.
@@ -168,6 +170,30 @@ async fn render_metrics(
     }
 }
 
+/// Liveness, for load balancers and orchestrators: the process answers. Public, and tells
+/// nothing but `ok`.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the metadata store answers a query (an unreachable database makes the replica
+/// unready, so a balancer stops sending it requests). Public; the error names only the part
+/// that failed, and is logged in full.
+async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+    use axum::response::IntoResponse;
+    match app.store.catalog(Some(1), None).await {
+        Ok(_) => "ok\n".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "metadata store unavailable\n",
+            )
+                .into_response()
+        }
+    }
+}
+
 async fn common_headers(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -202,6 +228,8 @@ pub fn router(app: Arc<App>) -> Router {
     metrics_handle();
     Router::new()
         .route("/metrics", get(render_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route(
             "/token",
             get(auth::token_endpoint).post(auth::token_endpoint),

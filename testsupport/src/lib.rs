@@ -8,9 +8,11 @@
 //!   podman/buildah storage and a private dockerd.
 //! - [`pki`]: test CAs, server and client certificates.
 //! - [`s3`]: S3 servers (s3s-fs, moto) on loopback.
+//! - [`haproxy`]: a round-robin haproxy in front of several servers.
 //! - [`postgres`]: a private PostgreSQL server and a fresh database per test.
 
 pub mod bases;
+pub mod haproxy;
 pub mod home;
 pub mod output;
 pub mod peers;
