@@ -21,7 +21,7 @@ mod time;
 
 pub use actions::{Actions, ResourceKind, Scope, pattern_matches};
 pub use jwt::{Access, Claims, TokenKeys};
-pub use limiter::{Limits, RateLimiter};
+pub use limiter::Limits;
 pub use policy::{Identity, IdentityKind, TokenCap, evaluate};
 pub use service::{
     AuditEntry, Auth, AuthConfig, CreatedToken, IssuedToken, LoginError, TokenInfo, UserInfo,

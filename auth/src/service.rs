@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 
 use crate::actions::{Actions, ResourceKind, Scope, check_pattern};
 use crate::jwt::{Access, Claims, TokenKeys};
-use crate::limiter::{Limits, RateLimiter};
+use crate::limiter::{Limits, RateLimiter, now_ms};
 use crate::policy::{Identity, IdentityKind, TokenCap, evaluate};
 use crate::time::{now, rfc3339};
 use crate::{AuthError, password};
@@ -129,7 +129,7 @@ pub struct AuditEntry {
     pub remote: String,
 }
 
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 PRAGMA foreign_keys = ON;
 CREATE TABLE IF NOT EXISTS users(
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,
@@ -160,6 +160,12 @@ CREATE INDEX IF NOT EXISTS tokens_owner ON tokens(owner);
 CREATE TABLE IF NOT EXISTS audit(
     id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL, remote TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS login_limits(
+    key TEXT PRIMARY KEY, failures INTEGER NOT NULL, since_ms INTEGER NOT NULL,
+    locked_until_ms INTEGER, expires_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS login_limits_expires ON login_limits(expires_ms);
+CREATE TABLE IF NOT EXISTS auth_generation(id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+INSERT OR IGNORE INTO auth_generation(id, n) VALUES (1, 0);
 ";
 
 /// Databases of earlier versions keyed users and robots by name only: their tables get ids
@@ -325,9 +331,6 @@ pub struct Auth {
     user_limiter: RateLimiter,
     addr_limiter: RateLimiter,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
-    /// Bumped by every change to users, memberships or tokens: cached credentials from an
-    /// older generation are verified again.
-    generation: std::sync::atomic::AtomicU64,
     cache_salt: [u8; 16],
 }
 
@@ -419,7 +422,6 @@ impl Auth {
             addr_limiter: RateLimiter::new(config.addr_limits),
             config,
             cache: Mutex::new(HashMap::new()),
-            generation: std::sync::atomic::AtomicU64::new(0),
             cache_salt,
         })
     }
@@ -450,13 +452,25 @@ impl Auth {
         &self.config
     }
 
+    /// Bumps the store's generation (`auth_generation`), read by every process sharing the
+    /// store: cached credentials from an older generation are verified again, on every replica.
     fn changed(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = self
+            .db
+            .execute("UPDATE auth_generation SET n = n + 1 WHERE id = 1", vals![])
+        {
+            // Other replicas' caches then hold at most `credential_cache_ttl` longer.
+            tracing::error!(error = %e, "announcing a change to cached credentials");
+        }
     }
 
-    fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    fn generation(&self) -> Result<u64, AuthError> {
+        Ok(self
+            .db
+            .query_opt("SELECT n FROM auth_generation WHERE id = 1", vals![])?
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0) as u64)
     }
 
     /// Appends to the audit log (table and the `hoist::audit` tracing target). Never pass a
@@ -872,20 +886,20 @@ impl Auth {
             return Err(LoginError::Refused);
         }
         // A lockout holds even for credentials verified a moment ago.
-        let now_i = Instant::now();
+        let now_i = now_ms();
         let user_key = format!("user:{user}");
         let addr_key = format!("addr:{remote}");
         for (limiter, k) in [
             (&self.user_limiter, &user_key),
             (&self.addr_limiter, &addr_key),
         ] {
-            if let Err(retry) = limiter.check(k, now_i) {
+            if let Err(retry) = limiter.check(&self.db, k, now_i)? {
                 self.audit(user, "login", user, "rate-limited", remote);
                 return Err(LoginError::Limited(retry));
             }
         }
         let key = self.cache_key(user, secret);
-        let generation = self.generation();
+        let generation = self.generation()?;
         let token = split_token(secret);
         let hit = {
             let cache = self.cache.lock();
@@ -930,7 +944,7 @@ impl Auth {
             };
         match result {
             Some(identity) => {
-                self.user_limiter.success(&user_key);
+                self.user_limiter.success(&self.db, &user_key)?;
                 self.audit(user, "login", user, "ok", remote);
                 let mut cache = self.cache.lock();
                 if cache.len() >= CACHE_MAX {
@@ -956,7 +970,7 @@ impl Auth {
                     (&self.user_limiter, &user_key),
                     (&self.addr_limiter, &addr_key),
                 ] {
-                    if let Some(d) = limiter.failure(k, now_i) {
+                    if let Some(d) = limiter.failure(&self.db, k, now_i)? {
                         limited = Some(d);
                     }
                 }
@@ -1091,8 +1105,8 @@ impl Auth {
         remote: &str,
     ) -> Result<Identity, LoginError> {
         let addr_key = format!("addr:{remote}");
-        let now_i = Instant::now();
-        if let Err(retry) = self.addr_limiter.check(&addr_key, now_i) {
+        let now_i = now_ms();
+        if let Err(retry) = self.addr_limiter.check(&self.db, &addr_key, now_i)? {
             return Err(LoginError::Limited(retry));
         }
         let found = match split_token(token) {
@@ -1112,7 +1126,7 @@ impl Auth {
             }
             None => {
                 self.audit(user, "login.refresh", user, "denied", remote);
-                match self.addr_limiter.failure(&addr_key, now_i) {
+                match self.addr_limiter.failure(&self.db, &addr_key, now_i)? {
                     Some(d) => Err(LoginError::Limited(d)),
                     None => Err(LoginError::Refused),
                 }
@@ -1398,7 +1412,7 @@ impl Auth {
     }
 }
 
-mod db;
+pub(crate) mod db;
 mod tokens;
 
 #[cfg(test)]

@@ -58,6 +58,17 @@ impl Server {
         cmd
     }
 
+    /// Like [`Server::hoist_with`], with extra environment variables for `hoist serve` (open
+    /// mode: e.g. the storage and database settings of a replica).
+    pub fn hoist_with_env(bin: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server> {
+        let data = tempfile::tempdir()?;
+        let mut cmd = Self::hoist_command(bin, data.path(), extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd, data, "hoist")
+    }
+
     /// Starts `hoist serve` in closed mode: `--admin-password-file` names a file holding
     /// `admin_password` (mode 0600, in a directory of its own), so user `admin` exists from the
     /// first start and auth is on for every route.

@@ -64,7 +64,7 @@ impl FromRequestParts<Arc<App>> for Caller {
         Ok(Caller {
             auth,
             id,
-            remote: remote_addr(parts),
+            remote: remote_addr(app, parts),
         })
     }
 }

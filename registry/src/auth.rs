@@ -276,12 +276,22 @@ impl Grant {
     }
 }
 
-/// The caller's address, for rate limiting and the audit log.
-pub fn remote_addr(parts: &Parts) -> String {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+/// The caller's address, for rate limiting and the audit log: the connection's peer, or behind
+/// a trusted proxy the client it forwarded for ([`crate::forwarded::client`]).
+pub fn remote_addr(app: &App, parts: &Parts) -> String {
+    let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+        return "unknown".to_owned();
+    };
+    if app.trusted_proxies.is_empty() {
+        return peer.0.ip().to_string();
+    }
+    let forwarded: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    crate::forwarded::client(peer.0.ip(), &forwarded, &app.trusted_proxies).to_string()
 }
 
 /// The challenge for this request: `<realm base>/token` (configured, else from `Host`, or the
@@ -401,6 +411,7 @@ async fn client_cert_identity(auth: &Arc<Auth>, parts: &Parts) -> Result<Option<
 /// Authenticates a request in closed mode: `Authn::Identity(anonymous)` without credentials.
 /// `scope` is named by the challenge of a `401`.
 pub async fn authenticate(
+    app: &App,
     auth: &Arc<Auth>,
     parts: &Parts,
     challenge: &Challenge,
@@ -415,7 +426,7 @@ pub async fn authenticate(
     };
     let value = value.to_str().unwrap_or_default();
     if let Some((user, password)) = parse_basic(value) {
-        return match login(auth, user, password, remote_addr(parts)).await {
+        return match login(auth, user, password, remote_addr(app, parts)).await {
             Ok(id) => Ok(Authn::Identity(id)),
             Err(LoginError::Limited(d)) => Err(limited(d)),
             Err(LoginError::Busy(d)) => Err(busy(d)),
@@ -454,7 +465,7 @@ impl FromRequestParts<Arc<App>> for Grant {
         };
         let challenge = challenge_for(app, parts);
         let scope = route_scope(&parts.method, parts.uri.path());
-        let authn = authenticate(auth, parts, &challenge, scope.as_deref()).await?;
+        let authn = authenticate(app, auth, parts, &challenge, scope.as_deref()).await?;
         Ok(Grant {
             inner: Inner::Closed(Box::new(Closed {
                 auth: auth.clone(),
@@ -472,7 +483,7 @@ impl FromRequestParts<Arc<App>> for Grant {
 pub async fn caller(app: &App, auth: &Arc<Auth>, parts: &Parts) -> Result<Identity, ApiError> {
     let challenge = challenge_for(app, parts);
     let scope = Scope::admin_api().to_string();
-    let (id, token_grants) = match authenticate(auth, parts, &challenge, Some(&scope)).await? {
+    let (id, token_grants) = match authenticate(app, auth, parts, &challenge, Some(&scope)).await? {
         Authn::Identity(id) => (id, true),
         Authn::Token(claims) => {
             let id = auth.identity_of(&claims).map_err(|e| {
@@ -528,7 +539,7 @@ pub async fn token_endpoint(State(app): State<Arc<App>>, req: axum::extract::Req
         );
     };
     let (parts, body) = req.into_parts();
-    let remote = remote_addr(&parts);
+    let remote = remote_addr(&app, &parts);
     let query = form_pairs(parts.uri.query().unwrap_or_default().as_bytes());
     let post = parts.method == Method::POST;
     let form = if post {

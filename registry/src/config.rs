@@ -191,6 +191,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CAs whose client certificates authenticate as the user their subject's CN names.
     pub tls_client_ca: Option<PathBuf>,
+    /// Load balancers whose `X-Forwarded-For` names the client (addresses or ranges,
+    /// `10.0.0.0/8`), for the login limiter and the audit log; `HOIST_TRUSTED_PROXIES` is a
+    /// comma-separated list. None by default: the header is then ignored.
+    pub trusted_proxies: Vec<String>,
     /// `HOIST_ADMIN_PASSWORD` (environment only, never from the file).
     #[serde(skip)]
     pub admin_password: Option<Secret>,
@@ -221,6 +225,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            trusted_proxies: Vec::new(),
             admin_password: None,
         }
     }
@@ -341,6 +346,15 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        if let Some(v) = env("HOIST_TRUSTED_PROXIES") {
+            config.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        config.trusted_proxies()?;
         if let Some(v) = env("HOIST_DATA") {
             config.data = PathBuf::from(v);
         }
@@ -466,6 +480,20 @@ fn env_number<T: std::str::FromStr<Err = std::num::ParseIntError>>(
 impl Config {
     /// The TLS files, when TLS is configured: a certificate and its key together, and a client
     /// CA only with them.
+    /// `trusted_proxies`, parsed; the first entry that is no address or range is the error.
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::forwarded::Cidr>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|s| {
+                crate::forwarded::Cidr::parse(s).map_err(|reason| ConfigError::Invalid {
+                    key: "trusted_proxies".into(),
+                    value: s.clone(),
+                    reason,
+                })
+            })
+            .collect()
+    }
+
     pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
         let missing = |key: &str, with: &str, value: &Path| ConfigError::Invalid {
             key: key.into(),

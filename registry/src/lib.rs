@@ -6,6 +6,7 @@
 //! - [`auth`]: the [`auth::Grant`] extractor every request passes, the token endpoint, the JWKS.
 //! - [`admin`]: the administration API under `/admin/v1` (closed mode).
 //! - [`config`]: TOML + `HOIST_*` environment, defaults that need neither.
+//! - [`forwarded`]: the client's address behind trusted load balancers (`X-Forwarded-For`).
 //! - [`listener`]: the connection limit and the header, idle and body timeouts.
 //! - `/metrics`: Prometheus text: requests by method, route kind and status, and latency.
 //! - `/healthz` (the process answers) and `/readyz` (its metadata store answers): public, for
@@ -19,6 +20,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod forwarded;
 pub mod listener;
 pub mod route;
 pub mod tls;
@@ -46,6 +48,8 @@ pub struct App {
     pub auth: Option<Arc<Auth>>,
     /// The public base URL for the token realm (else built from `Host`).
     pub realm: Option<String>,
+    /// Proxies whose `X-Forwarded-For` names the client ([`forwarded::client`]).
+    pub trusted_proxies: Vec<forwarded::Cidr>,
 }
 
 impl App {
@@ -55,6 +59,7 @@ impl App {
             store,
             auth: None,
             realm: None,
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -64,6 +69,7 @@ impl App {
             store,
             auth: Some(auth),
             realm,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -349,7 +355,10 @@ pub fn open_auth(config: &Config) -> Result<Option<Arc<Auth>>, ServeError> {
 /// Uploads untouched this long are cancelled (the CNCF registry's default).
 const UPLOAD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Housekeeping: purges stale uploads hourly and collects garbage every `gc_interval`.
+/// Housekeeping: purges stale uploads hourly and collects garbage every `gc_interval`. Each
+/// run is claimed in the metadata store first ([`Store::claim_task`]), so replicas sharing one
+/// database (or processes sharing a data directory) run each once per period between them; each
+/// run counts in `hoist_maintenance_runs_total{task}`.
 async fn housekeeping(app: Arc<App>, gc_interval: Duration, gc_grace: Duration) {
     let hour = Duration::from_secs(3600);
     let tick = if gc_interval.is_zero() {
@@ -358,14 +367,27 @@ async fn housekeeping(app: Arc<App>, gc_interval: Duration, gc_grace: Duration) 
         gc_interval.min(hour)
     };
     let mut every = tokio::time::interval(tick);
-    let mut last_gc = tokio::time::Instant::now();
+    let claim =
+        async |task: &'static str, period: Duration| match app.store.claim_task(task, period).await
+        {
+            Ok(true) => {
+                metrics::counter!("hoist_maintenance_runs_total", "task" => task).increment(1);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, task, "claiming a maintenance run");
+                false
+            }
+        };
     loop {
         every.tick().await;
-        if let Err(e) = app.store.purge_stale_uploads(UPLOAD_MAX_AGE).await {
-            tracing::warn!(error = %e, "purging stale uploads");
+        if claim("purge-uploads", hour).await {
+            if let Err(e) = app.store.purge_stale_uploads(UPLOAD_MAX_AGE).await {
+                tracing::warn!(error = %e, "purging stale uploads");
+            }
         }
-        if !gc_interval.is_zero() && last_gc.elapsed() >= gc_interval {
-            last_gc = tokio::time::Instant::now();
+        if !gc_interval.is_zero() && claim("gc", gc_interval).await {
             if let Err(e) = app.store.gc(gc_grace).await {
                 tracing::warn!(error = %e, "garbage collection");
             }
@@ -420,6 +442,7 @@ pub async fn serve(
         store,
         auth,
         realm: config.auth_realm.clone(),
+        trusted_proxies: config.trusted_proxies()?,
     });
     let purger = tokio::spawn(housekeeping(
         app.clone(),

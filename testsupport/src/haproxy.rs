@@ -35,13 +35,13 @@ fn free_port() -> u16 {
 
 /// The configuration [`Haproxy::round_robin`] runs: `frontend` on `bind`, every address of
 /// `backends` a server, round-robin, health-checked every 500 ms, a failed connection retried
-/// on another server (`option redispatch`).
+/// on another server (`option redispatch`), the client's address sent in `X-Forwarded-For`.
 pub fn round_robin_config(bind: &str, backends: &[String]) -> String {
     let mut cfg = String::from(
         "global\n  maxconn 4096\n\
          defaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n  \
          timeout http-request 10s\n  retries 3\n  option redispatch\n  \
-         option http-server-close\n\
+         option http-server-close\n  option forwardfor\n\
          frontend registry\n",
     );
     cfg.push_str(&format!("  bind {bind}\n  default_backend replicas\n"));

@@ -357,6 +357,58 @@ fn a_lockout_holds_for_cached_credentials_too(backend: Backend) {
     assert!(auth.login("admin", "admin-password", "10.0.0.1").is_ok());
 }
 
+/// Two processes on one store (replicas on one PostgreSQL, or two on one data directory): the
+/// failures one counts add up with the other's, a lockout holds on both, and a change made
+/// through one drops what the other cached.
+fn the_limiter_and_the_cache_hold_across_replicas(backend: Backend) {
+    let (store, a) = open_on(backend);
+    let b = store.open();
+    a.add_user(&admin(), "alice", "alice-password").unwrap();
+    // b caches alice's password; a changes it; b no longer takes the old one.
+    assert!(b.login("alice", "alice-password", "10.0.0.1").is_ok());
+    assert!(b.login("alice", "alice-password", "10.0.0.1").is_ok());
+    let alice = a.login("alice", "alice-password", "10.0.0.1").unwrap();
+    a.set_password(&alice, "alice", "new-password").unwrap();
+    assert!(matches!(
+        b.login("alice", "alice-password", "10.0.0.1"),
+        Err(LoginError::Refused)
+    ));
+    assert!(b.login("alice", "new-password", "10.0.0.1").is_ok());
+    // Five failures, alternating between the replicas (from different addresses, so only the
+    // per-user count can lock): the fifth locks alice on both.
+    let outcomes: Vec<_> = (0..5)
+        .map(|i| {
+            let r = if i % 2 == 0 { &a } else { &b };
+            r.login("alice", "wrong-password", &format!("10.0.1.{i}"))
+        })
+        .collect();
+    assert!(
+        outcomes[..4]
+            .iter()
+            .all(|o| matches!(o, Err(LoginError::Refused))),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[4], Err(LoginError::Limited(_))),
+        "{outcomes:?}"
+    );
+    for r in [&a, &b] {
+        assert!(matches!(
+            r.login("alice", "new-password", "10.0.0.1"),
+            Err(LoginError::Limited(_))
+        ));
+    }
+    // A removed user's cached credentials stop working on the other replica at once.
+    assert!(a.login("admin", "admin-password", "10.0.0.9").is_ok());
+    b.add_user(&admin(), "bob", "bob-password").unwrap();
+    assert!(a.login("bob", "bob-password", "10.0.0.9").is_ok());
+    b.remove_user(&admin(), "bob").unwrap();
+    assert!(matches!(
+        a.login("bob", "bob-password", "10.0.0.9"),
+        Err(LoginError::Refused)
+    ));
+}
+
 fn pat_expiry(auth: &Auth, id: &str) -> i64 {
     auth.db
         .query_opt("SELECT expires_at FROM tokens WHERE id = ?", db::vals![id])
@@ -767,6 +819,7 @@ on_both_backends!(
     who_may_administer_what,
     tokens_are_hashed_scoped_expiring_and_revocable,
     a_lockout_holds_for_cached_credentials_too,
+    the_limiter_and_the_cache_hold_across_replicas,
     a_cached_token_login_is_checked_for_expiry_every_time,
     refresh_tokens_and_registry_tokens_end_with_their_parent,
     a_removed_users_tokens_stay_dead_when_the_name_returns,

@@ -7,7 +7,8 @@
 //! a commit is about to link. Candidates are marked without the lock and swept in bounded
 //! batches, each checked again under it, so a collection over many blobs never stalls pushes
 //! for longer than one batch. For an fs store the lock is also a file lock (`gc.lock`), so several
-//! processes sharing one store coordinate too.
+//! processes sharing one store coordinate too; on PostgreSQL it is also an advisory lock in the
+//! database, so replicas sharing it do.
 //!
 //! Policy: a link that no manifest of its repository references is garbage once it is older than
 //! the grace period (a push uploads blobs before its manifest). Every write that makes content
@@ -28,7 +29,7 @@ use hoist_oci::Digest;
 
 use super::{Result, Store, ignore_missing, paths};
 use crate::driver::DriverError;
-use crate::metadata::now;
+use crate::metadata::{LockGuard, MetadataStore, now};
 
 /// How many blobs one exclusive section of a collection handles at most.
 pub(crate) const GC_BATCH: usize = 32;
@@ -46,10 +47,13 @@ pub struct GcReport {
     pub orphans_removed: u64,
 }
 
-/// The lock commits take shared and the sweep takes exclusive.
+/// The lock commits take shared and the sweep takes exclusive: in memory for this process, a
+/// file lock for processes sharing a data directory, and the metadata store's own lock for
+/// replicas sharing a database ([`MetadataStore::commit_lock`]).
 pub(crate) struct CommitLock {
     memory: Arc<RwLock<()>>,
     file: Option<PathBuf>,
+    meta: Arc<dyn MetadataStore>,
 }
 
 enum MemoryGuard {
@@ -62,13 +66,15 @@ pub(crate) struct CommitGuard {
     _memory: MemoryGuard,
     // Dropping the file closes it, which releases the advisory lock.
     _file: Option<std::fs::File>,
+    _meta: Option<LockGuard>,
 }
 
 impl CommitLock {
-    pub(crate) fn new(file: Option<PathBuf>) -> Self {
+    pub(crate) fn new(file: Option<PathBuf>, meta: Arc<dyn MetadataStore>) -> Self {
         CommitLock {
             memory: Arc::new(RwLock::new(())),
             file,
+            meta,
         }
     }
 
@@ -99,18 +105,22 @@ impl CommitLock {
     pub(crate) async fn shared(&self) -> Result<CommitGuard> {
         let memory = MemoryGuard::Shared(self.memory.clone().read_owned().await);
         let file = self.file_lock(false).await?;
+        let meta = self.meta.commit_lock(false).await?;
         Ok(CommitGuard {
             _memory: memory,
             _file: file,
+            _meta: meta,
         })
     }
 
     pub(crate) async fn exclusive(&self) -> Result<CommitGuard> {
         let memory = MemoryGuard::Exclusive(self.memory.clone().write_owned().await);
         let file = self.file_lock(true).await?;
+        let meta = self.meta.commit_lock(true).await?;
         Ok(CommitGuard {
             _memory: memory,
             _file: file,
+            _meta: meta,
         })
     }
 }

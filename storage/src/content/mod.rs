@@ -134,7 +134,7 @@ impl Store {
         lock_file: Option<std::path::PathBuf>,
     ) -> Result<Self> {
         let store = Store {
-            commit_lock: gc::CommitLock::new(lock_file),
+            commit_lock: gc::CommitLock::new(lock_file, meta.clone()),
             driver,
             meta,
             upload_locks: Mutex::new(HashMap::new()),
@@ -180,8 +180,9 @@ impl Store {
 
     /// Opens a store on `driver` (bytes) with its metadata in the PostgreSQL database at `url`
     /// (at most `pool_size` connections; see [`crate::metadata::PgMetadata::connect`]), for
-    /// several replicas sharing one object store and one database. Garbage collection's
-    /// exclusive lock is this process's only: run it on one replica.
+    /// several replicas sharing one object store and one database. Garbage collection's lock is
+    /// the database's (an advisory lock), so a collection on one replica is safe while the
+    /// others accept pushes.
     pub async fn open_postgres(
         driver: Arc<dyn StorageDriver>,
         url: &str,
@@ -220,6 +221,12 @@ impl Store {
 
     pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
         &self.meta
+    }
+
+    /// Claims the periodic `task` (due every `every`) for this process: true when it should run
+    /// it now, false when a process sharing the metadata ran it less than `every` ago.
+    pub async fn claim_task(&self, task: &str, every: std::time::Duration) -> Result<bool> {
+        Ok(self.meta.claim_task(task, every.as_secs(), now()).await?)
     }
 
     async fn recover(&self) -> Result<()> {

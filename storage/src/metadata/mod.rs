@@ -223,6 +223,28 @@ pub trait MetadataStore: Send + Sync + 'static {
     -> Result<Vec<Digest>, MetaError>;
     /// The repositories that hold the manifest `digest`, in lexical order.
     async fn manifest_repos(&self, digest: &Digest) -> Result<Vec<String>, MetaError>;
+
+    // ----- coordination between processes sharing the store -----
+    /// Claims the periodic `task` at `now` (seconds since the epoch) when no process claimed it
+    /// after `now - every` seconds: true means this caller runs it now, and every other caller
+    /// sharing the store is refused until `every` has passed again.
+    async fn claim_task(&self, task: &str, every: u64, now: i64) -> Result<bool, MetaError>;
+    /// Takes the store-wide commit lock (shared for commits, exclusive for garbage collection's
+    /// sweep; see `content::gc`) across every process using this metadata, held until the guard
+    /// drops. `None`: this store has no such lock of its own (the content layer's file lock
+    /// covers the processes that share a data directory).
+    async fn commit_lock(&self, _exclusive: bool) -> Result<Option<LockGuard>, MetaError> {
+        Ok(None)
+    }
+}
+
+/// Holds a [`MetadataStore::commit_lock`] until dropped.
+pub struct LockGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl LockGuard {
+    pub fn new(inner: impl Send + Sync + 'static) -> LockGuard {
+        LockGuard(Box::new(inner))
+    }
 }
 
 /// Seconds since the epoch.

@@ -26,6 +26,15 @@
 //! Migrations are versioned in `schema_migrations` (component `metadata`); opening takes a
 //! transaction-scoped advisory lock first, so replicas opening one database at once migrate it
 //! once.
+//!
+//! # Coordination between replicas
+//!
+//! The commit lock garbage collection needs (`content::gc`) is the session-level advisory lock
+//! [`COMMIT_LOCK`]: a commit holds it shared, a sweep exclusive, each on a connection of a
+//! second pool (`locks`), so a commit waiting for the lock never holds a connection the
+//! metadata writes it does under the lock need. A replica that dies drops its connections, and
+//! PostgreSQL releases its locks with them. Periodic tasks are claimed in the `maintenance`
+//! table ([`MetadataStore::claim_task`]), so N replicas run each once per period between them.
 
 use std::time::Duration;
 
@@ -37,7 +46,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::{
-    ManifestRecord, MetaError, MetadataStore, Page, RefKind, TagEvent, TagRow, UploadSession, now,
+    LockGuard, ManifestRecord, MetaError, MetadataStore, Page, RefKind, TagEvent, TagRow,
+    UploadSession, now,
 };
 
 /// How often a write that lost a serialization conflict is run again.
@@ -47,6 +57,10 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The advisory lock every hoist migration takes (`pg_advisory_xact_lock`).
 pub const MIGRATION_LOCK: i64 = 0x686f_6973_745f_6d67; // "hoist_mg"
+
+/// The store-wide commit lock (`pg_advisory_lock_shared` for commits, `pg_advisory_lock` for a
+/// garbage collection sweep).
+pub const COMMIT_LOCK: i64 = 0x686f_6973_745f_636c; // "hoist_cl"
 
 /// The component name of these migrations in `schema_migrations`.
 const COMPONENT: &str = "metadata";
@@ -123,6 +137,14 @@ CREATE TABLE uploads (
     r#"
 CREATE INDEX manifest_refs_child ON manifest_refs(repo, child, kind);
 CREATE INDEX manifests_digest ON manifests(digest);
+"#,
+    // Periodic tasks (upload purge, garbage collection) and when a process last claimed each, so
+    // processes sharing the store run each once per period between them.
+    r#"
+CREATE TABLE maintenance (
+    task      TEXT COLLATE "C" PRIMARY KEY,
+    last_run  BIGINT NOT NULL
+);
 "#,
 ];
 
@@ -401,6 +423,32 @@ async fn page(
 #[derive(Clone)]
 pub struct PgMetadata {
     pool: Pool,
+    /// Connections that hold [`COMMIT_LOCK`] while a commit or a sweep runs.
+    locks: Pool,
+}
+
+/// A connection holding [`COMMIT_LOCK`]. Dropping it unlocks on the connection (in a task) and
+/// returns it to the pool; a connection whose unlock fails, or that is dropped outside a
+/// runtime, is closed instead, which releases the lock too.
+struct HeldLock(Option<deadpool_postgres::Object>);
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let Some(client) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if let Err(e) = client.batch_execute("SELECT pg_advisory_unlock_all()").await {
+                        tracing::warn!(error = %e, "releasing the commit lock; closing its connection");
+                        drop(deadpool_postgres::Object::take(client));
+                    }
+                });
+            }
+            Err(_) => drop(deadpool_postgres::Object::take(client)),
+        }
+    }
 }
 
 impl std::fmt::Debug for PgMetadata {
@@ -420,7 +468,8 @@ impl PgMetadata {
         let mut client = pool.get().await?;
         migrate(&mut client, COMPONENT, MIGRATIONS).await?;
         drop(client);
-        Ok(PgMetadata { pool })
+        let locks = self::pool(url, pool_size)?;
+        Ok(PgMetadata { pool, locks })
     }
 
     /// How many migrations the schema has (what `schema_migrations` lists once migrated).
@@ -555,6 +604,34 @@ impl MetadataStore for PgMetadata {
         write_tx!(self, |tx| {
             Ok(exec(&tx, "DELETE FROM uploads WHERE id = $1", &[&id]).await? > 0)
         })
+    }
+
+    async fn claim_task(&self, task: &str, every: u64, now: i64) -> Result<bool, MetaError> {
+        let due = now.saturating_sub(every as i64);
+        write_tx!(self, |tx| {
+            Ok(exec(
+                &tx,
+                "INSERT INTO maintenance (task, last_run) VALUES ($1, $2)
+                 ON CONFLICT (task) DO UPDATE SET last_run = excluded.last_run
+                 WHERE maintenance.last_run <= $3",
+                &[&task, &now, &due],
+            )
+            .await?
+                > 0)
+        })
+    }
+
+    async fn commit_lock(&self, exclusive: bool) -> Result<Option<LockGuard>, MetaError> {
+        let client = self.locks.get().await?;
+        let sql = if exclusive {
+            "SELECT pg_advisory_lock($1)"
+        } else {
+            "SELECT pg_advisory_lock_shared($1)"
+        };
+        let held = HeldLock(Some(client));
+        let c = held.0.as_ref().expect("just set");
+        c.execute(sql, &[&COMMIT_LOCK]).await?;
+        Ok(Some(LockGuard::new(held)))
     }
 
     async fn upload_ids(&self) -> Result<Vec<String>, MetaError> {
@@ -1024,6 +1101,89 @@ mod tests {
     async fn concurrent_writers_serialize() {
         let (_db, m) = fresh().await;
         testsuite::concurrent_writers_serialize(m).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn maintenance_claims_once_per_period() {
+        let db = database();
+        testsuite::maintenance_claims_once_per_period(async || {
+            PgMetadata::connect(db.url(), 2).await.unwrap()
+        })
+        .await;
+    }
+
+    /// The commit lock holds across replicas: commits share it, a sweep excludes them and waits
+    /// for them, and a dropped guard (or a dead replica's connection) releases it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_commit_lock_is_shared_by_commits_and_exclusive_for_a_sweep_across_replicas() {
+        let db = database();
+        let a = PgMetadata::connect(db.url(), 2).await.unwrap();
+        let b = std::sync::Arc::new(PgMetadata::connect(db.url(), 2).await.unwrap());
+        let short = Duration::from_millis(300);
+        // Two commits on two replicas at once.
+        let s1 = a
+            .commit_lock(false)
+            .await
+            .unwrap()
+            .expect("postgres has a lock");
+        let s2 = tokio::time::timeout(short, b.commit_lock(false))
+            .await
+            .expect("a second shared holder is not blocked")
+            .unwrap();
+        // A sweep waits for both.
+        let sweep = {
+            let b = b.clone();
+            tokio::spawn(async move { b.commit_lock(true).await.unwrap() })
+        };
+        tokio::time::sleep(short).await;
+        assert!(
+            !sweep.is_finished(),
+            "the sweep ran while commits held the lock"
+        );
+        drop(s1);
+        tokio::time::sleep(short).await;
+        assert!(
+            !sweep.is_finished(),
+            "the sweep ran while a commit held the lock"
+        );
+        drop(s2);
+        let x = tokio::time::timeout(Duration::from_secs(10), sweep)
+            .await
+            .expect("the sweep gets the lock once the commits are done")
+            .unwrap();
+        // While it sweeps, a commit on the other replica waits.
+        assert!(
+            tokio::time::timeout(short, a.commit_lock(false))
+                .await
+                .is_err(),
+            "a commit took the lock during a sweep"
+        );
+        drop(x);
+        let again = tokio::time::timeout(Duration::from_secs(10), a.commit_lock(false))
+            .await
+            .expect("commits go on after the sweep")
+            .unwrap();
+        drop(again);
+        // A replica that dies holding the lock (its connection gone) frees it.
+        let c = PgMetadata::connect(db.url(), 1).await.unwrap();
+        let _held = c.commit_lock(true).await.unwrap();
+        let killed = a
+            .client()
+            .await
+            .unwrap()
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks
+                 WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(killed.len(), 1, "one holder of the exclusive lock");
+        tokio::time::timeout(Duration::from_secs(10), a.commit_lock(true))
+            .await
+            .expect("a closed connection's lock is released")
+            .unwrap();
     }
 
     /// Replicas opening one fresh database at once all open it, and migrate it once.

@@ -90,6 +90,14 @@ CREATE TABLE uploads (
 CREATE INDEX manifest_refs_child ON manifest_refs(repo, child, kind);
 CREATE INDEX manifests_digest ON manifests(digest);
 "#,
+    // Periodic tasks (upload purge, garbage collection) and when a process last claimed each, so
+    // processes sharing the store run each once per period between them.
+    r#"
+CREATE TABLE maintenance (
+    task      TEXT PRIMARY KEY,
+    last_run  INTEGER NOT NULL
+);
+"#,
 ];
 
 struct Inner {
@@ -452,6 +460,20 @@ impl MetadataStore for SqliteMetadata {
         let id = id.to_owned();
         self.write(move |tx| Ok(tx.execute("DELETE FROM uploads WHERE id = ?1", [id])? > 0))
             .await
+    }
+
+    async fn claim_task(&self, task: &str, every: u64, now: i64) -> Result<bool, MetaError> {
+        let task = task.to_owned();
+        let due = now.saturating_sub(every as i64);
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "INSERT INTO maintenance (task, last_run) VALUES (?1, ?2)
+                 ON CONFLICT (task) DO UPDATE SET last_run = excluded.last_run
+                 WHERE maintenance.last_run <= ?3",
+                rusqlite::params![task, now, due],
+            )? > 0)
+        })
+        .await
     }
 
     async fn upload_ids(&self) -> Result<Vec<String>, MetaError> {
@@ -921,6 +943,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");
         testsuite::uploads_survive_reopen_and_advance_atomically(async || {
+            SqliteMetadata::open(&path).unwrap()
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn maintenance_claims_once_per_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        testsuite::maintenance_claims_once_per_period(async || {
             SqliteMetadata::open(&path).unwrap()
         })
         .await;

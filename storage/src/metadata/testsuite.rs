@@ -245,3 +245,27 @@ pub(crate) async fn concurrent_writers_serialize<S: MetadataStore + Clone>(m: S)
     assert_eq!(won, 1);
     assert_ne!(m.upload_get("race").await.unwrap().unwrap().offset, 0);
 }
+
+/// Processes sharing one store (`open` twice) claim a periodic task once per period between
+/// them, however many ask at once.
+pub(crate) async fn maintenance_claims_once_per_period<S: MetadataStore>(
+    open: impl AsyncFn() -> S,
+) {
+    let (a, b) = (open().await, open().await);
+    assert!(a.claim_task("gc", 60, 1_000).await.unwrap());
+    assert!(!b.claim_task("gc", 60, 1_000).await.unwrap());
+    assert!(!b.claim_task("gc", 60, 1_059).await.unwrap());
+    // Another task has its own period.
+    assert!(b.claim_task("purge", 3_600, 1_059).await.unwrap());
+    assert!(b.claim_task("gc", 60, 1_060).await.unwrap());
+    assert!(!a.claim_task("gc", 60, 1_060).await.unwrap());
+    assert!(!a.claim_task("purge", 3_600, 4_000).await.unwrap());
+    // Many claimants at the same moment: exactly one wins.
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let claims = (0..8).map(|i| {
+        let m = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move { m.claim_task("gc", 60, 2_000).await.unwrap() }
+    });
+    let won = futures::future::join_all(claims).await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}
