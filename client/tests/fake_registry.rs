@@ -344,3 +344,82 @@ async fn an_interrupted_chunked_push_resumes_at_the_registry_offset() {
         "progress reports the resume point"
     );
 }
+
+/// Behind a load balancer, the replica completing a chunked upload may die before it answers
+/// (502): the closing PUT is sent again, and the session completes.
+#[tokio::test]
+async fn a_failed_close_of_a_chunked_upload_is_retried() {
+    const MIB: u64 = 1 << 20;
+    let server = FakeServer::start(Knobs {
+        fail_finish_once: true,
+        ..Knobs::default()
+    })
+    .await;
+    let src = MemSource::default();
+    let layer = noise(9, 2 * MIB as usize + 5);
+    let ld = hoist_oci::Digest::sha256_of(&layer);
+    let root = image(&src, std::slice::from_ref(&layer), "amd64");
+    client(&server.addr, None)
+        .push(
+            &reference(&server.addr, "r:v1"),
+            &root,
+            &src,
+            &PushOptions {
+                monolithic_max: MIB,
+                chunk_size: MIB,
+                ..PushOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(server.blob(&ld).unwrap(), layer);
+    let closes = server
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("PUT /v2/r/blobs/uploads/"))
+        .count();
+    assert!(
+        closes >= 2,
+        "the close was not sent again: {:?}",
+        server.log()
+    );
+}
+
+/// A registry that lost the session when asked to close it (404): the blob is uploaded again
+/// from its first byte in a new session, and the push completes.
+#[tokio::test]
+async fn a_lost_upload_session_is_started_again() {
+    const MIB: u64 = 1 << 20;
+    let server = FakeServer::start(Knobs {
+        lose_session_once: true,
+        ..Knobs::default()
+    })
+    .await;
+    let src = MemSource::default();
+    let layer = noise(11, 2 * MIB as usize + 3);
+    let ld = hoist_oci::Digest::sha256_of(&layer);
+    let root = image(&src, std::slice::from_ref(&layer), "amd64");
+    client(&server.addr, None)
+        .push(
+            &reference(&server.addr, "r:v1"),
+            &root,
+            &src,
+            &PushOptions {
+                monolithic_max: MIB,
+                chunk_size: MIB,
+                ..PushOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(server.blob(&ld).unwrap(), layer);
+    let opens: Vec<u64> = src
+        .opens
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(d, _)| d == &ld)
+        .map(|(_, o)| *o)
+        .collect();
+    assert_eq!(opens, vec![0, 0], "read once per session, from the start");
+}

@@ -206,7 +206,12 @@ async fn common_headers(req: Request, next: Next) -> Response {
     let kind = path
         .strip_prefix("/v2")
         .and_then(|rest| route::parse_v2(&method, rest).ok())
-        .map_or("other", |r| r.kind());
+        .map(|r| r.kind())
+        .unwrap_or(match path.as_str() {
+            "/token" => "token",
+            "/healthz" | "/readyz" => "health",
+            _ => "other",
+        });
     let started = Instant::now();
     let mut resp = next.run(req).await;
     let elapsed = started.elapsed();

@@ -291,7 +291,37 @@ impl RegistryClient {
         .await
     }
 
+    /// A chunked upload, started again from the first byte in a new session when the registry
+    /// lost the session (`404` on a PATCH or the closing PUT: behind a load balancer, a replica
+    /// that died while completing it on a store whose completion is not atomic), at most as
+    /// many times as the retry policy tries.
     async fn upload_chunked<S: BlobSource>(
+        &self,
+        repo: &str,
+        d: &Descriptor,
+        source: &S,
+        session: Option<Url>,
+        options: &PushOptions,
+    ) -> Result<(), TransferError> {
+        let attempts = self.retry_policy().attempts.max(1);
+        let mut session = session;
+        let mut restarts = 0;
+        loop {
+            match self
+                .upload_chunked_once(repo, d, source, session.take(), options)
+                .await
+            {
+                Err(TransferError::NotFound { url }) if restarts + 1 < attempts => {
+                    tracing::debug!(%url, digest = %d.digest, "upload session lost, starting again");
+                    tokio::time::sleep(self.retry_policy().delay(restarts)).await;
+                    restarts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn upload_chunked_once<S: BlobSource>(
         &self,
         repo: &str,
         d: &Descriptor,
@@ -378,15 +408,20 @@ impl RegistryClient {
                 },
             );
         }
-        match self.finish_upload(repo, &session, digest).await {
-            Ok(()) => Ok(()),
-            // The registry may have committed before the answer was lost.
-            Err(e) if self.blob_exists(repo, digest, &Scope::push(repo)).await? => {
-                tracing::debug!(error = %e, %digest, "upload committed despite the error");
-                Ok(())
+        // Closing the session is retried too: behind a load balancer the replica that was
+        // completing it may die half-way, and another one completes the same session.
+        self.retrying(|| async {
+            match self.finish_upload(repo, &session, digest).await {
+                Ok(()) => Ok(()),
+                // The registry may have committed before the answer was lost.
+                Err(e) if self.blob_exists(repo, digest, &Scope::push(repo)).await? => {
+                    tracing::debug!(error = %e, %digest, "upload committed despite the error");
+                    Ok(())
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        }
+        })
+        .await
     }
 }
 

@@ -24,6 +24,12 @@ pub struct Knobs {
     pub blob_status: Option<StatusCode>,
     /// The next `PATCH` at or after this offset keeps half its bytes and answers 500.
     pub fail_patch_at: Option<u64>,
+    /// The next `PUT` closing a chunked session (no body) answers 502 and keeps the session, as a
+    /// balancer does when the replica completing it dies.
+    pub fail_finish_once: bool,
+    /// The next `PUT` closing a chunked session drops the session and answers 404
+    /// `BLOB_UPLOAD_UNKNOWN`, as a registry does whose store lost the upload.
+    pub lose_session_once: bool,
     /// Require Bearer tokens from `/token`, issued for Basic `user:password`.
     pub bearer: Option<(String, String)>,
 }
@@ -418,6 +424,15 @@ async fn handle(
             None => status(StatusCode::NOT_FOUND),
         },
         ("upload", Method::PUT) => {
+            if body.is_empty() && f.knobs.fail_finish_once && f.uploads.contains_key(&tail) {
+                f.knobs.fail_finish_once = false;
+                return status(StatusCode::BAD_GATEWAY);
+            }
+            if body.is_empty() && f.knobs.lose_session_once && f.uploads.contains_key(&tail) {
+                f.knobs.lose_session_once = false;
+                f.uploads.remove(&tail);
+                return status(StatusCode::NOT_FOUND);
+            }
             let Some((_, mut data)) = f.uploads.remove(&tail) else {
                 return status(StatusCode::NOT_FOUND);
             };

@@ -618,7 +618,18 @@ impl Store {
         }
         {
             let _commit = self.commit_lock.shared().await?;
-            self.commit_blob(&data_key, expected, size).await?;
+            match self.commit_blob(&data_key, expected, size).await {
+                Ok(()) => {}
+                // The session's bytes are gone (a store that lost an upload another process was
+                // completing): the session goes too, and the client starts a new one.
+                Err(ContentError::Driver(e)) if e.is_not_found() => {
+                    tracing::warn!(id, digest = %expected, "an upload's bytes are gone; its session is closed");
+                    self.meta.upload_delete(id).await?;
+                    ignore_missing(self.driver.delete(&paths::upload_dir(id)).await)?;
+                    return Err(ContentError::UploadUnknown(id.to_owned()));
+                }
+                Err(e) => return Err(e),
+            }
             self.meta.upload_finish(id, expected, size).await?;
         }
         ignore_missing(self.driver.delete(&paths::upload_dir(id)).await)?;

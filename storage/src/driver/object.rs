@@ -423,11 +423,22 @@ impl ObjectDriver {
             // Fine if another process completed it: the key then has the whole object.
             match self.head_plain(key).await? {
                 Some(meta) if meta.size == state.size => {}
-                _ => {
+                Some(_) => {
                     return Err(other(
                         key,
                         format!("completing the pending upload failed: {why}"),
                     ));
+                }
+                None => {
+                    // The multipart upload is gone and no object took its place: a process
+                    // that completed it died on a store whose completion is not atomic (s3s-fs
+                    // removes the upload before it writes the object). The bytes are lost; the
+                    // stale state goes, and the key is reported missing, so the caller can start
+                    // over.
+                    tracing::warn!(key, reason = %why, "a pending upload's bytes are lost");
+                    self.delete_quiet(key, &self.sidecar(key)).await?;
+                    self.prune_tails(key, None).await?;
+                    return Err(DriverError::NotFound(key.to_owned()));
                 }
             }
         }

@@ -277,6 +277,76 @@ async fn content_layer_uploads(server: &Server) {
         .unwrap();
 }
 
+/// A store that lost a multipart upload another replica was completing (s3s-fs removes the
+/// upload before it writes the object; a replica killed then leaves neither): completing the
+/// session answers "upload unknown", the session and its state are gone, and the same bytes
+/// upload again in a new session.
+async fn a_lost_multipart_upload_closes_its_session(server: &Server) {
+    use crate::content::{ContentError, Store, paths};
+    use hoist_oci::{Digest, RepoName};
+    let meta = tempfile::tempdir().unwrap();
+    let repo = RepoName::parse("library/lost").unwrap();
+    let data = pattern(10 * MIB + 3, 6);
+    let digest = Digest::sha256_of(&data);
+    let chunks = || {
+        futures::stream::iter(
+            data.chunks(MIB)
+                .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let store = Store::open_object(server.driver(), meta.path())
+        .await
+        .unwrap();
+    let id = store.upload_start(&repo).await.unwrap().id;
+    store
+        .upload_append(&repo, &id, Some(0), chunks())
+        .await
+        .unwrap();
+    // Behind the store's back, the multipart upload goes.
+    let d = server.driver();
+    let key = paths::upload_data(&id);
+    let (state, _) = d
+        .load_pending(&key)
+        .await
+        .unwrap()
+        .expect("a pending upload");
+    d.inner
+        .store
+        .abort_multipart(&d.path(&key), &state.upload_id)
+        .await
+        .unwrap();
+    let none: Option<futures::stream::Empty<Result<Bytes, std::io::Error>>> = None;
+    let err = store
+        .upload_complete(&repo, &id, &digest, none)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ContentError::UploadUnknown(_)), "{err}");
+    assert!(matches!(
+        store.upload_status(&repo, &id).await,
+        Err(ContentError::UploadUnknown(_))
+    ));
+    let left: Vec<String> = objects(&d)
+        .await
+        .into_iter()
+        .filter(|o| o.contains(&id))
+        .collect();
+    assert!(left.is_empty(), "the lost upload left {left:?}");
+    // The client starts again.
+    let again = store.upload_start(&repo).await.unwrap().id;
+    store
+        .upload_append(&repo, &again, Some(0), chunks())
+        .await
+        .unwrap();
+    let none: Option<futures::stream::Empty<Result<Bytes, std::io::Error>>> = None;
+    store
+        .upload_complete(&repo, &again, &digest, none)
+        .await
+        .unwrap();
+    store.blob_delete(&repo, &digest).await.unwrap();
+    d.delete(paths::BLOBS).await.unwrap();
+}
+
 async fn passes_everything(server: Server) {
     let start = Instant::now();
     testsuite::run_all(|| async { server.driver() }).await;
@@ -288,6 +358,7 @@ async fn passes_everything(server: Server) {
     memory_stays_bounded(&server).await;
     big_objects(&server).await;
     content_layer_uploads(&server).await;
+    a_lost_multipart_upload_closes_its_session(&server).await;
     let extras = start.elapsed();
     let left = objects(&server.driver()).await;
     assert!(
