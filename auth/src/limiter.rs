@@ -32,7 +32,7 @@ fn ms(d: Duration) -> i64 {
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| ms(d))
+        .map_or(0, ms)
 }
 
 /// Whether an existing row's count starts again: its lockout is over, or its window passed.

@@ -387,15 +387,16 @@ async fn housekeeping(app: Arc<App>, gc_interval: Duration, gc_grace: Duration) 
         };
     loop {
         every.tick().await;
-        if claim("purge-uploads", hour).await {
-            if let Err(e) = app.store.purge_stale_uploads(UPLOAD_MAX_AGE).await {
-                tracing::warn!(error = %e, "purging stale uploads");
-            }
+        if claim("purge-uploads", hour).await
+            && let Err(e) = app.store.purge_stale_uploads(UPLOAD_MAX_AGE).await
+        {
+            tracing::warn!(error = %e, "purging stale uploads");
         }
-        if !gc_interval.is_zero() && claim("gc", gc_interval).await {
-            if let Err(e) = app.store.gc(gc_grace).await {
-                tracing::warn!(error = %e, "garbage collection");
-            }
+        if !gc_interval.is_zero()
+            && claim("gc", gc_interval).await
+            && let Err(e) = app.store.gc(gc_grace).await
+        {
+            tracing::warn!(error = %e, "garbage collection");
         }
     }
 }
