@@ -167,6 +167,9 @@ impl Distribution {
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&path)
+            // The machine's CA bundle variable makes the AWS SDK replace its HTTP transport,
+            // which this registry's S3 driver refuses; the S3 server here is plain HTTP.
+            .env_remove("AWS_CA_BUNDLE")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
