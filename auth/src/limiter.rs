@@ -41,30 +41,38 @@ const RESET: &str =
     "((login_limits.locked_until_ms IS NOT NULL AND login_limits.locked_until_ms <= ?2)
      OR login_limits.since_ms <= ?5)";
 
+/// `Ok(Err(retry_after))` while one of `keys` is locked out at `now` (ms since the epoch): the
+/// first locked one in `keys`' order. One query for all of them (a login checks its user and its
+/// address).
+pub(crate) fn lockout(db: &Db, keys: &[&str], now: i64) -> Result<Result<(), Duration>, AuthError> {
+    let marks = vec!["?"; keys.len()].join(", ");
+    let params: Vec<crate::service::db::Value> = keys.iter().map(|k| (*k).into()).collect();
+    let rows = db.query(
+        &format!("SELECT key, locked_until_ms FROM login_limits WHERE key IN ({marks})"),
+        &params,
+    )?;
+    let mut locked = Vec::new();
+    for r in &rows {
+        if let Some(until) = r.opt_int(1)?
+            && until > now
+        {
+            locked.push((r.text(0)?, until));
+        }
+    }
+    Ok(
+        match keys
+            .iter()
+            .find_map(|k| locked.iter().find(|(l, _)| l == k))
+        {
+            Some((_, until)) => Err(Duration::from_millis((until - now) as u64)),
+            None => Ok(()),
+        },
+    )
+}
+
 impl RateLimiter {
     pub(crate) fn new(limits: Limits) -> RateLimiter {
         RateLimiter { limits }
-    }
-
-    /// `Ok(Err(retry_after))` while `key` is locked out at `now` (ms since the epoch).
-    pub(crate) fn check(
-        &self,
-        db: &Db,
-        key: &str,
-        now: i64,
-    ) -> Result<Result<(), Duration>, AuthError> {
-        let until = db
-            .query_opt(
-                "SELECT locked_until_ms FROM login_limits WHERE key = ?",
-                vals![key],
-            )?
-            .map(|r| r.opt_int(0))
-            .transpose()?
-            .flatten();
-        Ok(match until {
-            Some(until) if until > now => Err(Duration::from_millis((until - now) as u64)),
-            _ => Ok(()),
-        })
     }
 
     /// Records a failed login for `key` at `now`; returns the lockout if this failure started
@@ -141,25 +149,25 @@ mod tests {
             lockout: Duration::from_secs(30),
         });
         let t0 = 1_000_000 * S;
-        assert_eq!(l.check(db, "user:a", t0).unwrap(), Ok(()));
+        assert_eq!(lockout(db, &["user:a"], t0).unwrap(), Ok(()));
         assert_eq!(l.failure(db, "user:a", t0).unwrap(), None);
         assert_eq!(l.failure(db, "user:a", t0 + S).unwrap(), None);
-        assert_eq!(l.check(db, "user:a", t0 + S).unwrap(), Ok(()));
+        assert_eq!(lockout(db, &["user:a"], t0 + S).unwrap(), Ok(()));
         assert_eq!(
             l.failure(db, "user:a", t0 + 2 * S).unwrap(),
             Some(Duration::from_secs(30))
         );
         assert_eq!(
-            l.check(db, "user:a", t0 + 12 * S).unwrap(),
+            lockout(db, &["user:a"], t0 + 12 * S).unwrap(),
             Err(Duration::from_secs(20))
         );
         // Other keys are untouched.
-        assert_eq!(l.check(db, "user:b", t0 + 12 * S).unwrap(), Ok(()));
+        assert_eq!(lockout(db, &["user:b"], t0 + 12 * S).unwrap(), Ok(()));
         // After the lockout the count starts again.
         let t1 = t0 + 33 * S;
-        assert_eq!(l.check(db, "user:a", t1).unwrap(), Ok(()));
+        assert_eq!(lockout(db, &["user:a"], t1).unwrap(), Ok(()));
         assert_eq!(l.failure(db, "user:a", t1).unwrap(), None);
-        assert_eq!(l.check(db, "user:a", t1).unwrap(), Ok(()));
+        assert_eq!(lockout(db, &["user:a"], t1).unwrap(), Ok(()));
     }
 
     #[test]
@@ -173,11 +181,11 @@ mod tests {
         let t0 = 1_000_000 * S;
         assert_eq!(l.failure(db, "k", t0).unwrap(), None);
         assert_eq!(l.failure(db, "k", t0 + 11 * S).unwrap(), None);
-        assert_eq!(l.check(db, "k", t0 + 11 * S).unwrap(), Ok(()));
+        assert_eq!(lockout(db, &["k"], t0 + 11 * S).unwrap(), Ok(()));
         l.success(db, "k").unwrap();
         assert_eq!(l.failure(db, "k", t0 + 12 * S).unwrap(), None);
         assert!(l.failure(db, "k", t0 + 13 * S).unwrap().is_some());
-        assert!(l.check(db, "k", t0 + 14 * S).unwrap().is_err());
+        assert!(lockout(db, &["k"], t0 + 14 * S).unwrap().is_err());
     }
 
     #[test]
@@ -190,7 +198,7 @@ mod tests {
         });
         let t0 = 1_000_000 * S;
         assert!(l.failure(db, "a", t0).unwrap().is_some());
-        assert!(l.check(db, "a", t0 + S).unwrap().is_err());
+        assert!(lockout(db, &["a"], t0 + S).unwrap().is_err());
         // Past both the window and the lockout, another key's failure sweeps the row away.
         assert_eq!(
             l.failure(db, "b", t0 + 11 * S).unwrap(),

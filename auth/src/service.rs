@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 
 use crate::actions::{Actions, ResourceKind, Scope, check_pattern};
 use crate::jwt::{Access, Claims, TokenKeys};
-use crate::limiter::{Limits, RateLimiter, now_ms};
+use crate::limiter::{Limits, RateLimiter, lockout, now_ms};
 use crate::policy::{Identity, IdentityKind, TokenCap, evaluate};
 use crate::time::{now, rfc3339};
 use crate::{AuthError, password};
@@ -889,14 +889,9 @@ impl Auth {
         let now_i = now_ms();
         let user_key = format!("user:{user}");
         let addr_key = format!("addr:{remote}");
-        for (limiter, k) in [
-            (&self.user_limiter, &user_key),
-            (&self.addr_limiter, &addr_key),
-        ] {
-            if let Err(retry) = limiter.check(&self.db, k, now_i)? {
-                self.audit(user, "login", user, "rate-limited", remote);
-                return Err(LoginError::Limited(retry));
-            }
+        if let Err(retry) = lockout(&self.db, &[&user_key, &addr_key], now_i)? {
+            self.audit(user, "login", user, "rate-limited", remote);
+            return Err(LoginError::Limited(retry));
         }
         let key = self.cache_key(user, secret);
         let generation = self.generation()?;
@@ -1106,7 +1101,7 @@ impl Auth {
     ) -> Result<Identity, LoginError> {
         let addr_key = format!("addr:{remote}");
         let now_i = now_ms();
-        if let Err(retry) = self.addr_limiter.check(&self.db, &addr_key, now_i)? {
+        if let Err(retry) = lockout(&self.db, &[&addr_key], now_i)? {
             return Err(LoginError::Limited(retry));
         }
         let found = match split_token(token) {
