@@ -681,3 +681,105 @@ fn the_networks_of_a_deleted_home_are_reaped_by_another_home() {
             .exists()
     );
 }
+
+/// The netdev table (the fast path) of network `name` in `h`, as `nft` lists it.
+fn fast_table(h: &Home, name: &str) -> String {
+    let id = h.ok(&["network", "inspect", name, "--format", "{{.Id}}"]);
+    let table = format!("hoist-{}", &id.trim()[..12]);
+    let out = Command::new("nft")
+        .args(["list", "table", "netdev", &table])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The packets the fast path's rule for address `ip` counted, in a listing of its table.
+fn fast_packets(listing: &str, ip: &str) -> u64 {
+    let line = listing
+        .lines()
+        .find(|l| l.contains(&format!("ip daddr {ip} ")))
+        .unwrap_or_else(|| panic!("no fast path for {ip}:\n{listing}"));
+    let n = line
+        .split("packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no counter in {line:?}"));
+    n.parse().unwrap()
+}
+
+/// `GET /` from `host` port `port` in a new container on `network` (busybox's `nc`: its
+/// static `wget` cannot resolve names), retried while the server starts.
+fn fetch_on(h: &Home, network: &str, host: &str, port: u16) -> String {
+    let script = format!(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do \
+           printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port} && exit 0; sleep 0.2; \
+         done; exit 1"
+    );
+    h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ])
+}
+
+#[test]
+fn traffic_between_containers_skips_the_bridge_and_hairpin_returns_through_the_host() {
+    let h = Home::new();
+    h.ok(&["network", "create", "--subnet", "10.241.0.0/24", "fastnet"]);
+    let port = free_port();
+    let publish = format!("{port}:80");
+    web(
+        &h,
+        "srv",
+        &["--network", "fastnet", "-p", &publish],
+        "fast-ok",
+    );
+    let ip = h.inspect("srv")["NetworkSettings"]["Networks"]["fastnet"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = fast_packets(&fast_table(&h, "fastnet"), &ip);
+    // By name: the packets for the server go veth to veth (its rule counts them).
+    assert!(fetch_on(&h, "fastnet", "srv", 80).contains("fast-ok"));
+    let after = fast_packets(&fast_table(&h, "fastnet"), &ip);
+    assert!(after > before, "fast path counted {before} then {after}");
+    // Hairpin: the published port through the gateway, from another container and from the
+    // server itself; the answers come back through the host, which translates them.
+    assert!(fetch_on(&h, "fastnet", "10.241.0.1", port).contains("fast-ok"));
+    let own = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 10.241.0.1 {port}");
+    let own = h.ok(&["exec", "srv", "sh", "-c", &own]);
+    assert!(own.contains("fast-ok"), "{own}");
+    // Started again: its veth has the same name, and its fast path is made again, once.
+    h.ok(&["stop", "-t", "1", "srv"]);
+    h.ok(&["start", "srv"]);
+    assert!(fetch_on(&h, "fastnet", "srv", 80).contains("fast-ok"));
+    let listing = fast_table(&h, "fastnet");
+    let ip = h.inspect("srv")["NetworkSettings"]["Networks"]["fastnet"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(fast_packets(&listing, &ip) > 0, "{listing}");
+    assert_eq!(
+        listing.matches(&format!("ip daddr {ip} ")).count(),
+        1,
+        "{listing}"
+    );
+    // Stops leave their fast path behind, but not without bound.
+    for _ in 0..40 {
+        h.ok(&["run", "--rm", "--network", "fastnet", "busybox", "true"]);
+    }
+    let listing = fast_table(&h, "fastnet");
+    let chains = listing.matches("chain ep-").count();
+    assert!((1..=34).contains(&chains), "{chains} chains:\n{listing}");
+    assert!(fetch_on(&h, "fastnet", "srv", 80).contains("fast-ok"));
+    h.ok(&["rm", "-f", "srv"]);
+    let id = h.ok(&["network", "inspect", "fastnet", "--format", "{{.Id}}"]);
+    h.ok(&["network", "rm", "fastnet"]);
+    let table = format!("hoist-{}", &id.trim()[..12]);
+    assert!(!nft_tables().contains(&table), "{}", nft_tables());
+}

@@ -947,6 +947,31 @@ fn published_ports(e: &Env) {
             .and_then(|x| x.parse().ok())
             .unwrap_or_else(|| panic!("{engine}: {all_port}"));
         assert!(http_get(all_port).contains("hello"), "{engine}");
+        // Hairpin: the published port through the host's address on the bridge, from another
+        // container of the network and from the container itself.
+        let gw = e.inspect(engine, &all)["NetworkSettings"]["Gateway"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{engine}: no gateway"))
+            .to_owned();
+        let get = format!(
+            "for i in 1 2 3 4 5; do \
+               printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {gw} {all_port} && exit 0; sleep 0.2; \
+             done; exit 1"
+        );
+        let from_other = ["run", "--rm", "busybox", "sh", "-c", &get];
+        let from_itself = ["exec", all.as_str(), "sh", "-c", &get];
+        let o = e.on(engine, &from_other);
+        let body = o.out.lines().last().unwrap_or_default();
+        lines.push(format!("hairpin from another: {} {body}", o.code));
+        // KEPT: from the container itself, this test's dockerd (no iptables, the port through
+        // docker-proxy) answers in most runs but not all (about 1 in 5 here, retries
+        // included), so only hoist's answer is asserted; hoist's bridge ports are in hairpin
+        // mode and its DNAT carries the connection.
+        let o = e.on(engine, &from_itself);
+        if engine == "hoist" {
+            let body = o.out.lines().last().unwrap_or_default();
+            assert_eq!((o.code, body), (0, "hello"), "{o:?}");
+        }
         // The same host port again.
         let again = format!("127.0.0.1:{fixed}:80");
         let o = e.on(

@@ -341,7 +341,7 @@ impl Host {
         })?;
         if let Some(e) = gone {
             link::delete(&e.host_veth)?;
-            firewall::apply(&after)?;
+            sandbox::remake(&self.networks(), &after.id)?;
         }
         store.write_config(&c.config)?;
         Ok(())
@@ -429,6 +429,6 @@ fn attach_live(
         });
         return Err(e.into());
     }
-    firewall::apply(&n)?;
+    sandbox::remake(store, &n.id)?;
     Ok(())
 }

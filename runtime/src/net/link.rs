@@ -9,9 +9,10 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
+use rtnetlink::packet_route::link::{InfoBridgePort, InfoData, InfoKind, InfoVeth, LinkAttribute};
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
 };
 
 use super::{NetError, netns};
@@ -258,7 +259,22 @@ fn connect_inner(v: &Veth) -> Result<(), NetError> {
                     .map_err(netlink(format!("creating veth {host} on {bridge}")))
             }
             r => r.map_err(netlink(format!("creating veth {host} on {bridge}"))),
-        }
+        }?;
+        // Hairpin mode on its bridge port: a container's connection to its own published port
+        // through the host comes back out of the port it went in by (docker sets it too when
+        // no userland proxy carries that connection).
+        let port = index_of(&h, &host)
+            .await?
+            .ok_or_else(|| NetError::NotFound(format!("veth {host}")))?;
+        h.link()
+            .set_port(
+                LinkBridgePort::new(port)
+                    .append_info_data(InfoBridgePort::HairpinMode(true))
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(netlink(format!("setting hairpin mode on {host}")))
     })?;
     let v = v.clone();
     netns::run_in(&v.netns.clone(), move || {

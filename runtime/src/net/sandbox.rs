@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{DEFAULT_NETWORK, Endpoint, Locked, Network, NetworkStore};
+use super::store::{DEFAULT_NETWORK, Endpoint, Locked, Network, NetworkStore, StalePath};
 use std::sync::Arc;
 
 use super::dns::{self, DnsServer};
@@ -218,15 +218,29 @@ fn rebuild(store: &NetworkStore, l: &Locked, n: &Network) -> Result<(), NetError
     store.update_held(l, &n.id, |n| {
         n.rules = Some(digest);
         n.retired.clear();
+        n.stale.clear();
         Ok(())
     })
 }
 
+/// Makes `n`'s tables again from its record, under the store's lock (after an endpoint joined
+/// or left a running container: `network connect` and `disconnect`).
+pub fn remake(store: &NetworkStore, network: &str) -> Result<(), NetError> {
+    let l = store.lock()?;
+    let n = store.get(network)?;
+    rebuild(store, &l, &n)
+}
+
 /// The rules after container `id` joined `n` (under the store's lock `l`): its published ports
-/// added to a table that is current (its `ports` made again when one of them was retired),
-/// else the whole table made again (with them).
+/// and fast path added to tables that are current (`ports` made again when one of them was
+/// retired), else the whole tables made again (with them); also when its veth still has a
+/// stale fast path (the container started again).
 fn publish(store: &NetworkStore, l: &Locked, n: &Network, id: &str) -> Result<(), NetError> {
-    let Some(e) = n.endpoints.get(id).filter(|_| firewall_current(n)) else {
+    let Some(e) = n
+        .endpoints
+        .get(id)
+        .filter(|e| firewall_current(n) && !n.stale.iter().any(|s| s.host_veth == e.host_veth))
+    else {
         return rebuild(store, l, n);
     };
     let reused = e.ports.iter().any(|p| {
@@ -533,14 +547,19 @@ impl Sandbox {
                     }
                 }
                 let n = store.update_held(&l, net, move |n| {
-                    n.endpoints.remove(&id);
+                    if let Some(e) = n.endpoints.remove(&id) {
+                        n.stale.push(StalePath {
+                            ip: e.ip,
+                            host_veth: e.host_veth,
+                        });
+                    }
                     if cleared {
                         n.retired.clear();
                     }
                     n.retired.extend(retired);
                     Ok(n.clone())
                 })?;
-                if current {
+                if current && n.stale.len() <= firewall::RETIRED_MAX {
                     settle(&store, &l, &n)
                 } else {
                     rebuild(&store, &l, &n)

@@ -56,6 +56,17 @@ pub struct Network {
     /// `return` (see `firewall`): cleared when the table's ports are made again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<PortMapping>,
+    /// Endpoints gone whose fast path (`ep-<veth>` chain, `peers` rule) is still in the table
+    /// (see `firewall`): cleared when the tables are made again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<StalePath>,
+}
+
+/// A gone endpoint's fast path left in the table.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StalePath {
+    pub ip: Ipv4Addr,
+    pub host_veth: String,
 }
 
 /// A container on a network.
@@ -420,6 +431,7 @@ impl NetworkStore {
             last_ip: None,
             rules: None,
             retired: Vec::new(),
+            stale: Vec::new(),
         };
         self.write(&n)?;
         Ok(n)

@@ -163,6 +163,7 @@ fn network_with(
         last_ip: None,
         rules: None,
         retired: Vec::new(),
+        stale: Vec::new(),
     }
 }
 
