@@ -179,3 +179,93 @@ fn redirect_answers_blob_gets_with_a_presigned_url_that_clients_follow() {
     );
     assert!(!layer.is_empty());
 }
+
+/// `hoist serve` with `env`, expected to fail at start; what it printed to stderr.
+fn serve_fails(env: &[(&str, &str)]) -> String {
+    let data = tmp();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hoist serve did not fail with {env:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// TLS to PostgreSQL: with `[database] ca_file` the server's certificate is verified and every
+/// connection hoist holds is TLS; a server another CA signed is refused, naming why; and the
+/// connection never falls back to plain text (the server here refuses plain TCP).
+#[test]
+fn the_database_over_tls_is_verified_and_never_plain() {
+    use hoist_testsupport::{pki, postgres};
+    let ca = pki::Ca::new("hoist test database ca");
+    let pg = postgres::Server::start_tls(&ca.server());
+    let url = pg.create_database();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let work = tmp();
+    let ca_file = work.path().join("db-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let ca_path = ca_file.to_str().unwrap();
+    let s = Server::hoist_with_admin_env(
+        Path::new(BIN),
+        ADMIN_PASSWORD,
+        &[],
+        &[
+            ("HOIST_DATABASE_URL", url.as_str()),
+            ("HOIST_DATABASE_CA_FILE", ca_path),
+        ],
+    )
+    .expect("starting hoist serve with its database over tls");
+    let pushed = push(&s.addr, work.path(), "tls/app");
+    assert_eq!(pull(&s.addr, work.path(), "tls/app", "back"), pushed);
+    let count = |ssl: bool| -> u32 {
+        pg.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.datname = '{name}' AND s.ssl = {ssl}"
+            ),
+        )
+        .parse()
+        .unwrap()
+    };
+    assert!(count(true) >= 1, "no tls connection of hoist's");
+    assert_eq!(count(false), 0, "a plain connection of hoist's");
+    drop(s);
+    // `sslmode=prefer` (the default) without a ca_file is plain text as before: this server
+    // refuses it.
+    let err = serve_fails(&[("HOIST_DATABASE_URL", url.as_str())]);
+    assert!(err.contains("no encryption"), "{err}");
+    // A server certificate another CA signed.
+    let other = pki::Ca::new("another ca");
+    let other_file = work.path().join("other-ca.pem");
+    std::fs::write(&other_file, other.pem()).unwrap();
+    let err = serve_fails(&[
+        ("HOIST_DATABASE_URL", url.as_str()),
+        ("HOIST_DATABASE_CA_FILE", other_file.to_str().unwrap()),
+    ]);
+    assert!(
+        err.contains("UnknownIssuer") || err.contains("unknown issuer"),
+        "{err}"
+    );
+    // A CA file that is not one names the file.
+    let junk = work.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let err = serve_fails(&[
+        ("HOIST_DATABASE_URL", url.as_str()),
+        ("HOIST_DATABASE_CA_FILE", junk.to_str().unwrap()),
+    ]);
+    assert!(err.contains(junk.to_str().unwrap()), "{err}");
+}

@@ -92,6 +92,17 @@ pub struct DatabaseConfig {
     /// Connections per replica, at most.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
+    /// PEM CAs to verify the database server's certificate with: the connection is then TLS,
+    /// never plain. Without it, `sslmode=require` in the URL verifies with the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl DatabaseConfig {
+    /// Whether the connection is to be TLS: a `ca_file`, or `sslmode=require` in the URL.
+    pub fn wants_tls(&self) -> bool {
+        self.ca_file.is_some() || self.url.0.contains("sslmode=require")
+    }
 }
 
 fn default_pool_size() -> usize {
@@ -413,13 +424,18 @@ impl Config {
                 .database
                 .as_ref()
                 .map_or(default_pool_size(), |d| d.pool_size);
+            let ca_file = self.database.as_ref().and_then(|d| d.ca_file.clone());
             self.database = Some(DatabaseConfig {
                 url: Secret(url),
                 pool_size,
+                ca_file,
             });
         }
         if let Some(db) = &mut self.database {
             env_number(env, "HOIST_DATABASE_POOL_SIZE", &mut db.pool_size)?;
+            if let Some(ca) = env("HOIST_DATABASE_CA_FILE").filter(|c| !c.is_empty()) {
+                db.ca_file = Some(PathBuf::from(ca));
+            }
             if db.pool_size == 0 {
                 return Err(ConfigError::Invalid {
                     key: "database.pool_size".into(),
@@ -652,13 +668,14 @@ mod tests {
         assert_eq!(Config::default().tls_files().unwrap(), None);
         std::fs::write(
             &f,
-            "[storage]\ndriver = \"s3\"\n[storage.s3]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"r\"\naccess_key_id = \"k\"\nsecret_access_key = \"s3-secret\"\n[database]\nurl = \"postgres://u:db-secret@h/d\"\n",
+            "[storage]\ndriver = \"s3\"\n[storage.s3]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"r\"\naccess_key_id = \"k\"\nsecret_access_key = \"s3-secret\"\n[database]\nurl = \"postgres://u:db-secret@h/d\"\nca_file = \"/etc/hoist/db-ca.pem\"\n",
         )
         .unwrap();
         let c = Config::load(Some(&f), none).unwrap();
         assert_eq!(c.storage.driver, StorageKind::S3);
         assert_eq!(c.storage.s3.secret_access_key.0, "s3-secret");
         assert_eq!(c.database.as_ref().unwrap().pool_size, 16);
+        assert!(c.database.as_ref().unwrap().wants_tls());
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("s3-secret") && !shown.contains("db-secret"),
@@ -667,12 +684,18 @@ mod tests {
         let env = |k: &str| match k {
             "HOIST_S3_BUCKET" => Some("other".to_string()),
             "HOIST_DATABASE_POOL_SIZE" => Some("4".to_string()),
+            "HOIST_DATABASE_CA_FILE" => Some("/run/secrets/ca.pem".to_string()),
             _ => None,
         };
         let c = Config::load(Some(&f), env).unwrap();
+        let db = c.database.as_ref().unwrap();
         assert_eq!(
-            (c.storage.s3.bucket.as_str(), c.database.unwrap().pool_size),
-            ("other", 4)
+            (
+                c.storage.s3.bucket.as_str(),
+                db.pool_size,
+                db.ca_file.as_deref()
+            ),
+            ("other", 4, Some(Path::new("/run/secrets/ca.pem")))
         );
         let no_secret = |k: &str| (k == "HOIST_S3_SECRET_ACCESS_KEY").then(String::new);
         let e = Config::load(Some(&f), no_secret).unwrap_err();

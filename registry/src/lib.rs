@@ -258,16 +258,26 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// TLS to the database when its configuration asks for it.
+fn database_tls(
+    db: &config::DatabaseConfig,
+) -> Result<Option<Arc<rustls::ClientConfig>>, ServeError> {
+    if !db.wants_tls() {
+        return Ok(None);
+    }
+    Ok(Some(tls::database_client_config(db.ca_file.as_deref())?))
+}
+
 /// Opens the store named by `config`.
 pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
     let blobs = match config.storage.driver {
         config::StorageKind::Fs => hoist_storage::Blobs::Fs,
         config::StorageKind::S3 => hoist_storage::Blobs::S3(s3_config(config)),
     };
-    let postgres = config
-        .database
-        .as_ref()
-        .map(|db| (db.url.0.as_str(), db.pool_size));
+    let postgres = match &config.database {
+        Some(db) => Some((db.url.0.as_str(), db.pool_size, database_tls(db)?)),
+        None => None,
+    };
     Store::open_backends(&config.data, blobs, postgres)
         .await
         .map_err(|source| ServeError::Storage {
@@ -333,7 +343,12 @@ pub fn open_auth(config: &Config) -> Result<Option<Arc<Auth>>, ServeError> {
     };
     let auth = match &config.database {
         Some(db) => {
-            let auth = Auth::open_postgres(&db.url.0, db.pool_size, auth_config(config))?;
+            let auth = Auth::open_postgres(
+                &db.url.0,
+                db.pool_size,
+                database_tls(db)?,
+                auth_config(config),
+            )?;
             if password.is_none() && !auth.has_users()? {
                 return open();
             }

@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ServerConfig};
 
 /// How often the files are checked for changes.
 pub const POLL: Duration = Duration::from_secs(2);
@@ -104,6 +104,39 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         return Err(invalid(path, "holds no certificate"));
     }
     Ok(certs)
+}
+
+/// The client configuration of TLS to PostgreSQL: the server's certificate verified with the
+/// PEM CAs in `ca_file`, else with the system's roots.
+pub fn database_client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let what = ca_file.map_or_else(|| PathBuf::from("the system's roots"), Path::to_owned);
+    match ca_file {
+        Some(ca) => {
+            for c in certificates(ca)? {
+                roots
+                    .add(c)
+                    .map_err(|e| invalid(ca, format!("not a usable ca certificate: {e}")))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(invalid(
+                    &what,
+                    "no ca certificate found (set database.ca_file)",
+                ));
+            }
+        }
+    }
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&what, e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Builds a server configuration from the files.

@@ -114,6 +114,17 @@ impl Server {
     /// Initialises a cluster in a temporary directory and starts it; fails the test when
     /// PostgreSQL is missing or does not come up.
     pub fn start() -> Server {
+        Server::start_with(None)
+    }
+
+    /// [`Server::start`] with TLS on (`ssl=on`) with `server`'s certificate and key, and
+    /// TCP connections without TLS refused (`pg_hba.conf`: `hostssl` only; the Unix socket
+    /// stays open, for `createdb`).
+    pub fn start_tls(server: &crate::pki::Pair) -> Server {
+        Server::start_with(Some(server))
+    }
+
+    fn start_with(tls: Option<&crate::pki::Pair>) -> Server {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("hoist-pg-")
@@ -137,6 +148,33 @@ impl Server {
                 "UTF8",
                 "--locale=C.UTF-8",
             ]));
+        let mut tls_args = Vec::new();
+        if let Some(pair) = tls {
+            let (cert, key) = pair.write(dir.path(), "server");
+            // PostgreSQL refuses a key others can read, or one not its user's.
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod the server key");
+            if is_root() {
+                for f in [&cert, &key] {
+                    std::os::unix::fs::chown(f, Some(NOBODY), Some(NOBODY))
+                        .expect("handing the server's certificate to nobody");
+                }
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .expect("writing pg_hba.conf");
+            tls_args = vec![
+                "-c".to_owned(),
+                "ssl=on".to_owned(),
+                "-c".to_owned(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".to_owned(),
+                format!("ssl_key_file={}", key.display()),
+            ];
+        }
         let mut last_log = String::new();
         for _ in 0..3 {
             let port = free_port();
@@ -152,6 +190,7 @@ impl Server {
                 // A test server: durability is not the point, speed is.
                 .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
                 .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
+                .args(&tls_args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -185,6 +224,25 @@ impl Server {
     /// The connection URL of database `name` (user `postgres`, no password).
     pub fn url(&self, name: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs `sql` with `psql` in database `db` over the server's Unix socket; returns what it
+    /// printed (unaligned, tuples only).
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = pg_command(&bin_dir().join("psql"))
+            .current_dir(self.dir.path())
+            .arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("running psql");
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// Creates a database with a fresh name and returns its URL.

@@ -19,6 +19,7 @@
 //! prepared statement cache per connection.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -379,7 +380,11 @@ impl Pg {
         out.unwrap_or_else(|_| Err(self.err("the database task ended")))
     }
 
-    fn connect(url: &str, pool_size: usize) -> Result<Pg, AuthError> {
+    fn connect(
+        url: &str,
+        pool_size: usize,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Pg, AuthError> {
         let location = redact(url);
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|e| pg_err(&location, PgMessage(&e)))?;
@@ -395,13 +400,20 @@ impl Pg {
                 path: location.clone(),
                 source,
             })?;
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            Some(tls) => {
+                // TLS was asked for: `prefer` (the default) would fall back to plain text.
+                if config.get_ssl_mode() == tokio_postgres::config::SslMode::Prefer {
+                    config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                }
+                let connect = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
+                Manager::from_config(config, connect, recycling)
+            }
+            None => Manager::from_config(config, tokio_postgres::NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -606,8 +618,12 @@ impl Db {
 
     /// Connects to PostgreSQL at `url` with at most `pool_size` connections and migrates the
     /// schema.
-    pub(crate) fn postgres(url: &str, pool_size: usize) -> Result<Db, AuthError> {
-        Pg::connect(url, pool_size).map(Db::Postgres)
+    pub(crate) fn postgres(
+        url: &str,
+        pool_size: usize,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Db, AuthError> {
+        Pg::connect(url, pool_size, tls).map(Db::Postgres)
     }
 
     /// The file or the URL (without a password), for messages.

@@ -29,7 +29,7 @@ impl Store {
     fn open(&self) -> Auth {
         match &self.db {
             None => Auth::open(self.dir.path(), AuthConfig::default()).unwrap(),
-            Some(db) => Auth::open_postgres(db.url(), 4, AuthConfig::default()).unwrap(),
+            Some(db) => Auth::open_postgres(db.url(), 4, None, AuthConfig::default()).unwrap(),
         }
     }
 
@@ -786,7 +786,7 @@ fn calls_work_from_any_context() {
             .unwrap();
         // Opening and dropping a store on a worker is fine too.
         tokio::spawn(async move {
-            let other = Auth::open_postgres(&url, 1, AuthConfig::default()).unwrap();
+            let other = Auth::open_postgres(&url, 1, None, AuthConfig::default()).unwrap();
             assert!(other.has_users().unwrap());
             drop(other);
         })

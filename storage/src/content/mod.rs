@@ -187,30 +187,32 @@ impl Store {
         driver: Arc<dyn StorageDriver>,
         url: &str,
         pool_size: usize,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self> {
-        let meta = crate::metadata::PgMetadata::connect(url, pool_size).await?;
+        let meta = crate::metadata::PgMetadata::connect_tls(url, pool_size, tls).await?;
         Store::open(driver, Arc::new(meta)).await
     }
 
     /// Opens the store a registry's configuration names: blobs in the data directory `data` or
     /// an S3 bucket, metadata in SQLite beside them (under `data`) or in PostgreSQL
-    /// (`postgres`: the url and the pool size).
+    /// (`postgres`: the url, the pool size, and TLS's client configuration when the connection
+    /// is to be TLS).
     pub async fn open_backends(
         data: &std::path::Path,
         blobs: Blobs,
-        postgres: Option<(&str, usize)>,
+        postgres: Option<(&str, usize, Option<Arc<rustls::ClientConfig>>)>,
     ) -> Result<Self> {
         let io = |e| DriverError::io(&data.display().to_string(), e);
         std::fs::create_dir_all(data).map_err(io)?;
         match (blobs, postgres) {
             (Blobs::Fs, None) => Store::open_fs(data).await,
             (Blobs::S3(s3), None) => Store::open_object(crate::ObjectDriver::s3(&s3)?, data).await,
-            (blobs, Some((url, pool_size))) => {
+            (blobs, Some((url, pool_size, tls))) => {
                 let driver: Arc<dyn StorageDriver> = match blobs {
                     Blobs::Fs => Arc::new(crate::FsDriver::new(data).map_err(io)?),
                     Blobs::S3(s3) => Arc::new(crate::ObjectDriver::s3(&s3)?),
                 };
-                Store::open_postgres(driver, url, pool_size).await
+                Store::open_postgres(driver, url, pool_size, tls).await
             }
         }
     }

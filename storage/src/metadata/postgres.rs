@@ -36,6 +36,7 @@
 //! PostgreSQL releases its locks with them. Periodic tasks are claimed in the `maintenance`
 //! table ([`MetadataStore::claim_task`]), so N replicas run each once per period between them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -158,19 +159,31 @@ impl From<deadpool_postgres::PoolError> for MetaError {
 }
 
 /// A pool of at most `size` connections to `url` (a `postgres://` URL or a `key=value`
-/// connection string), with [`POOL_TIMEOUT`] to wait for, make and recycle a connection.
-pub(crate) fn pool(url: &str, size: usize) -> Result<Pool, MetaError> {
+/// connection string), with [`POOL_TIMEOUT`] to wait for, make and recycle a connection; over
+/// TLS verified with `tls` when given (see [`PgMetadata::connect_tls`]).
+pub(crate) fn pool(
+    url: &str,
+    size: usize,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<Pool, MetaError> {
     let mut config: tokio_postgres::Config = url.parse()?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(POOL_TIMEOUT);
     }
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        Some(tls) => {
+            // TLS was asked for: `prefer` (the default) would fall back to plain text.
+            if config.get_ssl_mode() == tokio_postgres::config::SslMode::Prefer {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            }
+            let connect = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+            Manager::from_config(config, connect, recycling)
+        }
+        None => Manager::from_config(config, NoTls, recycling),
+    };
     Pool::builder(manager)
         .max_size(size.max(1))
         .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -464,11 +477,22 @@ impl PgMetadata {
     /// `key=value` connection string) with a pool of at most `pool_size` connections, and
     /// migrates its schema. Plain TCP or a Unix socket (`host=/run/postgresql`): no TLS.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, MetaError> {
-        let pool = pool(url, pool_size)?;
+        Self::connect_tls(url, pool_size, None).await
+    }
+
+    /// [`PgMetadata::connect`], over TLS when `tls` is given: the server's certificate is
+    /// verified with its roots and must name the URL's host, and the connection is never plain
+    /// (`sslmode=prefer`, the default, becomes `require`; an explicit `disable` stays).
+    pub async fn connect_tls(
+        url: &str,
+        pool_size: usize,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, MetaError> {
+        let pool = pool(url, pool_size, tls.as_ref())?;
         let mut client = pool.get().await?;
         migrate(&mut client, COMPONENT, MIGRATIONS).await?;
         drop(client);
-        let locks = self::pool(url, pool_size)?;
+        let locks = self::pool(url, pool_size, tls.as_ref())?;
         Ok(PgMetadata { pool, locks })
     }
 
