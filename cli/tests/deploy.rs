@@ -515,6 +515,53 @@ fn the_image_runs_three_replicas_behind_haproxy() {
         image.manifest.digest.to_string()
     );
 
+    // hoist itself: login through the balancer, push, and pull into a fresh home.
+    let docker_config = tempfile::tempdir().unwrap();
+    let hoist = |home: &Path, args: &[&str], stdin: Option<&str>| -> String {
+        let mut child = h
+            .cmd(args)
+            .env("HOIST_HOME", home)
+            .env("DOCKER_CONFIG", docker_config.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input
+            .write_all(stdin.unwrap_or_default().as_bytes())
+            .unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "hoist {args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let reference = format!("{addr}/team/hoisted:1");
+    h.ok(&["tag", "busybox", &reference]);
+    hoist(
+        &h.home(),
+        &["login", &addr, "-u", "admin", "--password-stdin"],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+    );
+    let pushed = hoist(&h.home(), &["push", &reference], None);
+    let fresh = tempfile::tempdir().unwrap();
+    let pulled = hoist(fresh.path(), &["pull", &reference], None);
+    // `...: digest: sha256:... size: N` from push, `Digest: sha256:...` from pull.
+    let digest = |out: &str| -> String {
+        out.to_lowercase()
+            .split("digest: ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no digest in {out}"))
+            .to_owned()
+    };
+    assert_eq!(digest(&pulled), digest(&pushed), "{pushed}\n{pulled}");
+
     // The requests were spread: more than one replica served API requests.
     let served: Vec<u64> = ports.iter().map(|p| api_requests(*p)).collect();
     assert!(
