@@ -325,6 +325,18 @@ fn a_client_that_stops_reading_loses_its_connection() {
     let mut text = String::new();
     up.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 201"), "{text}");
+    // A HEAD of the blob first, on a connection that closes: whatever serving the blob opens
+    // and keeps (pooled database readers) is in the baseline.
+    let mut warm = TcpStream::connect(&server.addr).unwrap();
+    let head = format!(
+        "HEAD /v2/bounds/slow/blobs/{digest} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    warm.write_all(head.as_bytes()).unwrap();
+    let mut text = String::new();
+    warm.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    drop(warm);
+    std::thread::sleep(Duration::from_millis(200));
     let baseline = open_fds(pid);
     let mut s = TcpStream::connect(&server.addr).unwrap();
     let req = format!("GET /v2/bounds/slow/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -146,6 +146,17 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A read-only connection for point reads: no busy timeout (see [`SqliteMetadata::point`]).
+fn quick_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&c)?;
+    c.busy_timeout(Duration::ZERO)?;
+    Ok(c)
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), MetaError> {
     // The version is read inside the write transaction: a process that opened the file at the
     // same time may have migrated it since.
@@ -269,12 +280,14 @@ impl SqliteMetadata {
         let mut conn = open_wal(&path, BUSY)?;
         configure(&conn)?;
         migrate(&mut conn)?;
+        // One reader for point reads from the start: the first request does not open one.
+        let quick = quick_reader(&path)?;
         Ok(SqliteMetadata {
             inner: Arc::new(Inner {
                 path: Some(path),
                 writer: Mutex::new(conn),
                 readers: Mutex::new(Vec::new()),
-                quick: Mutex::new(Vec::new()),
+                quick: Mutex::new(vec![quick]),
             }),
         })
     }
@@ -309,17 +322,7 @@ impl SqliteMetadata {
             let pooled = self.inner.quick.lock().pop();
             let conn = match pooled {
                 Some(c) => Some(c),
-                None => Connection::open_with_flags(
-                    path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .and_then(|c| {
-                    configure(&c)?;
-                    c.busy_timeout(Duration::ZERO)?;
-                    Ok(c)
-                })
-                .ok(),
+                None => quick_reader(path).ok(),
             };
             if let Some(conn) = conn {
                 let out = f(&conn);
