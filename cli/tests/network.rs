@@ -665,14 +665,31 @@ fn the_networks_of_a_deleted_home_are_reaped_by_another_home() {
     let id = gone.ok(&["network", "inspect", "orphan", "--format", "{{.Id}}"]);
     let bridge = format!("hbr-{}", &id.trim()[..11]);
     let table = format!("hoist-{}", &id.trim()[..12]);
-    sleeper_on(&gone, "orphan");
+    let (container, _) = sleeper_on(&gone, "orphan");
+    let ns = std::path::Path::new("/run/hoist/netns").join(&container);
+    assert!(ns.exists());
     assert!(links().contains(&bridge), "{}", links());
     assert!(nft_tables().contains(&table), "{}", nft_tables());
     // The home goes without a word to its networks (its container is killed with it).
     gone.crash("c");
     std::fs::remove_dir_all(gone.home().join("networks")).unwrap();
+    // Its containers' records go too (moved aside: the crashed container's rootfs is still
+    // mounted in there, and the home's own cleanup unmounts it once they are back).
+    let (containers, aside) = (
+        gone.home().join("containers"),
+        gone.home().join("containers.aside"),
+    );
+    std::fs::rename(&containers, &aside).unwrap();
     let other = Home::new();
     other.ok(&["network", "ls"]);
+    // The crashed container's namespace (and the veth it holds) went too.
+    assert!(!ns.exists(), "{} is left", ns.display());
+    assert!(
+        !std::path::Path::new("/run/hoist/netns-owners")
+            .join(&container)
+            .exists()
+    );
+    std::fs::rename(&aside, &containers).unwrap();
     assert!(!links().contains(&bridge), "{}", links());
     assert!(!nft_tables().contains(&table), "{}", nft_tables());
     assert!(

@@ -19,6 +19,45 @@ pub fn path_for(id: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(id)
 }
 
+/// Which home each namespace belongs to: a file per namespace naming its `HOIST_HOME`, so that
+/// any home's reconcile removes the namespaces of homes that are gone (see
+/// [`orphans`]), as the bridges have theirs in `store::BRIDGES_DIR`.
+pub const OWNERS_DIR: &str = "/run/hoist/netns-owners";
+
+/// Notes that the namespace of container (or pod) `id` belongs to `home`.
+pub fn note_owner(id: &str, home: &Path) -> Result<(), NetError> {
+    let dir = Path::new(OWNERS_DIR);
+    std::fs::create_dir_all(dir).map_err(|source| NetError::Io {
+        what: format!("creating {}", dir.display()),
+        source,
+    })?;
+    // Absolute: the reaper may run with another working directory.
+    let home = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_owned());
+    let owner = dir.join(id);
+    std::fs::write(&owner, home.to_string_lossy().as_bytes()).map_err(|source| NetError::Io {
+        what: format!("writing {}", owner.display()),
+        source,
+    })
+}
+
+/// The namespaces whose container (or pod) is gone from the home that made them: a home
+/// deleted while its containers ran, as a test or CI runner that died leaves them.
+pub fn orphans() -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(OWNERS_DIR) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let home = PathBuf::from(std::fs::read_to_string(e.path()).ok()?.trim());
+            let gone = ["containers", "pods"]
+                .iter()
+                .all(|kind| !home.join(kind).join(&id).is_dir());
+            gone.then(|| path_for(&id))
+        })
+        .collect()
+}
+
 fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> NetError {
     let what = what.into();
     move |e| NetError::Io {
@@ -66,8 +105,11 @@ pub fn create(path: &Path) -> Result<(), NetError> {
     made
 }
 
-/// Unmounts and removes the namespace file (gone already: nothing to do).
+/// Unmounts and removes the namespace file and its owner note (gone already: nothing to do).
 pub fn remove(path: &Path) -> Result<(), NetError> {
+    if let Some(id) = path.file_name() {
+        let _ = std::fs::remove_file(Path::new(OWNERS_DIR).join(id));
+    }
     match nix::mount::umount2(path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
         Err(e) => return Err(sys(format!("unmounting {}", path.display()))(e)),

@@ -132,9 +132,14 @@ pub fn reconcile(home: &Path) -> Result<(), NetError> {
     reap_orphan_bridges()
 }
 
-/// Removes the bridges (and tables) of networks whose record is gone, whichever home they
-/// were in: a home deleted with its networks still up, or a crash halfway through a removal.
+/// Removes the bridges (and tables) of networks whose record is gone, and the namespaces whose
+/// container is gone from its home, whichever home they were in: a home deleted with its
+/// networks and containers still up, or a crash halfway through a removal.
 fn reap_orphan_bridges() -> Result<(), NetError> {
+    // The namespaces of containers of those homes first: their veths hold the bridges' ports.
+    for ns in netns::orphans() {
+        netns::remove(&ns)?;
+    }
     for (bridge, table) in super::store::orphan_bridges() {
         firewall::remove_table(&table)?;
         link::delete(&bridge)?;
@@ -390,6 +395,7 @@ pub fn parse_extra_host(s: &str, gateway: Ipv4Addr) -> Result<(String, String), 
 pub fn up(home: &Path, spec: &SandboxSpec<'_>) -> Result<Sandbox, NetError> {
     reconcile(home)?;
     let path = netns::path_for(spec.id);
+    netns::note_owner(spec.id, home)?;
     netns::create(&path)?;
     let mut sb = Sandbox {
         home: home.to_path_buf(),
