@@ -50,6 +50,16 @@ use hoist_conformance::harness::Server;
 use hoist_oci::Digest;
 use reqwest::{Client, StatusCode, header};
 
+mod support;
+use support::{Rounds, expect, location, start_upload, with_digest};
+
+/// Rounds of a measurement that has not run (yet).
+fn not_started() -> Rounds {
+    let mut r = Rounds::default();
+    r.fail(anyhow!("not started"));
+    r
+}
+
 const MIB: usize = 1 << 20;
 const CONNECTIONS: usize = 32;
 /// What hoist's filesystem driver writes between two `fdatasync`s of a blob
@@ -94,58 +104,6 @@ impl Config {
     }
 }
 
-/// One number per round of one measurement (higher is better), and the first error it met.
-#[derive(Default)]
-struct Rounds {
-    values: Vec<f64>,
-    err: Option<anyhow::Error>,
-}
-
-impl Rounds {
-    fn not_started() -> Rounds {
-        Rounds {
-            values: Vec::new(),
-            err: Some(anyhow!("not started")),
-        }
-    }
-
-    fn record(&mut self, r: Result<f64>) {
-        match r {
-            Ok(v) => self.values.push(v),
-            Err(e) => self.fail(e),
-        }
-    }
-
-    fn fail(&mut self, e: anyhow::Error) {
-        if self.err.is_none() {
-            self.err = Some(e);
-        }
-    }
-
-    fn median(&self) -> Result<f64> {
-        if let Some(e) = &self.err {
-            return Err(anyhow!("{e:#}"));
-        }
-        ensure!(!self.values.is_empty(), "no measurement");
-        let mut v = self.values.clone();
-        v.sort_by(f64::total_cmp);
-        Ok(v[v.len() / 2])
-    }
-
-    /// The rounds' numbers in order, then the median.
-    fn line(&self, precision: usize) -> String {
-        let rounds: Vec<String> = self
-            .values
-            .iter()
-            .map(|v| format!("{v:.precision$}"))
-            .collect();
-        match self.median() {
-            Ok(m) => format!("{}  (median {m:.precision$})", rounds.join(" ")),
-            Err(e) => format!("{}  error: {e:#}", rounds.join(" ")),
-        }
-    }
-}
-
 /// MiB/s of moving `bytes` in `t`.
 fn mib_per_s(bytes: usize, t: Duration) -> f64 {
     bytes as f64 / MIB as f64 / t.as_secs_f64()
@@ -162,7 +120,7 @@ struct Gets {
 impl Gets {
     fn not_started() -> Gets {
         Gets {
-            rounds: Rounds::not_started(),
+            rounds: not_started(),
             latencies: Vec::new(),
         }
     }
@@ -218,9 +176,9 @@ impl Scores {
     fn not_started(kind: &'static str) -> Scores {
         Scores {
             kind,
-            push_mono: Rounds::not_started(),
-            push_chunked: Rounds::not_started(),
-            pull: Rounds::not_started(),
+            push_mono: not_started(),
+            push_chunked: not_started(),
+            pull: not_started(),
             by_tag: Gets::not_started(),
             by_digest: Gets::not_started(),
             peak_rss_kib: Err(anyhow!("not started")),
@@ -660,55 +618,6 @@ async fn bench(
         }
     }
     (scores, refs)
-}
-
-/// Resolves a `Location` header against the server's base URL.
-fn location(base: &str, resp: &reqwest::Response) -> Result<String> {
-    let loc = resp
-        .headers()
-        .get(header::LOCATION)
-        .context("no Location header")?
-        .to_str()?;
-    Ok(
-        if loc.starts_with("http://") || loc.starts_with("https://") {
-            loc.to_owned()
-        } else {
-            format!("{base}{loc}")
-        },
-    )
-}
-
-fn with_digest(url: &str, digest: &Digest) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}digest={digest}")
-}
-
-async fn expect(
-    resp: reqwest::Response,
-    want: StatusCode,
-    what: &str,
-) -> Result<reqwest::Response> {
-    if resp.status() != want {
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        bail!("{what}: expected {want}, got {status}: {body}");
-    }
-    Ok(resp)
-}
-
-async fn start_upload(client: &Client, base: &str, repo: &str) -> Result<String> {
-    let resp = client
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .header(header::CONTENT_LENGTH, "0")
-        .send()
-        .await?;
-    let resp = expect(
-        resp,
-        StatusCode::ACCEPTED,
-        &format!("POST /v2/{repo}/blobs/uploads/"),
-    )
-    .await?;
-    location(base, &resp)
 }
 
 /// POST, then PUT with the whole blob. Returns the elapsed time.

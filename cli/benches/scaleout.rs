@@ -41,6 +41,9 @@ use hoist_testsupport::haproxy::{Haproxy, round_robin_config};
 use hoist_testsupport::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
 use reqwest::{Client, StatusCode, header};
 
+mod support;
+use support::{Rounds, expect, start_upload, with_digest};
+
 const MIB: usize = 1 << 20;
 const CLIENTS: usize = 32;
 const REPLICAS: usize = 3;
@@ -74,50 +77,6 @@ impl Config {
                 manifest_round: Duration::from_secs(3),
                 warmup: Duration::from_millis(500),
             }
-        }
-    }
-}
-
-/// One number per round (higher is better), and the first error met.
-#[derive(Default)]
-struct Rounds {
-    values: Vec<f64>,
-    err: Option<anyhow::Error>,
-}
-
-impl Rounds {
-    fn record(&mut self, r: Result<f64>) {
-        match r {
-            Ok(v) => self.values.push(v),
-            Err(e) => self.fail(e),
-        }
-    }
-
-    fn fail(&mut self, e: anyhow::Error) {
-        if self.err.is_none() {
-            self.err = Some(e);
-        }
-    }
-
-    fn median(&self) -> Result<f64> {
-        if let Some(e) = &self.err {
-            return Err(anyhow!("{e:#}"));
-        }
-        ensure!(!self.values.is_empty(), "no measurement");
-        let mut v = self.values.clone();
-        v.sort_by(f64::total_cmp);
-        Ok(v[v.len() / 2])
-    }
-
-    fn line(&self, precision: usize) -> String {
-        let rounds: Vec<String> = self
-            .values
-            .iter()
-            .map(|v| format!("{v:.precision$}"))
-            .collect();
-        match self.median() {
-            Ok(m) => format!("{}  (median {m:.precision$})", rounds.join(" ")),
-            Err(e) => format!("{}  error: {e:#}", rounds.join(" ")),
         }
     }
 }
@@ -458,55 +417,6 @@ async fn pull_all(base: &str, blobs: &[Arc<Vec<Blob>>]) -> Result<Duration> {
         w.await??;
     }
     Ok(start.elapsed())
-}
-
-/// Resolves a `Location` header against the base URL.
-fn location(base: &str, resp: &reqwest::Response) -> Result<String> {
-    let loc = resp
-        .headers()
-        .get(header::LOCATION)
-        .context("no Location header")?
-        .to_str()?;
-    Ok(
-        if loc.starts_with("http://") || loc.starts_with("https://") {
-            loc.to_owned()
-        } else {
-            format!("{base}{loc}")
-        },
-    )
-}
-
-fn with_digest(url: &str, digest: &Digest) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}digest={digest}")
-}
-
-async fn expect(
-    resp: reqwest::Response,
-    want: StatusCode,
-    what: &str,
-) -> Result<reqwest::Response> {
-    if resp.status() != want {
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        bail!("{what}: expected {want}, got {status}: {body}");
-    }
-    Ok(resp)
-}
-
-async fn start_upload(client: &Client, base: &str, repo: &str) -> Result<String> {
-    let resp = client
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .header(header::CONTENT_LENGTH, "0")
-        .send()
-        .await?;
-    let resp = expect(
-        resp,
-        StatusCode::ACCEPTED,
-        &format!("POST /v2/{repo}/blobs/uploads/"),
-    )
-    .await?;
-    location(base, &resp)
 }
 
 /// POST, then PUT with the whole blob.
