@@ -289,3 +289,105 @@ async fn scheduled_garbage_collection_removes_unreferenced_blobs() {
     );
     assert!(!present, "bytes left at {} after 10 s", on_disk.display());
 }
+
+/// Pushes `data` to `repo` as one monolithic blob; its digest.
+async fn push_blob(c: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> Digest {
+    let digest = Digest::sha256_of(data);
+    let resp = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    digest
+}
+
+/// The bytes the server sent with `sendfile` so far (its /metrics counter).
+async fn sendfile_bytes(c: &reqwest::Client, base: &str) -> u64 {
+    let text = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("hoist_http_sendfile_bytes_total "))
+        .map_or(0, |v| v.trim().parse::<f64>().expect("a counter") as u64)
+}
+
+/// One GET of a blob (`range` as `(first, last)`), checked for status and length; its body.
+async fn get_blob(
+    c: &reqwest::Client,
+    url: &str,
+    range: Option<(usize, usize)>,
+) -> (reqwest::Version, Vec<u8>) {
+    let mut req = c.get(url);
+    if let Some((a, b)) = range {
+        req = req.header("range", format!("bytes={a}-{b}"));
+    }
+    let resp = req.send().await.unwrap();
+    let want = if range.is_some() { 206 } else { 200 };
+    assert_eq!(resp.status(), want, "GET {url} {range:?}");
+    let version = resp.version();
+    (version, resp.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_blobs_go_out_with_sendfile_and_every_range_is_exact() {
+    let server = Server::hoist(hoist()).unwrap();
+    let c = client();
+    let base = server.url.clone();
+    let data: Vec<u8> = (0..(12 << 20) + 123)
+        .map(|i: usize| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let digest = push_blob(&c, &base, "send/big", &data).await;
+    let small = &data[..4096];
+    let small_digest = push_blob(&c, &base, "send/big", small).await;
+    let url = format!("{base}/v2/send/big/blobs/{digest}");
+    let before = sendfile_bytes(&c, &base).await;
+
+    let (_, whole) = get_blob(&c, &url, None).await;
+    assert!(whole == data, "the whole blob differs");
+    let n = data.len();
+    for (a, b) in [
+        (0, 0),
+        (10, 20),
+        ((1 << 20) - 1, 2 << 20),
+        (5_000_000, 9_000_000),
+        (n - 1, n - 1),
+        (n - (3 << 20), n - 1),
+    ] {
+        let (_, part) = get_blob(&c, &url, Some((a, b))).await;
+        assert!(part == data[a..=b], "range {a}-{b} differs");
+    }
+    let (_, got) = get_blob(
+        &c,
+        &format!("{base}/v2/send/big/blobs/{small_digest}"),
+        None,
+    )
+    .await;
+    assert_eq!(got, small);
+    // Concurrent pulls of one blob share one mapping's pages and each gets all of it.
+    let pulls = (0..4).map(|_| get_blob(&c, &url, None));
+    for (_, got) in futures::future::join_all(pulls).await {
+        assert!(got == data, "a concurrent pull differs");
+    }
+    let sent = sendfile_bytes(&c, &base).await - before;
+    let ranged = (2 << 20) - ((1 << 20) - 1) + 1 + 4_000_001 + (3 << 20);
+    assert!(
+        sent >= (5 * n + ranged) as u64,
+        "sendfile sent {sent} bytes, expected at least 5 whole pulls and the long ranges"
+    );
+    // HTTP/2 (prior knowledge) frames the same bytes through the mapping.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let (version, got) = get_blob(&h2, &url, None).await;
+    assert_eq!(version, reqwest::Version::HTTP_2);
+    assert!(got == data, "the blob over h2c differs");
+}

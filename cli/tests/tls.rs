@@ -592,3 +592,56 @@ fn a_handshake_that_never_finishes_is_cut_at_the_header_timeout() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_blobs_over_tls_are_exact_on_http1_and_http2_without_sendfile() {
+    let dir = tmp();
+    let ca = Ca::new("hoist test ca");
+    let server = open_server(&ca, dir.path());
+    let base = format!("https://{}", server.addr);
+    let data: Vec<u8> = (0..(3 << 20) + 7)
+        .map(|i: usize| (i.wrapping_mul(2654435761) >> 9) as u8)
+        .collect();
+    let digest = hoist_oci::Digest::sha256_of(&data);
+    let c = client(&ca.pem(), None, false);
+    let resp = c
+        .post(format!("{base}/v2/tls/big/blobs/uploads/?digest={digest}"))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    for http1 in [true, false] {
+        let c = client(&ca.pem(), None, http1);
+        let url = format!("{base}/v2/tls/big/blobs/{digest}");
+        let resp = c.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.bytes().await.unwrap() == data,
+            "http1 {http1}: differs"
+        );
+        let resp = c
+            .get(&url)
+            .header("range", "bytes=1000000-2999999")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 206);
+        let part = resp.bytes().await.unwrap();
+        assert!(part == data[1_000_000..3_000_000], "http1 {http1}: range");
+    }
+    // TLS encrypts in user space: nothing went out with sendfile.
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hoist_http_requests_total")
+            && !metrics.contains("hoist_http_sendfile_bytes_total"),
+        "{metrics}"
+    );
+}

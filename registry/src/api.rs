@@ -81,7 +81,10 @@ async fn handle(app: &App, grant: &Grant, route: Route, req: Request) -> ApiResu
         Route::Blob { name, digest } => match method {
             Method::GET | Method::HEAD => {
                 grant.require(&name, Action::Pull)?;
-                blob_get(app, &name, &digest, req.headers(), method == Method::HEAD).await
+                // A TLS connection encrypts in user space: mapped bytes would only swell its RSS.
+                let send = req.extensions().get::<crate::listener::Tls>().is_none();
+                let head = method == Method::HEAD;
+                blob_get(app, &name, &digest, req.headers(), head, send).await
             }
             _ => {
                 grant.require(&name, Action::Delete)?;
@@ -274,6 +277,7 @@ async fn blob_get(
     digest: &Digest,
     headers: &HeaderMap,
     head: bool,
+    sendfile: bool,
 ) -> ApiResult {
     let size = app
         .store
@@ -323,10 +327,13 @@ async fn blob_get(
     if head {
         return Ok(b.body(Body::empty()).expect("valid response"));
     }
-    let stream = app
-        .store
-        .blob_stream(name, digest, start, Some(len))
-        .await?;
+    let stream = if sendfile {
+        app.store.blob_send(name, digest, start, Some(len)).await?
+    } else {
+        app.store
+            .blob_stream(name, digest, start, Some(len))
+            .await?
+    };
     Ok(b.body(Body::from_stream(stream)).expect("valid response"))
 }
 

@@ -279,12 +279,60 @@ impl Stream {
         }
     }
 
+    /// Writes the front of `bufs`. On plain TCP, bytes of a mapped file (a blob,
+    /// [`hoist_storage::driver::mapped`]) go from the page cache to the socket with `sendfile`,
+    /// without a copy through user space: a write starts with such bytes or stops before them.
+    fn poll_write_bufs(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        use hoist_storage::driver::mapped;
+        if let Stream::Plain(tcp) = self {
+            let mut slices = bufs.iter().enumerate().filter(|(_, b)| !b.is_empty());
+            if let Some((first, buf)) = slices.next() {
+                if let Some(region) = mapped::find(buf.as_ptr()) {
+                    return poll_sendfile(tcp, cx, &region, buf.len().min(region.remaining));
+                }
+                if let Some((next, _)) = slices.find(|(_, b)| mapped::find(b.as_ptr()).is_some()) {
+                    return Pin::new(tcp).poll_write_vectored(cx, &bufs[first..next]);
+                }
+            }
+        }
+        self.io().poll_write_vectored(cx, bufs)
+    }
+
     /// The ready stream, once [`Stream::poll_ready`] said so.
     fn io(&mut self) -> Pin<&mut (dyn Io + '_)> {
         match self {
             Stream::Plain(s) => Pin::new(s),
             Stream::Tls(s) => Pin::new(&mut **s),
             Stream::Handshake(_) | Stream::Failed => unreachable!("polled before the handshake"),
+        }
+    }
+}
+
+/// Sends `count` bytes of a mapped file's `region` to the socket.
+fn poll_sendfile(
+    tcp: &TcpStream,
+    cx: &mut Context<'_>,
+    region: &hoist_storage::driver::mapped::Region,
+    count: usize,
+) -> Poll<io::Result<usize>> {
+    loop {
+        std::task::ready!(tcp.poll_write_ready(cx))?;
+        let mut offset = region.offset;
+        let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+            rustix::fs::sendfile(tcp, region.fd(), Some(&mut offset), count)
+                .map_err(io::Error::from)
+        });
+        match sent {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Ok(n) => {
+                metrics::counter!("hoist_http_sendfile_bytes_total").increment(n as u64);
+                return Poll::Ready(Ok(n));
+            }
+            Err(e) => return Poll::Ready(Err(e)),
         }
     }
 }
@@ -387,10 +435,10 @@ impl TimedIo {
     fn poll_timed<T>(
         &mut self,
         cx: &mut Context<'_>,
-        op: impl FnOnce(Pin<&mut (dyn Io + '_)>, &mut Context<'_>) -> Poll<io::Result<T>>,
+        op: impl FnOnce(&mut Stream, &mut Context<'_>) -> Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         let done = match self.stream.poll_ready(cx, &self.conn) {
-            Poll::Ready(Ok(())) => op(self.stream.io(), cx),
+            Poll::Ready(Ok(())) => op(&mut self.stream, cx),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         };
@@ -419,7 +467,7 @@ impl AsyncWrite for TimedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_timed(cx, |s, cx| s.poll_write(cx, buf))
+        self.poll_timed(cx, |s, cx| s.poll_write_bufs(cx, &[io::IoSlice::new(buf)]))
     }
 
     fn poll_write_vectored(
@@ -427,7 +475,7 @@ impl AsyncWrite for TimedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_timed(cx, |s, cx| s.poll_write_vectored(cx, bufs))
+        self.poll_timed(cx, |s, cx| s.poll_write_bufs(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -439,11 +487,11 @@ impl AsyncWrite for TimedIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_timed(cx, |s, cx| s.poll_flush(cx))
+        self.poll_timed(cx, |s, cx| s.io().poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_timed(cx, |s, cx| s.poll_shutdown(cx))
+        self.poll_timed(cx, |s, cx| s.io().poll_shutdown(cx))
     }
 }
 

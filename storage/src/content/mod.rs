@@ -19,7 +19,7 @@ use hoist_oci::{Algorithm, Digest, Digester, RepoName};
 use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 
-use crate::driver::{BoxReader, ByteStream, DriverError, StorageDriver};
+use crate::driver::{BoxReader, ByteStream, DriverError, DriverWriter, StorageDriver};
 use crate::metadata::{ManifestRecord, MetaError, MetadataStore, Page, TagRow, UploadSession, now};
 
 pub use gc::GcReport;
@@ -310,13 +310,40 @@ impl Store {
         offset: u64,
         len: Option<u64>,
     ) -> Result<ByteStream> {
+        self.blob_chunks(repo, digest, offset, len, false).await
+    }
+
+    /// As [`blob_stream`](Self::blob_stream), for a writer that sends mapped bytes with
+    /// `sendfile` (a plain TCP socket): the driver may hand out the blob
+    /// [mapped](crate::driver::mapped).
+    pub async fn blob_send(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ByteStream> {
+        self.blob_chunks(repo, digest, offset, len, true).await
+    }
+
+    async fn blob_chunks(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        offset: u64,
+        len: Option<u64>,
+        mapped: bool,
+    ) -> Result<ByteStream> {
         if self.blob_stat(repo, digest).await?.is_none() {
             return Err(ContentError::BlobUnknown(digest.clone()));
         }
-        self.driver
-            .stream(&paths::blob_data(digest), offset, len)
-            .await
-            .map_err(|e| linked_bytes_error(digest, e))
+        let key = paths::blob_data(digest);
+        let stream = if mapped {
+            self.driver.stream_immutable(&key, offset, len).await
+        } else {
+            self.driver.stream(&key, offset, len).await
+        };
+        stream.map_err(|e| linked_bytes_error(digest, e))
     }
 
     /// Removes a blob's link from `repo`. The bytes stay for other repositories (and GC).
@@ -521,40 +548,52 @@ impl Store {
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: std::fmt::Display + Send,
     {
-        let mut writer = self.driver.writer(key, offset).await?;
-        let mut body = std::pin::pin!(body);
-        let mut broken = None;
-        loop {
-            // Nothing ready (a slow or stalled client): write out what is buffered first, so
-            // a waiting upload holds no buffered bytes.
-            let next = match futures::poll!(body.next()) {
-                std::task::Poll::Ready(next) => next,
-                std::task::Poll::Pending => {
-                    if let Err(e) = writer.flush().await {
-                        let _ = writer.cancel().await;
-                        return Err(e.into());
-                    }
-                    body.next().await
-                }
-            };
-            let Some(chunk) = next else { break };
-            match chunk {
-                Ok(chunk) => {
-                    digester.update(&chunk);
-                    if let Err(e) = writer.write(chunk).await {
-                        let _ = writer.cancel().await;
-                        return Err(e.into());
-                    }
-                }
-                Err(e) => {
-                    broken = Some(e.to_string());
-                    break;
-                }
-            }
-        }
+        let writer = self.driver.writer(key, offset).await?;
+        let (writer, broken) = pump(writer, digester, body).await?;
         let size = writer.size();
         writer.commit().await?;
         Ok((size, broken))
+    }
+
+    /// Streams a whole blob the client named by digest straight to its key through an
+    /// [atomic writer](crate::driver::StorageDriver::atomic_writer) (an object store: no copy
+    /// to make afterwards), commits it only once the digest matches, and links it as `link`
+    /// says, under the commit lock as any commit.
+    async fn put_atomic<S, E>(
+        &self,
+        writer: Box<dyn DriverWriter>,
+        expected: &Digest,
+        body: S,
+        link: Link<'_>,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display + Send,
+    {
+        let mut digester = Digester::new(expected.algorithm());
+        let (writer, broken) = pump(writer, &mut digester, body).await?;
+        let failed = match broken {
+            Some(broken) => Some(ContentError::Body(broken)),
+            None => {
+                let actual = digester.finish();
+                (actual != *expected).then(|| ContentError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                })
+            }
+        };
+        if let Some(e) = failed {
+            writer.cancel().await?;
+            return Err(e);
+        }
+        let size = writer.size();
+        let _commit = self.commit_lock.shared().await?;
+        writer.commit().await?;
+        match link {
+            Link::Repo(repo) => self.meta.link_blob(repo.as_str(), expected, size).await?,
+            Link::Upload(id) => self.meta.upload_finish(id, expected, size).await?,
+        }
+        Ok(size)
     }
 
     async fn append_locked<S, E>(
@@ -594,10 +633,44 @@ impl Store {
         let lock = self.upload_lock(id);
         let _guard = lock.lock().await;
         let session = self.session(repo, id).await?;
+        // The whole blob in this request: straight to its key where the driver can.
+        if session.offset == 0
+            && let Some(body) = last
+        {
+            let blob_key = paths::blob_data(expected);
+            let Some(writer) = self.driver.atomic_writer(&blob_key).await? else {
+                return self.complete_locked(&session, expected, Some(body)).await;
+            };
+            let done = self
+                .put_atomic(writer, expected, body, Link::Upload(id))
+                .await;
+            if matches!(done, Err(ContentError::DigestMismatch { .. })) {
+                self.upload_cancel_locked(id).await?;
+            } else if done.is_ok() {
+                // An empty PATCH may have left an empty object.
+                ignore_missing(self.driver.delete(&paths::upload_dir(id)).await)?;
+            }
+            return done;
+        }
+        self.complete_locked(&session, expected, last).await
+    }
+
+    /// [`Store::upload_complete`] through the session's own key, under its lock.
+    async fn complete_locked<S, E>(
+        &self,
+        session: &UploadSession,
+        expected: &Digest,
+        last: Option<S>,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display + Send,
+    {
+        let id = session.id.as_str();
         let data_key = paths::upload_data(id);
         let (size, hashed) = match last {
             Some(body) => {
-                let (st, digester) = self.append_locked(&session, body).await?;
+                let (st, digester) = self.append_locked(session, body).await?;
                 (st.offset, digester)
             }
             None => (
@@ -710,6 +783,12 @@ impl Store {
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: std::fmt::Display + Send,
     {
+        let blob_key = paths::blob_data(expected);
+        if let Some(writer) = self.driver.atomic_writer(&blob_key).await? {
+            return self
+                .put_atomic(writer, expected, body, Link::Repo(repo))
+                .await;
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let key = paths::upload_data(&id);
         let mut digester = Digester::new(expected.algorithm());
@@ -814,3 +893,50 @@ fn verified(digest: &Digest, bytes: Bytes) -> Result<Bytes> {
 
 #[cfg(test)]
 mod tests;
+
+/// How a blob written whole is recorded: linked into a repository (a monolithic POST), or as
+/// the end of an upload session (which links it into the session's repository).
+enum Link<'a> {
+    Repo(&'a RepoName),
+    Upload(&'a str),
+}
+
+/// Streams `body` into `writer`, hashing as it goes, without committing. Returns the writer and,
+/// if the body broke off, why; a failed write cancels the writer.
+async fn pump<S, E>(
+    mut writer: Box<dyn DriverWriter>,
+    digester: &mut Digester,
+    body: S,
+) -> Result<(Box<dyn DriverWriter>, Option<String>)>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+    E: std::fmt::Display + Send,
+{
+    let mut body = std::pin::pin!(body);
+    loop {
+        // Nothing ready (a slow or stalled client): write out what is buffered first, so a
+        // waiting upload holds no buffered bytes.
+        let next = match futures::poll!(body.next()) {
+            std::task::Poll::Ready(next) => next,
+            std::task::Poll::Pending => {
+                if let Err(e) = writer.flush().await {
+                    let _ = writer.cancel().await;
+                    return Err(e.into());
+                }
+                body.next().await
+            }
+        };
+        let Some(chunk) = next else { break };
+        match chunk {
+            Ok(chunk) => {
+                digester.update(&chunk);
+                if let Err(e) = writer.write(chunk).await {
+                    let _ = writer.cancel().await;
+                    return Err(e.into());
+                }
+            }
+            Err(e) => return Ok((writer, Some(e.to_string()))),
+        }
+    }
+    Ok((writer, None))
+}

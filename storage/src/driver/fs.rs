@@ -22,6 +22,11 @@ const WRITE_BUF: usize = 1 << 20;
 const SYNC_EVERY: u64 = 16 << 20;
 /// Chunk size of streamed reads.
 const READ_CHUNK: usize = 512 * 1024;
+/// An immutable key's range at least this long is streamed from a mapping (see
+/// [`super::mapped`]); shorter ones are read, which costs less than a mapping.
+const MAP_MIN: u64 = 1 << 20;
+/// The chunks a mapped range is streamed in (slices of one mapping: no copy, no allocation).
+const MAP_CHUNK: usize = 8 << 20;
 /// Temporary files older than this are leftovers of a crash.
 pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Where temporary files live, beside the key tree. Not a valid content key prefix.
@@ -403,6 +408,50 @@ impl StorageDriver for FsDriver {
                 }
             },
         )))
+    }
+
+    async fn stream_immutable(
+        &self,
+        key: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ByteStream, DriverError> {
+        let path = self.path(key)?;
+        let mapped = blocking(key, move || {
+            let f = File::open(&path)?;
+            let size = f.metadata()?.len();
+            if offset > size {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("offset {offset} past the end ({size} bytes)"),
+                ));
+            }
+            let want = len.unwrap_or(size - offset);
+            if want < MAP_MIN {
+                return Ok(None);
+            }
+            // Start reading the range into the page cache now, so a cold blob's sends wait less.
+            let _ = rustix::fs::fadvise(
+                &f,
+                offset,
+                std::num::NonZeroU64::new(want),
+                rustix::fs::Advice::WillNeed,
+            );
+            Ok(Some((super::mapped::map(f, size)?, want)))
+        })
+        .await
+        .map_err(|e| invalid_offset(e, key, offset))?;
+        let Some((bytes, want)) = mapped else {
+            return self.stream(key, offset, len).await;
+        };
+        let start = offset as usize;
+        let end = (offset + want).min(bytes.len() as u64) as usize;
+        let short = want - (end - start) as u64;
+        let chunks = (start..end)
+            .step_by(MAP_CHUNK)
+            .map(move |at| Ok(bytes.slice(at..end.min(at + MAP_CHUNK))))
+            .chain((short > 0).then(|| Err(super::missing(short))));
+        Ok(Box::pin(futures::stream::iter(chunks)))
     }
 
     async fn writer(&self, key: &str, offset: u64) -> Result<Box<dyn DriverWriter>, DriverError> {

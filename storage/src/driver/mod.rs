@@ -9,6 +9,7 @@
 //! the old key or the new one, never a partial file.
 
 mod fs;
+pub mod mapped;
 mod memory;
 mod object;
 pub mod testsuite;
@@ -139,6 +140,29 @@ pub trait StorageDriver: Send + Sync + 'static {
                 }
             },
         )))
+    }
+
+    /// As [`stream`](Self::stream), for a key whose bytes never change in place (a
+    /// content-addressed blob, replaced only by a rename): a driver may hand out its bytes
+    /// [`mapped`], which a plain-TCP server sends with `sendfile`.
+    async fn stream_immutable(
+        &self,
+        key: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ByteStream, DriverError> {
+        self.stream(key, offset, len).await
+    }
+
+    /// A writer whose bytes appear at `key` only when it commits, whole and at once (replacing
+    /// what was there), and never when it is cancelled or dropped; several may write one key at
+    /// a time (the last commit wins). `None` where writers write in place (a filesystem): the
+    /// caller then writes elsewhere and renames.
+    async fn atomic_writer(
+        &self,
+        _key: &str,
+    ) -> Result<Option<Box<dyn DriverWriter>>, DriverError> {
+        Ok(None)
     }
 
     /// Opens a writer that continues the key at `offset`, dropping anything after it. Offset 0

@@ -620,6 +620,7 @@ impl ObjectDriver {
             size: offset,
             base: None,
             max_buffered: 0,
+            atomic: false,
         };
         let plain = self.head_plain(key).await?;
         let pending = if plain.is_none() {
@@ -710,6 +711,9 @@ pub struct ObjectWriter {
     base: Option<PendingState>,
     /// The most bytes ever held in `buf` (tests of the memory bound).
     max_buffered: usize,
+    /// An [atomic writer](StorageDriver::atomic_writer): `commit` completes the object rather
+    /// than checkpointing, and the writer touches only its own upload and segments.
+    atomic: bool,
 }
 
 impl ObjectWriter {
@@ -824,6 +828,56 @@ impl ObjectWriter {
         Ok(Segment { id, size })
     }
 
+    /// An atomic writer's commit: everything after the parts goes up as one last part and the
+    /// upload is completed (or, below one part, one PUT), so the whole object appears at once.
+    async fn complete(mut self: Box<Self>) -> Result<(), DriverError> {
+        let key = self.key.clone();
+        let path = self.driver.path(&key);
+        let store = self.inner().store.clone();
+        let mut rest = self.segments_bytes().await?;
+        rest.extend(self.take(self.buf_len));
+        let payload: PutPayload = rest.into_iter().collect();
+        match self.upload.clone() {
+            None => {
+                store
+                    .put(&path, payload)
+                    .await
+                    .map_err(|e| obj_err(&key, e))?;
+            }
+            Some(id) => {
+                let mut parts: Vec<PartId> = self
+                    .parts
+                    .iter()
+                    .map(|p| PartId {
+                        content_id: p.etag.clone(),
+                    })
+                    .collect();
+                if payload.content_length() > 0 {
+                    let last = store
+                        .put_part(&path, &id, parts.len(), payload)
+                        .await
+                        .map_err(|e| obj_err(&key, e))?;
+                    parts.push(last);
+                }
+                store
+                    .complete_multipart(&path, &id, parts)
+                    .await
+                    .map_err(|e| obj_err(&key, e))?;
+            }
+        }
+        self.drop_segments().await
+    }
+
+    /// Removes this writer's own tail segments (an atomic writer's; another may write the key).
+    async fn drop_segments(&mut self) -> Result<(), DriverError> {
+        for seg in std::mem::take(&mut self.segments) {
+            let tail = self.driver.tail(&self.key, &seg.id);
+            self.driver.delete_quiet(&self.key, &tail).await?;
+        }
+        self.seg_bytes = 0;
+        Ok(())
+    }
+
     async fn abort_all(&self) -> Result<(), DriverError> {
         let path = self.driver.path(&self.key);
         let store = &self.inner().store;
@@ -866,6 +920,9 @@ impl DriverWriter for ObjectWriter {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), DriverError> {
+        if self.atomic {
+            return self.complete().await;
+        }
         let key = self.key.clone();
         let d = self.driver.clone();
         let store = self.inner().store.clone();
@@ -918,6 +975,9 @@ impl DriverWriter for ObjectWriter {
         self.buf.clear();
         self.buf_len = 0;
         self.abort_all().await?;
+        if self.atomic {
+            return self.drop_segments().await;
+        }
         let d = self.driver.clone();
         d.remove_one(&self.key).await
     }
@@ -1001,6 +1061,27 @@ impl StorageDriver for ObjectDriver {
 
     async fn writer(&self, key: &str, offset: u64) -> Result<Box<dyn DriverWriter>, DriverError> {
         Ok(Box::new(self.open_writer(key, offset).await?))
+    }
+
+    /// Parts go to a multipart upload of the key itself, which no reader sees until it is
+    /// completed; concurrent writers have their own uploads and segments, and the last to
+    /// complete wins.
+    async fn atomic_writer(&self, key: &str) -> Result<Option<Box<dyn DriverWriter>>, DriverError> {
+        Self::check(key)?;
+        Ok(Some(Box::new(ObjectWriter {
+            driver: self.clone(),
+            key: key.to_owned(),
+            upload: None,
+            parts: Vec::new(),
+            segments: Vec::new(),
+            seg_bytes: 0,
+            buf: Vec::new(),
+            buf_len: 0,
+            size: 0,
+            base: None,
+            max_buffered: 0,
+            atomic: true,
+        })))
     }
 
     async fn stat(&self, key: &str) -> Result<FileInfo, DriverError> {

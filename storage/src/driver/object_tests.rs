@@ -131,6 +131,62 @@ async fn dropped_writer_leaves_nothing(server: &Server) {
     assert!(d.delete("extra/dropped").await.unwrap_err().is_not_found());
 }
 
+/// Atomic writers (a blob the client named by digest, written straight to its key): nothing is
+/// seen until a commit, which shows the whole object at once; two on one key keep to their own
+/// parts and segments; a cancelled or dropped one leaves the key as it was.
+async fn atomic_writes_appear_whole_on_commit(server: &Server) {
+    let d = server.driver();
+    let key = "extra/atomic/data";
+    d.put_content(key, Bytes::from_static(b"old"))
+        .await
+        .unwrap();
+    let data = pattern(17 * MIB + 5, 7);
+    let mut first = d.atomic_writer(key).await.unwrap().expect("atomic writes");
+    let mut second = d.atomic_writer(key).await.unwrap().expect("atomic writes");
+    let half = 9 * MIB + 3;
+    write_chunks(first.as_mut(), &data[..half], MIB, 2).await;
+    first.flush().await.unwrap();
+    write_chunks(second.as_mut(), &data, MIB, 2).await;
+    second.flush().await.unwrap();
+    assert_eq!(&d.get_content(key).await.unwrap()[..], b"old");
+    second.commit().await.unwrap();
+    assert!(
+        read_all(&d, key, 0).await == data,
+        "the second writer's object"
+    );
+    write_chunks(first.as_mut(), &data[half..], MIB, 2).await;
+    first.commit().await.unwrap();
+    assert!(
+        read_all(&d, key, 0).await == data,
+        "the first writer's segments survived"
+    );
+    for keep in [true, false] {
+        let mut w = d.atomic_writer(key).await.unwrap().unwrap();
+        write_chunks(w.as_mut(), &pattern(10 * MIB, 9), MIB, 1).await;
+        w.flush().await.unwrap();
+        if keep {
+            drop(w);
+        } else {
+            w.cancel().await.unwrap();
+        }
+        assert!(
+            read_all(&d, key, 0).await == data,
+            "dropped {keep}: key changed"
+        );
+    }
+    let mut small = d.atomic_writer(key).await.unwrap().unwrap();
+    small.write(Bytes::from_static(b"small")).await.unwrap();
+    small.commit().await.unwrap();
+    assert_eq!(&d.get_content(key).await.unwrap()[..], b"small");
+    d.delete("extra/atomic").await.unwrap();
+    let left: Vec<String> = objects(&d)
+        .await
+        .into_iter()
+        .filter(|o| o.contains("extra/atomic"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// A presigned redirect URL serves the key's bytes to a plain GET.
 async fn redirect_url_serves_the_bytes(server: &Server) {
     let plain = server.driver();
@@ -270,6 +326,66 @@ async fn content_layer_uploads(server: &Server) {
     blob.reader.read_to_end(&mut got).await.unwrap();
     assert!(got == data);
     store.blob_delete(&repo, &digest).await.unwrap();
+
+    // A whole blob in one request (monolithic, and POST then PUT) goes straight to its key:
+    // nothing is left under uploads, and a wrong digest stores nothing.
+    let body = |data: Vec<u8>| {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = data
+            .chunks(MIB)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        futures::stream::iter(chunks)
+    };
+    let one = pattern(9 * MIB + 1, 5);
+    let one_digest = Digest::sha256_of(&one);
+    let size = store
+        .blob_put(&repo, &one_digest, body(one.clone()))
+        .await
+        .unwrap();
+    assert_eq!(size, one.len() as u64);
+    let two = pattern(3 * MIB, 6);
+    let two_digest = Digest::sha256_of(&two);
+    let id = store.upload_start(&repo).await.unwrap().id;
+    store
+        .upload_complete(&repo, &id, &two_digest, Some(body(two.clone())))
+        .await
+        .unwrap();
+    for (digest, data) in [(&one_digest, &one), (&two_digest, &two)] {
+        let mut blob = store.blob_open(&repo, digest, 0).await.unwrap();
+        let mut got = Vec::new();
+        blob.reader.read_to_end(&mut got).await.unwrap();
+        assert!(got == *data, "{digest}");
+    }
+    let wrong = Digest::sha256_of(b"something else");
+    let e = store
+        .blob_put(&repo, &wrong, body(one.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, crate::content::ContentError::DigestMismatch { .. }),
+        "{e}"
+    );
+    let id = store.upload_start(&repo).await.unwrap().id;
+    let e = store
+        .upload_complete(&repo, &id, &wrong, Some(body(two.clone())))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, crate::content::ContentError::DigestMismatch { .. }),
+        "{e}"
+    );
+    let key = crate::content::paths::blob_data(&wrong);
+    assert!(server.driver().stat(&key).await.unwrap_err().is_not_found());
+    let d = server.driver();
+    assert!(
+        d.list(crate::content::paths::UPLOADS)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    for digest in [&one_digest, &two_digest] {
+        store.blob_delete(&repo, digest).await.unwrap();
+    }
     server
         .driver()
         .delete(crate::content::paths::BLOBS)
@@ -355,6 +471,7 @@ async fn passes_everything(server: Server) {
     upload_continues_on_another_replica(&server).await;
     dropped_writer_leaves_nothing(&server).await;
     redirect_url_serves_the_bytes(&server).await;
+    atomic_writes_appear_whole_on_commit(&server).await;
     memory_stays_bounded(&server).await;
     big_objects(&server).await;
     content_layer_uploads(&server).await;

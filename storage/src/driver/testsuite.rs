@@ -17,14 +17,35 @@ async fn read_all<D: StorageDriver>(d: &D, key: &str, offset: u64) -> Vec<u8> {
     out
 }
 
+/// How a case streams a key: `stream`, or `stream_immutable` (which a driver may map).
+#[derive(Clone, Copy, Debug)]
+enum Streamed {
+    Plain,
+    Immutable,
+}
+
+async fn stream<D: StorageDriver>(
+    d: &D,
+    how: Streamed,
+    key: &str,
+    offset: u64,
+    len: Option<u64>,
+) -> Result<super::ByteStream, DriverError> {
+    match how {
+        Streamed::Plain => d.stream(key, offset, len).await,
+        Streamed::Immutable => d.stream_immutable(key, offset, len).await,
+    }
+}
+
 async fn collect<D: StorageDriver>(
     d: &D,
+    how: Streamed,
     key: &str,
     offset: u64,
     len: Option<u64>,
 ) -> std::io::Result<Vec<u8>> {
     use futures::StreamExt;
-    let mut s = d.stream(key, offset, len).await.expect("stream");
+    let mut s = stream(d, how, key, offset, len).await.expect("stream");
     let mut out = Vec::new();
     while let Some(chunk) = s.next().await {
         out.extend_from_slice(&chunk?);
@@ -98,30 +119,62 @@ async fn streaming_writer_and_ranged_reads<D: StorageDriver>(d: &D) {
             .is_not_found()
     );
 
-    // Streams: whole, from an offset, a bounded range, and a range past the end.
-    assert_eq!(collect(d, key, 0, None).await.unwrap(), data);
-    assert_eq!(
-        collect(d, key, 777, Some(1_500_000)).await.unwrap(),
-        &data[777..777 + 1_500_000]
-    );
-    assert_eq!(collect(d, key, 5, Some(0)).await.unwrap(), Vec::<u8>::new());
-    let short = collect(d, key, data.len() as u64 - 10, Some(20))
+    // Streams: whole, from an offset, a bounded range, and a range past the end, each both
+    // ways (the long ones are mapped where a driver maps).
+    for how in [Streamed::Plain, Streamed::Immutable] {
+        assert_eq!(
+            collect(d, how, key, 0, None).await.unwrap(),
+            data,
+            "{how:?}"
+        );
+        assert_eq!(
+            collect(d, how, key, 777, Some(1_500_000)).await.unwrap(),
+            &data[777..777 + 1_500_000],
+            "{how:?}"
+        );
+        let empty = collect(d, how, key, 5, Some(0)).await.unwrap();
+        assert_eq!(empty, Vec::<u8>::new(), "{how:?}");
+        for (at, want) in [(data.len() as u64 - 10, 20), (1_000_000, 3_000_000)] {
+            let short = collect(d, how, key, at, Some(want)).await.unwrap_err();
+            assert_eq!(short.kind(), std::io::ErrorKind::UnexpectedEof, "{how:?}");
+        }
+        assert!(matches!(
+            stream(d, how, key, data.len() as u64 + 1, None)
+                .await
+                .err()
+                .unwrap(),
+            DriverError::InvalidOffset { .. }
+        ));
+        assert!(
+            stream(d, how, "suite/missing", 0, None)
+                .await
+                .err()
+                .unwrap()
+                .is_not_found()
+        );
+    }
+    // An immutable key replaced by a rename: a stream opened before reads the old bytes whole.
+    let mut before = stream(d, Streamed::Immutable, key, 0, None).await.unwrap();
+    let first = {
+        use futures::StreamExt;
+        before.next().await.unwrap().unwrap()
+    };
+    d.put_content("suite/other", Bytes::from(pattern(data.len(), 9)))
         .await
-        .unwrap_err();
-    assert_eq!(short.kind(), std::io::ErrorKind::UnexpectedEof);
-    assert!(matches!(
-        d.stream(key, data.len() as u64 + 1, None)
-            .await
-            .err()
-            .unwrap(),
-        DriverError::InvalidOffset { .. }
-    ));
+        .unwrap();
+    d.rename("suite/other", key).await.unwrap();
+    let mut old = first.to_vec();
+    {
+        use futures::StreamExt;
+        while let Some(chunk) = before.next().await {
+            old.extend_from_slice(&chunk.unwrap());
+        }
+    }
+    assert!(old == data, "a stream keeps the bytes it was opened on");
+    let new = collect(d, Streamed::Immutable, key, 0, None).await.unwrap();
     assert!(
-        d.stream("suite/missing", 0, None)
-            .await
-            .err()
-            .unwrap()
-            .is_not_found()
+        new == pattern(data.len(), 9),
+        "a new stream reads the new bytes"
     );
     d.delete(key).await.unwrap();
 }
