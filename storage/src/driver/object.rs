@@ -766,9 +766,14 @@ impl ObjectWriter {
     }
 
     /// Uploads whole parts while the segments and the buffer hold one.
+    ///
+    /// An atomic writer uploads a part only once more than one part is held: a blob of at most
+    /// one part then goes up in one PUT at commit rather than as a multipart upload of one part
+    /// (three requests, and a store that copies the parts to complete it).
     async fn drain_parts(&mut self) -> Result<(), DriverError> {
         let part = self.inner().part_size;
-        while self.seg_bytes as usize + self.buf_len >= part {
+        let more = usize::from(self.atomic);
+        while self.seg_bytes as usize + self.buf_len >= part + more {
             let path = self.driver.path(&self.key);
             let store = self.inner().store.clone();
             let id = match &self.upload {

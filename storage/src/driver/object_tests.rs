@@ -174,6 +174,11 @@ async fn atomic_writes_appear_whole_on_commit(server: &Server) {
             "dropped {keep}: key changed"
         );
     }
+    let one_part = pattern(PART_SIZE, 3);
+    let mut w = d.atomic_writer(key).await.unwrap().unwrap();
+    write_chunks(w.as_mut(), &one_part, MIB, 3).await;
+    w.commit().await.unwrap();
+    assert!(read_all(&d, key, 0).await == one_part, "exactly one part");
     let mut small = d.atomic_writer(key).await.unwrap().unwrap();
     small.write(Bytes::from_static(b"small")).await.unwrap();
     small.commit().await.unwrap();
