@@ -176,6 +176,20 @@ impl FsDriver {
     }
 }
 
+/// Opens `path` for reading and its size, refusing an `offset` past the end (`InvalidInput`,
+/// which [`invalid_offset`] maps).
+fn open_at_most(path: &Path, offset: u64) -> std::io::Result<(File, u64)> {
+    let f = File::open(path)?;
+    let size = f.metadata()?.len();
+    if offset > size {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("offset {offset} past the end ({size} bytes)"),
+        ));
+    }
+    Ok((f, size))
+}
+
 /// Reads up to `want` bytes of `f` on the blocking pool; gives the file back.
 fn read_chunk(mut f: File, want: usize) -> tokio::task::JoinHandle<(File, std::io::Result<Bytes>)> {
     tokio::task::spawn_blocking(move || {
@@ -368,14 +382,7 @@ impl StorageDriver for FsDriver {
     ) -> Result<ByteStream, DriverError> {
         let path = self.path(key)?;
         let file = blocking(key, move || {
-            let mut f = File::open(&path)?;
-            let size = f.metadata()?.len();
-            if offset > size {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("offset {offset} past the end ({size} bytes)"),
-                ));
-            }
+            let (mut f, size) = open_at_most(&path, offset)?;
             f.seek(SeekFrom::Start(offset))?;
             Ok((f, size))
         })
@@ -418,14 +425,7 @@ impl StorageDriver for FsDriver {
     ) -> Result<ByteStream, DriverError> {
         let path = self.path(key)?;
         let mapped = blocking(key, move || {
-            let f = File::open(&path)?;
-            let size = f.metadata()?.len();
-            if offset > size {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("offset {offset} past the end ({size} bytes)"),
-                ));
-            }
+            let (f, size) = open_at_most(&path, offset)?;
             let want = len.unwrap_or(size - offset);
             if want < MAP_MIN {
                 return Ok(None);

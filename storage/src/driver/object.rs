@@ -608,20 +608,7 @@ impl ObjectDriver {
 
     async fn open_writer(&self, key: &str, offset: u64) -> Result<ObjectWriter, DriverError> {
         Self::check(key)?;
-        let mut w = ObjectWriter {
-            driver: self.clone(),
-            key: key.to_owned(),
-            upload: None,
-            parts: Vec::new(),
-            segments: Vec::new(),
-            seg_bytes: 0,
-            buf: Vec::new(),
-            buf_len: 0,
-            size: offset,
-            base: None,
-            max_buffered: 0,
-            atomic: false,
-        };
+        let mut w = ObjectWriter::new(self, key, offset, false);
         let plain = self.head_plain(key).await?;
         let pending = if plain.is_none() {
             self.load_pending(key).await?
@@ -717,6 +704,24 @@ pub struct ObjectWriter {
 }
 
 impl ObjectWriter {
+    /// A writer of `key` at `size` with nothing uploaded or buffered yet.
+    fn new(driver: &ObjectDriver, key: &str, size: u64, atomic: bool) -> ObjectWriter {
+        ObjectWriter {
+            driver: driver.clone(),
+            key: key.to_owned(),
+            upload: None,
+            parts: Vec::new(),
+            segments: Vec::new(),
+            seg_bytes: 0,
+            buf: Vec::new(),
+            buf_len: 0,
+            size,
+            base: None,
+            max_buffered: 0,
+            atomic,
+        }
+    }
+
     /// Bytes held in memory now.
     pub fn buffered(&self) -> usize {
         self.buf_len
@@ -1073,20 +1078,7 @@ impl StorageDriver for ObjectDriver {
     /// complete wins.
     async fn atomic_writer(&self, key: &str) -> Result<Option<Box<dyn DriverWriter>>, DriverError> {
         Self::check(key)?;
-        Ok(Some(Box::new(ObjectWriter {
-            driver: self.clone(),
-            key: key.to_owned(),
-            upload: None,
-            parts: Vec::new(),
-            segments: Vec::new(),
-            seg_bytes: 0,
-            buf: Vec::new(),
-            buf_len: 0,
-            size: 0,
-            base: None,
-            max_buffered: 0,
-            atomic: true,
-        })))
+        Ok(Some(Box::new(ObjectWriter::new(self, key, 0, true))))
     }
 
     async fn stat(&self, key: &str) -> Result<FileInfo, DriverError> {
