@@ -190,6 +190,36 @@ fn open_at_most(path: &Path, offset: u64) -> std::io::Result<(File, u64)> {
     Ok((f, size))
 }
 
+/// Streams `len` bytes (to the end when `None`) of `f` from where it is positioned: one chunk is
+/// read ahead on the blocking pool while the consumer takes the last; a consumer that stops
+/// reading holds no thread.
+fn read_ahead(f: File, len: Option<u64>) -> ByteStream {
+    let want = |remaining: Option<u64>| {
+        remaining.map_or(READ_CHUNK, |n| n.min(READ_CHUNK as u64) as usize)
+    };
+    let next = (want(len) > 0).then(|| read_chunk(f, want(len)));
+    Box::pin(futures::stream::unfold(
+        (next, len),
+        move |(next, remaining)| async move {
+            let (f, item) = match next?.await {
+                Ok(done) => done,
+                Err(e) => return Some((Err(std::io::Error::other(e)), (None, remaining))),
+            };
+            match item {
+                Ok(chunk) if chunk.is_empty() => remaining
+                    .filter(|n| *n > 0)
+                    .map(|n| (Err(super::missing(n)), (None, remaining))),
+                Ok(chunk) => {
+                    let remaining = remaining.map(|n| n - chunk.len() as u64);
+                    let next = (want(remaining) > 0).then(|| read_chunk(f, want(remaining)));
+                    Some((Ok(chunk), (next, remaining)))
+                }
+                Err(e) => Some((Err(e), (None, remaining))),
+            }
+        },
+    ))
+}
+
 /// Reads up to `want` bytes of `f` on the blocking pool; gives the file back.
 fn read_chunk(mut f: File, want: usize) -> tokio::task::JoinHandle<(File, std::io::Result<Bytes>)> {
     tokio::task::spawn_blocking(move || {
@@ -382,39 +412,13 @@ impl StorageDriver for FsDriver {
     ) -> Result<ByteStream, DriverError> {
         let path = self.path(key)?;
         let file = blocking(key, move || {
-            let (mut f, size) = open_at_most(&path, offset)?;
+            let (mut f, _) = open_at_most(&path, offset)?;
             f.seek(SeekFrom::Start(offset))?;
-            Ok((f, size))
+            Ok(f)
         })
         .await
         .map_err(|e| invalid_offset(e, key, offset))?;
-        // One chunk is read ahead on the blocking pool while the consumer takes the last; a
-        // consumer that stops reading holds no thread.
-        let (f, _) = file;
-        let want = |remaining: Option<u64>| {
-            remaining.map_or(READ_CHUNK, |n| n.min(READ_CHUNK as u64) as usize)
-        };
-        let next = (want(len) > 0).then(|| read_chunk(f, want(len)));
-        Ok(Box::pin(futures::stream::unfold(
-            (next, len),
-            move |(next, remaining)| async move {
-                let (f, item) = match next?.await {
-                    Ok(done) => done,
-                    Err(e) => return Some((Err(std::io::Error::other(e)), (None, remaining))),
-                };
-                match item {
-                    Ok(chunk) if chunk.is_empty() => remaining
-                        .filter(|n| *n > 0)
-                        .map(|n| (Err(super::missing(n)), (None, remaining))),
-                    Ok(chunk) => {
-                        let remaining = remaining.map(|n| n - chunk.len() as u64);
-                        let next = (want(remaining) > 0).then(|| read_chunk(f, want(remaining)));
-                        Some((Ok(chunk), (next, remaining)))
-                    }
-                    Err(e) => Some((Err(e), (None, remaining))),
-                }
-            },
-        )))
+        Ok(read_ahead(file, len))
     }
 
     async fn stream_immutable(
@@ -424,11 +428,13 @@ impl StorageDriver for FsDriver {
         len: Option<u64>,
     ) -> Result<ByteStream, DriverError> {
         let path = self.path(key)?;
+        // The mapping and the range's length, or (a short range) the file, positioned.
         let mapped = blocking(key, move || {
-            let (f, size) = open_at_most(&path, offset)?;
+            let (mut f, size) = open_at_most(&path, offset)?;
             let want = len.unwrap_or(size - offset);
             if want < MAP_MIN {
-                return Ok(None);
+                f.seek(SeekFrom::Start(offset))?;
+                return Ok(Err(f));
             }
             // Start reading the range into the page cache now, so a cold blob's sends wait less.
             let _ = rustix::fs::fadvise(
@@ -437,12 +443,14 @@ impl StorageDriver for FsDriver {
                 std::num::NonZeroU64::new(want),
                 rustix::fs::Advice::WillNeed,
             );
-            Ok(Some((super::mapped::map(f, size)?, want)))
+            Ok(Ok((super::mapped::map(f, size)?, want)))
         })
         .await
         .map_err(|e| invalid_offset(e, key, offset))?;
-        let Some((bytes, want)) = mapped else {
-            return self.stream(key, offset, len).await;
+        // A short range is read from the file already open, as `stream` reads.
+        let (bytes, want) = match mapped {
+            Ok(mapped) => mapped,
+            Err(f) => return Ok(read_ahead(f, len)),
         };
         let start = offset as usize;
         let end = (offset + want).min(bytes.len() as u64) as usize;
